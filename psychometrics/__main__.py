@@ -1,0 +1,6 @@
+"""``python -m psychometrics`` runs the ``psytest`` command."""
+
+from psychometrics.cli import main
+
+if __name__ == "__main__":
+    main()

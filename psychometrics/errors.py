@@ -1,0 +1,36 @@
+"""Errors a user can fix.
+
+Every error raised for bad input is a :class:`PsytestError`. Its message is one line that names the
+file, field or option at fault and says what to do; the CLI prints it without a traceback and exits
+with the error's ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class PsytestError(Exception):
+    """A problem with the user's input or environment, reported as one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InventoryError(PsytestError):
+    """An inventory file that cannot be loaded or is inconsistent."""
+
+    def __init__(self, source: str, where: str | None, problem: str):
+        self.source = source
+        self.where = where
+        self.problem = problem
+        location = f"{source}: {where}" if where else source
+        super().__init__(f"{location}: {problem}")
+
+
+class ModelSpecError(PsytestError):
+    """A ``--model`` string that names no backend or has bad parameters."""
