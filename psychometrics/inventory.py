@@ -380,7 +380,7 @@ def _describe_location(loc: tuple, data: dict) -> tuple[str | None, str | None, 
             rest = rest[2:]
             model = NormStat
         return where, ".".join(rest) or None, model
-    if head == "response_scale":
+    if head == "response_scale" and len(loc) > 1:
         return "response_scale", ".".join(str(p) for p in loc[1:]) or None, ResponseScale
     return None, ".".join(str(p) for p in loc), Inventory
 
