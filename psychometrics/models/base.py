@@ -1,0 +1,82 @@
+"""The one interface every model backend implements: a prompt in, text or option probabilities out.
+
+A :class:`ModelRequest` is what a chat model receives (messages) plus what the caller needs back: in
+``text`` mode the reply text, in ``probs`` mode the log-probability of each answer label as it is
+displayed (``choices``, in display order). Backends never see which item or semantic option is
+behind a label: mapping positions back to meaning is the caller's job, so permuted option orders can
+be compared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+if TYPE_CHECKING:
+    from psychometrics.inventory import Inventory
+
+AnswerMode = Literal["text", "probs"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One call to a model.
+
+    Attributes
+    ----------
+    messages : the chat transcript sent to the model.
+    choices : the answer labels shown to the model, in display order ("1".."5", "A".."E", or the
+        option words); in ``probs`` mode the backend scores exactly these.
+    mode : ``text`` (generate a reply) or ``probs`` (score the choices).
+    temperature, seed : sampling settings; the seed is derived per request by the caller.
+    max_tokens : generation limit in ``text`` mode.
+    """
+
+    messages: tuple[Message, ...]
+    choices: tuple[str, ...]
+    mode: AnswerMode = "text"
+    temperature: float = 0.0
+    seed: int | None = None
+    max_tokens: int = 16
+
+
+@dataclass
+class ModelReply:
+    """What came back. ``choice_logprobs`` maps each label to its log-probability; the labels' total
+    probability may be below 1 when the model puts mass on other tokens (that share is recorded)."""
+
+    text: str | None = None
+    choice_logprobs: dict[str, float] | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelBackend(ABC):
+    """A model that answers :class:`ModelRequest` objects asynchronously."""
+
+    #: The model string the user gave (e.g. ``sim/extraversion=1``); part of every request id.
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Backend settings that change answers; recorded in the run manifest and in request ids."""
+        return {}
+
+    def prepare(self, inventories: Sequence["Inventory"]) -> None:
+        """Called once before a run with the inventories to be administered (simulated respondents
+        learn the items' meaning from them; other backends may warm up). Default: nothing."""
+
+    @abstractmethod
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        """Answer one request."""
+
+    async def aclose(self) -> None:
+        """Release resources (connections, loaded weights)."""

@@ -1,0 +1,303 @@
+"""Simulated respondents: a model backend with known trait levels and injectable response biases.
+
+A simulated respondent answers through the same interface as a real model: it reads the chat messages,
+recognises the statement (item text or paraphrase) and the displayed options, and replies with text or
+with log-probabilities over the displayed labels. Because its traits are known, the whole pipeline
+(design, prompts, parsing, scoring, psychometrics) can be tested against ground truth.
+
+Response model
+--------------
+Samejima's graded response model (GRM). For an item with keying sign :math:`s` on trait :math:`\\theta`
+and displayed categories :math:`k = 0..K-1` ordered by meaning, the latent agreement is
+
+.. math:: \\eta = s\\,\\theta + \\alpha + \\sigma z, \\quad z \\sim N(0, 1)
+
+with acquiescence :math:`\\alpha` (agreement regardless of keying) and state noise :math:`\\sigma`, and
+
+.. math:: P(X \\ge k) = \\operatorname{logistic}(a(\\eta - b_k)), \\quad k = 1..K-1
+
+with discrimination :math:`a` and ordered thresholds :math:`b_k` (evenly spaced on [-1.5, 1.5] plus a
+per-item shift drawn once from the item text, so items differ in difficulty as real items do).
+Midpoint preference multiplies the middle category's probability by :math:`e^{m}`; position bias
+multiplies the first or last *displayed* option's probability by :math:`e^{p}`; refusals replace a reply
+with a refusal (text mode) or move that share of probability off the options (probability mode).
+
+Reference: Samejima, F. (1969). Estimation of latent ability using a response pattern of graded
+scores. Psychometrika Monograph Supplement, 34(4, Pt. 2), 100.
+
+Model strings: ``sim/default`` or ``sim/`` followed by comma-separated ``key=value`` pairs, e.g.
+``sim/extraversion=1.5,neuroticism=-1,acquiescence=0.8,seed=3``. Keys are trait names (the ``trait``
+vocabulary of the inventories; ``e a c n o`` abbreviate the Big Five) and the parameters in
+:data:`PARAMETERS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from psychometrics.errors import ModelSpecError
+from psychometrics.inventory import Inventory
+from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
+
+TRAIT_ALIASES = {
+    "e": "extraversion",
+    "a": "agreeableness",
+    "c": "conscientiousness",
+    "n": "neuroticism",
+    "o": "openness",
+}
+
+#: Tunable parameters, their defaults and allowed ranges (inclusive).
+PARAMETERS: dict[str, tuple[float, float, float]] = {
+    "acquiescence": (0.0, -5.0, 5.0),
+    "midpoint": (0.0, -10.0, 10.0),
+    "position_first": (0.0, -10.0, 10.0),
+    "position_last": (0.0, -10.0, 10.0),
+    "refusal": (0.0, 0.0, 1.0),
+    "noise": (0.0, 0.0, 10.0),
+    "discrimination": (1.8, 0.05, 20.0),
+    "seed": (0, 0, 2**31 - 1),
+    "verbose": (0, 0, 1),
+}
+TRAIT_MODES = ("zero", "random")
+
+REFUSAL_TEXT = "As an AI, I don't have personal feelings or experiences, so I can't rate that statement."
+CONFUSED_TEXT = "I'm not sure how to answer that."
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Parsed ``sim/...`` model string."""
+
+    traits: dict[str, float] = field(default_factory=dict)
+    trait_mode: str = "zero"
+    params: dict[str, float] = field(default_factory=dict)
+
+    def get(self, name: str) -> float:
+        return self.params.get(name, PARAMETERS[name][0])
+
+
+def parse_sim_spec(model: str) -> SimConfig:
+    """Parse ``sim/k=v,...``; bad keys or values raise a one-line :class:`ModelSpecError`."""
+    body = model.split("/", 1)[1] if "/" in model else ""
+    if body in ("", "default"):
+        return SimConfig()
+    traits: dict[str, float] = {}
+    params: dict[str, float] = {}
+    trait_mode = "zero"
+    for part in body.split(","):
+        key, sep, raw = part.partition("=")
+        key = key.strip().lower()
+        raw = raw.strip()
+        if not sep or not key:
+            raise ModelSpecError(
+                f"--model {model}: expected key=value pairs separated by commas, got {part!r}"
+            )
+        if key == "traits":
+            if raw not in TRAIT_MODES:
+                raise ModelSpecError(f"--model {model}: traits must be one of {', '.join(TRAIT_MODES)}, got {raw!r}")
+            trait_mode = raw
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ModelSpecError(f"--model {model}: {key} must be a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise ModelSpecError(f"--model {model}: {key} must be finite, got {raw!r}")
+        if key in PARAMETERS:
+            _, low, high = PARAMETERS[key]
+            if not low <= value <= high:
+                raise ModelSpecError(f"--model {model}: {key} must be between {low:g} and {high:g}, got {raw}")
+            if key in ("seed", "verbose") and value != int(value):
+                raise ModelSpecError(f"--model {model}: {key} must be a whole number, got {raw}")
+            params[key] = value
+        elif re.fullmatch(r"[a-z][a-z0-9_]*", key):
+            if abs(value) > 6:
+                raise ModelSpecError(f"--model {model}: trait {key} must be between -6 and 6 (SD units), got {raw}")
+            traits[TRAIT_ALIASES.get(key, key)] = value
+        else:
+            raise ModelSpecError(f"--model {model}: {key!r} is neither a trait name nor a parameter")
+    return SimConfig(traits=traits, trait_mode=trait_mode, params=params)
+
+
+def _normalize(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def _unit_hash(*parts: object) -> np.random.Generator:
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+@dataclass
+class _ItemKnowledge:
+    canonical: str
+    loadings: list[tuple[str, int]]  # (trait, sign) pairs: sign already includes reverse keying
+
+
+class ItemBank:
+    """What the simulated respondent 'understands': which trait each wording expresses, and which way,
+    and where each response label sits on the agreement continuum."""
+
+    def __init__(self) -> None:
+        self.wordings: dict[str, _ItemKnowledge] = {}
+        self.label_rank: dict[str, float] = {}
+        self._known: set[str] = set()
+
+    def learn(self, inventory: Inventory) -> None:
+        if inventory.content_hash in self._known:
+            return
+        self._known.add(inventory.content_hash)
+        rs = inventory.response_scale
+        for value, label in rs.labels.items():
+            self.label_rank.setdefault(_normalize(label), (value - rs.min) / (rs.max - rs.min))
+        scales = {s.id: s for s in inventory.scales}
+        from psychometrics.prompts import statement_text
+
+        for item in inventory.items:
+            scale = scales[inventory.scale_of_item[item.id]]
+            if scale.trait is None:
+                continue
+            sign = scale.trait_sign * (-1 if item.reverse_keyed else 1)
+            canonical = _normalize(item.text)
+            for wording in (item.text, *item.paraphrases):
+                for form in {_normalize(wording), _normalize(statement_text(inventory, wording))}:
+                    entry = self.wordings.setdefault(form, _ItemKnowledge(canonical, []))
+                    if (scale.trait, sign) not in entry.loadings:
+                        entry.loadings.append((scale.trait, sign))
+
+    def find_item(self, text: str) -> _ItemKnowledge | None:
+        """The longest known wording contained in ``text``.
+
+        Templates put the statement last, so the longest known suffix is tried first (fast); a scan
+        of every known wording is the fallback.
+        """
+        words = _normalize(text).split()
+        for start in range(len(words)):
+            knowledge = self.wordings.get(" ".join(words[start:]))
+            if knowledge is not None:
+                return knowledge
+        haystack = f" {' '.join(words)} "
+        best: tuple[int, _ItemKnowledge] | None = None
+        for wording, knowledge in self.wordings.items():
+            if len(wording) > (best[0] if best else 0) and f" {wording} " in haystack:
+                best = (len(wording), knowledge)
+        return best[1] if best else None
+
+
+def grm_probabilities(eta: float, discrimination: float, thresholds: np.ndarray) -> np.ndarray:
+    """Category probabilities of Samejima's graded response model for latent value ``eta``."""
+    cumulative = 1.0 / (1.0 + np.exp(-discrimination * (eta - thresholds)))  # P(X >= k), k = 1..K-1
+    upper = np.concatenate(([1.0], cumulative))
+    lower = np.concatenate((cumulative, [0.0]))
+    return np.clip(upper - lower, 1e-12, None)
+
+
+class SimulatedRespondent(ModelBackend):
+    """A respondent with known trait levels (SD units) and configurable response biases."""
+
+    def __init__(self, model: str, inventories: Sequence[Inventory] | None = None):
+        self.name = model
+        self.config = parse_sim_spec(model)
+        self.bank = ItemBank()
+        from psychometrics.library import load_all_shipped
+
+        for inventory in (*load_all_shipped(), *(inventories or ())):
+            self.bank.learn(inventory)
+
+    @property
+    def params(self) -> dict[str, object]:
+        return {
+            "traits": dict(sorted(self.config.traits.items())),
+            "trait_mode": self.config.trait_mode,
+            **{k: self.config.get(k) for k in PARAMETERS},
+        }
+
+    def prepare(self, inventories: Sequence[Inventory]) -> None:
+        for inventory in inventories:
+            self.bank.learn(inventory)
+
+    def trait_level(self, trait: str) -> float:
+        """The true level of ``trait``: given in the model string, else 0 or a seeded N(0, 1) draw."""
+        trait = TRAIT_ALIASES.get(trait, trait)
+        if trait in self.config.traits:
+            return self.config.traits[trait]
+        if self.config.trait_mode == "random":
+            return float(_unit_hash("trait", int(self.config.get("seed")), trait).standard_normal())
+        return 0.0
+
+    # -- reading the prompt --------------------------------------------------------------------------
+    def _option_texts(self, prompt: str, choices: tuple[str, ...]) -> list[str] | None:
+        texts = []
+        for label in choices:
+            match = re.search(rf"(?m)^\s*\(?{re.escape(label)}[\.\):]\s+(.+?)\s*$", prompt)
+            if match:
+                texts.append(match.group(1))
+            elif re.search(rf"(?m)^\s*-\s*{re.escape(label)}\s*$", prompt):
+                texts.append(label)  # the label is the option's words
+            else:
+                return None
+        return texts
+
+    def _display_probabilities(self, request: ModelRequest, rng: np.random.Generator):
+        prompt = "\n".join(m.content for m in request.messages if m.role == "user")
+        option_texts = self._option_texts(prompt, request.choices)
+        ranks = [self.bank.label_rank.get(_normalize(t)) for t in option_texts] if option_texts else None
+        if not ranks or any(r is None for r in ranks):
+            return None, None
+        order = np.argsort(ranks, kind="stable")  # semantic category k sits at display position order[k]
+        k = len(request.choices)
+        knowledge = self.bank.find_item(prompt)
+        cfg = self.config
+        seed = int(cfg.get("seed"))
+        if knowledge is not None:
+            eta = float(np.mean([sign * self.trait_level(trait) for trait, sign in knowledge.loadings]))
+            shift = float(_unit_hash("item", seed, knowledge.canonical).normal(0.0, 0.3))
+        else:
+            eta, shift = 0.0, 0.0
+        eta += cfg.get("acquiescence") + cfg.get("noise") * float(rng.standard_normal())
+        thresholds = np.linspace(-1.5, 1.5, k - 1) + shift if k > 1 else np.array([])
+        semantic = grm_probabilities(eta, cfg.get("discrimination"), thresholds)
+        if k % 2 == 1:
+            semantic[k // 2] *= math.exp(cfg.get("midpoint"))
+        display = np.empty(k)
+        display[order] = semantic
+        display[0] *= math.exp(cfg.get("position_first"))
+        display[-1] *= math.exp(cfg.get("position_last"))
+        return display / display.sum(), option_texts
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        seed_material = (int(self.config.get("seed")), request.seed, request.choices, [m.content for m in request.messages])
+        rng = _unit_hash("reply", *seed_material)
+        refuse = rng.random() < self.config.get("refusal")
+        probabilities, option_texts = self._display_probabilities(request, rng)
+        n_in = sum(len(m.content.split()) for m in request.messages)
+        if probabilities is None:
+            if request.mode == "probs":
+                uniform = math.log(1.0 / len(request.choices))
+                return ModelReply(choice_logprobs={c: uniform for c in request.choices}, input_tokens=n_in)
+            return ModelReply(text=CONFUSED_TEXT, input_tokens=n_in, output_tokens=7)
+        if request.mode == "probs":
+            on_options = 1.0 - self.config.get("refusal")
+            logprobs = {c: math.log(max(p * on_options, 1e-300)) for c, p in zip(request.choices, probabilities)}
+            return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=1)
+        if refuse:
+            return ModelReply(text=REFUSAL_TEXT, input_tokens=n_in, output_tokens=18)
+        if request.temperature <= 0:
+            position = int(np.argmax(probabilities))
+        else:
+            tempered = np.exp(np.log(probabilities) / request.temperature)
+            position = int(rng.choice(len(probabilities), p=tempered / tempered.sum()))
+        label = request.choices[position]
+        if self.config.get("verbose"):
+            shown = option_texts[position]
+            text = f"My answer: {label}." if shown == label else f"I would say {label} ({shown})."
+        else:
+            text = label
+        return ModelReply(text=text, input_tokens=n_in, output_tokens=len(text.split()))
