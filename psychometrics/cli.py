@@ -186,6 +186,197 @@ def inventories_validate(
 
 
 # ---------------------------------------------------------------------------------------------------
+# administer
+
+
+def _csv_option(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+@app.command()
+def administer(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to question, e.g. sim/extraversion=1.5,seed=2.")] = "sim/default",
+    inventory: Annotated[
+        list[str], typer.Option("--inventory", "-i", help="Inventory name or YAML path; repeat for several.")
+    ] = ["mini-ipip"],  # noqa: B006 - typer needs a list default
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<time>-<model>).")] = None,
+    design_file: Annotated[Optional[Path], typer.Option("--design", help="Design YAML; options given here override it.")] = None,
+    option_orders: Annotated[
+        Optional[str],
+        typer.Option(help="Comma list of: original, reversed, rotations, latin-square, random:N."),
+    ] = None,
+    templates: Annotated[Optional[str], typer.Option(help="Comma list of instruction templates (see 'psytest templates').")] = None,
+    paraphrases: Annotated[Optional[str], typer.Option(help="none: item text only; all: also every paraphrase.")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Repeated samples per design cell.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Run seed; per-request seeds are derived from it.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Answer mode: text, probs or both.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the number of requests and tokens; send nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
+) -> None:
+    """Administer inventories to a model under a factorial design; store every answer; score."""
+    from psychometrics.design import Design, design_from_mapping, load_design
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models import resolve_model
+
+    base = load_design(design_file).model_dump() if design_file else Design().model_dump()
+    overrides = {
+        "option_orders": _csv_option(option_orders),
+        "templates": _csv_option(templates),
+        "paraphrases": paraphrases,
+        "samples": samples,
+        "temperature": temperature,
+        "seed": seed,
+        "modes": {"both": ["text", "probs"]}.get(mode, [mode]) if mode else None,
+    }
+    base.update({key: value for key, value in overrides.items() if value is not None})
+    design = design_from_mapping(base, "design")
+    inventories = [resolve_inventory(name) for name in inventory]
+    if len({inv.id for inv in inventories}) != len(inventories):
+        raise PsytestError("--inventory: the same inventory is given twice; give each once")
+    backend = resolve_model(model)
+    if dry_run:
+        _dry_run(backend, inventories, design, out, as_json)
+        return
+    from psychometrics.run import administer as run_administer
+    from psychometrics.run import default_run_dir, score_run
+
+    run_dir = out or default_run_dir(model)
+    progress = None if as_json else _Progress()
+    result = run_administer(
+        backend, inventories, design, run_dir, concurrency=concurrency, timeout_s=timeout,
+        on_start=progress.start if progress else None, on_answer=progress.advance if progress else None,
+    )
+    if progress:
+        progress.stop()
+    scores, summary = score_run(run_dir, inventories)
+    stats = result.stats
+    payload = {
+        "run_dir": str(run_dir),
+        "model": model,
+        "requests_planned": stats.planned,
+        "already_answered": stats.already_answered,
+        "sent": stats.sent,
+        "failed": stats.failed,
+        "outcomes": stats.outcomes,
+        "items_per_second": round(stats.per_second, 3),
+        "scales": summary.to_dict(orient="records"),
+    }
+    if as_json:
+        _print_json(payload)
+        return
+    _print_run_summary(payload, summary)
+
+
+class _Progress:
+    """A rich progress bar on stderr: done/total, items/s, ETA and failures."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.failures = 0
+        self.progress = Progress(
+            TextColumn("[bold]administering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} items/s"),
+            TimeRemainingColumn(),
+            TextColumn("failures: {task.fields[failures]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("run", total=total, rate="-", failures=0)
+        self._t0 = None
+
+    def advance(self, row) -> None:
+        import time
+
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+            self._n = 0
+        self._n += 1
+        if row.error is not None:
+            self.failures += 1
+        elapsed = time.perf_counter() - self._t0
+        rate = f"{self._n / elapsed:.1f}" if elapsed > 0 else "-"
+        self.progress.update(self.task, advance=1, rate=rate, failures=self.failures)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            task = self.progress.tasks[0]
+            if task.completed < (task.total or 0):
+                # Requests answered in an earlier run: show them as done.
+                self.progress.update(self.task, completed=task.total)
+        self.progress.stop()
+
+
+def _print_run_summary(payload: dict, summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
+    console.print(
+        f"Run {payload['run_dir']}: {payload['requests_planned']} requests planned, "
+        f"{payload['already_answered']} already answered, {payload['sent']} sent "
+        f"({payload['items_per_second']} items/s), {payload['failed']} failed; outcomes: {outcomes}",
+        highlight=False,
+    )
+    table = Table(title="Scale scores over design cells")
+    for column in ("inventory", "mode", "scale", "mean", "sd", "scored/cells"):
+        table.add_column(column, justify="right" if column in ("mean", "sd", "scored/cells") else "left")
+    for record in summary.to_dict(orient="records"):
+        sd = record["sd"]
+        table.add_row(
+            record["inventory"], record["mode"], record["scale"],
+            "-" if record["mean"] != record["mean"] else f"{record['mean']:.2f}",
+            "-" if sd != sd else f"{sd:.2f}",
+            f"{record['scored']}/{record['respondents']}",
+        )
+    console.print(table)
+
+
+def _dry_run(backend, inventories, design, out: Path | None, as_json: bool) -> None:
+    from psychometrics.administer import pending
+    from psychometrics.design import plan_requests
+    from psychometrics.run import RESPONSES
+    from psychometrics.store import RunStore
+
+    planned = plan_requests(inventories, design, backend.name, backend.params)
+    answered = 0
+    if out is not None and (out / RESPONSES).exists():
+        with RunStore(out / RESPONSES) as store:
+            todo, answered = pending(planned, store)
+    else:
+        todo = planned
+    # About four characters per token for English text; chat templates add a few tokens per message.
+    input_tokens = sum(sum(len(m.content) for m in p.request.messages) // 4 + 4 * len(p.request.messages) for p in todo)
+    output_tokens = sum(p.request.max_tokens if p.request.mode == "text" else 1 for p in todo)
+    payload = {
+        "requests_planned": len(planned),
+        "already_answered": answered,
+        "to_send": len(todo),
+        "estimated_input_tokens": input_tokens,
+        "estimated_output_tokens_max": output_tokens,
+    }
+    if as_json:
+        _print_json(payload)
+        return
+    typer.echo(
+        f"dry run: {payload['requests_planned']} requests planned, {answered} already answered, "
+        f"{payload['to_send']} to send; about {input_tokens:,} input tokens and at most "
+        f"{output_tokens:,} output tokens. Nothing was sent."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 # entry point
 
 

@@ -259,6 +259,17 @@ def check_consistency(inv: Inventory, source: str) -> None:
                 )
             seen_wordings.add(paraphrase.casefold())
 
+    texts = {item.text.casefold(): item.id for item in inv.items}
+    for item in inv.items:
+        for paraphrase in item.paraphrases:
+            other = texts.get(paraphrase.casefold())
+            if other is not None and other != item.id:
+                raise InventoryError(
+                    source,
+                    f"item '{item.id}'",
+                    f"paraphrase {paraphrase!r} is the text of item '{other}'; a paraphrase must not duplicate another item",
+                )
+
     scale_of: dict[str, str] = {}
     scale_ids: set[str] = set()
     for scale in inv.scales:

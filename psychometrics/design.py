@@ -1,0 +1,253 @@
+"""The factorial design of an administration, and its expansion into planned requests.
+
+A design crosses, for every item of every inventory: option orders x templates x wordings (the item
+text and its paraphrases) x samples. Each cell is one :class:`PlannedRequest` with a stable id and a
+seed derived from the run seed and the cell (one fixed seed for all requests would correlate the
+draws across items).
+
+Option-order schemes, for K response options:
+
+``original``        1..K as the inventory lists them
+``reversed``        K..1
+``rotations``       the K cyclic rotations of the original order
+``latin-square``    a Williams balanced Latin square: every option appears once in every position and
+                    (for even K; odd K adds the mirrored rows) follows every other option equally often
+``random:N``        N seeded random permutations
+
+Reference: Williams, E. J. (1949). Experimental designs balanced for the estimation of residual effects
+of treatments. Australian Journal of Scientific Research, 2(3), 149-168.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from psychometrics.errors import PsytestError
+from psychometrics.inventory import Inventory, Item
+from psychometrics.models.base import AnswerMode, ModelRequest
+from psychometrics.prompts import TEMPLATES, RenderedPrompt, get_template, render_item
+
+ORDER_SCHEMES = ("original", "reversed", "rotations", "latin-square", "random:N")
+
+
+class Design(BaseModel):
+    """What varies across requests. Mirrors the ``administer`` options and ``--design FILE.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    option_orders: Annotated[list[str], Field(min_length=1)] = ["original"]
+    templates: Annotated[list[str], Field(min_length=1)] = ["numbered"]
+    paraphrases: Literal["none", "all"] = "none"
+    samples: Annotated[int, Field(ge=1, le=10_000)] = 1
+    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    modes: Annotated[list[AnswerMode], Field(min_length=1)] = ["text"]
+    max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
+
+    @field_validator("option_orders")
+    @classmethod
+    def _known_schemes(cls, schemes: list[str]) -> list[str]:
+        for scheme in schemes:
+            name, _, count = scheme.partition(":")
+            if name == "random" and count.isdigit() and int(count) >= 1:
+                continue
+            if scheme not in ORDER_SCHEMES[:-1]:
+                raise ValueError(f"unknown option order {scheme!r}; use {', '.join(ORDER_SCHEMES)}")
+        return schemes
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, templates: list[str]) -> list[str]:
+        for template in templates:
+            get_template(template)
+        return templates
+
+    def as_manifest(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def load_design(path: Path) -> Design:
+    """Read ``--design FILE.yaml``; problems become one-line errors naming the file and field."""
+    from psychometrics.yaml_io import load_yaml_file
+
+    data = load_yaml_file(path)
+    if not isinstance(data, dict):
+        raise PsytestError(f"{path}: a design file must be a mapping of design options")
+    return design_from_mapping(data, str(path))
+
+
+def design_from_mapping(data: dict, source: str) -> Design:
+    try:
+        return Design.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "design"
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(Design.model_fields)
+            raise PsytestError(f"{source}: unknown design option '{field}'; allowed: {allowed}") from None
+        message = error["msg"].removeprefix("Value error, ")
+        raise PsytestError(f"{source}: {field}: {message}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# option orders
+
+
+def williams_square(k: int) -> list[tuple[int, ...]]:
+    """Rows of a Williams balanced Latin square on ``0..k-1`` (2k rows when k is odd)."""
+    first, low, high = [0], 1, k - 1
+    while len(first) < k:
+        first.append(low)
+        low += 1
+        if len(first) < k:
+            first.append(high)
+            high -= 1
+    rows = [tuple((value + shift) % k for value in first) for shift in range(k)]
+    if k % 2 == 1:
+        rows += [tuple(reversed(row)) for row in rows]
+    return rows
+
+
+def expand_option_orders(schemes: list[str], values: list[int], seed: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Named display orders of ``values`` for the given schemes, duplicates removed (first name kept)."""
+    k = len(values)
+    named: list[tuple[str, tuple[int, ...]]] = []
+    for scheme in schemes:
+        if scheme == "original":
+            named.append(("original", tuple(values)))
+        elif scheme == "reversed":
+            named.append(("reversed", tuple(reversed(values))))
+        elif scheme == "rotations":
+            named += [(f"rotation{r}", tuple(values[r:] + values[:r])) for r in range(k)]
+        elif scheme == "latin-square":
+            named += [(f"latin{i + 1}", tuple(values[j] for j in row)) for i, row in enumerate(williams_square(k))]
+        else:
+            count = int(scheme.split(":")[1])
+            rng = random.Random(f"option-orders:{seed}:{k}")
+            for i in range(count):
+                order = list(values)
+                rng.shuffle(order)
+                named.append((f"random{i + 1}", tuple(order)))
+    unique: dict[tuple[int, ...], str] = {}
+    for name, order in named:
+        unique.setdefault(order, name)
+    return [(name, order) for order, name in unique.items()]
+
+
+# ---------------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The design cell of a request (everything but the item)."""
+
+    option_order: str
+    template: str
+    wording: str  # "original" or "paraphrase1", "paraphrase2", ...
+    sample: int
+    mode: AnswerMode
+
+    def as_dict(self) -> dict:
+        return {
+            "option_order": self.option_order,
+            "template": self.template,
+            "wording": self.wording,
+            "sample": self.sample,
+            "mode": self.mode,
+        }
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One request to send: the item, its design cell, the rendered prompt and its identity."""
+
+    request_id: str
+    inventory: Inventory
+    item: Item
+    condition: Condition
+    prompt: RenderedPrompt
+    request: ModelRequest
+    option_texts: tuple[str, ...]
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def messages_hash(prompt: RenderedPrompt) -> str:
+    return _digest([[m.role, m.content] for m in prompt.messages])
+
+
+def derive_seed(run_seed: int, *parts: object) -> int:
+    """A per-request seed in [0, 2**31): independent draws for every item, cell and sample."""
+    return int(_digest([run_seed, *parts])[:8], 16) & 0x7FFFFFFF
+
+
+def request_identity(model: str, backend_params: dict, request: ModelRequest, sample: int) -> str:
+    """sha256 of everything that changes the answer: model, its settings, messages, labels, mode,
+    sampling settings, derived seed and sample index."""
+    return _digest(
+        {
+            "model": model,
+            "params": backend_params,
+            "messages": [[m.role, m.content] for m in request.messages],
+            "choices": list(request.choices),
+            "mode": request.mode,
+            "temperature": request.temperature,
+            "seed": request.seed,
+            "max_tokens": request.max_tokens if request.mode == "text" else None,
+            "sample": sample,
+        }
+    )
+
+
+def plan_requests(
+    inventories: list[Inventory], design: Design, model: str, backend_params: dict
+) -> list[PlannedRequest]:
+    """Expand the design over every item of every inventory, in a stable order."""
+    planned: list[PlannedRequest] = []
+    for inventory in inventories:
+        rs = inventory.response_scale
+        orders = expand_option_orders(design.option_orders, rs.values, design.seed)
+        for item in inventory.items:
+            wordings = [("original", item.text)]
+            if design.paraphrases == "all":
+                wordings += [(f"paraphrase{i + 1}", text) for i, text in enumerate(item.paraphrases)]
+            for template_id in design.templates:
+                template = TEMPLATES[template_id]
+                for order_name, order in orders:
+                    for wording_name, wording in wordings:
+                        prompt = render_item(inventory, item, template=template, option_order=order, wording=wording)
+                        option_texts = tuple(rs.labels[v] for v in prompt.position_values)
+                        for mode in design.modes:
+                            for sample in range(design.samples):
+                                condition = Condition(order_name, template_id, wording_name, sample, mode)
+                                seed = derive_seed(design.seed, inventory.id, item.id, condition.as_dict())
+                                request = ModelRequest(
+                                    messages=prompt.messages,
+                                    choices=prompt.choices,
+                                    mode=mode,
+                                    temperature=design.temperature,
+                                    seed=seed,
+                                    max_tokens=design.max_tokens,
+                                )
+                                planned.append(
+                                    PlannedRequest(
+                                        request_identity(model, backend_params, request, sample),
+                                        inventory,
+                                        item,
+                                        condition,
+                                        prompt,
+                                        request,
+                                        option_texts,
+                                    )
+                                )
+    return planned

@@ -1,0 +1,143 @@
+"""One administration, end to end: run directory, manifest, plan, send, score.
+
+The manifest records everything needed to repeat the run (model, backend settings, design, seeds,
+inventory content hashes, package versions) and never an API key: backends expose only the settings
+that change answers. Re-running with the same ``--out`` resumes; a different model, design or
+inventory in the same directory is refused, so one store never mixes two studies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from psychometrics import __version__
+from psychometrics.administer import RunStats, run_requests
+from psychometrics.design import Design, PlannedRequest, plan_requests
+from psychometrics.errors import PsytestError
+from psychometrics.inventory import Inventory
+from psychometrics.models.base import ModelBackend
+from psychometrics.store import RunStore
+
+MANIFEST = "manifest.json"
+RESPONSES = "responses.sqlite"
+SCORES = "scores.csv"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stats: RunStats
+    planned: list[PlannedRequest]
+
+
+def default_run_dir(model: str, now: _dt.datetime | None = None) -> Path:
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", model).strip("-")[:60]
+    return Path("runs") / f"{stamp}-{slug}"
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"psytest": __version__, "python": platform.python_version()}
+    for name in ("numpy", "pandas", "pydantic", "pyyaml", "typer", "llama-cpp-python", "litellm"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_identity(backend: ModelBackend, design: Design, inventories: list[Inventory]) -> dict:
+    """The part of the manifest that must match for a directory to be resumed."""
+    return {
+        "model": backend.name,
+        "backend_params": backend.params,
+        "design": design.as_manifest(),
+        "inventories": [{"id": inv.id, "content_hash": inv.content_hash} for inv in inventories],
+    }
+
+
+def write_manifest(run_dir: Path, identity: dict, extra: dict) -> None:
+    path = run_dir / MANIFEST
+    manifest = {"psytest_manifest": 1, **identity, **extra}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_manifest(run_dir: Path) -> dict:
+    path = run_dir / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PsytestError(f"{run_dir}: not a psytest run directory (no {MANIFEST})") from None
+    except json.JSONDecodeError as exc:
+        raise PsytestError(f"{path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
+
+
+def check_resumable(run_dir: Path, identity: dict) -> None:
+    """Refuse to add a different study to an existing run directory."""
+    if not (run_dir / MANIFEST).exists():
+        return
+    previous = read_manifest(run_dir)
+    for key in ("model", "backend_params", "design", "inventories"):
+        if previous.get(key) != identity[key]:
+            raise PsytestError(
+                f"--out {run_dir}: this directory holds a run with a different {key.replace('_', ' ')}; "
+                "choose another --out, or repeat the original command to resume it"
+            )
+
+
+def administer(
+    backend: ModelBackend,
+    inventories: list[Inventory],
+    design: Design,
+    run_dir: Path,
+    *,
+    concurrency: int = 4,
+    timeout_s: float | None = None,
+    on_start=None,
+    on_answer=None,
+) -> RunResult:
+    """Plan, send what is missing, and write the manifest; returns the run statistics."""
+    backend.prepare(inventories)
+    identity = run_identity(backend, design, inventories)
+    check_resumable(run_dir, identity)
+    planned = plan_requests(inventories, design, backend.name, backend.params)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if (run_dir / MANIFEST).exists():
+        created = read_manifest(run_dir).get("created_at", created)
+    extra = {
+        "created_at": created,
+        "requests_planned": len(planned),
+        "inventory_sources": {inv.id: inv.name for inv in inventories},
+        "packages": _package_versions(),
+        "platform": f"{platform.system()} {platform.machine()}",
+    }
+    write_manifest(run_dir, identity, extra)
+    with RunStore(run_dir / RESPONSES) as store:
+        if on_start is not None:
+            on_start(len(planned))
+        stats = asyncio.run(
+            run_requests(backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, on_answer=on_answer)
+        )
+    return RunResult(run_dir, stats, planned)
+
+
+def score_run(run_dir: Path, inventories: list[Inventory]):
+    """Score a run directory and write ``scores.csv``; returns (scores, summary) data frames."""
+    from psychometrics.scoring import responses_frame, scale_scores, scale_summary
+
+    with RunStore(run_dir / RESPONSES) as store:
+        frame = responses_frame(store)
+    scores = scale_scores(frame, inventories)
+    scores.to_csv(run_dir / SCORES, index=False)
+    return scores, scale_summary(scores)

@@ -1,0 +1,154 @@
+"""The run store: ``responses.sqlite`` beside ``manifest.json`` in a run directory.
+
+One row per request, keyed by the request id (a hash of everything that changes the answer), written
+and committed as soon as the answer arrives. A request whose id has an answered row is never sent
+again, so re-running a command or resuming after a crash sends only what is missing. Failed requests
+are stored with their error and retried on the next run. Each distinct prompt is stored once, in
+``prompts``, so repeated samples do not repeat the text.
+
+SQLite runs in WAL mode, so readers (a report) never block the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prompts (
+    messages_hash TEXT PRIMARY KEY,
+    messages TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS responses (
+    request_id TEXT PRIMARY KEY,
+    inventory TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    messages_hash TEXT NOT NULL REFERENCES prompts(messages_hash),
+    choices TEXT NOT NULL,
+    position_values TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    raw_reply TEXT,
+    choice_logprobs TEXT,
+    outcome TEXT NOT NULL,
+    parse_method TEXT,
+    position INTEGER,
+    value REAL,
+    expected_value REAL,
+    entropy REAL,
+    option_mass REAL,
+    latency_s REAL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    answered_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_item ON responses(inventory, item_id);
+"""
+
+COLUMNS = (
+    "request_id", "inventory", "item_id", "condition", "messages_hash", "choices", "position_values", "mode",
+    "raw_reply", "choice_logprobs", "outcome", "parse_method", "position", "value", "expected_value", "entropy",
+    "option_mass", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "answered_at",
+)
+
+
+@dataclass
+class ResponseRow:
+    """One stored answer (or failure). JSON-valued fields are Python objects here."""
+
+    request_id: str
+    inventory: str
+    item_id: str
+    condition: dict[str, Any]
+    messages_hash: str
+    choices: list[str]
+    position_values: list[int]
+    mode: str
+    raw_reply: str | None
+    choice_logprobs: dict[str, float] | None
+    outcome: str
+    parse_method: str | None = None
+    position: int | None = None
+    value: float | None = None
+    expected_value: float | None = None
+    entropy: float | None = None
+    option_mass: float | None = None
+    latency_s: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+    attempts: int = 1
+    answered_at: float = 0.0
+
+
+_JSON_FIELDS = ("condition", "choices", "position_values", "choice_logprobs")
+
+
+class RunStore:
+    """Open (creating if needed) the responses database of a run directory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def answered_ids(self) -> set[str]:
+        """Ids of requests that have an answer (failures are not answers: they are retried)."""
+        return {row[0] for row in self.conn.execute("SELECT request_id FROM responses WHERE error IS NULL")}
+
+    def previous_attempts(self, request_id: str) -> int:
+        row = self.conn.execute("SELECT attempts FROM responses WHERE request_id = ?", (request_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def save_prompt(self, messages_hash: str, messages: list[list[str]]) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO prompts(messages_hash, messages) VALUES (?, ?)",
+            (messages_hash, json.dumps(messages, ensure_ascii=False)),
+        )
+
+    def write(self, row: ResponseRow) -> None:
+        """Insert or replace one row and commit it (autocommit mode: durable when this returns)."""
+        row.answered_at = row.answered_at or time.time()
+        values = [getattr(row, column) for column in COLUMNS]
+        for index, column in enumerate(COLUMNS):
+            if column in _JSON_FIELDS and values[index] is not None:
+                values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column != "choices")
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        self.conn.execute(f"INSERT OR REPLACE INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", values)
+
+    def rows(self) -> Iterator[ResponseRow]:
+        cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM responses ORDER BY rowid")
+        for record in cursor:
+            data = dict(zip(COLUMNS, record))
+            for column in _JSON_FIELDS:
+                if data[column] is not None:
+                    data[column] = json.loads(data[column])
+            yield ResponseRow(**data)
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+
