@@ -19,6 +19,18 @@ if TYPE_CHECKING:
 AnswerMode = Literal["text", "probs"]
 
 
+class TransientModelError(Exception):
+    """A failure worth retrying (rate limit, overload, timeout, dropped connection).
+
+    ``retry_after`` is the server's requested wait in seconds (from a Retry-After header), if any. Any
+    other exception from :meth:`ModelBackend.complete` is final for that request and is recorded.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class Message:
     role: Literal["system", "user", "assistant"]
