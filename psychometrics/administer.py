@@ -4,20 +4,47 @@ A fixed pool of ``concurrency`` workers pulls requests from the plan, so memory 
 of millions of requests. Requests already answered in the store are skipped before anything is sent.
 Each answer (or failure, with its reason) is written and committed before the worker takes its next
 request: an interrupted run loses at most the requests in flight, and resuming sends only those.
+
+Transient failures (rate limits, overload, timeouts, dropped connections) are retried with
+exponential backoff and jitter, waiting at least as long as the server's Retry-After asks. Invalid text
+replies can be re-asked in the same conversation (policy ``reask:N``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from psychometrics.design import PlannedRequest, messages_hash
-from psychometrics.models.base import ModelBackend, ModelReply
-from psychometrics.parse import parse_reply
+from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest, TransientModelError
+from psychometrics.parse import ParsedReply, parse_many, parse_reply
 from psychometrics.store import ResponseRow, RunStore
+
+REASK_TEXT = "I could not read an answer in your reply. {rule}"
+_REASK_RULE = {
+    True: 'Please answer again, one line per statement in the form "S1: <answer>", using only the option labels.',
+    False: "Please answer again with only the label of one option: {labels}.",
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient failures: ``max_retries`` more tries, waits ``base_s * 2**k`` (with jitter),
+    at least the server's Retry-After, at most ``cap_s``."""
+
+    max_retries: int = 5
+    base_s: float = 1.0
+    cap_s: float = 120.0
+
+    def wait(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        backoff = min(self.cap_s, self.base_s * 2**retry) * (0.5 + rng.random() / 2)
+        if retry_after is not None:
+            return min(self.cap_s, max(retry_after, backoff))
+        return backoff
 
 
 @dataclass
@@ -26,12 +53,16 @@ class RunStats:
     already_answered: int = 0
     sent: int = 0
     failed: int = 0
+    retries: int = 0
+    reasks: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    items_answered: int = 0
 
     @property
     def per_second(self) -> float:
-        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Items answered per second of wall time in this run."""
+        return self.items_answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 def distribution_summary(logprobs: dict[str, float], choices: tuple[str, ...], values: tuple[int, ...]):
@@ -40,7 +71,7 @@ def distribution_summary(logprobs: dict[str, float], choices: tuple[str, ...], v
     The distribution is renormalised over the displayed options; ``mass`` is their total probability
     before renormalising (how much the model put on valid answers at all).
     """
-    probabilities = [math.exp(logprobs[c]) if c in logprobs and logprobs[c] is not None else 0.0 for c in choices]
+    probabilities = [math.exp(logprobs[c]) if logprobs.get(c) is not None else 0.0 for c in choices]
     mass = sum(probabilities)
     if mass <= 0:
         return None, None, None, 0.0
@@ -51,61 +82,74 @@ def distribution_summary(logprobs: dict[str, float], choices: tuple[str, ...], v
     return position, expected, entropy, mass
 
 
-def answer_row(planned: PlannedRequest, reply: ModelReply, latency_s: float, attempts: int) -> ResponseRow:
-    """Classify a reply and build its stored row (positions mapped back to response values)."""
+def _base_row(planned: PlannedRequest, index: int, attempts: int) -> ResponseRow:
     prompt = planned.prompt
-    row = ResponseRow(
+    return ResponseRow(
         request_id=planned.request_id,
         inventory=planned.inventory.id,
-        item_id=planned.item.id,
+        item_id=planned.items[index].id,
+        item_index=index,
         condition=planned.condition.as_dict(),
         messages_hash=messages_hash(prompt),
         choices=list(prompt.choices),
         position_values=list(prompt.position_values),
         mode=planned.request.mode,
-        raw_reply=reply.text,
-        choice_logprobs=reply.choice_logprobs,
-        outcome="unparseable",
-        latency_s=latency_s,
-        input_tokens=reply.input_tokens,
-        output_tokens=reply.output_tokens,
-        attempts=attempts,
-    )
-    if planned.request.mode == "probs":
-        if reply.choice_logprobs:
-            position, expected, entropy, mass = distribution_summary(
-                reply.choice_logprobs, prompt.choices, prompt.position_values
-            )
-            row.option_mass = mass
-            if position is not None:
-                row.outcome, row.position = "valid", position
-                row.value, row.expected_value, row.entropy = expected, expected, entropy
-        return row
-    parsed = parse_reply(reply.text, prompt.choices, planned.option_texts)
-    row.outcome, row.parse_method, row.position = parsed.outcome, parsed.method, parsed.position
-    if parsed.outcome == "valid":
-        row.value = float(prompt.position_values[parsed.position])
-    return row
-
-
-def failure_row(planned: PlannedRequest, error: BaseException, latency_s: float, attempts: int) -> ResponseRow:
-    reason = f"{type(error).__name__}: {error}".strip().rstrip(":")
-    return ResponseRow(
-        request_id=planned.request_id,
-        inventory=planned.inventory.id,
-        item_id=planned.item.id,
-        condition=planned.condition.as_dict(),
-        messages_hash=messages_hash(planned.prompt),
-        choices=list(planned.prompt.choices),
-        position_values=list(planned.prompt.position_values),
-        mode=planned.request.mode,
         raw_reply=None,
         choice_logprobs=None,
-        outcome="error",
-        latency_s=latency_s,
-        error=reason[:2000],
+        outcome="unparseable",
         attempts=attempts,
     )
+
+
+def parse_items(planned: PlannedRequest, text: str | None) -> list[ParsedReply]:
+    """Parse a text reply into one result per item of the request."""
+    prompt = planned.prompt
+    if len(planned.items) == 1:
+        return [parse_reply(text, prompt.choices, planned.option_texts)]
+    return parse_many(text, len(planned.items), prompt.choices, planned.option_texts)
+
+
+def answer_rows(
+    planned: PlannedRequest, reply: ModelReply, latency_s: float, attempts: int,
+    parsed: list[ParsedReply] | None = None,
+) -> list[ResponseRow]:
+    """Classify a reply and build its stored rows (positions mapped back to response values)."""
+    prompt = planned.prompt
+    rows = []
+    if planned.request.mode == "text" and parsed is None:
+        parsed = parse_items(planned, reply.text)
+    for index in range(len(planned.items)):
+        row = _base_row(planned, index, attempts)
+        row.raw_reply = reply.text
+        row.choice_logprobs = reply.choice_logprobs
+        row.latency_s = latency_s
+        row.input_tokens, row.output_tokens = reply.input_tokens, reply.output_tokens
+        if planned.request.mode == "probs":
+            if reply.choice_logprobs:
+                position, expected, entropy, mass = distribution_summary(
+                    reply.choice_logprobs, prompt.choices, prompt.position_values
+                )
+                row.option_mass = mass
+                if position is not None:
+                    row.outcome, row.position = "valid", position
+                    row.value, row.expected_value, row.entropy = expected, expected, entropy
+        else:
+            result = parsed[index]
+            row.outcome, row.parse_method, row.position = result.outcome, result.method, result.position
+            if result.outcome == "valid":
+                row.value = float(prompt.position_values[result.position])
+        rows.append(row)
+    return rows
+
+
+def failure_rows(planned: PlannedRequest, error: BaseException, latency_s: float, attempts: int) -> list[ResponseRow]:
+    reason = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    rows = []
+    for index in range(len(planned.items)):
+        row = _base_row(planned, index, attempts)
+        row.outcome, row.error, row.latency_s = "error", reason[:2000], latency_s
+        rows.append(row)
+    return rows
 
 
 def pending(planned: Iterable[PlannedRequest], store: RunStore) -> tuple[list[PlannedRequest], int]:
@@ -121,6 +165,18 @@ def pending(planned: Iterable[PlannedRequest], store: RunStore) -> tuple[list[Pl
     return list(todo.values()), done
 
 
+def _reask_request(planned: PlannedRequest, replies: list[str], round_: int) -> ModelRequest:
+    """The conversation so far plus a follow-up asking for a readable answer."""
+    request = planned.request
+    many = len(planned.items) > 1
+    rule = _REASK_RULE[many].format(labels=", ".join(request.choices))
+    messages = list(request.messages)
+    for reply in replies:
+        messages += [Message("assistant", reply), Message("user", REASK_TEXT.format(rule=rule))]
+    seed = None if request.seed is None else (request.seed + 7919 * round_) & 0x7FFFFFFF
+    return ModelRequest(tuple(messages), request.choices, request.mode, request.temperature, seed, request.max_tokens)
+
+
 async def run_requests(
     backend: ModelBackend,
     planned: list[PlannedRequest],
@@ -128,36 +184,74 @@ async def run_requests(
     *,
     concurrency: int = 4,
     timeout_s: float | None = None,
-    on_answer: Callable[[ResponseRow], None] | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    reasks: int = 0,
+    on_answer: Callable[[list[ResponseRow]], None] | None = None,
 ) -> RunStats:
     """Send every unanswered request in ``planned``; commit each answer as it arrives."""
     todo, done = pending(planned, store)
     stats = RunStats(planned=len(planned), already_answered=done)
     queue = iter(todo)
     started = time.perf_counter()
+    jitter = random.Random()
 
-    async def worker() -> None:
-        for request in queue:  # a shared iterator: each request goes to exactly one worker
-            attempts = store.previous_attempts(request.request_id) + 1
-            t0 = time.perf_counter()
+    async def call(request: ModelRequest) -> ModelReply:
+        for attempt in range(retry.max_retries + 1):
             try:
                 if timeout_s:
-                    reply = await asyncio.wait_for(backend.complete(request.request), timeout_s)
-                else:
-                    reply = await backend.complete(request.request)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any backend failure is recorded, not fatal
-                row = failure_row(request, exc, time.perf_counter() - t0, attempts)
-                stats.failed += 1
-            else:
-                row = answer_row(request, reply, time.perf_counter() - t0, attempts)
-            store.save_prompt(row.messages_hash, [[m.role, m.content] for m in request.prompt.messages])
-            store.write(row)
+                    return await asyncio.wait_for(backend.complete(request), timeout_s)
+                return await backend.complete(request)
+            except (TransientModelError, asyncio.TimeoutError) as exc:
+                if attempt == retry.max_retries:
+                    if isinstance(exc, asyncio.TimeoutError):
+                        raise TransientModelError(f"no answer within {timeout_s:g} s") from None
+                    raise
+                stats.retries += 1
+                await asyncio.sleep(retry.wait(attempt, getattr(exc, "retry_after", None), jitter))
+        raise AssertionError("unreachable")
+
+    async def answer(planned_request: PlannedRequest, attempts: int) -> list[ResponseRow]:
+        t0 = time.perf_counter()
+        try:
+            reply = await call(planned_request.request)
+            if planned_request.request.mode != "text" or reasks == 0:
+                return answer_rows(planned_request, reply, time.perf_counter() - t0, attempts)
+            parsed = parse_items(planned_request, reply.text)
+            history: list[str] = []
+            final_text = reply.text
+            for round_ in range(1, reasks + 1):
+                if all(p.outcome == "valid" for p in parsed):
+                    break
+                history.append(final_text or "")
+                again = await call(_reask_request(planned_request, history, round_))
+                stats.reasks += 1
+                final_text = again.text
+                for index, result in enumerate(parse_items(planned_request, again.text)):
+                    if parsed[index].outcome != "valid" and result.outcome == "valid":
+                        parsed[index] = result
+            rows = answer_rows(planned_request, reply, time.perf_counter() - t0, attempts, parsed)
+            if history:
+                for row in rows:
+                    row.raw_reply, row.reasks, row.reask_replies = final_text, len(history), history
+            return rows
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any backend failure is recorded, not fatal
+            stats.failed += 1
+            return failure_rows(planned_request, exc, time.perf_counter() - t0, attempts)
+
+    async def worker() -> None:
+        for planned_request in queue:  # a shared iterator: each request goes to exactly one worker
+            attempts = store.previous_attempts(planned_request.request_id) + 1
+            rows = await answer(planned_request, attempts)
+            store.save_prompt(rows[0].messages_hash, [[m.role, m.content] for m in planned_request.prompt.messages])
+            store.write(rows)
             stats.sent += 1
-            stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
+            for row in rows:
+                stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
+            stats.items_answered += sum(row.error is None for row in rows)
             if on_answer is not None:
-                on_answer(row)
+                on_answer(rows)
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
     try:

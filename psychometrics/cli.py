@@ -211,6 +211,18 @@ def administer(
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Run seed; per-request seeds are derived from it.")] = None,
     mode: Annotated[Optional[str], typer.Option(help="Answer mode: text, probs or both.")] = None,
+    personas: Annotated[
+        Optional[str], typer.Option(help="Persona set: trait-shaping, neutral-biographies, or a YAML path.")
+    ] = None,
+    persona_ids: Annotated[Optional[str], typer.Option(help="Comma list of persona ids to use from the set.")] = None,
+    items_per_request: Annotated[Optional[int], typer.Option(help="Items asked together in one request.")] = None,
+    item_orders: Annotated[
+        Optional[int], typer.Option(help="Seeded shuffled item orders (with several items per request).")
+    ] = None,
+    invalid: Annotated[
+        Optional[str], typer.Option(help="Invalid text replies: missing, drop (listwise) or reask:N.")
+    ] = None,
+    max_retries: Annotated[int, typer.Option(min=0, max=100, help="Retries of rate limits, 5xx and timeouts.")] = 5,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the number of requests and tokens; send nothing.")] = False,
@@ -230,28 +242,43 @@ def administer(
         "temperature": temperature,
         "seed": seed,
         "modes": {"both": ["text", "probs"]}.get(mode, [mode]) if mode else None,
+        "personas": personas,
+        "persona_ids": _csv_option(persona_ids),
+        "items_per_request": items_per_request,
+        "item_orders": item_orders,
+        "invalid": invalid,
     }
     base.update({key: value for key, value in overrides.items() if value is not None})
     design = design_from_mapping(base, "design")
     inventories = [resolve_inventory(name) for name in inventory]
     if len({inv.id for inv in inventories}) != len(inventories):
         raise PsytestError("--inventory: the same inventory is given twice; give each once")
+    persona_set = None
+    if design.personas:
+        from psychometrics.personas import resolve_persona_set
+
+        persona_set = resolve_persona_set(design.personas)
+        persona_set.select(design.persona_ids)
     backend = resolve_model(model)
     if dry_run:
-        _dry_run(backend, inventories, design, out, as_json)
+        _dry_run(backend, inventories, design, persona_set, out, as_json)
         return
+    from psychometrics.administer import RetryPolicy
     from psychometrics.run import administer as run_administer
     from psychometrics.run import default_run_dir, score_run
 
     run_dir = out or default_run_dir(model)
     progress = None if as_json else _Progress()
-    result = run_administer(
-        backend, inventories, design, run_dir, concurrency=concurrency, timeout_s=timeout,
-        on_start=progress.start if progress else None, on_answer=progress.advance if progress else None,
-    )
-    if progress:
-        progress.stop()
-    scores, summary = score_run(run_dir, inventories)
+    try:
+        result = run_administer(
+            backend, inventories, design, run_dir, persona_set=persona_set, concurrency=concurrency,
+            timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries),
+            on_start=progress.start if progress else None, on_answer=progress.advance if progress else None,
+        )
+    finally:
+        if progress:
+            progress.stop()
+    scores, summary = score_run(run_dir, inventories, design.invalid)
     stats = result.stats
     payload = {
         "run_dir": str(run_dir),
@@ -260,6 +287,8 @@ def administer(
         "already_answered": stats.already_answered,
         "sent": stats.sent,
         "failed": stats.failed,
+        "retries": stats.retries,
+        "reasks": stats.reasks,
         "outcomes": stats.outcomes,
         "items_per_second": round(stats.per_second, 3),
         "scales": summary.to_dict(orient="records"),
@@ -295,14 +324,14 @@ class _Progress:
         self.task = self.progress.add_task("run", total=total, rate="-", failures=0)
         self._t0 = None
 
-    def advance(self, row) -> None:
+    def advance(self, rows) -> None:
         import time
 
         if self._t0 is None:
             self._t0 = time.perf_counter()
             self._n = 0
-        self._n += 1
-        if row.error is not None:
+        self._n += len(rows)
+        if rows[0].error is not None:
             self.failures += 1
         elapsed = time.perf_counter() - self._t0
         rate = f"{self._n / elapsed:.1f}" if elapsed > 0 else "-"
@@ -343,13 +372,13 @@ def _print_run_summary(payload: dict, summary) -> None:
     console.print(table)
 
 
-def _dry_run(backend, inventories, design, out: Path | None, as_json: bool) -> None:
+def _dry_run(backend, inventories, design, persona_set, out: Path | None, as_json: bool) -> None:
     from psychometrics.administer import pending
     from psychometrics.design import plan_requests
     from psychometrics.run import RESPONSES
     from psychometrics.store import RunStore
 
-    planned = plan_requests(inventories, design, backend.name, backend.params)
+    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     answered = 0
     if out is not None and (out / RESPONSES).exists():
         with RunStore(out / RESPONSES) as store:

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from psychometrics.errors import PsytestError
 from psychometrics.inventory import Inventory, Item
 from psychometrics.models.base import AnswerMode, ModelRequest
-from psychometrics.prompts import TEMPLATES, RenderedPrompt, get_template, render_item
+from psychometrics.personas import Persona, PersonaSet
+from psychometrics.prompts import TEMPLATES, RenderedPrompt, get_template, render_items
 
 ORDER_SCHEMES = ("original", "reversed", "rotations", "latin-square", "random:N")
 
@@ -50,6 +51,28 @@ class Design(BaseModel):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     modes: Annotated[list[AnswerMode], Field(min_length=1)] = ["text"]
     max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
+    personas: str | None = None
+    persona_ids: list[str] | None = None
+    items_per_request: Annotated[int, Field(ge=1, le=500)] = 1
+    item_orders: Annotated[int, Field(ge=1, le=1000)] = 1
+    invalid: Annotated[str, Field(pattern=r"^(missing|drop|reask:[1-9][0-9]?)$")] = "missing"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "Design":
+        if self.items_per_request > 1 and "probs" in self.modes:
+            raise ValueError(
+                "probability mode scores one item per request; use items_per_request 1 or text mode only"
+            )
+        if self.item_orders > 1 and self.items_per_request == 1:
+            raise ValueError("item_orders only matters with several items per request (items_per_request > 1)")
+        if self.persona_ids and not self.personas:
+            raise ValueError("persona_ids needs personas (a persona set name or file)")
+        return self
+
+    @property
+    def reasks(self) -> int:
+        """How many times an invalid text reply is re-asked (0 unless ``invalid`` is ``reask:N``)."""
+        return int(self.invalid.split(":")[1]) if self.invalid.startswith("reask:") else 0
 
     @field_validator("option_orders")
     @classmethod
@@ -93,6 +116,8 @@ def design_from_mapping(data: dict, source: str) -> Design:
             allowed = ", ".join(Design.model_fields)
             raise PsytestError(f"{source}: unknown design option '{field}'; allowed: {allowed}") from None
         message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "string_pattern_mismatch" and field == "invalid":
+            message = f"must be missing, drop or reask:N (N = 1..99), got {error.get('input')!r}"
         raise PsytestError(f"{source}: {field}: {message}") from None
 
 
@@ -147,11 +172,14 @@ def expand_option_orders(schemes: list[str], values: list[int], seed: int) -> li
 
 @dataclass(frozen=True)
 class Condition:
-    """The design cell of a request (everything but the item)."""
+    """The design cell of a request (everything but the items). One cell answers every item once,
+    so a cell is one complete questionnaire: the unit the scores and reliabilities are computed on."""
 
     option_order: str
     template: str
+    persona: str  # persona id, or "none"
     wording: str  # "original" or "paraphrase1", "paraphrase2", ...
+    item_order: str  # "none" (one item per request) or "shuffle1", "shuffle2", ...
     sample: int
     mode: AnswerMode
 
@@ -159,23 +187,33 @@ class Condition:
         return {
             "option_order": self.option_order,
             "template": self.template,
+            "persona": self.persona,
             "wording": self.wording,
+            "item_order": self.item_order,
             "sample": self.sample,
             "mode": self.mode,
         }
 
 
+CONDITION_FIELDS = ("option_order", "template", "persona", "wording", "item_order", "sample", "mode")
+
+
 @dataclass(frozen=True)
 class PlannedRequest:
-    """One request to send: the item, its design cell, the rendered prompt and its identity."""
+    """One request to send: its items (one, or several in display order), design cell, rendered
+    prompt and identity."""
 
     request_id: str
     inventory: Inventory
-    item: Item
+    items: tuple[Item, ...]
     condition: Condition
     prompt: RenderedPrompt
     request: ModelRequest
     option_texts: tuple[str, ...]
+
+    @property
+    def item(self) -> Item:
+        return self.items[0]
 
 
 def _digest(payload: object) -> str:
@@ -209,45 +247,93 @@ def request_identity(model: str, backend_params: dict, request: ModelRequest, sa
     )
 
 
+def _wordings(inventory: Inventory, design: Design) -> list[str]:
+    if design.paraphrases == "none":
+        return ["original"]
+    most = max((len(item.paraphrases) for item in inventory.items), default=0)
+    return ["original", *(f"paraphrase{i + 1}" for i in range(most))]
+
+
+def _wording_text(item: Item, wording: str) -> str | None:
+    if wording == "original":
+        return item.text
+    index = int(wording.removeprefix("paraphrase")) - 1
+    return item.paraphrases[index] if index < len(item.paraphrases) else None
+
+
+def _item_sequences(inventory: Inventory, design: Design) -> list[tuple[str, list[Item]]]:
+    """Item orders: the inventory's order for one item per request, else seeded shuffles."""
+    if design.items_per_request == 1:
+        return [("none", list(inventory.items))]
+    sequences = []
+    for j in range(design.item_orders):
+        items = list(inventory.items)
+        random.Random(f"item-order:{design.seed}:{inventory.id}:{j}").shuffle(items)
+        sequences.append((f"shuffle{j + 1}", items))
+    return sequences
+
+
 def plan_requests(
-    inventories: list[Inventory], design: Design, model: str, backend_params: dict
+    inventories: list[Inventory],
+    design: Design,
+    model: str,
+    backend_params: dict,
+    persona_set: PersonaSet | None = None,
 ) -> list[PlannedRequest]:
-    """Expand the design over every item of every inventory, in a stable order."""
+    """Expand the design over every item of every inventory, in a stable order.
+
+    Items vary fastest (then samples and modes within an item), so consecutive requests share the
+    whole prompt prefix: local models reuse their cache, and a run interrupted early still has
+    complete questionnaires for the first cells.
+    """
+    personas: list[Persona | None] = list(persona_set.select(design.persona_ids)) if persona_set else [None]
     planned: list[PlannedRequest] = []
     for inventory in inventories:
         rs = inventory.response_scale
         orders = expand_option_orders(design.option_orders, rs.values, design.seed)
-        for item in inventory.items:
-            wordings = [("original", item.text)]
-            if design.paraphrases == "all":
-                wordings += [(f"paraphrase{i + 1}", text) for i, text in enumerate(item.paraphrases)]
-            for template_id in design.templates:
-                template = TEMPLATES[template_id]
-                for order_name, order in orders:
-                    for wording_name, wording in wordings:
-                        prompt = render_item(inventory, item, template=template, option_order=order, wording=wording)
-                        option_texts = tuple(rs.labels[v] for v in prompt.position_values)
-                        for mode in design.modes:
-                            for sample in range(design.samples):
-                                condition = Condition(order_name, template_id, wording_name, sample, mode)
-                                seed = derive_seed(design.seed, inventory.id, item.id, condition.as_dict())
-                                request = ModelRequest(
-                                    messages=prompt.messages,
-                                    choices=prompt.choices,
-                                    mode=mode,
-                                    temperature=design.temperature,
-                                    seed=seed,
-                                    max_tokens=design.max_tokens,
+        sequences = _item_sequences(inventory, design)
+        for template_id in design.templates:
+            template = TEMPLATES[template_id]
+            for order_name, order in orders:
+                for persona in personas:
+                    for wording in _wordings(inventory, design):
+                        for sequence_name, sequence in sequences:
+                            worded = [(item, _wording_text(item, wording)) for item in sequence]
+                            worded = [(item, text) for item, text in worded if text is not None]
+                            for start in range(0, len(worded), design.items_per_request):
+                                chunk = worded[start : start + design.items_per_request]
+                                prompt = render_items(
+                                    inventory, chunk, template=template, option_order=order,
+                                    system_prefix=persona.text if persona else None,
                                 )
-                                planned.append(
-                                    PlannedRequest(
-                                        request_identity(model, backend_params, request, sample),
-                                        inventory,
-                                        item,
-                                        condition,
-                                        prompt,
-                                        request,
-                                        option_texts,
-                                    )
-                                )
+                                option_texts = tuple(rs.labels[v] for v in prompt.position_values)
+                                for mode in design.modes:
+                                    for sample in range(design.samples):
+                                        condition = Condition(
+                                            order_name, template_id, persona.id if persona else "none",
+                                            wording, sequence_name, sample, mode,
+                                        )
+                                        seed = derive_seed(
+                                            design.seed, inventory.id, [item.id for item, _ in chunk],
+                                            condition.as_dict(),
+                                        )
+                                        request = ModelRequest(
+                                            messages=prompt.messages,
+                                            choices=prompt.choices,
+                                            mode=mode,
+                                            temperature=design.temperature,
+                                            seed=seed,
+                                            max_tokens=design.max_tokens * len(chunk),
+                                        )
+                                        planned.append(
+                                            PlannedRequest(
+                                                request_identity(model, backend_params, request, sample),
+                                                inventory,
+                                                tuple(item for item, _ in chunk),
+                                                condition,
+                                                prompt,
+                                                request,
+                                                option_texts,
+                                            )
+                                        )
     return planned

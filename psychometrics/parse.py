@@ -86,3 +86,37 @@ def parse_reply(text: str | None, choices: tuple[str, ...], option_texts: tuple[
     if not numeric and not words_style and re.fullmatch(r"\s*[A-Z][\.\)]?\s*", reply):
         return ParsedReply("out_of_range")
     return ParsedReply("unparseable")
+
+
+def parse_many(
+    text: str | None, n_items: int, choices: tuple[str, ...], option_texts: tuple[str, ...]
+) -> list[ParsedReply]:
+    """Classify a reply to ``n_items`` numbered statements, one answer per line ("S1: 4").
+
+    Lines are matched by their statement number; if the reply has no numbered lines but exactly
+    ``n_items`` non-empty lines, they are taken in order (a lenient match). A whole-reply refusal marks
+    every item as refused; a statement without an answer line is unparseable.
+    """
+    if text is None or not text.strip():
+        return [ParsedReply("unparseable")] * n_items
+    answers: dict[int, str] = {}
+    for match in re.finditer(r"(?im)^[\s*#-]*S(\d+)\s*[:.)\-]\s*(.+?)\s*$", text):
+        answers.setdefault(int(match.group(1)), match.group(2))
+    lenient = False
+    if not answers:
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        if len(lines) == n_items:
+            answers = {k + 1: line for k, line in enumerate(lines)}
+            lenient = True
+        elif _REFUSAL.search(text):
+            return [ParsedReply("refusal")] * n_items
+    results = []
+    for k in range(1, n_items + 1):
+        if k not in answers:
+            results.append(ParsedReply("unparseable"))
+            continue
+        parsed = parse_reply(answers[k], choices, option_texts)
+        if lenient and parsed.outcome == "valid":
+            parsed = ParsedReply("valid", parsed.position, "lenient")
+        results.append(parsed)
+    return results

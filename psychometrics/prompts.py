@@ -23,51 +23,43 @@ _REPLY_RULE = {
     "letters": "Reply with the letter of one option only.",
     "words": "Reply with the exact words of one option only.",
 }
+_REPLY_RULE_MANY = {
+    "numbers": 'Rate every statement. Reply with one line per statement in the form "S1: <number>".',
+    "letters": 'Rate every statement. Reply with one line per statement in the form "S1: <letter>".',
+    "words": 'Rate every statement. Reply with one line per statement in the form "S1: <exact words of the option>".',
+}
 
 
 @dataclass(frozen=True)
 class Template:
-    """A wording of the task. ``system`` may use ``{instructions}``; ``user`` must use ``{options}``,
-    ``{reply_rule}`` and ``{statement}`` with the statement last."""
+    """A wording of the task.
+
+    The system message is ``system`` (which may use ``{instructions}``); the user message is ``intro``,
+    the options, the reply rule, then ``lead`` and the statement, always last. ``lead_many`` introduces
+    the numbered statements when several items share a request.
+    """
 
     id: str
     label_style: LabelStyle
     system: str
-    user: str
+    intro: str
+    lead: str
+    lead_many: str
 
 
 TEMPLATES: dict[str, Template] = {
     t.id: t
     for t in (
+        Template("numbered", "numbers", "{instructions}", "Options:", "Statement: ", "Statements:"),
+        Template("lettered", "letters", "{instructions}", "Choose one of these answers:", "Statement: ", "Statements:"),
+        Template("worded", "words", "{instructions}", "Possible answers:", "Statement: ", "Statements:"),
         Template(
-            "numbered",
-            "numbers",
-            "{instructions}",
-            "Options:\n{options}\n\n{reply_rule}\n\nStatement: {statement}",
+            "survey", "numbers", "You are taking part in a personality survey. {instructions}",
+            "Use this scale:", "How well does this describe you? ", "How well does each of these describe you?",
         ),
         Template(
-            "lettered",
-            "letters",
-            "{instructions}",
-            "Choose one of these answers:\n{options}\n\n{reply_rule}\n\nStatement: {statement}",
-        ),
-        Template(
-            "worded",
-            "words",
-            "{instructions}",
-            "Possible answers:\n{options}\n\n{reply_rule}\n\nStatement: {statement}",
-        ),
-        Template(
-            "survey",
-            "numbers",
-            "You are taking part in a personality survey. {instructions}",
-            "Use this scale:\n{options}\n\n{reply_rule}\n\nHow well does this describe you? {statement}",
-        ),
-        Template(
-            "self-report",
-            "letters",
-            "Answer questions about yourself honestly. {instructions}",
-            "Response options:\n{options}\n\n{reply_rule}\n\nItem: {statement}",
+            "self-report", "letters", "Answer questions about yourself honestly. {instructions}",
+            "Response options:", "Item: ", "Items:",
         ),
     )
 }
@@ -76,12 +68,17 @@ DEFAULT_TEMPLATE = "numbered"
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """Messages for one item, the labels shown (display order) and the value behind each position."""
+    """Messages for one request, the labels shown (display order), the value behind each position,
+    and the statements asked (one, or several numbered S1, S2, ... in display order)."""
 
     messages: tuple[Message, ...]
     choices: tuple[str, ...]
     position_values: tuple[int, ...]
-    statement: str
+    statements: tuple[str, ...]
+
+    @property
+    def statement(self) -> str:
+        return self.statements[0]
 
 
 def get_template(template_id: str) -> Template:
@@ -122,10 +119,26 @@ def render_item(
     wording: str | None = None,
     system_prefix: str | None = None,
 ) -> RenderedPrompt:
-    """Render ``item`` (or one of its paraphrases, ``wording``) as chat messages.
+    """Render one ``item`` (or one of its paraphrases, ``wording``) as chat messages."""
+    return render_items(
+        inventory, [(item, wording or item.text)], template=template, option_order=option_order,
+        system_prefix=system_prefix,
+    )
+
+
+def render_items(
+    inventory: Inventory,
+    items: list[tuple[Item, str]],
+    *,
+    template: Template,
+    option_order: tuple[int, ...] | None = None,
+    system_prefix: str | None = None,
+) -> RenderedPrompt:
+    """Render one or several ``(item, wording)`` pairs as chat messages.
 
     ``option_order`` lists the response values in display order (default: ascending). A persona or
-    other ``system_prefix`` is put before the instructions.
+    other ``system_prefix`` is put before the instructions. Several items are numbered S1, S2, ... in
+    the given order and answered one per line.
     """
     rs = inventory.response_scale
     order = tuple(option_order) if option_order is not None else tuple(rs.values)
@@ -139,16 +152,20 @@ def render_item(
         option_lines = [f"- {text}" for text in option_texts]
     else:
         option_lines = [f"{label}. {text}" for label, text in zip(labels, option_texts)]
-    statement = statement_text(inventory, wording or item.text)
+    statements = tuple(statement_text(inventory, wording) for _, wording in items)
     system = template.system.format(instructions=inventory.instructions)
     if system_prefix:
         system = f"{system_prefix.strip()}\n\n{system}"
-    user = template.user.format(
-        options="\n".join(option_lines), reply_rule=_REPLY_RULE[template.label_style], statement=statement
-    )
+    options = "\n".join(option_lines)
+    if len(statements) == 1:
+        ask = f"{_REPLY_RULE[template.label_style]}\n\n{template.lead}{statements[0]}"
+    else:
+        numbered = "\n".join(f"S{k + 1}. {text}" for k, text in enumerate(statements))
+        ask = f"{_REPLY_RULE_MANY[template.label_style]}\n\n{template.lead_many}\n{numbered}"
+    user = f"{template.intro}\n{options}\n\n{ask}"
     return RenderedPrompt(
         messages=(Message("system", system), Message("user", user)),
         choices=tuple(labels),
         position_values=order,
-        statement=statement,
+        statements=statements,
     )

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psychometrics import __version__
-from psychometrics.administer import RunStats, run_requests
+from psychometrics.administer import RetryPolicy, RunStats, run_requests
 from psychometrics.design import Design, PlannedRequest, plan_requests
 from psychometrics.errors import PsytestError
 from psychometrics.inventory import Inventory
 from psychometrics.models.base import ModelBackend
+from psychometrics.personas import PersonaSet
 from psychometrics.store import RunStore
 
 MANIFEST = "manifest.json"
@@ -54,13 +55,16 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
-def run_identity(backend: ModelBackend, design: Design, inventories: list[Inventory]) -> dict:
+def run_identity(
+    backend: ModelBackend, design: Design, inventories: list[Inventory], persona_set: PersonaSet | None = None
+) -> dict:
     """The part of the manifest that must match for a directory to be resumed."""
     return {
         "model": backend.name,
         "backend_params": backend.params,
         "design": design.as_manifest(),
         "inventories": [{"id": inv.id, "content_hash": inv.content_hash} for inv in inventories],
+        "personas": {"id": persona_set.id, "content_hash": persona_set.content_hash} if persona_set else None,
     }
 
 
@@ -87,7 +91,7 @@ def check_resumable(run_dir: Path, identity: dict) -> None:
     if not (run_dir / MANIFEST).exists():
         return
     previous = read_manifest(run_dir)
-    for key in ("model", "backend_params", "design", "inventories"):
+    for key in ("model", "backend_params", "design", "inventories", "personas"):
         if previous.get(key) != identity[key]:
             raise PsytestError(
                 f"--out {run_dir}: this directory holds a run with a different {key.replace('_', ' ')}; "
@@ -101,16 +105,22 @@ def administer(
     design: Design,
     run_dir: Path,
     *,
+    persona_set: PersonaSet | None = None,
     concurrency: int = 4,
     timeout_s: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
     on_start=None,
     on_answer=None,
 ) -> RunResult:
     """Plan, send what is missing, and write the manifest; returns the run statistics."""
+    if design.personas and persona_set is None:
+        from psychometrics.personas import resolve_persona_set
+
+        persona_set = resolve_persona_set(design.personas)
     backend.prepare(inventories)
-    identity = run_identity(backend, design, inventories)
+    identity = run_identity(backend, design, inventories, persona_set)
     check_resumable(run_dir, identity)
-    planned = plan_requests(inventories, design, backend.name, backend.params)
+    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     run_dir.mkdir(parents=True, exist_ok=True)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if (run_dir / MANIFEST).exists():
@@ -127,17 +137,20 @@ def administer(
         if on_start is not None:
             on_start(len(planned))
         stats = asyncio.run(
-            run_requests(backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, on_answer=on_answer)
+            run_requests(
+                backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
+                reasks=design.reasks, on_answer=on_answer,
+            )
         )
     return RunResult(run_dir, stats, planned)
 
 
-def score_run(run_dir: Path, inventories: list[Inventory]):
+def score_run(run_dir: Path, inventories: list[Inventory], invalid: str = "missing"):
     """Score a run directory and write ``scores.csv``; returns (scores, summary) data frames."""
     from psychometrics.scoring import responses_frame, scale_scores, scale_summary
 
     with RunStore(run_dir / RESPONSES) as store:
         frame = responses_frame(store)
-    scores = scale_scores(frame, inventories)
+    scores = scale_scores(frame, inventories, listwise=invalid == "drop")
     scores.to_csv(run_dir / SCORES, index=False)
     return scores, scale_summary(scores)

@@ -1,12 +1,14 @@
 """Scale and facet scores from stored responses.
 
-A respondent is one cell of the design (by default model x option order x template x wording x
-sample x answer mode): every cell answered every item once, so each cell is one complete questionnaire.
+A respondent is one cell of the design (by default model x option order x template x persona x
+wording x item order x sample x answer mode): every cell answered every item once, so each cell is one
+complete questionnaire.
 
 Scoring follows the inventory: reverse-keyed responses become ``min + max - response``; a scale's
 score is the mean of its keyed items (``mean`` rule) or that mean times the number of items (``sum``
 rule, i.e. the sum prorated over missing items). A scale score is reported only when at least half of
-its items have a valid answer; otherwise it is missing and ``items_answered`` says why.
+its items have a valid answer; otherwise it is missing and ``items_answered`` says why. Under the
+``drop`` policy for invalid replies (listwise deletion) a scale needs every item answered.
 In probability mode an item's value is the expected value of the model's distribution over options.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable
 
+from psychometrics.design import CONDITION_FIELDS as CONDITION_COLUMNS
 from psychometrics.inventory import Inventory
 
 if TYPE_CHECKING:
@@ -22,7 +25,6 @@ if TYPE_CHECKING:
 
     from psychometrics.store import RunStore
 
-CONDITION_COLUMNS = ("option_order", "template", "wording", "sample", "mode")
 
 
 def responses_frame(store: "RunStore") -> "pd.DataFrame":
@@ -35,6 +37,7 @@ def responses_frame(store: "RunStore") -> "pd.DataFrame":
             "request_id": row.request_id,
             "inventory": row.inventory,
             "item_id": row.item_id,
+            "item_index": row.item_index,
             **{column: row.condition.get(column) for column in CONDITION_COLUMNS},
             "outcome": row.outcome,
             "parse_method": row.parse_method,
@@ -48,7 +51,7 @@ def responses_frame(store: "RunStore") -> "pd.DataFrame":
             "error": row.error,
         }
         records.append(record)
-    columns = ["request_id", "inventory", "item_id", *CONDITION_COLUMNS, "outcome", "parse_method", "position",
+    columns = ["request_id", "inventory", "item_id", "item_index", *CONDITION_COLUMNS, "outcome", "parse_method", "position",
                "value", "expected_value", "entropy", "option_mass", "raw_reply", "latency_s", "error"]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -63,7 +66,10 @@ def keyed_values(frame: "pd.DataFrame", inventory: Inventory) -> "pd.Series":
 
 
 def scale_scores(
-    frame: "pd.DataFrame", inventories: Iterable[Inventory], by: tuple[str, ...] = CONDITION_COLUMNS
+    frame: "pd.DataFrame",
+    inventories: Iterable[Inventory],
+    by: tuple[str, ...] = CONDITION_COLUMNS,
+    listwise: bool = False,
 ) -> "pd.DataFrame":
     """Long table: one row per respondent x scale (and facet) with its score and coverage."""
     import pandas as pd
@@ -83,7 +89,7 @@ def scale_scores(
             if members.empty:
                 continue
             stats = members.groupby(by_cols, dropna=False)["keyed"].agg(["mean", "count"]).reset_index()
-            needed = math.ceil(len(items) / 2)
+            needed = len(items) if listwise else math.ceil(len(items) / 2)
             score = stats["mean"].where(stats["count"] >= needed)
             if scoring == "sum":
                 score = score * len(items)

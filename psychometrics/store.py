@@ -1,7 +1,8 @@
 """The run store: ``responses.sqlite`` beside ``manifest.json`` in a run directory.
 
-One row per request, keyed by the request id (a hash of everything that changes the answer), written
-and committed as soon as the answer arrives. A request whose id has an answered row is never sent
+One row per request and item (a request asks one item by default, or several), keyed by the request
+id (a hash of everything that changes the answer) and the item id, written and committed as soon as
+the answer arrives. A request whose id has an answered row is never sent
 again, so re-running a command or resuming after a crash sends only what is missing. Failed requests
 are stored with their error and retried on the next run. Each distinct prompt is stored once, in
 ``prompts``, so repeated samples do not repeat the text.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,9 +29,10 @@ CREATE TABLE IF NOT EXISTS prompts (
     messages TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS responses (
-    request_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
     inventory TEXT NOT NULL,
     item_id TEXT NOT NULL,
+    item_index INTEGER NOT NULL DEFAULT 0,
     condition TEXT NOT NULL,
     messages_hash TEXT NOT NULL REFERENCES prompts(messages_hash),
     choices TEXT NOT NULL,
@@ -49,15 +52,19 @@ CREATE TABLE IF NOT EXISTS responses (
     output_tokens INTEGER,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 1,
-    answered_at REAL NOT NULL
+    reasks INTEGER NOT NULL DEFAULT 0,
+    reask_replies TEXT,
+    answered_at REAL NOT NULL,
+    PRIMARY KEY (request_id, item_id)
 );
 CREATE INDEX IF NOT EXISTS responses_item ON responses(inventory, item_id);
 """
 
 COLUMNS = (
-    "request_id", "inventory", "item_id", "condition", "messages_hash", "choices", "position_values", "mode",
+    "request_id", "inventory", "item_id", "item_index", "condition", "messages_hash", "choices", "position_values", "mode",
     "raw_reply", "choice_logprobs", "outcome", "parse_method", "position", "value", "expected_value", "entropy",
-    "option_mass", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "answered_at",
+    "option_mass", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "reasks", "reask_replies",
+    "answered_at",
 )
 
 
@@ -68,6 +75,7 @@ class ResponseRow:
     request_id: str
     inventory: str
     item_id: str
+    item_index: int
     condition: dict[str, Any]
     messages_hash: str
     choices: list[str]
@@ -87,10 +95,12 @@ class ResponseRow:
     output_tokens: int | None = None
     error: str | None = None
     attempts: int = 1
+    reasks: int = 0
+    reask_replies: list[str] | None = None
     answered_at: float = 0.0
 
 
-_JSON_FIELDS = ("condition", "choices", "position_values", "choice_logprobs")
+_JSON_FIELDS = ("condition", "choices", "position_values", "choice_logprobs", "reask_replies")
 
 
 class RunStore:
@@ -117,11 +127,11 @@ class RunStore:
 
     def answered_ids(self) -> set[str]:
         """Ids of requests that have an answer (failures are not answers: they are retried)."""
-        return {row[0] for row in self.conn.execute("SELECT request_id FROM responses WHERE error IS NULL")}
+        return {row[0] for row in self.conn.execute("SELECT DISTINCT request_id FROM responses WHERE error IS NULL")}
 
     def previous_attempts(self, request_id: str) -> int:
-        row = self.conn.execute("SELECT attempts FROM responses WHERE request_id = ?", (request_id,)).fetchone()
-        return int(row[0]) if row else 0
+        row = self.conn.execute("SELECT MAX(attempts) FROM responses WHERE request_id = ?", (request_id,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def save_prompt(self, messages_hash: str, messages: list[list[str]]) -> None:
         self.conn.execute(
@@ -129,15 +139,36 @@ class RunStore:
             (messages_hash, json.dumps(messages, ensure_ascii=False)),
         )
 
-    def write(self, row: ResponseRow) -> None:
-        """Insert or replace one row and commit it (autocommit mode: durable when this returns)."""
-        row.answered_at = row.answered_at or time.time()
-        values = [getattr(row, column) for column in COLUMNS]
-        for index, column in enumerate(COLUMNS):
-            if column in _JSON_FIELDS and values[index] is not None:
-                values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column != "choices")
+    def write(self, rows: list[ResponseRow]) -> None:
+        """Store the rows of one request in one transaction, replacing an earlier failure of it.
+
+        Durable when this returns; a request's rows are all there or none is.
+        """
+        now = time.time()
         placeholders = ", ".join("?" for _ in COLUMNS)
-        self.conn.execute(f"INSERT OR REPLACE INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", values)
+        records = []
+        for row in rows:
+            row.answered_at = row.answered_at or now
+            values = [getattr(row, column) for column in COLUMNS]
+            for index, column in enumerate(COLUMNS):
+                if column in _JSON_FIELDS and values[index] is not None:
+                    values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column != "choices")
+            records.append(values)
+        with self._transaction():
+            self.conn.execute("DELETE FROM responses WHERE request_id = ?", (rows[0].request_id,))
+            self.conn.executemany(
+                f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", records
+            )
+
+    @contextmanager
+    def _transaction(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def rows(self) -> Iterator[ResponseRow]:
         cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM responses ORDER BY rowid")

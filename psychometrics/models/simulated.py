@@ -33,6 +33,7 @@ vocabulary of the inventories; ``e a c n o`` abbreviate the Big Five) and the pa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -64,6 +65,7 @@ PARAMETERS: dict[str, tuple[float, float, float]] = {
     "discrimination": (1.8, 0.05, 20.0),
     "seed": (0, 0, 2**31 - 1),
     "verbose": (0, 0, 1),
+    "latency": (0.0, 0.0, 60.0),
 }
 TRAIT_MODES = ("zero", "random")
 
@@ -245,15 +247,18 @@ class SimulatedRespondent(ModelBackend):
                 return None
         return texts
 
-    def _display_probabilities(self, request: ModelRequest, rng: np.random.Generator):
-        prompt = "\n".join(m.content for m in request.messages if m.role == "user")
-        option_texts = self._option_texts(prompt, request.choices)
+    def _display_order(self, prompt: str, choices: tuple[str, ...]):
+        """Displayed option texts and, for each semantic category, its display position (or None)."""
+        option_texts = self._option_texts(prompt, choices)
         ranks = [self.bank.label_rank.get(_normalize(t)) for t in option_texts] if option_texts else None
         if not ranks or any(r is None for r in ranks):
             return None, None
-        order = np.argsort(ranks, kind="stable")  # semantic category k sits at display position order[k]
-        k = len(request.choices)
-        knowledge = self.bank.find_item(prompt)
+        return option_texts, np.argsort(ranks, kind="stable")
+
+    def _probabilities(self, statement: str, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """GRM probabilities with biases, by display position, for the item found in ``statement``."""
+        k = len(order)
+        knowledge = self.bank.find_item(statement)
         cfg = self.config
         seed = int(cfg.get("seed"))
         if knowledge is not None:
@@ -270,30 +275,45 @@ class SimulatedRespondent(ModelBackend):
         display[order] = semantic
         display[0] *= math.exp(cfg.get("position_first"))
         display[-1] *= math.exp(cfg.get("position_last"))
-        return display / display.sum(), option_texts
+        return display / display.sum()
+
+    def _choose(self, probabilities: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+        if temperature <= 0:
+            return int(np.argmax(probabilities))
+        tempered = np.exp(np.log(probabilities) / temperature)
+        return int(rng.choice(len(probabilities), p=tempered / tempered.sum()))
 
     async def complete(self, request: ModelRequest) -> ModelReply:
+        latency = self.config.get("latency")
+        if latency:
+            await asyncio.sleep(latency)
         seed_material = (int(self.config.get("seed")), request.seed, request.choices, [m.content for m in request.messages])
         rng = _unit_hash("reply", *seed_material)
         refuse = rng.random() < self.config.get("refusal")
-        probabilities, option_texts = self._display_probabilities(request, rng)
+        prompt = "\n".join(m.content for m in request.messages if m.role == "user")
+        option_texts, order = self._display_order(prompt, request.choices)
         n_in = sum(len(m.content.split()) for m in request.messages)
-        if probabilities is None:
+        if order is None:
             if request.mode == "probs":
                 uniform = math.log(1.0 / len(request.choices))
                 return ModelReply(choice_logprobs={c: uniform for c in request.choices}, input_tokens=n_in)
             return ModelReply(text=CONFUSED_TEXT, input_tokens=n_in, output_tokens=7)
+        statements = re.findall(r"(?m)^S(\d+)\. (.+)$", prompt)
+        if request.mode == "text" and not refuse and len(statements) > 1:
+            lines = []
+            for number, statement in statements:
+                position = self._choose(self._probabilities(statement, order, rng), request.temperature, rng)
+                lines.append(f"S{number}: {request.choices[position]}")
+            text = "\n".join(lines)
+            return ModelReply(text=text, input_tokens=n_in, output_tokens=len(text.split()))
+        probabilities = self._probabilities(prompt, order, rng)
         if request.mode == "probs":
             on_options = 1.0 - self.config.get("refusal")
             logprobs = {c: math.log(max(p * on_options, 1e-300)) for c, p in zip(request.choices, probabilities)}
             return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=1)
         if refuse:
             return ModelReply(text=REFUSAL_TEXT, input_tokens=n_in, output_tokens=18)
-        if request.temperature <= 0:
-            position = int(np.argmax(probabilities))
-        else:
-            tempered = np.exp(np.log(probabilities) / request.temperature)
-            position = int(rng.choice(len(probabilities), p=tempered / tempered.sum()))
+        position = self._choose(probabilities, request.temperature, rng)
         label = request.choices[position]
         if self.config.get("verbose"):
             shown = option_texts[position]
