@@ -195,7 +195,21 @@ def _csv_option(value: str | None) -> list[str] | None:
 
 @app.command()
 def administer(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to question, e.g. sim/extraversion=1.5,seed=2.")] = "sim/default",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m",
+            help="local/qwen2.5-0.5b, local/smollm2-135m, gguf:PATH, a litellm model (openai/gpt-4o-mini, ...), "
+            "or a simulated respondent (sim/extraversion=1.5,seed=2).",
+        ),
+    ] = "local/qwen2.5-0.5b",
+    api_base: Annotated[
+        Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...).")
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: generation threads.")] = None,
+    threads_batch: Annotated[
+        Optional[int], typer.Option(min=1, max=256, help="Local models: prompt-evaluation threads.")
+    ] = None,
     inventory: Annotated[
         list[str], typer.Option("--inventory", "-i", help="Inventory name or YAML path; repeat for several.")
     ] = ["mini-ipip"],  # noqa: B006 - typer needs a list default
@@ -259,7 +273,7 @@ def administer(
 
         persona_set = resolve_persona_set(design.personas)
         persona_set.select(design.persona_ids)
-    backend = resolve_model(model)
+    backend = resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch)
     if dry_run:
         _dry_run(backend, inventories, design, persona_set, out, as_json)
         return

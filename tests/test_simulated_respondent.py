@@ -238,4 +238,4 @@ def test_bad_sim_specs_are_one_line_errors(spec, message):
 
 def test_unknown_model_kind_is_a_clear_error():
     with pytest.raises(ModelSpecError, match="unknown model kind"):
-        resolve_model("frobnicator/v1")
+        resolve_model("frobnicator")

