@@ -2,25 +2,27 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-RUN    ?= runs/demo-sim
+RUN    ?= runs/demo-qwen
 
 .PHONY: setup run test clean
+
+# llama-cpp-python is compiled from source: portable CPU flags (a -march=native build crashes on some
+# CPUs), about 12 minutes on 2 cores the first time; pip reuses the built wheel afterwards.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[local,test]'
 	touch $@
 
 setup: $(BIN)/.installed
 
-# The main job: administer an inventory under an option-order x template design and score it.
-# Until the embedded local model lands, the respondent is a simulated one with known traits.
+# The main job: administer BFI-44 to the embedded default model (Qwen2.5 0.5B, offline) under an
+# option-order x template design, in both answer modes, and score it. Re-running resumes (sends nothing).
 run: setup
-	$(BIN)/psytest administer \
-		--model sim/extraversion=1,agreeableness=-0.5,acquiescence=0.3,seed=1 \
-		--inventory bfi-44 --option-orders original,reversed --templates numbered,lettered \
-		--samples 2 --temperature 0.7 --out $(RUN)
+	$(BIN)/psytest administer --inventory bfi-44 --option-orders original,reversed \
+		--templates numbered,lettered --mode both --out $(RUN)
 
 test: setup
 	$(BIN)/python -m pytest
