@@ -186,6 +186,73 @@ def inventories_validate(
 
 
 # ---------------------------------------------------------------------------------------------------
+# templates and personas
+
+personas_app = typer.Typer(help="List and show persona sets.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(personas_app, name="personas")
+
+
+@app.command()
+def templates(
+    inventory: Annotated[str, typer.Option("--inventory", "-i", help="Inventory used for the example.")] = "mini-ipip",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the instruction templates, each with the prompt it renders for a first item."""
+    from psychometrics.library import resolve_inventory
+    from psychometrics.prompts import TEMPLATES, render_item
+
+    inv = resolve_inventory(inventory)
+    rendered = {
+        template.id: render_item(inv, inv.items[0], template=template) for template in TEMPLATES.values()
+    }
+    if as_json:
+        _print_json([
+            {"id": tid, "label_style": TEMPLATES[tid].label_style,
+             "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
+             "choices": list(prompt.choices)}
+            for tid, prompt in rendered.items()
+        ])
+        return
+    for tid, prompt in rendered.items():
+        typer.echo(f"== {tid} (labels: {TEMPLATES[tid].label_style})")
+        for message in prompt.messages:
+            typer.echo(f"[{message.role}]\n{message.content}")
+        typer.echo("")
+
+
+@personas_app.command("list")
+def personas_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False) -> None:
+    """List the shipped persona sets."""
+    from psychometrics.personas import resolve_persona_set, shipped_persona_sets
+
+    sets = [resolve_persona_set(name) for name in shipped_persona_sets()]
+    rows = [{"id": s.id, "name": s.name, "personas": len(s.personas), "description": s.description} for s in sets]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['id']}: {row['personas']} personas. {row['description']}")
+
+
+@personas_app.command("show")
+def personas_show(
+    name: Annotated[str, typer.Argument(help="A shipped persona set or a path to a YAML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show every persona of a set with its trait targets."""
+    from psychometrics.personas import resolve_persona_set
+
+    persona_set = resolve_persona_set(name)
+    if as_json:
+        _print_json(persona_set.model_dump(mode="json"))
+        return
+    typer.echo(f"{persona_set.name} ({persona_set.id}): {len(persona_set.personas)} personas")
+    for persona in persona_set.personas:
+        targets = ", ".join(f"{k}={v:+d}" for k, v in persona.targets.items()) or "no targets"
+        typer.echo(f"- {persona.id} [{targets}]: {persona.text}")
+
+
+# ---------------------------------------------------------------------------------------------------
 # administer
 
 

@@ -100,7 +100,7 @@ def parse_many(
     if text is None or not text.strip():
         return [ParsedReply("unparseable")] * n_items
     answers: dict[int, str] = {}
-    for match in re.finditer(r"(?im)^[\s*#-]*S(\d+)\s*[:.)\-]\s*(.+?)\s*$", text):
+    for match in re.finditer(r"(?im)^[\s*#-]*S(\d+)\**\s*[:.)\-]\s*(.+?)\s*$", text):
         answers.setdefault(int(match.group(1)), match.group(2))
     lenient = False
     if not answers:

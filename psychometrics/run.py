@@ -117,7 +117,7 @@ def administer(
         from psychometrics.personas import resolve_persona_set
 
         persona_set = resolve_persona_set(design.personas)
-    backend.prepare(inventories)
+    backend.prepare(inventories, persona_set)
     identity = run_identity(backend, design, inventories, persona_set)
     check_resumable(run_dir, identity)
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)

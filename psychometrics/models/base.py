@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 if TYPE_CHECKING:
     from psychometrics.inventory import Inventory
+    from psychometrics.personas import PersonaSet
 
 AnswerMode = Literal["text", "probs"]
 
@@ -82,9 +83,9 @@ class ModelBackend(ABC):
         """Backend settings that change answers; recorded in the run manifest and in request ids."""
         return {}
 
-    def prepare(self, inventories: Sequence["Inventory"]) -> None:
-        """Called once before a run with the inventories to be administered (simulated respondents
-        learn the items' meaning from them; other backends may warm up). Default: nothing."""
+    def prepare(self, inventories: Sequence["Inventory"], persona_set: "PersonaSet | None" = None) -> None:
+        """Called once before a run with the inventories (and persona set) to be administered
+        (simulated respondents learn what they mean; other backends may warm up). Default: nothing."""
 
     @abstractmethod
     async def complete(self, request: ModelRequest) -> ModelReply:

@@ -22,6 +22,11 @@ Midpoint preference multiplies the middle category's probability by :math:`e^{m}
 multiplies the first or last *displayed* option's probability by :math:`e^{p}`; refusals replace a reply
 with a refusal (text mode) or move that share of probability off the options (probability mode).
 
+Personas: when the system message contains a persona the respondent knows (the shipped sets, or a set
+passed to :meth:`SimulatedRespondent.prepare`), its trait levels move by ``persona_effect`` times the
+persona's targets, and, with ``persona_spread`` > 0, by a persona-specific N(0, spread) offset per trait,
+so that every biography is a different simulated person with known traits.
+
 Reference: Samejima, F. (1969). Estimation of latent ability using a response pattern of graded
 scores. Psychometrika Monograph Supplement, 34(4, Pt. 2), 100.
 
@@ -66,6 +71,8 @@ PARAMETERS: dict[str, tuple[float, float, float]] = {
     "seed": (0, 0, 2**31 - 1),
     "verbose": (0, 0, 1),
     "latency": (0.0, 0.0, 60.0),
+    "persona_effect": (1.0, -5.0, 5.0),
+    "persona_spread": (0.0, 0.0, 5.0),
 }
 TRAIT_MODES = ("zero", "random")
 
@@ -212,6 +219,15 @@ class SimulatedRespondent(ModelBackend):
 
         for inventory in (*load_all_shipped(), *(inventories or ())):
             self.bank.learn(inventory)
+        from psychometrics.personas import resolve_persona_set, shipped_persona_sets
+
+        self.personas: dict[str, tuple[str, dict[str, int]]] = {}
+        for name in shipped_persona_sets():
+            self._learn_personas(resolve_persona_set(name))
+
+    def _learn_personas(self, persona_set) -> None:
+        for persona in persona_set.personas:
+            self.personas[_normalize(persona.text)] = (persona.id, dict(persona.targets))
 
     @property
     def params(self) -> dict[str, object]:
@@ -221,18 +237,40 @@ class SimulatedRespondent(ModelBackend):
             **{k: self.config.get(k) for k in PARAMETERS},
         }
 
-    def prepare(self, inventories: Sequence[Inventory]) -> None:
+    def prepare(self, inventories: Sequence[Inventory], persona_set=None) -> None:
         for inventory in inventories:
             self.bank.learn(inventory)
+        if persona_set is not None:
+            self._learn_personas(persona_set)
 
-    def trait_level(self, trait: str) -> float:
-        """The true level of ``trait``: given in the model string, else 0 or a seeded N(0, 1) draw."""
+    def find_persona(self, system_text: str) -> tuple[str, dict[str, int]] | None:
+        """The known persona whose text the system message contains (the longest match), if any."""
+        haystack = _normalize(system_text)
+        best = None
+        for text, persona in self.personas.items():
+            if text in haystack and (best is None or len(text) > len(best[0])):
+                best = (text, persona)
+        return best[1] if best else None
+
+    def trait_level(self, trait: str, persona: tuple[str, dict[str, int]] | None = None) -> float:
+        """The true level of ``trait`` (SD units) for this respondent, under ``persona`` if given:
+        the model string's level (else 0, or a seeded N(0, 1) draw with ``traits=random``), plus the
+        persona's target times ``persona_effect``, plus the persona's own offset (``persona_spread``)."""
         trait = TRAIT_ALIASES.get(trait, trait)
+        seed = int(self.config.get("seed"))
         if trait in self.config.traits:
-            return self.config.traits[trait]
-        if self.config.trait_mode == "random":
-            return float(_unit_hash("trait", int(self.config.get("seed")), trait).standard_normal())
-        return 0.0
+            level = self.config.traits[trait]
+        elif self.config.trait_mode == "random":
+            level = float(_unit_hash("trait", seed, trait).standard_normal())
+        else:
+            level = 0.0
+        if persona is not None:
+            persona_id, targets = persona
+            level += self.config.get("persona_effect") * targets.get(trait, 0)
+            spread = self.config.get("persona_spread")
+            if spread:
+                level += spread * float(_unit_hash("persona", seed, persona_id, trait).standard_normal())
+        return level
 
     # -- reading the prompt --------------------------------------------------------------------------
     def _option_texts(self, prompt: str, choices: tuple[str, ...]) -> list[str] | None:
@@ -255,14 +293,14 @@ class SimulatedRespondent(ModelBackend):
             return None, None
         return option_texts, np.argsort(ranks, kind="stable")
 
-    def _probabilities(self, statement: str, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _probabilities(self, statement: str, order: np.ndarray, rng: np.random.Generator, persona=None) -> np.ndarray:
         """GRM probabilities with biases, by display position, for the item found in ``statement``."""
         k = len(order)
         knowledge = self.bank.find_item(statement)
         cfg = self.config
         seed = int(cfg.get("seed"))
         if knowledge is not None:
-            eta = float(np.mean([sign * self.trait_level(trait) for trait, sign in knowledge.loadings]))
+            eta = float(np.mean([sign * self.trait_level(trait, persona) for trait, sign in knowledge.loadings]))
             shift = float(_unit_hash("item", seed, knowledge.canonical).normal(0.0, 0.3))
         else:
             eta, shift = 0.0, 0.0
@@ -291,6 +329,8 @@ class SimulatedRespondent(ModelBackend):
         rng = _unit_hash("reply", *seed_material)
         refuse = rng.random() < self.config.get("refusal")
         prompt = "\n".join(m.content for m in request.messages if m.role == "user")
+        system = "\n".join(m.content for m in request.messages if m.role == "system")
+        persona = self.find_persona(system) if system else None
         option_texts, order = self._display_order(prompt, request.choices)
         n_in = sum(len(m.content.split()) for m in request.messages)
         if order is None:
@@ -302,11 +342,11 @@ class SimulatedRespondent(ModelBackend):
         if request.mode == "text" and not refuse and len(statements) > 1:
             lines = []
             for number, statement in statements:
-                position = self._choose(self._probabilities(statement, order, rng), request.temperature, rng)
+                position = self._choose(self._probabilities(statement, order, rng, persona), request.temperature, rng)
                 lines.append(f"S{number}: {request.choices[position]}")
             text = "\n".join(lines)
             return ModelReply(text=text, input_tokens=n_in, output_tokens=len(text.split()))
-        probabilities = self._probabilities(prompt, order, rng)
+        probabilities = self._probabilities(prompt, order, rng, persona)
         if request.mode == "probs":
             on_options = 1.0 - self.config.get("refusal")
             logprobs = {c: math.log(max(p * on_options, 1e-300)) for c, p in zip(request.choices, probabilities)}

@@ -1,0 +1,443 @@
+"""Any model litellm can reach (OpenAI, Anthropic, Ollama, vLLM or llama.cpp servers, ...) as a psytest backend.
+
+``model`` is a litellm model string: ``openai/gpt-4o-mini``, ``anthropic/claude-3-5-haiku-latest``,
+``ollama/llama3``, or ``openai/NAME`` with ``api_base`` for any OpenAI-compatible server.
+
+* API keys come only from the environment (litellm reads ``OPENAI_API_KEY`` and the like itself). They
+  are never part of :attr:`LiteLLMBackend.params` (which goes into run manifests and request ids) and
+  never appear in an error message.
+* ``text`` mode is one chat completion. ``probs`` mode is a one-token completion at temperature 0 with
+  ``logprobs=True, top_logprobs=20``; the first generated token's top alternatives are mapped onto the
+  displayed labels by :func:`map_top_logprobs`.
+* Rate limits, overload (5xx), timeouts and dropped connections raise
+  :class:`~psychometrics.models.base.TransientModelError` (with the server's Retry-After, if any);
+  authentication, bad requests and unknown models raise :class:`ModelCallError`, one line that says
+  what to do.
+
+litellm takes seconds to import, so it is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import email.utils
+import math
+import os
+import re
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from psychometrics.errors import ModelSpecError, PsytestError
+from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
+
+TOP_LOGPROBS = 20
+_SECRET_NAME = re.compile(r"key|token(?!s)|secret|passw|authori[sz]ation|auth|credential|cookie|signature", re.I)
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;'\"]+"), r"\1 [redacted]"),
+    (re.compile(r"(?i)(api[ _-]?key provided:?\s*)[^\s,;'\"]+"), r"\1[redacted]"),
+    (re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{6,}"), "[redacted]"),
+    (re.compile(r"(?i)\b((?:api[_-]?)?key|token|secret|password)=[^\s&,;'\"]+"), r"\1=[redacted]"),
+    (re.compile(r"(?i)(https?://)[^/@\s:]+:[^/@\s]+@"), r"\1[redacted]@"),
+)
+_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+Error:\s*)?(?:\w+Exception\s*-\s*)?")
+_MISSING_KEY = re.compile(
+    r"missing credentials|api_key client option must be set|api[ _]?key (?:is )?(?:missing|required|not (?:set|found))",
+    re.I,
+)
+
+
+class ModelCallError(PsytestError):
+    """A request the provider refused for a reason retrying will not fix (key, model name, bad request)."""
+
+
+# -- litellm, imported once and quietly ------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _litellm():
+    """Import litellm on first use, offline (bundled cost map) and without its debug output."""
+    import logging
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.turn_off_message_logging = True
+    if hasattr(litellm, "telemetry"):
+        litellm.telemetry = False
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return litellm
+
+
+# -- keeping secrets out of params and messages ----------------------------------------------------
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a parameter or header name looks like it holds a credential (``max_tokens`` does not)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def public_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` without credential-like entries, recursively (headers inside ``extra_headers`` too)."""
+    public = {}
+    for name, value in params.items():
+        if is_secret_name(str(name)):
+            continue
+        public[name] = public_params(value) if isinstance(value, Mapping) else value
+    return public
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` without user:password@ and without credential-like query parameters."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_name(k)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secret_values(extra: Iterable[str]) -> list[str]:
+    """Credential values that must never be shown: secret-named environment variables and ``extra``."""
+    values = {v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= 8 and not any(c.isspace() for c in v)}
+    values.update(v for v in extra if v and len(v) >= 4)
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` on one line with every known secret value and key-looking string replaced."""
+    for secret in _secret_values(secrets):
+        text = text.replace(secret, "[redacted]")
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return " ".join(text.split())
+
+
+def _nested_secret_values(params: Mapping[str, Any]) -> list[str]:
+    found = []
+    for name, value in params.items():
+        if isinstance(value, Mapping):
+            found += _nested_secret_values(value)
+        elif is_secret_name(str(name)) and isinstance(value, str):
+            found.append(value)
+    return found
+
+
+# -- probability mode ------------------------------------------------------------------------------
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def _is_word_label(label: str) -> bool:
+    """Word labels ("Very accurate") may be matched by a first-token prefix; "1", "A", "10" only exactly."""
+    return len(label) > 1 and not label.isdigit()
+
+
+def label_for_token(token: str, choices: Sequence[str]) -> str | None:
+    """The displayed label a generated token stands for, or None.
+
+    Whitespace around the token is ignored. Number and letter labels match exactly (case-sensitive:
+    "a" is the English article, not option "A"). A word label also matches, ignoring case, a token of
+    two or more characters that begins it ("Neither" for "Neither accurate nor inaccurate") as long as
+    no other displayed label begins the same way ("Very" is left out when both "Very accurate" and
+    "Very inaccurate" are shown).
+    """
+    text = token.strip()
+    if not text:
+        return None
+    if text in choices:
+        return text
+    if len(text) < 2:
+        return None
+    folded = text.casefold()
+    candidates = [c for c in choices if _is_word_label(c) and c.casefold().startswith(folded)]
+    if len(candidates) == 1 and not any(
+        c.casefold().startswith(folded) for c in choices if c != candidates[0]
+    ):
+        return candidates[0]
+    return None
+
+
+def map_top_logprobs(top: Sequence[tuple[str, float]], choices: Sequence[str]) -> dict[str, float]:
+    """Label log-probabilities from a first token's top alternatives.
+
+    Tokens standing for the same label (" 4" and "4") are combined by log-sum-exp; labels absent from
+    the list are left out (their probability is below the list's cut-off, not known to be zero).
+    """
+    grouped: dict[str, list[float]] = {}
+    for token, logprob in top:
+        label = label_for_token(token, choices)
+        if label is not None and logprob is not None and math.isfinite(logprob):
+            grouped.setdefault(label, []).append(float(logprob))
+    return {label: _logsumexp(grouped[label]) for label in choices if label in grouped}
+
+
+def _field(obj: Any, name: str) -> Any:
+    """Attribute or mapping entry ``name`` of a litellm response part (providers return either)."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def first_token_top_logprobs(choice: Any) -> list[tuple[str, float]]:
+    """The (token, log-probability) alternatives of the first generated token; [] when there are none."""
+    logprobs = _field(choice, "logprobs")
+    content = _field(logprobs, "content") if logprobs is not None else None
+    if not content:
+        return []
+    top = _field(content[0], "top_logprobs") or []
+    return [(str(_field(t, "token")), float(_field(t, "logprob"))) for t in top if _field(t, "logprob") is not None]
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str]:
+    """Response headers of a failed call. litellm keeps them in ``litellm_response_headers``; its
+    ``response.headers`` is often empty (1.106.2 rebuilds the response without them)."""
+    for candidate in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(exc, "headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
+        if candidate:
+            return candidate
+    return {}
+
+
+def parse_retry_after(headers: Mapping[str, str], now: _dt.datetime | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if given."""
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = lowered.get(name) or lowered.get(f"llm_provider-{name}")
+        if raw is None:
+            continue
+        try:
+            seconds = float(raw.strip()) * scale
+        except ValueError:
+            if scale != 1.0:
+                continue
+            try:
+                when = email.utils.parsedate_to_datetime(raw)
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=_dt.timezone.utc)
+            seconds = (when - (now or _dt.datetime.now(_dt.timezone.utc))).total_seconds()
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def _provider_detail(exc: BaseException, secrets: Iterable[str]) -> str:
+    """The provider's own words about a failure, without litellm's prefixes, secrets or newlines."""
+    text = scrub(str(exc), secrets)
+    text = _LITELLM_PREFIX.sub("", text).strip(" .-:")
+    text = re.sub(r"\s*Received Model Group=.*$|\s*LiteLLM Retried:.*$", "", text)
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+async def _close_client(client: Any) -> None:
+    """Close an SDK or httpx client (``close()`` on OpenAI's async client, ``aclose()`` on httpx's)."""
+    import inspect
+
+    for method in ("aclose", "close"):
+        closer = getattr(client, method, None)
+        if callable(closer):
+            try:
+                result = closer()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+            return
+
+
+# -- the backend -----------------------------------------------------------------------------------
+
+
+class LiteLLMBackend(ModelBackend):
+    """A model reached through litellm. See the module docstring for modes, keys and errors."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        timeout_s: float | None = None,
+        extra_params: dict | None = None,
+    ):
+        if not model or not model.strip():
+            raise ModelSpecError("--model: empty litellm model string; use e.g. 'openai/gpt-4o-mini'")
+        extra = dict(extra_params or {})
+        if "api_key" in extra:
+            raise ModelSpecError(
+                f"--model {model}: pass API keys through the environment (e.g. OPENAI_API_KEY), not as a parameter"
+            )
+        if timeout_s is not None and not timeout_s > 0:
+            raise ModelSpecError(f"--model {model}: timeout must be positive, got {timeout_s}")
+        self.name = model
+        self.api_base = api_base
+        self.timeout_s = timeout_s
+        self.extra_params = extra
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Settings that change answers: where the model is served and any extra request parameters.
+        Credentials are left out (keys live only in the environment)."""
+        params: dict[str, Any] = {"backend": "litellm"}
+        if self.api_base:
+            params["api_base"] = public_url(self.api_base)
+        if self.extra_params:
+            params["extra_params"] = public_params(self.extra_params)
+        return params
+
+    def prepare(self, inventories) -> None:
+        """Import litellm now (seconds), not inside the run's event loop where it would stall every request."""
+        _litellm()
+
+    # -- calling ----------------------------------------------------------------------------------
+    def _call_kwargs(self, request: ModelRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            **self.extra_params,
+            "model": self.name,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "num_retries": 0,
+        }
+        if request.mode == "probs":
+            kwargs.update(temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+        else:
+            kwargs.update(temperature=request.temperature, max_tokens=request.max_tokens)
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.timeout_s is not None:
+            kwargs["timeout"] = self.timeout_s
+        return kwargs
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        litellm = _litellm()
+        try:
+            response = await litellm.acompletion(**self._call_kwargs(request))
+        except Exception as exc:  # noqa: BLE001 - every provider failure is classified below
+            raise self._translate(exc, request) from None
+        choices = _field(response, "choices") or []
+        if not choices:
+            raise TransientModelError(f"{self.name}: the provider returned a response without choices")
+        usage = _field(response, "usage")
+        reply = ModelReply(
+            input_tokens=_field(usage, "prompt_tokens") if usage is not None else None,
+            output_tokens=_field(usage, "completion_tokens") if usage is not None else None,
+        )
+        message = _field(choices[0], "message")
+        content = _field(message, "content") if message is not None else None
+        reply.text = content if isinstance(content, str) else ""
+        reply.extra["finish_reason"] = _field(choices[0], "finish_reason")
+        if request.mode == "probs":
+            self._fill_probs(reply, choices[0], request)
+        return reply
+
+    def _fill_probs(self, reply: ModelReply, choice: Any, request: ModelRequest) -> None:
+        top = first_token_top_logprobs(choice)
+        if not top:
+            raise self._no_logprobs_error()
+        reply.extra["top_logprobs"] = [[token, float(logprob)] for token, logprob in top]
+        reply.choice_logprobs = map_top_logprobs(top, request.choices)
+
+    def _no_logprobs_error(self) -> ModelCallError:
+        return ModelCallError(
+            f"{self.name}: the provider gives no log-probabilities, so probs mode cannot score the options; "
+            "use text mode (--mode text) for this model"
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients litellm cached for the running event loop and forget them.
+
+        litellm keys its client cache by ``id(loop)``; a client left there outlives its loop (leaking
+        its sockets) and could be handed to a later loop that happens to get the same id.
+        """
+        if _litellm.cache_info().currsize == 0:
+            return  # litellm was never imported, so it holds no clients
+        import asyncio
+
+        cache = getattr(_litellm(), "in_memory_llm_clients_cache", None)
+        entries = getattr(cache, "cache_dict", None)
+        if not isinstance(entries, dict):
+            return
+        suffix = f"-{id(asyncio.get_running_loop())}"
+        for key in [k for k in list(entries) if isinstance(k, str) and k.endswith(suffix)]:
+            client = entries.pop(key, None)
+            getattr(cache, "ttl_dict", {}).pop(key, None)
+            await _close_client(client)
+
+    # -- errors -----------------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        secrets = _nested_secret_values(self.extra_params)
+        if self.api_base:
+            parts = urlsplit(self.api_base)
+            secrets += [s for s in (parts.username, parts.password) if s]
+        return secrets
+
+    def _key_hint(self) -> str:
+        """Which environment variable to set, as litellm knows it for this provider."""
+        litellm = _litellm()
+        try:
+            missing = litellm.validate_environment(model=self.name, api_base=self.api_base).get("missing_keys") or []
+            provider = litellm.get_llm_provider(self.name)[1]
+        except Exception:  # noqa: BLE001 - an unknown provider still gets a generic hint
+            missing, provider = [], None
+        missing = [name for name in missing if is_secret_name(name)]
+        if missing:
+            return f"set {' or '.join(missing)} in the environment"
+        variable = f"{provider.upper()}_API_KEY" if provider else "the provider's API key variable"
+        return f"check the key in {variable}"
+
+    def _translate(self, exc: BaseException, request: ModelRequest) -> Exception:
+        """A litellm failure as TransientModelError (worth retrying) or ModelCallError (not)."""
+        litellm = _litellm()
+        errors = litellm.exceptions
+        detail = _provider_detail(exc, self._secrets())
+        status = getattr(exc, "status_code", None)
+        status = status if isinstance(status, int) else None
+        where = f" at {public_url(self.api_base)}" if self.api_base else ""
+
+        if isinstance(exc, errors.Timeout) or isinstance(exc, TimeoutError):
+            limit = f" after {self.timeout_s:g} s" if self.timeout_s else ""
+            return TransientModelError(f"{self.name}: request timed out{limit}")
+        if _MISSING_KEY.search(str(exc)) or status == 401 or isinstance(exc, errors.AuthenticationError):
+            return ModelCallError(f"{self.name}: authentication failed{where}; {self._key_hint()}")
+        if status == 429 or isinstance(exc, errors.RateLimitError):
+            retry_after = parse_retry_after(_headers_of(exc))
+            wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            return TransientModelError(f"{self.name}: rate limited (HTTP 429){wait}: {detail}", retry_after)
+        if request.mode == "probs" and (
+            isinstance(exc, errors.UnsupportedParamsError) or (status == 400 and "logprob" in detail.lower())
+        ):
+            return self._no_logprobs_error()
+        if status == 403 or isinstance(exc, errors.PermissionDeniedError):
+            return ModelCallError(f"{self.name}: permission denied{where} ({detail}); check that the key may use this model")
+        if status == 404 or isinstance(exc, errors.NotFoundError):
+            return ModelCallError(
+                f"{self.name}: model not found{where} ({detail}); check the model name and provider prefix"
+                + (" and --api-base" if self.api_base else "")
+            )
+        if isinstance(exc, errors.ContextWindowExceededError):
+            return ModelCallError(f"{self.name}: the prompt is longer than the model's context window ({detail})")
+        if status in (408, 409, 425) or (status is not None and status >= 500) or isinstance(
+            exc, (errors.APIConnectionError, errors.ServiceUnavailableError, ConnectionError, OSError)
+        ):
+            code = f"HTTP {status}" if status else "connection error"
+            retry_after = parse_retry_after(_headers_of(exc))
+            return TransientModelError(f"{self.name}: provider unavailable{where} ({code}): {detail}", retry_after)
+        if status is not None and 400 <= status < 500:
+            return ModelCallError(f"{self.name}: the provider rejected the request (HTTP {status}): {detail}")
+        return ModelCallError(f"{self.name}: request failed ({type(exc).__name__}): {detail}")
