@@ -32,7 +32,7 @@ from psychometrics.errors import ModelSpecError, PsytestError
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
 
 TOP_LOGPROBS = 20
-_SECRET_NAME = re.compile(r"key|token(?!s)|secret|passw|authori[sz]ation|auth|credential|cookie|signature", re.I)
+_SECRET_NAME = re.compile(r"key|token(?!s)|secret|passw|auth|credential|cookie|signature", re.I)
 _SECRET_PATTERNS = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;'\"]+"), r"\1 [redacted]"),
     (re.compile(r"(?i)(api[ _-]?key provided:?\s*)[^\s,;'\"]+"), r"\1[redacted]"),
@@ -58,8 +58,11 @@ class ModelCallError(PsytestError):
 def _litellm():
     """Import litellm on first use, offline (bundled cost map) and without its debug output."""
     import logging
+    import warnings
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # litellm's types make pydantic warn once, on the first call, about TypedDict ReadOnly items
+    warnings.filterwarnings("ignore", message=r".*is using the `ReadOnly` qualifier", category=UserWarning)
     import litellm
 
     litellm.suppress_debug_info = True
@@ -94,10 +97,15 @@ def public_url(url: str | None) -> str | None:
     if not url:
         return url
     parts = urlsplit(url)
+    if not parts.netloc:  # no scheme ("host:8000/v1"): at least drop anything up to an "@"
+        return url.rsplit("@", 1)[-1]
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    try:
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # a malformed port is kept out rather than failing here; litellm will complain
+        netloc = host
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_name(k)])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
@@ -300,7 +308,7 @@ class LiteLLMBackend(ModelBackend):
             params["extra_params"] = public_params(self.extra_params)
         return params
 
-    def prepare(self, inventories) -> None:
+    def prepare(self, inventories, persona_set=None) -> None:
         """Import litellm now (seconds), not inside the run's event loop where it would stall every request."""
         _litellm()
 
@@ -414,7 +422,7 @@ class LiteLLMBackend(ModelBackend):
             limit = f" after {self.timeout_s:g} s" if self.timeout_s else ""
             return TransientModelError(f"{self.name}: request timed out{limit}")
         if _MISSING_KEY.search(str(exc)) or status == 401 or isinstance(exc, errors.AuthenticationError):
-            return ModelCallError(f"{self.name}: authentication failed{where}; {self._key_hint()}")
+            return ModelCallError(f"{self.name}: authentication failed{where} ({detail}); {self._key_hint()}")
         if status == 429 or isinstance(exc, errors.RateLimitError):
             retry_after = parse_retry_after(_headers_of(exc))
             wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""

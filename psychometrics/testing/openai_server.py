@@ -399,7 +399,9 @@ def _loopback_host(host: str) -> tuple[str, int]:
 
 
 class OpenAIServer:
-    """A running server: ``base_url``, counters, ``stop()``; also a context manager."""
+    """A running server: ``base_url``, ``stop()``, and counters: ``requests_served`` (chat requests that
+    passed the key and model checks, faulted ones included) and ``faults_injected`` (per kind).
+    Also a context manager."""
 
     def __init__(self, backend: ModelBackend, config: ServerConfig, host: str = "127.0.0.1", port: int = 0):
         self.backend = backend
