@@ -136,12 +136,16 @@ def administer(
     with RunStore(run_dir / RESPONSES) as store:
         if on_start is not None:
             on_start(len(planned))
-        stats = asyncio.run(
-            run_requests(
-                backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
-                reasks=design.reasks, on_answer=on_answer,
-            )
-        )
+        async def send() -> RunStats:
+            try:
+                return await run_requests(
+                    backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
+                    reasks=design.reasks, on_answer=on_answer,
+                )
+            finally:
+                await backend.aclose()  # inside the loop: HTTP clients are bound to it
+
+        stats = asyncio.run(send())
     return RunResult(run_dir, stats, planned)
 
 

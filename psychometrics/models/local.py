@@ -186,7 +186,7 @@ class LocalModel(ModelBackend):
         self._threads = (threads, threads_batch)
         self._llm = None
         self._formatter = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -301,11 +301,13 @@ class LocalModel(ModelBackend):
             return ModelReply(text=text, input_tokens=n_in, output_tokens=n_out)
 
     async def complete(self, request: ModelRequest) -> ModelReply:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._complete_sync, request)
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=True)
-        if self._llm is not None:
-            self._llm.close()
-            self._llm = None
+        """Stop the worker thread; the loaded weights stay, so the backend can be used again."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
