@@ -342,14 +342,27 @@ def administer(
         persona_set.select(design.persona_ids)
     backend = resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch)
     if dry_run:
-        _dry_run(backend, inventories, design, persona_set, out, as_json)
+        from psychometrics.run import estimate_requests
+
+        estimate = estimate_requests(backend, inventories, design, persona_set, out)
+        if as_json:
+            _print_json(estimate)
+        else:
+            typer.echo(
+                f"dry run: {estimate['requests_planned']} requests planned, {estimate['already_answered']} "
+                f"already answered, {estimate['to_send']} to send; about {estimate['estimated_input_tokens']:,} "
+                f"input tokens and at most {estimate['estimated_output_tokens_max']:,} output tokens. "
+                "Nothing was sent."
+            )
         return
     from psychometrics.administer import RetryPolicy
     from psychometrics.run import administer as run_administer
     from psychometrics.run import default_run_dir, score_run
 
     run_dir = out or default_run_dir(model)
-    progress = None if as_json else _Progress()
+    from psychometrics.terminal import RunProgress, print_run_summary
+
+    progress = None if as_json else RunProgress()
     try:
         result = run_administer(
             backend, inventories, design, run_dir, persona_set=persona_set, concurrency=concurrency,
@@ -377,113 +390,7 @@ def administer(
     if as_json:
         _print_json(payload)
         return
-    _print_run_summary(payload, summary)
-
-
-class _Progress:
-    """A rich progress bar on stderr: done/total, items/s, ETA and failures."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.failures = 0
-        self.progress = Progress(
-            TextColumn("[bold]administering"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} items/s"),
-            TimeRemainingColumn(),
-            TextColumn("failures: {task.fields[failures]}"),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.task = None
-
-    def start(self, total: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("run", total=total, rate="-", failures=0)
-        self._t0 = None
-
-    def advance(self, rows) -> None:
-        import time
-
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
-            self._n = 0
-        self._n += len(rows)
-        if rows[0].error is not None:
-            self.failures += 1
-        elapsed = time.perf_counter() - self._t0
-        rate = f"{self._n / elapsed:.1f}" if elapsed > 0 else "-"
-        self.progress.update(self.task, advance=1, rate=rate, failures=self.failures)
-
-    def stop(self) -> None:
-        if self.task is not None:
-            task = self.progress.tasks[0]
-            if task.completed < (task.total or 0):
-                # Requests answered in an earlier run: show them as done.
-                self.progress.update(self.task, completed=task.total)
-        self.progress.stop()
-
-
-def _print_run_summary(payload: dict, summary) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
-    console.print(
-        f"Run {payload['run_dir']}: {payload['requests_planned']} requests planned, "
-        f"{payload['already_answered']} already answered, {payload['sent']} sent "
-        f"({payload['items_per_second']} items/s), {payload['failed']} failed; outcomes: {outcomes}",
-        highlight=False,
-    )
-    table = Table(title="Scale scores over design cells")
-    for column in ("inventory", "mode", "scale", "mean", "sd", "scored/cells"):
-        table.add_column(column, justify="right" if column in ("mean", "sd", "scored/cells") else "left")
-    for record in summary.to_dict(orient="records"):
-        sd = record["sd"]
-        table.add_row(
-            record["inventory"], record["mode"], record["scale"],
-            "-" if record["mean"] != record["mean"] else f"{record['mean']:.2f}",
-            "-" if sd != sd else f"{sd:.2f}",
-            f"{record['scored']}/{record['respondents']}",
-        )
-    console.print(table)
-
-
-def _dry_run(backend, inventories, design, persona_set, out: Path | None, as_json: bool) -> None:
-    from psychometrics.administer import pending
-    from psychometrics.design import plan_requests
-    from psychometrics.run import RESPONSES
-    from psychometrics.store import RunStore
-
-    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
-    answered = 0
-    if out is not None and (out / RESPONSES).exists():
-        with RunStore(out / RESPONSES) as store:
-            todo, answered = pending(planned, store)
-    else:
-        todo = planned
-    # About four characters per token for English text; chat templates add a few tokens per message.
-    input_tokens = sum(sum(len(m.content) for m in p.request.messages) // 4 + 4 * len(p.request.messages) for p in todo)
-    output_tokens = sum(p.request.max_tokens if p.request.mode == "text" else 1 for p in todo)
-    payload = {
-        "requests_planned": len(planned),
-        "already_answered": answered,
-        "to_send": len(todo),
-        "estimated_input_tokens": input_tokens,
-        "estimated_output_tokens_max": output_tokens,
-    }
-    if as_json:
-        _print_json(payload)
-        return
-    typer.echo(
-        f"dry run: {payload['requests_planned']} requests planned, {answered} already answered, "
-        f"{payload['to_send']} to send; about {input_tokens:,} input tokens and at most "
-        f"{output_tokens:,} output tokens. Nothing was sent."
-    )
+    print_run_summary(payload, summary)
 
 
 # ---------------------------------------------------------------------------------------------------

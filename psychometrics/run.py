@@ -158,3 +158,34 @@ def score_run(run_dir: Path, inventories: list[Inventory], invalid: str = "missi
     scores = scale_scores(frame, inventories, listwise=invalid == "drop")
     scores.to_csv(run_dir / SCORES, index=False)
     return scores, scale_summary(scores)
+
+
+def estimate_requests(
+    backend: ModelBackend,
+    inventories: list[Inventory],
+    design: Design,
+    persona_set: PersonaSet | None,
+    run_dir: Path | None,
+) -> dict:
+    """What a run would send (``--dry-run``): requests planned, already answered, to send, and tokens.
+
+    Input tokens are estimated at four characters per token plus a few per message for the chat
+    template; output tokens are an upper bound (``max_tokens`` per text request, one per scored one).
+    """
+    from psychometrics.administer import pending
+
+    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
+    answered = 0
+    todo = planned
+    if run_dir is not None and (run_dir / RESPONSES).exists():
+        with RunStore(run_dir / RESPONSES) as store:
+            todo, answered = pending(planned, store)
+    input_tokens = sum(sum(len(m.content) for m in p.request.messages) // 4 + 4 * len(p.request.messages) for p in todo)
+    output_tokens = sum(p.request.max_tokens if p.request.mode == "text" else 1 for p in todo)
+    return {
+        "requests_planned": len(planned),
+        "already_answered": answered,
+        "to_send": len(todo),
+        "estimated_input_tokens": input_tokens,
+        "estimated_output_tokens_max": output_tokens,
+    }
