@@ -427,6 +427,10 @@ def _check_model(data: pd.DataFrame, model: dict[str, list[str]]) -> list[str]:
     return list(seen)
 
 
+#: Above this many free parameters the exact-Hessian optimiser is too costly (see :func:`cfa`).
+LARGE_MODEL_PARAMETERS = 200
+
+
 def cfa(data: pd.DataFrame, model: dict[str, list[str]], estimator: str = "ML",
         max_iterations: int = 1000) -> CFAResult:
     """Fit a correlated-factors, simple-structure CFA by maximum likelihood, as ``lavaan::cfa``.
@@ -522,7 +526,20 @@ def cfa(data: pd.DataFrame, model: dict[str, list[str]], estimator: str = "ML",
     theta0 = _start(spec, s)
     iterations = 0
     theta = theta0
-    for curvature in (objective.hessian, objective.information):
+    large = spec.q > LARGE_MODEL_PARAMETERS
+    if large:
+        # The exact Hessian needs a parameters x p x p array (hundreds of MB and tens of Gflop per step
+        # at 300 indicators): large models use L-BFGS on the analytic gradient instead. Fit measures
+        # depend only on the optimum, so they are the same; standard errors are not computed.
+        with np.errstate(all="ignore"):
+            result = optimize.minimize(objective.value, theta0, jac=objective.gradient, method="L-BFGS-B",
+                                       options={"maxiter": 20 * max_iterations, "maxcor": 30, "ftol": 1e-16,
+                                                "gtol": 1e-9})
+        iterations = int(result.nit)
+        theta = result.x
+        converged = bool(math.isfinite(result.fun) and float(np.max(np.abs(objective.gradient(theta)))) < 1e-6)
+        notes.append(f"large model ({spec.q} parameters): fitted by L-BFGS; standard errors not computed")
+    for curvature in () if large else (objective.hessian, objective.information):
         with np.errstate(all="ignore"):
             result = optimize.minimize(objective.value, theta0, jac=objective.gradient, hess=curvature,
                                        method="trust-exact",
@@ -546,7 +563,7 @@ def cfa(data: pd.DataFrame, model: dict[str, list[str]], estimator: str = "ML",
     sigma = spec.sigma(theta)
 
     se = None
-    if converged:
+    if converged and not large:
         info = objective.information(theta) * n / 2.0
         try:
             cov = np.linalg.inv(info)

@@ -332,6 +332,8 @@ def administer(
     base.update({key: value for key, value in overrides.items() if value is not None})
     design = design_from_mapping(base, "design")
     inventories = [resolve_inventory(name) for name in inventory]
+    sources = {inv.id: (str(Path(name).resolve()) if name.endswith((".yaml", ".yml")) or "/" in name else name)
+               for inv, name in zip(inventories, inventory)}
     if len({inv.id for inv in inventories}) != len(inventories):
         raise PsytestError("--inventory: the same inventory is given twice; give each once")
     persona_set = None
@@ -357,7 +359,7 @@ def administer(
         return
     from psychometrics.administer import RetryPolicy
     from psychometrics.run import administer as run_administer
-    from psychometrics.run import default_run_dir, score_run
+    from psychometrics.run import default_run_dir
 
     run_dir = out or default_run_dir(model)
     from psychometrics.terminal import RunProgress, print_run_summary
@@ -365,17 +367,24 @@ def administer(
     progress = None if as_json else RunProgress()
     try:
         result = run_administer(
-            backend, inventories, design, run_dir, persona_set=persona_set, concurrency=concurrency,
+            backend, inventories, design, run_dir, persona_set=persona_set, inventory_sources=sources,
+            concurrency=concurrency,
             timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries),
             on_start=progress.start if progress else None, on_answer=progress.advance if progress else None,
         )
     finally:
         if progress:
             progress.stop()
-    scores, summary = score_run(run_dir, inventories, design.invalid)
+    from psychometrics.analysis import analyze_run, write_tables
+
+    tables = analyze_run(run_dir)
+    write_tables(tables, run_dir / "analysis")
+    summary = tables["score_summary"]
+    summary = summary[summary["kind"] == "scale"]
     stats = result.stats
     payload = {
         "run_dir": str(run_dir),
+        "analysis_dir": str(run_dir / "analysis"),
         "model": model,
         "requests_planned": stats.planned,
         "already_answered": stats.already_answered,
@@ -385,12 +394,88 @@ def administer(
         "reasks": stats.reasks,
         "outcomes": stats.outcomes,
         "items_per_second": round(stats.per_second, 3),
-        "scales": summary.to_dict(orient="records"),
+        "scales": json.loads(summary.to_json(orient="records")),
     }
     if as_json:
         _print_json(payload)
         return
     print_run_summary(payload, summary)
+
+
+# ---------------------------------------------------------------------------------------------------
+# score and analyze
+
+
+def _by_option(value: str | None) -> list[str] | None:
+    return _csv_option(value)
+
+
+@app.command()
+def score(
+    run: Annotated[Path, typer.Argument(help="A run directory (with manifest.json and responses.sqlite).")],
+    by: Annotated[
+        Optional[str],
+        typer.Option(help="Factors that define a respondent (default: every design factor), e.g. persona,sample."),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables (default RUN/analysis).")] = None,
+    structure: Annotated[bool, typer.Option(help="Also run EFA and CFA (slower on large inventories).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tables as JSON for scripts.")] = False,
+) -> None:
+    """Score a run and compute every derived table: norms, reliability, sensitivity, structure, MTMM."""
+    from psychometrics.analysis import analyze_run, write_tables
+
+    tables = analyze_run(run, _by_option(by), structure=structure)
+    written = write_tables(tables, out or run / "analysis")
+    _report_tables(tables, written, as_json)
+
+
+@app.command()
+def analyze(
+    data: Annotated[Path, typer.Argument(help="CSV of item responses: one row per respondent, one column per item.")],
+    keys: Annotated[Optional[Path], typer.Option(help="Keys YAML: response_range and scales (-item = reversed).")] = None,
+    inventory: Annotated[
+        Optional[str], typer.Option("--inventory", "-i", help="Or an inventory whose item ids are the columns.")
+    ] = None,
+    reference_loadings: Annotated[
+        Optional[Path], typer.Option(help="CSV of reference loadings (items x factors) for Tucker congruence.")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables (default DATA-analysis/).")] = None,
+    structure: Annotated[bool, typer.Option(help="Also run EFA and CFA.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tables as JSON for scripts.")] = False,
+) -> None:
+    """Analyse item data from a file (e.g. a human sample) with the same tables as a run."""
+    from psychometrics.analysis import analyze_item_data, write_tables
+    from psychometrics.item_data import inventory_from_keys, load_item_data
+
+    if (keys is None) == (inventory is None):
+        raise PsytestError("give exactly one of --keys KEYS.yaml or --inventory NAME")
+    if keys is not None:
+        inv = inventory_from_keys(keys)
+    else:
+        from psychometrics.library import resolve_inventory
+
+        inv = resolve_inventory(inventory)
+    reference = None
+    if reference_loadings is not None:
+        import pandas as pd
+
+        try:
+            reference = pd.read_csv(reference_loadings, index_col=0)
+        except (OSError, ValueError) as exc:
+            raise PsytestError(f"--reference-loadings {reference_loadings}: cannot read ({exc})") from None
+    matrix = load_item_data(data, inv)
+    tables = analyze_item_data(matrix, inv, structure=structure, reference_loadings=reference)
+    written = write_tables(tables, out or data.with_name(f"{data.stem}-analysis"))
+    _report_tables(tables, written, as_json)
+
+
+def _report_tables(tables, written, as_json: bool) -> None:
+    if as_json:
+        _print_json({name: json.loads(table.to_json(orient="records")) for name, table in tables.items()})
+        return
+    from psychometrics.terminal import print_analysis
+
+    print_analysis(tables, written)
 
 
 # ---------------------------------------------------------------------------------------------------

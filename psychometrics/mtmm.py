@@ -48,7 +48,8 @@ def trait_matrix(scores: pd.DataFrame, inventories: Iterable[Inventory]) -> pd.D
         for scale in inventory.scales:
             if scale.trait is None:
                 continue
-            column = part[part["scale"] == scale.id].set_index(list(CONDITION_FIELDS))["score"] * scale.trait_sign
+            respondent = [c for c in CONDITION_FIELDS if c in part.columns]
+            column = part[part["scale"] == scale.id].set_index(respondent)["score"] * scale.trait_sign
             frames.append(column.rename((inventory.id, scale.trait)))
     if not frames:
         return pd.DataFrame()

@@ -89,8 +89,18 @@ def hedges_g(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int, confi
     hn = 1 / n1 + 1 / n2
     d = (m1 - m2) / pooled
     correction = math.exp(math.lgamma(df / 2) - math.log(math.sqrt(df / 2)) - math.lgamma((df - 1) / 2))
-    low, high = _noncentral_t_bounds(d / math.sqrt(hn), df, confidence)
-    return correction * d, correction * low * math.sqrt(hn), correction * high * math.sqrt(hn)
+    try:
+        low, high = _noncentral_t_bounds(d / math.sqrt(hn), df, confidence)
+        low, high = low * math.sqrt(hn), high * math.sqrt(hn)
+    except (ValueError, RuntimeError):
+        # The noncentral t cannot be evaluated this far out (|t| in the hundreds): use the
+        # large-sample normal interval of Hedges & Olkin (1985, eq. 5.15) instead.
+        from scipy import stats
+
+        se = math.sqrt(hn + d * d / (2 * (n1 + n2)))
+        half = stats.norm.ppf(0.5 + confidence / 2) * se
+        low, high = d - half, d + half
+    return correction * d, correction * low, correction * high
 
 
 def compare_to_norm(

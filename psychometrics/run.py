@@ -27,7 +27,6 @@ from psychometrics.store import RunStore
 
 MANIFEST = "manifest.json"
 RESPONSES = "responses.sqlite"
-SCORES = "scores.csv"
 
 
 @dataclass
@@ -106,6 +105,7 @@ def administer(
     run_dir: Path,
     *,
     persona_set: PersonaSet | None = None,
+    inventory_sources: dict[str, str] | None = None,
     concurrency: int = 4,
     timeout_s: float | None = None,
     retry: RetryPolicy = RetryPolicy(),
@@ -128,7 +128,8 @@ def administer(
     extra = {
         "created_at": created,
         "requests_planned": len(planned),
-        "inventory_sources": {inv.id: inv.name for inv in inventories},
+        # Shipped inventories by name, users' files by absolute path: where to find them again.
+        "inventory_sources": {inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
         "packages": _package_versions(),
         "platform": f"{platform.system()} {platform.machine()}",
     }
@@ -150,13 +151,15 @@ def administer(
 
 
 def score_run(run_dir: Path, inventories: list[Inventory], invalid: str = "missing"):
-    """Score a run directory and write ``scores.csv``; returns (scores, summary) data frames."""
+    """Scale scores of a run directory: (scores per respondent, summary per scale) data frames.
+
+    The full set of derived tables is :func:`psychometrics.analysis.analyze_run` (``psytest score``).
+    """
     from psychometrics.scoring import responses_frame, scale_scores, scale_summary
 
     with RunStore(run_dir / RESPONSES) as store:
         frame = responses_frame(store)
     scores = scale_scores(frame, inventories, listwise=invalid == "drop")
-    scores.to_csv(run_dir / SCORES, index=False)
     return scores, scale_summary(scores)
 
 

@@ -62,15 +62,49 @@ def print_run_summary(payload: dict, summary) -> None:
         f"({payload['items_per_second']} items/s), {payload['failed']} failed; outcomes: {outcomes}",
         highlight=False,
     )
-    table = Table(title="Scale scores over design cells")
-    for column in ("inventory", "mode", "scale", "mean", "sd", "scored/cells"):
-        table.add_column(column, justify="right" if column in ("mean", "sd", "scored/cells") else "left")
-    for record in summary.to_dict(orient="records"):
-        sd = record["sd"]
-        table.add_row(
-            record["inventory"], record["mode"], record["scale"],
-            "-" if record["mean"] != record["mean"] else f"{record['mean']:.2f}",
-            "-" if sd != sd else f"{sd:.2f}",
-            f"{record['scored']}/{record['respondents']}",
-        )
-    console.print(table)
+    console.print(_table("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
+                         ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
+    console.print(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/",
+                  highlight=False)
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _table(title: str, frame, columns: list[str]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    present = [c for c in columns if c in frame.columns]
+    for column in present:
+        table.add_column(column)
+    for record in frame[present].to_dict(orient="records"):
+        table.add_row(*(_fmt(record[c]) for c in present))
+    return table
+
+
+def print_analysis(tables: dict, written: list) -> None:
+    """The headline tables of an analysis, and where the full CSVs are."""
+    from rich.console import Console
+
+    console = Console()
+    summary = tables.get("score_summary")
+    if summary is not None and not summary.empty:
+        scales = summary[summary["kind"] == "scale"]
+        console.print(_table("Scale scores (mean over respondents, bootstrap 95% CI)", scales,
+                             ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
+    reliability = tables.get("reliability")
+    if reliability is not None and not reliability.empty:
+        console.print(_table("Reliability", reliability,
+                             ["inventory", "mode", "scale", "n_respondents", "alpha", "alpha_ci_low", "alpha_ci_high",
+                              "omega_total", "omega_hierarchical", "lambda6", "split_half_mean", "note"]))
+    variance = tables.get("variance_decomposition")
+    if variance is not None and not variance.empty:
+        console.print(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
+                      f"({len(variance)} rows)", highlight=False)
+    console.print(f"{len(written)} tables written to {written[0].parent if written else '-'}", highlight=False)

@@ -179,7 +179,6 @@ def test_scale_scores_match_a_hand_computation(tmp_path):
     facet = inv.facets[0]
     keyed = [6 - value[i] if inv.item_by_id[i].reverse_keyed else value[i] for i in facet.items]
     assert scores[scores["scale"] == facet.id]["score"].item() == pytest.approx(sum(keyed))
-    assert (tmp_path / "scores.csv").exists()
 
 
 def test_scales_with_too_few_valid_answers_are_missing_not_zero(tmp_path):
@@ -219,7 +218,8 @@ def test_cli_administer_json_and_resume(tmp_path):
     assert {s["mode"] for s in extraversion} == {"text", "probs"} and all(s["mean"] > 3.8 for s in extraversion)
     second = json.loads(cli(*args).stdout)
     assert second["sent"] == 0 and second["already_answered"] == 160
-    assert (out / "manifest.json").exists() and (out / "scores.csv").exists()
+    assert (out / "manifest.json").exists() and (out / "analysis" / "scores.csv").exists()
+    assert (out / "analysis" / "reliability.csv").exists() and (out / "analysis" / "position_bias.csv").exists()
 
 
 def test_cli_dry_run_sends_nothing(tmp_path):

@@ -195,3 +195,25 @@ def test_no_nan_in_any_result(fits, sim):
         for table in (result.loadings, result.factor_correlations, result.residual_variances):
             if table is not None:
                 assert np.isfinite(table.select_dtypes("number").to_numpy(float)).all()
+
+
+def test_large_models_use_lbfgs_and_reach_the_same_optimum(monkeypatch):
+    """Above LARGE_MODEL_PARAMETERS the exact-Hessian optimiser is replaced by L-BFGS: same fit."""
+    import numpy as np
+    import pandas as pd
+
+    from psychometrics import cfa as cfa_module
+
+    rng = np.random.default_rng(3)
+    traits = rng.standard_normal((500, 3))
+    columns = {f"x{j}": 0.8 * traits[:, j % 3] + rng.standard_normal(500) for j in range(30)}
+    data = pd.DataFrame(columns)
+    model = {f"F{f}": [f"x{j}" for j in range(30) if j % 3 == f] for f in range(3)}
+    monkeypatch.setattr(cfa_module, "LARGE_MODEL_PARAMETERS", 10)
+    large = cfa_module.cfa(data, model)
+    monkeypatch.setattr(cfa_module, "LARGE_MODEL_PARAMETERS", 10_000)
+    exact = cfa_module.cfa(data, model)
+    assert large.converged and exact.converged and "L-BFGS" in large.note
+    for name in ("chisq", "cfi", "tli", "rmsea", "srmr"):
+        assert getattr(large.fit, name) == pytest.approx(getattr(exact.fit, name), rel=1e-7, abs=1e-9), name
+    assert large.loadings["se"].isna().all() or large.loadings["se"].isnull().all()
