@@ -418,13 +418,17 @@ def score(
         typer.Option(help="Factors that define a respondent (default: every design factor), e.g. persona,sample."),
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables (default RUN/analysis).")] = None,
+    reference_loadings: Annotated[
+        Optional[Path], typer.Option(help="CSV of reference loadings (items x factors) for Tucker congruence.")
+    ] = None,
     structure: Annotated[bool, typer.Option(help="Also run EFA and CFA (slower on large inventories).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the tables as JSON for scripts.")] = False,
 ) -> None:
     """Score a run and compute every derived table: norms, reliability, sensitivity, structure, MTMM."""
     from psychometrics.analysis import analyze_run, write_tables
 
-    tables = analyze_run(run, _by_option(by), structure=structure)
+    tables = analyze_run(run, _by_option(by), structure=structure,
+                         reference_loadings=_read_loadings(reference_loadings))
     written = write_tables(tables, out or run / "analysis")
     _report_tables(tables, written, as_json)
 
@@ -455,18 +459,25 @@ def analyze(
         from psychometrics.library import resolve_inventory
 
         inv = resolve_inventory(inventory)
-    reference = None
-    if reference_loadings is not None:
-        import pandas as pd
-
-        try:
-            reference = pd.read_csv(reference_loadings, index_col=0)
-        except (OSError, ValueError) as exc:
-            raise PsytestError(f"--reference-loadings {reference_loadings}: cannot read ({exc})") from None
     matrix = load_item_data(data, inv)
-    tables = analyze_item_data(matrix, inv, structure=structure, reference_loadings=reference)
+    tables = analyze_item_data(matrix, inv, structure=structure, reference_loadings=_read_loadings(reference_loadings))
     written = write_tables(tables, out or data.with_name(f"{data.stem}-analysis"))
     _report_tables(tables, written, as_json)
+
+
+def _read_loadings(path: Path | None):
+    """A reference loading matrix: first column the item ids, one column per factor."""
+    if path is None:
+        return None
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, index_col=0)
+    except (OSError, ValueError) as exc:
+        raise PsytestError(f"--reference-loadings {path}: cannot read ({exc})") from None
+    if frame.empty or not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
+        raise PsytestError(f"--reference-loadings {path}: expected item ids then numeric loadings, one column per factor")
+    return frame
 
 
 def _report_tables(tables, written, as_json: bool) -> None:

@@ -146,3 +146,20 @@ def test_cli_score_and_analyze(varied_run, tmp_path):
     assert "Reliability" in result.stdout and (tmp_path / "human-analysis" / "efa_fit.csv").exists()
     bad = cli("analyze", str(human))
     assert bad.returncode == 2 and "give exactly one of --keys" in bad.stderr
+
+
+def test_congruence_with_given_reference_loadings(tmp_path):
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("response_range: [1, 6]\nscales:\n  A: [-A1, A2, A3, A4, A5]\n  C: [C1, C2, C3, -C4, -C5]\n")
+    reference = tmp_path / "loadings.csv"
+    rows = ["item,F1,F2"] + [f"A{k},0.6,0.0" for k in range(1, 6)] + [f"C{k},0.0,0.6" for k in range(1, 6)]
+    reference.write_text("\n".join(rows) + "\n")
+    result = cli("analyze", str(REFERENCE / "data" / "bfi25.csv"), "--keys", str(keys), "--reference-loadings",
+                 str(reference), "--out", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    fit = json.loads(result.stdout)["efa_fit"][0]
+    assert fit["congruence_with"] == "reference loadings" and fit["congruence_mean"] > 0.9
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,F1\nA1,high\n")
+    result = cli("analyze", str(REFERENCE / "data" / "bfi25.csv"), "--keys", str(keys), "--reference-loadings", str(bad))
+    assert result.returncode == 2 and "expected item ids then numeric loadings" in result.stderr
