@@ -406,10 +406,6 @@ def administer(
 # score and analyze
 
 
-def _by_option(value: str | None) -> list[str] | None:
-    return _csv_option(value)
-
-
 @app.command()
 def score(
     run: Annotated[Path, typer.Argument(help="A run directory (with manifest.json and responses.sqlite).")],
@@ -427,7 +423,7 @@ def score(
     """Score a run and compute every derived table: norms, reliability, sensitivity, structure, MTMM."""
     from psychometrics.analysis import analyze_run, write_tables
 
-    tables = analyze_run(run, _by_option(by), structure=structure,
+    tables = analyze_run(run, _csv_option(by), structure=structure,
                          reference_loadings=_read_loadings(reference_loadings))
     written = write_tables(tables, out or run / "analysis")
     _report_tables(tables, written, as_json)
