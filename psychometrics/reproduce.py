@@ -1,0 +1,572 @@
+"""Reproducing a run: are its derived tables, and optionally its raw answers, what the run's inputs give?
+
+``reproduce(RUN)`` recomputes every derived table from ``manifest.json`` and ``responses.sqlite`` with
+:func:`psychometrics.analysis.analyze_run` into a temporary directory and compares the result with the
+CSVs in ``RUN/analysis`` (and ``RUN/report/*.csv`` if present): the same files, the same columns in the
+same order, the same number of rows, and every cell equal. Strings must be identical. Numbers must agree
+within ``1e-9`` relative plus ``1e-12`` absolute, ``|a - b| <= 1e-12 + 1e-9 * max(|a|, |b|)``: a different
+numpy, BLAS or LAPACK build (or CPU) may sum in a different order or use fused multiply-add and so change
+the last bits of a result, which is not a reproducibility failure; anything larger is.
+
+The analysis options a user may have chosen with ``psytest score`` are recovered from the stored tables
+where possible: ``--by`` from the condition columns of ``scores.csv``, ``--no-structure`` from the absence
+of ``cfa_fit.csv``. ``--reference-loadings`` cannot be recovered: pass the same file.
+
+``reproduce(RUN, rerun=True)`` also re-sends every stored request, in the stored order (``rowid``), to a
+deterministic backend and checks the raw replies: the model is resolved from ``manifest["model"]`` (its
+settings must equal ``backend_params``), the inventories from ``inventory_sources`` (checked against their
+content hashes), the persona set from ``design.personas`` (checked likewise) and the design from
+``manifest["design"]``; the plan is rebuilt with :func:`psychometrics.design.plan_requests` so every stored
+request id is found again, and the backend is called directly (nothing is stored). Deterministic backends
+are simulated respondents (seeded per request at any temperature) and local models (``local/...``,
+``gguf:...``) at temperature 0; remote litellm models are refused, as are local models sampling text at a
+temperature above 0. Reply texts (and re-ask histories) must be identical; label log-probabilities must be
+identical for simulated respondents and within ``1e-6`` absolute for local models, because llama.cpp
+reuses the longest cached prompt prefix, so how a prompt is split into evaluated batches depends on the
+request before it, which changes the floating-point evaluation order. The parsed outcome, position and
+value of every stored item are re-derived from the new reply and must match too (so an edited ``value``
+in the store is caught).
+
+Nothing is written into the run directory: the manifest and the database (with its write-ahead log) are
+copied into a temporary directory first, and everything is read from the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from psychometrics.design import CONDITION_FIELDS
+from psychometrics.errors import PsytestError
+
+REL_TOL = 1e-9
+ABS_TOL = 1e-12
+#: Log-probability tolerance (absolute) of local models on rerun; simulated respondents must be exact.
+LOCAL_LOGPROB_TOL = 1e-6
+
+MISMATCH_COLUMNS = ["file", "column", "row", "row_key", "stored", "recomputed", "problem"]
+RERUN_COLUMNS = ["rowid", "request_id", "item_id", "field", "stored", "replayed"]
+#: Columns that identify a row of an analysis table, shown with a mismatch to help find it.
+_ROW_KEY_COLUMNS = ("inventory", "mode", "kind", "scale", "item", "factor", "source", "factor_level", "group",
+                    "persona", "option_order", "template", "wording", "item_order", "sample")
+
+
+# ---------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class RerunResult:
+    """Re-sent requests: ``mismatches`` has one row per differing field of a stored item (columns
+    :data:`RERUN_COLUMNS`); ``n_mismatches`` counts all, beyond the rows kept."""
+
+    model: str
+    requests_checked: int
+    items_checked: int
+    skipped_failed: int
+    not_in_plan: int
+    logprob_tolerance: float
+    mismatches: pd.DataFrame
+    n_mismatches: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.n_mismatches == 0
+
+
+@dataclass
+class ReproduceResult:
+    """Result of :func:`reproduce`.
+
+    ``files_checked``: CSVs compared (relative to the run directory). ``mismatches``: one row per problem
+    (columns :data:`MISMATCH_COLUMNS`; ``row`` is the 0-based data row, ``problem`` one of ``value``,
+    ``missing file``, ``extra file``, ``missing column``, ``extra column``, ``column order``, ``row count``);
+    ``n_mismatches`` counts all of them, beyond the rows kept. ``unverified``: stored CSVs nothing
+    recomputes (not failures). ``rerun``: the :class:`RerunResult` with ``rerun=True``, else ``None``.
+    ``passed``: no table mismatch and (with rerun) no reply mismatch. ``verdict``: one line.
+    """
+
+    run_dir: Path
+    files_checked: list[str]
+    mismatches: pd.DataFrame
+    n_mismatches: int
+    unverified: list[str] = field(default_factory=list)
+    rerun: RerunResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.n_mismatches == 0 and (self.rerun is None or self.rerun.passed)
+
+    @property
+    def verdict(self) -> str:
+        parts = []
+        if self.files_checked:
+            if self.n_mismatches:
+                files = list(dict.fromkeys(self.mismatches["file"]))
+                parts.append(f"{self.n_mismatches} table mismatch{'es' if self.n_mismatches != 1 else ''} in "
+                             f"{len(files)} file{'s' if len(files) != 1 else ''} ({', '.join(files[:4])}"
+                             f"{' ...' if len(files) > 4 else ''})")
+            else:
+                parts.append(f"{len(self.files_checked)} tables identical (numbers within {REL_TOL:g} relative)")
+        if self.rerun is not None:
+            r = self.rerun
+            if r.passed:
+                parts.append(f"{r.items_checked} answers to {r.requests_checked} re-sent requests identical")
+            else:
+                parts.append(f"{r.n_mismatches} answer field{'s' if r.n_mismatches != 1 else ''} differ on "
+                             f"re-sending {r.requests_checked} requests")
+        head = "REPRODUCED" if self.passed else "NOT REPRODUCED"
+        return f"{head}: {'; '.join(parts) or 'nothing to check'}"
+
+    def summary(self, max_rows: int = 20) -> str:
+        """The mismatches (first ``max_rows`` of each kind), notes and the verdict, as plain text."""
+        lines = []
+        for record in self.mismatches.head(max_rows).to_dict(orient="records"):
+            where = record["file"]
+            if _present(record["column"]):
+                where += f" column {record['column']}"
+            if _present(record["row"]):
+                where += f" row {int(record['row'])}"
+                if _present(record["row_key"]) and record["row_key"]:
+                    where += f" ({record['row_key']})"
+            lines.append(f"{record['problem']}: {where}: stored {record['stored']!s}, recomputed {record['recomputed']!s}")
+        if self.n_mismatches > max_rows:
+            lines.append(f"... {self.n_mismatches - max_rows} more table mismatches")
+        if self.rerun is not None:
+            for record in self.rerun.mismatches.head(max_rows).to_dict(orient="records"):
+                lines.append(f"reply {record['field']}: rowid {record['rowid']} request {str(record['request_id'])[:12]} "
+                             f"item {record['item_id']}: stored {record['stored']!r}, replayed {record['replayed']!r}")
+            if self.rerun.n_mismatches > max_rows:
+                lines.append(f"... {self.rerun.n_mismatches - max_rows} more reply mismatches")
+        lines += [f"unverified: {name} (nothing recomputes it)" for name in self.unverified]
+        lines += [f"note: {n}" for n in self.notes + (self.rerun.notes if self.rerun else [])]
+        lines.append(self.verdict)
+        return "\n".join(lines)
+
+
+def _present(value) -> bool:
+    """Not None and not NaN (pandas turns missing entries of a column into either)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pd.NA
+
+
+def _mismatch_frame(records: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(records, columns=MISMATCH_COLUMNS)
+    frame["row"] = frame["row"].astype("Int64")
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------
+# snapshot
+
+
+def _snapshot(run_dir: Path, into: Path) -> Path:
+    """Copy the manifest and the database (and its write-ahead log) so reading never touches the run."""
+    from psychometrics.run import MANIFEST, RESPONSES
+
+    copy = into / "run"
+    copy.mkdir()
+    shutil.copy2(run_dir / MANIFEST, copy / MANIFEST)
+    for suffix in ("", "-wal"):
+        source = run_dir / f"{RESPONSES}{suffix}"
+        if source.exists():
+            shutil.copy2(source, copy / source.name)
+    return copy
+
+
+# ---------------------------------------------------------------------------------------------------
+# tables
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise PsytestError(f"{path}: cannot read as CSV ({exc}); delete it and run psytest score again") from None
+
+
+def _row_key(frame: pd.DataFrame, row: int) -> str:
+    parts = [f"{c}={frame.at[row, c]}" for c in _ROW_KEY_COLUMNS if c in frame.columns and frame.at[row, c] != ""]
+    return ", ".join(parts[:6])
+
+
+def compare_csv(stored_path: Path, recomputed_path: Path, name: str, limit: int) -> tuple[list[dict], int]:
+    """Mismatches between two CSV files (at most ``limit`` rows kept) and their total count."""
+    stored, recomputed = _read_csv(stored_path), _read_csv(recomputed_path)
+    found: list[dict] = []
+    total = 0
+
+    def add(**record) -> None:
+        nonlocal total
+        total += 1
+        if len(found) < limit:
+            found.append({c: record.get(c) for c in MISMATCH_COLUMNS})
+
+    for column in stored.columns:
+        if column not in recomputed.columns:
+            add(file=name, column=column, problem="extra column", stored="present", recomputed="absent")
+    for column in recomputed.columns:
+        if column not in stored.columns:
+            add(file=name, column=column, problem="missing column", stored="absent", recomputed="present")
+    common = [c for c in stored.columns if c in recomputed.columns]
+    if common != [c for c in recomputed.columns if c in stored.columns]:
+        add(file=name, problem="column order", stored=",".join(common),
+            recomputed=",".join(c for c in recomputed.columns if c in stored.columns))
+    if len(stored) != len(recomputed):
+        add(file=name, problem="row count", stored=len(stored), recomputed=len(recomputed))
+        return found, total
+    for column in common:
+        a = stored[column].to_numpy(dtype=object)
+        b = recomputed[column].to_numpy(dtype=object)
+        same_text = a == b
+        if same_text.all():
+            continue
+        x = pd.to_numeric(stored[column], errors="coerce").to_numpy(dtype=float)
+        y = pd.to_numeric(recomputed[column], errors="coerce").to_numpy(dtype=float)
+        numeric = ~np.isnan(x) & ~np.isnan(y)
+        with np.errstate(invalid="ignore"):
+            close = (x == y) | (np.abs(x - y) <= ABS_TOL + REL_TOL * np.maximum(np.abs(x), np.abs(y)))
+        ok = np.where(numeric, close, same_text)
+        for row in np.flatnonzero(~ok):
+            add(file=name, column=column, row=int(row), row_key=_row_key(stored, int(row)),
+                stored=a[row], recomputed=b[row], problem="value")
+    return found, total
+
+
+def _infer_options(analysis_dir: Path) -> tuple[list[str] | None, bool | None, bool]:
+    """(by, structure, used reference loadings) as far as the stored tables show them."""
+    by = structure = None
+    used_reference = False
+    scores = analysis_dir / "scores.csv"
+    if scores.is_file():
+        header = _read_csv(scores).columns
+        factors = [c for c in header if c in CONDITION_FIELDS]
+        if factors and set(factors) != set(CONDITION_FIELDS):
+            by = factors
+    if analysis_dir.is_dir() and any(analysis_dir.glob("*.csv")):
+        structure = (analysis_dir / "cfa_fit.csv").is_file()
+    efa = analysis_dir / "efa_fit.csv"
+    if efa.is_file():
+        table = _read_csv(efa)
+        used_reference = "congruence_with" in table.columns and (table["congruence_with"] == "reference loadings").any()
+    return by, structure, used_reference
+
+
+def _check_tables(run_dir: Path, snapshot: Path, work: Path, *, by, structure, reference_loadings,
+                  report_tables, limit: int, notes: list[str]):
+    from psychometrics.analysis import analyze_run, write_tables
+
+    analysis_dir, report_dir = run_dir / "analysis", run_dir / "report"
+    stored_analysis = sorted(p.name for p in analysis_dir.glob("*.csv")) if analysis_dir.is_dir() else []
+    stored_report = sorted(p.name for p in report_dir.glob("*.csv")) if report_dir.is_dir() else []
+    inferred_by, inferred_structure, used_reference = _infer_options(analysis_dir)
+    if by is None and inferred_by:
+        by = inferred_by
+        notes.append(f"scores.csv is grouped by {','.join(by)}: recomputed with --by {','.join(by)}")
+    if structure is None:
+        structure = True if inferred_structure is None else inferred_structure
+        if not structure:
+            notes.append("no cfa_fit.csv: recomputed without EFA and CFA (--no-structure)")
+    if used_reference and reference_loadings is None:
+        raise PsytestError(f"{run_dir}/analysis/efa_fit.csv: the tables were computed with --reference-loadings; "
+                           "pass the same file to reproduce them")
+    tables = analyze_run(snapshot, by, structure=structure, reference_loadings=reference_loadings)
+    recomputed_dir = work / "analysis"
+    recomputed = sorted(p.name for p in write_tables(tables, recomputed_dir))
+    found: list[dict] = []
+    total = 0
+    checked: list[str] = []
+    unverified: list[str] = []
+
+    def record(**r):
+        nonlocal total
+        total += 1
+        if len(found) < limit:
+            found.append({c: r.get(c) for c in MISMATCH_COLUMNS})
+
+    if stored_analysis:
+        for name in recomputed:
+            if name not in stored_analysis:
+                record(file=f"analysis/{name}", problem="missing file", stored="absent", recomputed="present")
+        for name in stored_analysis:
+            if name not in recomputed:
+                record(file=f"analysis/{name}", problem="extra file", stored="present", recomputed="absent")
+                continue
+            rows, count = compare_csv(analysis_dir / name, recomputed_dir / name, f"analysis/{name}", limit - len(found))
+            found += rows
+            total += count
+            checked.append(f"analysis/{name}")
+    if stored_report:
+        extra = {}
+        if report_tables is not None:
+            extra_dir = work / "report"
+            extra = {p.name: p for p in write_tables(report_tables(snapshot), extra_dir)}
+        for name in stored_report:
+            source = extra.get(name) or (recomputed_dir / name if name in recomputed else None)
+            if source is None:
+                unverified.append(f"report/{name}")
+                continue
+            rows, count = compare_csv(report_dir / name, source, f"report/{name}", limit - len(found))
+            found += rows
+            total += count
+            checked.append(f"report/{name}")
+        for name in extra:
+            if name not in stored_report:
+                record(file=f"report/{name}", problem="missing file", stored="absent", recomputed="present")
+    return checked, found, total, unverified
+
+
+# ---------------------------------------------------------------------------------------------------
+# rerun
+
+
+def backend_kind(model: str) -> str:
+    """``sim``, ``local`` or ``remote`` for a ``--model`` string."""
+    if model == "sim" or model.startswith("sim/"):
+        return "sim"
+    if model.startswith(("local/", "gguf:")):
+        return "local"
+    return "remote"
+
+
+def _refuse_nondeterministic(model: str, design) -> None:
+    kind = backend_kind(model)
+    if kind == "remote":
+        raise PsytestError(
+            f"reproduce --rerun: {model} is a remote model whose replies are not deterministic; re-sending cannot "
+            "verify them (reproduce without --rerun checks the derived tables)"
+        )
+    if kind == "local" and design.temperature > 0 and "text" in design.modes:
+        raise PsytestError(
+            f"reproduce --rerun: the run sampled text from {model} at temperature {design.temperature:g}, which is "
+            "not bit-reproducible; only temperature 0 (or probs mode) can be re-sent and verified"
+        )
+
+
+def _rebuild_plan(run_dir: Path, manifest: dict):
+    """(backend, design, {request id: planned request}) rebuilt from the manifest, every input checked."""
+    from psychometrics.compare import run_inventories
+    from psychometrics.design import design_from_mapping, plan_requests
+    from psychometrics.models import resolve_model
+    from psychometrics.personas import resolve_persona_set
+
+    model = manifest["model"]
+    design = design_from_mapping(manifest["design"], f"{run_dir}/manifest.json: design")
+    _refuse_nondeterministic(model, design)
+    inventories = run_inventories(run_dir, manifest)
+    persona_set = None
+    if design.personas:
+        persona_set = resolve_persona_set(design.personas)
+        expected = (manifest.get("personas") or {}).get("content_hash")
+        if expected and persona_set.content_hash != expected:
+            raise PsytestError(f"persona set '{design.personas}' has changed since the run (content hash differs); "
+                               "reproduce with the original persona file")
+    backend = resolve_model(model)
+    params = json.loads(json.dumps(backend.params))
+    if params != manifest.get("backend_params"):
+        differing = sorted(k for k in set(params) | set(manifest.get("backend_params") or {})
+                           if params.get(k) != (manifest.get("backend_params") or {}).get(k))
+        raise PsytestError(
+            f"reproduce --rerun: {model} now has different settings than in the run ({', '.join(differing)}); "
+            "re-sending needs the same model file and runtime"
+        )
+    backend.prepare(inventories, persona_set)
+    planned = plan_requests(inventories, design, model, manifest["backend_params"], persona_set)
+    return backend, design, {p.request_id: p for p in planned}
+
+
+def _stored_requests(database: Path) -> list[list[dict]]:
+    """Stored rows grouped by request, in the order of their first rowid."""
+    conn = sqlite3.connect(database)  # the snapshot: opening it may recover its write-ahead log
+    try:
+        cursor = conn.execute(
+            "SELECT rowid, request_id, item_id, item_index, mode, raw_reply, choice_logprobs, outcome, position, "
+            "value, error, reasks, reask_replies FROM responses ORDER BY rowid"
+        )
+        names = [d[0] for d in cursor.description]
+        grouped: dict[str, list[dict]] = {}
+        for record in cursor:
+            row = dict(zip(names, record))
+            for column in ("choice_logprobs", "reask_replies"):
+                if row[column] is not None:
+                    row[column] = json.loads(row[column])
+            grouped.setdefault(row["request_id"], []).append(row)
+    finally:
+        conn.close()
+    return list(grouped.values())
+
+
+def _values_differ(a, b, abs_tol: float) -> bool:
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    a, b = float(a), float(b)
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) != math.isnan(b)
+    return not (a == b or abs(a - b) <= abs_tol + REL_TOL * max(abs(a), abs(b)))
+
+
+def _logprobs_differ(stored: dict | None, replayed: dict | None, tol: float) -> bool:
+    if stored is None or replayed is None:
+        return (stored is None) != (replayed is None)
+    if set(stored) != set(replayed):
+        return True
+    return any(_values_differ(stored[k], replayed[k], tol) if tol else stored[k] != replayed[k] for k in stored)
+
+
+async def _replay(backend, planned, reasks: int):
+    """(first reply, final text, re-ask history, parsed items) as administer would have produced them."""
+    from psychometrics.administer import _reask_request, parse_items
+
+    reply = await backend.complete(planned.request)
+    if planned.request.mode != "text" or reasks == 0:
+        return reply, reply.text, None, None
+    parsed = parse_items(planned, reply.text)
+    history: list[str] = []
+    final = reply.text
+    for round_ in range(1, reasks + 1):
+        if all(p.outcome == "valid" for p in parsed):
+            break
+        history.append(final or "")
+        again = await backend.complete(_reask_request(planned, history, round_))
+        final = again.text
+        for index, result in enumerate(parse_items(planned, again.text)):
+            if parsed[index].outcome != "valid" and result.outcome == "valid":
+                parsed[index] = result
+    return reply, final, history or None, parsed
+
+
+def _rerun(run_dir: Path, snapshot: Path, manifest: dict, limit: int) -> RerunResult:
+    from psychometrics.administer import answer_rows
+    from psychometrics.run import RESPONSES
+
+    backend, design, by_id = _rebuild_plan(run_dir, manifest)
+    kind = backend_kind(manifest["model"])
+    logprob_tol = LOCAL_LOGPROB_TOL if kind == "local" else 0.0
+    # Expected values move by at most about twice the log-probability error times the largest response value.
+    value_tol = 20 * logprob_tol if kind == "local" else ABS_TOL
+    stored = _stored_requests(snapshot / RESPONSES)
+    found: list[dict] = []
+    counts = {"total": 0, "requests": 0, "items": 0, "failed": 0, "not_in_plan": 0}
+
+    def add(row: dict, field_name: str, was, now) -> None:
+        counts["total"] += 1
+        if len(found) < limit:
+            found.append({"rowid": row["rowid"], "request_id": row["request_id"], "item_id": row["item_id"],
+                          "field": field_name, "stored": was, "replayed": now})
+
+    async def run_all() -> None:
+        try:
+            for rows in stored:
+                first = rows[0]
+                if any(r["error"] is not None for r in rows):
+                    counts["failed"] += 1
+                    continue
+                planned = by_id.get(first["request_id"])
+                if planned is None:
+                    counts["not_in_plan"] += 1
+                    add(first, "request", "stored", "not in the plan rebuilt from the manifest")
+                    continue
+                reply, final, history, parsed = await _replay(backend, planned, design.reasks)
+                derived = answer_rows(planned, reply, 0.0, 1, parsed)
+                counts["requests"] += 1
+                for row in rows:
+                    counts["items"] += 1
+                    index = row["item_index"]
+                    if index >= len(planned.items) or planned.items[index].id != row["item_id"]:
+                        add(row, "item_id", row["item_id"], planned.items[index].id if index < len(planned.items) else None)
+                        continue
+                    if row["raw_reply"] != final:
+                        add(row, "raw_reply", row["raw_reply"], final)
+                    if (row["reask_replies"] or None) != history:
+                        add(row, "reask_replies", row["reask_replies"], history)
+                    if _logprobs_differ(row["choice_logprobs"], reply.choice_logprobs, logprob_tol):
+                        add(row, "choice_logprobs", row["choice_logprobs"], reply.choice_logprobs)
+                    expected = derived[index]
+                    if row["outcome"] != expected.outcome:
+                        add(row, "outcome", row["outcome"], expected.outcome)
+                    if row["position"] != expected.position:
+                        add(row, "position", row["position"], expected.position)
+                    if _values_differ(row["value"], expected.value, value_tol):
+                        add(row, "value", row["value"], expected.value)
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run_all())
+    notes = []
+    answered = {rows[0]["request_id"] for rows in stored}
+    unanswered = sum(1 for request_id in by_id if request_id not in answered)
+    if unanswered:
+        notes.append(f"{unanswered} planned requests have no stored answer (the run is incomplete); they were not sent")
+    if counts["failed"]:
+        notes.append(f"{counts['failed']} requests stored as failures were skipped (no reply to compare)")
+    if kind == "local":
+        notes.append(f"local model: log-probabilities compared within {LOCAL_LOGPROB_TOL:g} absolute (the prompt-cache "
+                     "path changes the evaluation order); texts compared exactly")
+    frame = pd.DataFrame(found, columns=RERUN_COLUMNS)
+    return RerunResult(manifest["model"], counts["requests"], counts["items"], counts["failed"], counts["not_in_plan"],
+                       logprob_tol, frame, counts["total"], notes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# entry point
+
+
+def reproduce(
+    run_dir: Path,
+    rerun: bool = False,
+    *,
+    by: list[str] | None = None,
+    structure: bool | None = None,
+    reference_loadings: pd.DataFrame | None = None,
+    report_tables: Callable[[Path], dict[str, pd.DataFrame]] | None = None,
+    max_mismatches: int = 1000,
+) -> ReproduceResult:
+    """Check that a run's derived tables (and, with ``rerun``, its raw answers) reproduce.
+
+    ``by``, ``structure``: the ``psytest score`` options the tables were made with (default: inferred from
+    the stored tables). ``reference_loadings``: the same loadings if ``--reference-loadings`` was used.
+    ``report_tables``: a function that recomputes the report's tables from a run directory (a copy of the
+    run is passed), for ``RUN/report/*.csv``; without it, report CSVs named like an analysis table are
+    compared with that table and others are listed as unverified. ``max_mismatches``: how many mismatch
+    rows to keep (all are counted). Raises :class:`PsytestError` for a directory that is not a run, a run
+    with no tables to check and no ``rerun``, and (``rerun``) a non-deterministic or changed model or inputs.
+    """
+    from psychometrics.compare import _check_run_dir
+
+    run_dir = Path(run_dir)
+    manifest = _check_run_dir(run_dir)
+    has_tables = any((run_dir / "analysis").glob("*.csv")) or any((run_dir / "report").glob("*.csv"))
+    if not has_tables and not rerun:
+        raise PsytestError(f"{run_dir}: no analysis/*.csv to check; run psytest score {run_dir} first, or use --rerun "
+                           "to check the raw answers")
+    if rerun:  # refuse before any work
+        from psychometrics.design import design_from_mapping
+
+        _refuse_nondeterministic(manifest["model"], design_from_mapping(manifest["design"], f"{run_dir}/manifest.json: design"))
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="psytest-reproduce-") as tmp:
+        work = Path(tmp)
+        snapshot = _snapshot(run_dir, work)
+        checked, found, total, unverified = [], [], 0, []
+        if has_tables:
+            checked, found, total, unverified = _check_tables(
+                run_dir, snapshot, work, by=by, structure=structure, reference_loadings=reference_loadings,
+                report_tables=report_tables, limit=max_mismatches, notes=notes)
+        else:
+            notes.append("no analysis/*.csv: only the raw answers were checked")
+        rerun_result = _rerun(run_dir, snapshot, manifest, max_mismatches) if rerun else None
+    return ReproduceResult(run_dir, checked, _mismatch_frame(found), total, unverified,
+                           rerun_result, notes)

@@ -1,0 +1,260 @@
+"""Run comparisons, baselines and drift checks, and reproduction of a run (simulated respondents only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from psychometrics.analysis import analyze_run, write_tables
+from psychometrics.baseline import DEFAULT_TOLERANCE, check_run, load_baseline, make_baseline, write_baseline
+from psychometrics.compare import compare_runs
+from psychometrics.design import Design
+from psychometrics.errors import PsytestError
+from psychometrics.library import resolve_inventory
+from psychometrics.models.simulated import SimulatedRespondent
+from psychometrics.reproduce import reproduce
+from psychometrics.run import administer
+
+SIM = "sim/seed=3,persona_spread=1,noise=0.3"
+SCALES = ("E", "A", "C", "N", "I")
+
+
+def _administer(model: str, out: Path, seed: int, **design) -> Path:
+    """Mini-IPIP answered by 40 simulated people (neutral biographies), two samples each, temperature 1."""
+    options = dict(personas="neutral-biographies", samples=2, temperature=1.0, seed=seed)
+    options.update(design)
+    administer(SimulatedRespondent(model), [resolve_inventory("mini-ipip")], Design(**options), out, concurrency=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    reference = _administer(SIM, root / "reference", seed=1)
+    write_tables(analyze_run(reference), reference / "analysis")
+    return {
+        "reference": reference,
+        "same_model": _administer(SIM, root / "same-model", seed=2),  # same respondent, other draws
+        "extraverted": _administer(SIM + ",e=1.5", root / "extraverted", seed=3),  # extraversion shifted by 1.5 SD
+    }
+
+
+def _copy(run: Path, to: Path, analysis: bool = True) -> Path:
+    shutil.copytree(run, to, ignore=None if analysis else shutil.ignore_patterns("analysis"))
+    return to
+
+
+def _edit_manifest(run: Path, **changes) -> None:
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for key, value in changes.items():
+        if key == "design":
+            manifest["design"].update(value)
+        else:
+            manifest[key] = value
+    path.write_text(json.dumps(manifest))
+
+
+def _tree_fingerprint(run: Path) -> dict:
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*"))
+            if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# compare
+
+
+def test_compare_detects_a_trait_difference_beyond_noise(runs):
+    result = compare_runs([runs["reference"], runs["extraverted"]])
+    rows = result.differences.set_index("scale")
+    assert set(rows.index) == set(SCALES) and (rows["noise_method"] == "samples").all()
+    e = rows.loc["E"]
+    assert e["exceeds_noise"] and e["diff"] > 0.3 and e["diff_ci_low"] > 0 and e["g_ci_low"] > 0
+    assert abs(e["diff"]) > 2 * e["noise_se"] and e["diff_over_noise_se"] > 2
+    assert rows.drop(index="E")["exceeds_noise"].sum() <= 1
+    assert result.verdict.startswith(f"{result.n_exceeding} of 5 scale differences exceed run-to-run noise")
+    summary = result.summary()
+    assert "YES" in summary and str(runs["extraverted"]) in summary and result.verdict in summary
+
+
+def test_compare_same_model_with_other_seeds_stays_within_noise(runs):
+    result = compare_runs([runs["reference"], runs["same_model"], runs["reference"]])
+    same = result.differences[result.differences["run"] == str(runs["same_model"])]
+    assert len(same) == 5 and same["exceeds_noise"].sum() <= 1
+    itself = result.differences[result.differences["run"] == str(runs["reference"])]
+    assert (itself["diff"] == 0).all() and not itself["exceeds_noise"].any()
+    assert set(result.statistics["run"]) == {str(runs["reference"]), str(runs["same_model"])}
+
+
+def test_compare_refuses_bad_input(runs, tmp_path):
+    with pytest.raises(PsytestError, match="at least two run directories"):
+        compare_runs([runs["reference"]])
+    with pytest.raises(PsytestError, match="no such run directory"):
+        compare_runs([runs["reference"], tmp_path / "nowhere"])
+    edited = _copy(runs["same_model"], tmp_path / "edited")
+    _edit_manifest(edited, inventories=[{"id": "mini-ipip", "content_hash": "0" * 64}])
+    with pytest.raises(PsytestError, match="inventory 'mini-ipip' differs .* same inventory version") as error:
+        compare_runs([runs["reference"], edited])
+    assert "\n" not in str(error.value)
+
+
+def test_compare_with_one_sample_per_cell_uses_the_spread_over_cells(tmp_path):
+    design = dict(personas=None, samples=1, option_orders=["original", "reversed"], templates=["numbered", "lettered"])
+    a = _administer("sim/seed=1,noise=0.5", tmp_path / "a", seed=1, **design)
+    b = _administer("sim/seed=1,noise=0.5", tmp_path / "b", seed=2, **design)
+    result = compare_runs([a, b])
+    assert (result.differences["noise_method"] == "cells").all()
+    assert any("one sample per cell" in note for note in result.notes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# baseline and check
+
+
+def test_baseline_then_check_passes_on_a_rerun_of_the_same_model(runs, tmp_path):
+    path = tmp_path / "baseline.json"
+    written = write_baseline(runs["reference"], path)
+    baseline = load_baseline(path)
+    assert baseline == json.loads(json.dumps(written)) == make_baseline(runs["reference"])
+    assert baseline["model"] == SIM and set(baseline["inventories"]) == {"mini-ipip"}
+    assert baseline["design_cells"] == [{"inventory": "mini-ipip", "mode": "text", "cells": 80}]
+    entry = baseline["scales"][0]
+    assert entry["n"] == 80 and entry["sd"] > 0 and 0 < entry["noise_sd"] and entry["noise_method"] == "samples"
+    result = check_run(runs["same_model"], baseline)
+    assert result.passed and result.tolerance == DEFAULT_TOLERANCE and result.unit == "sd"
+    assert result.verdict.startswith("PASS: all 5 scales within 0.5 SD")
+    assert (result.rows["sd_unit"] == result.rows["baseline_sd"]).all()
+    assert (result.rows["difference_sd"].abs() < 0.5).all()
+
+
+def test_check_fails_when_scores_are_shifted(runs, tmp_path):
+    baseline = make_baseline(runs["reference"])
+    failed = check_run(runs["extraverted"], baseline)
+    assert not failed.passed and list(failed.failures["scale"]) == ["E"]
+    assert failed.verdict.startswith("FAIL: 1 of 5 scales") and "mini-ipip/text/E" in failed.verdict
+    assert any("model differs" in note for note in failed.notes)
+
+    # The same model's answers, with every extraversion answer moved one point toward "more extraverted".
+    shifted = _copy(runs["same_model"], tmp_path / "shifted")
+    inventory = resolve_inventory("mini-ipip")
+    scale_e = next(s for s in inventory.scales if s.id == "E")
+    reversed_items = {i.id for i in inventory.items if i.reverse_keyed}
+    with sqlite3.connect(shifted / "responses.sqlite") as conn:
+        for item in scale_e.items:
+            step = -1 if item in reversed_items else 1
+            conn.execute("UPDATE responses SET value = value + ? WHERE item_id = ? AND value IS NOT NULL", (step, item))
+    conn.close()
+    result = check_run(shifted, baseline)
+    assert not result.passed
+    rows = result.rows.set_index("scale")
+    assert not rows.loc["E", "within"] and rows.loc["E", "difference"] > 0.9 and rows.loc["E", "difference_sd"] > 0.5
+    assert rows.drop(index="E")["within"].all()
+    assert check_run(shifted, baseline, tolerance=2.0, unit="raw").passed  # a point is within 2 raw points
+
+
+def test_check_fails_on_what_the_run_lacks_and_rejects_bad_options(runs, tmp_path):
+    baseline = make_baseline(runs["reference"])
+    template = dict(baseline["scales"][0])
+    baseline["scales"] += [{**template, "mode": "probs"}, {**template, "inventory": "bfi-44", "scale": "E"}]
+    baseline["inventories"]["bfi-44"] = "f" * 64
+    result = check_run(runs["same_model"], baseline)
+    reasons = list(result.failures["reason"])
+    assert not result.passed and len(reasons) == 2
+    assert "no probs-mode answers for mini-ipip" in reasons[0] and "bfi-44 was not administered" in reasons[1]
+    assert "2 of 7 scales" in result.verdict
+
+    changed = make_baseline(runs["reference"])
+    changed["inventories"]["mini-ipip"] = "0" * 64
+    assert check_run(runs["same_model"], changed).failures["reason"].str.contains("differs from the baseline").all()
+
+    zero = make_baseline(runs["reference"])
+    zero["scales"] = [{**zero["scales"][0], "sd": 0.0, "noise_sd": 0.0}]
+    row = check_run(runs["same_model"], zero).rows.iloc[0]
+    assert math.isinf(row["difference_sd"]) and not row["within"]
+    assert check_run(runs["same_model"], zero, tolerance=1.0, unit="raw").passed
+
+    with pytest.raises(PsytestError, match="--tolerance"):
+        check_run(runs["same_model"], baseline, tolerance=-1)
+    with pytest.raises(PsytestError, match="--unit"):
+        check_run(runs["same_model"], baseline, unit="percent")
+    with pytest.raises(PsytestError, match="not a psytest baseline"):
+        check_run(runs["same_model"], {"scales": []})
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(PsytestError, match="not valid JSON"):
+        load_baseline(tmp_path / "bad.json")
+
+
+# ---------------------------------------------------------------------------------------------------
+# reproduce
+
+
+def test_reproduce_passes_on_an_untouched_run_and_writes_nothing(runs):
+    before = _tree_fingerprint(runs["reference"])
+    result = reproduce(runs["reference"], rerun=True)
+    assert result.passed, result.summary()
+    assert "analysis/scores.csv" in result.files_checked and len(result.files_checked) >= 10
+    assert result.rerun.requests_checked == 1600 and result.rerun.items_checked == 1600
+    assert result.verdict.startswith("REPRODUCED")
+    assert _tree_fingerprint(runs["reference"]) == before
+
+
+def test_reproduce_detects_a_tampered_analysis_table(runs, tmp_path):
+    run = _copy(runs["reference"], tmp_path / "run")
+    summary_csv = run / "analysis" / "score_summary.csv"
+    table = pd.read_csv(summary_csv)
+    original = table.loc[2, "mean"]
+    table.loc[2, "mean"] = original + 1e-6
+    table.to_csv(summary_csv, index=False)
+    (run / "analysis" / "retest.csv").unlink()
+    (run / "report").mkdir()
+    shutil.copy(run / "analysis" / "reliability.csv", run / "report" / "reliability.csv")
+    (run / "report" / "figure-data.csv").write_text("a,b\n1,2\n")
+
+    result = reproduce(run)
+    assert not result.passed and result.rerun is None
+    problems = result.mismatches.set_index("problem")
+    value = problems.loc["value"]
+    assert (value["file"], value["column"], value["row"]) == ("analysis/score_summary.csv", "mean", 2)
+    assert "scale=C" in value["row_key"] and float(value["recomputed"]) == pytest.approx(original)
+    assert problems.loc["missing file", "file"] == "analysis/retest.csv"
+    assert result.n_mismatches == 2 and "report/reliability.csv" in result.files_checked
+    assert result.unverified == ["report/figure-data.csv"]
+    assert result.verdict.startswith("NOT REPRODUCED: 2 table mismatches in 2 files")
+
+
+def test_reproduce_rerun_detects_a_tampered_reply_and_value(runs, tmp_path):
+    run = _copy(runs["reference"], tmp_path / "run", analysis=False)
+    with sqlite3.connect(run / "responses.sqlite") as conn:
+        reply_row, reply = conn.execute("SELECT rowid, raw_reply FROM responses WHERE rowid = 10").fetchone()
+        conn.execute("UPDATE responses SET raw_reply = ? WHERE rowid = 10", ("5" if reply != "5" else "1",))
+        conn.execute("UPDATE responses SET value = value + 0.5 WHERE rowid = 20")
+    conn.close()
+    with pytest.raises(PsytestError, match="no analysis/.*--rerun"):
+        reproduce(run)
+    result = reproduce(run, rerun=True)
+    assert not result.passed and result.files_checked == []
+    found = result.rerun.mismatches.set_index("field")
+    assert found.loc["raw_reply", "rowid"] == reply_row and found.loc["raw_reply", "replayed"] == reply
+    assert found.loc["value", "rowid"] == 20
+    assert result.rerun.n_mismatches == 2 and "2 answer fields differ" in result.verdict
+
+
+def test_rerun_refuses_non_deterministic_models(runs, tmp_path):
+    remote = _copy(runs["reference"], tmp_path / "remote")
+    _edit_manifest(remote, model="openai/gpt-4o-mini", backend_params={"backend": "litellm"})
+    with pytest.raises(PsytestError, match="openai/gpt-4o-mini is a remote model") as error:
+        reproduce(remote, rerun=True)
+    assert "\n" not in str(error.value)
+    assert reproduce(remote).passed  # the tables still reproduce without re-sending
+
+    sampled = _copy(runs["reference"], tmp_path / "sampled", analysis=False)
+    _edit_manifest(sampled, model="local/smollm2-135m", backend_params={})
+    with pytest.raises(PsytestError, match="at temperature 1, which is not bit-reproducible"):
+        reproduce(sampled, rerun=True)
