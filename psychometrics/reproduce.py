@@ -310,12 +310,14 @@ def _check_tables(run_dir: Path, snapshot: Path, work: Path, *, by, structure, r
             total += count
             checked.append(f"analysis/{name}")
     if stored_report:
-        extra = {}
-        if report_tables is not None:
-            extra_dir = work / "report"
-            extra = {p.name: p for p in write_tables(report_tables(snapshot), extra_dir)}
+        # The report analyses with the defaults; recompute that too if RUN/analysis used other options.
+        report_dir_recomputed, report_names = recomputed_dir, set(recomputed)
+        if by is not None or not structure or reference_loadings is not None:
+            report_dir_recomputed = work / "report-analysis"
+            report_names = {p.name for p in write_tables(analyze_run(snapshot), report_dir_recomputed)}
+        extra = {p.name: p for p in write_tables((report_tables or _auto_report_tables)(snapshot), work / "report")}
         for name in stored_report:
-            source = extra.get(name) or (recomputed_dir / name if name in recomputed else None)
+            source = extra.get(name) or (report_dir_recomputed / name if name in report_names else None)
             if source is None:
                 unverified.append(f"report/{name}")
                 continue
@@ -323,10 +325,17 @@ def _check_tables(run_dir: Path, snapshot: Path, work: Path, *, by, structure, r
             found += rows
             total += count
             checked.append(f"report/{name}")
-        for name in extra:
-            if name not in stored_report:
-                record(file=f"report/{name}", problem="missing file", stored="absent", recomputed="present")
     return checked, found, total, unverified
+
+
+def _auto_report_tables(run: Path) -> dict[str, pd.DataFrame]:
+    """The report's tables beyond the analysis ones (``responses.csv``), if the report module provides them."""
+    try:
+        from psychometrics.report import responses_table
+        from psychometrics.run import read_manifest
+    except ImportError:
+        return {}
+    return {"responses": responses_table(run, read_manifest(run))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -538,9 +547,12 @@ def reproduce(
 
     ``by``, ``structure``: the ``psytest score`` options the tables were made with (default: inferred from
     the stored tables). ``reference_loadings``: the same loadings if ``--reference-loadings`` was used.
-    ``report_tables``: a function that recomputes the report's tables from a run directory (a copy of the
-    run is passed), for ``RUN/report/*.csv``; without it, report CSVs named like an analysis table are
-    compared with that table and others are listed as unverified. ``max_mismatches``: how many mismatch
+    ``report_tables``: a function that recomputes the report's own tables (beyond the analysis tables)
+    from a run directory (a copy of the run is passed), for ``RUN/report/*.csv``; by default
+    ``psychometrics.report.responses_table`` gives ``responses.csv`` when the report module has it. Report
+    CSVs named like an analysis table are compared with that table (analysed with the default options, as
+    the report does); the CSVs present are checked, and any nothing recomputes (``run_info.csv``, which
+    holds the report's creation time) are listed as unverified. ``max_mismatches``: how many mismatch
     rows to keep (all are counted). Raises :class:`PsytestError` for a directory that is not a run, a run
     with no tables to check and no ``rerun``, and (``rerun``) a non-deterministic or changed model or inputs.
     """
