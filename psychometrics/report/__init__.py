@@ -1,0 +1,223 @@
+"""Reports of a run: tidy CSVs, one self-contained HTML page and a JSON summary.
+
+``build_report(RUN)`` writes to ``RUN/report`` (or ``out_dir``):
+
+``*.csv``          every analysis table (:func:`psychometrics.analysis.analyze_run`), ``responses.csv``
+                   (one row per answer: condition columns, item, scale, raw reply, outcome, value) and
+                   ``run_info.csv`` (model and design settings)
+``report.html``    figures (PNG, base64-embedded), the key tables and a sample of raw replies; no
+                   external resources, no scripts, model text escaped
+``summary.json``   model, inventories, scale means with CIs, norm percentiles, reliability headline,
+                   largest design-factor effects and outcome rates
+
+Every number in the HTML is in one of the CSVs. The run is only read, never changed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+__all__ = ["ReportPaths", "build_report"]
+
+REPORT_DIR = "report"
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """What :func:`build_report` wrote."""
+
+    out_dir: Path
+    html: Path
+    summary: Path
+    csvs: list[Path]
+
+
+def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96) -> ReportPaths:
+    """Analyse ``run_dir`` and write its CSVs, ``report.html`` and ``summary.json`` into ``out_dir``."""
+    from psychometrics.analysis import analyze_run, write_tables
+    from psychometrics.report import figures as figs
+    from psychometrics.report.html import build_sections, figure_entry, render_html, reply_sample
+    from psychometrics.run import read_manifest
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
+    manifest = read_manifest(run_dir)
+    tables = analyze_run(run_dir)
+    tables["responses"] = responses_table(run_dir, manifest)
+    run_info = run_info_table(manifest, tables["responses"])
+    csvs = write_tables({**tables, "run_info": run_info}, out_dir)
+
+    drawn = {}
+    for key, title, caption, function in figs.FIGURES:
+        try:
+            plot = function(tables)
+            if plot is not None:
+                drawn[key] = figure_entry(key, title, caption, figs.png_bytes(plot, dpi=dpi))
+        except Exception as exc:  # one broken figure must not cost the whole report; the page says why
+            drawn[key] = figure_entry(key, title, caption, None, f"{type(exc).__name__}: {exc}")
+
+    summary = summarize(manifest, tables)
+    summary["files"] = sorted([p.name for p in csvs] + ["report.html", "summary.json"])
+    context = {
+        "title": f"psytest report: {manifest.get('model', 'unknown model')}",
+        "run_dir": str(run_dir),
+        "run_info": list(run_info.itertuples(index=False, name=None)),
+        "sections": build_sections(tables, drawn),
+        "replies": reply_sample(tables["responses"]),
+        "files": summary["files"],
+        "generator": f"psytest {manifest.get('packages', {}).get('psytest', '')}".strip(),
+    }
+    html_path = out_dir / "report.html"
+    html_path.write_text(render_html(context), encoding="utf-8")
+    summary_path = out_dir / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                            encoding="utf-8")
+    return ReportPaths(out_dir, html_path, summary_path, csvs)
+
+
+def _inventories(manifest: dict):
+    from psychometrics.library import resolve_inventory
+
+    sources = manifest.get("inventory_sources", {})
+    return [resolve_inventory(sources.get(entry["id"], entry["id"])) for entry in manifest["inventories"]]
+
+
+def responses_table(run_dir: Path, manifest: dict) -> pd.DataFrame:
+    """Every stored answer, long: request, inventory, item, its scale, condition columns, outcome, value, reply."""
+    from psychometrics.run import RESPONSES
+    from psychometrics.scoring import responses_frame
+    from psychometrics.store import RunStore
+
+    with RunStore(run_dir / RESPONSES) as store:
+        frame = responses_frame(store)
+    scale_of = {}
+    for inventory in _inventories(manifest):
+        for scale in inventory.scales:
+            for item in scale.items:
+                scale_of.setdefault((inventory.id, item), scale.id)
+    scales = [scale_of.get(key) for key in zip(frame["inventory"], frame["item_id"])]
+    frame.insert(frame.columns.get_loc("item_id") + 1, "scale", scales)
+    return frame
+
+
+def run_info_table(manifest: dict, responses: pd.DataFrame) -> pd.DataFrame:
+    """Model and design settings as key/value rows (the report's header)."""
+    design = manifest.get("design", {})
+    personas = manifest.get("personas") or {}
+    rows = [
+        ("model", manifest.get("model")),
+        ("backend settings", json.dumps(manifest.get("backend_params", {}), sort_keys=True)),
+        ("inventories", ", ".join(entry["id"] for entry in manifest.get("inventories", []))),
+        ("personas", personas.get("id", "none")),
+        *((f"design: {key}", json.dumps(value) if isinstance(value, (list, dict)) else value)
+          for key, value in design.items()),
+        ("requests planned", manifest.get("requests_planned")),
+        ("answers stored", len(responses)),
+        ("run created", manifest.get("created_at")),
+        ("psytest", manifest.get("packages", {}).get("psytest")),
+        ("report created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
+    ]
+    return pd.DataFrame([(key, "" if value is None else str(value)) for key, value in rows], columns=["key", "value"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# summary.json
+
+
+def _records(frame: Optional[pd.DataFrame], columns: list[str]) -> list[dict]:
+    """Rows as JSON-ready dicts (NaN becomes null), only the columns that exist."""
+    if frame is None or frame.empty:
+        return []
+    return json.loads(frame[[c for c in columns if c in frame.columns]].to_json(orient="records"))
+
+
+def summarize(manifest: dict, tables: dict[str, pd.DataFrame]) -> dict:
+    """The headline numbers of a run, for machines (CI drift checks, comparisons)."""
+    from psychometrics.report.figures import METHOD_FACTORS
+
+    inventories = {inv.id: inv for inv in _inventories(manifest)}
+    summary_table = tables.get("score_summary")
+    scales = pd.DataFrame()
+    if summary_table is not None and not summary_table.empty:
+        scales = summary_table[summary_table["kind"] == "scale"].copy()
+        traits = {(i, s.id): s.trait for i, inv in inventories.items() for s in inv.scales}
+        scales["trait"] = [traits.get(key) for key in zip(scales["inventory"], scales["scale"])]
+    norms = tables.get("norms")
+    if norms is not None and not norms.empty:
+        norms = norms[norms["kind"] == "scale"]
+    effects = tables.get("factor_effects")
+    largest = []
+    if effects is not None and not effects.empty:
+        paired = effects[(effects["effect_size_type"] == "d_z") & effects["factor"].isin(METHOD_FACTORS)]
+        paired = paired.reindex(paired["effect_size"].abs().sort_values(ascending=False).index).head(10)
+        largest = _records(paired.rename(columns={"effect_size": "d_z", "effect_size_ci_low": "d_z_ci_low",
+                                                  "effect_size_ci_high": "d_z_ci_high"}),
+                           ["inventory", "mode", "scale", "factor", "reference", "level", "n", "mean_diff", "d_z",
+                            "d_z_ci_low", "d_z_ci_high", "p_holm"])
+    styles = tables.get("response_styles")
+    if styles is not None and not styles.empty:
+        styles = styles[styles["factor"] == "all"]
+    return {
+        "model": manifest.get("model"),
+        "backend_params": manifest.get("backend_params"),
+        "created_at": manifest.get("created_at"),
+        "inventories": [{"id": entry["id"], "name": getattr(inventories.get(entry["id"]), "name", None),
+                         "items": len(inventories[entry["id"]].items) if entry["id"] in inventories else None,
+                         "content_hash": entry["content_hash"]} for entry in manifest.get("inventories", [])],
+        "personas": manifest.get("personas"),
+        "design": manifest.get("design"),
+        "scales": _records(scales, ["inventory", "mode", "scale", "trait", "mean", "sd", "n", "ci_low", "ci_high"]),
+        "norms": _records(norms, ["inventory", "mode", "scale", "group", "z", "t_score", "percentile", "effect",
+                                  "effect_size", "ci_low", "ci_high"]),
+        "reliability": reliability_headline(tables),
+        "largest_method_effects": largest,
+        "variance_shares": variance_headline(tables.get("variance_decomposition")),
+        "option_order_flips": _records(tables.get("option_order_flips"),
+                                       ["inventory", "mode", "flip_rate", "resample_flip_rate", "large_flip_rate"]),
+        "outcome_rates": _records(styles, ["inventory", "mode", "n", "errors", "valid_rate", "refusal_rate",
+                                           "out_of_range_rate", "multiple_rate", "unparseable_rate", "invalid_rate",
+                                           "midpoint_rate", "extreme_rate"]),
+    }
+
+
+def reliability_headline(tables: dict[str, pd.DataFrame]) -> list[dict]:
+    """Per inventory and mode: median and lowest alpha, median omega total, median test-retest ICC."""
+    reliability = tables.get("reliability")
+    if reliability is None or reliability.empty:
+        return []
+    retest = tables.get("retest")
+    rows = []
+    for (inventory, mode), group in reliability.groupby(["inventory", "mode"], sort=False):
+        alpha = group["alpha"].dropna() if "alpha" in group else pd.Series(dtype=float)
+        row = {"inventory": inventory, "mode": mode, "scales": int(len(group)),
+               "alpha_median": float(alpha.median()) if len(alpha) else None,
+               "alpha_min": float(alpha.min()) if len(alpha) else None,
+               "alpha_min_scale": str(group.loc[alpha.idxmin(), "scale"]) if len(alpha) else None,
+               "omega_total_median": _median(group.get("omega_total"))}
+        if retest is not None and not retest.empty and "icc2_1" in retest:
+            part = retest[(retest["inventory"] == inventory) & (retest["mode"] == mode)]
+            row["retest_icc2_1_median"] = _median(part["icc2_1"])
+        rows.append(row)
+    return rows
+
+
+def variance_headline(shares: Optional[pd.DataFrame]) -> list[dict]:
+    """Per inventory, mode and source: the mean share of scale-score variance over scales."""
+    if shares is None or shares.empty:
+        return []
+    scale_rows = shares[shares["kind"] == "scale"] if "kind" in shares else shares
+    mean = scale_rows.groupby(["inventory", "mode", "source"], sort=False)["share"].mean().reset_index()
+    return _records(mean.rename(columns={"share": "mean_share"}), ["inventory", "mode", "source", "mean_share"])
+
+
+def _median(values: Optional[pd.Series]) -> Optional[float]:
+    if values is None:
+        return None
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(values.median()) if len(values) else None
