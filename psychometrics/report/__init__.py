@@ -23,7 +23,7 @@ from typing import Optional
 
 import pandas as pd
 
-__all__ = ["ReportPaths", "build_report"]
+__all__ = ["ReportPaths", "build_report", "responses_table"]
 
 REPORT_DIR = "report"
 
