@@ -113,7 +113,12 @@ def reliability_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict)
                        split_half_splits=halves.n_splits, split_half_method=halves.method)
             half_note = halves.note
         n_factors = 3 if len(scale.items) >= 9 else 1
-        om, omega_note = _safe(omega, block.dropna(), n_factors=n_factors, drop_constant=True)
+        complete = block.dropna()
+        if len(complete) <= len(scale.items):
+            om, omega_note = None, (f"omega not computed: {len(complete)} complete respondents for {len(scale.items)} "
+                                    "items (a factor model needs more respondents than items; add samples or cells)")
+        else:
+            om, omega_note = _safe(omega, complete, n_factors=n_factors, drop_constant=True)
         if om is not None:
             row["omega_total"] = om.omega_total
             row["omega_hierarchical"] = om.omega_hierarchical
@@ -152,6 +157,10 @@ def structure_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict,
     fit_row = {**labels, "n_respondents": len(data), "n_items": matrix.shape[1], "n_factors": k}
     if k < 2:
         fit_row["note"] = "one scale: no factor structure to examine"
+        tables["efa_fit"] = pd.DataFrame([fit_row])
+    elif len(data) <= matrix.shape[1]:
+        fit_row["note"] = (f"EFA not run: {len(data)} complete respondents for {matrix.shape[1]} items (the correlation "
+                           "matrix is singular and loadings would be arbitrary); vary the design or add samples")
         tables["efa_fit"] = pd.DataFrame([fit_row])
     else:
         result, note = _safe(efa, data, n_factors=k, method="minres", rotation="oblimin", drop_constant=True)

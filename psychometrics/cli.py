@@ -486,6 +486,125 @@ def _report_tables(tables, written, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# reports, comparisons, drift checks, reproduction
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default RUN/report).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary for scripts.")] = False,
+) -> None:
+    """Write a self-contained HTML report with figures, its CSV tables and a JSON summary."""
+    from psychometrics.report import build_report
+
+    paths = build_report(run, out)
+    if as_json:
+        typer.echo(paths.summary.read_text(encoding="utf-8"))
+        return
+    typer.echo(f"report: {paths.html}\nsummary: {paths.summary}\n{len(paths.csvs)} CSV tables in {paths.out_dir}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run directories; the first is the reference.")],
+    out: Annotated[Optional[Path], typer.Option(help="Also write differences.csv and compare.html here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Differences per scale between runs, with CIs, effect sizes, and whether they exceed run noise."""
+    from psychometrics.compare import as_json_records, compare_runs
+
+    if len(runs) < 2:
+        raise PsytestError("compare needs at least two run directories")
+    result = compare_runs(runs)
+    if out is not None:
+        _write_comparison(result, out)
+    if as_json:
+        _print_json({"verdict": result.verdict, "differences": as_json_records(result.differences),
+                     "notes": result.notes})
+        return
+    typer.echo(result.summary())
+
+
+def _write_comparison(result, out: Path) -> None:
+    import html
+
+    out.mkdir(parents=True, exist_ok=True)
+    result.differences.to_csv(out / "differences.csv", index=False)
+    result.statistics.to_csv(out / "statistics.csv", index=False)
+    table = result.differences.to_html(index=False, escape=True, na_rep="-", float_format=lambda v: f"{v:.3f}")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>psytest comparison</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}</style></head><body>"
+        f"<h1>Run comparison</h1><p>{html.escape(result.verdict)}</p>"
+        f"<p>Runs: {html.escape(', '.join(result.runs))}</p>{table}"
+        "<p>Every number here is in differences.csv.</p></body></html>"
+    )
+    (out / "compare.html").write_text(page, encoding="utf-8")
+
+
+@app.command()
+def baseline(
+    run: Annotated[Path, typer.Argument(help="A run directory to take as the baseline.")],
+    out: Annotated[Optional[Path], typer.Option(help="Baseline file to write (default RUN/baseline.json).")] = None,
+) -> None:
+    """Write a baseline file of the run's scale scores, for 'psytest check'."""
+    from psychometrics.baseline import write_baseline
+
+    path = out or run / "baseline.json"
+    baseline_data = write_baseline(run, path)
+    count = len(baseline_data.get("scales", [])) if isinstance(baseline_data, dict) else 0
+    typer.echo(f"baseline written to {path}" + (f" ({count} scales)" if count else ""))
+
+
+@app.command()
+def check(
+    run: Annotated[Path, typer.Argument(help="The run to check.")],
+    baseline_file: Annotated[Path, typer.Option("--baseline", help="A file written by 'psytest baseline'.")],
+    tolerance: Annotated[Optional[float], typer.Option(min=0.0, help="Allowed difference (default 0.5 SD units).")] = None,
+    unit: Annotated[str, typer.Option(help="Tolerance unit: sd (baseline SD over cells) or raw (scale points).")] = "sd",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Exit 0 when every scale is within tolerance of the baseline, 1 otherwise (a CI drift gate)."""
+    from psychometrics.baseline import DEFAULT_TOLERANCE, check_run, load_baseline
+
+    if unit not in ("sd", "raw"):
+        raise PsytestError(f"--unit must be sd or raw, got {unit!r}")
+    result = check_run(run, load_baseline(baseline_file), DEFAULT_TOLERANCE if tolerance is None else tolerance, unit)
+    if as_json:
+        from psychometrics.compare import as_json_records
+
+        _print_json({"passed": result.passed, "verdict": result.verdict, "rows": as_json_records(result.rows),
+                     "notes": result.notes})
+    else:
+        typer.echo(result.summary())
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reproduce(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    rerun: Annotated[bool, typer.Option("--rerun", help="Also re-send every request (deterministic backends only).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Recompute every derived file from the store and verify it matches; exit 1 on any difference."""
+    from psychometrics.reproduce import reproduce as run_reproduce
+
+    result = run_reproduce(run, rerun=rerun)
+    if as_json:
+        from psychometrics.compare import as_json_records
+
+        _print_json({"passed": result.passed, "verdict": result.verdict, "files_checked": result.files_checked,
+                     "mismatches": as_json_records(result.mismatches), "notes": result.notes})
+    else:
+        typer.echo(result.summary())
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------------
 # entry point
 
 
