@@ -177,6 +177,30 @@ def _reask_request(planned: PlannedRequest, replies: list[str], round_: int) -> 
     return ModelRequest(tuple(messages), request.choices, request.mode, request.temperature, seed, request.max_tokens)
 
 
+async def converse(complete, planned: PlannedRequest, reasks: int):
+    """Ask once; in text mode, re-ask in the same conversation while some item is invalid (up to
+    ``reasks`` times), keeping the first valid answer of each item.
+
+    Returns (first reply, final reply text, earlier reply texts, parsed items or None).
+    """
+    reply = await complete(planned.request)
+    if planned.request.mode != "text" or reasks == 0:
+        return reply, reply.text, [], None
+    parsed = parse_items(planned, reply.text)
+    history: list[str] = []
+    final_text = reply.text
+    for round_ in range(1, reasks + 1):
+        if all(p.outcome == "valid" for p in parsed):
+            break
+        history.append(final_text or "")
+        again = await complete(_reask_request(planned, history, round_))
+        final_text = again.text
+        for index, result in enumerate(parse_items(planned, again.text)):
+            if parsed[index].outcome != "valid" and result.outcome == "valid":
+                parsed[index] = result
+    return reply, final_text, history, parsed
+
+
 async def run_requests(
     backend: ModelBackend,
     planned: list[PlannedRequest],
@@ -213,22 +237,8 @@ async def run_requests(
     async def answer(planned_request: PlannedRequest, attempts: int) -> list[ResponseRow]:
         t0 = time.perf_counter()
         try:
-            reply = await call(planned_request.request)
-            if planned_request.request.mode != "text" or reasks == 0:
-                return answer_rows(planned_request, reply, time.perf_counter() - t0, attempts)
-            parsed = parse_items(planned_request, reply.text)
-            history: list[str] = []
-            final_text = reply.text
-            for round_ in range(1, reasks + 1):
-                if all(p.outcome == "valid" for p in parsed):
-                    break
-                history.append(final_text or "")
-                again = await call(_reask_request(planned_request, history, round_))
-                stats.reasks += 1
-                final_text = again.text
-                for index, result in enumerate(parse_items(planned_request, again.text)):
-                    if parsed[index].outcome != "valid" and result.outcome == "valid":
-                        parsed[index] = result
+            reply, final_text, history, parsed = await converse(call, planned_request, reasks)
+            stats.reasks += len(history)
             rows = answer_rows(planned_request, reply, time.perf_counter() - t0, attempts, parsed)
             if history:
                 for row in rows:

@@ -437,23 +437,9 @@ def _logprobs_differ(stored: dict | None, replayed: dict | None, tol: float) -> 
 
 async def _replay(backend, planned, reasks: int):
     """(first reply, final text, re-ask history, parsed items) as administer would have produced them."""
-    from psychometrics.administer import _reask_request, parse_items
+    from psychometrics.administer import converse
 
-    reply = await backend.complete(planned.request)
-    if planned.request.mode != "text" or reasks == 0:
-        return reply, reply.text, None, None
-    parsed = parse_items(planned, reply.text)
-    history: list[str] = []
-    final = reply.text
-    for round_ in range(1, reasks + 1):
-        if all(p.outcome == "valid" for p in parsed):
-            break
-        history.append(final or "")
-        again = await backend.complete(_reask_request(planned, history, round_))
-        final = again.text
-        for index, result in enumerate(parse_items(planned, again.text)):
-            if parsed[index].outcome != "valid" and result.outcome == "valid":
-                parsed[index] = result
+    reply, final, history, parsed = await converse(backend.complete, planned, reasks)
     return reply, final, history or None, parsed
 
 
