@@ -24,7 +24,6 @@ Tables (each a tidy DataFrame, written as ``<name>.csv``):
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -34,40 +33,13 @@ import pandas as pd
 from psychometrics.design import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 from psychometrics.inventory import Inventory
+from psychometrics.scoring import item_matrix, scale_scores, scores_from_matrix
 
 Tables = dict[str, pd.DataFrame]
 
 
 # ---------------------------------------------------------------------------------------------------
 # shaping data
-
-
-def item_matrix(responses: pd.DataFrame, inventory: Inventory, by: Sequence[str]) -> pd.DataFrame:
-    """Respondents x items of keyed values (NaN where no valid answer), respondents grouped by ``by``."""
-    from psychometrics.scoring import keyed_values
-
-    part = responses[responses["inventory"] == inventory.id].copy()
-    if part.empty:
-        return pd.DataFrame(columns=[item.id for item in inventory.items])
-    part["keyed"] = keyed_values(part, inventory)
-    wide = part.pivot_table(index=list(by), columns="item_id", values="keyed", aggfunc="mean", dropna=False)
-    return wide.reindex(columns=[item.id for item in inventory.items])
-
-
-def scores_from_matrix(matrix: pd.DataFrame, inventory: Inventory, index_name: str = "respondent") -> pd.DataFrame:
-    """Scale and facet scores from a keyed respondents x items matrix (same rules as a run)."""
-    rows = []
-    groups = [("scale", s.id, s.items, s.scoring) for s in inventory.scales]
-    groups += [("facet", f.id, f.items, f.scoring) for f in inventory.facets]
-    for kind, group_id, items, scoring in groups:
-        block = matrix[items]
-        answered = block.notna().sum(axis=1)
-        mean = block.mean(axis=1).where(answered >= math.ceil(len(items) / 2))
-        score = mean * len(items) if scoring == "sum" else mean
-        for respondent, value, count in zip(matrix.index, score, answered):
-            rows.append({"inventory": inventory.id, index_name: respondent, "kind": kind, "scale": group_id,
-                         "score": value, "items_answered": int(count), "items_total": len(items)})
-    return pd.DataFrame(rows)
 
 
 def _note(*parts: str | None) -> str | None:
@@ -247,33 +219,27 @@ def norm_table(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[
     return pd.DataFrame(rows)
 
 
-def retest_table(responses: pd.DataFrame, inventories: list[Inventory], by: Sequence[str]) -> pd.DataFrame:
+def retest_table(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """ICCs across repeated samples: targets are the respondents with the sample index removed."""
     from psychometrics import reliability as rel
 
-    if "sample" not in by or responses["sample"].nunique() < 2:
+    targets = [c for c in by if c not in ("sample", "mode")]
+    if "sample" not in by or not targets or scores["sample"].nunique() < 2:
         return pd.DataFrame()
-    targets = [c for c in by if c != "sample"]
     rows = []
-    for inventory in inventories:
-        matrix = item_matrix(responses, inventory, by)
-        scores = scores_from_matrix(matrix, inventory, index_name="cell")
-        scores = scores[scores["kind"] == "scale"]
-        for scale, group in scores.groupby("scale", sort=False):
-            cells = pd.DataFrame(list(group["cell"]), columns=list(by))
-            cells["score"] = group["score"].to_numpy()
-            for mode, by_mode in cells.groupby("mode") if "mode" in by else [(None, cells)]:
-                wide = by_mode.pivot_table(index=targets, columns="sample", values="score")
-                result, note = _safe(rel.icc, wide.dropna())
-                row = {"inventory": inventory.id, "mode": mode, "scale": scale, "n_targets": len(wide.dropna()),
-                       "n_samples": wide.shape[1]}
-                if result is not None:
-                    form = result.test_retest
-                    row.update(icc2_1=form.icc, ci_low=form.ci_low, ci_high=form.ci_high, f=form.f, p=form.p,
-                               icc3_1=result["ICC3"].icc, icc2_k=result["ICC2k"].icc)
-                    note = result.note
-                row["note"] = note
-                rows.append(row)
+    scales = scores[scores["kind"] == "scale"]
+    for (inventory, mode, scale), group in scales.groupby(["inventory", "mode", "scale"], sort=False):
+        wide = group.pivot_table(index=targets, columns="sample", values="score").dropna()
+        result, note = _safe(rel.icc, wide)
+        row = {"inventory": inventory, "mode": mode, "scale": scale, "n_targets": len(wide),
+               "n_samples": wide.shape[1]}
+        if result is not None:
+            form = result.test_retest
+            row.update(icc2_1=form.icc, ci_low=form.ci_low, ci_high=form.ci_high, f=form.f, p=form.p,
+                       icc3_1=result["ICC3"].icc, icc2_k=result["ICC2k"].icc)
+            note = result.note
+        row["note"] = note
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -299,7 +265,7 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     from psychometrics.library import resolve_inventory
     from psychometrics.mtmm import mtmm
     from psychometrics.run import RESPONSES, read_manifest
-    from psychometrics.scoring import responses_frame, scale_scores
+    from psychometrics.scoring import responses_frame
     from psychometrics.store import RunStore
 
     manifest = read_manifest(run_dir)
@@ -314,9 +280,9 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
         by = (*by, "mode")  # text and probability answers are different measurements
     with RunStore(run_dir / RESPONSES) as store:
         responses = responses_frame(store)
-    invalid = manifest.get("design", {}).get("invalid", "missing")
-    cell_scores = scale_scores(responses, inventories, listwise=invalid == "drop")
-    grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else _grouped_scores(responses, inventories, by)
+    listwise = manifest.get("design", {}).get("invalid", "missing") == "drop"
+    cell_scores = scale_scores(responses, inventories, listwise=listwise)
+    grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else scale_scores(responses, inventories, by, listwise)
     tables: Tables = {"scores": grouped, "score_summary": score_summary(grouped),
                       "norms": norm_table(grouped, inventories)}
     reliability, item_total, structure_parts = [], [], []
@@ -332,7 +298,7 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
                 structure_parts.append(structure_tables(matrix, inventory, labels, reference_loadings))
     tables["reliability"] = _concat(reliability)
     tables["item_total"] = _concat(item_total)
-    tables["retest"] = retest_table(responses, inventories, by)
+    tables["retest"] = retest_table(grouped, by)
     for name in ("efa_fit", "efa_loadings", "cfa_fit"):
         tables[name] = _concat(part.get(name) for part in structure_parts)
     tables.update(sensitivity_tables(responses, cell_scores, inventories))
@@ -349,16 +315,6 @@ def _inventory_for(entry: dict, source: str, resolve) -> Inventory:
             "original file, or re-run"
         )
     return inventory
-
-
-def _grouped_scores(responses: pd.DataFrame, inventories: list[Inventory], by: Sequence[str]) -> pd.DataFrame:
-    parts = []
-    for inventory in inventories:
-        matrix = item_matrix(responses, inventory, by)
-        scores = scores_from_matrix(matrix, inventory, index_name="_cell")
-        cells = pd.DataFrame(list(scores.pop("_cell")), columns=list(by))
-        parts.append(pd.concat([scores.reset_index(drop=True), cells], axis=1))
-    return _concat(parts)
 
 
 def analyze_item_data(matrix: pd.DataFrame, inventory: Inventory, *, structure: bool = True,

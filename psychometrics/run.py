@@ -155,12 +155,13 @@ def score_run(run_dir: Path, inventories: list[Inventory], invalid: str = "missi
 
     The full set of derived tables is :func:`psychometrics.analysis.analyze_run` (``psytest score``).
     """
-    from psychometrics.scoring import responses_frame, scale_scores, scale_summary
+    from psychometrics.analysis import score_summary
+    from psychometrics.scoring import responses_frame, scale_scores
 
     with RunStore(run_dir / RESPONSES) as store:
         frame = responses_frame(store)
     scores = scale_scores(frame, inventories, listwise=invalid == "drop")
-    return scores, scale_summary(scores)
+    return scores, score_summary(scores)
 
 
 def estimate_requests(

@@ -65,50 +65,58 @@ def keyed_values(frame: "pd.DataFrame", inventory: Inventory) -> "pd.Series":
     return values.where(~flip, rs.min + rs.max - values)
 
 
+def item_matrix(frame: "pd.DataFrame", inventory: Inventory, by: Iterable[str] = CONDITION_COLUMNS) -> "pd.DataFrame":
+    """Respondents x items of keyed values (NaN where no valid answer), one row per group of ``by``.
+
+    With the default grouping a row is one design cell; coarser groupings average each item's keyed
+    values over the other factors first.
+    """
+    part = frame[frame["inventory"] == inventory.id].copy()
+    part["keyed"] = keyed_values(part, inventory)
+    wide = part.groupby([*by, "item_id"])["keyed"].mean().unstack("item_id")
+    return wide.reindex(columns=[item.id for item in inventory.items])
+
+
+def scores_from_matrix(matrix: "pd.DataFrame", inventory: Inventory, listwise: bool = False) -> "pd.DataFrame":
+    """Scale and facet scores of a keyed respondents x items matrix, as a long table.
+
+    Columns: ``inventory``, the matrix's index levels (``respondent`` when unnamed), ``kind``, ``scale``,
+    ``score``, ``items_answered``, ``items_total``. The scoring rules are the module's (see above).
+    """
+    import pandas as pd
+
+    index_names = [name or "respondent" for name in matrix.index.names]
+    groups = [("scale", s.id, s.items, s.scoring) for s in inventory.scales]
+    groups += [("facet", f.id, f.items, f.scoring) for f in inventory.facets]
+    parts = []
+    for kind, group_id, items, scoring in groups:
+        block = matrix[items]
+        answered = block.notna().sum(axis=1)
+        needed = len(items) if listwise else math.ceil(len(items) / 2)
+        score = block.mean(axis=1).where(answered >= needed)
+        if scoring == "sum":
+            score = score * len(items)
+        parts.append(pd.DataFrame({"kind": kind, "scale": group_id, "score": score,
+                                   "items_answered": answered.astype(int), "items_total": len(items)}))
+    long = pd.concat(parts).rename_axis(index_names).reset_index()
+    long.insert(0, "inventory", inventory.id)
+    return long[["inventory", *index_names, "kind", "scale", "score", "items_answered", "items_total"]]
+
+
 def scale_scores(
     frame: "pd.DataFrame",
     inventories: Iterable[Inventory],
     by: tuple[str, ...] = CONDITION_COLUMNS,
     listwise: bool = False,
 ) -> "pd.DataFrame":
-    """Long table: one row per respondent x scale (and facet) with its score and coverage."""
+    """Long table: one row per respondent (group of ``by``) x scale and facet, with score and coverage."""
     import pandas as pd
 
-    out = []
-    for inventory in inventories:
-        part = frame[frame["inventory"] == inventory.id].copy()
-        if part.empty:
-            continue
-        part["keyed"] = keyed_values(part, inventory)
-        groups = [
-            ("scale", scale.id, scale.items, scale.scoring) for scale in inventory.scales
-        ] + [("facet", facet.id, facet.items, facet.scoring) for facet in inventory.facets]
-        by_cols = list(by)
-        for kind, group_id, items, scoring in groups:
-            members = part[part["item_id"].isin(items)]
-            if members.empty:
-                continue
-            stats = members.groupby(by_cols, dropna=False)["keyed"].agg(["mean", "count"]).reset_index()
-            needed = len(items) if listwise else math.ceil(len(items) / 2)
-            score = stats["mean"].where(stats["count"] >= needed)
-            if scoring == "sum":
-                score = score * len(items)
-            stats = stats.assign(
-                inventory=inventory.id, kind=kind, scale=group_id, score=score,
-                items_answered=stats["count"].astype(int), items_total=len(items),
-            )
-            out.append(stats[["inventory", *by_cols, "kind", "scale", "score", "items_answered", "items_total"]])
-    if not out:
+    parts = [
+        scores_from_matrix(item_matrix(frame, inventory, by), inventory, listwise)
+        for inventory in inventories
+        if (frame["inventory"] == inventory.id).any()
+    ]
+    if not parts:
         return pd.DataFrame(columns=["inventory", *by, "kind", "scale", "score", "items_answered", "items_total"])
-    return pd.concat(out, ignore_index=True)
-
-
-def scale_summary(scores: "pd.DataFrame") -> "pd.DataFrame":
-    """Per inventory x mode x scale: mean and SD of the score over respondents, and how many scored."""
-    scales = scores[scores["kind"] == "scale"]
-    summary = (
-        scales.groupby(["inventory", "mode", "scale"], sort=False)["score"]
-        .agg(mean="mean", sd="std", scored="count", respondents="size")
-        .reset_index()
-    )
-    return summary
+    return pd.concat(parts, ignore_index=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 class RunProgress:
     """A rich progress bar on stderr: done/total, items/s, ETA and failures."""
@@ -29,8 +31,6 @@ class RunProgress:
         self._t0 = None
 
     def advance(self, rows) -> None:
-        import time
-
         if self._t0 is None:
             self._t0 = time.perf_counter()
             self._n = 0
@@ -52,7 +52,6 @@ class RunProgress:
 
 def print_run_summary(payload: dict, summary) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from psychometrics.design import Design, design_from_mapping, expand_option_orders, plan_requests, williams_square
 from psychometrics.errors import PsytestError
 from psychometrics.library import resolve_inventory
-from psychometrics.models.base import ModelBackend, ModelReply
+from psychometrics.models.base import ModelBackend
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.run import administer, read_manifest, score_run
 from psychometrics.store import RunStore
