@@ -1,0 +1,6 @@
+"""Behavioural tasks: what a model does, to set beside what it says about itself.
+
+``task`` loads task files, ``kinds`` holds the scoring rules (numbers, choices, regular expressions and
+a lexicon; no LLM judge), ``runner`` sends the conversations and ``analysis`` turns stored replies into
+behaviour scores. :mod:`psychometrics.validity` relates them to questionnaire scores.
+"""
