@@ -605,6 +605,14 @@ def reproduce(
 
 
 # ---------------------------------------------------------------------------------------------------
+# behavioural tasks (tasks, behave, validity)
+
+from psychometrics.cli_behavior import register as _register_behavior  # noqa: E402 - after app is built
+
+_register_behavior(app)
+
+
+# ---------------------------------------------------------------------------------------------------
 # entry point
 
 

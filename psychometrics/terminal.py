@@ -8,16 +8,16 @@ import time
 class RunProgress:
     """A rich progress bar on stderr: done/total, items/s, ETA and failures."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "administering", unit: str = "items/s") -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.failures = 0
         self.progress = Progress(
-            TextColumn("[bold]administering"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} items/s"),
+            TextColumn("{task.fields[rate]} " + unit),
             TimeRemainingColumn(),
             TextColumn("failures: {task.fields[failures]}"),
             console=Console(stderr=True),
@@ -107,3 +107,36 @@ def print_analysis(tables: dict, written: list) -> None:
         console.print(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
                       f"({len(variance)} rows)", highlight=False)
     console.print(f"{len(written)} tables written to {written[0].parent if written else '-'}", highlight=False)
+
+
+def print_behavior_summary(payload: dict, summary) -> None:
+    """The closing lines of ``psytest behave``: counts, then one row per task."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
+    console.print(
+        f"Behaviour run {escape(payload['run_dir'])}: {payload['conversations_planned']} conversations planned, "
+        f"{payload['already_answered']} already answered, {payload['sent']} sent ({outcomes}); "
+        f"{payload['failed']} failed, {payload['retries']} retries, "
+        f"{payload['conversations_per_second']:.2f} conversations/s.",
+        highlight=False,
+    )
+    table = Table(title="Behaviour scores (valid conversations only; parse failures are missing, not zero)")
+    for column in ("task", "trait", "dir", "valid", "mean", "sd", "first option"):
+        table.add_column(column, justify="left" if column in ("task", "trait") else "right")
+    for row in summary.itertuples():
+        table.add_row(
+            row.task, row.trait, "+" if row.direction > 0 else "-", f"{row.valid}/{row.conversations}",
+            _fmt(row.mean), _fmt(row.sd), _fmt(row.first_option_share),
+        )
+    console.print(table)
+    console.print(f"Tables: {escape(payload['analysis_dir'])}", highlight=False)
+
+
+def _fmt(value) -> str:
+    import math
+
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"

@@ -87,6 +87,10 @@ class ModelBackend(ABC):
         """Called once before a run with the inventories (and persona set) to be administered
         (simulated respondents learn what they mean; other backends may warm up). Default: nothing."""
 
+    def prepare_tasks(self, tasks: Sequence[Any]) -> None:
+        """Called once before a behaviour run with its tasks (simulated respondents learn to recognise
+        them). Default: nothing."""
+
     @abstractmethod
     async def complete(self, request: ModelRequest) -> ModelReply:
         """Answer one request."""

@@ -27,6 +27,16 @@ passed to :meth:`SimulatedRespondent.prepare`), its trait levels move by ``perso
 persona's targets, and, with ``persona_spread`` > 0, by a persona-specific N(0, spread) offset per trait,
 so that every biography is a different simulated person with known traits.
 
+Behavioural tasks: when the first user message is a known task variant (shipped tasks, or tasks passed to
+:meth:`SimulatedRespondent.prepare_tasks`), the respondent acts on a behavioural tendency
+
+.. math:: \\ell = d\\,(\\rho\\,\\theta_T + \\sqrt{1-\\rho^2}\\,z), \\quad z \\sim N(0, 1)
+
+for the task's trait :math:`T` and declared direction :math:`d`, with ``behavior_link`` :math:`\\rho`
+(0.8 by default; 0 makes behaviour unrelated to the traits that drive the questionnaire answers). The
+task's scoring rule writes the reply text (its ``simulate``), so the reply goes through the same parser
+as a real model's.
+
 Reference: Samejima, F. (1969). Estimation of latent ability using a response pattern of graded
 scores. Psychometrika Monograph Supplement, 34(4, Pt. 2), 100.
 
@@ -73,6 +83,7 @@ PARAMETERS: dict[str, tuple[float, float, float]] = {
     "latency": (0.0, 0.0, 60.0),
     "persona_effect": (1.0, -5.0, 5.0),
     "persona_spread": (0.0, 0.0, 5.0),
+    "behavior_link": (0.8, -1.0, 1.0),
 }
 TRAIT_MODES = ("zero", "random")
 
@@ -224,6 +235,51 @@ class SimulatedRespondent(ModelBackend):
         self.personas: dict[str, tuple[str, dict[str, int]]] = {}
         for name in shipped_persona_sets():
             self._learn_personas(resolve_persona_set(name))
+        self.tasks: dict[str, tuple] = {}
+        self._tasks_loaded = False
+
+    def prepare_tasks(self, tasks) -> None:
+        for task in tasks:
+            self._learn_task(task)
+
+    def _learn_task(self, task) -> None:
+        for variant in task.variants:
+            head = re.split(r"(?<!\{)\{(?!\{)", variant.turns[0], maxsplit=1)[0]
+            fingerprint = _normalize(head)[:120]
+            if len(fingerprint) >= 20:
+                self.tasks[fingerprint] = (task, variant)
+
+    def _known_task(self, first_user_text: str):
+        """Find a task variant, learning the shipped tasks on first use (loading them costs ~0.1 s)."""
+        if not self._tasks_loaded:
+            self._tasks_loaded = True
+            from psychometrics.behavior.task import resolve_tasks, shipped_tasks
+
+            if shipped_tasks():
+                for task in resolve_tasks("all"):
+                    if not any(known[0].id == task.id for known in self.tasks.values()):
+                        self._learn_task(task)
+        return self.find_task(first_user_text)
+
+    def find_task(self, first_user_text: str):
+        """The known task variant whose opening text the first user message starts with, if any."""
+        haystack = _normalize(first_user_text)
+        for fingerprint, known in self.tasks.items():
+            if haystack.startswith(fingerprint):
+                return known
+        return None
+
+    def _behave(self, request: ModelRequest, known, persona, rng: np.random.Generator) -> ModelReply:
+        from psychometrics.behavior.kinds import get_kind
+
+        task, variant = known
+        link = self.config.get("behavior_link")
+        theta = self.trait_level(task.trait, persona)
+        level = task.direction * (link * theta + math.sqrt(max(0.0, 1 - link * link)) * float(rng.standard_normal()))
+        messages = [(m.role, m.content) for m in request.messages]
+        text = get_kind(task.kind).simulate(task, variant, messages, level, rng)
+        n_in = sum(len(m.content.split()) for m in request.messages)
+        return ModelReply(text=text, input_tokens=n_in, output_tokens=len(text.split()))
 
     def _learn_personas(self, persona_set) -> None:
         for persona in persona_set.personas:
@@ -331,6 +387,13 @@ class SimulatedRespondent(ModelBackend):
         prompt = "\n".join(m.content for m in request.messages if m.role == "user")
         system = "\n".join(m.content for m in request.messages if m.role == "system")
         persona = self.find_persona(system) if system else None
+        if request.mode == "text":
+            first_user = next((m.content for m in request.messages if m.role == "user"), "")
+            known = self._known_task(first_user)
+            if known is not None:
+                if refuse:
+                    return ModelReply(text=REFUSAL_TEXT, input_tokens=len(prompt.split()), output_tokens=18)
+                return self._behave(request, known, persona, rng)
         option_texts, order = self._display_order(prompt, request.choices)
         n_in = sum(len(m.content.split()) for m in request.messages)
         if order is None:

@@ -1,0 +1,336 @@
+"""Running behavioural tasks: plan the conversations, send each turn, commit every reply as it arrives.
+
+A behaviour run is its own session, separate from questionnaires: a model never sees a questionnaire
+and a task in one conversation. Each conversation is one task variant x persona x sample. Its option
+order is drawn from a seed derived from the run seed and the conversation, so it is random across
+conversations and reproducible. Turns are sent in order, each with the earlier replies in the
+transcript; each reply is committed before the next turn is sent, and a resumed run continues from the
+first turn without a stored reply.
+
+The run directory holds ``manifest.json`` (with ``"study": "behavior"``; never an API key) and
+``behavior.sqlite`` (:mod:`psychometrics.behavior.store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from psychometrics.administer import RetryPolicy, RunStats
+from psychometrics.behavior.kinds import Rendered, get_kind
+from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
+from psychometrics.behavior.task import Task, Variant
+from psychometrics.errors import PsytestError
+from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest, TransientModelError
+from psychometrics.personas import PersonaSet
+
+BEHAVIOR_DB = "behavior.sqlite"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class BehaviorDesign:
+    """What to run: repeated samples, sampling settings, personas, and how many variants per task
+    (``None``: all, in file order)."""
+
+    samples: int = 1
+    temperature: float = 0.0
+    seed: int = 0
+    personas: Optional[str] = None
+    persona_ids: Optional[tuple[str, ...]] = None
+    variants: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.samples <= 10_000:
+            raise PsytestError(f"--samples {self.samples}: give a number of samples between 1 and 10000")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise PsytestError(f"--temperature {self.temperature}: give a temperature between 0 and 2")
+        if self.variants is not None and self.variants < 1:
+            raise PsytestError(f"--variants {self.variants}: give at least 1 variant per task (or omit for all)")
+
+    def as_manifest(self) -> dict:
+        return {
+            "samples": self.samples, "temperature": self.temperature, "seed": self.seed, "personas": self.personas,
+            "persona_ids": list(self.persona_ids) if self.persona_ids else None, "variants": self.variants,
+        }
+
+
+@dataclass(frozen=True)
+class PlannedConversation:
+    request_id: str
+    task: Task
+    variant: Variant
+    persona: str  # persona id or "none"
+    persona_text: Optional[str]
+    sample: int
+    rendered: Rendered
+    seed: int
+
+    def messages(self, replies: list[str | None], upto: int) -> tuple[Message, ...]:
+        """The transcript sent for turn ``upto`` (0-based): system persona, then user/assistant turns."""
+        messages = [Message("system", self.persona_text)] if self.persona_text else []
+        for turn in range(upto + 1):
+            messages.append(Message("user", self.rendered.turns[turn]))
+            if turn < upto:
+                messages.append(Message("assistant", replies[turn] or ""))
+        return tuple(messages)
+
+
+@dataclass
+class BehaviorResult:
+    run_dir: Path
+    stats: RunStats
+    planned: list[PlannedConversation] = field(default_factory=list)
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def _seed(*parts: object) -> int:
+    return int(_digest(list(parts))[:8], 16) & 0x7FFFFFFF
+
+
+def plan_conversations(
+    tasks: list[Task], design: BehaviorDesign, model: str, backend_params: dict, persona_set: PersonaSet | None
+) -> list[PlannedConversation]:
+    """Every conversation of the run, persona-major (a local model reuses the persona prefix)."""
+    personas = persona_set.select(list(design.persona_ids) if design.persona_ids else None) if persona_set else None
+    people = [(p.id, p.text) for p in personas] if personas else [("none", None)]
+    planned = []
+    for persona_id, persona_text in people:
+        for sample in range(design.samples):
+            for task in tasks:
+                kind = get_kind(task.kind)
+                variants = task.variants[: design.variants] if design.variants else task.variants
+                for variant in variants:
+                    seed = _seed(design.seed, task.id, variant.id, persona_id, sample)
+                    rendered = kind.render(task, variant, np.random.default_rng(seed))
+                    request_id = _digest({
+                        "model": model, "params": backend_params, "task": task.content_hash, "variant": variant.id,
+                        "turns": list(rendered.turns), "display": list(rendered.display), "persona": persona_text,
+                        "sample": sample, "temperature": design.temperature, "seed": seed,
+                        "max_tokens": task.max_tokens,
+                    })
+                    planned.append(PlannedConversation(
+                        request_id, task, variant, persona_id, persona_text, sample, rendered, seed
+                    ))
+    return planned
+
+
+def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered, replies: list[str | None]):
+    """Score the replies with the task's kind (shared by the runner and the analysis)."""
+    return get_kind(planned_task.kind).score(planned_task, variant, rendered, replies)
+
+
+async def _call(backend: ModelBackend, request: ModelRequest, timeout_s, retry: RetryPolicy, stats: RunStats,
+                jitter: random.Random) -> ModelReply:
+    """One model call with retries of transient failures (waiting at least what Retry-After asks)."""
+    for attempt in range(retry.max_retries + 1):
+        try:
+            if timeout_s:
+                return await asyncio.wait_for(backend.complete(request), timeout_s)
+            return await backend.complete(request)
+        except (TransientModelError, asyncio.TimeoutError) as exc:
+            if attempt == retry.max_retries:
+                if isinstance(exc, asyncio.TimeoutError):
+                    raise TransientModelError(f"no answer within {timeout_s:g} s") from None
+                raise
+            stats.retries += 1
+            await asyncio.sleep(retry.wait(attempt, getattr(exc, "retry_after", None), jitter))
+    raise AssertionError("unreachable")
+
+
+async def run_conversations(
+    backend: ModelBackend,
+    planned: list[PlannedConversation],
+    store: BehaviorStore,
+    *,
+    design: BehaviorDesign,
+    concurrency: int = 4,
+    timeout_s: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    on_answer: Callable[[list], None] | None = None,
+) -> RunStats:
+    """Send every unfinished conversation; commit each reply as it arrives and each conversation's score."""
+    answered = store.answered_ids()
+    todo = [p for p in planned if p.request_id not in answered]
+    stats = RunStats(planned=len(planned), already_answered=len(planned) - len(todo))
+    queue = iter(todo)
+    jitter = random.Random()
+    started = time.perf_counter()
+
+    async def converse(conversation: PlannedConversation) -> ConversationRow:
+        stored = {t.turn: t for t in store.turns(conversation.request_id)}
+        replies: list[str | None] = []
+        latency = 0.0
+        tokens_in = tokens_out = 0
+        attempts = store.previous_attempts(conversation.request_id) + 1
+        row = ConversationRow(
+            conversation.request_id, conversation.task.id, conversation.variant.id, conversation.task.trait,
+            conversation.task.direction, conversation.persona, conversation.sample, list(conversation.rendered.display),
+            [], "error", attempts=attempts,
+        )
+        try:
+            for turn in range(len(conversation.rendered.turns)):
+                if turn in stored:
+                    reply = stored[turn]
+                else:
+                    request = ModelRequest(
+                        conversation.messages(replies, turn), (), "text", design.temperature,
+                        _seed(conversation.seed, turn), conversation.task.max_tokens,
+                    )
+                    t0 = time.perf_counter()
+                    answer = await _call(backend, request, timeout_s, retry, stats, jitter)
+                    reply = TurnReply(turn, answer.text, time.perf_counter() - t0, answer.input_tokens, answer.output_tokens)
+                    store.write_turn(conversation.request_id, reply)
+                replies.append(reply.reply)
+                latency += reply.latency_s or 0.0
+                tokens_in += reply.input_tokens or 0
+                tokens_out += reply.output_tokens or 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed call is recorded, not fatal
+            stats.failed += 1
+            row.error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")[:2000]
+        row.transcript = [[m.role, m.content] for m in conversation.messages(replies, len(replies) - 1)] if replies else []
+        if replies:
+            row.transcript.append(["assistant", replies[-1] or ""])
+        row.latency_s, row.input_tokens, row.output_tokens = latency, tokens_in or None, tokens_out or None
+        if row.error is None:
+            scored = score_conversation(conversation.task, conversation.variant, conversation.rendered, replies)
+            row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
+        return row
+
+    async def worker() -> None:
+        for conversation in queue:
+            row = await converse(conversation)
+            store.write(row)
+            stats.sent += 1
+            stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
+            stats.items_answered += row.error is None
+            if on_answer is not None:
+                on_answer([row])
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        stats.elapsed_s = time.perf_counter() - started
+    return stats
+
+
+def run_identity(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None) -> dict:
+    return {
+        "study": "behavior",
+        "model": backend.name,
+        "backend_params": backend.params,
+        "design": design.as_manifest(),
+        "tasks": [{"id": t.id, "content_hash": t.content_hash} for t in tasks],
+        "personas": {"id": persona_set.id, "content_hash": persona_set.content_hash} if persona_set else None,
+    }
+
+
+def _check_resumable(run_dir: Path, identity: dict) -> None:
+    path = run_dir / MANIFEST
+    if not path.exists():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PsytestError(f"{path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
+    if previous.get("study") != "behavior":
+        raise PsytestError(f"--out {run_dir}: this directory holds a questionnaire run; give a behaviour run its own --out")
+    for key in ("model", "backend_params", "design", "tasks", "personas"):
+        if previous.get(key) != identity[key]:
+            raise PsytestError(
+                f"--out {run_dir}: this directory holds a behaviour run with a different {key.replace('_', ' ')}; "
+                "choose another --out, or repeat the original command to resume it"
+            )
+
+
+def behave(
+    backend: ModelBackend,
+    tasks: list[Task],
+    design: BehaviorDesign,
+    run_dir: Path,
+    *,
+    persona_set: PersonaSet | None = None,
+    task_sources: dict[str, str] | None = None,
+    concurrency: int = 4,
+    timeout_s: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    on_start=None,
+    on_answer=None,
+) -> BehaviorResult:
+    """Plan, send what is missing, write the manifest; returns the run statistics."""
+    from psychometrics.run import _package_versions, write_manifest
+
+    if design.personas and persona_set is None:
+        from psychometrics.personas import resolve_persona_set
+
+        persona_set = resolve_persona_set(design.personas)
+    backend.prepare([], persona_set)
+    backend.prepare_tasks(tasks)
+    identity = run_identity(backend, design, tasks, persona_set)
+    _check_resumable(run_dir, identity)
+    planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if (run_dir / MANIFEST).exists():
+        created = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("created_at", created)
+    write_manifest(run_dir, identity, {
+        "created_at": created,
+        "conversations_planned": len(planned),
+        "task_sources": {t.id: (task_sources or {}).get(t.id, t.id) for t in tasks},
+        "packages": _package_versions(),
+    })
+    with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
+        if on_start is not None:
+            on_start(len(planned))
+
+        async def send() -> RunStats:
+            try:
+                return await run_conversations(
+                    backend, planned, store, design=design, concurrency=concurrency, timeout_s=timeout_s,
+                    retry=retry, on_answer=on_answer,
+                )
+            finally:
+                await backend.aclose()
+
+        stats = asyncio.run(send())
+    return BehaviorResult(run_dir, stats, planned)
+
+
+def estimate_conversations(tasks: list[Task], design: BehaviorDesign, backend: ModelBackend,
+                           persona_set: PersonaSet | None, run_dir: Path | None) -> dict:
+    """What a run would send (``--dry-run``): conversations, turns and a token estimate."""
+    planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
+    answered: set[str] = set()
+    if run_dir is not None and (run_dir / BEHAVIOR_DB).exists():
+        with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
+            answered = store.answered_ids()
+    todo = [p for p in planned if p.request_id not in answered]
+    turns = sum(len(p.rendered.turns) for p in todo)
+    input_tokens = sum(
+        (len(p.persona_text or "") + sum(len(t) for t in p.rendered.turns)) // 4 * len(p.rendered.turns) for p in todo
+    )
+    return {
+        "conversations_planned": len(planned),
+        "already_answered": len(planned) - len(todo),
+        "to_send": len(todo),
+        "turns_to_send": turns,
+        "estimated_input_tokens": input_tokens,
+        "estimated_output_tokens_max": sum(p.task.max_tokens * len(p.rendered.turns) for p in todo),
+    }
