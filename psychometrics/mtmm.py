@@ -82,7 +82,11 @@ def mtmm(scores: pd.DataFrame, inventories: list[Inventory]) -> tuple[pd.DataFra
 
     Returns empty frames when fewer than two inventories share at least two traits.
     """
-    wide = trait_matrix(scores, inventories)
+    return mtmm_matrix(trait_matrix(scores, inventories))
+
+
+def mtmm_matrix(wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`mtmm` from a respondents x (method, trait) table of signed scores (any methods, e.g. behaviour)."""
     if wide.empty:
         return pd.DataFrame(), pd.DataFrame()
     methods = list(dict.fromkeys(wide.columns.get_level_values("method")))
