@@ -334,14 +334,47 @@ def analyze_item_data(matrix: pd.DataFrame, inventory: Inventory, *, structure: 
     return tables
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _formula_like(value: object) -> bool:
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False  # "-1.5" is a number in a spreadsheet too, and stays as it is
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with text cells that a spreadsheet would run as a formula prefixed with ``'``.
+
+    A cell starting with ``= + - @``, a tab or a carriage return (a model reply such as
+    ``=HYPERLINK("http://...")`` or ``@SUM(...)``) becomes ``'=HYPERLINK(...)``: shown as text by Excel,
+    LibreOffice and Google Sheets. Numbers, numeric columns and text that parses as a number are left
+    alone. The store keeps the exact reply; read it from ``responses.sqlite`` when every byte matters.
+    """
+    changed = None
+    for column in frame.columns:
+        series = frame[column]
+        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        mask = series.map(_formula_like).astype(bool)
+        if mask.any():
+            changed = frame.copy() if changed is None else changed
+            changed[column] = series.where(~mask, "'" + series.astype(str))
+    return frame if changed is None else changed
+
+
 def write_tables(tables: Tables, out_dir: Path) -> list[Path]:
-    """Write each non-empty table as CSV; return the paths written."""
+    """Write each non-empty table as CSV (spreadsheet-safe: :func:`spreadsheet_safe`); return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in tables.items():
         if table is None or table.empty:
             continue
         path = out_dir / f"{name}.csv"
-        table.to_csv(path, index=False)
+        spreadsheet_safe(table).to_csv(path, index=False)
         written.append(path)
     return written

@@ -36,6 +36,9 @@ from psychometrics.personas import Persona, PersonaSet
 from psychometrics.prompts import TEMPLATES, RenderedPrompt, get_template, render_items
 
 ORDER_SCHEMES = ("original", "reversed", "rotations", "latin-square", "random:N")
+MAX_RANDOM_ORDERS = 10_000
+# One run's plan is held in memory (about 1 kB per request): larger studies are split into several runs.
+MAX_PLANNED_REQUESTS = 2_000_000
 
 
 class Design(BaseModel):
@@ -79,8 +82,10 @@ class Design(BaseModel):
     def _known_schemes(cls, schemes: list[str]) -> list[str]:
         for scheme in schemes:
             name, _, count = scheme.partition(":")
-            if name == "random" and count.isdigit() and int(count) >= 1:
+            if name == "random" and count.isdigit() and 1 <= int(count) <= MAX_RANDOM_ORDERS:
                 continue
+            if name == "random" and count.isdigit() and int(count) > MAX_RANDOM_ORDERS:
+                raise ValueError(f"{scheme}: at most random:{MAX_RANDOM_ORDERS} option orders")
             if scheme not in ORDER_SCHEMES[:-1]:
                 raise ValueError(f"unknown option order {scheme!r}; use {', '.join(ORDER_SCHEMES)}")
         return schemes
@@ -111,14 +116,14 @@ def design_from_mapping(data: dict, source: str) -> Design:
         return Design.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"]) or "design"
+        field = ".".join(str(p) for p in error["loc"])
         if error["type"] == "extra_forbidden":
             allowed = ", ".join(Design.model_fields)
             raise PsytestError(f"{source}: unknown design option '{field}'; allowed: {allowed}") from None
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "string_pattern_mismatch" and field == "invalid":
-            message = f"must be missing, drop or reask:N (N = 1..99), got {error.get('input')!r}"
-        raise PsytestError(f"{source}: {field}: {message}") from None
+            message = f"must be missing, drop or reask:N (N = 1..99), got {str(error.get('input'))[:40]!r}"
+        raise PsytestError(f"{source}: {field + ': ' if field else ''}{message}") from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -273,6 +278,32 @@ def _item_sequences(inventory: Inventory, design: Design) -> list[tuple[str, lis
     return sequences
 
 
+def count_requests(inventories: list[Inventory], design: Design, persona_set: PersonaSet | None = None) -> int:
+    """How many requests :func:`plan_requests` would plan, computed without rendering any prompt."""
+    personas = len(persona_set.select(design.persona_ids)) if persona_set else 1
+    total = 0
+    for inventory in inventories:
+        orders = len(expand_option_orders(design.option_orders, inventory.response_scale.values, design.seed))
+        per_cell = 0
+        for wording in _wordings(inventory, design):
+            worded = sum(_wording_text(item, wording) is not None for item in inventory.items)
+            per_cell += -(-worded // design.items_per_request) * (design.item_orders if design.items_per_request > 1 else 1)
+        total += len(design.templates) * orders * personas * per_cell * len(design.modes) * design.samples
+    return total
+
+
+def check_plan_size(inventories: list[Inventory], design: Design, persona_set: PersonaSet | None = None) -> int:
+    """The number of planned requests; a one-line error when one run could not hold them."""
+    count = count_requests(inventories, design, persona_set)
+    if count > MAX_PLANNED_REQUESTS:
+        raise PsytestError(
+            f"design: {count:,} requests planned, more than the {MAX_PLANNED_REQUESTS:,} one run holds; "
+            "reduce samples, option orders, templates or personas, or split the study into several runs "
+            "(e.g. by --persona-ids or --inventory)"
+        )
+    return count
+
+
 def plan_requests(
     inventories: list[Inventory],
     design: Design,
@@ -286,6 +317,7 @@ def plan_requests(
     whole prompt prefix: local models reuse their cache, and a run interrupted early still has
     complete questionnaires for the first cells.
     """
+    check_plan_size(inventories, design, persona_set)
     personas: list[Persona | None] = list(persona_set.select(design.persona_ids)) if persona_set else [None]
     planned: list[PlannedRequest] = []
     for inventory in inventories:

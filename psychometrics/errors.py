@@ -7,6 +7,17 @@ with the error's ``exit_code``.
 
 from __future__ import annotations
 
+import re
+
+# Control and format characters (ANSI escapes, bidi overrides) from a file, an option or a server's
+# reply must not reach the terminal raw: they are shown escaped, as \x1b or \u202e.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control and bidi-format characters replaced by their escapes."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
 
 class PsytestError(Exception):
     """A problem with the user's input or environment, reported as one line."""
@@ -14,7 +25,7 @@ class PsytestError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(printable(" ".join(str(message).split())))
 
     @property
     def message(self) -> str:

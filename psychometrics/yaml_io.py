@@ -4,6 +4,11 @@ PyYAML's ``safe_load`` never constructs arbitrary objects, but it silently keeps
 identical mapping keys, which hides real mistakes in hand-written inventories and design files.
 :func:`load_yaml_file` uses the safe loader and rejects duplicate keys, and turns every problem into a
 one-line :class:`~psychometrics.errors.PsytestError` naming the file and line.
+
+Hostile files are bounded: files over :data:`MAX_BYTES` are refused before parsing (the pure-Python
+parser takes seconds per megabyte), nesting too deep for the parser is an error rather than a crash,
+and aliases that would expand to more than :data:`MAX_VALUES` values ("billion laughs") or refer to
+themselves are refused. Tags such as ``!!python/object`` are not constructed by the safe loader.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Any
 import yaml
 
 from psychometrics.errors import PsytestError
+
+MAX_BYTES = 2_000_000  # 40x the largest shipped inventory
+MAX_VALUES = 1_000_000  # values after expanding every alias
 
 
 class _UniqueKeySafeLoader(yaml.SafeLoader):
@@ -47,10 +55,42 @@ _UniqueKeySafeLoader.add_constructor(
 )
 
 
+def expanded_size(data: Any, limit: int = MAX_VALUES) -> int:
+    """How many values ``data`` holds with every shared (aliased) part counted each time it is used.
+
+    Shared parts are measured once (memoised by identity), so this takes time linear in the distinct
+    objects even for an alias bomb. Raises ``ValueError`` for a structure that contains itself, and stops
+    counting past ``limit``.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(obj: Any) -> int:
+        if not isinstance(obj, (dict, list)):
+            return 1
+        key = id(obj)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ValueError("an alias refers to a value that contains it")
+        active.add(key)
+        children = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else obj
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(data)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text safely; raise a one-line :class:`PsytestError` naming ``source`` on failure."""
     try:
-        return yaml.load(text, Loader=_UniqueKeySafeLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeySafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}: " if mark is not None else ""
@@ -58,12 +98,30 @@ def parse_yaml(text: str, source: str) -> Any:
         raise PsytestError(f"{source}: {line}YAML syntax error: {problem}; fix the file and retry") from None
     except yaml.YAMLError as exc:
         raise PsytestError(f"{source}: YAML syntax error: {exc}; fix the file and retry") from None
+    except RecursionError:
+        raise PsytestError(f"{source}: nested too deeply to read; flatten the file") from None
+    try:
+        if expanded_size(data) > MAX_VALUES:
+            raise PsytestError(
+                f"{source}: its aliases expand to more than {MAX_VALUES:,} values; write the values out "
+                "instead of nesting aliases"
+            )
+    except (ValueError, RecursionError) as exc:
+        problem = str(exc) if isinstance(exc, ValueError) else "nested too deeply to read"
+        raise PsytestError(f"{source}: {problem}; write the values out instead") from None
+    return data
 
 
 def load_yaml_file(path: Path) -> Any:
     """Read and parse a YAML file; missing, unreadable or malformed files raise :class:`PsytestError`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # bounded read: a device or a huge file is not read whole
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise PsytestError(
+                f"{path}: larger than the {MAX_BYTES:,} bytes a YAML file may have; split it or trim it"
+            )
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise PsytestError(f"{path}: no such file; check the path") from None
     except IsADirectoryError:
