@@ -122,8 +122,10 @@ def inventories_show(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]{inv.name}[/bold] ({inv.id}, version {inv.version})", highlight=False)
+    from rich.text import Text
+
+    console = Console(markup=False)  # text from the file is shown as it is, never as rich markup
+    console.print(Text.assemble((inv.name, "bold"), f" ({inv.id}, version {inv.version})"), highlight=False)
     if inv.description:
         console.print(inv.description, highlight=False)
     console.print(f"Citation: {inv.citation}", highlight=False)
@@ -530,8 +532,10 @@ def _write_comparison(result, out: Path) -> None:
     import html
 
     out.mkdir(parents=True, exist_ok=True)
-    result.differences.to_csv(out / "differences.csv", index=False)
-    result.statistics.to_csv(out / "statistics.csv", index=False)
+    from psychometrics.analysis import spreadsheet_safe
+
+    spreadsheet_safe(result.differences).to_csv(out / "differences.csv", index=False)
+    spreadsheet_safe(result.statistics).to_csv(out / "statistics.csv", index=False)
     table = result.differences.to_html(index=False, escape=True, na_rep="-", float_format=lambda v: f"{v:.3f}")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>psytest comparison</title>"
@@ -637,9 +641,13 @@ def main(argv: list[str] | None = None) -> None:
         command = exc.ctx.command_path if exc.ctx is not None else "psytest"
         typer.echo(f"psytest: error: {exc.format_message()} (see '{command} --help')", err=True)
         sys.exit(2)
-    except click_exceptions.Abort:
+    except typer.Abort:  # typer >= 0.29 has no Abort in its vendored click exceptions
         typer.echo("psytest: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # an unwritable --out, a full disk, a file where a directory should be
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"psytest: error: {where}{exc.strerror or exc}; check the path and its permissions", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("psytest: interrupted", err=True)
         sys.exit(130)

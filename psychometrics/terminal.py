@@ -59,12 +59,12 @@ def print_run_summary(payload: dict, summary) -> None:
         f"Run {payload['run_dir']}: {payload['requests_planned']} requests planned, "
         f"{payload['already_answered']} already answered, {payload['sent']} sent "
         f"({payload['items_per_second']} items/s), {payload['failed']} failed; outcomes: {outcomes}",
-        highlight=False,
+        highlight=False, markup=False,
     )
     console.print(_table("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
                          ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
     console.print(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/",
-                  highlight=False)
+                  highlight=False, markup=False)
 
 
 def _fmt(value) -> str:
@@ -77,13 +77,17 @@ def _fmt(value) -> str:
 
 def _table(title: str, frame, columns: list[str]):
     from rich.table import Table
+    from rich.text import Text
+
+    from psychometrics.errors import printable
 
     table = Table(title=title)
     present = [c for c in columns if c in frame.columns]
     for column in present:
         table.add_column(column)
     for record in frame[present].to_dict(orient="records"):
-        table.add_row(*(_fmt(record[c]) for c in present))
+        # Text, not str: a cell is never read as rich markup, and control characters are escaped
+        table.add_row(*(Text(printable(_fmt(record[c]))) for c in present))
     return table
 
 
@@ -106,7 +110,8 @@ def print_analysis(tables: dict, written: list) -> None:
     if variance is not None and not variance.empty:
         console.print(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
                       f"({len(variance)} rows)", highlight=False)
-    console.print(f"{len(written)} tables written to {written[0].parent if written else '-'}", highlight=False)
+    console.print(f"{len(written)} tables written to {written[0].parent if written else '-'}", highlight=False,
+                  markup=False)
 
 
 def print_behavior_summary(payload: dict, summary) -> None:
