@@ -135,13 +135,13 @@ def print_behavior_summary(payload: dict, summary) -> None:
     for row in summary.itertuples():
         table.add_row(
             row.task, row.trait, "+" if row.direction > 0 else "-", f"{row.valid}/{row.conversations}",
-            _fmt(row.mean), _fmt(row.sd), _fmt(row.first_option_share),
+            _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(row.first_option_share),
         )
     console.print(table)
     console.print(f"Tables: {escape(payload['analysis_dir'])}", highlight=False)
 
 
-def _fmt(value) -> str:
+def _fmt_g(value) -> str:  # not _fmt: that name is the run tables' formatter above
     import math
 
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
