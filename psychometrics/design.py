@@ -94,7 +94,10 @@ class Design(BaseModel):
     @classmethod
     def _known_templates(cls, templates: list[str]) -> list[str]:
         for template in templates:
-            get_template(template)
+            try:
+                get_template(template)
+            except PsytestError as exc:  # as a ValueError, so the message names the design file
+                raise ValueError(str(exc)) from None
         return templates
 
     def as_manifest(self) -> dict:

@@ -5,6 +5,7 @@
 ``sim/...``            a simulated respondent with known traits (:mod:`.simulated`)
 ``local/NAME``         an embedded offline model shipped in PyPI packages (:mod:`.local`)
 ``gguf:PATH``          any GGUF file, run in-process by llama.cpp (:mod:`.local`)
+``router:FILE[#GROUP]`` one model group served by several deployments, via a litellm Router (:mod:`.litellm_router`)
 ``PROVIDER/MODEL``     anything litellm knows: ``openai/gpt-4o-mini``, ``anthropic/...``, ``ollama/...``,
                        or ``openai/NAME`` with ``--api-base`` for an OpenAI-compatible server (:mod:`.litellm_backend`)
 
@@ -28,6 +29,14 @@ def resolve_model(
     threads_batch: int | None = None,
 ) -> ModelBackend:
     """Build the backend named by ``model``."""
+    if api_base is not None and (model.startswith(("sim/", "local/", "gguf:", "router:")) or model == "sim"):
+        raise ModelSpecError(
+            f"--api-base is for models served over HTTP (openai/NAME, ...); --model {model} does not use it"
+        )
+    if model.startswith("router:"):
+        from psychometrics.models.litellm_router import LiteLLMRouterBackend
+
+        return LiteLLMRouterBackend(model, timeout_s=timeout_s)
     if model.startswith("sim/") or model == "sim":
         from psychometrics.models.simulated import SimulatedRespondent
 

@@ -110,6 +110,38 @@ def public_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def check_api_base(url: str) -> None:
+    """A one-line :class:`ModelSpecError` unless ``url`` is an http(s) URL with a host and a numeric port."""
+    parts = urlsplit(url.strip())
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ModelSpecError(
+            f"--api-base {public_url(url)}: give the server's http(s) URL, e.g. http://127.0.0.1:8000/v1"
+        )
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """(``url`` without ``user:password@``, the matching ``Basic`` Authorization value or None).
+
+    litellm's HTTP client refuses a URL with credentials next to its own Authorization header, so the
+    credentials travel as a header instead (as curl and httpx send them); the URL keeps its query.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    import base64
+    from urllib.parse import unquote
+
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), f"Basic {token}"
+
+
 def _secret_values(extra: Iterable[str]) -> list[str]:
     """Credential values that must never be shown: secret-named environment variables and ``extra``."""
     values = {v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= 8 and not any(c.isspace() for c in v)}
@@ -292,6 +324,8 @@ class LiteLLMBackend(ModelBackend):
             )
         if timeout_s is not None and not timeout_s > 0:
             raise ModelSpecError(f"--model {model}: timeout must be positive, got {timeout_s}")
+        if api_base is not None:
+            check_api_base(api_base)
         self.name = model
         self.api_base = api_base
         self.timeout_s = timeout_s
@@ -327,7 +361,9 @@ class LiteLLMBackend(ModelBackend):
         if request.seed is not None:
             kwargs["seed"] = request.seed
         if self.api_base:
-            kwargs["api_base"] = self.api_base
+            kwargs["api_base"], basic = split_credentials(self.api_base)
+            if basic:  # user:password@ in --api-base: sent as a Basic Authorization header
+                kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), "Authorization": basic}
         if self.timeout_s is not None:
             kwargs["timeout"] = self.timeout_s
         return kwargs
@@ -335,7 +371,7 @@ class LiteLLMBackend(ModelBackend):
     async def complete(self, request: ModelRequest) -> ModelReply:
         litellm = _litellm()
         try:
-            response = await litellm.acompletion(**self._call_kwargs(request))
+            response = await self._acompletion(litellm, self._call_kwargs(request))
         except Exception as exc:  # noqa: BLE001 - every provider failure is classified below
             raise self._translate(exc, request) from None
         choices = _field(response, "choices") or []
@@ -353,6 +389,10 @@ class LiteLLMBackend(ModelBackend):
         if request.mode == "probs":
             self._fill_probs(reply, choices[0], request)
         return reply
+
+    async def _acompletion(self, litellm: Any, kwargs: dict[str, Any]) -> Any:
+        """One chat completion (a router backend sends it through its router instead)."""
+        return await litellm.acompletion(**kwargs)
 
     def _fill_probs(self, reply: ModelReply, choice: Any, request: ModelRequest) -> None:
         top = first_token_top_logprobs(choice)
@@ -393,6 +433,9 @@ class LiteLLMBackend(ModelBackend):
         if self.api_base:
             parts = urlsplit(self.api_base)
             secrets += [s for s in (parts.username, parts.password) if s]
+            basic = split_credentials(self.api_base)[1]
+            if basic:
+                secrets.append(basic.split(" ", 1)[1])
         return secrets
 
     def _key_hint(self) -> str:
