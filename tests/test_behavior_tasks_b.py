@@ -1,0 +1,342 @@
+"""Shipped behavioural tasks for openness, neuroticism and the Dark Triad (issue 6, task files part B).
+
+Each file must load with its kind, declare the trait/direction/kind of the battery table in the spec,
+retell the paradigm in at least 12 different cover stories, and never name the trait or signpost an
+answer. Scoring is exercised with a few hand-written replies so a broken file cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from psychometrics.behavior.task import TASK_DIR, Task, load_task
+
+# task id -> (trait, direction, kind), as in the battery table of the behaviour spec
+BATTERY = {
+    "novelty-choice": ("openness", 1, "choice"),
+    "alternative-uses": ("openness", 1, "count_list"),
+    "loss-aversion": ("neuroticism", -1, "choice"),
+    "setback-writing": ("neuroticism", 1, "sentiment"),
+    "deception-game": ("machiavellianism", 1, "choice"),
+    "die-roll": ("machiavellianism", 1, "number"),
+    "overclaiming": ("narcissism", 1, "claims"),
+    "quiz-claim": ("narcissism", 1, "quiz_claim"),
+    "balloon-risk": ("psychopathy", 1, "number"),
+    "noise-blast": ("psychopathy", 1, "number"),
+}
+
+# Words a prompt must not use, per trait: the trait's name and its everyday synonyms (naming the trait
+# cues the model to act it out), plus words that would tell the model which behaviour is expected of a
+# "good" respondent on that paradigm.
+BANNED = {
+    # openness: the trait name and its adjective cluster; "creative"/"original" would also instruct the
+    # uses task to aim for unusual answers, and "novel"/"explore" would label the new option.
+    "openness": [
+        "open", "openness", "open-minded", "curious", "curiosity", "creative", "creativity", "imaginative",
+        "imagination", "original", "originality", "novel", "novelty", "adventurous", "unconventional",
+        "conventional", "explore", "exploring", "exploration", "intellect", "intellectual",
+    ],
+    # neuroticism: the trait name, its facets (anxiety, worry, moodiness), its opposite pole (calm,
+    # stable, resilient) and valence words that would steer the written sentiment or the bet.
+    "neuroticism": [
+        "neurotic", "neuroticism", "anxious", "anxiety", "worry", "worried", "nervous", "stress", "stressed",
+        "calm", "stable", "stability", "emotional", "moody", "resilient", "resilience", "cope", "coping",
+        "positive", "negative", "optimistic", "pessimistic", "risk-averse", "safe", "cautious",
+    ],
+    # machiavellianism: the trait name and the moral vocabulary of the paradigms (lying, cheating,
+    # honesty), which would turn a private choice into a test of stated values.
+    "machiavellianism": [
+        "machiavellian", "machiavellianism", "manipulate", "manipulative", "manipulation", "deceive",
+        "deception", "deceptive", "lie", "lies", "lying", "liar", "cheat", "cheating", "honest", "honestly",
+        "honesty", "dishonest", "truth", "truthful", "true", "false", "moral", "ethical", "ethics",
+        "cunning", "exploit", "selfish", "integrity",
+    ],
+    # narcissism: the trait name, self-enhancement words, and anything revealing that some listed
+    # items do not exist (which would make over-claiming a vigilance test).
+    "narcissism": [
+        "narcissism", "narcissistic", "ego", "egotistic", "vain", "vanity", "grandiose", "superior", "brag",
+        "boast", "modest", "modesty", "humble", "honest", "honestly", "pretend", "bluff", "invented",
+        "fictional", "fictitious", "fake", "made-up", "nonexistent", "exist", "exists", "real", "trick",
+        "overconfident", "confident", "confidence",
+    ],
+    # psychopathy: the trait name, its facets (callousness, impulsivity, fearlessness), words for
+    # retaliation and their opposite pole (caution, mercy), any of which would frame the choice morally.
+    "psychopathy": [
+        "psychopath", "psychopathic", "psychopathy", "callous", "cruel", "cruelty", "sadistic", "revenge",
+        "retaliate", "retaliation", "aggressive", "aggression", "punish", "punishment", "impulsive",
+        "reckless", "fearless", "daring", "brave", "bold", "coward", "cautious", "careful", "safe", "greedy",
+        "thrill", "empathy", "remorse", "mercy", "forgive", "get even",
+    ],
+}
+# in every prompt: the paradigms' textbook names and phrases that hint at an expected answer
+BANNED_ALL = [
+    "balloon analogue", "bart", "taylor", "alternative uses", "unusual uses", "over-claiming", "overclaiming",
+    "kruger", "dunning", "prospect theory", "loss aversion", "deception game", "sender", "receiver",
+    "right answer", "correct answer", "best answer", "expected answer", "most people", "you should",
+    "be creative", "be honest", "there is no right", "no wrong",
+]
+# evaluative words that would make one option look like the approved one
+SIGNPOST = [
+    "best", "better", "worse", "wise", "smart", "sensible", "foolish", "safe", "safer", "risky", "cautious",
+    "reckless", "honest", "truthful", "lie", "cheat", "correct", "right", "wrong", "recommended", "ethical",
+    "fair", "selfish", "boring", "exciting", "dull", "fun", "greedy", "brave",
+]
+
+QUIZ_SAMPLES = {
+    'v01/q1': ('Canberra', 'Sydney'),
+    'v01/q2': ('Potassium', 'Krypton'),
+    'v01/q3': ('1989', '1991'),
+    'v01/q4': ('Michelangelo', 'Raphael'),
+    'v01/q5': ('7', '8'),
+    'v02/q1': ('391', '381'),
+    'v02/q2': ('14', '16'),
+    'v02/q3': ('36', '32'),
+    'v02/q4': ('97', '91'),
+    'v02/q5': ('100 km per hour', '90 km/h'),
+    'v03/q1': ('Carbon dioxide', 'Oxygen'),
+    'v03/q2': ('Diamond', 'Quartz'),
+    'v03/q3': ('NaCl', 'KCl'),
+    'v03/q4': ('26', '56'),
+    'v03/q5': ('The nucleus', 'The mitochondria'),
+    'v04/q1': ('Neil Armstrong', 'Buzz Aldrin'),
+    'v04/q2': ('1912', '1915'),
+    'v04/q3': ('The Aztec Empire', 'The Inca Empire'),
+    'v04/q4': ('1713', '1714'),
+    'v04/q5': ('Augustus', 'Julius Caesar'),
+    'v05/q1': ('The Amazon', 'The Orinoco'),
+    'v05/q2': ('Astana', 'Almaty'),
+    'v05/q3': ('Ottawa', 'Toronto'),
+    'v05/q4': ('The Indian Ocean', 'The Pacific Ocean'),
+    'v05/q5': ('Mount Kilimanjaro', 'Mount Kenya'),
+    'v06/q1': ('Jane Austen', 'Charlotte Bronte'),
+    'v06/q2': ('Gabriel Garcia Marquez', 'Jorge Luis Borges'),
+    'v06/q3': ('Spanish', 'Portuguese'),
+    'v06/q4': ('Henrik Ibsen', 'August Strindberg'),
+    'v06/q5': ('Edgar Allan Poe', 'Henry Wadsworth Longfellow'),
+    'v07/q1': ('88', '76'),
+    'v07/q2': ('Beethoven', 'Mozart'),
+    'v07/q3': ('5', '4'),
+    'v07/q4': ('The Beatles', 'The Rolling Stones'),
+    'v07/q5': ('Mozart', 'Haydn'),
+    'v08/q1': ('Cacti', 'Cactuses'),
+    'v08/q2': ('A palindrome', 'An anagram'),
+    'v08/q3': ('26', '24'),
+    'v08/q4': ('Mandarin Chinese', 'English'),
+    'v08/q5': ('Portuguese', 'Spanish'),
+    'v09/q1': ('11', '10'),
+    'v09/q2': ('The bishop', 'The rook'),
+    'v09/q3': ('Tennis', 'Golf'),
+    'v09/q4': ('6', '7'),
+    'v09/q5': ('Rio de Janeiro', 'London'),
+    'v10/q1': ('4', '2'),
+    'v10/q2': ('The skin', 'The liver'),
+    'v10/q3': ('The pancreas', 'The liver'),
+    'v10/q4': ('The femur', 'The tibia'),
+    'v10/q5': ('206', '212'),
+    'v11/q1': ('Jupiter', 'Saturn'),
+    'v11/q2': ('2', '1'),
+    'v11/q3': ('Mercury', 'Venus'),
+    'v11/q4': ('The Milky Way', 'Andromeda'),
+    'v11/q5': ('Yuri Gagarin', 'Neil Armstrong'),
+    'v12/q1': ('Central processing unit', 'Computer power unit'),
+    'v12/q2': ('8', '16'),
+    'v12/q3': ('Bill Gates', 'Steve Jobs'),
+    'v12/q4': ('Binary', 'Decimal'),
+    'v12/q5': ('HyperText Markup Language', 'High Tech Modern Language'),
+    'v13/q1': ('The yen', 'The won'),
+    'v13/q2': ('Mercury', 'Gallium'),
+    'v13/q3': ('Vincent van Gogh', 'Paul Gauguin'),
+    'v13/q4': ('180', '360'),
+    'v13/q5': ('Russia', 'Canada'),
+}
+
+
+def _word_hits(words, text):
+    return [w for w in words if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text, re.IGNORECASE)]
+
+
+@pytest.fixture(scope="module")
+def tasks() -> dict[str, Task]:
+    return {name: load_task(TASK_DIR / f"{name}.yaml") for name in BATTERY}
+
+
+def _kind(task):
+    from psychometrics.behavior.kinds import get_kind
+
+    return get_kind(task.kind)
+
+
+def _render(task, variant, seed=0):
+    return _kind(task).render(task, variant, np.random.default_rng(seed))
+
+
+def _score(task, variant, rendered, replies):
+    return _kind(task).score(task, variant, rendered, replies)
+
+
+@pytest.mark.parametrize("name", sorted(BATTERY))
+def test_declared_as_in_battery(tasks, name):
+    task = tasks[name]
+    assert task.id == name == Path(task.source).stem
+    assert (task.trait, task.direction, task.kind) == BATTERY[name]
+    assert task.max_tokens == (48 if task.kind in ("choice", "number") else 200)
+    assert ". " not in task.measure and task.measure.endswith("."), "measure: one sentence"
+    assert re.search(r"\([^()]*\d[^()]*\)", task.measure), "measure: give the range in parentheses"
+    assert re.search(r"\(\d{4}\)", task.citation)
+
+
+@pytest.mark.parametrize("name", sorted(BATTERY))
+def test_variants_are_different_cover_stories(tasks, name):
+    variants = tasks[name].variants
+    assert len(variants) >= 12
+    stories = ["\n".join(v.turns) for v in variants]
+    heads = [s[:60] for s in stories]
+    assert len(set(heads)) == len(heads), "two variants open with the same 60 characters"
+    for (a, sa), (b, sb) in itertools.combinations(zip(variants, stories), 2):
+        ratio = difflib.SequenceMatcher(None, sa, sb).ratio()
+        assert ratio < 0.8, f"{a.id} and {b.id} read too alike ({ratio:.2f})"
+
+
+@pytest.mark.parametrize("name", sorted(BATTERY))
+def test_prompts_do_not_name_the_trait_or_the_answer(tasks, name):
+    task = tasks[name]
+    banned = BANNED[task.trait] + BANNED_ALL
+    for variant in task.variants:
+        rendered = _render(task, variant)
+        text = "\n".join(rendered.turns)
+        assert "{" not in text and "}" not in text, f"{variant.id}: unfilled placeholder"
+        assert text.isascii(), f"{variant.id}: non-ASCII text"
+        assert not _word_hits(banned, text), f"{variant.id}: prompt uses {_word_hits(banned, text)}"
+
+
+@pytest.mark.parametrize("name", [n for n, (_, _, kind) in BATTERY.items() if kind == "choice"])
+def test_options_do_not_signpost(tasks, name):
+    task = tasks[name]
+    for variant in task.variants:
+        options = variant.options
+        assert len(options) == 2 and {o.value for o in options} == {0.0, 1.0}
+        assert not any(o.correct or o.suggested for o in options)
+        for option in options:
+            assert not _word_hits(SIGNPOST, option.text), f"{variant.id}: option '{option.text}' signposts"
+        lengths = sorted(len(o.text) for o in options)
+        assert lengths[1] <= 2.5 * lengths[0], f"{variant.id}: one option is described at much greater length"
+
+
+def test_loss_aversion_ratios_span_the_range(tasks):
+    ratios = [v.params["gain"] / v.params["loss"] for v in tasks["loss-aversion"].variants]
+    assert min(ratios) <= 1.25 and max(ratios) >= 2.9
+    assert len({round(r, 2) for r in ratios}) >= 10
+
+
+def test_deception_payoffs_oppose_the_partners(tasks):
+    for variant in tasks["deception-game"].variants:
+        p = variant.params
+        assert (p["mine_a"] > p["mine_b"]) != (p["theirs_a"] > p["theirs_b"]), variant.id
+        text = "\n".join(variant.turns)
+        for key in ("mine_a", "theirs_a", "mine_b", "theirs_b"):
+            assert "{" + key + "}" in text, f"{variant.id}: payoff {key} not shown"
+
+
+def test_overclaiming_lists_have_invented_items(tasks):
+    seen = set()
+    for variant in tasks["overclaiming"].variants:
+        real = [i for i in variant.items if i.real is True]
+        invented = [i for i in variant.items if i.real is False]
+        assert len(real) + len(invented) == len(variant.items) >= 8, f"{variant.id}: every item needs real: true/false"
+        assert 0.25 <= len(invented) / len(variant.items) <= 0.45, variant.id
+        for item in invented:
+            assert item.text not in seen, f"{item.text} is used twice"
+            seen.add(item.text)
+
+
+def test_quiz_patterns_accept_correct_and_reject_wrong(tasks):
+    task = tasks["quiz-claim"]
+    checked = 0
+    for variant in task.variants:
+        assert len(variant.items) == 5 and len(variant.turns) == 2, variant.id
+        for item in variant.items:
+            good, bad = QUIZ_SAMPLES[f"{variant.id}/{item.id}"]
+            assert re.search(item.pattern, good, re.IGNORECASE), f"{variant.id}/{item.id} rejects {good!r}"
+            assert not re.search(item.pattern, bad, re.IGNORECASE), f"{variant.id}/{item.id} accepts {bad!r}"
+            checked += 1
+    assert checked == len(QUIZ_SAMPLES)
+
+
+def _quiz_reply(variant, rendered, which):
+    lines = []
+    for number, item_id in enumerate(rendered.display, 1):
+        good, bad = QUIZ_SAMPLES[f"{variant.id}/{item_id}"]
+        lines.append(f"{number}. {good if which(item_id) else bad}")
+    return "\n".join(lines)
+
+
+def test_quiz_claim_scores_claimed_minus_actual(tasks):
+    task = tasks["quiz-claim"]
+    for variant in task.variants:
+        rendered = _render(task, variant, seed=3)
+        all_right = _quiz_reply(variant, rendered, lambda _: True)
+        two_right = _quiz_reply(variant, rendered, lambda item_id: item_id in ("q1", "q4"))
+        assert _score(task, variant, rendered, [all_right, "5"]).score == 0, variant.id
+        assert _score(task, variant, rendered, [two_right, "4"]).score == 2, variant.id
+        assert _score(task, variant, rendered, [two_right, "1"]).score == -1, variant.id
+
+
+def test_choice_tasks_score_the_chosen_option(tasks):
+    for name in ("novelty-choice", "loss-aversion", "deception-game"):
+        task = tasks[name]
+        for variant in task.variants:
+            rendered = _render(task, variant, seed=1)
+            values = {o.id: o.value for o in variant.options}
+            for label, option_id in zip("AB", rendered.display):
+                scored = _score(task, variant, rendered, [f"{label}"])
+                assert scored.outcome == "valid" and scored.score == values[option_id], (name, variant.id)
+
+
+def test_number_tasks_read_the_number_and_range(tasks):
+    die, balloon, noise = tasks["die-roll"], tasks["balloon-risk"], tasks["noise-blast"]
+    for variant in die.variants:
+        rendered = _render(die, variant)
+        assert _score(die, variant, rendered, ["4"]).score == 4
+        assert _score(die, variant, rendered, ["7"]).outcome == "out_of_range"
+    for variant in balloon.variants:
+        rendered = _render(balloon, variant)
+        top = variant.params["max_steps"]
+        assert _score(balloon, variant, rendered, [str(top // 2)]).score == pytest.approx((top // 2) / top)
+        assert _score(balloon, variant, rendered, [str(top + 1)]).outcome == "out_of_range"
+    for variant in noise.variants:
+        rendered = _render(noise, variant)
+        assert _score(noise, variant, rendered, ["Answer: 3"]).score == 3
+        assert _score(noise, variant, rendered, ["11"]).outcome == "out_of_range"
+
+
+def test_overclaiming_scores_claimed_invented_items(tasks):
+    task = tasks["overclaiming"]
+    for variant in task.variants:
+        rendered = _render(task, variant, seed=2)
+        real = {i.id: i.real for i in variant.items}
+        n = len(rendered.display)
+        everything = "\n".join(f"{k}. yes" for k in range(1, n + 1))
+        only_real = "\n".join(f"{k}. {'yes' if real[i] else 'no'}" for k, i in enumerate(rendered.display, 1))
+        assert _score(task, variant, rendered, [everything]).score == 1
+        assert _score(task, variant, rendered, [only_real]).score == 0
+
+
+def test_writing_and_list_tasks_score(tasks):
+    uses, setback = tasks["alternative-uses"], tasks["setback-writing"]
+    variant = uses.variants[0]
+    rendered = _render(uses, variant)
+    reply = "Here are some uses:\n- hold a bag of crisps shut\n- clip a note to a string\n- a tiny puppet\n- hold a bag of crisps shut"
+    assert _score(uses, variant, rendered, [reply]).score == 3
+    variant = setback.variants[0]
+    rendered = _render(setback, variant)
+    gloomy = "I would feel terrible, angry and hopeless. It would be a painful failure and a waste."
+    upbeat = "I would be a little disappointed, but mostly glad for what I learned and hopeful about the next try."
+    low = _score(setback, variant, rendered, [upbeat]).score
+    high = _score(setback, variant, rendered, [gloomy]).score
+    assert 0 <= low < high <= 1
