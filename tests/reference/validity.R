@@ -1,0 +1,306 @@
+# Reference values for psychometrics/validity.py (self-report vs behaviour), computed in R.
+#
+#   cd tests/reference && Rscript validity.R      # writes data/validity-*.csv and golden/validity.json
+#
+# The data set is simulated here (seeded): 5 models x 20 personas; two inventories (inv-a measures
+# agreeableness, extraversion and, reversed, neuroticism; inv-b agreeableness and extraversion) answered
+# in 4 design cells; 4 behavioural tasks x 10 variants x 2 samples, 5% of conversations unreadable.
+# Everything below is computed independently of the Python code, with R's own functions where one
+# exists (cor, cor.test, lm, p.adjust, psych::alpha, lme4::lmer).
+suppressPackageStartupMessages({library(lme4); library(psych); library(jsonlite)})
+
+args <- commandArgs(trailingOnly = FALSE)
+script <- sub("^--file=", "", args[grep("^--file=", args)])
+if (length(script) == 1) setwd(dirname(normalizePath(script)))
+
+# --- data ----------------------------------------------------------------------------------------
+set.seed(20240611)
+models <- c("m1", "m2", "m3", "m4", "m5")
+personas <- sprintf("p%02d", 1:20)
+traits <- c("agreeableness", "extraversion", "neuroticism")
+targets <- data.frame(persona = personas, trait = rep(rep(traits, each = 5), length.out = 20),
+                      level = rep(c(-2, -1, 0, 1, 2), 4))
+targets <- targets[targets$level != 0, ]
+level_of <- function(p, t) {
+  v <- targets$level[targets$persona == p & targets$trait == t]
+  if (length(v)) v else 0
+}
+theta <- array(0, c(5, 20, 3), dimnames = list(models, personas, traits))
+for (m in 1:5) for (p in 1:20) for (t in 1:3)
+  theta[m, p, t] <- 0.6 * level_of(personas[p], traits[t]) + rnorm(1, 0, 0.6) + c(-0.4, 0, 0.5, 0.2, -0.3)[m] * (t == 1)
+
+scales <- data.frame(inventory = c("inv-a", "inv-a", "inv-a", "inv-b", "inv-b"),
+                     scale = c("agree", "extra", "stable", "A", "E"),
+                     trait = c("agreeableness", "extraversion", "neuroticism", "agreeableness", "extraversion"),
+                     trait_sign = c(1, 1, -1, 1, 1), n_items = c(4, 4, 4, 3, 3))
+self_rows <- list(); item_rows <- list()
+for (m in 1:5) for (p in 1:20) for (s in seq_len(nrow(scales))) {
+  sc <- scales[s, ]
+  shift <- seq(-0.5, 0.5, length.out = sc$n_items)
+  values <- matrix(NA, 4, sc$n_items)
+  for (cell in 1:4) {
+    latent <- 3 + 0.7 * sc$trait_sign * theta[m, p, sc$trait] + 0.2 * m + shift
+    values[cell, ] <- pmin(5, pmax(1, round(latent + rnorm(sc$n_items, 0, 0.9))))
+    self_rows[[length(self_rows) + 1]] <- data.frame(
+      model = models[m], persona = personas[p], inventory = sc$inventory, scale = sc$scale, trait = sc$trait,
+      trait_sign = sc$trait_sign, score = mean(values[cell, ]), cell = paste0("c", cell))
+  }
+  item_rows[[length(item_rows) + 1]] <- data.frame(
+    model = models[m], persona = personas[p], inventory = sc$inventory, scale = sc$scale, trait = sc$trait,
+    item = paste0(sc$scale, seq_len(sc$n_items)), value = colMeans(values))
+}
+selfreport <- do.call(rbind, self_rows)
+items <- do.call(rbind, item_rows)
+
+tasks <- data.frame(task = c("dictator-game", "insult-reply", "social-choice", "setback-writing"),
+                    trait = c("agreeableness", "agreeableness", "extraversion", "neuroticism"),
+                    direction = c(1, -1, 1, 1), rho = c(0.7, 0.5, 0.15, 0.6))
+variants <- sprintf("v%02d", 1:10)
+beh_rows <- list()
+for (m in 1:5) for (p in 1:20) for (k in 1:4) {
+  tk <- tasks[k, ]
+  tendency <- tk$direction * (tk$rho * theta[m, p, tk$trait] + sqrt(1 - tk$rho^2) * rnorm(1)) + c(0.8, -0.5, 0.1, 0.4, -0.6)[m]
+  for (v in 1:10) for (sample in 0:1) {
+    noise <- rnorm(1, 0, 0.8) + (v - 5.5) / 10
+    score <- if (tk$task == "social-choice") as.numeric(tendency + noise > 0) else 0.5 + 0.2 * (tendency + noise)
+    outcome <- if (runif(1) < 0.05) "unparseable" else "valid"
+    beh_rows[[length(beh_rows) + 1]] <- data.frame(
+      model = models[m], persona = personas[p], sample = sample, task = tk$task, variant = variants[v],
+      trait = tk$trait, direction = tk$direction, outcome = outcome, score = if (outcome == "valid") score else NA)
+  }
+}
+behavior <- do.call(rbind, beh_rows)
+write.csv(selfreport, "data/validity-selfreport.csv", row.names = FALSE)
+write.csv(items, "data/validity-items.csv", row.names = FALSE)
+write.csv(behavior, "data/validity-behavior.csv", row.names = FALSE)
+write.csv(targets, "data/validity-targets.csv", row.names = FALSE)
+
+# --- respondent-level scores ----------------------------------------------------------------------
+key <- function(d) paste(d$model, d$persona)
+respondents <- unique(selfreport[, c("model", "persona")])
+respondents$key <- key(respondents)
+centre <- function(x, g) x - ave(x, g, FUN = function(v) mean(v))
+
+selfreport$signed <- selfreport$score * selfreport$trait_sign
+by_inventory <- aggregate(signed ~ model + persona + inventory + trait, selfreport, mean)
+by_inventory$key <- key(by_inventory)
+component <- function(inv, t) {
+  part <- by_inventory[by_inventory$inventory == inv & by_inventory$trait == t, ]
+  part$signed[match(respondents$key, part$key)]
+}
+inventories_of <- function(t) unique(scales$inventory[scales$trait == t])
+self_score <- sapply(traits, function(t) {
+  invs <- inventories_of(t)
+  if (length(invs) == 1) return(component(invs, t))
+  rowMeans(sapply(invs, function(inv) as.vector(scale(component(inv, t)))))
+})
+
+variant_means <- aggregate(score ~ model + persona + task + variant, behavior, mean)  # NA scores dropped
+task_means <- aggregate(score ~ model + persona + task, variant_means, mean)
+task_means$key <- key(task_means)
+beh_score <- sapply(tasks$task, function(k) {
+  part <- task_means[task_means$task == k, ]
+  part$score[match(respondents$key, part$key)]
+})
+
+scopes <- c(models, "pooled")
+in_scope <- function(scope) if (scope == "pooled") rep(TRUE, nrow(respondents)) else respondents$model == scope
+
+# --- reliability ---------------------------------------------------------------------------------
+alpha_of <- function(inv, sc, scope) {
+  part <- items[items$inventory == inv & items$scale == sc, ]
+  part$key <- key(part)
+  wide <- reshape(part[, c("key", "model", "item", "value")], idvar = c("key", "model"), timevar = "item",
+                  direction = "wide")
+  if (scope == "pooled") {
+    for (j in 3:ncol(wide)) wide[[j]] <- centre(wide[[j]], wide$model)
+  } else {
+    wide <- wide[wide$model == scope, ]
+  }
+  suppressWarnings(suppressMessages(psych::alpha(wide[, -(1:2)], check.keys = FALSE)$total$raw_alpha))
+}
+self_reliability <- list()
+for (scope in scopes) for (t in traits) {
+  rows <- in_scope(scope)
+  invs <- inventories_of(t)
+  rels <- sapply(invs, function(inv) alpha_of(inv, scales$scale[scales$inventory == inv & scales$trait == t], scope))
+  if (length(invs) == 1) {
+    rel <- rels[[1]]
+  } else {
+    comps <- sapply(invs, function(inv) as.vector(scale(component(inv, t))))[rows, ]
+    comp <- rowMeans(comps)
+    g <- respondents$model[rows]
+    if (scope == "pooled") { comps <- apply(comps, 2, centre, g = g); comp <- centre(comp, g) }
+    k <- length(invs)
+    rel <- 1 - sum(apply(comps, 2, var) * (1 - rels)) / (k^2 * var(comp))
+  }
+  self_reliability[[length(self_reliability) + 1]] <- list(scope = scope, trait = t, reliability = rel,
+                                                           components = as.list(rels))
+}
+rel_self <- function(scope, t) {
+  for (r in self_reliability) if (r$scope == scope && r$trait == t) return(r$reliability)
+}
+
+half_means <- function(k, positions) {
+  part <- variant_means[variant_means$task == k & variant_means$variant %in% variants[positions], ]
+  agg <- aggregate(score ~ model + persona, part, mean)
+  agg$score[match(respondents$key, key(agg))]
+}
+behavior_reliability <- list()
+for (scope in scopes) for (k in tasks$task) {
+  a <- half_means(k, seq(1, 10, 2)); b <- half_means(k, seq(2, 10, 2))
+  ok <- in_scope(scope) & !is.na(a) & !is.na(b)
+  a <- a[ok]; b <- b[ok]
+  if (scope == "pooled") { a <- centre(a, respondents$model[ok]); b <- centre(b, respondents$model[ok]) }
+  r <- cor(a, b)
+  conv <- behavior[behavior$task == k & (scope == "pooled" | behavior$model == scope), ]
+  behavior_reliability[[length(behavior_reliability) + 1]] <- list(
+    scope = scope, task = k, n = sum(ok), n_variants = 10, r_half = r, spearman_brown = 2 * r / (1 + r),
+    missing_rate = mean(is.na(conv$score)))
+}
+rel_beh <- function(scope, k) {
+  for (r in behavior_reliability) if (r$scope == scope && r$task == k) return(r$spearman_brown)
+}
+
+# --- validity pairs ------------------------------------------------------------------------------
+pair_rows <- list()
+for (scope in scopes) {
+  block <- list()
+  for (t in traits) for (k in seq_len(nrow(tasks))) {
+    s <- self_score[, t]; b <- beh_score[, tasks$task[k]]
+    ok <- in_scope(scope) & !is.na(s) & !is.na(b)
+    s <- s[ok]; b <- b[ok]; g <- respondents$model[ok]
+    if (scope == "pooled") {
+      r <- cor(centre(s, g), centre(b, g))
+      p <- summary(lm(b ~ s + factor(g)))$coefficients["s", 4]
+    } else {
+      r <- cor(s, b)
+      p <- cor.test(s, b)$p.value
+    }
+    declared <- tasks$trait[k] == t
+    rs <- rel_self(scope, t); rb <- rel_beh(scope, tasks$task[k])
+    block[[length(block) + 1]] <- list(scope = scope, trait = t, task = tasks$task[k], declared = declared,
+                                       expected_sign = if (declared) tasks$direction[k] else NA,
+                                       n = sum(ok), r = r, p = p, rel_self = rs, rel_behavior = rb,
+                                       r_corrected = if (rs > 0 && rb > 0) r / sqrt(rs * rb) else NA)
+  }
+  ps <- sapply(block, `[[`, "p")
+  declared <- sapply(block, `[[`, "declared")
+  p_all <- p.adjust(ps, method = "BH")
+  p_declared <- rep(NA, length(ps)); p_declared[declared] <- p.adjust(ps[declared], method = "BH")
+  for (i in seq_along(block)) {
+    row <- block[[i]]
+    row$p_bh_all <- p_all[i]
+    row$p_bh_declared <- p_declared[i]
+    row$confirmed <- row$declared && sign(row$r) == row$expected_sign && p_declared[i] < 0.05
+    pair_rows[[length(pair_rows) + 1]] <- row
+  }
+}
+dissociation <- list()
+for (scope in scopes) {
+  rows <- Filter(function(r) r$scope == scope && r$declared, pair_rows)
+  for (t in c("all", traits)) {
+    sel <- if (t == "all") rows else Filter(function(r) r$trait == t, rows)
+    confirmed <- sum(sapply(sel, `[[`, "confirmed"))
+    dissociation[[length(dissociation) + 1]] <- list(scope = scope, trait = t, declared = length(sel),
+                                                     confirmed = confirmed,
+                                                     share_confirmed = confirmed / length(sel))
+  }
+}
+
+# --- mixed model: within- and between-model association (declared pairs) -------------------------
+mixed <- list()
+for (k in seq_len(nrow(tasks))) {
+  t <- tasks$trait[k]
+  s <- self_score[, t]; b <- beh_score[, tasks$task[k]]
+  ok <- !is.na(s) & !is.na(b)
+  d <- data.frame(zs = as.vector(scale(s[ok])), zb = as.vector(scale(b[ok])), model = respondents$model[ok])
+  d$between <- ave(d$zs, d$model)
+  d$within <- d$zs - d$between
+  fit <- lmer(zb ~ within + between + (1 | model), data = d, REML = TRUE,
+              control = lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-12, maxfun = 1e6),
+                                    check.conv.singular = "ignore"))
+  co <- summary(fit)$coefficients
+  vc <- as.data.frame(VarCorr(fit))
+  mixed[[length(mixed) + 1]] <- list(
+    trait = t, task = tasks$task[k], n = nrow(d),
+    within = co["within", "Estimate"], within_se = co["within", "Std. Error"],
+    between = co["between", "Estimate"], between_se = co["between", "Std. Error"],
+    intercept = co["(Intercept)", "Estimate"],
+    model_variance = vc$vcov[vc$grp == "model"], residual_variance = vc$vcov[vc$grp == "Residual"],
+    reml = as.numeric(REMLcrit(fit)))
+}
+
+# The same model at the boundary: behaviour centred within model, so the model variance is 0.
+d <- data.frame(s = self_score[, "agreeableness"], b = beh_score[, "dictator-game"], model = respondents$model)
+d <- d[!is.na(d$s) & !is.na(d$b), ]
+d$zs <- as.vector(scale(d$s)); d$zb <- as.vector(scale(centre(d$b, d$model)))
+d$between <- ave(d$zs, d$model); d$within <- d$zs - d$between
+fit <- lmer(zb ~ within + between + (1 | model), data = d, REML = TRUE,
+            control = lmerControl(optimizer = "bobyqa", optCtrl = list(rhobeg = 0.2, rhoend = 1e-12, maxfun = 1e6),
+                                  check.conv.singular = "ignore"))
+co <- summary(fit)$coefficients
+vc <- as.data.frame(VarCorr(fit))
+mixed_boundary <- list(trait = "agreeableness", task = "dictator-game", within = co["within", "Estimate"],
+                       within_se = co["within", "Std. Error"], between = co["between", "Estimate"],
+                       between_se = co["between", "Std. Error"], model_variance = vc$vcov[vc$grp == "model"],
+                       residual_variance = vc$vcov[vc$grp == "Residual"], reml = as.numeric(REMLcrit(fit)),
+                       singular = isSingular(fit))
+
+# --- manipulation check --------------------------------------------------------------------------
+levels <- sapply(traits, function(t) sapply(respondents$persona, level_of, t = t))
+manipulation <- list()
+check <- function(scope, t, measure, kind, y) {
+  x <- levels[, t]
+  ok <- in_scope(scope) & !is.na(y)
+  x <- x[ok]; y <- y[ok]; g <- respondents$model[ok]
+  if (scope == "pooled") {
+    fit <- summary(lm(y ~ x + factor(g)))$coefficients
+    r <- cor(centre(x, g), centre(y, g))
+  } else {
+    fit <- summary(lm(y ~ x))$coefficients
+    r <- cor(x, y)
+  }
+  list(scope = scope, trait = t, measure = measure, kind = kind, n = sum(ok), r = r,
+       slope = fit["x", "Estimate"], p = fit["x", 4])
+}
+for (scope in scopes) for (t in traits) {
+  manipulation[[length(manipulation) + 1]] <- check(scope, t, "self-report", "self-report", self_score[, t])
+  for (k in which(tasks$trait == t))
+    manipulation[[length(manipulation) + 1]] <- check(scope, t, tasks$task[k], "behavior",
+                                                      tasks$direction[k] * beh_score[, tasks$task[k]])
+}
+
+# --- MTMM with behaviour as a method -------------------------------------------------------------
+zwithin <- function(x, g) ave(x, g, FUN = function(v) (v - mean(v, na.rm = TRUE)) / sd(v, na.rm = TRUE))
+behavior_trait <- sapply(traits, function(t) {
+  ks <- which(tasks$trait == t)
+  signed <- sapply(ks, function(k) tasks$direction[k] * zwithin(beh_score[, tasks$task[k]], respondents$model))
+  rowMeans(as.matrix(signed), na.rm = TRUE)
+})
+columns <- list(); names_ <- c()
+for (inv in unique(scales$inventory)) for (t in traits) if (t %in% scales$trait[scales$inventory == inv]) {
+  columns[[length(columns) + 1]] <- centre(component(inv, t), respondents$model)
+  names_ <- c(names_, paste(inv, t, sep = "|"))
+}
+for (t in traits) {
+  columns[[length(columns) + 1]] <- centre(behavior_trait[, t], respondents$model)
+  names_ <- c(names_, paste("behavior", t, sep = "|"))
+}
+wide <- do.call(cbind, columns)
+colnames(wide) <- names_
+mtmm_cor <- cor(wide, use = "pairwise.complete.obs")
+
+golden <- list(
+  meta = list(r_version = R.version.string, lme4 = as.character(packageVersion("lme4")),
+              psych = as.character(packageVersion("psych")), generated_by = "tests/reference/validity.R"),
+  self_reliability = self_reliability,
+  behavior_reliability = behavior_reliability,
+  pairs = pair_rows,
+  dissociation = dissociation,
+  mixed = mixed,
+  mixed_boundary = mixed_boundary,
+  manipulation = manipulation,
+  mtmm = list(columns = names_, cor = unname(mtmm_cor))
+)
+write_json(golden, "golden/validity.json", auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE)
