@@ -17,7 +17,8 @@ Scopes. Each model is analysed alone (its personas are its respondents) and, whe
 models, pooled: both variables are centred within model first, so the pooled correlation is the
 within-model association (the partial correlation given the model) and differences between models'
 means cannot create it. Its test has ``n - k - 1`` degrees of freedom for ``k`` models, as the slope
-test of ``lm(behaviour ~ self + model)``. The mixed model (:func:`mixed_model`) separates the
+test of ``lm(behaviour ~ self + model)``. Centring (rather than standardizing) within model weighs each
+model by its within-model spread; per-model rows do not depend on the units. The mixed model (:func:`mixed_model`) separates the
 within-model from the between-model association.
 
 Tables (:func:`validity_tables`):
@@ -46,8 +47,22 @@ Tables (:func:`validity_tables`):
 Checked against R (``tests/reference/validity.R``): ``cor``, ``cor.test``, ``lm``, ``p.adjust(method =
 "BH")``, ``psych::alpha``, ``lme4::lmer(REML = TRUE)``.
 
-Differences from R: the mixed model is fitted with statsmodels' ``MixedLM``; its p values are Wald z
-tests (lme4 gives none). Bootstrap intervals use NumPy's random stream and cannot match R's.
+Reliabilities for the correction. Self-report: Cronbach's alpha over respondents of the item values
+averaged within each respondent (:func:`selfreport_reliability`; the items come from
+:func:`read_selfreport`), i.e. the reliability of the very score that is correlated; without item data
+no correction is made. Behaviour: split-half across variants with the Spearman-Brown step-up
+(:func:`behavior_reliability`). Pooled rows use the within-model (centred) versions of both.
+
+Differences from R
+------------------
+* The mixed model is fitted by a profiled REML written here for one random intercept
+  (:func:`random_intercept_reml`), not statsmodels' ``MixedLM``: on the reference data ``MixedLM``
+  stopped at a zero model variance with undefined standard errors where ``lmer`` found 0.2. The results
+  equal ``lmer``'s to its optimiser's tolerance (about 1e-8). lme4 gives no p values; here they are t
+  tests with between-within degrees of freedom.
+* ``psych::alpha`` uses pairwise-complete item covariances; :func:`~psychometrics.reliability.cronbach_alpha`
+  drops respondents with a missing item (identical on complete data).
+* Bootstrap intervals use NumPy's random stream (seeded per scope, trait and task) and cannot match R's.
 
 References
 ----------
@@ -736,6 +751,8 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     """
     _check(selfreport, SELFREPORT_COLUMNS, "self-report data")
     _check(behavior, BEHAVIOR_COLUMNS, "behaviour data")
+    if targets is not None:
+        _check(targets, TARGET_COLUMNS, "persona targets")
     if n_boot < 100:
         raise PsytestError(f"--bootstrap {n_boot}: use at least 100 resamples")
     selfreport = selfreport.assign(persona=selfreport["persona"].fillna("none"))
