@@ -7,7 +7,8 @@
 ``gguf:PATH``          any GGUF file, run in-process by llama.cpp (:mod:`.local`)
 ``router:FILE[#GROUP]`` one model group served by several deployments, via a litellm Router (:mod:`.litellm_router`)
 ``PROVIDER/MODEL``     anything litellm knows: ``openai/gpt-4o-mini``, ``anthropic/...``, ``ollama/...``,
-                       or ``openai/NAME`` with ``--api-base`` for an OpenAI-compatible server (:mod:`.litellm_backend`)
+                       (:mod:`.litellm_backend`); ``openai/NAME`` with ``--api-base`` for an OpenAI-compatible
+                       server goes over plain HTTP instead (:mod:`.openai_http`)
 
 Backends import their heavy libraries only when constructed, so listing or validating never pays for them.
 """
@@ -47,6 +48,10 @@ def resolve_model(
         options = {k: v for k, v in (("threads", threads), ("threads_batch", threads_batch)) if v}
         return LocalModel(model, **options)
     provider, sep, name = model.partition("/")
+    if provider == "openai" and name and api_base:  # an OpenAI-compatible server: direct HTTP, no litellm
+        from psychometrics.models.openai_http import OpenAIHTTPBackend
+
+        return OpenAIHTTPBackend(model, api_base=api_base, timeout_s=timeout_s)
     if sep and provider and name and " " not in model:
         from psychometrics.models.litellm_backend import LiteLLMBackend
 

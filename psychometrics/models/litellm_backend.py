@@ -285,6 +285,27 @@ def _provider_detail(exc: BaseException, secrets: Iterable[str]) -> str:
     return text[:200] + ("..." if len(text) > 200 else "")
 
 
+_CUT_SHORT = ("ContentLengthError", "ClientPayloadError", "RemoteProtocolError", "IncompleteRead", "TransferEncodingError")
+
+
+def transport_failure(exc: BaseException) -> str | None:
+    """What went wrong under litellm's generic "Connection error" (which it reports as HTTP 500): a
+    reset connection, a body cut short, or a body that is not JSON; None for anything else."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        name = type(cause).__name__
+        if isinstance(cause, ValueError) and name == "JSONDecodeError":
+            return f"malformed response: the body is not JSON ({getattr(cause, 'msg', cause)})"
+        if name in _CUT_SHORT:
+            return "truncated response: the connection closed before the whole body arrived"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the server"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 async def _close_client(client: Any) -> None:
     """Close an SDK or httpx client (``close()`` on OpenAI's async client, ``aclose()`` on httpx's)."""
     import inspect
@@ -483,6 +504,9 @@ class LiteLLMBackend(ModelBackend):
             )
         if isinstance(exc, errors.ContextWindowExceededError):
             return ModelCallError(f"{self.name}: the prompt is longer than the model's context window ({detail})")
+        transport = transport_failure(exc)
+        if transport is not None:
+            return TransientModelError(f"{self.name}: provider unavailable{where} ({transport})")
         if status in (408, 409, 425) or (status is not None and status >= 500) or isinstance(
             exc, (errors.APIConnectionError, errors.ServiceUnavailableError, ConnectionError, OSError)
         ):

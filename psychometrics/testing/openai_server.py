@@ -31,13 +31,18 @@ key it was given, as careless servers do, so clients' redaction gets tested) and
 other model names). Bounded: loopback addresses only, request bodies up to ``max_body_bytes``, at most
 ``max_connections`` open connections and ``max_in_flight`` requests being answered.
 
-Run in the foreground: ``python -m psychometrics.testing.openai_server --model sim/e=1,seed=1 --port 8000``.
+The server is one asyncio event loop (in a background thread, or in the foreground from the command
+line): the added latency is a real per-request delay during which other requests are served.
+
+Run in the foreground: ``python -m psychometrics.testing.openai_server --model sim/e=1,seed=1 --port 8000``
+(``--port 0`` picks a free port; the first line printed gives the base URL).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import ipaddress
 import json
 import math
@@ -50,7 +55,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
@@ -79,8 +83,8 @@ class ServerConfig:
     models: frozenset[str] | None = None
     logprobs_supported: bool = True
     max_body_bytes: int = 1 << 20
-    max_connections: int = 64
-    max_in_flight: int = 32
+    max_connections: int = 256
+    max_in_flight: int = 128
     backend_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
@@ -91,6 +95,8 @@ class ServerConfig:
             raise ValueError(f"fault_rate must be between 0 and 1, got {self.fault_rate}")
         if self.latency_s < 0 or self.stall_s < 0:
             raise ValueError("latency_s and stall_s must not be negative")
+        if self.max_connections < 1 or self.max_in_flight < 1 or self.max_body_bytes < 1:
+            raise ValueError("max_connections, max_in_flight and max_body_bytes must be at least 1")
 
 
 # -- reading requests -----------------------------------------------------------------------------
@@ -146,6 +152,22 @@ def build_request(body: dict) -> ModelRequest:
     )
 
 
+def request_key(body: Any) -> str | None:
+    """A digest of what decides the answer to a request body (messages, mode, seed): every re-send of
+    one request has the same key, so tests can count how often each was sent. None if unreadable."""
+    try:
+        request = build_request(body)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return model_request_key(request)
+
+
+def model_request_key(request: ModelRequest) -> str:
+    """:func:`request_key` of the body a client sends for ``request``."""
+    payload = [[[m.role, m.content] for m in request.messages], request.mode, request.seed]
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 # -- building responses ---------------------------------------------------------------------------
 
 
@@ -196,190 +218,64 @@ def error_body(message: str, kind: str, code: str | None = None) -> dict:
 
 # -- the HTTP layer -------------------------------------------------------------------------------
 
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
-
-    def __init__(self, address, handler, app: "OpenAIServer", family: int):
-        self.address_family = family
-        self.app = app
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def verify_request(self, request, client_address) -> bool:
-        """Refuse connections beyond ``max_connections`` (they are closed at once)."""
-        with self.connections_lock:
-            if len(self.connections) >= self.app.config.max_connections:
-                return False
-            self.connections.add(request)
-        return True
-
-    def shutdown_request(self, request) -> None:
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        """Close every open connection (idle keep-alive ones included), so nothing is served after stop."""
-        with self.connections_lock:
-            open_now = list(self.connections)
-        for conn in open_now:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+IDLE_TIMEOUT_S = 30.0  # an idle keep-alive connection, or a client sending a request too slowly, is closed
+MAX_HEADER_BYTES = 64 * 1024
+_REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+    411: "Length Required", 413: "Payload Too Large", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "psytest-openai/1"
-    timeout = 30  # an idle keep-alive connection does not hold a thread for ever
+@dataclass
+class _Request:
+    method: str
+    route: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    keep_alive: bool
 
-    server: _HTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
-        return
+def _response_bytes(status: int, payload: Any, headers: dict[str, str] | None, keep_alive: bool) -> bytes:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Server: psytest-openai/1",
+             "Content-Type: application/json", f"Content-Length: {len(data)}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
 
-    # -- plumbing ---------------------------------------------------------------------------------
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
 
-    def _route(self) -> str:
-        path = urlsplit(self.path).path.rstrip("/")
-        return path[3:] if path.startswith("/v1/") else path
+def _route(target: str) -> str:
+    path = urlsplit(target).path.rstrip("/")
+    return path[3:] if path.startswith("/v1/") else path
 
-    def _read_json(self) -> dict | None:
-        """The request body as a JSON object, or None after answering with an error."""
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            self._send_json(411, error_body("a Content-Length header is required", "invalid_request_error"))
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str], bool] | None:
+    """(method, route, headers, keep-alive) of a request head, or None when it is not valid HTTP/1.x."""
+    lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0") or not parts[0].isalpha():
+        return None
+    headers = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
             return None
-        if int(length) > self.server.app.config.max_body_bytes:
-            self.close_connection = True
-            self._send_json(413, error_body("request body too large", "invalid_request_error"))
-            return None
-        try:
-            body = json.loads(self.rfile.read(int(length)) or b"null")
-        except (ValueError, UnicodeDecodeError):
-            self._send_json(400, error_body("request body is not valid JSON", "invalid_request_error"))
-            return None
-        if not isinstance(body, dict):
-            self._send_json(400, error_body("request body must be a JSON object", "invalid_request_error"))
-            return None
-        return body
+        headers[name.lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" if parts[2] == "HTTP/1.1" else connection == "keep-alive"
+    return parts[0], _route(parts[1]), headers, keep_alive
 
-    # -- routes -----------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        if self._route() != "/models":
-            self._send_json(404, error_body(f"no route {self.path}", "invalid_request_error"))
-            return
-        names = self.server.app.model_names()
-        self._send_json(200, {"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "psytest"} for name in names
-        ]})
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        if self._route() != "/chat/completions":
-            self._send_json(404, error_body(f"no route {self.path}", "invalid_request_error"))
-            return
-        app = self.server.app
-        if not app.in_flight.acquire(blocking=False):
-            self._send_json(503, error_body("server busy", "server_error"), {"Retry-After": "1"})
-            return
-        try:
-            body = self._read_json()
-            if body is not None and self._authorized() and self._model_known(body):
-                self._chat(body)
-        finally:
-            app.in_flight.release()
+class _Reply(Exception):
+    """Answer with ``status`` and close the connection (a request the server cannot read safely)."""
 
-    def _authorized(self) -> bool:
-        expected = self.server.app.config.api_key
-        given = self.headers.get("Authorization", "")
-        if expected is None or given == f"Bearer {expected}":
-            return True
-        key = given.removeprefix("Bearer ").strip()
-        message = f"Incorrect API key provided: {key}. You can find your API key in your account settings."
-        self._send_json(401, error_body(message, "invalid_request_error", "invalid_api_key"))
-        return False
-
-    def _model_known(self, body: dict) -> bool:
-        models = self.server.app.config.models
-        model = str(body.get("model", ""))
-        if models is None or model in models:
-            return True
-        message = f"The model `{model}` does not exist or you do not have access to it."
-        self._send_json(404, error_body(message, "invalid_request_error", "model_not_found"))
-        return False
-
-    def _chat(self, body: dict) -> None:
-        app = self.server.app
-        fault = app.next_fault()
-        if fault is not None and self._inject(fault):
-            return
-        if app.config.latency_s:
-            app.stopping.wait(app.config.latency_s)
-        try:
-            request = build_request(body)
-        except (ValueError, TypeError) as exc:
-            self._send_json(400, error_body(str(exc), "invalid_request_error"))
-            return
-        try:
-            reply = app.answer(request)
-        except Exception as exc:  # noqa: BLE001 - a backend failure is the server's error, reported as 500
-            self._send_json(500, error_body(f"backend failed: {type(exc).__name__}: {exc}", "server_error"))
-            return
-        self._send_json(200, app.response_body(str(body.get("model", "")), body, request, reply))
-
-    def _inject(self, fault: str) -> bool:
-        """Carry out ``fault``; True when the response has been dealt with (nothing more to send)."""
-        config = self.server.app.config
-        if fault == "rate_limit":
-            self._send_json(429, error_body("Rate limit reached for requests", "requests", "rate_limit_exceeded"),
-                            {"Retry-After": config.retry_after})
-        elif fault == "server_error":
-            self._send_json(500, error_body("The server had an error while processing your request.", "server_error"))
-        elif fault == "stall":
-            if self.server.app.stopping.wait(config.stall_s):
-                self.close_connection = True
-                return True
-            return False  # then answer normally, if anyone is still listening
-        elif fault == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-            self.close_connection = True
-        elif fault == "truncated":
-            data = json.dumps(completion_body("x", "1", None, (1, 1))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-        elif fault == "malformed":
-            self._send_json(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0,')
-        elif fault == "empty_choices":
-            body = completion_body("x", "", None, (1, 0))
-            body["choices"] = []
-            self._send_json(200, body)
-        return True
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except OSError:  # the client gave up (e.g. after a stall) or the server is stopping
-            self.close_connection = True
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 # -- the handle -----------------------------------------------------------------------------------
@@ -400,29 +296,63 @@ def _loopback_host(host: str) -> tuple[str, int]:
 
 class OpenAIServer:
     """A running server: ``base_url``, ``stop()``, and counters: ``requests_served`` (chat requests that
-    passed the key and model checks, faulted ones included) and ``faults_injected`` (per kind).
-    Also a context manager."""
+    passed the key and model checks, faulted ones included), ``faults_injected`` (per kind) and
+    ``request_log`` (each such request's time, :func:`request_key` and fault).
+    Also a context manager.
+
+    One asyncio event loop in a background thread serves every connection and runs the backend, so
+    the added latency is a real per-request delay that never holds up other requests.
+    """
 
     def __init__(self, backend: ModelBackend, config: ServerConfig, host: str = "127.0.0.1", port: int = 0):
         self.backend = backend
         self.config = config
-        self.in_flight = threading.BoundedSemaphore(config.max_in_flight)
         self.stopping = threading.Event()
         self.requests_served = 0
         self.faults_injected: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self.request_log: list[tuple[float, str | None, str | None]] = []
+        self._in_flight = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task] = set()
         address, family = _loopback_host(host)
-        self._httpd = _HTTPServer((address, port), _Handler, self, family)
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((address, port))
+            listener.listen(1024)
+        except OSError:
+            listener.close()
+            raise
         self.host = address
-        self.port = self._httpd.server_address[1]
+        self.port = listener.getsockname()[1]
         self._loop = asyncio.new_event_loop()
-        self._threads = [
-            threading.Thread(target=self._loop.run_forever, name="openai-server-backend", daemon=True),
-            threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                             name="openai-server-http", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._server: asyncio.AbstractServer | None = None
+        self._stop_event: asyncio.Event | None = None
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._listen(listener))
+            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="openai-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._loop.close()
+            raise failure[0]
+
+    async def _listen(self, listener: socket.socket) -> None:
+        self._stop_event = asyncio.Event()
+        self._server = await asyncio.start_server(self._connection, sock=listener, limit=MAX_HEADER_BYTES)
 
     @property
     def base_url(self) -> str:
@@ -432,25 +362,182 @@ class OpenAIServer:
     def model_names(self) -> list[str]:
         return sorted(self.config.models) if self.config.models else [self.backend.name]
 
-    def next_fault(self) -> str | None:
-        """Count the request and draw its fault: a function of (seed, request number) only."""
-        with self._lock:
-            number = self.requests_served
-            self.requests_served += 1
-        if not self.config.faults or self.config.fault_rate <= 0:
-            return None
-        rng = random.Random(f"{self.config.seed}:{number}")
-        if rng.random() >= self.config.fault_rate:
-            return None
-        fault = sorted(self.config.faults)[rng.randrange(len(self.config.faults))]
-        with self._lock:
-            self.faults_injected[fault] += 1
+    def next_fault(self, body: dict | None = None) -> str | None:
+        """Count the request, draw its fault (a function of (seed, request number) only) and log it in
+        ``request_log`` as (monotonic time, :func:`request_key` of ``body``, fault or None)."""
+        number = self.requests_served
+        self.requests_served += 1
+        fault = None
+        if self.config.faults and self.config.fault_rate > 0:
+            rng = random.Random(f"{self.config.seed}:{number}")
+            if rng.random() < self.config.fault_rate:
+                fault = sorted(self.config.faults)[rng.randrange(len(self.config.faults))]
+                self.faults_injected[fault] += 1
+        self.request_log.append((time.monotonic(), request_key(body), fault))
         return fault
 
-    def answer(self, request: ModelRequest) -> ModelReply:
-        """Run the backend on the server's own event loop (backends are async)."""
-        future = asyncio.run_coroutine_threadsafe(self.backend.complete(request), self._loop)
-        return future.result(timeout=self.config.backend_timeout_s)
+    # -- connections ------------------------------------------------------------------------------
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._writers) >= self.config.max_connections or self.stopping.is_set():
+            writer.transport.abort()  # refused: closed at once
+            return
+        task = asyncio.current_task()
+        self._writers.add(writer)
+        self._tasks.add(task)
+        try:
+            while True:
+                try:
+                    request = await self._read_request(reader, writer)
+                except _Reply as refusal:
+                    writer.write(_response_bytes(refusal.status, error_body(str(refusal), "invalid_request_error"),
+                                                 None, keep_alive=False))
+                    await writer.drain()
+                    break
+                if request is None or not await self._respond(request, writer) or not request.keep_alive:
+                    break
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass  # the client went away
+        except asyncio.CancelledError:
+            if not self.stopping.is_set():
+                raise
+            # stop() cancelled this connection: end quietly (asyncio would log a cancelled handler)
+        finally:
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+            if self.stopping.is_set():
+                writer.transport.abort()
+            else:
+                writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Request | None:
+        """The next request on the connection; None when the client closed it or was too slow."""
+        watchdog = self._loop.call_later(IDLE_TIMEOUT_S, writer.transport.abort)
+        try:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError:
+                raise _Reply(431, "request headers too large") from None
+            parsed = _parse_head(head)
+            if parsed is None:
+                raise _Reply(400, "malformed HTTP request")
+            method, route, headers, keep_alive = parsed
+            length = headers.get("content-length")
+            if "transfer-encoding" in headers or (length is None and method == "POST"):
+                raise _Reply(411, "a Content-Length header is required")
+            if length is not None and not length.isdigit():
+                raise _Reply(400, "Content-Length must be a number")
+            if length is not None and int(length) > self.config.max_body_bytes:
+                raise _Reply(413, "request body too large")
+            body = await reader.readexactly(int(length)) if length else b""
+            return _Request(method, route, headers, body, keep_alive)
+        finally:
+            watchdog.cancel()
+
+    async def _send(self, writer: asyncio.StreamWriter, status: int, payload: Any, keep_alive: bool,
+                    headers: dict[str, str] | None = None) -> bool:
+        writer.write(_response_bytes(status, payload, headers, keep_alive))
+        await writer.drain()
+        return keep_alive
+
+    async def _respond(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False when the connection must be closed."""
+        keep = request.keep_alive
+        if request.method == "GET" and request.route == "/models":
+            return await self._send(writer, 200, {"object": "list", "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "psytest"} for name in self.model_names()
+            ]}, keep)
+        if request.route not in ("/models", "/chat/completions"):
+            return await self._send(writer, 404, error_body(f"no route {request.route}", "invalid_request_error"), keep)
+        if request.method != "POST" or request.route != "/chat/completions":
+            return await self._send(writer, 405, error_body(f"{request.method} is not allowed here",
+                                                            "invalid_request_error"), keep)
+        if self._in_flight >= self.config.max_in_flight:
+            return await self._send(writer, 503, error_body("server busy", "server_error"), keep, {"Retry-After": "1"})
+        self._in_flight += 1
+        try:
+            return await self._chat(request, writer)
+        finally:
+            self._in_flight -= 1
+
+    async def _chat(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+        keep = request.keep_alive
+        try:
+            body = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return await self._send(writer, 400, error_body("request body is not valid JSON", "invalid_request_error"), keep)
+        if not isinstance(body, dict):
+            return await self._send(writer, 400, error_body("request body must be a JSON object", "invalid_request_error"), keep)
+        refusal = self._check_key(request.headers) or self._check_model(body)
+        if refusal is not None:
+            return await self._send(writer, *refusal, keep)
+        fault = self.next_fault(body)
+        if fault is not None:
+            outcome = await self._inject(fault, writer, keep)
+            if outcome is not None:
+                return outcome
+        if self.config.latency_s:
+            await asyncio.sleep(self.config.latency_s)
+        try:
+            model_request = build_request(body)
+        except (ValueError, TypeError) as exc:
+            return await self._send(writer, 400, error_body(str(exc), "invalid_request_error"), keep)
+        try:
+            reply = await asyncio.wait_for(self.backend.complete(model_request), self.config.backend_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a backend failure is the server's error, reported as 500
+            return await self._send(writer, 500, error_body(f"backend failed: {type(exc).__name__}: {exc}",
+                                                            "server_error"), keep)
+        return await self._send(writer, 200, self.response_body(str(body.get("model", "")), body, model_request, reply), keep)
+
+    def _check_key(self, headers: dict[str, str]) -> tuple[int, dict] | None:
+        expected = self.config.api_key
+        given = headers.get("authorization", "")
+        if expected is None or given == f"Bearer {expected}":
+            return None
+        key = given.removeprefix("Bearer ").strip()
+        message = f"Incorrect API key provided: {key}. You can find your API key in your account settings."
+        return 401, error_body(message, "invalid_request_error", "invalid_api_key")
+
+    def _check_model(self, body: dict) -> tuple[int, dict] | None:
+        model = str(body.get("model", ""))
+        if self.config.models is None or model in self.config.models:
+            return None
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        return 404, error_body(message, "invalid_request_error", "model_not_found")
+
+    async def _inject(self, fault: str, writer: asyncio.StreamWriter, keep: bool) -> bool | None:
+        """Carry out ``fault``: whether to keep the connection, or None to go on and answer normally."""
+        config = self.config
+        if fault == "rate_limit":
+            return await self._send(writer, 429, error_body("Rate limit reached for requests", "requests",
+                                                            "rate_limit_exceeded"), keep, {"Retry-After": config.retry_after})
+        if fault == "server_error":
+            return await self._send(writer, 500, error_body("The server had an error while processing your request.",
+                                                            "server_error"), keep)
+        if fault == "stall":
+            try:
+                await asyncio.wait_for(self._stop_event.wait(), config.stall_s)
+            except asyncio.TimeoutError:
+                return None  # then answer normally, if anyone is still listening
+            return False
+        if fault == "reset":
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        if fault == "truncated":
+            data = _response_bytes(200, completion_body("x", "1", None, (1, 1)), None, keep_alive=False)
+            writer.write(data[: len(data) - 40])  # the body stops short of its Content-Length
+            await writer.drain()
+            return False
+        if fault == "malformed":
+            return await self._send(writer, 200, b'{"id": "chatcmpl-broken", "object": "chat.completion", '
+                                                 b'"choices": [{"index": 0,', keep)
+        body = completion_body("x", "", None, (1, 0))  # empty_choices
+        body["choices"] = []
+        return await self._send(writer, 200, body, keep)
 
     def response_body(self, model: str, body: dict, request: ModelRequest, reply: ModelReply) -> dict:
         words = sum(len(m.content.split()) for m in request.messages)
@@ -465,21 +552,30 @@ class OpenAIServer:
         usage = (reply.input_tokens or words, reply.output_tokens or max(1, len(content.split())))
         return completion_body(model, content, logprobs, usage)
 
+    # -- stopping ---------------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        self._stop_event.set()
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.backend.aclose()
+
     def stop(self) -> None:
         """Stop serving, close every connection and the backend's event loop. Safe to call twice."""
         if self.stopping.is_set():
             return
         self.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.drop_connections()
-        self._httpd.server_close()
         try:
-            asyncio.run_coroutine_threadsafe(self.backend.aclose(), self._loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            for thread in self._threads:
-                thread.join(timeout=5)
-            self._loop.close()
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     def __enter__(self) -> "OpenAIServer":
         return self
@@ -499,7 +595,7 @@ def start_server(
     seed: int = 0,
     **options: Any,
 ) -> OpenAIServer:
-    """Start a server in background threads; ``port=0`` picks a free port. ``options`` are further
+    """Start a server in a background thread; ``port=0`` picks a free port. ``options`` are further
     :class:`ServerConfig` fields (``retry_after``, ``stall_s``, ``api_key``, ``models``,
     ``logprobs_supported``, limits)."""
     if backend is None:
@@ -525,6 +621,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault per request")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--no-logprobs", action="store_true", help="ignore logprobs requests")
+    parser.add_argument("--max-connections", type=int, default=ServerConfig.max_connections,
+                        help="open connections beyond this are closed at once")
+    parser.add_argument("--max-in-flight", type=int, default=ServerConfig.max_in_flight,
+                        help="requests being answered beyond this get 503 with Retry-After")
     args = parser.parse_args(argv)
 
     from psychometrics.errors import PsytestError
@@ -535,7 +635,8 @@ def main(argv: list[str] | None = None) -> None:
         faults = [f.strip() for f in args.faults.split(",") if f.strip()]
         server = start_server(backend, host=args.host, port=args.port, latency_s=args.latency, faults=faults,
                               fault_rate=args.fault_rate, seed=args.seed,
-                              logprobs_supported=not args.no_logprobs)
+                              logprobs_supported=not args.no_logprobs, max_connections=args.max_connections,
+                              max_in_flight=args.max_in_flight)
     except (PsytestError, ValueError, OSError) as exc:
         parser.exit(2, f"openai_server: error: {exc}\n")
     print(f"serving {args.model} at {server.base_url} (Ctrl-C to stop)", flush=True)

@@ -1,0 +1,138 @@
+"""API path throughput: psytest administering against a loopback OpenAI-compatible server with latency.
+
+Usage: python benchmarks/api_throughput.py [--latency 0.05] [--concurrency 1,8,64] [--seconds 6]
+                                           [--mode text] [--repeats 3] [--server-model constant]
+
+The server (``psychometrics.testing.openai_server``, asyncio) runs in its own process and delays every
+answer by ``--latency`` seconds without holding up other requests, so with C requests in flight the
+most any client can do is C / latency items per second (the ideal). psytest sends through exactly
+what ``psytest administer --model openai/bench --api-base URL`` uses: the model resolved by
+``resolve_model``, the worker pool, retries, and a committed SQLite write per answer
+(:func:`psychometrics.run.administer`), into a fresh run directory per measurement, BFI-44 repeated
+(``samples``) until the run lasts about ``--seconds`` at the ideal rate. Opening the connections is
+part of the measurement; the plan is built before the clock starts (as ``items/s`` of a real run).
+
+Printed per concurrency: items/s (median of ``--repeats`` runs), the ideal, their ratio (the target
+is >= 0.90 at concurrency 64 with 50 ms), and CPU milliseconds per request in the client (psytest)
+and the server processes. Client and server share this machine's cores (and any other load on them):
+on 2 cores the server's CPU is taken from psytest's. ``--server-model constant`` (default) answers
+every request with a fixed reply (valid text, or a fixed distribution over the shown labels), so the
+server stands in for a remote provider and costs little CPU; any psytest model string (e.g.
+``sim/e=1,seed=1``) makes it answer as that model instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
+
+FIXED_PROBABILITIES = (0.10, 0.20, 0.40, 0.20, 0.08)  # the rest (0.02) is off the options
+
+
+class ConstantBackend(ModelBackend):
+    """Answers at once and always alike: the middle label as text, or fixed label probabilities."""
+
+    name = "constant"
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        choices = request.choices or ("1",)
+        if request.mode == "probs":
+            logprobs = {c: math.log(FIXED_PROBABILITIES[i % len(FIXED_PROBABILITIES)]) for i, c in enumerate(choices)}
+            return ModelReply(choice_logprobs=logprobs, input_tokens=60, output_tokens=1)
+        return ModelReply(text=choices[len(choices) // 2], input_tokens=60, output_tokens=1)
+
+
+def serve(latency: float) -> None:
+    """The server process of ``--server-model constant``: prints its base URL, serves until killed."""
+    from psychometrics.testing.openai_server import start_server
+
+    server = start_server(ConstantBackend(), latency_s=latency, max_connections=4096, max_in_flight=4096)
+    print(f"serving constant at {server.base_url}", flush=True)
+    server.stopping.wait()
+
+
+def start_server_process(model: str, latency: float) -> tuple[subprocess.Popen, str]:
+    if model == "constant":
+        command = [sys.executable, __file__, "--serve", "--latency", str(latency)]
+    else:
+        command = [sys.executable, "-m", "psychometrics.testing.openai_server", "--model", model, "--port", "0",
+                   "--latency", str(latency), "--max-connections", "4096", "--max-in-flight", "4096"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if " at " not in line:
+        process.kill()
+        raise SystemExit(f"the server did not start: {line!r}")
+    return process, line.split(" at ")[1].split()[0]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(api_base: str, server_pid: int, concurrency: int, samples: int, mode: str, seed: int) -> dict:
+    """One administration into a fresh run directory; items/s as psytest reports it, CPU per request."""
+    from psychometrics.design import Design
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models import resolve_model
+    from psychometrics.run import administer
+
+    backend = resolve_model("openai/bench", api_base=api_base, timeout_s=60)
+    design = Design(samples=samples, temperature=0.7, modes=[mode], seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        server0, client0 = process_cpu_s(server_pid), time.process_time()
+        result = administer(backend, [resolve_inventory("bfi-44")], design, Path(tmp) / "run", concurrency=concurrency)
+        server_s, client_s = process_cpu_s(server_pid) - server0, time.process_time() - client0
+    stats = result.stats
+    return {"items_per_s": stats.per_second, "sent": stats.sent, "failed": stats.failed,
+            "client_ms": 1e3 * client_s / max(1, stats.sent), "server_ms": 1e3 * server_s / max(1, stats.sent)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds the server waits per request")
+    parser.add_argument("--concurrency", default="1,8,64", help="comma list of requests in flight")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each run at the ideal rate")
+    parser.add_argument("--mode", choices=("text", "probs"), default="text")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--server-model", default="constant", help="'constant' or a psytest model string")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.latency)
+        return
+    os.environ.pop("OPENAI_API_KEY", None)  # a loopback server needs none; never send a real one
+    server, api_base = start_server_process(args.server_model, args.latency)
+    print(f"server: {args.server_model} at {api_base}, latency {args.latency * 1e3:g} ms, separate process; "
+          f"{os.cpu_count()} CPUs shared by client and server; mode {args.mode}; BFI-44 x samples; "
+          f"median of {args.repeats} runs")
+    print(f"{'concurrency':>11} {'requests':>8} {'items/s':>8} {'ideal':>7} {'ratio':>6} "
+          f"{'client ms/req':>13} {'server ms/req':>13} {'failed':>6}")
+    try:
+        measure(api_base, server.pid, 8, 2, args.mode, seed=10_000)  # warm-up: imports, first connections
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            ideal = concurrency / args.latency
+            samples = max(2, math.ceil(args.seconds * ideal / 44))
+            runs = [measure(api_base, server.pid, concurrency, samples, args.mode, seed=r) for r in range(args.repeats)]
+            middle = sorted(runs, key=lambda run: run["items_per_s"])[len(runs) // 2]
+            ratios = ", ".join(f"{run['items_per_s'] / ideal:.2f}" for run in runs)
+            print(f"{concurrency:>11} {middle['sent']:>8} {middle['items_per_s']:>8.1f} {ideal:>7.0f} "
+                  f"{middle['items_per_s'] / ideal:>6.2f} {middle['client_ms']:>13.3f} {middle['server_ms']:>13.3f} "
+                  f"{sum(run['failed'] for run in runs):>6}   (ratios: {ratios})", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

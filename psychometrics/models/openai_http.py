@@ -1,0 +1,328 @@
+"""OpenAI-compatible servers (vLLM, llama.cpp, Ollama, LM Studio, gateways) spoken to directly over HTTP.
+
+``--model openai/NAME --api-base URL`` uses this backend instead of litellm: one aiohttp session per
+event loop, kept-alive connections, and nothing between the worker pool and the socket but a JSON body.
+litellm costs several milliseconds of CPU per call (about 10x this backend), which caps a 2-core
+machine at a few hundred requests per second whatever the server could take; other providers still go
+through :mod:`.litellm_backend`.
+
+Behaviour matches the litellm backend:
+
+* ``POST {api_base}/chat/completions`` with model ``NAME``; ``text`` mode is one chat completion,
+  ``probs`` mode a one-token completion at temperature 0 with ``logprobs=True, top_logprobs=20`` whose
+  first token's alternatives are mapped onto the displayed labels (:func:`.map_top_logprobs`).
+* The key comes only from ``OPENAI_API_KEY`` in the environment (sent as a bearer token when set; local
+  servers usually need none). It is never part of :attr:`params` and never appears in an error.
+* Rate limits (429), overload (5xx, 408, 409, 425), timeouts, dropped connections, truncated or
+  malformed bodies and responses without choices raise :class:`TransientModelError` (with the server's
+  Retry-After, in seconds or as an HTTP date); a rejected key, an unknown model, a bad request or a
+  server without log-probabilities raise :class:`ModelCallError`, one line that says what to do.
+* Response bodies are read up to :data:`MAX_RESPONSE_BYTES`; a larger one is a failure, not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from psychometrics.errors import ModelSpecError
+from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
+from psychometrics.models.litellm_backend import (
+    TOP_LOGPROBS,
+    ModelCallError,
+    _nested_secret_values,
+    check_api_base,
+    is_secret_name,
+    map_top_logprobs,
+    parse_retry_after,
+    public_params,
+    public_url,
+    scrub,
+    split_credentials,
+)
+
+KEY_VARIABLE = "OPENAI_API_KEY"
+DEFAULT_TIMEOUT_S = 600.0  # the OpenAI client's own default
+MAX_RESPONSE_BYTES = 8 << 20
+PREFIX = "openai/"
+
+
+def chat_url(api_base: str) -> tuple[str, str | None]:
+    """(``{api_base}/chat/completions`` without credentials, keeping any query string; the ``Basic``
+    Authorization value for ``user:password@`` in ``api_base``, or None). ModelSpecError for an unusable URL."""
+    check_api_base(api_base)
+    url, basic = split_credentials(api_base.strip())
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/chat/completions", parts.query, "")), basic
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, ...) asks for ``url``;
+    None for a direct connection. Loopback addresses are always reached directly."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1") or host.startswith("127."):
+        return None
+    try:
+        if urllib.request.proxy_bypass(host):
+            return None
+    except OSError:
+        pass
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+def top_logprobs(choice: dict) -> list[tuple[str, float]]:
+    """The (token, log-probability) alternatives of a choice's first generated token; [] when there are
+    none or they are malformed."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+        return []
+    top = content[0].get("top_logprobs")
+    pairs = []
+    for entry in top if isinstance(top, list) else ():
+        if isinstance(entry, dict) and isinstance(entry.get("logprob"), (int, float)) and not isinstance(
+            entry.get("logprob"), bool
+        ):
+            pairs.append((str(entry.get("token")), float(entry["logprob"])))
+    return pairs
+
+
+def _error_detail(raw: bytes, secrets: list[str]) -> tuple[str, str]:
+    """(message, code) from an error body: OpenAI's ``{"error": {...}}`` if present, else the text."""
+    message, code = "", ""
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        payload = None
+    if isinstance(payload, Mapping):
+        error = payload.get("error", payload)
+        if isinstance(error, Mapping):
+            message, code = str(error.get("message") or ""), str(error.get("code") or error.get("type") or "")
+        elif isinstance(error, str):
+            message = error
+    if not message:
+        message = raw[:400].decode("utf-8", "replace")
+    text = scrub(message, secrets).strip(" .-:")
+    return text[:200] + ("..." if len(text) > 200 else ""), code
+
+
+class OpenAIHTTPBackend(ModelBackend):
+    """``openai/NAME`` at ``api_base``, over aiohttp. See the module docstring for modes, keys and errors."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str,
+        timeout_s: float | None = None,
+        extra_params: dict | None = None,
+    ):
+        if not model.startswith(PREFIX) or not model[len(PREFIX):].strip():
+            raise ModelSpecError(f"--model {model}: an OpenAI-compatible model is written openai/NAME")
+        extra = dict(extra_params or {})
+        if "api_key" in extra:
+            raise ModelSpecError(
+                f"--model {model}: pass API keys through the environment ({KEY_VARIABLE}), not as a parameter"
+            )
+        if timeout_s is not None and not timeout_s > 0:
+            raise ModelSpecError(f"--model {model}: timeout must be positive, got {timeout_s}")
+        self.name = model
+        self.served_name = model[len(PREFIX):]
+        self.api_base = api_base
+        self.url, self._basic_auth = chat_url(api_base)
+        self.timeout_s = timeout_s
+        self.extra_headers = {str(k): str(v) for k, v in (extra.pop("extra_headers", None) or {}).items()}
+        self.extra_params = extra
+        self.proxy = proxy_for(self.url)
+        self._session = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Settings that change answers: where the model is served and any extra request parameters.
+        Credentials are left out (the key lives only in the environment)."""
+        params: dict[str, Any] = {"backend": "openai-http", "api_base": public_url(self.api_base)}
+        extra = dict(self.extra_params)
+        if self.extra_headers:
+            extra["extra_headers"] = self.extra_headers
+        if extra:
+            params["extra_params"] = public_params(extra)
+        return params
+
+    # -- calling ----------------------------------------------------------------------------------
+    def request_body(self, request: ModelRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            **self.extra_params,
+            "model": self.served_name,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        if request.mode == "probs":
+            body.update(temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+        else:
+            body.update(temperature=request.temperature, max_tokens=request.max_tokens)
+        if request.seed is not None:
+            body["seed"] = request.seed
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.extra_headers}
+        key = os.environ.get(KEY_VARIABLE, "").strip()
+        if self._basic_auth:  # user:password@ in --api-base
+            headers["Authorization"] = self._basic_auth
+        elif key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _session_for_loop(self):
+        """The aiohttp session of the running event loop (sessions are bound to the loop that made them)."""
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s or DEFAULT_TIMEOUT_S)
+            # trust_env=False: aiohttp would look up .netrc and proxies in a thread on every request;
+            # the proxy is looked up once instead (self.proxy)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
+            self._session_loop = loop
+        return self._session
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        import aiohttp
+
+        session = self._session_for_loop()
+        data = json.dumps(self.request_body(request), ensure_ascii=False).encode("utf-8")
+        try:
+            async with session.post(self.url, data=data, headers=self._headers(), proxy=self.proxy) as response:
+                raw = await self._read(response)
+                status, headers = response.status, response.headers
+        except (asyncio.TimeoutError, TimeoutError):
+            limit = self.timeout_s or DEFAULT_TIMEOUT_S
+            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s") from None
+        except aiohttp.InvalidURL:
+            raise ModelCallError(f"{self.name}: --api-base {public_url(self.api_base)} is not a usable URL") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientModelError(
+                f"{self.name}: provider unavailable at {public_url(self.api_base)} ({self._transport_detail(exc)})"
+            ) from None
+        if not 200 <= status < 300:
+            raise self._http_error(status, headers, raw, request)
+        return self._reply(raw, request)
+
+    async def _read(self, response) -> bytes:
+        """The body, at most MAX_RESPONSE_BYTES (a bigger one is a ModelCallError)."""
+        if response.content_length is not None and response.content_length <= MAX_RESPONSE_BYTES:
+            return await response.read()
+        chunks, size = [], 0
+        while chunk := await response.content.read(1 << 16):
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise ModelCallError(
+                    f"{self.name}: the response from {public_url(self.api_base)} is larger than "
+                    f"{MAX_RESPONSE_BYTES:,} bytes; check --api-base"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _reply(self, raw: bytes, request: ModelRequest) -> ModelReply:
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise TransientModelError(
+                f"{self.name}: provider unavailable at {public_url(self.api_base)} "
+                "(malformed response: the body is not JSON)"
+            ) from None
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise TransientModelError(f"{self.name}: the provider returned a response without choices")
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        tokens = [usage.get(k) if isinstance(usage.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")]
+        reply = ModelReply(input_tokens=tokens[0], output_tokens=tokens[1])
+        message = choices[0].get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        reply.text = content if isinstance(content, str) else ""
+        reply.extra["finish_reason"] = choices[0].get("finish_reason")
+        if request.mode == "probs":
+            top = top_logprobs(choices[0])
+            if not top:
+                raise self._no_logprobs_error()
+            reply.extra["top_logprobs"] = [[token, float(logprob)] for token, logprob in top]
+            reply.choice_logprobs = map_top_logprobs(top, request.choices)
+        return reply
+
+    def _no_logprobs_error(self) -> ModelCallError:
+        return ModelCallError(
+            f"{self.name}: the provider gives no log-probabilities, so probs mode cannot score the options; "
+            "use text mode (--mode text) for this model"
+        )
+
+    async def aclose(self) -> None:
+        """Close the session (and its connections) if it belongs to the running loop; forget it anyway."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            try:
+                if self._session_loop is asyncio.get_running_loop():
+                    await session.close()
+            except RuntimeError:
+                pass
+        self._session_loop = None
+
+    # -- errors -----------------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        secrets = _nested_secret_values(self.extra_params)
+        secrets += [v for k, v in self.extra_headers.items() if is_secret_name(k)]
+        key = os.environ.get(KEY_VARIABLE)
+        if key:
+            secrets.append(key)
+        parts = urlsplit(self.api_base)
+        secrets += [s for s in (parts.username, parts.password) if s]
+        if self._basic_auth:
+            secrets.append(self._basic_auth.split(" ", 1)[1])
+        return secrets
+
+    def _transport_detail(self, exc: BaseException) -> str:
+        """What went wrong below HTTP, in the same words as the litellm backend."""
+        import aiohttp
+
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return "truncated response: the connection closed before the whole body arrived"
+        if isinstance(exc, aiohttp.ServerDisconnectedError) or isinstance(
+            getattr(exc, "os_error", exc), ConnectionResetError
+        ) or isinstance(exc.__cause__, ConnectionResetError):
+            return "connection reset by the server"
+        detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets())
+        return f"connection error: {detail[:200]}"
+
+    def _http_error(self, status: int, headers: Mapping[str, str], raw: bytes, request: ModelRequest) -> Exception:
+        """A non-200 answer as TransientModelError (worth retrying) or ModelCallError (not)."""
+        detail, code = _error_detail(raw, self._secrets())
+        where = f" at {public_url(self.api_base)}"
+        if status == 401:
+            hint = (f"check the key in {KEY_VARIABLE}" if os.environ.get(KEY_VARIABLE)
+                    else f"set {KEY_VARIABLE} in the environment")
+            return ModelCallError(f"{self.name}: authentication failed{where} ({detail}); {hint}")
+        if status == 429:
+            retry_after = parse_retry_after(headers)
+            wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            return TransientModelError(f"{self.name}: rate limited (HTTP 429){wait}: {detail}", retry_after)
+        if request.mode == "probs" and status == 400 and "logprob" in detail.lower():
+            return self._no_logprobs_error()
+        if status == 403:
+            return ModelCallError(f"{self.name}: permission denied{where} ({detail}); check that the key may use this model")
+        if status == 404:
+            return ModelCallError(
+                f"{self.name}: model not found{where} ({detail}); check the model name and provider prefix and --api-base"
+            )
+        if status == 400 and (code == "context_length_exceeded" or "context length" in detail.lower()):
+            return ModelCallError(f"{self.name}: the prompt is longer than the model's context window ({detail})")
+        if status in (408, 409, 425) or status >= 500:
+            return TransientModelError(f"{self.name}: provider unavailable{where} (HTTP {status}): {detail}",
+                                       parse_retry_after(headers))
+        return ModelCallError(f"{self.name}: the provider rejected the request (HTTP {status}): {detail}")
