@@ -109,6 +109,8 @@ def load_design(path: Path) -> Design:
     from psychometrics.yaml_io import load_yaml_file
 
     data = load_yaml_file(path)
+    if data is None:
+        raise PsytestError(f"{path}: the file is empty; a design file is a mapping of design options")
     if not isinstance(data, dict):
         raise PsytestError(f"{path}: a design file must be a mapping of design options")
     return design_from_mapping(data, str(path))

@@ -67,6 +67,8 @@ def shipped_persona_sets() -> list[str]:
 
 def load_persona_set(path: Path) -> PersonaSet:
     data = load_yaml_file(path)
+    if data is None:
+        raise PsytestError(f"{path}: the file is empty; a persona file needs id, name and personas")
     if not isinstance(data, dict):
         raise PsytestError(f"{path}: a persona file must be a mapping with id, name and personas")
     try:
@@ -86,7 +88,9 @@ def load_persona_set(path: Path) -> PersonaSet:
         elif error["type"] == "missing":
             problem = f"missing required field '{field}'"
         else:
-            problem = f"field '{field}': {error['msg']}"
+            given = error.get("input")
+            shown = f", got {given!r}" if isinstance(given, (str, int, float)) and len(repr(given)) <= 40 else ""
+            problem = f"field '{field}': {error['msg']}{shown}"
         raise PsytestError(f"{path}: {where}{problem}") from None
     ids = [p.id for p in persona_set.personas]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)

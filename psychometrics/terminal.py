@@ -42,6 +42,8 @@ class RunProgress:
         self.progress.update(self.task, advance=1, rate=rate, failures=self.failures)
 
     def stop(self) -> None:
+        if self.task is None:  # never started (the run failed before sending): print nothing, not a blank line
+            return
         if self.task is not None:
             task = self.progress.tasks[0]
             if task.completed < (task.total or 0):
