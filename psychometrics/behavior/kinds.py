@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from psychometrics.behavior.task import ListedItem, Option, Task, TaskError, Variant
 from psychometrics.errors import PsytestError
@@ -132,7 +133,9 @@ def _number_value(value: float) -> int | float:
 # ------------------------------------------------------------------------------------------ numbers
 
 _NUMBER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-_ANSWER_LINE = re.compile(r"(?im)^[\s>#*_-]*(?:final\s+|my\s+)?answer\s*[:\-–]\s*(.*)$")
+_ANSWER_CUE = re.compile(r"(?i)\banswer\s*(?:is\b|[:\-–])([^\n]*)")
+_NUMBER_WORDS = {"zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                 "ten": 10}
 
 
 def _numbers(text: str) -> list[float]:
@@ -140,16 +143,18 @@ def _numbers(text: str) -> list[float]:
 
 
 def _read_number(reply: str, prompt: str) -> tuple[float | None, str | None]:
-    """The number a reply gives: on an ``Answer:`` line if there is one, else the only number, else the
-    only number not copied from the prompt, else the first number."""
+    """The number a reply gives: the first number after the last ``Answer:`` (or "answer is") if any, else
+    the only number, else the only number not copied from the prompt, else the first number. Without
+    digits, one distinct number word (zero, two to ten; not "one", which is mostly a pronoun)."""
     plain = _plain(reply)
-    for line in reversed(_ANSWER_LINE.findall(plain)):
-        found = _numbers(line)
+    for tail in reversed(_ANSWER_CUE.findall(plain)):
+        found = _numbers(tail)
         if found:
             return found[0], "answer_line"
     found = _numbers(plain)
     if not found:
-        return None, None
+        named = {_NUMBER_WORDS[w] for w in _norm(plain).split() if w in _NUMBER_WORDS}
+        return (float(named.pop()), "word") if len(named) == 1 else (None, None)
     distinct = list(dict.fromkeys(found))
     if len(distinct) == 1:
         return distinct[0], "only"
@@ -163,7 +168,7 @@ def _read_number(reply: str, prompt: str) -> tuple[float | None, str | None]:
 
 _STRICT = re.compile(
     r"^[\s\"'“”(\[]*(?:(?i:option|choice|answer)\s*[:\-–]?\s*)?[(\[]?([A-Za-z])[)\]]?(?:[.):\-–,]+|\s+|$)\s*(.*?)[\s\"'”\].!]*$",
-    re.S,
+    re.DOTALL,
 )
 _CUE = re.compile(
     r"(?i:\b(?:i(?:'d|’d|'ll|’ll| would| will| shall)?(?:\s+(?:definitely|probably|rather|still|now|instead|also))?"
@@ -177,6 +182,10 @@ _CUE = re.compile(
 )
 _BOLD = re.compile(r"\*\*\s*(?:(?i:option|choice)\s+)?[(\[]?([A-Z])(?![\w’'])")
 _LONE_LABEL = re.compile(r"(?<![\w’'])([A-Z])(?![\w’'])")
+_LABEL_FOLLOWERS = frozenset((
+    "or", "and", "is", "was", "would", "seems", "looks", "gives", "offers", "means", "vs", "versus", "over",
+    "then", "if", "because", "since",
+))
 
 
 @dataclass(frozen=True)
@@ -199,12 +208,18 @@ def _strict_choice(text: str, labels: Sequence[str], texts: Sequence[str]) -> in
         else:
             return None
     index = labels.index(label)
+    others = re.sub(re.escape(texts[index]), " ", match.group(2), flags=re.IGNORECASE)
+    if any(m.group(1) in labels and m.group(1) != label for m in _LONE_LABEL.finditer(others)):
+        return None  # "A. ... but B is better"
     if not rest or rest.startswith(_norm(texts[index])) or rest.split()[0] in ("because", "since", "as"):
         return index
     return None
 
 
-_STOPWORDS = frozenset("a an the of and or to in on for at by with it is are be i my your".split())
+_STOPWORDS = frozenset((
+    "a", "an", "the", "of", "and", "or", "to", "in", "on", "for", "at", "by", "with", "it", "is", "are", "be", "i",
+    "my", "your",
+))
 
 
 def _distinctive_words(options: Sequence) -> list[set[str]]:
@@ -224,7 +239,7 @@ def _read_choice(reply: str | None, labels: Sequence[str], texts: Sequence[str])
     if reply is None or not reply.strip():
         return _Choice("empty")
     plain = _plain(reply)
-    index = _strict_choice(plain, labels, texts)
+    index = _strict_choice(plain, labels, texts) if "\n" not in plain else None
     if index is not None:
         return _Choice("valid", index, "strict")
     bare = plain.strip(" .)(*:\"'\n\t")
@@ -253,7 +268,8 @@ def _read_choice(reply: str | None, labels: Sequence[str], texts: Sequence[str])
         if m.group(1) not in labels:
             continue
         at_start = m.start() == 0 or re.search(r"[.!?:]\s*$|\n\s*$", plain[: m.start()])
-        if m.group(1) == "A" and at_start and re.match(r"\s+[a-z]", plain[m.end():]):
+        following = re.match(r"\s+([a-z]+)", plain[m.end():])
+        if m.group(1) == "A" and at_start and following and following.group(1) not in _LABEL_FOLLOWERS:
             continue  # the article "A ..." opening a sentence
         found.add(labels.index(m.group(1)))
     if not found:  # short options named by a word only they contain ("the Atlantic" for "The Atlantic Ocean")
@@ -327,9 +343,27 @@ def _regex_example(pattern: str) -> str | None:
     except ImportError:  # pragma: no cover
         import sre_parse as sre  # type: ignore[no-redef]
     from re._constants import (  # type: ignore[import-not-found]
-        ANY, ASSERT, ASSERT_NOT, AT, BRANCH, CATEGORY, CATEGORY_DIGIT, CATEGORY_NOT_DIGIT, CATEGORY_NOT_SPACE,
-        CATEGORY_NOT_WORD, CATEGORY_SPACE, CATEGORY_WORD, GROUPREF, IN, LITERAL, MAX_REPEAT, MIN_REPEAT, NEGATE,
-        NOT_LITERAL, RANGE, SUBPATTERN,
+        ANY,
+        ASSERT,
+        ASSERT_NOT,
+        AT,
+        BRANCH,
+        CATEGORY,
+        CATEGORY_DIGIT,
+        CATEGORY_NOT_DIGIT,
+        CATEGORY_NOT_SPACE,
+        CATEGORY_NOT_WORD,
+        CATEGORY_SPACE,
+        CATEGORY_WORD,
+        GROUPREF,
+        IN,
+        LITERAL,
+        MAX_REPEAT,
+        MIN_REPEAT,
+        NEGATE,
+        NOT_LITERAL,
+        RANGE,
+        SUBPATTERN,
     )
 
     category = {CATEGORY_DIGIT: "7", CATEGORY_NOT_DIGIT: "a", CATEGORY_SPACE: " ", CATEGORY_NOT_SPACE: "a",
@@ -400,10 +434,11 @@ _OPTION_LINE = re.compile(r"(?m)^[ \t>*_]*\(?([A-H])[.)]\s+(.+?)\s*$")
 _ITEM_LINE = re.compile(r"(?m)^[ \t>*_]*(\d{1,2})[.)]\s+(.+?)\s*$")
 
 _NEUTRAL_WORDS = (
-    "the plan covers each step in order and we review the notes with the team before the next meeting then "
-    "we check the results and list the tasks for the morning report with clear details about the schedule "
-    "so every part of the work stays simple to follow through the week"
-).split()
+    "the", "plan", "covers", "each", "step", "in", "order", "and", "we", "review", "the", "notes", "with", "the",
+    "team", "before", "the", "next", "meeting", "then", "we", "check", "the", "results", "and", "list", "the",
+    "tasks", "for", "the", "morning", "report", "with", "clear", "details", "about", "the", "schedule", "so",
+    "every", "part", "of", "the", "work", "stays", "simple", "to", "follow", "through", "the", "week",
+)
 _IDEAS = (
     "doorstop", "paperweight", "bookend", "plant pot", "garden border", "step stool", "hand weight", "candle holder",
     "pencil holder", "bird bath", "wheel chock", "boat anchor", "sculpture base", "pestle", "nutcracker",
@@ -493,7 +528,7 @@ class Kind:
 
     def _check_variant(self, task: Task, variant: Variant) -> None:
         where = f"variant '{variant.id}'"
-        fail = lambda problem: TaskError(task.source, where, problem)  # noqa: E731
+        fail = lambda problem: TaskError(task.source, where, problem)
         for name in ("options", "items", "checks"):
             if getattr(variant, name) is not None and name != self.uses:
                 raise fail(f"field '{name}': kind '{self.name}' does not use {name}; remove them")
@@ -653,7 +688,7 @@ class NumberKind(Kind):
     def simulate(self, task, variant, messages, level, rng):
         low, high = float(self._resolve(task, variant, "low")), float(self._resolve(task, variant, "high"))
         value = low + (high - low) * _phi(level + 0.3 * float(rng.standard_normal()))
-        text = str(int(round(value))) if low.is_integer() and high.is_integer() else f"{value:.2f}"
+        text = str(round(value)) if low.is_integer() and high.is_integer() else f"{value:.2f}"
         form = ("{}", "Answer: {}", "I would go with {}.", "{}")[int(rng.integers(0, 4))]
         return form.format(text)
 
@@ -811,7 +846,7 @@ class CountListKind(Kind):
         ideas: list[str] = []
         for piece in pieces:
             head = re.split(r"\s*(?::|\s[-–—]\s)", piece.strip(), maxsplit=1)[0]
-            key = _norm(re.sub(r"^(?:and|or|also|then)\s+", "", head.strip(), flags=re.I))
+            key = _norm(re.sub(r"^(?:and|or|also|then)\s+", "", head.strip(), flags=re.IGNORECASE))
             key = re.sub(r"^(?:use (?:it|them|this) (?:as|for|to)|use as|as|turn (?:it|them) into)\s+", "", key)
             key = re.sub(r"^(?:a|an|the|some)\s+", "", key)
             if key and not (method == "pieces" and _FILLER_PIECE.match(head.strip())) and key not in ideas:
@@ -832,7 +867,7 @@ class CountListKind(Kind):
 
     def simulate(self, task, variant, messages, level, rng):
         cap = int(task.scoring.get("cap", 40))
-        count = int(round(3 + 2 * level + 0.5 * float(rng.standard_normal())))
+        count = round(3 + 2 * level + 0.5 * float(rng.standard_normal()))
         count = max(1, min(count, cap, len(_IDEAS)))
         chosen = rng.choice(len(_IDEAS), size=count, replace=False)
         lines = [f"- Use it as a {_IDEAS[int(i)]}" for i in chosen]
@@ -854,7 +889,7 @@ class LengthKind(Kind):
         return _valid(words, words=words) if words else _missing("unparseable")
 
     def simulate(self, task, variant, messages, level, rng):
-        words = int(round(math.exp(4 + 0.5 * level + 0.2 * float(rng.standard_normal()))))
+        words = round(math.exp(4 + 0.5 * level + 0.2 * float(rng.standard_normal())))
         return _filler_text(rng, max(3, words))
 
 
@@ -956,7 +991,7 @@ class ConstraintsKind(Kind):
         return [next(iter(check.items())) for check in variant.checks or []]
 
     def check_variant(self, task, variant, where):
-        fail = lambda problem: TaskError(task.source, where, problem)  # noqa: E731
+        fail = lambda problem: TaskError(task.source, where, problem)
         seen: dict[str, Any] = {}
         for number, check in enumerate(variant.checks, 1):
             if not isinstance(check, dict) or len(check) != 1:
@@ -1025,7 +1060,7 @@ class ConstraintsKind(Kind):
         want = {}
         for (kind, value), ok in zip(checks, plan):
             want.setdefault(kind, []).append((value, ok))
-        one = lambda kind: want[kind][0] if kind in want else None  # noqa: E731
+        one = lambda kind: want[kind][0] if kind in want else None
         inserts: list[str] = []
         for value, ok in want.get("include", []):
             if ok:
