@@ -353,8 +353,8 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
     their ids, v01, v02, ...). For each respondent, half A is the mean over the 1st, 3rd, 5th ... variant
     (each variant first averaged over samples) and half B over the 2nd, 4th, ...; :math:`r_{AB}` is their
     correlation across respondents (centred within model when pooled) and the Spearman-Brown
-    reliability of the full score is :math:`2 r_{AB} / (1 + r_{AB})`. ``missing_rate`` is the share of
-    conversations without a valid score.
+    reliability of the full score is :math:`2 r_{AB} / (1 + r_{AB})` (none when :math:`r_{AB} < 0`).
+    ``missing_rate`` is the share of conversations without a valid score.
     """
     _check(behavior, ("model", "persona", "task", "variant", "trait", "direction", "score"), "behaviour data")
     info = task_info(behavior)
@@ -382,10 +382,11 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
                 stats = correlation(both["a"], both["b"], groups)
                 row.update(n=stats["n"], r_half=stats["r"], note=stats["note"])
                 r = stats["r"]
-                if r is not None and r > -1:
+                if r is not None and r >= 0:
                     row["spearman_brown"] = 2 * r / (1 + r)
-                    if r < 0:
-                        row["note"] = "the two halves correlate negatively: the variants do not measure one thing"
+                elif r is not None:
+                    row["note"] = "the two halves correlate negatively: the variants do not measure one thing " \
+                                  "(reliability not estimable)"
             rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "task", "trait", "direction", "n", "n_variants", "r_half",
                                        "spearman_brown", "missing_rate", "note"])
@@ -665,7 +666,7 @@ def target_levels(targets: pd.DataFrame, index: pd.Index, traits: Iterable[str])
 def manipulation_check(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     """Does the persona's target level move the self-report and the behaviour of its trait?
 
-    For every trait some persona targets, across respondents (each model; pooled and centred within
+    For every trait some persona of the data targets, across respondents (each model; pooled and centred within
     model when several): r and OLS slope of the achieved self-report on the target level, and of each of
     the trait's tasks, its score multiplied by the task's direction (so a working manipulation gives a
     positive r everywhere). Slopes are in the score's units per target level.
@@ -676,6 +677,7 @@ def manipulation_check(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets
     selfs, behaviours = selfs.reindex(index), behaviours.reindex(index)
     traits = sorted(set(targets.loc[targets["level"] != 0, "trait"]) & (set(selfs.columns) | set(info["trait"])))
     levels = target_levels(targets, index, traits)
+    traits = [t for t in traits if levels[t].nunique() > 1]  # some persona in the data targets it
     rows = []
     for scope in _scopes(index.get_level_values("model")):
         mask = _in_scope(index, scope)
@@ -787,6 +789,8 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
         notes.append(("validity_mixed", "one model only: within- and between-model associations need 2 or more"))
     if targets is not None and (targets["level"] != 0).any():
         tables["manipulation_check"] = manipulation_check(selfreport, behavior, targets)
+        if tables["manipulation_check"].empty:
+            notes.append(("manipulation_check", "no persona in the data sets a target on a measured trait"))
     else:
         notes.append(("manipulation_check", "no persona targets (use a trait-shaping persona set)"))
     table, summary = behavior_mtmm(selfreport, behavior)

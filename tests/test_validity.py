@@ -276,6 +276,26 @@ def test_split_half_uses_the_task_file_order_and_counts_missing():
     reordered = validity_tables(selfreport, behavior, n_boot=200,
                                 variant_order={"dictator-game": ["v1", "v3", "v2", "v4"]})["behavior_reliability"]
     assert reordered.set_index("task").loc["dictator-game", "r_half"] != reliability.loc["dictator-game", "r_half"]
+    # Variants that contradict each other: odd ones follow the trait, even ones its opposite.
+    flipped = behavior.copy()
+    even = (flipped["task"] == "social-choice") & flipped["variant"].isin(["v2", "v4"])
+    flipped.loc[even, "score"] = -flipped.loc[even, "score"]
+    tables = validity_tables(selfreport, flipped, n_boot=200)
+    row = tables["behavior_reliability"].set_index("task").loc["social-choice"]
+    assert row["r_half"] < -0.5 and pd.isna(row["spearman_brown"]) and "not estimable" in row["note"]
+
+
+def test_manipulation_check_covers_the_targeted_traits_only():
+    selfreport, behavior = _ground_truth(n_models=2, n_personas=20)
+    targets = pd.DataFrame({"persona": ["p1", "p2", "p3", "p4"], "trait": "agreeableness", "level": [-2, -1, 1, 2]})
+    table = validity_tables(selfreport, behavior, targets, n_boot=200)["manipulation_check"]
+    assert set(table["trait"]) == {"agreeableness"} and set(table["scope"]) == {"model-0", "model-1", "pooled"}
+    assert set(table["measure"]) == {"self-report", "dictator-game", "insult-reply"}
+    assert table["n"].tolist() == [20, 20, 20, 20, 20, 20, 40, 40, 40]
+    unused = pd.DataFrame({"persona": ["nobody"], "trait": ["agreeableness"], "level": [2]})
+    tables = validity_tables(selfreport, behavior, unused, n_boot=200)
+    assert tables["manipulation_check"].empty
+    assert "no persona in the data" in tables["notes"].set_index("table").loc["manipulation_check", "note"]
 
 
 def test_bad_input_names_the_table_and_column():
