@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
+import os
 import platform
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +70,37 @@ def run_identity(
 
 
 def write_manifest(run_dir: Path, identity: dict, extra: dict) -> None:
+    """Write the manifest atomically, safe against another process starting on ``run_dir`` at once.
+
+    The first writer creates it (a hard link of a complete temporary file: it appears whole or not at
+    all); a later one with the same identity rewrites it keeping ``created_at``; one with a different
+    identity is refused by :func:`check_resumable`.
+    """
     path = run_dir / MANIFEST
     manifest = {"psytest_manifest": 1, **identity, **extra}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    tmp = run_dir / f".{MANIFEST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+    def dump(content: dict) -> None:
+        tmp.write_text(json.dumps(content, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+
+    dump(manifest)
+    try:
+        try:
+            os.link(tmp, path)
+            return
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: create-if-absent is not atomic there
+            if not path.exists():
+                tmp.replace(path)
+                return
+        check_resumable(run_dir, identity)
+        if "created_at" in extra:
+            manifest["created_at"] = read_manifest(run_dir).get("created_at", extra["created_at"])
+            dump(manifest)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_manifest(run_dir: Path) -> dict:
@@ -90,7 +118,10 @@ def check_resumable(run_dir: Path, identity: dict) -> None:
     if not (run_dir / MANIFEST).exists():
         return
     previous = read_manifest(run_dir)
-    for key in ("model", "backend_params", "design", "inventories", "personas"):
+    if previous.get("study") != identity.get("study"):  # questionnaire runs have no "study" key
+        kind = "a behaviour run" if previous.get("study") == "behavior" else "a questionnaire run"
+        raise PsytestError(f"--out {run_dir}: this directory holds {kind}; give this run its own --out")
+    for key in [k for k in identity if k != "study"]:
         if previous.get(key) != identity[key]:
             raise PsytestError(
                 f"--out {run_dir}: this directory holds a run with a different {key.replace('_', ' ')}; "
@@ -123,8 +154,6 @@ def administer(
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     run_dir.mkdir(parents=True, exist_ok=True)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    if (run_dir / MANIFEST).exists():
-        created = read_manifest(run_dir).get("created_at", created)
     extra = {
         "created_at": created,
         "requests_planned": len(planned),

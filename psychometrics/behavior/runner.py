@@ -242,24 +242,6 @@ def run_identity(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task
     }
 
 
-def _check_resumable(run_dir: Path, identity: dict) -> None:
-    path = run_dir / MANIFEST
-    if not path.exists():
-        return
-    try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PsytestError(f"{path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
-    if previous.get("study") != "behavior":
-        raise PsytestError(f"--out {run_dir}: this directory holds a questionnaire run; give a behaviour run its own --out")
-    for key in ("model", "backend_params", "design", "tasks", "personas"):
-        if previous.get(key) != identity[key]:
-            raise PsytestError(
-                f"--out {run_dir}: this directory holds a behaviour run with a different {key.replace('_', ' ')}; "
-                "choose another --out, or repeat the original command to resume it"
-            )
-
-
 def behave(
     backend: ModelBackend,
     tasks: list[Task],
@@ -275,7 +257,7 @@ def behave(
     on_answer=None,
 ) -> BehaviorResult:
     """Plan, send what is missing, write the manifest; returns the run statistics."""
-    from psychometrics.run import _package_versions, write_manifest
+    from psychometrics.run import _package_versions, check_resumable, write_manifest
 
     if design.personas and persona_set is None:
         from psychometrics.personas import resolve_persona_set
@@ -284,7 +266,7 @@ def behave(
     backend.prepare([], persona_set)
     backend.prepare_tasks(tasks)
     identity = run_identity(backend, design, tasks, persona_set)
-    _check_resumable(run_dir, identity)
+    check_resumable(run_dir, identity)
     planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
     run_dir.mkdir(parents=True, exist_ok=True)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

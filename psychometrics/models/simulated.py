@@ -244,10 +244,19 @@ class SimulatedRespondent(ModelBackend):
 
     def _learn_task(self, task) -> None:
         for variant in task.variants:
-            head = re.split(r"(?<!\{)\{(?!\{)", variant.turns[0], maxsplit=1)[0]
-            fingerprint = _normalize(head)[:120]
+            # The longest stretch of fixed text between placeholders identifies the variant.
+            pieces = re.split(r"\{[^{}]*\}", variant.turns[0].replace("{{", "{").replace("}}", "}"))
+            fingerprint = max((_normalize(piece) for piece in pieces), key=len)[:160]
             if len(fingerprint) >= 20:
                 self.tasks[fingerprint] = (task, variant)
+
+    def find_task(self, first_user_text: str):
+        """The known task variant whose fixed text the first user message contains, if any."""
+        haystack = _normalize(first_user_text)
+        for fingerprint, known in self.tasks.items():
+            if fingerprint in haystack:
+                return known
+        return None
 
     def _known_task(self, first_user_text: str):
         """Find a task variant, learning the shipped tasks on first use (loading them costs ~0.1 s)."""
@@ -260,14 +269,6 @@ class SimulatedRespondent(ModelBackend):
                     if not any(known[0].id == task.id for known in self.tasks.values()):
                         self._learn_task(task)
         return self.find_task(first_user_text)
-
-    def find_task(self, first_user_text: str):
-        """The known task variant whose opening text the first user message starts with, if any."""
-        haystack = _normalize(first_user_text)
-        for fingerprint, known in self.tasks.items():
-            if haystack.startswith(fingerprint):
-                return known
-        return None
 
     def _behave(self, request: ModelRequest, known, persona, rng: np.random.Generator) -> ModelReply:
         from psychometrics.behavior.kinds import get_kind
