@@ -180,6 +180,10 @@ CHOICE_CASES = [
      "My choice is B."), "valid", 0.0),
     ("B) Take $50 today\n\nMoney now beats money later, unlike A.", "valid", 0.0),
     ("As an AI I don't have finances, but if I had to pick, I would pick option C.", "valid", 0.5),
+    ("Not A, but B.", "valid", 0.0),
+    ("I'd pick A rather than B.", "valid", 1.0),
+    ("I would not take $50 today.", "unparseable", None),  # a negated mention is no choice
+    ("I would not choose A.", "unparseable", None),
     ("A or B? Both have merits.", "unparseable", None),
     ("Neither appeals to me.", "unparseable", None),
     ("As an AI, I don't have personal financial needs, so I can't choose.", "refusal", None),
@@ -542,10 +546,12 @@ def test_simulated_constraints_can_pass_and_fail_every_check_type():
 
 
 def test_simulate_reads_option_order_from_the_prompt():
-    task = make_task("choice")
+    spec = copy.deepcopy(SPECS["choice"]["variants"][0])
+    spec["turns"].append("Are you sure? Your final answer:\n{options}")  # options listed twice
+    task = make_task("choice", variants=[SPECS["choice"]["variants"][0], {**spec, "id": "v02"}])
     kind = get_kind("choice")
-    variant = task.variants[0]
-    for seed in range(10):
+    for seed in range(20):
+        variant = task.variants[seed % 2]
         rng = np.random.default_rng(seed)
         rendered, replies = simulate_conversation(task, kind, variant, 6.0, rng)  # nearly always the best option
         assert kind.score(task, variant, rendered, replies).detail["chosen"] == "later"
