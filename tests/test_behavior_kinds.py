@@ -231,6 +231,7 @@ NUMBER_CASES = [
     ("Out of my 100 dollars, I would give 30.", "valid", 0.3),  # 100 is copied from the prompt
     ("Let me think step 1 first. **Answer:** 50\n\nThis splits the 100 dollars evenly.", "valid", 0.5),
     ("I give 0.", "valid", 0.0),
+    ("As an AI, I don't have money, but in this game I would give 50.", "valid", 0.5),
     ("I'd give five dollars.", "valid", 0.05),
     ("150", "out_of_range", None),
     ("I'd keep everything.", "unparseable", None),
