@@ -60,7 +60,10 @@ def print_run_summary(payload: dict, summary) -> None:
     console.print(
         f"Run {payload['run_dir']}: {payload['requests_planned']} requests planned, "
         f"{payload['already_answered']} already answered, {payload['sent']} sent "
-        f"({payload['items_per_second']} items/s), {payload['failed']} failed; outcomes: {outcomes}",
+        f"({payload['items_per_second']} items/s), {payload['failed']} failed"
+        + (f", {payload['claimed_elsewhere']} left to another process on this run directory"
+           if payload.get("claimed_elsewhere") else "")
+        + f"; outcomes: {outcomes}",
         highlight=False, markup=False,
     )
     console.print(_table("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
@@ -147,3 +150,42 @@ def _fmt_g(value) -> str:  # not _fmt: that name is the run tables' formatter ab
     import math
 
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+
+
+def print_validity(result) -> None:
+    """``psytest validity``: the dissociation index and the declared pairs, then where the files are."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    headline = result.headline()
+    for row in headline["dissociation"]:
+        console.print(
+            f"{escape(str(row['scope']))}: {row['confirmed']} of {row['tested']} declared self-report/behaviour "
+            f"associations confirmed (dissociation index {_fmt(row['dissociation'])}).",
+            highlight=False,
+        )
+    scopes = {row["scope"] for row in headline["declared_pairs"]}
+    for scope in sorted(scopes):
+        table = Table(title=f"{escape(str(scope))}: declared pairs, r across respondents (model x persona)")
+        for column in ("trait", "task", "n", "r", "95% CI", "p BH", "ok", "r corr."):
+            table.add_column(column, justify="left" if column in ("trait", "task") else "right")
+        for row in headline["declared_pairs"]:
+            if row["scope"] != scope:
+                continue
+            table.add_row(
+                row["trait"], escape(str(row["task"])), str(row["n"]), _fmt2(row["r"]),
+                f"{_fmt2(row['ci_low'])}..{_fmt2(row['ci_high'])}", _fmt2(row["p_bh_declared"], 3),
+                "yes" if row["confirmed"] else "no", _fmt2(row.get("r_corrected")),
+            )
+        console.print(table)
+    for note in headline["notes"]:
+        console.print(f"note ({escape(str(note['table']))}): {escape(str(note['note']))}", highlight=False)
+    console.print(f"Tables and validity.html: {escape(str(result.out_dir))}", highlight=False)
+
+
+def _fmt2(value, digits: int = 2) -> str:
+    import math
+
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"

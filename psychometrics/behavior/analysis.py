@@ -125,9 +125,10 @@ def behavior_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
         "behavior_summary": task_summary(frame),
         "behavior_by_respondent": respondent_scores(frame),
     }
-    try:
-        from psychometrics.validity import behavior_reliability
-    except ImportError:  # pragma: no cover - during development only
-        return tables
-    tables["behavior_reliability"] = behavior_reliability(frame)
+    from psychometrics.validity import behavior_reliability
+
+    tasks = run_tasks(read_behavior_manifest(Path(run_dir)))
+    tables["behavior_reliability"] = behavior_reliability(
+        frame, {task.id: [v.id for v in task.variants] for task in tasks.values()}
+    )
     return tables

@@ -1,0 +1,120 @@
+"""The report section "Self-report vs behaviour": figures and tables from :mod:`psychometrics.validity`.
+
+Used by ``psytest validity`` (a page of its own) and by ``psytest report RUN --behavior BRUN`` (one more
+section of the run's report). Every number shown is in a CSV written beside the page.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from psychometrics.report.html import Section, figure_entry, table_view
+
+INTRO = (
+    "Does what the model says about itself predict what it does? Each respondent is one model playing one "
+    "persona; its self-report (questionnaire scale scores) is correlated across respondents with its "
+    "behaviour on each task (mean over variants and samples; unreadable replies are missing, not zero). "
+    "A declared pair (the task's own trait) is confirmed when r has the declared sign and its "
+    "Benjamini-Hochberg adjusted p is below .05; the dissociation index is the share of declared pairs "
+    "not confirmed. Corrected r divides by the square root of both reliabilities."
+)
+
+
+def declared_forest(tables: dict[str, pd.DataFrame]):
+    """r with its bootstrap 95% CI for every declared trait-task pair, signed so that the expected
+    direction is to the right, coloured by whether the pair was confirmed."""
+    from plotnine import aes, coord_flip, facet_wrap, geom_hline, geom_pointrange, ggplot, labs, scale_color_manual
+
+    pairs = tables.get("validity_pairs")
+    if pairs is None or pairs.empty:
+        return None
+    data = pairs[pairs["declared"] & pairs["r"].notna()].copy()
+    if data.empty:
+        return None
+    sign = data["expected_sign"].astype(float)
+    data["r_expected"] = data["r"] * sign
+    low, high = data["ci_low"] * sign, data["ci_high"] * sign
+    data["lo"], data["hi"] = np.minimum(low, high).fillna(data["r_expected"]), np.maximum(low, high).fillna(data["r_expected"])
+    data["label"] = data["trait"] + ": " + data["task"]
+    data["label"] = pd.Categorical(data["label"], categories=sorted(data["label"].unique(), reverse=True))
+    data["status"] = np.where(data["confirmed"], "confirmed", "not confirmed")
+    scopes = data["scope"].nunique()
+    height = 1.2 + 0.28 * data["label"].nunique() * (1 if scopes == 1 else np.ceil(scopes / 2))
+    from psychometrics.report.figures import _theme, _WIDTH
+
+    return (ggplot(data, aes("label", "r_expected", color="status"))
+            + geom_hline(yintercept=0, linetype="dashed", color="#888888")
+            + geom_pointrange(aes(ymin="lo", ymax="hi"))
+            + coord_flip()
+            + facet_wrap("scope", ncol=min(scopes, 2))
+            + scale_color_manual(values={"confirmed": "#1b7837", "not confirmed": "#b2182b"})
+            + labs(x="", y="r in the declared direction (95% bootstrap CI)", color="")
+            + _theme(_WIDTH, height))
+
+
+def manipulation_plot(tables: dict[str, pd.DataFrame]):
+    """Persona target level against achieved self-report and behaviour (z within trait and measure)."""
+    from plotnine import aes, element_text, facet_wrap, geom_point, ggplot, labs, theme
+
+    check = tables.get("manipulation_check")
+    if check is None or check.empty or "r" not in check:
+        return None
+    data = check[check["r"].notna()].copy()
+    if data.empty:
+        return None
+    data["measure_label"] = np.where(data["kind"] == "self-report", "self-report", "task: " + data["measure"])
+    traits = data["trait"].nunique()
+    from psychometrics.report.figures import _height, _theme, _WIDTH
+
+    return (ggplot(data, aes("measure_label", "r", color="kind"))
+            + geom_point(size=3)
+            + facet_wrap("trait", scales="free_x", ncol=min(traits, 4))
+            + labs(x="", y="r with the persona's target level", color="")
+            + _theme(_WIDTH, _height(np.ceil(traits / 4), 2.6, 1.6))
+            + theme(axis_text_x=element_text(rotation=60, ha="right")))
+
+
+FIGURES = [
+    ("validity_forest", "Declared associations", "r between self-report and behaviour for each task's own trait, "
+     "in the declared direction, with 95% bootstrap CIs (validity_pairs.csv).", declared_forest),
+    ("manipulation_check", "Manipulation check", "Correlation of the persona's target level with the achieved "
+     "self-report and behaviour (manipulation_check.csv).", manipulation_plot),
+]
+
+TABLES = [
+    ("dissociation", "Declared associations confirmed (dissociation index = 1 - share)",
+     ["scope", "trait", "declared", "tested", "confirmed", "share_confirmed", "dissociation"], None),
+    ("validity_pairs", "Self-report vs behaviour: declared pairs",
+     ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared", "confirmed",
+      "rel_self", "rel_behavior", "r_corrected", "note"], lambda t: t[t["declared"]]),
+    ("validity_mixed", "Within- and between-model association (random intercept per model, REML)", None, None),
+    ("manipulation_check", "Manipulation check", None, None),
+    ("behavior_reliability", "Reliability of behaviour scores (split-half across variants)", None, None),
+    ("validity_mtmm_summary", "MTMM with behaviour as a method: Campbell-Fiske criteria", None, None),
+    ("notes", "What could not be computed", None, None),
+]
+
+
+def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96) -> Optional[Section]:
+    """The section (figures drawn, non-empty tables), or None when there is nothing to show."""
+    from psychometrics.report import figures as figs
+
+    section = Section("validity", "Self-report vs behaviour", INTRO)
+    for key, title, caption, function in FIGURES:
+        try:
+            plot = function(tables)
+            if plot is not None:
+                section.figures.append(figure_entry(key, title, caption, figs.png_bytes(plot, dpi=dpi)))
+        except Exception as exc:  # one broken figure must not cost the report; the page says why
+            section.figures.append(figure_entry(key, title, caption, None, f"{type(exc).__name__}: {exc}"))
+    for name, title, columns, select in TABLES:
+        frame = tables.get(name)
+        if frame is not None and not frame.empty and select is not None:
+            frame = select(frame)
+        view = table_view(title, f"{name}.csv", frame, columns)
+        if view is not None:
+            section.tables.append(view)
+    return section if section.figures or section.tables else None

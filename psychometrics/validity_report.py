@@ -1,0 +1,130 @@
+"""``psytest validity``: read questionnaire and behaviour runs, compute the validity tables, write them.
+
+The runs are joined on the respondent (model x persona): the questionnaire and behaviour runs of a study
+use the same model(s) and persona set. Persona targets for the manipulation check come from the persona
+sets the runs used. Output: every table as CSV, ``validity.html`` (self-contained, like the run report)
+and ``validity.json`` with the headline numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from psychometrics.errors import PsytestError
+
+
+@dataclass
+class ValidityResult:
+    out_dir: Path
+    tables: dict[str, pd.DataFrame]
+    files: list[Path] = field(default_factory=list)
+
+    def headline(self) -> dict:
+        """Share of declared pairs confirmed per scope, and the declared pairs themselves."""
+        dissociation = self.tables.get("dissociation", pd.DataFrame())
+        pairs = self.tables.get("validity_pairs", pd.DataFrame())
+        overall = dissociation[dissociation["trait"] == "all"] if not dissociation.empty else dissociation
+        declared = pairs[pairs["declared"]] if not pairs.empty else pairs
+        keep = ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p_bh_declared", "confirmed",
+                "r_corrected"]
+        return {
+            "dissociation": json.loads(overall.to_json(orient="records")) if not overall.empty else [],
+            "declared_pairs": json.loads(declared[[c for c in keep if c in declared]].to_json(orient="records"))
+            if not declared.empty else [],
+            "notes": json.loads(self.tables["notes"].to_json(orient="records")) if "notes" in self.tables else [],
+        }
+
+    def payload(self) -> dict:
+        return {"out_dir": str(self.out_dir), "files": [p.name for p in self.files], **self.headline()}
+
+
+def _persona_targets(manifests: list[dict]):
+    """Targets of every persona set the runs used (trait-shaping personas have them; others give 0)."""
+    from psychometrics.personas import resolve_persona_set
+    from psychometrics.validity import targets_frame
+
+    frames = []
+    seen = set()
+    for manifest in manifests:
+        name = (manifest.get("design") or {}).get("personas")
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            frames.append(targets_frame(resolve_persona_set(name)))
+        except PsytestError:
+            continue  # a user's persona file that moved: no manipulation check from it
+    return pd.concat(frames, ignore_index=True).drop_duplicates() if frames else None
+
+
+def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
+                     seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Every validity table for the given questionnaire and behaviour runs."""
+    from psychometrics.behavior.analysis import behavior_frame, read_behavior_manifest, run_tasks
+    from psychometrics.run import read_manifest
+    from psychometrics.validity import read_selfreport, validity_tables
+
+    if not selfreport_dirs or not behavior_dirs:
+        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+    manifests = []
+    for run_dir in selfreport_dirs:
+        manifest = read_manifest(Path(run_dir))
+        if manifest.get("study") == "behavior":
+            raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
+        manifests.append(manifest)
+    frames, variant_order = [], {}
+    for run_dir in behavior_dirs:
+        manifest = read_behavior_manifest(Path(run_dir))
+        manifests.append(manifest)
+        for task in run_tasks(manifest).values():
+            variant_order.setdefault(task.id, [v.id for v in task.variants])
+        frames.append(behavior_frame(Path(run_dir)))
+    selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
+    behavior = pd.concat(frames, ignore_index=True)
+    return validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
+                           variant_order=variant_order, seed=seed, n_boot=n_boot)
+
+
+def write_validity_page(tables: dict[str, pd.DataFrame], out_dir: Path, title: str, sources: list[str],
+                        dpi: int = 96) -> Path:
+    """``validity.html``: the validity section alone, in the report's self-contained page."""
+    from psychometrics import __version__
+    from psychometrics.report.html import render_html
+    from psychometrics.report.validity_section import validity_section
+
+    section = validity_section(tables, dpi=dpi)
+    pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]}).to_csv(out_dir / "run_info.csv", index=False)
+    context = {
+        "title": title,
+        "run_dir": ", ".join(sources),
+        "run_info": [("runs", ", ".join(sources))],
+        "sections": [section] if section else [],
+        "replies": None,
+        "files": sorted(p.name for p in out_dir.glob("*.csv")) + ["validity.html", "validity.json"],
+        "generator": f"psytest {__version__}",
+    }
+    path = out_dir / "validity.html"
+    path.write_text(render_html(context), encoding="utf-8")
+    return path
+
+
+def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Optional[Path], *,
+                 n_boot: int = 2000, seed: int = 0) -> ValidityResult:
+    """Compute and write everything; ``out`` defaults to ``validity/`` in the first behaviour run."""
+    from psychometrics.analysis import write_tables
+
+    tables = compute_validity(selfreport_dirs, behavior_dirs, n_boot=n_boot, seed=seed)
+    out_dir = Path(out) if out is not None else Path(behavior_dirs[0]) / "validity"
+    files = write_tables(tables, out_dir)
+    sources = [str(d) for d in [*selfreport_dirs, *behavior_dirs]]
+    files.append(write_validity_page(tables, out_dir, "psytest: self-report vs behaviour", sources))
+    result = ValidityResult(out_dir, tables, files)
+    json_path = out_dir / "validity.json"
+    json_path.write_text(json.dumps(result.headline(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    result.files.append(json_path)
+    return result
