@@ -4,6 +4,10 @@ A fixed pool of ``concurrency`` workers pulls requests from the plan, so memory 
 of millions of requests. Requests already answered in the store are skipped before anything is sent.
 Each answer (or failure, with its reason) is written and committed before the worker takes its next
 request: an interrupted run loses at most the requests in flight, and resuming sends only those.
+Before sending, a worker claims the request in the store (:mod:`psychometrics.claims`), so two
+processes on one run directory share the plan instead of both sending it: requests another live
+process has claimed (or answered, or failed, since this run started) are skipped and counted in
+``claimed_elsewhere``.
 
 Transient failures (rate limits, overload, timeouts, dropped connections) are retried with
 exponential backoff and jitter, waiting at least as long as the server's Retry-After asks. Invalid text
@@ -19,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from psychometrics.claims import CLAIMED
 from psychometrics.design import PlannedRequest, messages_hash
 from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest, TransientModelError
 from psychometrics.parse import ParsedReply, parse_many, parse_reply
@@ -55,6 +60,7 @@ class RunStats:
     failed: int = 0
     retries: int = 0
     reasks: int = 0
+    claimed_elsewhere: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     items_answered: int = 0
@@ -211,8 +217,12 @@ async def run_requests(
     retry: RetryPolicy = RetryPolicy(),
     reasks: int = 0,
     on_answer: Callable[[list[ResponseRow]], None] | None = None,
+    lease_s: float | None = None,
 ) -> RunStats:
-    """Send every unanswered request in ``planned``; commit each answer as it arrives."""
+    """Send every unanswered request in ``planned`` that no other process has claimed; commit each
+    answer as it arrives. ``lease_s``: how long a claim of this run outlives it if it dies on another
+    host (a dead process on this host frees its claims at once)."""
+    claims = store.claims(since=time.time(), lease_s=lease_s)
     todo, done = pending(planned, store)
     stats = RunStats(planned=len(planned), already_answered=done)
     queue = iter(todo)
@@ -252,10 +262,13 @@ async def run_requests(
 
     async def worker() -> None:
         for planned_request in queue:  # a shared iterator: each request goes to exactly one worker
+            if claims.claim(planned_request.request_id) != CLAIMED:
+                stats.claimed_elsewhere += 1
+                continue
             attempts = store.previous_attempts(planned_request.request_id) + 1
             rows = await answer(planned_request, attempts)
-            store.save_prompt(rows[0].messages_hash, [[m.role, m.content] for m in planned_request.prompt.messages])
-            store.write(rows)
+            prompt = [[m.role, m.content] for m in planned_request.prompt.messages]
+            store.write(rows, prompt=prompt, claims=claims)
             stats.sent += 1
             for row in rows:
                 stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
@@ -263,11 +276,12 @@ async def run_requests(
             if on_answer is not None:
                 on_answer(rows)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
-    try:
-        await asyncio.gather(*workers)
-    finally:
-        for task in workers:
-            task.cancel()
-        stats.elapsed_s = time.perf_counter() - started
+    async with claims.keep_alive():
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            stats.elapsed_s = time.perf_counter() - started
     return stats

@@ -306,6 +306,9 @@ def administer(
         Optional[str], typer.Option(help="Invalid text replies: missing, drop (listwise) or reask:N.")
     ] = None,
     max_retries: Annotated[int, typer.Option(min=0, max=100, help="Retries of rate limits, 5xx and timeouts.")] = 5,
+    retry_base: Annotated[
+        float, typer.Option(min=0.0, max=600.0, help="Seconds before the first retry; doubles each retry (plus jitter).")
+    ] = 1.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the number of requests and tokens; send nothing.")] = False,
@@ -371,7 +374,7 @@ def administer(
         result = run_administer(
             backend, inventories, design, run_dir, persona_set=persona_set, inventory_sources=sources,
             concurrency=concurrency,
-            timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries),
+            timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries, base_s=retry_base),
             on_start=progress.start if progress else None, on_answer=progress.advance if progress else None,
         )
     finally:
@@ -394,6 +397,7 @@ def administer(
         "failed": stats.failed,
         "retries": stats.retries,
         "reasks": stats.reasks,
+        "claimed_elsewhere": stats.claimed_elsewhere,
         "outcomes": stats.outcomes,
         "items_per_second": round(stats.per_second, 3),
         "scales": json.loads(summary.to_json(orient="records")),
@@ -495,12 +499,17 @@ def _report_tables(tables, written, as_json: bool) -> None:
 def report(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default RUN/report).")] = None,
+    behavior: Annotated[
+        Optional[list[Path]],
+        typer.Option("--behavior", "-b", help="Behaviour run(s) of the same model(s) and personas: adds the "
+                     "self-report vs behaviour section."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary for scripts.")] = False,
 ) -> None:
     """Write a self-contained HTML report with figures, its CSV tables and a JSON summary."""
     from psychometrics.report import build_report
 
-    paths = build_report(run, out)
+    paths = build_report(run, out, behavior_runs=behavior or None)
     if as_json:
         typer.echo(paths.summary.read_text(encoding="utf-8"))
         return

@@ -3,7 +3,9 @@
 The manifest records everything needed to repeat the run (model, backend settings, design, seeds,
 inventory content hashes, package versions) and never an API key: backends expose only the settings
 that change answers. Re-running with the same ``--out`` resumes; a different model, design or
-inventory in the same directory is refused, so one store never mixes two studies.
+inventory in the same directory is refused, so one store never mixes two studies. Several processes
+may run the same command on one directory at once: they share the plan (see
+:mod:`psychometrics.administer`) and the manifest is created once, atomically.
 """
 
 from __future__ import annotations

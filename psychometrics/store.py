@@ -7,7 +7,10 @@ again, so re-running a command or resuming after a crash sends only what is miss
 are stored with their error and retried on the next run. Each distinct prompt is stored once, in
 ``prompts``, so repeated samples do not repeat the text.
 
-SQLite runs in WAL mode, so readers (a report) never block the writer.
+SQLite runs in WAL mode, so readers (a report) never block the writer. Several processes may work on
+one store at once: each claims a request before sending it (:mod:`psychometrics.claims`, table
+``claims``, created by the first run that sends), so no request is sent twice, and commits its answer
+and drops its claim together.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from psychometrics.claims import Claims
 
 SCHEMA_VERSION = 1
 
@@ -133,16 +138,38 @@ class RunStore:
         row = self.conn.execute("SELECT MAX(attempts) FROM responses WHERE request_id = ?", (request_id,)).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    def is_answered(self, request_id: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM responses WHERE request_id = ? AND error IS NULL LIMIT 1", (request_id,)
+        ).fetchone() is not None
+
+    def claims(self, *, since: float | None = None, lease_s: float | None = None) -> Claims:
+        """Claims on this store's requests (see :mod:`psychometrics.claims`). A request counts as done
+        when it has an answer, or (with ``since``) a failure stored at or after ``since`` (another
+        process tried it during this run; the next run retries it)."""
+
+        def done(conn: sqlite3.Connection, request_id: str) -> bool:
+            return conn.execute(
+                "SELECT 1 FROM responses WHERE request_id = ? AND (error IS NULL OR answered_at >= ?) LIMIT 1",
+                (request_id, float("inf") if since is None else since),
+            ).fetchone() is not None
+
+        return Claims(self.conn, done=done, **({} if lease_s is None else {"lease_s": lease_s}))
+
     def save_prompt(self, messages_hash: str, messages: list[list[str]]) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO prompts(messages_hash, messages) VALUES (?, ?)",
             (messages_hash, json.dumps(messages, ensure_ascii=False)),
         )
 
-    def write(self, rows: list[ResponseRow]) -> None:
-        """Store the rows of one request in one transaction, replacing an earlier failure of it.
+    def write(
+        self, rows: list[ResponseRow], *, prompt: list[list[str]] | None = None, claims: Claims | None = None
+    ) -> bool:
+        """Store the rows of one request in one transaction, replacing an earlier failure of it, with its
+        ``prompt`` messages (stored once per distinct prompt) and dropping its claim in ``claims``.
 
-        Durable when this returns; a request's rows are all there or none is.
+        A failure never replaces an answer (should two processes have sent one request). Durable when
+        this returns; a request's rows are all there or none is. Returns whether the rows were stored.
         """
         now = time.time()
         placeholders = ", ".join("?" for _ in COLUMNS)
@@ -154,11 +181,20 @@ class RunStore:
                 if column in _JSON_FIELDS and values[index] is not None:
                     values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column != "choices")
             records.append(values)
+        request_id = rows[0].request_id
+        failed = any(row.error is not None for row in rows)
         with self._transaction():
-            self.conn.execute("DELETE FROM responses WHERE request_id = ?", (rows[0].request_id,))
+            if claims is not None:
+                claims.release(request_id)
+            if failed and self.is_answered(request_id):
+                return False
+            if prompt is not None:
+                self.save_prompt(rows[0].messages_hash, prompt)
+            self.conn.execute("DELETE FROM responses WHERE request_id = ?", (request_id,))
             self.conn.executemany(
                 f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", records
             )
+        return True
 
     @contextmanager
     def _transaction(self):

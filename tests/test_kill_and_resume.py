@@ -76,3 +76,119 @@ def test_sigkill_then_resume_loses_nothing_and_resends_nothing(tmp_path, model, 
     assert summary["sent"] == planned - len(before)  # only the missing ones were sent
     assert len(after) == planned  # nothing lost
     assert {rid: after[rid] for rid in before} == before  # committed answers were not re-sent or rewritten
+
+
+# -- random kills against a hostile server ------------------------------------------------------------
+
+KILL_ARGS = ["-i", "bfi-44", "--option-orders", "original,reversed", "--samples", "2", "--temperature", "0.7",
+             "--concurrency", "4", "--timeout", "0.5", "--max-retries", "6", "--retry-base", "0.01"]
+CONCURRENCY = 4
+
+
+def planned_keys(base_url: str) -> dict[str, str]:
+    """request id -> server request key of every request the command above plans."""
+    from psychometrics.design import Design, plan_requests
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models import resolve_model
+    from psychometrics.testing.openai_server import model_request_key
+
+    backend = resolve_model("openai/psytest-sim", api_base=base_url)
+    design = Design(option_orders=["original", "reversed"], samples=2, temperature=0.7)
+    planned = plan_requests([resolve_inventory("bfi-44")], design, backend.name, backend.params)
+    return {p.request_id: model_request_key(p.request) for p in planned}
+
+
+def store_state(db: Path) -> tuple[dict[str, float], set[str]]:
+    """(request id -> answered_at of valid answers, ids of stored failures)."""
+    if not db.exists():
+        return {}, set()
+    connection = sqlite3.connect(db, timeout=30)
+    try:
+        rows = connection.execute("SELECT request_id, answered_at, error FROM responses").fetchall()
+    except sqlite3.OperationalError:  # killed before the schema was complete
+        return {}, set()
+    finally:
+        connection.close()
+    return {r: t for r, t, e in rows if e is None}, {r for r, _, e in rows if e is not None}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_random_sigkills_against_a_faulty_server(tmp_path, monkeypatch, seed):
+    """Two SIGKILLs at seeded random points (a random time, or a random number of rows committed plus a
+    random delay: anywhere from interpreter start-up to mid-commit), then a resume to the end, all against a server failing 20% of
+    requests in every way it can. Committed answers are never sent again; only requests in flight at
+    the kill may be; the store ends with exactly the planned rows and passes SQLite's integrity check."""
+    import random
+
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.testing.openai_server import FAULT_KINDS, start_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-psytest-dummy-key")
+    rng = random.Random(seed)
+    out = tmp_path / "run"
+    db = out / "responses.sqlite"
+    with start_server(SimulatedRespondent("sim/e=1,a=-0.5,seed=1"), latency_s=0.03, faults=FAULT_KINDS,
+                      fault_rate=0.2, seed=seed, retry_after="0.2", stall_s=1.0) as server:
+        keys = planned_keys(server.base_url)
+        planned = len(keys)
+        args = ["--model", "openai/psytest-sim", "--api-base", server.base_url, *KILL_ARGS, "--out", str(out)]
+        windows = []  # per process: (first log index, committed answers and failures before it started)
+        for kill in range(3):
+            time.sleep(0.2)  # anything a killed process had written to its sockets has reached the server
+            answered, failures = store_state(db)
+            windows.append((len(server.request_log), answered, failures))
+            process = start(args)
+            if kill < 2:
+                if rng.random() < 0.3:  # at a random time: start-up, manifest, schema, or sending
+                    time.sleep(rng.uniform(0.0, 3.0))
+                else:  # once a random number of answers is committed, give or take a commit
+                    target = rng.randrange(len(answered), planned)
+                    deadline = time.monotonic() + 120
+                    while len(store_state(db)[0]) < target and process.poll() is None:
+                        assert time.monotonic() < deadline, "the run did not get far enough to be killed"
+                        time.sleep(0.01)
+                    time.sleep(rng.uniform(0, 0.05))
+                if process.poll() is None:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait(timeout=30)
+                    assert process.returncode == -signal.SIGKILL
+                else:  # finished before the kill: nothing left to kill
+                    assert process.returncode == 0, process.stderr.read()
+            else:
+                stdout, stderr = process.communicate(timeout=300)
+                assert process.returncode == 0, stderr
+                summary = json.loads(stdout)
+        log = list(server.request_log)
+        faults = dict(server.faults_injected)
+
+    answered, failures = store_state(db)
+    assert summary["requests_planned"] == planned and summary["claimed_elsewhere"] == 0
+    assert summary["already_answered"] == len(windows[-1][1]) and summary["sent"] == planned - len(windows[-1][1])
+    # exactly the planned rows, each valid or failed with its reason
+    connection = sqlite3.connect(db)
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = connection.execute("SELECT request_id, item_id, outcome, error FROM responses").fetchall()
+        assert connection.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0  # the last run released its claims
+    finally:
+        connection.close()
+    assert sorted(r[0] for r in rows) == sorted(keys) and len(rows) == planned
+    assert all(outcome == "valid" or (outcome == "error" and error) for _, _, outcome, error in rows)
+
+    owner = {key: rid for rid, key in keys.items()}
+    assert {key for _, key, _ in log} <= set(owner)  # nothing but planned requests was sent
+    bounds = [start for start, _, _ in windows] + [len(log)]
+    in_flight = []
+    for index, (start_at, committed_before, failed_before) in enumerate(windows):
+        assert {rid: answered[rid] for rid in committed_before} == committed_before  # never rewritten
+        sent_here = {owner[key] for _, key, _ in log[start_at:bounds[index + 1]]}
+        assert not sent_here & set(committed_before)  # committed answers were never sent again
+        if index:
+            sent_before = {owner[key] for _, key, _ in log[bounds[index - 1]:start_at]}
+            # sent again after a kill: only what was in flight (neither answered nor failed when it died)
+            again = (sent_here & sent_before) - set(committed_before) - failed_before
+            assert len(again) <= CONCURRENCY
+            in_flight.append(len(again))
+    print(json.dumps({"seed": seed, "sent_per_process": [b - a for a, b in zip(bounds, bounds[1:])],
+                      "committed_at_kills": [len(w[1]) for w in windows[1:]], "resent_in_flight": in_flight,
+                      "faults": faults, "final_failed": len(failures)}))

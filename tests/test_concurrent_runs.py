@@ -1,0 +1,200 @@
+"""Two processes on one run directory: they share the plan through claims, never send a request twice,
+and never leave a corrupt store or manifest; a different study started at the same moment is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from psychometrics.claims import CLAIMED, DONE, HELD, Claims, local_owner_is_dead
+from psychometrics.errors import PsytestError
+from psychometrics.run import read_manifest, write_manifest
+
+HOST = socket.gethostname()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("CREATE TABLE IF NOT EXISTS answers (id TEXT PRIMARY KEY)")
+    return connection
+
+
+def answered(conn: sqlite3.Connection, request_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM answers WHERE id = ?", (request_id,)).fetchone() is not None
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+# -- the claim API ------------------------------------------------------------------------------------
+
+
+def test_claims_exclude_other_live_owners_until_answered_or_expired(tmp_path):
+    db = tmp_path / "store.sqlite"
+    first = Claims(connect(db), done=answered, lease_s=30)
+    second = Claims(connect(db), done=answered, lease_s=30)
+    assert first.owner != second.owner and first.owner.startswith(f"{HOST}:{os.getpid()}:")
+    assert first.claim("r1") == CLAIMED
+    assert first.claim("r1") == CLAIMED  # an owner may renew its own claim
+    assert second.claim("r1") == HELD
+    conn = first.conn
+    conn.execute("BEGIN IMMEDIATE")  # the answer and the release commit together
+    conn.execute("INSERT INTO answers VALUES ('r1')")
+    first.release("r1")
+    conn.execute("COMMIT")
+    assert second.claim("r1") == DONE and first.claim("r1") == DONE
+    assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+    assert second.claim("r2") == CLAIMED and first.claim("r2") == HELD
+    second.conn.execute("UPDATE claims SET expires_at = ? WHERE request_id = 'r2'", (time.time() - 1,))
+    assert first.claim("r2") == CLAIMED  # an expired lease frees the request
+    assert second.claim("r2") == HELD
+    before = conn.execute("SELECT expires_at FROM claims WHERE request_id = 'r2'").fetchone()[0]
+    time.sleep(0.01)
+    assert first.renew() == 1
+    assert conn.execute("SELECT expires_at FROM claims WHERE request_id = 'r2'").fetchone()[0] > before
+    first.release_all()
+    assert second.claim("r2") == CLAIMED
+
+
+@pytest.mark.parametrize("owner, dead", [
+    (lambda: f"{HOST}:{dead_pid()}:abc", True),  # a process of this host that has exited
+    (lambda: f"{HOST}:{os.getppid()}:abc", False),  # a live one
+    (lambda: f"elsewhere.example:{dead_pid()}:abc", False),  # another host: only the lease can tell
+    (lambda: "garbage", False),
+])
+def test_dead_local_owners_free_their_claims_at_once(tmp_path, owner, dead):
+    name = owner()
+    assert local_owner_is_dead(name) is dead
+    db = tmp_path / "store.sqlite"
+    Claims(connect(db), owner=name, lease_s=600).claim("r")
+    assert Claims(connect(db), lease_s=600).claim("r") == (CLAIMED if dead else HELD)
+
+
+def test_a_killed_but_unreaped_process_counts_as_dead():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not local_owner_is_dead(f"{HOST}:{process.pid}:t")
+        process.kill()
+        deadline = time.monotonic() + 10
+        while not local_owner_is_dead(f"{HOST}:{process.pid}:t"):  # a zombie until waited for
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        process.wait()
+
+
+def test_keep_alive_renews_and_releases(tmp_path):
+    import asyncio
+
+    db = tmp_path / "store.sqlite"
+    claims = Claims(connect(db), lease_s=0.3)
+    other = Claims(connect(db), lease_s=0.3)
+
+    async def hold():
+        async with claims.keep_alive():
+            assert claims.claim("r") == CLAIMED
+            await asyncio.sleep(0.8)  # well past one lease: renewed meanwhile
+            assert other.claim("r") == HELD
+
+    asyncio.run(hold())
+    assert other.claim("r") == CLAIMED  # released on leaving the block
+
+
+# -- the manifest -------------------------------------------------------------------------------------
+
+
+def test_manifest_keeps_its_creation_time_and_refuses_another_study(tmp_path):
+    identity = {"model": "m", "backend_params": {}, "design": {"samples": 1}, "inventories": [], "personas": None}
+    write_manifest(tmp_path, identity, {"created_at": "2026-01-01T00:00:00+00:00", "requests_planned": 3})
+    write_manifest(tmp_path, identity, {"created_at": "2026-02-02T00:00:00+00:00", "requests_planned": 3})
+    assert read_manifest(tmp_path)["created_at"] == "2026-01-01T00:00:00+00:00"
+    other = {**identity, "design": {"samples": 2}}
+    with pytest.raises(PsytestError, match="different design"):
+        write_manifest(tmp_path, other, {"created_at": "x"})
+    assert read_manifest(tmp_path)["design"] == {"samples": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary files left
+
+
+# -- two psytest processes ----------------------------------------------------------------------------
+
+ARGS = ["-i", "bfi-44", "--option-orders", "original,reversed", "--samples", "2", "--temperature", "0.7",
+        "--concurrency", "4", "--json"]
+
+
+def psytest(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "psychometrics", "administer", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_on_one_run_directory_share_the_plan(tmp_path, monkeypatch):
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.testing.openai_server import start_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-psytest-dummy-key")
+    out = tmp_path / "run"
+    with start_server(SimulatedRespondent("sim/e=1,a=-0.5,seed=1"), latency_s=0.15) as server:
+        args = ["--model", "openai/psytest-sim", "--api-base", server.base_url, *ARGS, "--out", str(out)]
+        processes = [psytest(*args), psytest(*args)]
+        results = [p.communicate(timeout=300) for p in processes]
+        log = list(server.request_log)
+        again = psytest(*args)
+        rerun = json.loads(again.communicate(timeout=300)[0])
+        assert len(server.request_log) == len(log)  # the rerun sent nothing
+    for process, (_, stderr) in zip(processes, results):
+        assert process.returncode == 0, stderr
+    summaries = [json.loads(stdout) for stdout, _ in results]
+    planned = summaries[0]["requests_planned"]
+    for summary in summaries:  # each request was sent, found answered, or left to the other process
+        assert summary["already_answered"] + summary["sent"] + summary["claimed_elsewhere"] == planned
+    sent = [s["sent"] for s in summaries]
+    assert sum(sent) == planned and min(sent) > 0  # both worked, neither duplicated
+    assert sum(s["claimed_elsewhere"] for s in summaries) > 0
+    counts = Counter(key for _, key, _ in log)
+    assert len(counts) == planned and set(counts.values()) == {1}  # the server saw each request once
+    assert rerun["already_answered"] == planned and rerun["sent"] == 0 and rerun["claimed_elsewhere"] == 0
+
+    connection = sqlite3.connect(out / "responses.sqlite")
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert connection.execute("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM responses").fetchone() == (planned, planned)
+        assert connection.execute("SELECT COUNT(*) FROM responses WHERE outcome = 'valid'").fetchone()[0] == planned
+        assert connection.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    finally:
+        connection.close()
+    manifest = read_manifest(out)
+    assert manifest["requests_planned"] == planned and manifest["model"] == "openai/psytest-sim"
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    print(json.dumps({"sent": sent, "claimed_elsewhere": [s["claimed_elsewhere"] for s in summaries]}))
+
+
+def test_a_different_study_started_at_the_same_moment_is_refused(tmp_path):
+    out = tmp_path / "run"
+    common = ["-i", "mini-ipip", "--json", "--out", str(out)]
+    processes = [psytest("--model", "sim/e=1,seed=1", *common), psytest("--model", "sim/e=1,seed=2", *common)]
+    results = [p.communicate(timeout=300) for p in processes]
+    codes = sorted(p.returncode for p in processes)
+    assert codes == [0, 2], results
+    refused = next(stderr for p, (_, stderr) in zip(processes, results) if p.returncode == 2)
+    lines = refused.strip().splitlines()
+    assert len(lines) == 1 and f"--out {out}" in lines[0] and "different" in lines[0]
+    winner = next(json.loads(stdout) for p, (stdout, _) in zip(processes, results) if p.returncode == 0)
+    assert read_manifest(out)["model"] == winner["model"]
+    connection = sqlite3.connect(out / "responses.sqlite")
+    try:
+        assert connection.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == winner["requests_planned"]
+    finally:
+        connection.close()

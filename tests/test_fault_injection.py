@@ -1,0 +1,205 @@
+"""A hostile OpenAI-compatible server: every fault at a 20% rate, alone and mixed, through the litellm backend.
+
+The loopback server answers from a deterministic simulated respondent and logs every request it
+receives (a key per request: messages, mode, seed) with the fault it injected. So the tests can check,
+request by request: each ends valid or with a stored error naming the last fault it met; valid answers
+equal a fault-free run's; 429s were retried no sooner than Retry-After; the retry count is what the
+server saw; and a second run re-sends only what failed, never what was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import statistics
+import time
+from collections import Counter, defaultdict
+
+import pytest
+
+pytest.importorskip("litellm")
+
+from psychometrics.administer import RetryPolicy  # noqa: E402
+from psychometrics.design import Design  # noqa: E402
+from psychometrics.library import resolve_inventory  # noqa: E402
+from psychometrics.models.base import Message, ModelRequest  # noqa: E402
+from psychometrics.models.litellm_backend import LiteLLMBackend  # noqa: E402
+from psychometrics.models.simulated import SimulatedRespondent  # noqa: E402
+from psychometrics.run import administer  # noqa: E402
+from psychometrics.testing.openai_server import FAULT_KINDS, model_request_key, start_server  # noqa: E402
+
+SIM = "sim/e=1,a=-0.5,acquiescence=0.3,noise=0.5,seed=1"
+MODEL = "openai/psytest-sim"
+DESIGN = Design(option_orders=["original", "reversed"], samples=2, temperature=0.7)  # bfi-44: 176 requests
+RATE = 0.2
+RETRY_AFTER_S = 0.3
+TIMEOUT_S = 2.0
+RETRY = RetryPolicy(max_retries=1, base_s=0.01)  # few retries, so some requests do end as failures
+CONCURRENCY = 8
+# What the stored error must say for the last fault a failed request met.
+REASONS = {
+    "rate_limit": r"rate limited \(HTTP 429\); retry after 0\.3 s",
+    "server_error": r"\(HTTP 500\): The server had an error",
+    "stall": r"timed out after 2 s|no answer within 2 s",
+    "reset": r"connection reset",
+    "truncated": r"truncated response",
+    "malformed": r"malformed response: the body is not JSON",
+    "empty_choices": r"response without choices",
+}
+FIGURES: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dummy_key():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENAI_API_KEY", "sk-psytest-dummy-key")
+        yield
+
+
+def run(server, out):
+    backend = LiteLLMBackend(MODEL, api_base=server.base_url, timeout_s=TIMEOUT_S)
+    return administer(backend, [resolve_inventory("bfi-44")], DESIGN, out, concurrency=CONCURRENCY,
+                      timeout_s=TIMEOUT_S, retry=RETRY)
+
+
+def stored(out) -> dict[str, dict]:
+    """request id -> its stored row (one item per request here)."""
+    connection = sqlite3.connect(out / "responses.sqlite")
+    connection.row_factory = sqlite3.Row
+    try:
+        rows = [dict(r) for r in connection.execute("SELECT * FROM responses")]
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        connection.close()
+    by_id = {r["request_id"]: r for r in rows}
+    assert len(by_id) == len(rows)  # one row per request
+    return by_id
+
+
+def warm_up(server) -> None:
+    """litellm's first call in a process imports for about a second; that must not count as a stall."""
+    backend = LiteLLMBackend(MODEL, api_base=server.base_url)
+    backend.prepare([])
+
+    async def once():
+        try:
+            await backend.complete(ModelRequest((Message("user", "Warm-up\n1. Yes\n2. No"),), ("1", "2")))
+        finally:
+            await backend.aclose()
+
+    asyncio.run(once())
+    server.request_log.clear()
+    server.requests_served = 0
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Answers of a fault-free run, by request key (the same respondent, the same requests)."""
+    out = tmp_path_factory.mktemp("clean") / "run"
+    with start_server(SimulatedRespondent(SIM)) as server:
+        warm_up(server)
+        result = run(server, out)
+        assert server.faults_injected == Counter() and server.requests_served == len(result.planned)
+    assert result.stats.failed == 0 and result.stats.retries == 0
+    rows = stored(out)
+    answers = {model_request_key(p.request): rows[p.request_id] for p in result.planned}
+    assert all(r["outcome"] == "valid" for r in answers.values())
+    return answers
+
+
+def by_key(log, start: int = 0) -> dict[str, list[tuple[float, str | None]]]:
+    sends = defaultdict(list)
+    for when, key, fault in log[start:]:
+        sends[key].append((when, fault))
+    return sends
+
+
+def check_run(result, rows, sends, reference) -> dict:
+    """Every planned request ends valid (equal to the fault-free answer) or failed naming its last fault."""
+    keys = {p.request_id: model_request_key(p.request) for p in result.planned}
+    failed = 0
+    for request_id, key in keys.items():
+        row = rows[request_id]
+        attempts = sends[key]
+        if row["outcome"] == "valid":
+            assert attempts[-1][1] is None  # the answer came from the one attempt that was not faulted
+            clean = reference[key]
+            assert (row["raw_reply"], row["value"], row["position"]) == (clean["raw_reply"], clean["value"], clean["position"])
+        else:
+            failed += 1
+            assert row["outcome"] == "error" and row["value"] is None
+            assert len(attempts) == RETRY.max_retries + 1 and all(fault for _, fault in attempts)
+            last_fault = attempts[-1][1]
+            assert re.search(REASONS[last_fault], row["error"]), (last_fault, row["error"])
+    return {"failed": failed}
+
+
+def retry_gaps(sends) -> dict[str, list[float]]:
+    """Seconds between a faulted attempt and the next attempt of the same request, by fault."""
+    gaps = defaultdict(list)
+    for attempts in sends.values():
+        for (when, fault), (again, _) in zip(attempts, attempts[1:]):
+            gaps[fault].append(again - when)
+    return gaps
+
+
+@pytest.mark.parametrize("faults", [[kind] for kind in FAULT_KINDS] + [list(FAULT_KINDS)],
+                         ids=[*FAULT_KINDS, "mixed"])
+def test_hostile_server(tmp_path, reference, faults):
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    with start_server(SimulatedRespondent(SIM), faults=faults, fault_rate=RATE, seed=11,
+                      retry_after=f"{RETRY_AFTER_S:g}", stall_s=4.0) as server:
+        first = run(server, out)
+        planned = len(first.planned)
+        log = list(server.request_log)
+        sends = by_key(log)
+        assert set(sends) == {model_request_key(p.request) for p in first.planned}  # nothing else was sent
+        rows = stored(out)
+        assert set(rows) == {p.request_id for p in first.planned}
+        figures = check_run(first, rows, sends, reference)
+
+        # the client's counts are the server's
+        faulted = sum(1 for _, _, fault in log if fault)
+        assert Counter(fault for _, _, fault in log if fault) == server.faults_injected
+        assert set(server.faults_injected) == set(faults)  # each kind did occur
+        assert first.stats.sent == planned and first.stats.failed == figures["failed"]
+        assert first.stats.retries == len(log) - planned
+        assert 0.1 < faulted / len(log) < 0.3  # the 20% rate
+
+        # Retry-After honoured: a 429'd request came back no sooner than the server asked
+        gaps = retry_gaps(sends)
+        if "rate_limit" in faults:
+            assert gaps["rate_limit"] and min(gaps["rate_limit"]) >= RETRY_AFTER_S
+        for fault in set(gaps) - {"rate_limit", "stall"}:
+            assert statistics.median(gaps[fault]) < RETRY_AFTER_S  # others wait the short backoff only
+
+        # a second run sends only what failed, and each of those once more (plus its retries)
+        failed_ids = {rid for rid, r in rows.items() if r["error"] is not None}
+        failed_keys = {model_request_key(p.request) for p in first.planned if p.request_id in failed_ids}
+        mark = len(server.request_log)
+        second = run(server, out)
+        resent = by_key(server.request_log, mark)
+    assert set(resent) == failed_keys
+    assert second.stats.already_answered == planned - len(failed_ids) and second.stats.sent == len(failed_ids)
+    after = stored(out)
+    for request_id, row in rows.items():
+        if row["error"] is None:
+            assert after[request_id] == row  # committed answers untouched
+    for p in second.planned:
+        row = after[p.request_id]
+        if p.request_id in failed_ids and row["outcome"] == "valid":
+            clean = reference[model_request_key(p.request)]
+            assert (row["raw_reply"], row["value"]) == (clean["raw_reply"], clean["value"])
+    name = faults[0] if len(faults) == 1 else "mixed"
+    FIGURES[name] = {
+        "requests_sent": len(log), "faults": dict(Counter(f for _, _, f in log if f)), "retries": first.stats.retries,
+        "failed_first_run": len(failed_ids), "resent_second_run": len(resent),
+        "still_failed": sum(r["error"] is not None for r in after.values()),
+        "retry_after_gap_s": [round(min(gaps["rate_limit"]), 3), round(statistics.median(gaps["rate_limit"]), 3)]
+        if gaps.get("rate_limit") else None,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    print(json.dumps({name: FIGURES[name]}))
