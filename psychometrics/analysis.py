@@ -24,6 +24,7 @@ Tables (each a tidy DataFrame, written as ``<name>.csv``):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -335,6 +336,14 @@ def analyze_item_data(matrix: pd.DataFrame, inventory: Inventory, *, structure: 
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _cell_safe(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    value = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value)
+    return "'" + value if _formula_like(value) else value
 
 
 def _formula_like(value: object) -> bool:
@@ -348,22 +357,25 @@ def _formula_like(value: object) -> bool:
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with text cells that a spreadsheet would run as a formula prefixed with ``'``.
+    """``frame`` with its text cells made safe to open in a spreadsheet or print in a terminal.
 
     A cell starting with ``= + - @``, a tab or a carriage return (a model reply such as
     ``=HYPERLINK("http://...")`` or ``@SUM(...)``) becomes ``'=HYPERLINK(...)``: shown as text by Excel,
-    LibreOffice and Google Sheets. Numbers, numeric columns and text that parses as a number are left
-    alone. The store keeps the exact reply; read it from ``responses.sqlite`` when every byte matters.
+    LibreOffice and Google Sheets. Control characters other than tab and newlines (ANSI escape sequences)
+    and bidi overrides are written escaped (``\x1b``). Numbers, numeric columns and text that parses as
+    a number are left alone. The store keeps the exact reply; read ``responses.sqlite`` when every byte
+    matters.
     """
     changed = None
     for column in frame.columns:
         series = frame[column]
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
             continue
-        mask = series.map(_formula_like).astype(bool)
-        if mask.any():
+        safe = series.map(_cell_safe)
+        differs = (safe != series) & series.notna()
+        if differs.any():
             changed = frame.copy() if changed is None else changed
-            changed[column] = series.where(~mask, "'" + series.astype(str))
+            changed[column] = safe
     return frame if changed is None else changed
 
 

