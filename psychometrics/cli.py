@@ -499,12 +499,17 @@ def _report_tables(tables, written, as_json: bool) -> None:
 def report(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default RUN/report).")] = None,
+    behavior: Annotated[
+        Optional[list[Path]],
+        typer.Option("--behavior", "-b", help="Behaviour run(s) of the same model(s) and personas: adds the "
+                     "self-report vs behaviour section."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary for scripts.")] = False,
 ) -> None:
     """Write a self-contained HTML report with figures, its CSV tables and a JSON summary."""
     from psychometrics.report import build_report
 
-    paths = build_report(run, out)
+    paths = build_report(run, out, behavior_runs=behavior or None)
     if as_json:
         typer.echo(paths.summary.read_text(encoding="utf-8"))
         return

@@ -38,8 +38,12 @@ class ReportPaths:
     csvs: list[Path]
 
 
-def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96) -> ReportPaths:
-    """Analyse ``run_dir`` and write its CSVs, ``report.html`` and ``summary.json`` into ``out_dir``."""
+def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96,
+                 behavior_runs: Optional[list[Path]] = None) -> ReportPaths:
+    """Analyse ``run_dir`` and write its CSVs, ``report.html`` and ``summary.json`` into ``out_dir``.
+
+    With ``behavior_runs`` (behaviour runs of the same respondents), the report gains the section
+    "Self-report vs behaviour" and the validity tables (:mod:`psychometrics.validity`)."""
     from psychometrics.analysis import analyze_run, write_tables
     from psychometrics.report import figures as figs
     from psychometrics.report.html import build_sections, figure_entry, render_html, reply_sample
@@ -51,7 +55,13 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     tables = analyze_run(run_dir)
     tables["responses"] = responses_table(run_dir, manifest)
     run_info = run_info_table(manifest, tables["responses"])
-    csvs = write_tables({**tables, "run_info": run_info}, out_dir)
+    validity = {}
+    if behavior_runs:
+        from psychometrics.validity_report import compute_validity
+
+        validity = compute_validity([run_dir], [Path(b) for b in behavior_runs])
+        validity = {("validity_notes" if name == "notes" else name): frame for name, frame in validity.items()}
+    csvs = write_tables({**tables, **validity, "run_info": run_info}, out_dir)
 
     drawn = {}
     for key, title, caption, function in figs.FIGURES:
@@ -63,12 +73,17 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
             drawn[key] = figure_entry(key, title, caption, None, f"{type(exc).__name__}: {exc}")
 
     summary = summarize(manifest, tables)
+    if validity:
+        from psychometrics.validity_report import ValidityResult
+
+        renamed = {("notes" if k == "validity_notes" else k): v for k, v in validity.items()}
+        summary["validity"] = ValidityResult(out_dir, renamed).headline()
     summary["files"] = sorted([p.name for p in csvs] + ["report.html", "summary.json"])
     context = {
         "title": f"psytest report: {manifest.get('model', 'unknown model')}",
         "run_dir": str(run_dir),
         "run_info": list(run_info.itertuples(index=False, name=None)),
-        "sections": build_sections(tables, drawn),
+        "sections": build_sections(tables, drawn) + _validity_sections(validity, dpi),
         "replies": reply_sample(tables["responses"]),
         "files": summary["files"],
         "generator": f"psytest {manifest.get('packages', {}).get('psytest', '')}".strip(),
@@ -79,6 +94,15 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
                             encoding="utf-8")
     return ReportPaths(out_dir, html_path, summary_path, csvs)
+
+
+def _validity_sections(validity: dict, dpi: int) -> list:
+    if not validity:
+        return []
+    from psychometrics.report.validity_section import validity_section
+
+    section = validity_section({("notes" if k == "validity_notes" else k): v for k, v in validity.items()}, dpi=dpi)
+    return [section] if section else []
 
 
 def _inventories(manifest: dict):
