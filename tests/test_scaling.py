@@ -1,0 +1,216 @@
+"""Scaling beyond one server, and reading stores that do not fit in memory (docs/scaling.md).
+
+Everything ``docs/scaling.md`` shows is run here against psytest's loopback OpenAI-compatible servers:
+a litellm Router over two servers (requests spread over both; a dead replica is routed around; replicas
+added between resumptions), an OpenAI-compatible endpoint with ``--api-base``, a store read in pandas
+chunks and copied into DuckDB, and the two example scripts in ``examples/scaling/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from psychometrics.errors import ModelSpecError, PsytestError
+from psychometrics.export import RESPONSE_COLUMNS, iter_responses, to_duckdb
+from psychometrics.models import resolve_model
+from psychometrics.models.simulated import SimulatedRespondent
+from psychometrics.store import RunStore
+from psychometrics.testing.openai_server import start_server
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = "sim/e=1,a=0.5,seed=7"
+KEY = "node-key-for-tests"
+
+
+def psytest(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NODE_KEY": KEY, "OPENAI_API_KEY": KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    result = subprocess.run([sys.executable, "-m", "psychometrics", *args], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=cwd)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def cluster_file(path: Path, bases: list[str], group: str = "sim") -> Path:
+    path.write_text("model_list:\n" + "".join(
+        f"  - model_name: {group}\n    litellm_params:\n      model: openai/psytest-sim\n      api_base: {base}\n"
+        "      api_key: os.environ/NODE_KEY\n" for base in bases))
+    return path
+
+
+def closed_port_url() -> str:
+    """The URL of a port nothing listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="module")
+def router_run(tmp_path_factory):
+    """80 requests through a router over two servers; then half of them resumed with a third server added."""
+    root = tmp_path_factory.mktemp("router")
+    with start_server(SimulatedRespondent(SIM), api_key=KEY) as node1, \
+            start_server(SimulatedRespondent(SIM), api_key=KEY) as node2, \
+            start_server(SimulatedRespondent(SIM), api_key=KEY) as node3:
+        cluster = cluster_file(root / "cluster.yaml", [node1.base_url, node2.base_url])
+        args = ("administer", "--model", f"router:{cluster}", "-i", "mini-ipip", "--option-orders",
+                "original,reversed", "--samples", "2", "--temperature", "1", "--concurrency", "8", "--out", "run",
+                "--json")
+        first = json.loads(psytest(*args, cwd=root).stdout)
+        served = [node1.requests_served, node2.requests_served]
+        with sqlite3.connect(root / "run" / "responses.sqlite") as db:  # as if the run had been interrupted
+            db.execute("DELETE FROM responses WHERE json_extract(condition, '$.sample') = 1")
+        cluster_file(cluster, [node1.base_url, node2.base_url, node3.base_url])  # a replica joins
+        resumed = json.loads(psytest(*args, cwd=root).stdout)
+        served_after = [node1.requests_served, node2.requests_served, node3.requests_served]
+    return root, first, served, resumed, served_after
+
+
+def test_router_spreads_a_run_over_both_servers(router_run):
+    root, first, served, _, _ = router_run
+    assert first["sent"] == 80 and first["failed"] == 0 and first["retries"] == 0
+    assert first["outcomes"] == {"valid": 80}
+    assert sum(served) == 80 and min(served) >= 15  # simple-shuffle: each gets about half
+    manifest = json.loads((root / "run" / "manifest.json").read_text())
+    assert manifest["backend_params"] == {"backend": "litellm-router", "model_group": "sim",
+                                          "models": ["openai/psytest-sim"]}
+
+
+def test_router_answers_match_the_respondent_asked_directly(router_run):
+    """The same seeded respondent behind every replica: the router changes where, not what."""
+    root, _, _, _, _ = router_run
+    direct = psytest("administer", "--model", SIM, "-i", "mini-ipip", "--option-orders", "original,reversed",
+                     "--samples", "2", "--temperature", "1", "--out", "direct", "--json", cwd=root)
+    assert json.loads(direct.stdout)["failed"] == 0
+
+    def answers(run: str) -> pd.Series:
+        frame = pd.concat(iter_responses(root / run, chunksize=1000))
+        return frame.set_index(["item_id", "option_order", "sample"])["value"].sort_index()
+
+    routed, asked = answers("run"), answers("direct")
+    assert len(routed) == 80 and routed.equals(asked)
+
+
+def test_replicas_can_join_between_resumptions(router_run):
+    _, _, served, resumed, served_after = router_run
+    assert resumed["already_answered"] == 40 and resumed["sent"] == 40 and resumed["failed"] == 0
+    new = [after - before for after, before in zip(served_after, [*served, 0])]
+    assert sum(new) == 40 and all(n > 0 for n in new)  # the third server took part
+
+
+def test_router_routes_around_a_dead_replica(tmp_path):
+    with start_server(SimulatedRespondent(SIM), api_key=KEY) as alive:
+        cluster = cluster_file(tmp_path / "cluster.yaml", [alive.base_url, closed_port_url()])
+        result = psytest("administer", "--model", f"router:{cluster}", "-i", "mini-ipip", "--concurrency", "4",
+                         "--max-retries", "8", "--out", "run", "--json", cwd=tmp_path)
+        summary = json.loads(result.stdout)
+        assert summary["sent"] == 20 and summary["failed"] == 0 and summary["outcomes"] == {"valid": 20}
+        assert alive.requests_served == 20
+        assert summary["retries"] >= 1  # some first attempts went to the dead replica
+
+
+def test_router_file_errors_are_one_line(tmp_path):
+    cases = {
+        "model_list: []\n": "needs a non-empty model_list",
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_key: sk-literal-key}}\n":
+            "litellm_params.api_key: write it as os.environ/VARIABLE",
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/x}}\n"
+        "  - {model_name: b, litellm_params: {model: openai/y}}\n": "several model groups (a, b)",
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_base: 'ftp://h'}}\n":
+            "--api-base ftp://h: give the server's http(s) URL",
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/x}}\nrouter_settings: {num_retries: 9}\n":
+            "router_settings may set only",
+        "model_list:\n  - {model_name: a}\n": "needs model_name (text) and litellm_params",
+    }
+    for index, (text, expected) in enumerate(cases.items()):
+        path = tmp_path / f"cluster{index}.yaml"
+        path.write_text(text)
+        with pytest.raises(ModelSpecError) as caught:
+            resolve_model(f"router:{path}")
+        assert expected in str(caught.value) and "sk-literal-key" not in str(caught.value)
+    with pytest.raises(ModelSpecError, match="no model group 'c'"):
+        resolve_model(f"router:{tmp_path / 'cluster2.yaml'}#c")
+    assert resolve_model(f"router:{tmp_path / 'cluster2.yaml'}#b").params["models"] == ["openai/y"]
+
+
+def test_openai_compatible_endpoint_with_api_base(tmp_path):
+    """A vLLM cluster behind one load balancer looks like this: one URL, many requests in flight."""
+    with start_server(SimulatedRespondent(SIM), api_key=KEY, latency_s=0.02) as server:
+        result = psytest("administer", "--model", "openai/psytest-sim", "--api-base", server.base_url, "-i",
+                         "mini-ipip", "--mode", "both", "--concurrency", "16", "--out", "run", "--json", cwd=tmp_path)
+        summary = json.loads(result.stdout)
+        assert summary["sent"] == 40 and summary["outcomes"] == {"valid": 40} and server.requests_served == 40
+
+
+# -- stores larger than memory -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("store") / "run"
+    psytest("administer", "--model", SIM, "-i", "bfi-44", "-i", "mini-ipip", "--option-orders", "original,reversed",
+            "--templates", "numbered,lettered", "--samples", "3", "--temperature", "1", "--mode", "both",
+            "--out", str(run), "--json", cwd=run.parent)
+    return run
+
+
+def test_pandas_chunks_are_bounded_and_add_up_to_the_store(big_run):
+    chunks = list(iter_responses(big_run, chunksize=500))
+    with RunStore(big_run / "responses.sqlite") as store:
+        rows = list(store.rows())
+    assert len(rows) == (44 + 20) * 2 * 2 * 3 * 2 == sum(len(c) for c in chunks)
+    assert all(len(c) <= 500 for c in chunks) and len(chunks) == -(-len(rows) // 500)
+    whole = pd.concat(chunks, ignore_index=True)
+    assert list(whole["request_id"]) == [r.request_id for r in rows]
+    assert list(whole["option_order"]) == [r.condition["option_order"] for r in rows]
+    assert list(whole["sample"]) == [r.condition["sample"] for r in rows]
+    assert whole["value"].equals(pd.Series([r.value for r in rows], dtype=float, name="value"))
+    chunked = pd.concat([c.groupby("template")["value"].sum() for c in chunks]).groupby(level=0).sum()
+    assert chunked.to_dict() == pytest.approx(whole.groupby("template")["value"].sum().to_dict())
+    probs = pd.concat(iter_responses(big_run, chunksize=100, columns=["item_id", "expected_value"],
+                                     where="mode = 'probs'"))
+    assert len(probs) == len(rows) // 2 and probs["expected_value"].notna().all()
+    with pytest.raises(PsytestError, match="unknown column 'secret'"):
+        next(iter_responses(big_run, columns=["secret"]))
+
+
+def test_duckdb_copy_answers_the_same_queries(big_run, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    copied = to_duckdb(big_run, tmp_path / "study.duckdb", chunksize=300)
+    whole = pd.concat(iter_responses(big_run))
+    assert copied == len(whole)
+    with duckdb.connect(str(tmp_path / "study.duckdb"), read_only=True) as con:
+        columns = [row[0] for row in con.execute("DESCRIBE responses").fetchall()]
+        assert columns[: len(RESPONSE_COLUMNS)] == list(RESPONSE_COLUMNS) and "option_order" in columns
+        got = con.execute("SELECT inventory, mode, template, avg(value), count(*) FROM responses "
+                          "WHERE outcome = 'valid' GROUP BY ALL ORDER BY ALL").fetchall()
+    valid = whole[whole["outcome"] == "valid"]
+    expected = valid.groupby(["inventory", "mode", "template"])["value"].agg(["mean", "count"]).reset_index()
+    assert [(a, b, c, pytest.approx(d), e) for a, b, c, d, e in expected.itertuples(index=False)] == got
+
+
+def test_the_example_scripts_run(tmp_path):
+    demo = subprocess.run([sys.executable, str(ROOT / "examples" / "scaling" / "router_demo.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert demo.returncode == 0, demo.stderr
+    assert demo.stdout.startswith("80 requests sent, 0 failed; answered per server:")
+    pytest.importorskip("duckdb")
+    loaded = subprocess.run([sys.executable, str(ROOT / "examples" / "scaling" / "load_store.py"),
+                             str(tmp_path / "run"), str(tmp_path / "run.duckdb")],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert loaded.returncode == 0, loaded.stderr
+    chunked, duck = loaded.stdout.split("DuckDB:\n")
+    assert chunked.removeprefix("pandas, in chunks:\n").strip() == duck.strip()
+    cluster = (ROOT / "examples" / "scaling" / "cluster.yaml")
+    backend = resolve_model(f"router:{cluster}")
+    assert backend.params["models"] == ["openai/meta-llama/Llama-3.1-8B-Instruct"]
