@@ -194,6 +194,12 @@ def test_duckdb_copy_answers_the_same_queries(big_run, tmp_path):
         assert columns[: len(RESPONSE_COLUMNS)] == list(RESPONSE_COLUMNS) and "option_order" in columns
         got = con.execute("SELECT inventory, mode, template, avg(value), count(*) FROM responses "
                           "WHERE outcome = 'valid' GROUP BY ALL ORDER BY ALL").fetchall()
+    assert to_duckdb(big_run, tmp_path / "study.duckdb", table="run2") == copied  # a second run, another table
+    with duckdb.connect(str(tmp_path / "study.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM (SELECT * FROM responses UNION ALL SELECT * FROM run2)"
+                           ).fetchone()[0] == 2 * copied
+    with pytest.raises(PsytestError, match="not a plain SQL name"):
+        to_duckdb(big_run, tmp_path / "study.duckdb", table="x; DROP TABLE responses")
     valid = whole[whole["outcome"] == "valid"]
     expected = valid.groupby(["inventory", "mode", "template"])["value"].agg(["mean", "count"]).reset_index()
     assert [(a, b, c, pytest.approx(d), e) for a, b, c, d, e in expected.itertuples(index=False)] == got
@@ -214,3 +220,18 @@ def test_the_example_scripts_run(tmp_path):
     cluster = (ROOT / "examples" / "scaling" / "cluster.yaml")
     backend = resolve_model(f"router:{cluster}")
     assert backend.params["models"] == ["openai/meta-llama/Llama-3.1-8B-Instruct"]
+
+
+def test_reading_changes_nothing_and_works_while_a_writer_holds_the_store(big_run):
+    store_file = big_run / "responses.sqlite"
+    before = store_file.read_bytes()
+    writer = sqlite3.connect(store_file, timeout=1, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # as administer does while it commits an answer
+        writer.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses LIMIT 5)")
+        rows = sum(len(chunk) for chunk in iter_responses(big_run, chunksize=1000))
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+    assert rows == (44 + 20) * 2 * 2 * 3 * 2  # the committed state, not the writer's uncommitted one
+    assert store_file.read_bytes() == before
