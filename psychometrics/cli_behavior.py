@@ -184,7 +184,8 @@ def behave(
     payload = {
         "run_dir": str(run_dir), "analysis_dir": str(run_dir / "analysis"), "model": model,
         "conversations_planned": stats.planned, "already_answered": stats.already_answered, "sent": stats.sent,
-        "failed": stats.failed, "retries": stats.retries, "outcomes": stats.outcomes,
+        "failed": stats.failed, "retries": stats.retries, "claimed_elsewhere": stats.claimed_elsewhere,
+        "outcomes": stats.outcomes,
         "conversations_per_second": round(stats.per_second, 3),
         "tasks": json.loads(summary.to_json(orient="records")),
     }

@@ -172,6 +172,24 @@ def test_cli_behave_dry_run_run_and_resume(tmp_path):
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "different model" in refused.stderr
 
 
+def test_two_processes_on_one_run_never_send_a_conversation_twice(tmp_path):
+    out = tmp_path / "shared"
+    args = [*PSYTEST, "behave", "--model", "sim/seed=4,latency=0.3", "--tasks", "sycophancy,dictator-game",
+            "--variants", "10", "--out", str(out), "--concurrency", "2", "--json"]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = [json.loads(p.communicate(timeout=300)[0]) for p in (first, second)]
+    assert sum(r["sent"] for r in results) == 20  # every conversation sent by exactly one process
+    assert all(r["failed"] == 0 for r in results)
+    assert min(r["sent"] for r in results) > 0  # both worked at once (4.5 s of calls each way)
+    with BehaviorStore(out / "behavior.sqlite") as store:
+        assert store.count() == 20
+        turns = store.conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
+        assert turns == 10 * 2 + 10  # sycophancy has two turns, the dictator game one
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [

@@ -27,6 +27,7 @@ import numpy as np
 
 from psychometrics.administer import RetryPolicy, RunStats
 from psychometrics.behavior.kinds import Rendered, get_kind
+from psychometrics.claims import CLAIMED, HELD
 from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
 from psychometrics.behavior.task import Task, Variant
 from psychometrics.errors import PsytestError
@@ -161,7 +162,10 @@ async def run_conversations(
     retry: RetryPolicy = RetryPolicy(),
     on_answer: Callable[[list], None] | None = None,
 ) -> RunStats:
-    """Send every unfinished conversation; commit each reply as it arrives and each conversation's score."""
+    """Send every unfinished conversation; commit each reply as it arrives and each conversation's score.
+
+    Each conversation is claimed in the store before it is sent (:mod:`psychometrics.claims`): a second
+    process on the same run directory skips it (``claimed_elsewhere``) instead of paying for it twice."""
     answered = store.answered_ids()
     todo = [p for p in planned if p.request_id not in answered]
     stats = RunStats(planned=len(planned), already_answered=len(planned) - len(todo))
@@ -211,23 +215,31 @@ async def run_conversations(
             row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
         return row
 
+    claims = store.claims(since=time.time())
+
     async def worker() -> None:
         for conversation in queue:
+            status = claims.claim(conversation.request_id)
+            if status != CLAIMED:
+                if status == HELD:
+                    stats.claimed_elsewhere += 1
+                continue
             row = await converse(conversation)
-            store.write(row)
+            store.write(row, claims=claims)
             stats.sent += 1
             stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
             stats.items_answered += row.error is None
             if on_answer is not None:
                 on_answer([row])
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
-    try:
-        await asyncio.gather(*workers)
-    finally:
-        for task in workers:
-            task.cancel()
-        stats.elapsed_s = time.perf_counter() - started
+    async with claims.keep_alive():
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            stats.elapsed_s = time.perf_counter() - started
     return stats
 
 

@@ -155,18 +155,39 @@ class BehaviorStore:
                 (request_id, reply.turn, reply.reply, reply.latency_s, reply.input_tokens, reply.output_tokens, time.time()),
             )
 
-    def write(self, row: ConversationRow) -> None:
-        """Commit a finished or failed conversation, replacing an earlier failure of it."""
+    def claims(self, *, since: float | None = None, lease_s: float | None = None):
+        """Claims on this store's conversations (:mod:`psychometrics.claims`), so two processes on one run
+        directory never send the same conversation. Done: finished without error, or (with ``since``)
+        failed at or after ``since`` in another process (the next run retries it)."""
+        from psychometrics.claims import DEFAULT_LEASE_S, Claims
+
+        def done(conn: sqlite3.Connection, request_id: str) -> bool:
+            row = conn.execute("SELECT error, answered_at FROM conversations WHERE request_id = ?", (request_id,)).fetchone()
+            return row is not None and (row[0] is None or (since is not None and row[1] >= since))
+
+        return Claims(self.conn, done=done, lease_s=lease_s or DEFAULT_LEASE_S)
+
+    def write(self, row: ConversationRow, claims=None) -> None:
+        """Commit a finished or failed conversation, replacing an earlier failure of it (never an
+        answer), and release its claim in the same transaction."""
         row.answered_at = row.answered_at or time.time()
         values = [getattr(row, column) for column in COLUMNS]
         for index, column in enumerate(COLUMNS):
             if column in _JSON_FIELDS and values[index] is not None:
                 values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column == "detail")
         with self._transaction():
+            if row.error is not None and self.conn.execute(
+                "SELECT 1 FROM conversations WHERE request_id = ? AND error IS NULL", (row.request_id,)
+            ).fetchone():
+                if claims is not None:
+                    claims.release(row.request_id)
+                return  # another process answered it meanwhile: keep the answer
             self.conn.execute(
                 f"INSERT OR REPLACE INTO conversations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
                 values,
             )
+            if claims is not None:
+                claims.release(row.request_id)
 
     def rows(self) -> Iterator[ConversationRow]:
         cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM conversations ORDER BY rowid")
