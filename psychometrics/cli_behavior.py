@@ -114,6 +114,9 @@ def behave(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<time>-<model>-behavior).")] = None,
     api_base: Annotated[Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: generation threads.")] = None,
+    threads_batch: Annotated[
+        Optional[int], typer.Option(min=1, max=256, help="Local models: prompt-evaluation threads.")
+    ] = None,
     max_retries: Annotated[int, typer.Option(min=0, max=100, help="Retries of rate limits, 5xx and timeouts.")] = 5,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Conversations in flight at once.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a call counts as failed.")] = None,
@@ -140,7 +143,7 @@ def behave(
         persona_set.select(list(design.persona_ids) if design.persona_ids else None)
     elif persona_ids:
         raise PsytestError("--persona-ids: give --personas too (the set the ids come from)")
-    backend = resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads)
+    backend = resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch)
     if dry_run:
         from psychometrics.behavior.runner import estimate_conversations
 

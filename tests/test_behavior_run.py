@@ -214,17 +214,22 @@ def test_cli_tasks_list_and_show():
 
 
 @pytest.mark.slow
-def test_qwen_end_to_end(tmp_path):
-    """A real local model through the whole path: replies stored, scored, missing only when unreadable."""
+def test_qwen_end_to_end_on_every_task(tmp_path):
+    """A real local model through the whole path on every shipped task (one variant each): every reply
+    is stored and scored; only unreadable replies are missing, each with its reason."""
     out = tmp_path / "qwen"
+    n_tasks = len(shipped_tasks())
     payload = json.loads(run_cli(
-        "behave", "--model", "local/qwen2.5-0.5b", "--tasks", "dictator-game,social-choice,insult-reply",
-        "--variants", "2", "--out", str(out), "--concurrency", "1", "--json",
+        "behave", "--model", "local/qwen2.5-0.5b", "--tasks", "all", "--variants", "1", "--out", str(out),
+        "--concurrency", "1", "--json",
     ).stdout)
-    assert payload["sent"] == 6 and payload["failed"] == 0
+    assert payload["sent"] == n_tasks and payload["failed"] == 0
     frame = behavior_frame(out)
-    assert len(frame) == 6
-    assert (frame["outcome"] == "valid").sum() >= 4, frame[["task", "outcome"]]
+    assert len(frame) == n_tasks and set(frame["task"]) == set(shipped_tasks())
+    assert (frame["outcome"] == "valid").sum() >= 0.6 * n_tasks, frame[["task", "outcome"]]
+    assert frame.loc[frame["outcome"] != "valid", "score"].isna().all()
     with BehaviorStore(out / "behavior.sqlite") as store:
-        replies = [row.transcript[-1][1] for row in store.rows()]
-    assert all(reply.strip() for reply in replies)
+        rows = list(store.rows())
+    assert all(row.transcript[-1][0] == "assistant" and row.transcript[-1][1].strip() for row in rows)
+    two_turn = [row for row in rows if row.task in ("sycophancy", "quiz-claim")]
+    assert all(sum(role == "assistant" for role, _ in row.transcript) == 2 for row in two_turn)
