@@ -29,9 +29,10 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, deep: bool = False):
-    loader.flatten_mapping(node)
     seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
+    for key_node, _ in node.value:  # the keys written here; "<<: *defaults" may be overridden by them
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             hash(key)

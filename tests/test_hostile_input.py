@@ -379,3 +379,10 @@ def test_chromium_runs_nothing_from_the_report_or_the_comparison(hostile_runs, t
              page.resolve().as_uri()], capture_output=True, text=True, timeout=90, check=True).stdout
         assert re.search(r"<title>(.*?)</title>", dom, re.S).group(1) == title
         assert "<script" not in dom and "<img src=\"x\"" not in dom and "pwned" not in title
+
+
+def test_merge_keys_may_be_overridden_but_written_keys_may_not_repeat():
+    assert parse_yaml("a: &d {x: 1, y: 2}\nb: {<<: *d, x: 3}\n", "ok.yaml") == {
+        "a": {"x": 1, "y": 2}, "b": {"x": 3, "y": 2}}
+    with pytest.raises(PsytestError, match="duplicate key 'x'"):
+        parse_yaml("b: {<<: {y: 1}, x: 1, x: 3}\n", "bad.yaml")
