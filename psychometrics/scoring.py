@@ -27,33 +27,52 @@ if TYPE_CHECKING:
 
 
 
+_FRAME_COLUMNS = ("request_id", "inventory", "item_id", "item_index", *CONDITION_COLUMNS, "outcome", "parse_method",
+                  "position", "value", "expected_value", "entropy", "option_mass", "raw_reply", "latency_s", "error")
+_STORED = tuple(c for c in _FRAME_COLUMNS if c not in CONDITION_COLUMNS)  # read with "condition" (JSON) last
+_SHARED = ("inventory", "item_id", "outcome", "parse_method", "raw_reply", "error")  # often repeated strings
+
+
+def _stored_columns(store: "RunStore", names: tuple[str, ...], batch: int = 10_000):
+    """The raw values of ``names`` (JSON fields as text), row by row in storage order."""
+    from psychometrics.store import COLUMNS
+
+    assert all(name in COLUMNS for name in names)
+    cursor = store.conn.execute(f"SELECT {', '.join(names)} FROM responses ORDER BY rowid")
+    while chunk := cursor.fetchmany(batch):
+        yield from chunk
+
+
 def responses_frame(store: "RunStore") -> "pd.DataFrame":
-    """Every stored row, with the design condition expanded into columns."""
+    """Every stored row, with the design condition expanded into columns.
+
+    Read straight from the store's columns, without an object per row: each distinct condition is
+    parsed once, and repeated strings (item ids, outcomes, short replies such as "3") are one shared
+    object, so a million responses take a few hundred bytes each.
+    """
+    import json
+
     import pandas as pd
 
-    records = []
-    for row in store.rows():
-        record = {
-            "request_id": row.request_id,
-            "inventory": row.inventory,
-            "item_id": row.item_id,
-            "item_index": row.item_index,
-            **{column: row.condition.get(column) for column in CONDITION_COLUMNS},
-            "outcome": row.outcome,
-            "parse_method": row.parse_method,
-            "position": row.position,
-            "value": row.value,
-            "expected_value": row.expected_value,
-            "entropy": row.entropy,
-            "option_mass": row.option_mass,
-            "raw_reply": row.raw_reply,
-            "latency_s": row.latency_s,
-            "error": row.error,
-        }
-        records.append(record)
-    columns = ["request_id", "inventory", "item_id", "item_index", *CONDITION_COLUMNS, "outcome", "parse_method", "position",
-               "value", "expected_value", "entropy", "option_mass", "raw_reply", "latency_s", "error"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    values: dict[str, list] = {name: [] for name in _FRAME_COLUMNS}
+    plain = [(i, values[name].append) for i, name in enumerate(_STORED) if name not in _SHARED]
+    shared_columns = [(i, values[name].append) for i, name in enumerate(_STORED) if name in _SHARED]
+    condition_appenders = [values[name].append for name in CONDITION_COLUMNS]
+    shared: dict[str, str] = {}
+    conditions: dict[str, tuple] = {}
+    for record in _stored_columns(store, (*_STORED, "condition")):
+        condition = conditions.get(record[-1])
+        if condition is None:
+            parsed = json.loads(record[-1])
+            condition = conditions[record[-1]] = tuple(parsed.get(c) for c in CONDITION_COLUMNS)
+        for append, value in zip(condition_appenders, condition):
+            append(value)
+        for index, append in plain:
+            append(record[index])
+        for index, append in shared_columns:
+            value = record[index]
+            append(value if value is None else shared.setdefault(value, value))
+    return pd.DataFrame(values, columns=list(_FRAME_COLUMNS))
 
 
 def keyed_values(frame: "pd.DataFrame", inventory: Inventory) -> "pd.Series":

@@ -113,6 +113,35 @@ def _same(a: object, b: object) -> bool:
         return False
 
 
+def _level_rows(column: pd.Series, levels: Sequence[object]) -> list[np.ndarray]:
+    """Positions of the rows of ``column`` that are the same (:func:`_same`) as each level, found by
+    sorting once rather than comparing every row with every level (1,667 sample levels x a million
+    rows would take hours)."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)  # missing values: -1, never a level
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    by_text: dict[str, list[int]] = {}
+    for code, value in enumerate(uniques):
+        by_text.setdefault(str(value), []).append(code)
+    position = {}
+    for code, value in enumerate(uniques):
+        try:
+            position.setdefault(value, code)
+        except TypeError:  # pragma: no cover - unhashable level values
+            pass
+    rows = []
+    for level in levels:
+        matched = set(by_text.get(str(level), ()))
+        try:
+            if level in position:
+                matched.add(position[level])
+        except TypeError:  # pragma: no cover
+            pass
+        parts = [order[bounds[code]:bounds[code + 1]] for code in sorted(matched)]
+        rows.append(np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.intp))
+    return rows
+
+
 def _check_factor(factor: str) -> None:
     if factor == "mode":
         raise ValueError("the answer mode is not a design factor here: every result is reported per mode")
@@ -631,6 +660,28 @@ def _pairs(frame: pd.DataFrame, keys: list[str], within: str) -> pd.DataFrame:
     return merged[merged["_rank_a"] < merged["_rank_b"]]
 
 
+def _pair_flips(frame: pd.DataFrame, keys: list[str], within: str, tau: float) -> tuple[int, int]:
+    """(pairs, flips) over the pairs :func:`_pairs` would list: ``flips`` counts those whose values
+    differ by more than ``tau``. The pairs are counted, not listed (a group of m rows has m(m-1)/2 of
+    them: 1,667 samples of an item make 1.4 million), from each group's values sorted by rank.
+    Equal to counting the listed pairs up to rounding exactly at the threshold."""
+    group = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    if tau + _EPS <= 0 or pd.DataFrame({"g": group, "w": frame[within].map(str).to_numpy()}).duplicated().any():
+        pairs = _pairs(frame, keys, within)  # rows sharing a level of ``within`` are not pairs: list them
+        return len(pairs), int(((pairs["value_a"] - pairs["value_b"]).abs() > tau + _EPS).sum())
+    values = frame["value"].to_numpy(dtype=float)
+    sizes = np.bincount(group)
+    total = int((sizes * (sizes - 1) // 2).sum())
+    levels = np.unique(values)
+    width = len(levels) + 1
+    base = group.astype(np.int64) * width
+    keys_sorted = np.sort(base + np.searchsorted(levels, values))
+    # for each row, the rows of its group whose value exceeds it by more than tau (each pair counted once)
+    above = np.searchsorted(levels, values + (tau + _EPS), side="right")
+    flips = np.searchsorted(keys_sorted, base + width, side="left") - np.searchsorted(keys_sorted, base + above, side="left")
+    return total, int(flips.sum())
+
+
 def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
     """How often the chosen semantic answer changes when only the option order changes.
 
@@ -711,10 +762,10 @@ def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) 
                    mean_abs_diff=float(diff.mean()))
         row["pair_flip_rate"] = row["pair_flips"] / row["pairs"]
         if "sample" in valid.columns and valid["sample"].nunique() > 1:
-            resample = _pairs(valid, ["item_id", "option_order", *[c for c in others if c != "sample"]], "sample")
-            row["resample_pairs"] = len(resample)
-            if len(resample):
-                row["resample_flip_rate"] = float(((resample["value_a"] - resample["value_b"]).abs() > tau + _EPS).mean())
+            keys = ["item_id", "option_order", *[c for c in others if c != "sample"]]
+            row["resample_pairs"], resample_flips = _pair_flips(valid, keys, "sample", tau)
+            if row["resample_pairs"]:
+                row["resample_flip_rate"] = resample_flips / row["resample_pairs"]
         else:
             row.update(resample_pairs=0, note="one sample per cell: no resampling baseline")
         rows.append(row)
@@ -904,17 +955,22 @@ def _acquiescence_summary(valid: pd.DataFrame, cells: list[str], midpoint: float
             notes.append("one cell: no test across cells")
     else:
         notes.append("no cell answered both keying directions of a scale validly")
-    positive = valid[~valid["reverse"]][[*cells, "scale", "value"]]
-    negative = valid[valid["reverse"]][[*cells, "scale", "value"]]
-    keys = [*cells, "scale"]
-    pairs = positive.fillna({c: "\x00NA" for c in cells}).merge(
-        negative.fillna({c: "\x00NA" for c in cells}), on=keys, suffixes=("_pos", "_rev"))
-    out["n_pairs"] = len(pairs)
-    if len(pairs):
-        agree = (pairs["value_pos"] > midpoint + _EPS) & (pairs["value_rev"] > midpoint + _EPS)
-        disagree = (pairs["value_pos"] < midpoint - _EPS) & (pairs["value_rev"] < midpoint - _EPS)
-        out.update(agree_both=int(agree.sum()), agree_both_rate=float(agree.mean()),
-                   disagree_both=int(disagree.sum()), disagree_both_rate=float(disagree.mean()))
+    # pairs (positively keyed, reverse-keyed answer) of one cell and scale, counted per group rather
+    # than listed (30 x 30 items per scale and cell would make 15 rows per answer)
+    positive = ~valid["reverse"].to_numpy(dtype=bool)
+    above = valid["value"].to_numpy(dtype=float) > midpoint + _EPS
+    below = valid["value"].to_numpy(dtype=float) < midpoint - _EPS
+    flags = valid[[*cells, "scale"]].assign(
+        pos=positive, rev=~positive, pos_above=positive & above, rev_above=~positive & above,
+        pos_below=positive & below, rev_below=~positive & below)
+    counts = flags.groupby([*cells, "scale"], dropna=False, sort=False).sum()
+    n_pairs = int((counts["pos"] * counts["rev"]).sum())
+    out["n_pairs"] = n_pairs
+    if n_pairs:
+        agree = int((counts["pos_above"] * counts["rev_above"]).sum())
+        disagree = int((counts["pos_below"] * counts["rev_below"]).sum())
+        out.update(agree_both=agree, agree_both_rate=agree / n_pairs,
+                   disagree_both=disagree, disagree_both_rate=disagree / n_pairs)
     out["note"] = _join_notes(*notes)
     return out
 
@@ -999,7 +1055,7 @@ def acquiescence(
             rows.append({**head, "scale": "all", "n_answers": 0, "n_cells": 0,
                          "note": "no scale has both keying directions: acquiescence not separable from the trait"})
             continue
-        valid = _valid_answers(part)
+        valid = _valid_answers(part[[*cells, "item_id", "outcome", "value"]])  # only the columns needed
         valid["scale"] = valid["item_id"].map(inventory.scale_of_item)
         valid = valid[valid["scale"].isin(used)]
         valid["reverse"] = valid["item_id"].map(reverse).astype(bool)
@@ -1090,8 +1146,9 @@ def response_style_rates(
         chosen = _present(part, factors) if factors is not None else [f for f in FACTORS if _varied(part, f)]
         targets = [("all", "all", part)]
         for factor in chosen:
-            for level in ordered_levels(part[factor], factor):
-                targets.append((factor, level, part[part[factor].map(lambda v, lv=level: _same(v, lv))]))
+            levels = ordered_levels(part[factor], factor)
+            for level, rows_of_level in zip(levels, _level_rows(part[factor], levels)):
+                targets.append((factor, level, part.iloc[rows_of_level]))
         for factor, level, subset in targets:
             replies = subset[subset["outcome"] != "error"]
             n = len(replies)

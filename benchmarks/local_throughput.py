@@ -1,0 +1,98 @@
+"""Local path throughput: option-probability scoring against llama.cpp's raw prompt evaluation.
+
+Usage: python benchmarks/local_throughput.py [--model local/qwen2.5-0.5b] [--inventory bfi-44] [--repeats 3]
+
+psytest scores every item of the inventory once in probability mode through the real pipeline
+(:func:`psychometrics.run.administer`: plan, worker pool, the model's executor thread, a committed
+SQLite write per answer) into a fresh run directory. The reference is ``Llama.eval`` alone, in the same
+process on the same loaded model, over exactly the tokens those prompts need: each prompt (chat
+template applied, tokenized beforehand, untimed) minus the prefix it shares with the previous one,
+which stays in the KV cache in both cases. Both start from an empty cache, and they alternate
+``--repeats`` times; medians are printed.
+
+ratio = raw evaluation time / psytest's time for the same items (the target is >= 0.80): the share of
+psytest's wall time that is llama.cpp evaluating tokens. The rest is psytest's own work per item
+(templating, tokenizing, the softmax over the vocabulary, storing) and scheduling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def unique_suffixes(prompts: list[list[int]]) -> list[tuple[int, list[int]]]:
+    """(tokens kept from the previous prompt, tokens to evaluate) per prompt, as prefix reuse needs them.
+    At least one token is always evaluated (its logits are the answer)."""
+    previous: list[int] = []
+    plan = []
+    for tokens in prompts:
+        common = 0
+        for a, b in zip(previous, tokens):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)
+        plan.append((common, tokens[common:]))
+        previous = tokens
+    return plan
+
+
+def raw_eval_seconds(llm, plan: list[tuple[int, list[int]]]) -> float:
+    """Wall seconds of ``Llama.eval`` over ``plan``, starting from an empty cache."""
+    llm.n_tokens = 0
+    started = time.perf_counter()
+    for keep, tokens in plan:
+        llm.n_tokens = keep
+        llm.eval(tokens)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="local/qwen2.5-0.5b")
+    parser.add_argument("--inventory", default="bfi-44")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4, help="psytest's worker pool (the CLI default)")
+    args = parser.parse_args()
+
+    from psychometrics.design import Design, plan_requests
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models import resolve_model
+    from psychometrics.run import administer
+
+    inventory = resolve_inventory(args.inventory)
+    design = Design(modes=["probs"])
+    backend = resolve_model(args.model)
+    started = time.perf_counter()
+    llm = backend._load()
+    load_s = time.perf_counter() - started
+    planned = plan_requests([inventory], design, backend.name, backend.params)
+    plan = unique_suffixes([backend.prompt_tokens(p.request) for p in planned])
+    unique = sum(len(tokens) for _, tokens in plan)
+    total = sum(keep + len(tokens) for keep, tokens in plan)
+
+    ours, raw = [], []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            llm.n_tokens = 0  # an empty cache, as for the raw evaluation
+            result = administer(backend, [inventory], design, Path(tmp) / "run", concurrency=args.concurrency)
+        assert result.stats.failed == 0 and result.stats.items_answered == len(planned)
+        ours.append(result.stats.elapsed_s)
+        raw.append(raw_eval_seconds(llm, plan))
+    ours_s, raw_s = statistics.median(ours), statistics.median(raw)
+    n = len(planned)
+    print(f"{args.model} (load {load_s:.1f} s), {args.inventory} in probability mode: {n} items, {total} prompt tokens, "
+          f"{unique} evaluated after prefix reuse ({unique / n:.1f} per item); median of {args.repeats}")
+    print(f"  psytest administer:  {n / ours_s:7.2f} items/s  {unique / ours_s:8.1f} tokens/s   "
+          f"(runs: {', '.join(f'{s:.2f}' for s in ours)} s)")
+    print(f"  llama.cpp eval only: {n / raw_s:7.2f} items/s  {unique / raw_s:8.1f} tokens/s   "
+          f"(runs: {', '.join(f'{s:.2f}' for s in raw)} s)")
+    print(f"  ratio {raw_s / ours_s:.2f} (target >= 0.80); psytest's own time per item {1e3 * (ours_s - raw_s) / n:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
