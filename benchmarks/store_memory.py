@@ -7,7 +7,7 @@ design cells (2 option orders x 1,667 samples: 1,000,200 responses, one item per
 manifest and prompts, and per response a row written with :meth:`RunStore.write` (inside one outer
 transaction per 50,000 requests instead of one per request, so building takes a minute, not an hour).
 Answers come from five latent traits per cell with graded 1..5 responses, keyed as the inventory says;
-2% of replies are unparseable text. Then ``psytest score RUN`` runs end to end (every table, EFA and
+5% of cells have three unparseable text replies. Then ``psytest score RUN`` runs end to end (every table, EFA and
 CFA included unless ``--no-structure``) in a subprocess; its peak resident memory is read from
 ``getrusage(RUSAGE_CHILDREN)`` and printed against the budget and the store's size.
 
@@ -72,7 +72,11 @@ def build_run(run_dir: Path, cells: int, seed: int = 7) -> int:
             block = blocks[cell % len(blocks)]
             theta = dict(zip(scales, rng.standard_normal(len(scales))))
             noise = rng.standard_normal(len(block))
-            invalid = rng.random(len(block)) < 0.02
+            # 5% of cells have a few unparseable replies; the rest are complete questionnaires (EFA and
+            # CFA use complete cells only)
+            invalid = np.zeros(len(block), dtype=bool)
+            if rng.random() < 0.05:
+                invalid[rng.choice(len(block), size=3, replace=False)] = True
             for index, request in enumerate(block):
                 item = request.items[0]
                 sign = -1.0 if item.reverse_keyed else 1.0

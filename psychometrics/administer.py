@@ -207,6 +207,39 @@ async def converse(complete, planned: PlannedRequest, reasks: int):
     return reply, final_text, history, parsed
 
 
+class TurnBatch:
+    """Calls ``many(items)`` once per turn of the event loop with every item submitted during that turn:
+    the answers (or claims) of all workers that got there together go into one SQLite transaction, one
+    commit instead of one each, which at hundreds of answers a second is most of the time the loop
+    would spend in SQLite. Each caller waits for its own result, so a worker's answer is committed
+    before it takes another request."""
+
+    def __init__(self, many: Callable[[list], list]):
+        self.many = many
+        self._pending: list[tuple[object, asyncio.Future]] = []
+
+    async def __call__(self, item):
+        loop = asyncio.get_running_loop()
+        result = loop.create_future()
+        self._pending.append((item, result))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)  # after the callbacks already ready: the items of this turn
+        return await result
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            results = self.many([item for item, _ in batch])
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller sees the failure
+            for _, result in batch:
+                if not result.done():
+                    result.set_exception(exc)
+            return
+        for (_, result), value in zip(batch, results):
+            if not result.done():
+                result.set_result(value)
+
+
 async def run_requests(
     backend: ModelBackend,
     planned: list[PlannedRequest],
@@ -260,15 +293,18 @@ async def run_requests(
             stats.failed += 1
             return failure_rows(planned_request, exc, time.perf_counter() - t0, attempts)
 
+    claim = TurnBatch(claims.claim_many)
+    commit = TurnBatch(lambda batch: store.write_many(batch, claims=claims))
+
     async def worker() -> None:
         for planned_request in queue:  # a shared iterator: each request goes to exactly one worker
-            if claims.claim(planned_request.request_id) != CLAIMED:
+            if await claim(planned_request.request_id) != CLAIMED:
                 stats.claimed_elsewhere += 1
                 continue
             attempts = store.previous_attempts(planned_request.request_id) + 1
             rows = await answer(planned_request, attempts)
             prompt = [[m.role, m.content] for m in planned_request.prompt.messages]
-            store.write(rows, prompt=prompt, claims=claims)
+            await commit((rows, prompt))  # committed before this worker takes another request
             stats.sent += 1
             for row in rows:
                 stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1

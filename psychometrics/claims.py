@@ -118,27 +118,33 @@ class Claims:
 
     def claim(self, request_id: str) -> str:
         """Try to claim ``request_id``: :data:`CLAIMED`, :data:`DONE` or :data:`HELD`. One transaction."""
+        return self.claim_many([request_id])[0]
+
+    def claim_many(self, request_ids: list[str]) -> list[str]:
+        """:meth:`claim` for several requests in one transaction (one commit): their statuses."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if self.done is not None and self.done(conn, request_id):
-                status = DONE
-            else:
-                row = conn.execute("SELECT owner, expires_at FROM claims WHERE request_id = ?", (request_id,)).fetchone()
-                now = time.time()
-                if row is not None and row[0] != self.owner and row[1] > now and not local_owner_is_dead(row[0]):
-                    status = HELD
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO claims(request_id, owner, expires_at) VALUES (?, ?, ?)",
-                        (request_id, self.owner, now + self.lease_s),
-                    )
-                    status = CLAIMED
+            statuses = [self._claim_one(request_id) for request_id in request_ids]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return status
+        return statuses
+
+    def _claim_one(self, request_id: str) -> str:
+        conn = self.conn
+        if self.done is not None and self.done(conn, request_id):
+            return DONE
+        row = conn.execute("SELECT owner, expires_at FROM claims WHERE request_id = ?", (request_id,)).fetchone()
+        now = time.time()
+        if row is not None and row[0] != self.owner and row[1] > now and not local_owner_is_dead(row[0]):
+            return HELD
+        conn.execute(
+            "INSERT OR REPLACE INTO claims(request_id, owner, expires_at) VALUES (?, ?, ?)",
+            (request_id, self.owner, now + self.lease_s),
+        )
+        return CLAIMED
 
     def release(self, request_id: str) -> None:
         """Drop this owner's claim on ``request_id``; call it inside the transaction that stores the answer."""

@@ -171,6 +171,17 @@ class RunStore:
         A failure never replaces an answer (should two processes have sent one request). Durable when
         this returns; a request's rows are all there or none is. Returns whether the rows were stored.
         """
+        return self.write_many([(rows, prompt)], claims=claims)[0]
+
+    def write_many(
+        self, requests: list[tuple[list[ResponseRow], list[list[str]] | None]], *, claims: Claims | None = None
+    ) -> list[bool]:
+        """:meth:`write` for several requests (rows, prompt) in one transaction: one commit for the answers
+        that arrive together. Durable when this returns; returns whether each request's rows were stored."""
+        with self._transaction():
+            return [self._write_one(rows, prompt, claims) for rows, prompt in requests]
+
+    def _write_one(self, rows: list[ResponseRow], prompt: list[list[str]] | None, claims: Claims | None) -> bool:
         now = time.time()
         placeholders = ", ".join("?" for _ in COLUMNS)
         records = []
@@ -183,17 +194,14 @@ class RunStore:
             records.append(values)
         request_id = rows[0].request_id
         failed = any(row.error is not None for row in rows)
-        with self._transaction():
-            if claims is not None:
-                claims.release(request_id)
-            if failed and self.is_answered(request_id):
-                return False
-            if prompt is not None:
-                self.save_prompt(rows[0].messages_hash, prompt)
-            self.conn.execute("DELETE FROM responses WHERE request_id = ?", (request_id,))
-            self.conn.executemany(
-                f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", records
-            )
+        if claims is not None:
+            claims.release(request_id)
+        if failed and self.is_answered(request_id):
+            return False
+        if prompt is not None:
+            self.save_prompt(rows[0].messages_hash, prompt)
+        self.conn.execute("DELETE FROM responses WHERE request_id = ?", (request_id,))
+        self.conn.executemany(f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", records)
         return True
 
     @contextmanager
