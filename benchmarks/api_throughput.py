@@ -54,7 +54,8 @@ def serve(latency: float) -> None:
     """The server process of ``--server-model constant``: prints its base URL, serves until killed."""
     from psychometrics.testing.openai_server import start_server
 
-    server = start_server(ConstantBackend(), latency_s=latency, max_connections=4096, max_in_flight=4096)
+    server = start_server(ConstantBackend(), latency_s=latency, max_connections=4096, max_in_flight=4096,
+                          log_requests=False)
     print(f"serving constant at {server.base_url}", flush=True)
     server.stopping.wait()
 

@@ -294,23 +294,30 @@ async def run_requests(
             return failure_rows(planned_request, exc, time.perf_counter() - t0, attempts)
 
     claim = TurnBatch(claims.claim_many)
-    commit = TurnBatch(lambda batch: store.write_many(batch, claims=claims))
+    commit = TurnBatch(lambda batch: store.write_and_claim(batch, claims))
 
     async def worker() -> None:
-        for planned_request in queue:  # a shared iterator: each request goes to exactly one worker
-            if await claim(planned_request.request_id) != CLAIMED:
+        planned_request = next(queue, None)  # a shared iterator: each request goes to exactly one worker
+        status = await claim(planned_request.request_id) if planned_request is not None else None
+        while planned_request is not None:
+            if status != CLAIMED:
                 stats.claimed_elsewhere += 1
+                planned_request = next(queue, None)
+                status = await claim(planned_request.request_id) if planned_request is not None else None
                 continue
             attempts = store.previous_attempts(planned_request.request_id) + 1
             rows = await answer(planned_request, attempts)
             prompt = [[m.role, m.content] for m in planned_request.prompt.messages]
-            await commit((rows, prompt))  # committed before this worker takes another request
+            following = next(queue, None)
+            # this answer committed, and the next request claimed, in one transaction before going on
+            status = await commit((rows, prompt, following.request_id if following is not None else None))
             stats.sent += 1
             for row in rows:
                 stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
             stats.items_answered += sum(row.error is None for row in rows)
             if on_answer is not None:
                 on_answer(rows)
+            planned_request = following
 
     async with claims.keep_alive():
         workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]

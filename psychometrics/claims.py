@@ -125,14 +125,15 @@ class Claims:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            statuses = [self._claim_one(request_id) for request_id in request_ids]
+            statuses = [self.claim_in_transaction(request_id) for request_id in request_ids]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return statuses
 
-    def _claim_one(self, request_id: str) -> str:
+    def claim_in_transaction(self, request_id: str) -> str:
+        """:meth:`claim` inside a write transaction the caller holds (``BEGIN IMMEDIATE``)."""
         conn = self.conn
         if self.done is not None and self.done(conn, request_id):
             return DONE

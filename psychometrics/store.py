@@ -114,6 +114,7 @@ class RunStore:
     def __init__(self, path: Path):
         self.path = path
         self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._saved_prompts: set[str] = set()  # prompts this connection has inserted (they stay: never deleted)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
@@ -157,10 +158,13 @@ class RunStore:
         return Claims(self.conn, done=done, **({} if lease_s is None else {"lease_s": lease_s}))
 
     def save_prompt(self, messages_hash: str, messages: list[list[str]]) -> None:
+        if messages_hash in self._saved_prompts:  # repeated samples of one prompt: stored once already
+            return
         self.conn.execute(
             "INSERT OR IGNORE INTO prompts(messages_hash, messages) VALUES (?, ?)",
             (messages_hash, json.dumps(messages, ensure_ascii=False)),
         )
+        self._saved_prompts.add(messages_hash)
 
     def write(
         self, rows: list[ResponseRow], *, prompt: list[list[str]] | None = None, claims: Claims | None = None
@@ -180,6 +184,17 @@ class RunStore:
         that arrive together. Durable when this returns; returns whether each request's rows were stored."""
         with self._transaction():
             return [self._write_one(rows, prompt, claims) for rows, prompt in requests]
+
+    def write_and_claim(
+        self, items: list[tuple[list[ResponseRow], list[list[str]] | None, str | None]], claims: Claims
+    ) -> list[str | None]:
+        """:meth:`write_many` for (rows, prompt, next request id) items, and in the same transaction a claim
+        on each next request (None when there is none): a worker pool's answers and its next claims in
+        one commit. Returns each claim's status."""
+        with self._transaction():
+            for rows, prompt, _ in items:
+                self._write_one(rows, prompt, claims)
+            return [None if following is None else claims.claim_in_transaction(following) for *_, following in items]
 
     def _write_one(self, rows: list[ResponseRow], prompt: list[list[str]] | None, claims: Claims | None) -> bool:
         now = time.time()
@@ -211,6 +226,7 @@ class RunStore:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._saved_prompts.clear()  # some may have been inserted in the rolled-back transaction
             raise
         self.conn.execute("COMMIT")
 

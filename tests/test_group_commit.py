@@ -47,13 +47,13 @@ class CheckingBackend(ModelBackend):
 
 def test_answers_are_committed_in_batches_before_each_worker_goes_on(tmp_path, monkeypatch):
     transactions = []
-    original = RunStore.write_many
+    original = RunStore.write_and_claim
 
-    def counting(self, requests, **kwargs):
+    def counting(self, requests, *args, **kwargs):
         transactions.append(len(requests))
-        return original(self, requests, **kwargs)
+        return original(self, requests, *args, **kwargs)
 
-    monkeypatch.setattr(RunStore, "write_many", counting)
+    monkeypatch.setattr(RunStore, "write_and_claim", counting)
     out = tmp_path / "run"
     backend = CheckingBackend(out / "responses.sqlite")
     result = administer(backend, [resolve_inventory("bfi-44")], Design(samples=4, temperature=0.5), out,

@@ -86,6 +86,7 @@ class ServerConfig:
     max_connections: int = 256
     max_in_flight: int = 128
     backend_timeout_s: float = 60.0
+    log_requests: bool = True  # keep ``request_log`` (off for long runs: it grows with every request)
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -373,7 +374,8 @@ class OpenAIServer:
             if rng.random() < self.config.fault_rate:
                 fault = sorted(self.config.faults)[rng.randrange(len(self.config.faults))]
                 self.faults_injected[fault] += 1
-        self.request_log.append((time.monotonic(), request_key(body), fault))
+        if self.config.log_requests:
+            self.request_log.append((time.monotonic(), request_key(body), fault))
         return fault
 
     # -- connections ------------------------------------------------------------------------------
@@ -636,7 +638,7 @@ def main(argv: list[str] | None = None) -> None:
         server = start_server(backend, host=args.host, port=args.port, latency_s=args.latency, faults=faults,
                               fault_rate=args.fault_rate, seed=args.seed,
                               logprobs_supported=not args.no_logprobs, max_connections=args.max_connections,
-                              max_in_flight=args.max_in_flight)
+                              max_in_flight=args.max_in_flight, log_requests=False)
     except (PsytestError, ValueError, OSError) as exc:
         parser.exit(2, f"openai_server: error: {exc}\n")
     print(f"serving {args.model} at {server.base_url} (Ctrl-C to stop)", flush=True)
