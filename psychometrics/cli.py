@@ -624,6 +624,10 @@ from psychometrics.cli_behavior import register as _register_behavior  # noqa: E
 
 _register_behavior(app)
 
+from psychometrics.cli_export import register as _register_export  # noqa: E402
+
+_register_export(app)
+
 
 # ---------------------------------------------------------------------------------------------------
 # entry point

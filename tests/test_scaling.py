@@ -205,6 +205,51 @@ def test_duckdb_copy_answers_the_same_queries(big_run, tmp_path):
     assert [(a, b, c, pytest.approx(d), e) for a, b, c, d, e in expected.itertuples(index=False)] == got
 
 
+def test_export_command_writes_the_store_to_csv_and_duckdb_in_chunks(big_run, tmp_path):
+    from psychometrics.analysis import spreadsheet_safe
+
+    # A hostile reply in the store: the CSV must be spreadsheet-safe, DuckDB must keep it exactly.
+    hostile = '=HYPERLINK("http://evil.example","x")'
+    with sqlite3.connect(big_run / "responses.sqlite") as con:
+        first = con.execute("SELECT rowid, raw_reply FROM responses WHERE mode = 'text' ORDER BY rowid").fetchone()
+        con.execute("UPDATE responses SET raw_reply = ? WHERE rowid = ?", (hostile, first[0]))
+    try:
+        whole = pd.concat(iter_responses(big_run))
+        result = psytest("export", str(big_run), "--csv", str(tmp_path / "out.csv"), "--chunksize", "97",
+                         "--json", cwd=tmp_path)
+        assert json.loads(result.stdout)["csv"]["rows"] == len(whole)
+        assert not (tmp_path / "out.csv.partial").exists()
+        csv = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, na_values=[""])
+        expected = spreadsheet_safe(whole).reset_index(drop=True)
+        assert list(csv.columns) == list(whole.columns) and len(csv) == len(whole)  # one header, every row
+        assert list(csv["request_id"]) == list(expected["request_id"])
+        assert csv["value"].equals(expected["value"].astype(float))
+        assert "'" + hostile in set(csv["raw_reply"]) and hostile not in set(csv["raw_reply"])
+        duckdb = pytest.importorskip("duckdb")
+        result = psytest("export", str(big_run), "--duckdb", str(tmp_path / "s.duckdb"), "--table", "run1",
+                         cwd=tmp_path)
+        assert result.stdout.strip() == f"{len(whole):,} answers -> {tmp_path / 's.duckdb'} (table run1)"
+        with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM run1").fetchone()[0] == len(whole)
+            assert con.execute("SELECT count(*) FROM run1 WHERE raw_reply = ?", [hostile]).fetchone()[0] == 1
+    finally:
+        with sqlite3.connect(big_run / "responses.sqlite") as con:
+            con.execute("UPDATE responses SET raw_reply = ? WHERE rowid = ?", (first[1], first[0]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["RUN"], "give --csv FILE, --duckdb FILE or both"),
+    (["RUN", "--csv", "x.csv", "--chunksize", "0"], "--chunksize must be at least 1"),
+    (["NOWHERE", "--csv", "x.csv"], "no responses.sqlite"),
+    (["RUN", "--duckdb", "x.duckdb", "--table", "a b"], "not a plain SQL name"),
+])
+def test_export_bad_input_is_one_line(big_run, tmp_path, args, message):
+    args = [str(big_run) if a == "RUN" else str(tmp_path / "nowhere") if a == "NOWHERE" else a for a in args]
+    result = psytest("export", *args, cwd=tmp_path, check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_example_scripts_run(tmp_path):
     demo = subprocess.run([sys.executable, str(ROOT / "examples" / "scaling" / "router_demo.py"), str(tmp_path)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
