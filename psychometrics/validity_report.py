@@ -65,7 +65,7 @@ def _persona_targets(manifests: list[dict]):
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
                      seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs."""
-    from psychometrics.behavior.analysis import behavior_frame, read_behavior_manifest, run_tasks
+    from psychometrics.behavior.analysis import behavior_frame, changed_scoring, read_behavior_manifest, run_tasks
     from psychometrics.run import read_manifest
     from psychometrics.validity import read_selfreport, validity_tables
 
@@ -77,17 +77,24 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         if manifest.get("study") == "behavior":
             raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
         manifests.append(manifest)
-    frames, variant_order = [], {}
+    frames, variant_order, rescored = [], {}, []
     for run_dir in behavior_dirs:
         manifest = read_behavior_manifest(Path(run_dir))
         manifests.append(manifest)
-        for task in run_tasks(manifest).values():
+        tasks = run_tasks(manifest)
+        for task in tasks.values():
             variant_order.setdefault(task.id, [v.id for v in task.variants])
+        rescored += [("behavior", f"{run_dir}: the scoring of '{t}' changed since the run; its stored replies are "
+                                  "scored with the current task file") for t in changed_scoring(manifest, tasks)]
         frames.append(behavior_frame(Path(run_dir)))
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
     behavior = pd.concat(frames, ignore_index=True)
-    return validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
-                           variant_order=variant_order, seed=seed, n_boot=n_boot)
+    tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
+                             variant_order=variant_order, seed=seed, n_boot=n_boot)
+    if rescored:
+        tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(rescored, columns=["table", "note"])],
+                                    ignore_index=True)
+    return tables
 
 
 def write_validity_page(tables: dict[str, pd.DataFrame], out_dir: Path, title: str, sources: list[str],

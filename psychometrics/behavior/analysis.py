@@ -39,18 +39,30 @@ def read_behavior_manifest(run_dir: Path) -> dict:
 
 
 def run_tasks(manifest: dict) -> dict[str, Task]:
-    """The run's tasks, loaded again from where the run found them, checked against their hashes."""
+    """The run's tasks, loaded again from where the run found them. What they send must be what the run
+    sent (their prompt hash); their scoring may have changed since, and then applies to the stored replies
+    (:func:`changed_scoring` names those tasks)."""
+    from psychometrics.behavior.runner import prompt_hash
+
     tasks = {}
     for entry in manifest.get("tasks", []):
         source = manifest.get("task_sources", {}).get(entry["id"], entry["id"])
         task = resolve_tasks(source)[0]
-        if task.content_hash != entry["content_hash"]:
+        same = (prompt_hash(task) == entry["prompt_hash"]) if "prompt_hash" in entry else (
+            task.content_hash == entry.get("content_hash"))
+        if not same:
             raise PsytestError(
-                f"task '{entry['id']}' ({source}) changed since the run; scores would not match its replies. "
-                "Restore the file the run used"
+                f"task '{entry['id']}' ({source}) asks something different from what the run sent; its scores would "
+                "not match the stored replies. Restore the file the run used"
             )
         tasks[task.id] = task
     return tasks
+
+
+def changed_scoring(manifest: dict, tasks: dict[str, Task]) -> list[str]:
+    """Tasks whose file changed since the run without changing what they send (a corrected scoring rule)."""
+    recorded = manifest.get("task_content_hashes", {})
+    return sorted(t for t, task in tasks.items() if t in recorded and recorded[t] != task.content_hash)
 
 
 def _user_turns(transcript: list[list[str]]) -> tuple[str, ...]:

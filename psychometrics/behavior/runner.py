@@ -101,6 +101,18 @@ def _seed(*parts: object) -> int:
     return int(_digest(list(parts))[:8], 16) & 0x7FFFFFFF
 
 
+def prompt_hash(task: Task) -> str:
+    """sha256 of everything a model receives from ``task``: each variant rendered (with a fixed display
+    order), the kind and the reply limit. Scoring rules, patterns and option values are not in it, so a
+    corrected scoring rule applies to stored replies instead of making them a different run."""
+    kind = get_kind(task.kind)
+    rendered = [(variant.id, kind.render(task, variant, np.random.default_rng(0))) for variant in task.variants]
+    return _digest({
+        "kind": task.kind, "max_tokens": task.max_tokens,
+        "variants": [[variant_id, list(r.turns), list(r.display)] for variant_id, r in rendered],
+    })
+
+
 def plan_conversations(
     tasks: list[Task], design: BehaviorDesign, model: str, backend_params: dict, persona_set: PersonaSet | None
 ) -> list[PlannedConversation]:
@@ -117,7 +129,7 @@ def plan_conversations(
                     seed = _seed(design.seed, task.id, variant.id, persona_id, sample)
                     rendered = kind.render(task, variant, np.random.default_rng(seed))
                     request_id = _digest({
-                        "model": model, "params": backend_params, "task": task.content_hash, "variant": variant.id,
+                        "model": model, "params": backend_params, "task": task.id, "variant": variant.id,
                         "turns": list(rendered.turns), "display": list(rendered.display), "persona": persona_text,
                         "sample": sample, "temperature": design.temperature, "seed": seed,
                         "max_tokens": task.max_tokens,
@@ -249,7 +261,7 @@ def run_identity(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task
         "model": backend.name,
         "backend_params": backend.params,
         "design": design.as_manifest(),
-        "tasks": [{"id": t.id, "content_hash": t.content_hash} for t in tasks],
+        "tasks": [{"id": t.id, "prompt_hash": prompt_hash(t)} for t in tasks],
         "personas": {"id": persona_set.id, "content_hash": persona_set.content_hash} if persona_set else None,
     }
 
@@ -288,6 +300,7 @@ def behave(
         "created_at": created,
         "conversations_planned": len(planned),
         "task_sources": {t.id: (task_sources or {}).get(t.id, t.id) for t in tasks},
+        "task_content_hashes": {t.id: t.content_hash for t in tasks},
         "packages": _package_versions(),
     })
     with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
