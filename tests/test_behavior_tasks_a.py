@@ -136,8 +136,9 @@ def test_prompts_do_not_name_the_trait_or_push_an_answer(tasks, task_id):
     if task_id == "expressiveness":
         banned = banned + LENGTH_CUES
     for variant in task.variants:
+        found = [hit for turn in variant.turns for hit in _hits(banned, turn)]
+        assert not found, f"{variant.id}: prompt contains {found}"
         for turn in variant.turns:
-            assert not _hits(banned, turn), f"{variant.id}: prompt contains {_hits(banned, turn)}"
             assert turn.isascii(), f"{variant.id}: keep prompts plain ASCII"
 
 

@@ -185,7 +185,9 @@ def test_declared_as_in_battery(tasks, name):
     task = tasks[name]
     assert task.id == name == Path(task.source).stem
     assert (task.trait, task.direction, task.kind) == BATTERY[name]
-    assert task.max_tokens == (48 if task.kind in ("choice", "number") else 200)
+    # room for a wordy model to explain before it answers (a cut-off answer is missing, not at random),
+    # and for a paragraph of free text
+    assert task.max_tokens >= (128 if task.kind in ("choice", "number") else 200)
     assert ". " not in task.measure and task.measure.endswith("."), "measure: one sentence"
     assert re.search(r"\([^()]*\d[^()]*\)", task.measure), "measure: give the range in parentheses"
     assert re.search(r"\(\d{4}\)", task.citation)
