@@ -21,7 +21,11 @@ Campbell and Fiske's (1959) criteria, each reported as comparisons passed out of
    Spearman correlation between their heterotrait correlations (reported; "passed" when >= .5).
 
 Correlations use pairwise-complete respondents; a pair with fewer than 3 respondents, or a constant
-score, gives no correlation and a note.
+score, gives no correlation and a note. When the respondents come from several groups (``groups``, e.g.
+models in :func:`psychometrics.validity.behavior_mtmm`), both columns are centred within group *after*
+the pairwise deletion, so the correlation is the pooled within-group (partial) correlation of exactly the
+respondents it uses, and its test has :math:`n - k - 1` degrees of freedom for :math:`k` groups (the
+slope test of ``lm(b ~ a + group)``), not :math:`n - 2`.
 
 Reference: Campbell, D. T., & Fiske, D. W. (1959). Convergent and discriminant validation by the
 multitrait-multimethod matrix. Psychological Bulletin, 56(2), 81-105.
@@ -58,23 +62,38 @@ def trait_matrix(scores: pd.DataFrame, inventories: Iterable[Inventory]) -> pd.D
     return wide
 
 
-def _correlation(a: pd.Series, b: pd.Series) -> tuple[float | None, int, str | None]:
-    pair = pd.concat([a, b], axis=1).dropna()
-    n = len(pair)
-    if n < 3:
-        return None, n, "fewer than 3 respondents with both scores"
-    if pair.iloc[:, 0].std() == 0 or pair.iloc[:, 1].std() == 0:
-        return None, n, "a score is constant across respondents"
-    return float(np.corrcoef(pair.iloc[:, 0], pair.iloc[:, 1])[0, 1]), n, None
+def _correlation(a: pd.Series, b: pd.Series, groups: np.ndarray | None = None
+                 ) -> tuple[float | None, int, int, str | None]:
+    """r of the pairwise-complete respondents (centred within group after the deletion), n and df."""
+    keep = (a.notna() & b.notna()).to_numpy()
+    x, y = a.to_numpy(float)[keep], b.to_numpy(float)[keep]
+    n, k = int(keep.sum()), 1
+    if groups is not None:
+        g = np.asarray(groups)[keep]
+        k = len(set(g))
+        codes = pd.factorize(g)[0]
+        x = x - (np.bincount(codes, x) / np.bincount(codes))[codes]
+        y = y - (np.bincount(codes, y) / np.bincount(codes))[codes]
+    df = n - k - 1
+    if n < 3 or df < 1:
+        return None, n, df, "fewer than 3 respondents with both scores" if k == 1 else \
+            f"too few respondents with both scores ({n} in {k} groups)"
+    sxx, syy = float(((x - x.mean()) ** 2).sum()), float(((y - y.mean()) ** 2).sum())
+    if sxx <= 1e-12 * max(1.0, float((x**2).sum())) or syy <= 1e-12 * max(1.0, float((y**2).sum())):
+        return None, n, df, "a score is constant across respondents" + (" within groups" if k > 1 else "")
+    r = float(((x - x.mean()) * (y - y.mean())).sum()) / math.sqrt(sxx * syy)
+    return max(-1.0, min(1.0, r)), n, df, None
 
 
-def _p_greater_than_zero(r: float, n: int) -> float:
+def _p_greater_than_zero(r: float, df: int) -> float:
+    """One-sided p of :math:`t = r\\sqrt{df / (1 - r^2)}` with ``df`` degrees of freedom (n - 2, or
+    n - k - 1 for correlations centred within k groups)."""
     from scipy import stats
 
-    if n <= 2 or abs(r) >= 1:
+    if df < 1 or abs(r) >= 1:
         return 0.0 if r >= 1 else 1.0
-    t = r * math.sqrt((n - 2) / (1 - r * r))
-    return float(stats.t.sf(t, n - 2))
+    t = r * math.sqrt(df / (1 - r * r))
+    return float(stats.t.sf(t, df))
 
 
 def mtmm(scores: pd.DataFrame, inventories: list[Inventory]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,8 +104,13 @@ def mtmm(scores: pd.DataFrame, inventories: list[Inventory]) -> tuple[pd.DataFra
     return mtmm_matrix(trait_matrix(scores, inventories))
 
 
-def mtmm_matrix(wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`mtmm` from a respondents x (method, trait) table of signed scores (any methods, e.g. behaviour)."""
+def mtmm_matrix(wide: pd.DataFrame, groups: Iterable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`mtmm` from a respondents x (method, trait) table of signed scores (any methods, e.g. behaviour).
+
+    ``groups`` (one label per row, e.g. the model) makes every correlation a within-group one: each pair's
+    complete respondents are centred within group and tested with :math:`n - k - 1` degrees of freedom.
+    The table has ``r``, ``n``, ``df`` and the one-sided ``p`` of :math:`r > 0` for every pair.
+    """
     if wide.empty:
         return pd.DataFrame(), pd.DataFrame()
     methods = list(dict.fromkeys(wide.columns.get_level_values("method")))
@@ -96,13 +120,14 @@ def mtmm_matrix(wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(methods) < 2 or len(shared) < 2:
         return pd.DataFrame(), pd.DataFrame()
     columns = [(m, t) for m in methods for t in shared if t in traits_by_method[m]]
+    group_labels = None if groups is None else np.asarray(list(groups))
     rows = []
     r_of: dict[tuple, float | None] = {}
     for (m1, t1), (m2, t2) in itertools.combinations(columns, 2):
-        r, n, note = _correlation(wide[(m1, t1)], wide[(m2, t2)])
+        r, n, df, note = _correlation(wide[(m1, t1)], wide[(m2, t2)], group_labels)
         kind = ("convergent" if t1 == t2 else "heterotrait-monomethod" if m1 == m2 else "heterotrait-heteromethod")
         rows.append({"method_a": m1, "trait_a": t1, "method_b": m2, "trait_b": t2, "kind": kind, "r": r, "n": n,
-                     "note": note})
+                     "df": df, "p": None if r is None else _p_greater_than_zero(r, df), "note": note})
         r_of[(m1, t1, m2, t2)] = r_of[(m2, t2, m1, t1)] = r
     table = pd.DataFrame(rows)
 
@@ -112,7 +137,7 @@ def mtmm_matrix(wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         m1, m2, trait, r = row["method_a"], row["method_b"], row["trait_a"], row["r"]
         checks[1][1] += 1
-        checks[1][0] += _p_greater_than_zero(r, row["n"]) < 0.05
+        checks[1][0] += row["p"] < 0.05
         for other in shared:
             if other == trait:
                 continue

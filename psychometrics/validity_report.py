@@ -25,13 +25,15 @@ class ValidityResult:
     files: list[Path] = field(default_factory=list)
 
     def headline(self) -> dict:
-        """Share of declared pairs confirmed per scope, and the declared pairs themselves."""
+        """Per scope: share of declared pairs confirmed (dissociation = 1 - share) with the share of declared
+        pairs with the declared sign, their mean r in the declared direction and mean power to detect
+        r = .3; the declared pairs themselves (with each pair's power); the notes."""
         dissociation = self.tables.get("dissociation", pd.DataFrame())
         pairs = self.tables.get("validity_pairs", pd.DataFrame())
         overall = dissociation[dissociation["trait"] == "all"] if not dissociation.empty else dissociation
         declared = pairs[pairs["declared"]] if not pairs.empty else pairs
-        keep = ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p_bh_declared", "confirmed",
-                "r_corrected"]
+        keep = ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared",
+                "confirmed", "power_r30", "r_corrected", "note"]
         return {
             "dissociation": json.loads(overall.to_json(orient="records")) if not overall.empty else [],
             "declared_pairs": json.loads(declared[[c for c in keep if c in declared]].to_json(orient="records"))
@@ -65,7 +67,7 @@ def _persona_targets(manifests: list[dict]):
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
                      seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs."""
-    from psychometrics.behavior.analysis import behavior_frame, changed_scoring, read_behavior_manifest, run_tasks
+    from psychometrics.behavior.analysis import changed_scoring, planned_behavior_frame, read_behavior_manifest, run_tasks
     from psychometrics.run import read_manifest
     from psychometrics.validity import read_selfreport, validity_tables
 
@@ -77,22 +79,24 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         if manifest.get("study") == "behavior":
             raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
         manifests.append(manifest)
-    frames, variant_order, rescored = [], {}, []
+    frames, variant_order, run_notes = [], {}, []
     for run_dir in behavior_dirs:
         manifest = read_behavior_manifest(Path(run_dir))
         manifests.append(manifest)
         tasks = run_tasks(manifest)
         for task in tasks.values():
             variant_order.setdefault(task.id, [v.id for v in task.variants])
-        rescored += [("behavior", f"{run_dir}: the scoring of '{t}' changed since the run; its stored replies are "
+        run_notes += [("behavior", f"{run_dir}: the scoring of '{t}' changed since the run; its stored replies are "
                                   "scored with the current task file") for t in changed_scoring(manifest, tasks)]
-        frames.append(behavior_frame(Path(run_dir)))
+        frame, plan_notes = planned_behavior_frame(Path(run_dir))
+        frames.append(frame)
+        run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
     behavior = pd.concat(frames, ignore_index=True)
     tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
                              variant_order=variant_order, seed=seed, n_boot=n_boot)
-    if rescored:
-        tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(rescored, columns=["table", "note"])],
+    if run_notes:
+        tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(run_notes, columns=["table", "note"])],
                                     ignore_index=True)
     return tables
 

@@ -1,9 +1,10 @@
 """Self-report vs behaviour (psychometrics/validity.py).
 
-Golden values come from ``tests/reference/validity.R`` (cor, cor.test, lm, p.adjust, psych::alpha, lmer) on
-the data it writes to ``tests/reference/data/validity-*.csv``. Bootstrap intervals are checked for sanity
-(seeded, contain r, about the Fisher-z width on a large sample), and a synthetic ground truth checks that
-the analysis confirms the linked pairs and only those.
+Golden values come from ``tests/reference/validity.R`` (cor, cor.test, lm, p.adjust, psych::alpha, lmer,
+boot::boot.ci) on the data it writes to ``tests/reference/data/validity-*.csv``. The BCa interval is
+checked against ``boot.ci`` on the very resamples boot drew, and for sanity (seeded, coverage, agreement
+with the t test, no interval when r rests on one respondent); a synthetic ground truth checks that the
+analysis confirms the linked pairs and only those.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ import pytest
 
 from psychometrics.errors import PsytestError
 from psychometrics.validity import (
+    bca_interval,
     bh_adjust,
-    bootstrap_r,
+    correlation,
+    fisher_interval,
+    power_r,
+    r_interval,
     random_intercept_reml,
     read_selfreport,
     targets_frame,
@@ -56,8 +61,29 @@ def test_behavior_split_half_matches_r(tables):
     for ref in GOLDEN["behavior_reliability"]:
         row = _row(table, scope=ref["scope"], task=ref["task"])
         assert row["n"] == ref["n"] and row["n_variants"] == ref["n_variants"]
+        assert (row["n_variants_min"], row["n_variants_max"]) == (ref["n_variants_min"], ref["n_variants_max"])
         for key in ("r_half", "spearman_brown", "missing_rate"):
             assert row[key] == pytest.approx(ref[key], abs=TIGHT), (ref["scope"], ref["task"], key)
+        differ = ref["n_variants_max"] > ref["n_variants"]
+        assert differ == ("variant sets differ" in str(row["note"])), (ref["scope"], ref["task"], row["note"])
+
+
+def test_scores_use_the_variants_every_respondent_has_and_only_respondents_with_both(tables):
+    # m1 p01 has two extra dictator-game variants, m2 p05 lacks setback-writing v10 (validity.R).
+    variants = {ref["task"]: ref for ref in GOLDEN["variants"]}
+    assert variants["dictator-game"]["max"] == 12 and len(variants["setback-writing"]["common"]) == 9
+    notes = tables["notes"]
+    said = " | ".join(notes.loc[notes["table"] == "behavior_reliability", "note"])
+    assert "'dictator-game': respondents' variant sets differ (10 to 12 variants)" in said
+    assert "'setback-writing': respondents' variant sets differ (9 to 10 variants)" in said
+    assert "'insult-reply'" not in said
+    # 10 respondents with self-report only (p21, p22 of 5 models), 1 with behaviour only (m1 p23).
+    assert any("100 respondents have both" in n and "10 with self-report only, 1 with behaviour only" in n
+               for n in notes["note"])
+    scores = tables["validity_scores"]
+    assert len(scores[["model", "persona"]].drop_duplicates()) == GOLDEN["respondents"] == 100
+    assert not scores["persona"].isin(["p21", "p22", "p23"]).any()
+    assert (tables["selfreport_reliability"].query("scope == 'pooled' and inventory != 'composite'")["n"] == 100).all()
 
 
 def test_selfreport_alpha_and_composite_reliability_match_psych(tables):
@@ -78,8 +104,11 @@ def test_pairs_match_cor_test_lm_and_p_adjust(tables):
         row = _row(pairs, scope=ref["scope"], trait=ref["trait"], task=ref["task"])
         where = (ref["scope"], ref["trait"], ref["task"])
         assert row["n"] == ref["n"] and bool(row["declared"]) == ref["declared"], where
-        for key in ("r", "p", "p_bh_all", "rel_self", "rel_behavior", "r_corrected"):
+        for key in ("r", "p", "p_bh_all", "rel_self", "rel_behavior", "r_corrected", "power_r30"):
             assert row[key] == pytest.approx(ref[key], abs=TIGHT), where + (key,)
+        # cor.test's interval is Fisher's; the bootstrap one cannot match R's random stream, only bracket r
+        assert row["fisher_low"] == pytest.approx(ref["ci_low"], abs=TIGHT), where
+        assert row["fisher_high"] == pytest.approx(ref["ci_high"], abs=TIGHT), where
         if ref["declared"]:
             assert row["expected_sign"] == ref["expected_sign"]
             assert row["p_bh_declared"] == pytest.approx(ref["p_bh_declared"], abs=TIGHT), where
@@ -96,6 +125,16 @@ def test_dissociation_index_matches_r(tables):
         assert (row["declared"], row["tested"], row["confirmed"]) == (ref["declared"], ref["declared"], ref["confirmed"])
         assert row["share_confirmed"] == pytest.approx(ref["share_confirmed"])
         assert row["dissociation"] == pytest.approx(1 - ref["share_confirmed"])
+        for key in ("share_expected_sign", "mean_signed_r", "mean_power_r30"):
+            assert row[key] == pytest.approx(ref[key], abs=TIGHT), (ref["scope"], ref["trait"], key)
+
+
+def test_power_matches_the_formula_and_a_simulation():
+    for ref in GOLDEN["power"]:
+        assert power_r(ref["df"]) == pytest.approx(ref["formula"], abs=1e-12)
+        assert power_r(ref["df"]) == pytest.approx(ref["simulated"], abs=0.015)  # 20000 draws in R
+    assert power_r(1) is None and power_r(None) is None
+    assert power_r(98) > power_r(38) > power_r(15)
 
 
 def test_mixed_model_matches_lmer(tables):
@@ -109,7 +148,7 @@ def test_mixed_model_matches_lmer(tables):
         # lme4 stops bobyqa at rhoend = 1e-12 on theta; the fixed effects are exact given theta.
         for key in ("within_se", "between_se", "model_variance", "residual_variance"):
             assert row[key] == pytest.approx(ref[key], abs=1e-7), (ref["task"], key)
-        assert row["within_df"] == 100 - 5 - 1 and row["between_df"] == 3
+        assert row["within_df"] == ref["n"] - 5 - 1 and row["between_df"] == 3
         assert 0 <= row["within_p"] <= 1 and 0 <= row["between_p"] <= 1
 
 
@@ -142,26 +181,73 @@ def test_manipulation_check_matches_r(tables):
     assert len(table) == len(GOLDEN["manipulation"])
     for ref in GOLDEN["manipulation"]:
         row = _row(table, scope=ref["scope"], trait=ref["trait"], measure=ref["measure"])
-        assert row["kind"] == ref["kind"] and row["n"] == ref["n"]
+        assert row["kind"] == ref["kind"] and row["n"] == ref["n"] and row["n_levels"] == ref["n_levels"]
         for key in ("r", "slope", "p"):
             assert row[key] == pytest.approx(ref[key], abs=TIGHT), (ref["scope"], ref["trait"], ref["measure"], key)
+    # The trait's own personas (8 agreeableness ones here) and the 4 baseline ones; others left out.
+    assert _row(table, scope="m1", trait="agreeableness", measure="self-report")["n"] == 12
     # The simulated personas moved self-report and the linked behaviour in the intended direction.
     pooled = table[table["scope"] == "pooled"].set_index(["trait", "measure"])
     assert pooled.loc[("agreeableness", "self-report"), "r"] > 0.5
     assert pooled.loc[("agreeableness", "insult-reply"), "r"] > 0  # signed by its direction (-1)
 
 
+def test_manipulation_levels_match_r(tables):
+    table = tables["manipulation_levels"]
+    assert len(table) == len(GOLDEN["manipulation_levels"])
+    for ref in GOLDEN["manipulation_levels"]:
+        row = _row(table, scope=ref["scope"], trait=ref["trait"], measure=ref["measure"], level=ref["level"])
+        where = (ref["scope"], ref["trait"], ref["measure"], ref["level"])
+        assert row["kind"] == ref["kind"] and row["n"] == ref["n"], where
+        assert row["mean"] == pytest.approx(ref["mean"], abs=TIGHT), where
+        if ref["sd"] is None:
+            assert pd.isna(row["sd"]), where
+        else:
+            assert row["sd"] == pytest.approx(ref["sd"], abs=TIGHT), where
+    levels = table.query("scope == 'pooled' and trait == 'agreeableness' and measure == 'self-report'")
+    assert levels["level"].tolist() == [-2, -1, 0, 1, 2] and levels["mean"].is_monotonic_increasing
+
+
+def test_manipulation_check_marks_ties_instead_of_reporting_r_zero():
+    selfreport, behavior = _ground_truth(n_models=1, n_personas=20)
+    # The low and the high persona behave alike, the baseline ones differently: r = 0 exactly from ties.
+    targets = pd.DataFrame({"persona": ["p1", "p2", "p3"], "trait": ["agreeableness", "agreeableness", "extraversion"],
+                            "level": [-2, 2, 2]})
+    behavior = behavior.copy()
+    dictator = behavior["task"] == "dictator-game"
+    behavior.loc[dictator, "score"] = np.where(behavior.loc[dictator, "persona"].isin(["p1", "p2"]), 1.0, 0.5)
+    tables = validity_tables(selfreport, behavior, targets, n_boot=200)
+    check = tables["manipulation_check"].set_index(["trait", "measure"])
+    tied = check.loc[("agreeableness", "dictator-game")]
+    assert pd.isna(tied["r"]) and pd.isna(tied["p"]) and "tie across target levels" in tied["note"]
+    # p3 targets extraversion: not part of the agreeableness check (17 baseline + p1 + p2).
+    assert tied["n"] == 19 and check.loc[("extraversion", "self-report"), "n"] == 18
+    assert check.loc[("agreeableness", "self-report"), "r"] is not None
+    levels = tables["manipulation_levels"].query("measure == 'dictator-game'").set_index("level")
+    assert levels.loc[-2.0, "mean"] == levels.loc[2.0, "mean"] == 1.0 and levels.loc[0.0, "mean"] == 0.5
+    # Only two respondents off the modal score: noted.
+    few = behavior.copy()
+    few.loc[dictator, "score"] = np.where(few.loc[dictator, "persona"] == "p2", 1.0, 0.5)
+    row = validity_tables(selfreport, few, targets, n_boot=200)["manipulation_check"].set_index(
+        ["trait", "measure"]).loc[("agreeableness", "dictator-game")]
+    assert row["r"] > 0 and "rests on 1 respondent(s) off the modal score" in row["note"]
+
+
 def test_behaviour_joins_the_mtmm_matrix_as_a_method(tables):
     names = GOLDEN["mtmm"]["columns"]
-    reference = np.array(GOLDEN["mtmm"]["cor"])
+    reference = {frozenset((ref["a"], ref["b"])): ref for ref in GOLDEN["mtmm"]["pairs"]}
     table = tables["validity_mtmm"]
     assert set(table["method_a"]) | set(table["method_b"]) == {"inv-a", "inv-b", "behavior"}
     checked = 0
     for row in table.itertuples():
-        i, j = names.index(f"{row.method_a}|{row.trait_a}"), names.index(f"{row.method_b}|{row.trait_b}")
-        assert row.r == pytest.approx(reference[i, j], abs=TIGHT)
+        ref = reference[frozenset((f"{row.method_a}|{row.trait_a}", f"{row.method_b}|{row.trait_b}"))]
+        assert (row.n, row.df) == (ref["n"], ref["df"])  # n - k - 1 with k = 5 models, after pairwise deletion
+        assert row.r == pytest.approx(ref["r"], abs=TIGHT)
+        assert row.p == pytest.approx(ref["p"], abs=TIGHT)
         checked += 1
     assert checked == len(names) * (len(names) - 1) // 2
+    assert set(table.loc[table["trait_a"].eq("neuroticism") & table["method_a"].eq("behavior")
+                         | table["trait_b"].eq("neuroticism") & table["method_b"].eq("behavior"), "n"]) == {99}
     summary = tables["validity_mtmm_summary"].set_index("criterion")
     assert summary["comparisons"].iloc[0] > 0
 
@@ -173,24 +259,98 @@ def test_bh_adjust_matches_p_adjust_and_skips_missing():
     assert bh_adjust([0.01, None, 0.04, float("nan"), 0.03]) == pytest.approx([0.03, None, 0.04, None, 0.04])
 
 
-def test_bootstrap_ci_is_seeded_and_about_the_fisher_width():
+def test_bca_interval_matches_boot_ci_on_the_same_resamples():
+    resamples = pd.read_csv(REFERENCE / "data" / "validity-bca-resamples.csv")
+    assert len(GOLDEN["bca"]) == 3
+    for ref in GOLDEN["bca"]:
+        rows = resamples.loc[resamples["case"] == ref["name"], "resample"]
+        indices = np.array([[int(v) for v in row.split()] for row in rows])
+        assert indices.shape == (999, len(ref["x"]))
+        groups = np.asarray(ref["groups"]) if len(set(ref["groups"])) > 1 else None
+        assert correlation(ref["x"], ref["y"], groups)["r"] == pytest.approx(ref["r"], abs=TIGHT)
+        ci = bca_interval(ref["x"], ref["y"], groups, indices=indices)
+        assert ci["failed"] == 0 and ci["note"] is None, ref["name"]
+        assert ci["low"] == pytest.approx(ref["low"], abs=1e-10), ref["name"]
+        assert ci["high"] == pytest.approx(ref["high"], abs=1e-10), ref["name"]
+
+
+def test_bca_bootstrap_is_seeded_and_about_the_fisher_width():
     rng = np.random.default_rng(5)
     n, rho = 2000, 0.5
     x = rng.normal(size=n)
     y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=n)
     r = float(np.corrcoef(x, y)[0, 1])
-    low, high, failed = bootstrap_r(x, y, n_boot=2000, rng=np.random.default_rng(1))
-    assert failed == 0 and low < r < high
-    assert (low, high, 0) == bootstrap_r(x, y, n_boot=2000, rng=np.random.default_rng(1))
-    half = 1.959964 / math.sqrt(n - 3)
-    fisher = math.tanh(math.atanh(r) + half) - math.tanh(math.atanh(r) - half)
-    assert (high - low) == pytest.approx(fisher, rel=0.3)
+    ci = r_interval(x, y, method="bca", n_boot=2000, rng=np.random.default_rng(1))
+    assert ci["failed"] == 0 and ci["low"] < r < ci["high"]
+    assert ci == r_interval(x, y, method="bca", n_boot=2000, rng=np.random.default_rng(1))
+    fisher = fisher_interval(r, n - 2)
+    assert (ci["high"] - ci["low"]) == pytest.approx(fisher[1] - fisher[0], rel=0.3)
     # Within groups: resampled inside each group, centred within group, still around the pooled r.
     groups = np.repeat(["a", "b"], n // 2)
     shifted = y + np.where(groups == "a", 5.0, -5.0)
-    low, high, _ = bootstrap_r(x, shifted, groups, n_boot=1000, rng=np.random.default_rng(1))
-    assert low < r < high and high - low < 2 * fisher
-    assert bootstrap_r(np.ones(10), np.arange(10.0), n_boot=200, rng=np.random.default_rng(0))[:2] == (None, None)
+    within = r_interval(x, shifted, groups, method="bca", n_boot=1000, rng=np.random.default_rng(1))
+    assert within["low"] < r < within["high"] and within["high"] - within["low"] < 2 * (fisher[1] - fisher[0])
+    pooled = r_interval(x, shifted, groups, method="fisher", n_boot=200, rng=np.random.default_rng(1))
+    assert (pooled["low"], pooled["high"]) == pytest.approx(fisher_interval(correlation(x, shifted, groups)["r"], n - 3))
+    for method in ("fisher", "bca"):
+        constant = r_interval(np.ones(10), np.arange(10.0), method=method, n_boot=200, rng=np.random.default_rng(0))
+        assert (constant["low"], constant["high"]) == (None, None) and "constant score" in constant["note"]
+    with pytest.raises(PsytestError, match="choose fisher or bca"):
+        r_interval(x, y, method="percentile", rng=np.random.default_rng(0))
+
+
+def test_no_interval_when_r_rests_on_one_varying_respondent():
+    """The committed Qwen result had CIs excluding 0 with p = .53: the percentile bootstrap dropped the
+    ~35% of resamples without the one respondent whose behaviour differed, conditioning on drawing it."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=17)
+    for one in np.argsort(x)[::-1]:  # one respondent off the modal score: the highest self-report with p > .05
+        y = np.where(np.arange(17) == one, 1.0, 0.0)
+        stats = correlation(x, y)
+        if stats["p"] > 0.05:
+            break
+    assert 0.1 < stats["r"] < 0.5 and stats["p"] > 0.05
+    for method in ("fisher", "bca"):
+        ci = r_interval(x, y, method=method, n_boot=2000, rng=np.random.default_rng(0))
+        assert ci["low"] is None and ci["high"] is None and ci["failed"] > 0.2 * 2000
+        assert "no CI" in ci["note"] and "constant score" in ci["note"]
+    selfreport, behavior = _ground_truth(n_models=1, n_personas=17)
+    behavior = behavior.copy()
+    dictator = behavior["task"] == "dictator-game"
+    behavior.loc[dictator, "score"] = np.where(behavior.loc[dictator, "persona"] == "p4", 1.0, 0.0)
+    pairs = validity_tables(selfreport, behavior, n_boot=500)["validity_pairs"].set_index(["trait", "task"])
+    for trait in ("agreeableness", "extraversion", "neuroticism"):
+        row = pairs.loc[(trait, "dictator-game")]
+        assert row["r"] is not None and pd.isna(row["ci_low"]) and pd.isna(row["ci_high"])
+        assert "no CI" in row["note"] and "rests on 1 respondent(s) off the modal behaviour score" in row["note"]
+    assert pairs[pairs.index.get_level_values("task") != "dictator-game"]["ci_low"].notna().all()
+
+
+def test_interval_covers_and_agrees_with_the_t_test_on_ordinary_data():
+    """Bivariate normal data, n = 25, one model and pooled over three: Fisher's 95% interval covers the
+    true r about 95% of the time and excludes 0 when, and only when, the t test's p < .05 (the old
+    percentile interval excluded 0 in 46 pairs of the committed Qwen result, of which 13 had p < .05);
+    the BCa bootstrap interval, reported beside it, covers nearly as often."""
+    rng = np.random.default_rng(2024)
+    covered, agree, total, bca_covered = 0, 0, 0, 0
+    for groups in (None, np.repeat(["a", "b", "c"], [8, 8, 9])):
+        for rho in (0.0, 0.3, 0.5):
+            for _ in range(100):
+                x = rng.normal(size=25)
+                y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=25)
+                if groups is not None:
+                    x, y = x + (groups == "a") * 3.0, y - (groups == "b") * 2.0
+                ci = r_interval(x, y, groups, method="fisher", n_boot=200, rng=rng)
+                assert ci["note"] is None
+                p = correlation(x, y, groups)["p"]
+                covered += ci["low"] <= rho <= ci["high"]
+                bca = r_interval(x, y, groups, method="bca", n_boot=400, rng=rng)
+                bca_covered += bca["low"] is not None and bca["low"] <= rho <= bca["high"]
+                agree += (ci["low"] > 0 or ci["high"] < 0) == (p < 0.05)
+                total += 1
+    assert 0.92 <= covered / total <= 0.98, covered / total
+    assert agree / total >= 0.98, agree / total
+    assert 0.88 <= bca_covered / total <= 0.98, bca_covered / total
 
 
 def _ground_truth(n_models: int = 2, n_personas: int = 150, seed: int = 11):
@@ -354,3 +514,61 @@ def test_read_selfreport_from_a_simulated_run(tmp_path):
         scores.groupby(["persona", "trait"])["score"].mean()[("extraversion-very-low", "extraversion")]
     with pytest.raises(PsytestError, match="not a psytest run directory"):
         read_selfreport([tmp_path / "nothing"])
+
+
+def test_stored_conversations_outside_the_plan_are_ignored_and_noted(tmp_path):
+    """A run directory whose store also holds an earlier run's conversations with more variants (as in the
+    committed Qwen result, where one persona averaged 4 variants and the others 2): only the planned ones
+    are read, with a note, and every respondent's score averages the same variants."""
+    import json
+    import shutil
+
+    from psychometrics.behavior.analysis import behavior_frame, planned_behavior_frame, read_behavior_manifest, \
+        run_plan, run_tasks
+    from psychometrics.behavior.runner import BehaviorDesign, behave, plan_conversations
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.design import Design
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.personas import resolve_persona_set
+    from psychometrics.run import administer
+    from psychometrics.validity_report import compute_validity
+
+    model, personas = "sim/seed=3,behavior_link=0.8", ("baseline", "agreeableness-very-low", "agreeableness-very-high",
+                                                        "extraversion-very-low", "extraversion-very-high")
+    administer(SimulatedRespondent(model), [resolve_inventory("mini-ipip")],
+               Design(personas="trait-shaping", persona_ids=list(personas)), tmp_path / "q")
+    tasks, persona_set = resolve_tasks("dictator-game,social-choice"), resolve_persona_set("trait-shaping")
+    for name, variants in (("four", 4), ("two", 2)):
+        behave(SimulatedRespondent(model), tasks, BehaviorDesign(personas="trait-shaping", persona_ids=personas,
+                                                                 variants=variants), tmp_path / name,
+               persona_set=persona_set)
+    assert behavior_frame(tmp_path / "two").groupby(["persona", "task"])["variant"].nunique().eq(2).all()
+    # The earlier run's store (4 variants, the first 2 the same conversations) ends up in this directory.
+    shutil.copy(tmp_path / "four" / "behavior.sqlite", tmp_path / "two" / "behavior.sqlite")
+    frame, notes = planned_behavior_frame(tmp_path / "two")
+    assert len(frame) == 5 * 2 * 2 and frame.groupby(["persona", "task"])["variant"].nunique().eq(2).all()
+    assert len(notes) == 1 and "20 stored conversation(s) outside the run's plan were ignored" in notes[0]
+    assert set(frame["request_id"]) == {p.request_id for p in plan_conversations(
+        tasks, BehaviorDesign(personas="trait-shaping", persona_ids=personas, variants=2), SimulatedRespondent(model).name,
+        SimulatedRespondent(model).params, persona_set)}
+    tables = compute_validity([tmp_path / "q"], [tmp_path / "two"], n_boot=200)
+    said = " | ".join(tables["notes"]["note"])
+    assert "outside the run's plan were ignored" in said and "variant sets differ" not in said
+    reliability = tables["behavior_reliability"]
+    assert (reliability[["n_variants", "n_variants_min", "n_variants_max"]] == 2).all().all()
+    # Conversations in planned cells but sent with other parameters are not the run's either, and said so.
+    path = tmp_path / "two" / "manifest.json"
+    original = path.read_text()
+    manifest = json.loads(original)
+    path.write_text(json.dumps(manifest | {"backend_params": {"temperature_offset": 1}}))
+    frame, notes = planned_behavior_frame(tmp_path / "two")
+    assert frame.empty and "40 stored" in notes[0] and "20 of them are in a planned" in notes[1]
+    # A persona set that changed since the run: the plan is rebuilt from the manifest's design instead.
+    manifest = json.loads(original)
+    manifest["personas"]["content_hash"] = "changed"
+    path.write_text(json.dumps(manifest))
+    plan = run_plan(read_behavior_manifest(tmp_path / "two"), run_tasks(read_behavior_manifest(tmp_path / "two")))
+    assert plan["how"] == "key" and plan["ids"] is None and len(plan["keys"]) == 5 * 2 * 2
+    frame, notes = planned_behavior_frame(tmp_path / "two")
+    assert len(frame) == 20 and len(notes) == 2 and "rebuilt" in notes[0] and "20 stored" in notes[1]

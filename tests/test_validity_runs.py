@@ -51,11 +51,17 @@ def test_built_in_associations_are_recovered(linked, tmp_path):
     assert overall["share_confirmed"] >= 0.8
     pairs = payload["declared_pairs"]
     assert all(pair["r"] * pair["expected_sign"] > 0 for pair in pairs), pairs
+    # Beside the index: sign, mean signed r and power (33 personas: power to detect r = .3 about .4).
+    assert overall["share_expected_sign"] == 1 and overall["mean_signed_r"] > 0.5
+    assert 0.3 < overall["mean_power_r30"] < 0.5 and all(0.3 < pair["power_r30"] < 0.5 for pair in pairs)
+    assert all(pair["ci_low"] is None or pair["ci_low"] <= pair["r"] <= pair["ci_high"] for pair in pairs)
     for name in ("validity.html", "validity_pairs.csv", "manipulation_check.csv", "behavior_reliability.csv",
                  "validity_mtmm.csv", "dissociation.csv"):
         assert (tmp_path / "v" / name).is_file(), name
     html = (tmp_path / "v" / "validity.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2 and "Declared associations" in html
+    assert "Reliability of self-report scores" in html and "MTMM matrix with behaviour" in html
+    assert "achieved scores per target level" in html
 
 
 def test_dissociation_is_detected_when_behaviour_ignores_the_traits(unlinked, tmp_path):
@@ -64,6 +70,8 @@ def test_dissociation_is_detected_when_behaviour_ignores_the_traits(unlinked, tm
     # Self-reports still follow the personas, behaviour does not: few declared pairs survive BH.
     assert overall["share_confirmed"] <= 0.2
     assert overall["dissociation"] >= 0.8
+    # ...and not for lack of power: about half the signs right, mean signed r near 0.
+    assert 0.2 <= overall["share_expected_sign"] <= 0.8 and abs(overall["mean_signed_r"]) < 0.2
 
 
 def test_manipulation_check_separates_saying_from_doing(unlinked, tmp_path):
@@ -73,8 +81,13 @@ def test_manipulation_check_separates_saying_from_doing(unlinked, tmp_path):
     check = pd.read_csv(tmp_path / "v" / "manipulation_check.csv")
     self_rows = check[check["kind"] == "self-report"]
     behaviour_rows = check[check["kind"] == "behavior"]
+    # Each trait: its 4 own personas and the baseline, one per level (personas of other traits left out).
+    assert (check["n"] == 5).all() and (check["n_levels"] == 5).all()
     assert (self_rows["r"] > 0.9).all()  # the personas move what the respondent says...
-    assert behaviour_rows["r"].abs().median() < 0.3  # ...but not what it does
+    assert abs(behaviour_rows["r"].mean()) < 0.25 and (behaviour_rows["p"] < 0.05).mean() < 0.25  # ...not what it does
+    levels = pd.read_csv(tmp_path / "v" / "manipulation_levels.csv")
+    for _, part in levels[levels["kind"] == "self-report"].groupby("trait"):
+        assert part["level"].tolist() == [-2, -1, 0, 1, 2] and part["mean"].is_monotonic_increasing
 
 
 def test_two_models_give_the_within_between_model_split(linked, unlinked, tmp_path):

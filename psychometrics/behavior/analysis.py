@@ -3,6 +3,10 @@
 Every conversation is re-scored from its stored replies with the current scoring rule (the stored score
 is not trusted), so a corrected parser applies to old runs. Conversations that failed or whose replies
 could not be read are missing data: they count in the missing rate, never as a score of zero.
+
+Only the conversations the run's manifest plans are read (:func:`run_plan`): a store can hold others,
+e.g. leftovers of an earlier, interrupted run with more ``--variants`` in the same directory, and they
+would otherwise give some personas more variants than others. How many were ignored is reported.
 """
 
 from __future__ import annotations
@@ -65,6 +69,56 @@ def changed_scoring(manifest: dict, tasks: dict[str, Task]) -> list[str]:
     return sorted(t for t, task in tasks.items() if t in recorded and recorded[t] != task.content_hash)
 
 
+def run_plan(manifest: dict, tasks: dict[str, Task]) -> dict:
+    """What the run planned, rebuilt from its manifest.
+
+    Returns ``{"how", "ids", "keys"}``. ``keys`` are the planned ``(persona or None, sample, task, variant)``
+    cells: the first ``design.variants`` variants of each task, samples ``0 .. samples-1`` and the
+    ``persona_ids`` when the run named them (None matches any persona). When the persona set can be
+    loaded and is the one the run used (same content hash), ``how`` is ``"request_id"`` and ``ids`` the
+    request ids of :func:`~psychometrics.behavior.runner.plan_conversations` for the manifest's model,
+    backend parameters, design and tasks (a stored row must match one exactly); otherwise ``how`` is
+    ``"key"``, ``ids`` None, and a row must fall in a planned cell.
+    """
+    from psychometrics.behavior.runner import BehaviorDesign, plan_conversations
+
+    design_entry = manifest.get("design") or {}
+    design = BehaviorDesign(
+        samples=int(design_entry.get("samples", 1)), temperature=float(design_entry.get("temperature", 0.0)),
+        seed=int(design_entry.get("seed", 0)), personas=design_entry.get("personas"),
+        persona_ids=tuple(design_entry["persona_ids"]) if design_entry.get("persona_ids") else None,
+        variants=design_entry.get("variants"),
+    )
+    ordered = [tasks[entry["id"]] for entry in manifest.get("tasks", []) if entry["id"] in tasks]
+    persona_set, usable = None, not design.personas
+    if design.personas:
+        from psychometrics.personas import resolve_persona_set
+
+        try:
+            persona_set = resolve_persona_set(design.personas)
+            recorded = (manifest.get("personas") or {}).get("content_hash")
+            usable = recorded is not None and persona_set.content_hash == recorded
+            if usable and design.persona_ids:
+                persona_set.select(list(design.persona_ids))
+        except PsytestError:
+            usable = False
+    if usable and "backend_params" in manifest:
+        planned = plan_conversations(ordered, design, manifest["model"], manifest["backend_params"], persona_set)
+        return {"how": "request_id", "ids": {p.request_id for p in planned},
+                "keys": {(p.persona, p.sample, p.task.id, p.variant.id) for p in planned}}
+    personas = list(design.persona_ids) if design.persona_ids else [None if design.personas else "none"]
+    keys = set()
+    for task in ordered:
+        variants = task.variants[: design.variants] if design.variants else task.variants
+        keys |= {(persona, sample, task.id, variant.id) for persona in personas for sample in range(design.samples)
+                 for variant in variants}
+    return {"how": "key", "ids": None, "keys": keys}
+
+
+def _in_cells(keys: set, row) -> bool:
+    return (row.persona, row.sample, row.task, row.variant) in keys or (None, row.sample, row.task, row.variant) in keys
+
+
 def _user_turns(transcript: list[list[str]]) -> tuple[str, ...]:
     return tuple(content for role, content in transcript if role == "user")
 
@@ -74,14 +128,27 @@ def _replies(transcript: list[list[str]]) -> list[str | None]:
 
 
 def behavior_frame(run_dir: Path) -> pd.DataFrame:
-    """One row per conversation: model, persona, sample, task, variant, trait, direction, outcome, score
-    (NaN unless valid), whether the chosen option was the first displayed, and the request id."""
+    """One row per planned conversation: model, persona, sample, task, variant, trait, direction, outcome,
+    score (NaN unless valid), whether the chosen option was the first displayed, and the request id.
+    Stored conversations outside the run's plan are left out (:func:`planned_behavior_frame` counts them)."""
+    return planned_behavior_frame(run_dir)[0]
+
+
+def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`behavior_frame` and notes: how many stored conversations lay outside the run's plan
+    (:func:`run_plan`) and were ignored, and how the plan was rebuilt when it could not be exactly."""
     run_dir = Path(run_dir)
     manifest = read_behavior_manifest(run_dir)
     tasks = run_tasks(manifest)
-    records = []
+    plan = run_plan(manifest, tasks)
+    records, ignored, unmatched = [], 0, 0
     with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
         for row in store.rows():
+            in_cells = _in_cells(plan["keys"], row)
+            if not (in_cells if plan["ids"] is None else row.request_id in plan["ids"]):
+                ignored += 1
+                unmatched += in_cells
+                continue
             task = tasks.get(row.task)
             score, outcome, first = np.nan, row.outcome, np.nan
             if row.error is not None:
@@ -98,7 +165,20 @@ def behavior_frame(run_dir: Path) -> pd.DataFrame:
                     first = float(row.display.index(chosen) == 0)
             records.append((manifest["model"], row.persona, row.sample, row.task, row.variant, row.trait, row.direction,
                             outcome, score, first, row.request_id))
-    return pd.DataFrame.from_records(records, columns=FRAME_COLUMNS)
+    notes = []
+    if plan["how"] == "key":
+        notes.append(f"{run_dir}: the persona set the run used could not be loaded unchanged; its plan was rebuilt "
+                     "from the manifest's tasks, variants, samples and persona ids instead of request ids")
+    if ignored:
+        design = manifest.get("design") or {}
+        notes.append(f"{run_dir}: {ignored} stored conversation(s) outside the run's plan were ignored (the manifest "
+                     f"plans {design.get('variants') or 'all'} variant(s) per task, {design.get('samples', 1)} "
+                     "sample(s) and its personas; e.g. leftovers of an earlier run in the same directory)")
+    if unmatched:
+        notes.append(f"{run_dir}: {unmatched} of them are in a planned persona x sample x task x variant cell but "
+                     "were sent differently (another request id: persona text, rendering, seed or backend "
+                     "parameters differ from what the manifest plans)")
+    return pd.DataFrame.from_records(records, columns=FRAME_COLUMNS), notes
 
 
 def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +211,7 @@ def respondent_scores(frame: pd.DataFrame) -> pd.DataFrame:
 
 def behavior_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     """All tables of one behaviour run (behaviour reliability comes from :mod:`psychometrics.validity`)."""
-    frame = behavior_frame(run_dir)
+    frame, notes = planned_behavior_frame(run_dir)
     tables = {
         "behavior_scores": frame,
         "behavior_summary": task_summary(frame),
@@ -143,4 +223,6 @@ def behavior_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     tables["behavior_reliability"] = behavior_reliability(
         frame, {task.id: [v.id for v in task.variants] for task in tasks.values()}
     )
+    if notes:
+        tables["behavior_notes"] = pd.DataFrame({"note": notes})
     return tables

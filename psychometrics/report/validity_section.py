@@ -17,15 +17,19 @@ INTRO = (
     "Does what the model says about itself predict what it does? Each respondent is one model playing one "
     "persona; its self-report (questionnaire scale scores) is correlated across respondents with its "
     "behaviour on each task (mean over variants and samples; unreadable replies are missing, not zero). "
+    "Only respondents with both measures enter, and every respondent's behaviour averages the same variants. "
     "A declared pair (the task's own trait) is confirmed when r has the declared sign and its "
     "Benjamini-Hochberg adjusted p is below .05; the dissociation index is the share of declared pairs "
-    "not confirmed. Corrected r divides by the square root of both reliabilities."
+    "not confirmed. Not confirmed can mean too few respondents: beside it stand the share of declared pairs "
+    "with the declared sign (.5 by chance), their mean r in the declared direction and their mean power to "
+    "detect r = .3. Intervals are Fisher-z 95% CIs, none where a bootstrap shows r resting on a few "
+    "respondents. Corrected r divides by the square root of both reliabilities, computed on the same respondents."
 )
 
 
 def declared_forest(tables: dict[str, pd.DataFrame]):
-    """r with its bootstrap 95% CI for every declared trait-task pair, signed so that the expected
-    direction is to the right, coloured by whether the pair was confirmed."""
+    """r with its 95% CI for every declared trait-task pair (the point alone where no CI is reported), signed
+    so that the expected direction is to the right, coloured by whether the pair was confirmed."""
     from plotnine import aes, coord_flip, facet_wrap, geom_hline, geom_pointrange, ggplot, labs, scale_color_manual
 
     pairs = tables.get("validity_pairs")
@@ -51,7 +55,7 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
             + coord_flip()
             + facet_wrap("scope", ncol=min(scopes, 2))
             + scale_color_manual(values={"confirmed": "#1b7837", "not confirmed": "#b2182b"})
-            + labs(x="", y="r in the declared direction (95% bootstrap CI)", color="")
+            + labs(x="", y="r in the declared direction (95% CI)", color="")
             + _theme(_WIDTH, height))
 
 
@@ -79,22 +83,47 @@ def manipulation_plot(tables: dict[str, pd.DataFrame]):
 
 FIGURES = [
     ("validity_forest", "Declared associations", "r between self-report and behaviour for each task's own trait, "
-     "in the declared direction, with 95% bootstrap CIs (validity_pairs.csv).", declared_forest),
+     "in the declared direction, with 95% CIs where they can be trusted (validity_pairs.csv).", declared_forest),
     ("manipulation_check", "Manipulation check", "Correlation of the persona's target level with the achieved "
-     "self-report and behaviour (manipulation_check.csv).", manipulation_plot),
+     "self-report and behaviour, over the trait's own personas and the baseline (manipulation_check.csv; "
+     "means per level in manipulation_levels.csv).", manipulation_plot),
 ]
 
+
+def mtmm_square(table: pd.DataFrame) -> pd.DataFrame:
+    """The long MTMM table as a square matrix of r (lower triangle; rows and columns ``method: trait``)."""
+    if table is None or table.empty:
+        return pd.DataFrame()
+    a = table["method_a"].astype(str) + ": " + table["trait_a"].astype(str)
+    b = table["method_b"].astype(str) + ": " + table["trait_b"].astype(str)
+    names = list(dict.fromkeys([*a, *b]))
+    square = pd.DataFrame(np.nan, index=names, columns=names)
+    for row_name, column_name, r in zip(b, a, table["r"]):
+        square.loc[row_name, column_name] = r
+    for name in names:
+        square.loc[name, name] = 1.0
+    mask = np.tril(np.ones((len(names), len(names)), bool))
+    square = square.where(mask)
+    square = square.loc[:, square.notna().any()]
+    return square.rename_axis("measure").reset_index()
+
 TABLES = [
-    ("dissociation", "Declared associations confirmed (dissociation index = 1 - share)",
-     ["scope", "trait", "declared", "tested", "confirmed", "share_confirmed", "dissociation"], None),
+    ("dissociation", "Declared associations confirmed (dissociation index = 1 - share), with sign, mean r and power",
+     ["scope", "trait", "declared", "tested", "confirmed", "share_confirmed", "dissociation", "share_expected_sign",
+      "mean_signed_r", "mean_power_r30"], None),
     ("validity_pairs", "Self-report vs behaviour: declared pairs",
      ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared", "confirmed",
-      "rel_self", "rel_behavior", "r_corrected", "note"], lambda t: t[t["declared"]]),
+      "power_r30", "rel_self", "rel_behavior", "r_corrected", "note"], lambda t: t[t["declared"]]),
     ("validity_mixed", "Within- and between-model association (random intercept per model, REML)", None, None),
-    ("manipulation_check", "Manipulation check", None, None),
+    ("manipulation_check", "Manipulation check: r and slope on the target level (own personas and baseline)",
+     None, None),
+    ("manipulation_levels", "Manipulation check: achieved scores per target level", None, None),
     ("behavior_reliability", "Reliability of behaviour scores (split-half across variants)", None, None),
+    ("selfreport_reliability", "Reliability of self-report scores (Cronbach's alpha; composite: Mosier)",
+     ["scope", "trait", "inventory", "scale", "reliability", "n", "k", "note"], None),
+    ("validity_mtmm", "MTMM matrix with behaviour as a method (r within model, pairwise complete)", None, mtmm_square),
     ("validity_mtmm_summary", "MTMM with behaviour as a method: Campbell-Fiske criteria", None, None),
-    ("notes", "What could not be computed", None, None),
+    ("notes", "Notes: what was left out or could not be computed", None, None),
 ]
 
 

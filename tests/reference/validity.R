@@ -5,9 +5,13 @@
 # The data set is simulated here (seeded): 5 models x 20 personas; two inventories (inv-a measures
 # agreeableness, extraversion and, reversed, neuroticism; inv-b agreeableness and extraversion) answered
 # in 4 design cells; 4 behavioural tasks x 10 variants x 2 samples, 5% of conversations unreadable.
+# Irregularities the analysis must handle: respondents with self-report only (p21, p22) and behaviour
+# only (m1 p23), which enter nothing; m1 p01 has two extra dictator-game variants (v11, v12) and m2 p05
+# lacks setback-writing v10, so the scores use the variants every respondent has; m3 p07's
+# setback-writing replies are all unreadable (pairwise deletion).
 # Everything below is computed independently of the Python code, with R's own functions where one
-# exists (cor, cor.test, lm, p.adjust, psych::alpha, lme4::lmer).
-suppressPackageStartupMessages({library(lme4); library(psych); library(jsonlite)})
+# exists (cor, cor.test, lm, p.adjust, psych::alpha, lme4::lmer, boot::boot.ci).
+suppressPackageStartupMessages({library(lme4); library(psych); library(jsonlite); library(boot)})
 
 args <- commandArgs(trailingOnly = FALSE)
 script <- sub("^--file=", "", args[grep("^--file=", args)])
@@ -70,15 +74,37 @@ for (m in 1:5) for (p in 1:20) for (k in 1:4) {
   }
 }
 behavior <- do.call(rbind, beh_rows)
+# respondents with one measure only: copies of m*/p01-p02 self-report (p21, p22), of m1 p02 behaviour (p23)
+copy_as <- function(d, from, to) { d <- d[d$persona == from, ]; d$persona <- rep(to, nrow(d)); d }
+selfreport <- rbind(selfreport, copy_as(selfreport, "p01", "p21"), copy_as(selfreport, "p02", "p22"))
+items <- rbind(items, copy_as(items, "p01", "p21"), copy_as(items, "p02", "p22"))
+behavior <- rbind(behavior, copy_as(behavior[behavior$model == "m1", ], "p02", "p23"))
+# variant sets that differ: two extra variants for one respondent, one missing for another
+extra <- behavior[behavior$model == "m1" & behavior$persona == "p01" & behavior$task == "dictator-game" &
+                  behavior$variant %in% c("v01", "v02"), ]
+extra$variant <- ifelse(extra$variant == "v01", "v11", "v12")
+extra$score <- extra$score + 0.3
+behavior <- rbind(behavior, extra)
+behavior <- behavior[!(behavior$model == "m2" & behavior$persona == "p05" & behavior$task == "setback-writing" &
+                       behavior$variant == "v10"), ]
+unreadable <- behavior$model == "m3" & behavior$persona == "p07" & behavior$task == "setback-writing"
+behavior$outcome[unreadable] <- "unparseable"
+behavior$score[unreadable] <- NA
 write.csv(selfreport, "data/validity-selfreport.csv", row.names = FALSE)
 write.csv(items, "data/validity-items.csv", row.names = FALSE)
 write.csv(behavior, "data/validity-behavior.csv", row.names = FALSE)
 write.csv(targets, "data/validity-targets.csv", row.names = FALSE)
 
 # --- respondent-level scores ----------------------------------------------------------------------
+# Only respondents with both self-report and behaviour enter any statistic.
 key <- function(d) paste(d$model, d$persona)
 respondents <- unique(selfreport[, c("model", "persona")])
 respondents$key <- key(respondents)
+respondents <- respondents[respondents$key %in% key(behavior), ]
+respondents <- respondents[order(respondents$model, respondents$persona), ]
+selfreport <- selfreport[key(selfreport) %in% respondents$key, ]
+items <- items[key(items) %in% respondents$key, ]
+behavior <- behavior[key(behavior) %in% respondents$key, ]
 centre <- function(x, g) x - ave(x, g, FUN = function(v) mean(v))
 
 selfreport$signed <- selfreport$score * selfreport$trait_sign
@@ -95,7 +121,15 @@ self_score <- sapply(traits, function(t) {
   rowMeans(sapply(invs, function(inv) as.vector(scale(component(inv, t)))))
 })
 
-variant_means <- aggregate(score ~ model + persona + task + variant, behavior, mean)  # NA scores dropped
+# The variants every respondent of a task has; per respondent, how many it has.
+variant_sets <- lapply(setNames(tasks$task, tasks$task), function(k) {
+  part <- behavior[behavior$task == k, ]
+  lapply(split(part$variant, key(part)), unique)
+})
+common <- lapply(variant_sets, function(sets) sort(Reduce(intersect, sets)))
+variant_counts <- lapply(variant_sets, function(sets) sapply(sets, length))
+used <- behavior[mapply(function(k, v) v %in% common[[k]], behavior$task, behavior$variant), ]
+variant_means <- aggregate(score ~ model + persona + task + variant, used, mean)  # NA scores dropped
 task_means <- aggregate(score ~ model + persona + task, variant_means, mean)
 task_means$key <- key(task_means)
 beh_score <- sapply(tasks$task, function(k) {
@@ -142,20 +176,24 @@ rel_self <- function(scope, t) {
 }
 
 half_means <- function(k, positions) {
-  part <- variant_means[variant_means$task == k & variant_means$variant %in% variants[positions], ]
+  part <- variant_means[variant_means$task == k & variant_means$variant %in% common[[k]][positions], ]
   agg <- aggregate(score ~ model + persona, part, mean)
   agg$score[match(respondents$key, key(agg))]
 }
 behavior_reliability <- list()
 for (scope in scopes) for (k in tasks$task) {
-  a <- half_means(k, seq(1, 10, 2)); b <- half_means(k, seq(2, 10, 2))
+  nv <- length(common[[k]])
+  a <- half_means(k, seq(1, nv, 2)); b <- half_means(k, seq(2, nv, 2))
   ok <- in_scope(scope) & !is.na(a) & !is.na(b)
   a <- a[ok]; b <- b[ok]
   if (scope == "pooled") { a <- centre(a, respondents$model[ok]); b <- centre(b, respondents$model[ok]) }
   r <- cor(a, b)
-  conv <- behavior[behavior$task == k & (scope == "pooled" | behavior$model == scope), ]
+  conv <- used[used$task == k & (scope == "pooled" | used$model == scope), ]
+  counts <- variant_counts[[k]]
+  counts <- counts[scope == "pooled" | startsWith(names(counts), paste0(scope, " "))]
   behavior_reliability[[length(behavior_reliability) + 1]] <- list(
-    scope = scope, task = k, n = sum(ok), n_variants = 10, r_half = r, spearman_brown = 2 * r / (1 + r),
+    scope = scope, task = k, n = sum(ok), n_variants = nv, n_variants_min = min(counts),
+    n_variants_max = max(counts), r_half = r, spearman_brown = 2 * r / (1 + r),
     missing_rate = mean(is.na(conv$score)))
 }
 rel_beh <- function(scope, k) {
@@ -163,6 +201,16 @@ rel_beh <- function(scope, k) {
 }
 
 # --- validity pairs ------------------------------------------------------------------------------
+# Power of the two-sided test of r = 0 (alpha .05) when rho = .3, with n' = df + 2: the formula of
+# pwr::pwr.r.test (Cohen, 1988), written out (pwr is not a dependency); checked by simulation below.
+power_r <- function(df, rho = 0.3, alpha = 0.05) {
+  n <- df + 2
+  ttt <- qt(alpha / 2, df = n - 2, lower.tail = FALSE)
+  rc <- sqrt(ttt^2 / (ttt^2 + n - 2))
+  zr <- atanh(rho) + rho / (2 * (n - 1))
+  zrc <- atanh(rc)
+  pnorm((zr - zrc) * sqrt(n - 3)) + pnorm((-zr - zrc) * sqrt(n - 3))
+}
 pair_rows <- list()
 for (scope in scopes) {
   block <- list()
@@ -172,16 +220,24 @@ for (scope in scopes) {
     s <- s[ok]; b <- b[ok]; g <- respondents$model[ok]
     if (scope == "pooled") {
       r <- cor(centre(s, g), centre(b, g))
-      p <- summary(lm(b ~ s + factor(g)))$coefficients["s", 4]
+      fit <- summary(lm(b ~ s + factor(g)))
+      p <- fit$coefficients["s", 4]
+      df <- fit$df[2]
+      ci <- psych::r.con(r, df + 2)  # Fisher z with 1 / sqrt(n - k - 2): a partial r given k - 1 indicators
     } else {
       r <- cor(s, b)
-      p <- cor.test(s, b)$p.value
+      test <- cor.test(s, b)
+      p <- test$p.value
+      df <- unname(test$parameter)
+      ci <- as.vector(test$conf.int)
     }
     declared <- tasks$trait[k] == t
     rs <- rel_self(scope, t); rb <- rel_beh(scope, tasks$task[k])
     block[[length(block) + 1]] <- list(scope = scope, trait = t, task = tasks$task[k], declared = declared,
                                        expected_sign = if (declared) tasks$direction[k] else NA,
-                                       n = sum(ok), r = r, p = p, rel_self = rs, rel_behavior = rb,
+                                       n = sum(ok), r = r, p = p, df = df, ci_low = ci[1], ci_high = ci[2],
+                                       power_r30 = power_r(df),
+                                       rel_self = rs, rel_behavior = rb,
                                        r_corrected = if (rs > 0 && rb > 0) r / sqrt(rs * rb) else NA)
   }
   ps <- sapply(block, `[[`, "p")
@@ -202,9 +258,13 @@ for (scope in scopes) {
   for (t in c("all", traits)) {
     sel <- if (t == "all") rows else Filter(function(r) r$trait == t, rows)
     confirmed <- sum(sapply(sel, `[[`, "confirmed"))
+    signed <- sapply(sel, function(r) r$r * r$expected_sign)
     dissociation[[length(dissociation) + 1]] <- list(scope = scope, trait = t, declared = length(sel),
                                                      confirmed = confirmed,
-                                                     share_confirmed = confirmed / length(sel))
+                                                     share_confirmed = confirmed / length(sel),
+                                                     share_expected_sign = mean(signed > 0),
+                                                     mean_signed_r = mean(signed),
+                                                     mean_power_r30 = mean(sapply(sel, `[[`, "power_r30")))
   }
 }
 
@@ -248,11 +308,14 @@ mixed_boundary <- list(trait = "agreeableness", task = "dictator-game", within =
                        singular = isSingular(fit))
 
 # --- manipulation check --------------------------------------------------------------------------
+# Over the trait's own personas and the untargeted (baseline) ones; personas targeting other traits out.
 levels <- sapply(traits, function(t) sapply(respondents$persona, level_of, t = t))
-manipulation <- list()
+members_of <- function(t) respondents$persona %in% targets$persona[targets$trait == t] |
+  !(respondents$persona %in% targets$persona)
+manipulation <- list(); manipulation_levels <- list()
 check <- function(scope, t, measure, kind, y) {
   x <- levels[, t]
-  ok <- in_scope(scope) & !is.na(y)
+  ok <- in_scope(scope) & members_of(t) & !is.na(y)
   x <- x[ok]; y <- y[ok]; g <- respondents$model[ok]
   if (scope == "pooled") {
     fit <- summary(lm(y ~ x + factor(g)))$coefficients
@@ -261,7 +324,11 @@ check <- function(scope, t, measure, kind, y) {
     fit <- summary(lm(y ~ x))$coefficients
     r <- cor(x, y)
   }
-  list(scope = scope, trait = t, measure = measure, kind = kind, n = sum(ok), r = r,
+  for (level in sort(unique(x)))
+    manipulation_levels[[length(manipulation_levels) + 1]] <<- list(
+      scope = scope, trait = t, measure = measure, kind = kind, level = level, n = sum(x == level),
+      mean = mean(y[x == level]), sd = sd(y[x == level]))
+  list(scope = scope, trait = t, measure = measure, kind = kind, n = sum(ok), n_levels = length(unique(x)), r = r,
        slope = fit["x", "Estimate"], p = fit["x", 4])
 }
 for (scope in scopes) for (t in traits) {
@@ -280,20 +347,74 @@ behavior_trait <- sapply(traits, function(t) {
 })
 columns <- list(); names_ <- c()
 for (inv in unique(scales$inventory)) for (t in traits) if (t %in% scales$trait[scales$inventory == inv]) {
-  columns[[length(columns) + 1]] <- centre(component(inv, t), respondents$model)
+  columns[[length(columns) + 1]] <- component(inv, t)
   names_ <- c(names_, paste(inv, t, sep = "|"))
 }
 for (t in traits) {
-  columns[[length(columns) + 1]] <- centre(behavior_trait[, t], respondents$model)
+  columns[[length(columns) + 1]] <- behavior_trait[, t]
   names_ <- c(names_, paste("behavior", t, sep = "|"))
 }
 wide <- do.call(cbind, columns)
 colnames(wide) <- names_
-mtmm_cor <- cor(wide, use = "pairwise.complete.obs")
+# Each pair: its complete respondents, centred within model after the deletion; one-sided p of r > 0
+# from lm(b ~ a + model), whose residual df is n - k - 1.
+mtmm_pairs <- list()
+for (i in seq_along(names_)) for (j in seq_along(names_)) if (i < j) {
+  a <- wide[, i]; b <- wide[, j]
+  ok <- !is.na(a) & !is.na(b)
+  g <- factor(respondents$model[ok])
+  r <- cor(centre(a[ok], g), centre(b[ok], g))
+  fit <- summary(lm(b[ok] ~ a[ok] + g))
+  mtmm_pairs[[length(mtmm_pairs) + 1]] <- list(
+    a = names_[i], b = names_[j], n = sum(ok), r = r, df = fit$df[2],
+    p = pt(fit$coefficients[2, "t value"], fit$df[2], lower.tail = FALSE))
+}
+
+# --- BCa bootstrap interval (boot::boot.ci) on given resamples -------------------------------------
+# The indices boot drew are exported so the Python BCa can be checked on exactly the same resamples;
+# acceleration from jackknife influence values (empinf(type = "jack")).
+bca_case <- function(name, rows, s, b, strata, R = 999) {
+  d <- data.frame(s = s[rows], b = b[rows], g = as.integer(factor(strata[rows])))
+  d <- d[!is.na(d$s) & !is.na(d$b), ]
+  stat <- function(data, i) {
+    x <- data[i, ]
+    cor(centre(x$s, x$g), centre(x$b, x$g))
+  }
+  set.seed(42)
+  fit <- boot(d, stat, R = R, strata = d$g)
+  ci <- boot.ci(fit, conf = 0.95, type = "bca", L = empinf(fit, type = "jack"))
+  indices <- boot.array(fit, indices = TRUE) - 1L  # 0-based rows of d, one resample per row
+  list(name = name, x = d$s, y = d$b, groups = d$g, r = fit$t0, low = ci$bca[4], high = ci$bca[5],
+       resamples = apply(indices, 1, paste, collapse = " "))
+}
+bca <- list(
+  bca_case("m1 agreeableness dictator-game", respondents$model == "m1", self_score[, "agreeableness"],
+           beh_score[, "dictator-game"], respondents$model),
+  bca_case("m1+m2 agreeableness insult-reply (strata)", respondents$model %in% c("m1", "m2"),
+           self_score[, "agreeableness"], beh_score[, "insult-reply"], respondents$model),
+  bca_case("m3 extraversion social-choice", respondents$model == "m3", self_score[, "extraversion"],
+           beh_score[, "social-choice"], respondents$model)
+)
+
+write.csv(do.call(rbind, lapply(bca, function(case) data.frame(case = case$name, resample = case$resamples))),
+          "data/validity-bca-resamples.csv", row.names = FALSE)
+bca <- lapply(bca, function(case) case[names(case) != "resamples"])
+
+# --- the power formula against simulation ---------------------------------------------------------
+set.seed(7)
+power_check <- lapply(c(10, 17, 40), function(n) {
+  hits <- replicate(20000, {
+    x <- rnorm(n); y <- 0.3 * x + sqrt(1 - 0.09) * rnorm(n)
+    r <- cor(x, y)
+    abs(r * sqrt((n - 2) / (1 - r^2))) > qt(0.975, n - 2)
+  })
+  list(n = n, df = n - 2, formula = power_r(n - 2), simulated = mean(hits))
+})
 
 golden <- list(
   meta = list(r_version = R.version.string, lme4 = as.character(packageVersion("lme4")),
-              psych = as.character(packageVersion("psych")), generated_by = "tests/reference/validity.R"),
+              psych = as.character(packageVersion("psych")), boot = as.character(packageVersion("boot")),
+              generated_by = "tests/reference/validity.R"),
   self_reliability = self_reliability,
   behavior_reliability = behavior_reliability,
   pairs = pair_rows,
@@ -301,6 +422,12 @@ golden <- list(
   mixed = mixed,
   mixed_boundary = mixed_boundary,
   manipulation = manipulation,
-  mtmm = list(columns = names_, cor = unname(mtmm_cor))
+  manipulation_levels = manipulation_levels,
+  mtmm = list(columns = names_, pairs = mtmm_pairs),
+  bca = bca,
+  power = power_check,
+  variants = lapply(tasks$task, function(k) list(task = k, common = common[[k]],
+                                                  min = min(variant_counts[[k]]), max = max(variant_counts[[k]]))),
+  respondents = nrow(respondents)
 )
 write_json(golden, "golden/validity.json", auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE)
