@@ -10,8 +10,13 @@ process has claimed (or answered, or failed, since this run started) are skipped
 ``claimed_elsewhere``.
 
 Transient failures (rate limits, overload, timeouts, dropped connections) are retried with
-exponential backoff and jitter, waiting at least as long as the server's Retry-After asks. Invalid text
-replies can be re-asked in the same conversation (policy ``reask:N``).
+exponential backoff and jitter, waiting at least as long as the server's Retry-After asks
+(:func:`call_with_retries`, shared with behaviour runs). A timed-out request was probably received, so
+its retry may be billed twice; such retries are counted (``timeouts_retried``). Every reply is made safe
+to store on arrival (:meth:`~psychometrics.models.base.ModelReply.cleaned`), and a row SQLite still
+refuses is stored as a failure with its reason, never taking other workers' answers down with it.
+Invalid text replies can be re-asked in the same conversation (policy ``reask:N``); a re-ask that fails
+keeps the reply before it, so a paid answer is never thrown away.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Callable, Iterable
 
 from psychometrics.claims import CLAIMED
 from psychometrics.design import PlannedRequest, messages_hash
-from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest, TransientModelError
+from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest, TransientModelError, clean_text
 from psychometrics.parse import ParsedReply, parse_many, parse_reply
 from psychometrics.store import ResponseRow, RunStore
 
@@ -38,18 +43,18 @@ _REASK_RULE = {
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of transient failures: ``max_retries`` more tries, waits ``base_s * 2**k`` (with jitter),
-    at least the server's Retry-After, at most ``cap_s``."""
+    """Retries of transient failures: ``max_retries`` more tries. Our own backoff waits ``base_s * 2**k``
+    (with jitter, at most ``cap_s``); a server's Retry-After is waited in full, however long, up to
+    ``max_retry_after_s``: a longer one ends the request as failed (retried on the next run), never sooner."""
 
     max_retries: int = 5
     base_s: float = 1.0
     cap_s: float = 120.0
+    max_retry_after_s: float = 3600.0
 
     def wait(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
-        backoff = min(self.cap_s, self.base_s * 2**retry) * (0.5 + rng.random() / 2)
-        if retry_after is not None:
-            return min(self.cap_s, max(retry_after, backoff))
-        return backoff
+        backoff = min(self.cap_s, self.base_s * 2 ** min(retry, 64)) * (0.5 + rng.random() / 2)
+        return backoff if retry_after is None else max(retry_after, backoff)
 
 
 @dataclass
@@ -59,7 +64,10 @@ class RunStats:
     sent: int = 0
     failed: int = 0
     retries: int = 0
+    timeouts_retried: int = 0  # retries after a timeout: the server probably got the first send (billed twice?)
     reasks: int = 0
+    reasks_failed: int = 0  # re-asks that failed after retries (the reply before each is kept)
+    first_error: str | None = None  # the reason of this run's first failed request
     claimed_elsewhere: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -148,12 +156,17 @@ def answer_rows(
     return rows
 
 
+def failure_reason(error: BaseException) -> str:
+    """``Type: message``, storable (no unpaired surrogates), at most 2000 characters."""
+    return clean_text(f"{type(error).__name__}: {error}".strip().rstrip(":"))[:2000]
+
+
 def failure_rows(planned: PlannedRequest, error: BaseException, latency_s: float, attempts: int) -> list[ResponseRow]:
-    reason = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    reason = failure_reason(error)
     rows = []
     for index in range(len(planned.items)):
         row = _base_row(planned, index, attempts)
-        row.outcome, row.error, row.latency_s = "error", reason[:2000], latency_s
+        row.outcome, row.error, row.latency_s = "error", reason, latency_s
         rows.append(row)
     return rows
 
@@ -183,13 +196,15 @@ def _reask_request(planned: PlannedRequest, replies: list[str], round_: int) -> 
     return ModelRequest(tuple(messages), request.choices, request.mode, request.temperature, seed, request.max_tokens)
 
 
-async def converse(complete, planned: PlannedRequest, reasks: int):
+async def converse(complete, planned: PlannedRequest, reasks: int, failures: list | None = None):
     """Ask once; in text mode, re-ask in the same conversation while some item is invalid (up to
     ``reasks`` times), keeping the first valid answer of each item.
 
-    Returns (first reply, final reply text, earlier reply texts, parsed items or None).
+    Returns (first reply, final reply text, earlier reply texts, parsed items or None). A failing re-ask
+    raises, unless ``failures`` is a list: then the exception is appended to it and the replies so far
+    are returned (the final text being the last reply received).
     """
-    reply = await complete(planned.request)
+    reply = (await complete(planned.request)).cleaned()
     if planned.request.mode != "text" or reasks == 0:
         return reply, reply.text, [], None
     parsed = parse_items(planned, reply.text)
@@ -199,7 +214,16 @@ async def converse(complete, planned: PlannedRequest, reasks: int):
         if all(p.outcome == "valid" for p in parsed):
             break
         history.append(final_text or "")
-        again = await complete(_reask_request(planned, history, round_))
+        try:
+            again = (await complete(_reask_request(planned, history, round_))).cleaned()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller decides (see failures)
+            if failures is None:
+                raise
+            failures.append(exc)
+            history.pop()  # final_text is that reply again
+            break
         final_text = again.text
         for index, result in enumerate(parse_items(planned, again.text)):
             if parsed[index].outcome != "valid" and result.outcome == "valid":
@@ -212,7 +236,8 @@ class TurnBatch:
     the answers (or claims) of all workers that got there together go into one SQLite transaction, one
     commit instead of one each, which at hundreds of answers a second is most of the time the loop
     would spend in SQLite. Each caller waits for its own result, so a worker's answer is committed
-    before it takes another request."""
+    before it takes another request. If the batch fails, each item is tried again on its own, so one
+    bad item fails only its own caller."""
 
     def __init__(self, many: Callable[[list], list]):
         self.many = many
@@ -230,14 +255,62 @@ class TurnBatch:
         batch, self._pending = self._pending, []
         try:
             results = self.many([item for item, _ in batch])
-        except BaseException as exc:  # noqa: BLE001 - every waiting caller sees the failure
+        except Exception as exc:  # noqa: BLE001 - one item at a time: only the bad one fails
+            if len(batch) == 1:
+                _settle(batch[0][1], error=exc)
+                return
+            for item, result in batch:
+                try:
+                    _settle(result, self.many([item])[0])
+                except Exception as one:  # noqa: BLE001 - handed to the caller of that item
+                    _settle(result, error=one)
+            return
+        except BaseException as exc:  # noqa: BLE001 - an interrupt: every waiting caller sees it
             for _, result in batch:
-                if not result.done():
-                    result.set_exception(exc)
+                _settle(result, error=exc)
             return
         for (_, result), value in zip(batch, results):
-            if not result.done():
-                result.set_result(value)
+            _settle(result, value)
+
+
+def _settle(future: asyncio.Future, value=None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+async def call_with_retries(
+    backend: ModelBackend, request: ModelRequest, *, timeout_s: float | None, retry: RetryPolicy, stats: RunStats,
+    jitter: random.Random,
+) -> ModelReply:
+    """One model call, retrying transient failures (:class:`RetryPolicy`); the reply made safe to store.
+
+    Counts retries in ``stats.retries``, and those after a timeout also in ``stats.timeouts_retried``.
+    Used for questionnaire requests and behaviour turns alike."""
+    for attempt in range(retry.max_retries + 1):
+        try:
+            if timeout_s:
+                reply = await asyncio.wait_for(backend.complete(request), timeout_s)
+            else:
+                reply = await backend.complete(request)
+            return reply.cleaned()
+        except (TransientModelError, asyncio.TimeoutError) as exc:
+            if not isinstance(exc, TransientModelError):
+                exc = TransientModelError(f"no answer within {timeout_s:g} s", timed_out=True)
+            if attempt == retry.max_retries:
+                raise exc from None
+            if exc.retry_after is not None and exc.retry_after > retry.max_retry_after_s:
+                raise TransientModelError(
+                    f"{exc}; the server asks to wait {exc.retry_after:g} s, longer than the "
+                    f"{retry.max_retry_after_s:g} s psytest waits: re-run later"
+                ) from None
+            stats.retries += 1
+            stats.timeouts_retried += bool(exc.timed_out)
+            await asyncio.sleep(retry.wait(attempt, exc.retry_after, jitter))
+    raise AssertionError("unreachable")
 
 
 async def run_requests(
@@ -263,35 +336,27 @@ async def run_requests(
     jitter = random.Random()
 
     async def call(request: ModelRequest) -> ModelReply:
-        for attempt in range(retry.max_retries + 1):
-            try:
-                if timeout_s:
-                    return await asyncio.wait_for(backend.complete(request), timeout_s)
-                return await backend.complete(request)
-            except (TransientModelError, asyncio.TimeoutError) as exc:
-                if attempt == retry.max_retries:
-                    if isinstance(exc, asyncio.TimeoutError):
-                        raise TransientModelError(f"no answer within {timeout_s:g} s") from None
-                    raise
-                stats.retries += 1
-                await asyncio.sleep(retry.wait(attempt, getattr(exc, "retry_after", None), jitter))
-        raise AssertionError("unreachable")
+        return await call_with_retries(backend, request, timeout_s=timeout_s, retry=retry, stats=stats, jitter=jitter)
 
     async def answer(planned_request: PlannedRequest, attempts: int) -> list[ResponseRow]:
         t0 = time.perf_counter()
+        reask_failures: list[BaseException] = []
         try:
-            reply, final_text, history, parsed = await converse(call, planned_request, reasks)
-            stats.reasks += len(history)
-            rows = answer_rows(planned_request, reply, time.perf_counter() - t0, attempts, parsed)
-            if history:
-                for row in rows:
-                    row.raw_reply, row.reasks, row.reask_replies = final_text, len(history), history
-            return rows
+            reply, final_text, history, parsed = await converse(call, planned_request, reasks, reask_failures)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any backend failure is recorded, not fatal
-            stats.failed += 1
             return failure_rows(planned_request, exc, time.perf_counter() - t0, attempts)
+        stats.reasks += len(history)
+        rows = answer_rows(planned_request, reply, time.perf_counter() - t0, attempts, parsed)
+        note = None
+        if reask_failures:  # the replies before it were paid for: kept, as parsed, and not sent again
+            stats.reasks_failed += 1
+            note = f"re-ask {len(history) + 1} failed, reply before it kept: {failure_reason(reask_failures[0])}"
+        if history or note:
+            for row in rows:
+                row.raw_reply, row.reasks, row.reask_replies, row.note = final_text, len(history), history or None, note
+        return rows
 
     claim = TurnBatch(claims.claim_many)
     commit = TurnBatch(lambda batch: store.write_and_claim(batch, claims))
@@ -312,6 +377,9 @@ async def run_requests(
             # this answer committed, and the next request claimed, in one transaction before going on
             status = await commit((rows, prompt, following.request_id if following is not None else None))
             stats.sent += 1
+            if rows[0].error is not None:  # failed, or (rows changed by the store) could not be stored
+                stats.failed += 1
+                stats.first_error = stats.first_error or rows[0].error
             for row in rows:
                 stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
             stats.items_answered += sum(row.error is None for row in rows)

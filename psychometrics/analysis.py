@@ -24,6 +24,7 @@ Tables (each a tidy DataFrame, written as ``<name>.csv``):
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -387,6 +388,8 @@ def write_tables(tables: Tables, out_dir: Path) -> list[Path]:
         if table is None or table.empty:
             continue
         path = out_dir / f"{name}.csv"
-        spreadsheet_safe(table).to_csv(path, index=False)
+        partial = out_dir / f".{name}.csv.{os.getpid()}.tmp"  # two processes finishing together: no torn file
+        spreadsheet_safe(table).to_csv(partial, index=False)
+        os.replace(partial, path)
         written.append(path)
     return written

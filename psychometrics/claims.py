@@ -2,16 +2,22 @@
 
 Before sending a request a worker *claims* its id in the ``claims`` table of the store; the claim
 succeeds only if the request needs sending (the caller's ``done`` check says no) and no other live
-owner holds an unexpired claim on it. The answer is then committed and the claim released in one
+owner holds a claim on it. The answer is then committed and the claim released in one
 transaction (:meth:`Claims.release` inside the caller's transaction). Per request that is two
 write transactions: one to claim, one to answer.
 
-An owner is ``host:pid:token`` (a fresh random token per run, so two runs in one process differ).
-Claims expire ``lease_s`` seconds after they were taken or last renewed (:meth:`Claims.keep_alive`
-renews all of an owner's claims in one statement every third of the lease), so a run that died on
-another machine frees its requests after one lease. A claim of a process on this host that no longer
-exists (``os.kill(pid, 0)`` fails, or it is a zombie) is void at once, so resuming after a crash or a
-SIGKILL does not wait for the lease.
+An owner is ``host:pid:token`` (a fresh random token per run, so two runs in one process differ; on
+Linux the token ends in the process's start time, so a reused pid is not mistaken for its owner).
+Whether an owner on this host is alive is known exactly: a claim of a live local process stands
+whatever its expiry (it may be stalled, or the machine suspended, past the lease: taking its request
+would pay for it twice), and a claim of a local process that no longer exists (``os.kill(pid, 0)``
+fails, it is a zombie, or the pid now belongs to a later process) is void at once, so resuming after a
+crash or a SIGKILL does not wait. Only claims of owners whose liveness cannot be checked (another host
+name: a container sharing the volume) expire, ``lease_s`` seconds after they were taken or last renewed
+(:meth:`Claims.keep_alive` renews all of an owner's claims in one statement every third of the lease).
+
+SQLite's WAL mode needs shared memory, so every process on one store must run on one machine (one
+kernel; containers on it included): never put a store on a network file system.
 
 Any table works: the request id is an opaque string and ``done(conn, request_id)`` (run inside the
 claim's transaction) is the only link to the caller's answers.
@@ -33,12 +39,13 @@ import secrets
 import socket
 import sqlite3
 import time
+import weakref
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
 CLAIMED = "claimed"  # this owner may send the request now
 DONE = "done"  # nothing to send: ``done`` said so
-HELD = "held"  # another live owner holds an unexpired claim on it
+HELD = "held"  # another live owner holds a claim on it (unexpired, when its liveness cannot be checked)
 
 DEFAULT_LEASE_S = 60.0
 
@@ -52,36 +59,66 @@ CREATE INDEX IF NOT EXISTS claims_owner ON claims(owner);
 """
 
 _HOST = socket.gethostname()
+_LIVE_IN_THIS_PROCESS: set[str] = set()  # owners of the Claims objects alive in this process
+
+
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    return fields[19].decode() if fields is not None and len(fields) > 19 else None
 
 
 def new_owner() -> str:
-    """``host:pid:token`` naming this process and run."""
-    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(6)}"
+    """``host:pid:token`` naming this process and run (``token.starttime`` where /proc tells it)."""
+    start = _start_time(os.getpid())
+    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(6)}" + (f".{start}" if start else "")
+
+
+def _local_pid(owner: str) -> tuple[int, str] | None:
+    """(pid, token) of an owner on this host, or None (another host, or not an owner name)."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, token = rest.partition(":")
+    return (int(pid_text), token) if host == _HOST and pid_text.isdigit() else None
 
 
 def local_owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` was a process on this host that no longer runs (or is a zombie).
+    """True when ``owner`` was a process on this host that no longer runs (or is a zombie, or its pid
+    now belongs to a process started later), or a run of this process that has ended.
 
     Owners on other hosts, or whose pid cannot be read, count as alive: only their lease frees them.
     """
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
+    local = _local_pid(owner)
+    if local is None:
         return False
-    pid = int(pid_text)
+    pid, token = local
     if pid == os.getpid():
-        return False  # another run in this very process: alive while we are
+        return owner not in _LIVE_IN_THIS_PROCESS  # another run in this very process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False  # someone else's live process
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")  # killed, not yet reaped
-    except (OSError, IndexError):
+        pass  # someone else's live process: its start time still tells whether it is the owner
+    fields = _proc_stat(pid)
+    if fields is None:
         return False
+    if fields[0] in (b"Z", b"X"):  # killed, not yet reaped
+        return True
+    started = token.rpartition(".")[2] if "." in token else None
+    return started is not None and len(fields) > 19 and fields[19].decode() != started
+
+
+def local_owner_is_alive(owner: str) -> bool:
+    """True when ``owner`` is a process on this host known to be running (its claims never expire)."""
+    return _local_pid(owner) is not None and not local_owner_is_dead(owner)
 
 
 class Claims:
@@ -114,6 +151,9 @@ class Claims:
         self.done = done
         self.lease_s = float(lease_s)
         self.owner = owner or new_owner()
+        if _local_pid(self.owner) is not None and _local_pid(self.owner)[0] == os.getpid():
+            _LIVE_IN_THIS_PROCESS.add(self.owner)
+            weakref.finalize(self, _LIVE_IN_THIS_PROCESS.discard, self.owner)
         conn.executescript(SCHEMA)
 
     def claim(self, request_id: str) -> str:
@@ -139,8 +179,11 @@ class Claims:
             return DONE
         row = conn.execute("SELECT owner, expires_at FROM claims WHERE request_id = ?", (request_id,)).fetchone()
         now = time.time()
-        if row is not None and row[0] != self.owner and row[1] > now and not local_owner_is_dead(row[0]):
-            return HELD
+        if row is not None and row[0] != self.owner:
+            if local_owner_is_alive(row[0]):
+                return HELD  # a live process of this host: its lease does not matter
+            if row[1] > now and _local_pid(row[0]) is None:
+                return HELD  # another host's claim, not yet expired
         conn.execute(
             "INSERT OR REPLACE INTO claims(request_id, owner, expires_at) VALUES (?, ?, ?)",
             (request_id, self.owner, now + self.lease_s),

@@ -3,13 +3,17 @@
 Commands are thin: they parse options, call the library and print. Anything heavy is imported inside
 the command that needs it, so ``psytest --help`` and ``psytest --version`` start instantly. Errors the
 user can fix (:class:`~psychometrics.errors.PsytestError`, and click's usage errors) are printed as one
-line on stderr with exit code 2 and no traceback.
+line on stderr with exit code 2 and no traceback. A run in which requests failed (after retries) exits
+with code 1 and one line saying how many and why; re-running the command sends just those again.
+Commands that only read a run open its store read-only (:func:`psychometrics.store.read_only_stores`).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,6 +55,31 @@ def _root(
 
 def _print_json(payload: object) -> None:
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+@contextmanager
+def _reading_only():
+    """Stores opened inside are read-only: a command that only reads never creates or changes one."""
+    from psychometrics.store import read_only_stores
+
+    with read_only_stores():
+        yield
+
+
+def finish_run(stats, noun: str) -> None:
+    """After a run's summary: a note when timed-out requests were sent again (possibly billed twice),
+    and exit code 1 with one line when requests failed."""
+    from psychometrics.errors import printable
+
+    if stats.timeouts_retried:
+        typer.echo(f"psytest: note: {stats.timeouts_retried} timed-out {noun} were sent again; the server may "
+                   "have received, and billed, both", err=True)
+    if stats.failed:
+        reason = printable(" ".join((stats.first_error or "unknown error").split()))
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        typer.echo(f"psytest: {stats.failed} of {stats.sent} {noun} failed ({reason}); re-run the same command "
+                   "to retry them", err=True)
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -396,7 +425,9 @@ def administer(
         "sent": stats.sent,
         "failed": stats.failed,
         "retries": stats.retries,
+        "timeouts_retried": stats.timeouts_retried,
         "reasks": stats.reasks,
+        "reasks_failed": stats.reasks_failed,
         "claimed_elsewhere": stats.claimed_elsewhere,
         "outcomes": stats.outcomes,
         "items_per_second": round(stats.per_second, 3),
@@ -404,8 +435,9 @@ def administer(
     }
     if as_json:
         _print_json(payload)
-        return
-    print_run_summary(payload, summary)
+    else:
+        print_run_summary(payload, summary)
+    finish_run(stats, "requests")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -429,8 +461,9 @@ def score(
     """Score a run and compute every derived table: norms, reliability, sensitivity, structure, MTMM."""
     from psychometrics.analysis import analyze_run, write_tables
 
-    tables = analyze_run(run, _csv_option(by), structure=structure,
-                         reference_loadings=_read_loadings(reference_loadings))
+    with _reading_only():
+        tables = analyze_run(run, _csv_option(by), structure=structure,
+                             reference_loadings=_read_loadings(reference_loadings))
     written = write_tables(tables, out or run / "analysis")
     _report_tables(tables, written, as_json)
 
@@ -509,7 +542,8 @@ def report(
     """Write a self-contained HTML report with figures, its CSV tables and a JSON summary."""
     from psychometrics.report import build_report
 
-    paths = build_report(run, out, behavior_runs=behavior or None)
+    with _reading_only():
+        paths = build_report(run, out, behavior_runs=behavior or None)
     if as_json:
         typer.echo(paths.summary.read_text(encoding="utf-8"))
         return
@@ -527,7 +561,8 @@ def compare(
 
     if len(runs) < 2:
         raise PsytestError("compare needs at least two run directories")
-    result = compare_runs(runs)
+    with _reading_only():
+        result = compare_runs(runs)
     if out is not None:
         _write_comparison(result, out)
     if as_json:
@@ -566,7 +601,8 @@ def baseline(
     from psychometrics.baseline import write_baseline
 
     path = out or run / "baseline.json"
-    baseline_data = write_baseline(run, path)
+    with _reading_only():
+        baseline_data = write_baseline(run, path)
     count = len(baseline_data.get("scales", [])) if isinstance(baseline_data, dict) else 0
     typer.echo(f"baseline written to {path}" + (f" ({count} scales)" if count else ""))
 
@@ -584,7 +620,9 @@ def check(
 
     if unit not in ("sd", "raw"):
         raise PsytestError(f"--unit must be sd or raw, got {unit!r}")
-    result = check_run(run, load_baseline(baseline_file), DEFAULT_TOLERANCE if tolerance is None else tolerance, unit)
+    with _reading_only():
+        result = check_run(run, load_baseline(baseline_file), DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                           unit)
     if as_json:
         from psychometrics.compare import as_json_records
 
@@ -605,7 +643,13 @@ def reproduce(
     """Recompute every derived file from the store and verify it matches; exit 1 on any difference."""
     from psychometrics.reproduce import reproduce as run_reproduce
 
-    result = run_reproduce(run, rerun=rerun)
+    store = run / "responses.sqlite"
+    if store.exists():  # checked here: reproduce reads a copy, whose name would mean nothing to the user
+        from psychometrics.store import RunStore
+
+        RunStore(store, read_only=True).close()
+    with _reading_only():
+        result = run_reproduce(run, rerun=rerun)
     if as_json:
         from psychometrics.compare import as_json_records
 
@@ -660,6 +704,13 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # an unwritable --out, a full disk, a file where a directory should be
         where = f"{exc.filename}: " if exc.filename else ""
         typer.echo(f"psytest: error: {where}{exc.strerror or exc}; check the path and its permissions", err=True)
+        sys.exit(2)
+    except sqlite3.Error as exc:  # a store the library did not name: still one line
+        from psychometrics.errors import printable
+
+        typer.echo(f"psytest: error: a run's SQLite store could not be read or written ({type(exc).__name__}: "
+                   f"{printable(str(exc))}); check that it is a store psytest wrote and that it is writable",
+                   err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("psytest: interrupted", err=True)

@@ -187,17 +187,20 @@ def behave(
     payload = {
         "run_dir": str(run_dir), "analysis_dir": str(run_dir / "analysis"), "model": model,
         "conversations_planned": stats.planned, "already_answered": stats.already_answered, "sent": stats.sent,
-        "failed": stats.failed, "retries": stats.retries, "claimed_elsewhere": stats.claimed_elsewhere,
-        "outcomes": stats.outcomes,
+        "failed": stats.failed, "retries": stats.retries, "timeouts_retried": stats.timeouts_retried,
+        "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
         "conversations_per_second": round(stats.per_second, 3),
         "tasks": json.loads(summary.to_json(orient="records")),
     }
+    from psychometrics.cli import finish_run
+
     if as_json:
         _print_json(payload)
-        return
-    from psychometrics.terminal import print_behavior_summary
+    else:
+        from psychometrics.terminal import print_behavior_summary
 
-    print_behavior_summary(payload, summary)
+        print_behavior_summary(payload, summary)
+    finish_run(stats, "conversations")
 
 
 def validity(
@@ -209,9 +212,11 @@ def validity(
     as_json: Annotated[bool, typer.Option("--json", help="Print the key tables as JSON.")] = False,
 ) -> None:
     """Does what a model says about itself predict what it does? Self-report vs behaviour across personas."""
+    from psychometrics.store import read_only_stores
     from psychometrics.validity_report import run_validity
 
-    result = run_validity(selfreport, behavior, out, n_boot=bootstrap, seed=seed)
+    with read_only_stores():
+        result = run_validity(selfreport, behavior, out, n_boot=bootstrap, seed=seed)
     if as_json:
         _print_json(result.payload())
         return

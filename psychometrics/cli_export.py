@@ -28,10 +28,14 @@ def _write_csv(run: Path, path: Path, chunksize: int) -> int:
 
     rows = 0
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="utf-8", newline="") as handle:
-        for chunk in iter_responses(run, chunksize):
-            spreadsheet_safe(chunk).to_csv(handle, index=False, header=rows == 0)
-            rows += len(chunk)
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            for chunk in iter_responses(run, chunksize):
+                spreadsheet_safe(chunk).to_csv(handle, index=False, header=rows == 0)
+                rows += len(chunk)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)  # a reader never sees half a file under the final name
     return rows
 

@@ -46,8 +46,16 @@ def _store(run_dir: Path) -> Path:
 
 
 def connect_read_only(run_dir: Path) -> sqlite3.Connection:
-    """A read-only connection to a run's store (never creates or changes a file)."""
-    return sqlite3.connect(f"{_store(run_dir).resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+    """A read-only connection to a run's store (never creates or changes a file); one-line error if unreadable."""
+    from psychometrics.store import store_error
+
+    path = _store(run_dir)
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        con.execute("SELECT 1 FROM responses LIMIT 1")
+    except sqlite3.Error as exc:
+        raise store_error(path, exc) from None
+    return con
 
 
 def responses_query(columns: Sequence[str] = RESPONSE_COLUMNS, where: str | None = None) -> str:
@@ -92,17 +100,27 @@ def to_duckdb(
     if not table.isidentifier():
         raise PsytestError(f"table: {table!r} is not a plain SQL name; use letters, digits and underscores")
     rows = 0
+    staging = f"{table}_psytest_partial"
     con = duckdb.connect(str(database))
     try:
         columns = [*RESPONSE_COLUMNS, *CELL_FIELDS]
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"DROP TABLE IF EXISTS {staging}")
         # Types fixed up front: a first chunk without errors must not make 'error' a column of NULLs
-        con.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {_duckdb_type(c)}' for c in columns)})")
-        for chunk in iter_responses(run_dir, chunksize):
-            con.register("psytest_chunk", chunk)
-            con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM psytest_chunk")
-            con.unregister("psytest_chunk")
-            rows += len(chunk)
+        con.execute(f"CREATE TABLE {staging} ({', '.join(f'{c} {_duckdb_type(c)}' for c in columns)})")
+        try:
+            for chunk in iter_responses(run_dir, chunksize):
+                con.register("psytest_chunk", chunk)
+                con.execute(f"INSERT INTO {staging} SELECT {', '.join(columns)} FROM psytest_chunk")
+                con.unregister("psytest_chunk")
+                rows += len(chunk)
+        except BaseException:
+            con.execute(f"DROP TABLE IF EXISTS {staging}")  # the old table, if any, stays as it was
+            raise
+        # the finished copy replaces the old table in one transaction: never a half-filled table
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"ALTER TABLE {staging} RENAME TO {table}")
+        con.execute("COMMIT")
     finally:
         con.close()
     return rows

@@ -165,7 +165,7 @@ def administer(
         "platform": f"{platform.system()} {platform.machine()}",
     }
     write_manifest(run_dir, identity, extra)
-    with RunStore(run_dir / RESPONSES) as store:
+    with RunStore(run_dir / RESPONSES, read_only=False) as store:
         if on_start is not None:
             on_start(len(planned))
         async def send() -> RunStats:
@@ -189,7 +189,7 @@ def score_run(run_dir: Path, inventories: list[Inventory], invalid: str = "missi
     from psychometrics.analysis import score_summary
     from psychometrics.scoring import responses_frame, scale_scores
 
-    with RunStore(run_dir / RESPONSES) as store:
+    with RunStore(run_dir / RESPONSES, read_only=True) as store:
         frame = responses_frame(store)
     scores = scale_scores(frame, inventories, listwise=invalid == "drop")
     return scores, score_summary(scores)
@@ -213,7 +213,7 @@ def estimate_requests(
     answered = 0
     todo = planned
     if run_dir is not None and (run_dir / RESPONSES).exists():
-        with RunStore(run_dir / RESPONSES) as store:
+        with RunStore(run_dir / RESPONSES, read_only=True) as store:
             todo, answered = pending(planned, store)
     input_tokens = sum(sum(len(m.content) for m in p.request.messages) // 4 + 4 * len(p.request.messages) for p in todo)
     output_tokens = sum(p.request.max_tokens if p.request.mode == "text" else 1 for p in todo)

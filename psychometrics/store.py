@@ -2,19 +2,24 @@
 
 One row per request and item (a request asks one item by default, or several), keyed by the request
 id (a hash of everything that changes the answer) and the item id, written and committed as soon as
-the answer arrives. A request whose id has an answered row is never sent
-again, so re-running a command or resuming after a crash sends only what is missing. Failed requests
-are stored with their error and retried on the next run. Each distinct prompt is stored once, in
-``prompts``, so repeated samples do not repeat the text.
+the answer arrives. A request whose id has an answered row is never sent again, and an answer is never
+replaced by another, so re-running a command or resuming after a crash sends only what is missing.
+Failed requests are stored with their error and sent again on the next run (all of them, permanent
+errors such as a rejected key included: they were not answered). A row SQLite refuses is stored as a
+failure saying why, without undoing the other answers committed with it. Each distinct prompt is
+stored once, in ``prompts``, so repeated samples do not repeat the text.
 
-SQLite runs in WAL mode, so readers (a report) never block the writer. Several processes may work on
-one store at once: each claims a request before sending it (:mod:`psychometrics.claims`, table
-``claims``, created by the first run that sends), so no request is sent twice, and commits its answer
-and drops its claim together.
+SQLite runs in WAL mode, so readers (a report) never block the writer. Several processes on one machine
+may work on one store at once: each claims a request before sending it (:mod:`psychometrics.claims`,
+table ``claims``, created by the first run that sends), so no request is sent twice, and commits its
+answer and drops its claim together. Commands that only read (score, report, reproduce, validity) open
+the store read-only (:func:`read_only_stores`) and never create or change it; an unreadable store is a
+one-line error naming the file.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sqlite3
 import time
@@ -24,6 +29,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from psychometrics.claims import Claims
+from psychometrics.errors import PsytestError
+from psychometrics.models.base import clean_text
 
 SCHEMA_VERSION = 1
 
@@ -60,6 +67,7 @@ CREATE TABLE IF NOT EXISTS responses (
     reasks INTEGER NOT NULL DEFAULT 0,
     reask_replies TEXT,
     answered_at REAL NOT NULL,
+    note TEXT,
     PRIMARY KEY (request_id, item_id)
 );
 CREATE INDEX IF NOT EXISTS responses_item ON responses(inventory, item_id);
@@ -69,7 +77,7 @@ COLUMNS = (
     "request_id", "inventory", "item_id", "item_index", "condition", "messages_hash", "choices", "position_values", "mode",
     "raw_reply", "choice_logprobs", "outcome", "parse_method", "position", "value", "expected_value", "entropy",
     "option_mass", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "reasks", "reask_replies",
-    "answered_at",
+    "answered_at", "note",
 )
 
 
@@ -103,24 +111,100 @@ class ResponseRow:
     reasks: int = 0
     reask_replies: list[str] | None = None
     answered_at: float = 0.0
+    note: str | None = None  # e.g. a re-ask that failed (the reply before it is kept)
 
 
 _JSON_FIELDS = ("condition", "choices", "position_values", "choice_logprobs", "reask_replies")
 
+_READ_ONLY = contextvars.ContextVar("psytest_read_only_stores", default=False)
+
+
+@contextmanager
+def read_only_stores() -> Iterator[None]:
+    """Inside this block, stores opened without an explicit ``read_only`` are opened read-only (the
+    commands that only read use it, so they never create or change a store)."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
+def store_error(path: Path, exc: BaseException) -> PsytestError:
+    """A one-line error for a store SQLite cannot open or read, naming the file and what to do."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        hint = "it is read-only; make it and its directory writable, or copy the run directory somewhere writable"
+    elif "no such table" in text:
+        hint = "not a psytest store; give a run directory that psytest wrote"
+    elif "not a database" in text or "malformed" in text or "corrupt" in text:
+        hint = ("not a readable SQLite database (corrupt, or not a psytest store); restore it from a backup, "
+                "or run again into a new --out")
+    elif "locked" in text or "busy" in text:
+        hint = "another process holds it locked; try again when that process has finished"
+    else:
+        hint = "cannot open it; check that it and its directory exist and are readable"
+    return PsytestError(f"{path}: {hint} ({type(exc).__name__}: {text})")
+
+
+def open_store(path: Path, schema: str, table: str, read_only: bool | None = None,
+               version: int = SCHEMA_VERSION) -> tuple[sqlite3.Connection, bool]:
+    """(autocommit connection to the SQLite store at ``path``, whether it is read-only).
+
+    Read-only (``read_only``, or by default inside :func:`read_only_stores`): ``mode=ro``, nothing
+    created, and the store must exist and hold ``table``. Otherwise the file and ``schema`` are created
+    if missing, in WAL mode. Any failure is a one-line :class:`PsytestError` naming the file."""
+    path = Path(path)
+    read_only = _READ_ONLY.get() if read_only is None else read_only
+    if read_only and not path.is_file():
+        raise PsytestError(f"{path}: no such store; give a run directory that psytest wrote")
+    conn = None
+    try:
+        if read_only:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60, isolation_level=None)
+            conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+        else:
+            conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(schema)
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),))
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise store_error(path, exc) from None
+    return conn, read_only
+
+
+def _as_failure(rows: list[ResponseRow], exc: BaseException) -> None:
+    """Turn rows SQLite refused into storable failure rows saying why (in place)."""
+    reason = clean_text(f"could not store the reply ({type(exc).__name__}: {exc})")[:2000]
+    for row in rows:
+        row.raw_reply = clean_text(str(row.raw_reply)) if row.raw_reply is not None else None
+        row.reask_replies = [clean_text(str(r)) for r in row.reask_replies] if row.reask_replies else None
+        row.outcome, row.error, row.note, row.choice_logprobs = "error", reason, None, None
+        row.parse_method = row.position = row.value = row.expected_value = row.entropy = row.option_mass = None
+        row.input_tokens = row.output_tokens = None
+
 
 class RunStore:
-    """Open (creating if needed) the responses database of a run directory."""
+    """The responses database of a run directory: created if needed, or read-only (see :func:`open_store`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, read_only: bool | None = None):
         self.path = path
-        self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.conn, self.read_only = open_store(path, _SCHEMA, "responses", read_only)
         self._saved_prompts: set[str] = set()  # prompts this connection has inserted (they stay: never deleted)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
-        self.conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        try:
+            present = {row[1] for row in self.conn.execute("PRAGMA table_info(responses)")}
+            if "note" not in present and not self.read_only:  # a store from before the column existed
+                with self._transaction():
+                    if "note" not in {row[1] for row in self.conn.execute("PRAGMA table_info(responses)")}:
+                        self.conn.execute("ALTER TABLE responses ADD COLUMN note TEXT")
+                present.add("note")
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise store_error(path, exc) from None
+        self._columns = tuple(c for c in COLUMNS if c in present)
 
     def close(self) -> None:
         self.conn.close()
@@ -157,14 +241,16 @@ class RunStore:
 
         return Claims(self.conn, done=done, **({} if lease_s is None else {"lease_s": lease_s}))
 
-    def save_prompt(self, messages_hash: str, messages: list[list[str]]) -> None:
+    def save_prompt(self, messages_hash: str, messages: list[list[str]]) -> bool:
+        """Store a prompt once; whether this call inserted it (it was not known to this connection)."""
         if messages_hash in self._saved_prompts:  # repeated samples of one prompt: stored once already
-            return
+            return False
         self.conn.execute(
             "INSERT OR IGNORE INTO prompts(messages_hash, messages) VALUES (?, ?)",
             (messages_hash, json.dumps(messages, ensure_ascii=False)),
         )
         self._saved_prompts.add(messages_hash)
+        return True
 
     def write(
         self, rows: list[ResponseRow], *, prompt: list[list[str]] | None = None, claims: Claims | None = None
@@ -172,8 +258,9 @@ class RunStore:
         """Store the rows of one request in one transaction, replacing an earlier failure of it, with its
         ``prompt`` messages (stored once per distinct prompt) and dropping its claim in ``claims``.
 
-        A failure never replaces an answer (should two processes have sent one request). Durable when
-        this returns; a request's rows are all there or none is. Returns whether the rows were stored.
+        Nothing replaces an answer (should two processes have sent one request, the first answer stays).
+        Rows SQLite refuses are stored as a failure saying why, and changed in place to match. Durable
+        when this returns; a request's rows are all there or none is. Returns whether the rows were stored.
         """
         return self.write_many([(rows, prompt)], claims=claims)[0]
 
@@ -183,7 +270,7 @@ class RunStore:
         """:meth:`write` for several requests (rows, prompt) in one transaction: one commit for the answers
         that arrive together. Durable when this returns; returns whether each request's rows were stored."""
         with self._transaction():
-            return [self._write_one(rows, prompt, claims) for rows, prompt in requests]
+            return [self._write_safely(rows, prompt, claims) for rows, prompt in requests]
 
     def write_and_claim(
         self, items: list[tuple[list[ResponseRow], list[list[str]] | None, str | None]], claims: Claims
@@ -193,10 +280,28 @@ class RunStore:
         one commit. Returns each claim's status."""
         with self._transaction():
             for rows, prompt, _ in items:
-                self._write_one(rows, prompt, claims)
+                self._write_safely(rows, prompt, claims)
             return [None if following is None else claims.claim_in_transaction(following) for *_, following in items]
 
-    def _write_one(self, rows: list[ResponseRow], prompt: list[list[str]] | None, claims: Claims | None) -> bool:
+    def _write_safely(self, rows: list[ResponseRow], prompt: list[list[str]] | None, claims: Claims | None) -> bool:
+        """:meth:`_write_one` in a savepoint of the caller's transaction: rows SQLite refuses (text it cannot
+        encode, a number too large) are stored as a failure with the reason instead, and the other requests
+        of the transaction are unaffected."""
+        self.conn.execute("SAVEPOINT psytest_request")
+        added: list[str] = []
+        try:
+            stored = self._write_one(rows, prompt, claims, added)
+        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
+            self.conn.execute("ROLLBACK TO psytest_request")
+            self._saved_prompts.difference_update(added)  # rolled back with the savepoint
+            _as_failure(rows, exc)
+            cleaned = [[clean_text(str(part)) for part in message] for message in prompt] if prompt else None
+            stored = self._write_one(rows, cleaned, claims, added)
+        self.conn.execute("RELEASE psytest_request")
+        return stored
+
+    def _write_one(self, rows: list[ResponseRow], prompt: list[list[str]] | None, claims: Claims | None,
+                   added: list[str]) -> bool:
         now = time.time()
         placeholders = ", ".join("?" for _ in COLUMNS)
         records = []
@@ -208,13 +313,12 @@ class RunStore:
                     values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column != "choices")
             records.append(values)
         request_id = rows[0].request_id
-        failed = any(row.error is not None for row in rows)
         if claims is not None:
             claims.release(request_id)
-        if failed and self.is_answered(request_id):
-            return False
-        if prompt is not None:
-            self.save_prompt(rows[0].messages_hash, prompt)
+        if self.is_answered(request_id):
+            return False  # answered meanwhile (by another process): the first answer stays
+        if prompt is not None and self.save_prompt(rows[0].messages_hash, prompt):
+            added.append(rows[0].messages_hash)
         self.conn.execute("DELETE FROM responses WHERE request_id = ?", (request_id,))
         self.conn.executemany(f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", records)
         return True
@@ -231,9 +335,9 @@ class RunStore:
         self.conn.execute("COMMIT")
 
     def rows(self) -> Iterator[ResponseRow]:
-        cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM responses ORDER BY rowid")
+        cursor = self.conn.execute(f"SELECT {', '.join(self._columns)} FROM responses ORDER BY rowid")
         for record in cursor:
-            data = dict(zip(COLUMNS, record))
+            data = dict(zip(self._columns, record))
             for column in _JSON_FIELDS:
                 if data[column] is not None:
                     data[column] = json.loads(data[column])

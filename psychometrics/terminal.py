@@ -124,6 +124,7 @@ def print_behavior_summary(payload: dict, summary) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
@@ -139,7 +140,8 @@ def print_behavior_summary(payload: dict, summary) -> None:
         table.add_column(column, justify="left" if column in ("task", "trait") else "right")
     for row in summary.itertuples():
         table.add_row(
-            row.task, row.trait, "+" if row.direction > 0 else "-", f"{row.valid}/{row.conversations}",
+            Text(str(row.task)), Text(str(row.trait)), "+" if row.direction > 0 else "-",  # a user's task id is text
+            f"{row.valid}/{row.conversations}",
             _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(row.first_option_share),
         )
     console.print(table)

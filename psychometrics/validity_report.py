@@ -109,7 +109,10 @@ def write_validity_page(tables: dict[str, pd.DataFrame], out_dir: Path, title: s
     from psychometrics.report.validity_section import validity_section
 
     section = validity_section(tables, dpi=dpi)
-    pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]}).to_csv(out_dir / "run_info.csv", index=False)
+    from psychometrics.analysis import spreadsheet_safe
+
+    spreadsheet_safe(pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]})).to_csv(
+        out_dir / "run_info.csv", index=False)
     context = {
         "title": title,
         "run_dir": ", ".join(sources),

@@ -8,7 +8,10 @@ one-line :class:`~psychometrics.errors.PsytestError` naming the file and line.
 Hostile files are bounded: files over :data:`MAX_BYTES` are refused before parsing (the pure-Python
 parser takes seconds per megabyte), nesting too deep for the parser is an error rather than a crash,
 and aliases that would expand to more than :data:`MAX_VALUES` values ("billion laughs") or refer to
-themselves are refused. Tags such as ``!!python/object`` are not constructed by the safe loader.
+themselves are refused. Merge keys (``<<: [*a, *a]``, nested) are counted here before PyYAML flattens
+them, with every repeat, so a merge bomb is refused whatever PyYAML version deduplicates (or not) the
+merged entries. Tags such as ``!!python/object`` are not constructed by the safe loader. Text with an
+unpaired surrogate (``"\\ud83d"``, which SQLite cannot store) is refused.
 """
 
 from __future__ import annotations
@@ -22,10 +25,54 @@ from psychometrics.errors import PsytestError
 
 MAX_BYTES = 2_000_000  # 40x the largest shipped inventory
 MAX_VALUES = 1_000_000  # values after expanding every alias
+MAX_MERGED = 100_000  # mapping entries that merge keys may bring in, over the whole document, repeats counted
 
 
 class _UniqueKeySafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping with the same key twice."""
+    """SafeLoader that refuses a mapping with the same key twice, and merge keys beyond :data:`MAX_MERGED`."""
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        sizes = self.__dict__.setdefault("_merge_sizes", {})
+        if id(node) not in sizes:  # measured before PyYAML flattens (and deduplicates) it in place
+            own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+            merged = merged_entries(node, sizes) - own
+            total = self.__dict__.get("_merged", 0) + merged
+            if total > MAX_MERGED:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"merge keys ('<<') bring in more than {MAX_MERGED:,} entries", node.start_mark
+                )
+            self._merged = total
+        super().flatten_mapping(node)
+
+
+def _merge_sources(node: yaml.Node) -> list[yaml.Node]:
+    """The mappings that ``node``'s merge keys name (``<<: *a`` or ``<<: [*a, *b]``)."""
+    sources = []
+    for key_node, value_node in node.value if isinstance(node, yaml.MappingNode) else ():
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            sources += value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+    return sources
+
+
+def merged_entries(node: yaml.Node, sizes: dict[int, int], active: set[int] | None = None) -> int:
+    """Entries of mapping ``node`` once its merge keys are expanded, every repeat counted (memoised by
+    node in ``sizes``, so linear in the nodes even for a merge bomb). ConstructorError for a merge cycle."""
+    if not isinstance(node, yaml.MappingNode):
+        return 0  # PyYAML reports what is wrong with it
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    active = set() if active is None else active
+    if key in active:
+        raise yaml.constructor.ConstructorError(
+            None, None, "a merge key ('<<') refers to the mapping that contains it", node.start_mark
+        )
+    active.add(key)
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    total = own + sum(merged_entries(sub, sizes, active) for sub in _merge_sources(node))
+    active.discard(key)
+    sizes[key] = min(total, 1 << 62)
+    return sizes[key]
 
 
 def _construct_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, deep: bool = False):
@@ -54,6 +101,30 @@ def _construct_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, dee
 _UniqueKeySafeLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
 )
+
+
+def _join_surrogates(data: Any, seen: set[int]) -> Any:
+    """``data`` with escaped surrogate pairs (``"\\ud83d\\ude00"``) joined into their character, lists and
+    mappings changed in place; ValueError for an unpaired surrogate."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+            return data
+        except UnicodeEncodeError:
+            try:
+                return data.encode("utf-16", "surrogatepass").decode("utf-16")
+            except UnicodeDecodeError:
+                raise ValueError("text with an unpaired surrogate escape (such as \\ud83d, half an emoji); "
+                                 "write the character itself, or the pair") from None
+    if isinstance(data, (dict, list)) and id(data) not in seen:
+        seen.add(id(data))
+        if isinstance(data, list):
+            data[:] = [_join_surrogates(child, seen) for child in data]
+        else:
+            items = [(_join_surrogates(k, seen), _join_surrogates(v, seen)) for k, v in data.items()]
+            data.clear()
+            data.update(items)
+    return data
 
 
 def expanded_size(data: Any, limit: int = MAX_VALUES) -> int:
@@ -110,6 +181,11 @@ def parse_yaml(text: str, source: str) -> Any:
     except (ValueError, RecursionError) as exc:
         problem = str(exc) if isinstance(exc, ValueError) else "nested too deeply to read"
         raise PsytestError(f"{source}: {problem}; write the values out instead") from None
+    if "\\u" in text or "\\U" in text:  # only escapes can make a surrogate
+        try:
+            data = _join_surrogates(data, set())
+        except ValueError as exc:
+            raise PsytestError(f"{source}: {exc}") from None
     return data
 
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from psychometrics.administer import RetryPolicy
 from psychometrics.design import Design, design_from_mapping, expand_option_orders, plan_requests, williams_square
 from psychometrics.errors import PsytestError
 from psychometrics.library import resolve_inventory
@@ -253,3 +254,150 @@ def test_cli_administer_bad_input(args, message, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
+
+
+# -- failures: what is kept, what is waited for, how a run ends --------------------------------------
+
+
+class MumblesThenFails(ModelBackend):
+    """Answers the first ask with no readable label; every re-ask fails for good (a context limit)."""
+
+    name = "mumbles-then-fails"
+
+    def __init__(self):
+        self.calls = 0
+
+    async def complete(self, request):
+        from psychometrics.models.base import ModelReply
+        from psychometrics.models.litellm_backend import ModelCallError
+
+        self.calls += 1
+        if any(m.role == "assistant" for m in request.messages):  # a re-ask: the reply so far is in it
+            raise ModelCallError("mumbles: the prompt is longer than the model's context window")
+        return ModelReply(text="Hmm, that depends on the day.", input_tokens=30, output_tokens=7)
+
+
+def test_a_failed_reask_keeps_the_paid_first_reply_and_is_not_sent_again(tmp_path):
+    inventories = [resolve_inventory("mini-ipip")]
+    backend = MumblesThenFails()
+    first = administer(backend, inventories, Design(invalid="reask:2"), tmp_path)
+    assert backend.calls == 40 and first.stats.failed == 0 and first.stats.reasks_failed == 20
+    with RunStore(tmp_path / "responses.sqlite") as store:
+        rows = list(store.rows())
+    assert len(rows) == 20
+    for row in rows:
+        assert row.error is None and row.outcome == "unparseable" and row.raw_reply == "Hmm, that depends on the day."
+        assert row.output_tokens == 7 and row.reasks == 0 and row.reask_replies is None
+        assert row.note.startswith("re-ask 1 failed, reply before it kept: ModelCallError: ")
+        assert "context window" in row.note
+    second = administer(backend, inventories, Design(invalid="reask:2"), tmp_path)
+    assert backend.calls == 40 and second.stats.sent == 0 and second.stats.already_answered == 20
+
+
+def test_retry_after_beyond_the_backoff_cap_is_waited_in_full():
+    import random
+
+    policy = RetryPolicy(base_s=1.0, cap_s=60.0)
+    assert policy.wait(0, 300.0, random.Random(0)) == 300.0  # the cap bounds our own backoff only
+    assert 30.0 <= policy.wait(10, None, random.Random(0)) <= 60.0
+
+
+def _gaps_after(log, fault: str) -> list[float]:
+    """Seconds from each ``fault``ed send of a request to its next send."""
+    sends: dict[str, list] = {}
+    for when, key, injected in log:
+        sends.setdefault(key, []).append((when, injected))
+    return [b[0] - a[0] for attempts in sends.values() for a, b in zip(attempts, attempts[1:]) if a[1] == fault]
+
+
+def test_a_server_retry_after_longer_than_the_cap_is_honoured_through_http(tmp_path):
+    from psychometrics.administer import RetryPolicy
+    from psychometrics.models import resolve_model
+    from psychometrics.testing.openai_server import start_server
+
+    with start_server(SimulatedRespondent("sim/e=1,seed=1"), faults=["rate_limit"], fault_rate=0.5, seed=3,
+                      retry_after="0.6") as server:
+        backend = resolve_model("openai/psytest-sim", api_base=server.base_url)
+        result = administer(backend, [resolve_inventory("mini-ipip")], Design(), tmp_path, concurrency=20,
+                            retry=RetryPolicy(max_retries=4, base_s=0.001, cap_s=0.05))
+        gaps = _gaps_after(list(server.request_log), "rate_limit")
+    assert result.stats.retries == len(gaps) > 0
+    assert min(gaps) >= 0.6  # not cut to the 0.05 s cap
+
+
+def test_a_retry_after_longer_than_psytest_waits_fails_at_once_saying_so(tmp_path):
+    from psychometrics.administer import RetryPolicy
+    from psychometrics.models import resolve_model
+    from psychometrics.testing.openai_server import start_server
+
+    with start_server(SimulatedRespondent("sim/e=1,seed=1"), faults=["rate_limit"], fault_rate=1.0,
+                      retry_after="7200") as server:
+        backend = resolve_model("openai/psytest-sim", api_base=server.base_url)
+        result = administer(backend, [resolve_inventory("mini-ipip")], Design(), tmp_path, concurrency=20,
+                            retry=RetryPolicy(max_retries=3, base_s=0.001))
+        assert server.requests_served == 20  # none retried early
+    assert result.stats.failed == 20 and result.stats.retries == 0
+    assert "asks to wait 7200 s, longer than the 3600 s psytest waits" in result.stats.first_error
+
+
+def _main(capsys, *args):
+    from psychometrics.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def test_a_run_with_failed_requests_exits_1_with_one_line_and_the_next_run_resends_them(tmp_path, capsys,
+                                                                                     monkeypatch):
+    from psychometrics.testing.openai_server import start_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-for-this-test")
+    out = tmp_path / "run"
+    args = ("administer", "--model", "openai/psytest-sim", "-i", "mini-ipip", "--max-retries", "0", "--out", str(out))
+    with start_server(SimulatedRespondent("sim/e=1,seed=1"), api_key="sk-the-right-key") as server:
+        code, stdout, err = _main(capsys, *args, "--api-base", server.base_url, "--json")
+        assert code == 1 and json.loads(stdout)["failed"] == 20  # the summary is still printed
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith("psytest: 20 of 20 requests failed (ModelCallError: openai/psytest-sim: "
+                                   "authentication failed")
+        assert lines[0].endswith("re-run the same command to retry them") and "sk-wrong" not in err
+        code, stdout, err = _main(capsys, *args, "--api-base", server.base_url)  # the terminal summary too
+        assert code == 1 and "psytest: 20 of 20 requests failed" in err
+        with RunStore(out / "responses.sqlite") as store:  # failures are sent again: they were not answered
+            assert {r.attempts for r in store.rows()} == {2}
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-the-right-key")
+        code, stdout, err = _main(capsys, *args, "--api-base", server.base_url, "--json")
+    assert code == 0 and err == "" and json.loads(stdout)["sent"] == 20 and json.loads(stdout)["failed"] == 0
+
+
+def test_timed_out_requests_sent_again_are_counted_as_possibly_billed_twice(tmp_path, capsys):
+    from psychometrics.testing.openai_server import start_server
+
+    with start_server(SimulatedRespondent("sim/e=1,seed=1"), faults=["stall"], fault_rate=1.0, stall_s=2.0) as server:
+        code, stdout, err = _main(capsys, "administer", "--model", "openai/psytest-sim", "--api-base", server.base_url,
+                                  "-i", "mini-ipip", "--timeout", "0.3", "--max-retries", "1", "--retry-base", "0.01",
+                                  "--concurrency", "20", "--out", str(tmp_path / "run"), "--json")
+        assert server.requests_served == 40  # each sent twice: the server got both
+    payload = json.loads(stdout)
+    assert code == 1 and payload["retries"] == payload["timeouts_retried"] == 20 and payload["failed"] == 20
+    lines = err.strip().splitlines()
+    assert lines[0] == ("psytest: note: 20 timed-out requests were sent again; the server may have received, "
+                        "and billed, both")
+    assert len(lines) == 2 and "timed out after 0.3 s" in lines[1]
+
+
+def test_behave_with_failed_conversations_exits_1_with_one_line(tmp_path, capsys, monkeypatch):
+    from psychometrics.testing.openai_server import start_server
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-for-this-test")
+    with start_server(SimulatedRespondent("sim/e=1,seed=1"), api_key="sk-the-right-key") as server:
+        code, stdout, err = _main(capsys, "behave", "--model", "openai/psytest-sim", "--api-base", server.base_url,
+                                  "--tasks", "dictator-game", "--variants", "2", "--max-retries", "0",
+                                  "--out", str(tmp_path / "b"), "--json")
+    assert code == 1 and json.loads(stdout)["failed"] == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("psytest: 2 of 2 conversations failed (ModelCallError: ")
+    assert "authentication failed" in lines[0] and "sk-wrong" not in err

@@ -1,5 +1,7 @@
 """Two processes on one run directory: they share the plan through claims, never send a request twice,
-and never leave a corrupt store or manifest; a different study started at the same moment is refused."""
+and never leave a corrupt store or manifest; a different study started at the same moment is refused.
+A live process of this host keeps its claims however long it stalls (only other hosts' claims expire),
+and a late answer never replaces one already committed."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from psychometrics.claims import CLAIMED, DONE, HELD, Claims, local_owner_is_dead
+from psychometrics.claims import _start_time as local_start_time
 from psychometrics.errors import PsytestError
 from psychometrics.run import read_manifest, write_manifest
 
@@ -60,7 +63,9 @@ def test_claims_exclude_other_live_owners_until_answered_or_expired(tmp_path):
 
     assert second.claim("r2") == CLAIMED and first.claim("r2") == HELD
     second.conn.execute("UPDATE claims SET expires_at = ? WHERE request_id = 'r2'", (time.time() - 1,))
-    assert first.claim("r2") == CLAIMED  # an expired lease frees the request
+    assert first.claim("r2") == HELD  # expired, but its owner is a live run of this host: it stands
+    second.conn.execute("UPDATE claims SET owner = 'elsewhere.example:1:t' WHERE request_id = 'r2'")
+    assert first.claim("r2") == CLAIMED  # another host's expired lease frees the request
     assert second.claim("r2") == HELD
     before = conn.execute("SELECT expires_at FROM claims WHERE request_id = 'r2'").fetchone()[0]
     time.sleep(0.01)
@@ -82,6 +87,84 @@ def test_dead_local_owners_free_their_claims_at_once(tmp_path, owner, dead):
     db = tmp_path / "store.sqlite"
     Claims(connect(db), owner=name, lease_s=600).claim("r")
     assert Claims(connect(db), lease_s=600).claim("r") == (CLAIMED if dead else HELD)
+
+
+def test_a_live_local_owner_keeps_its_claim_past_the_lease_and_loses_it_when_it_dies(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        db = tmp_path / "store.sqlite"
+        owner = f"{HOST}:{process.pid}:stalled"
+        Claims(connect(db), owner=owner, lease_s=0.05).claim("r")
+        time.sleep(0.1)  # the lease has run out: the owner stalled (or the machine slept), it did not die
+        taker = Claims(connect(db), lease_s=600)
+        assert taker.claim("r") == HELD
+        process.kill()
+        process.wait()
+        assert taker.claim("r") == CLAIMED
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_reused_pid_or_an_ended_run_of_this_process_does_not_hold_a_claim(tmp_path):
+    db = tmp_path / "store.sqlite"
+    start = local_start_time(os.getppid())
+    if start is None:
+        pytest.skip("no /proc start times on this system")
+    reused = f"{HOST}:{os.getppid()}:abc.{int(start) + 1}"  # that pid, but a process started at another time
+    assert local_owner_is_dead(reused) and not local_owner_is_dead(f"{HOST}:{os.getppid()}:abc.{start}")
+    Claims(connect(db), owner=reused, lease_s=600).claim("r1")
+    ended = Claims(connect(db), lease_s=600)
+    ended.claim("r2")
+    owner = ended.owner
+    del ended  # a run of this process that is over (its Claims are gone)
+    import gc
+
+    gc.collect()
+    assert local_owner_is_dead(owner)
+    taker = Claims(connect(db), lease_s=600)
+    assert taker.claim("r1") == CLAIMED and taker.claim("r2") == CLAIMED
+
+
+def test_requests_claimed_by_a_stalled_live_process_are_not_sent(tmp_path, monkeypatch):
+    """A run finds half the plan claimed, with leases long expired, by a live process of this host: it
+    sends only the other half, so nothing is paid for twice."""
+    import asyncio
+
+    from psychometrics.administer import run_requests
+    from psychometrics.design import Design, plan_requests
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models import resolve_model
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.store import RunStore
+    from psychometrics.testing.openai_server import model_request_key, start_server
+
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with start_server(SimulatedRespondent("sim/e=1,seed=1")) as server:
+            backend = resolve_model("openai/psytest-sim", api_base=server.base_url)
+            planned = plan_requests([resolve_inventory("mini-ipip")], Design(), backend.name, backend.params)
+            with RunStore(tmp_path / "responses.sqlite") as store:
+                stalled = Claims(store.conn, owner=f"{HOST}:{process.pid}:stalled", lease_s=60)
+                for p in planned[:10]:
+                    stalled.claim(p.request_id)
+                store.conn.execute("UPDATE claims SET expires_at = ?", (time.time() - 3600,))
+
+                async def go():
+                    try:
+                        return await run_requests(backend, planned, store, concurrency=4, lease_s=0.05)
+                    finally:
+                        await backend.aclose()
+
+                stats = asyncio.run(go())
+                assert store.answered_ids() == {p.request_id for p in planned[10:]}
+            sent = {key for _, key, _ in server.request_log}
+        assert stats.sent == 10 and stats.claimed_elsewhere == 10
+        assert sent == {model_request_key(p.request) for p in planned[10:]}
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_a_killed_but_unreaped_process_counts_as_dead():

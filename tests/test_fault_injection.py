@@ -1,10 +1,13 @@
-"""A hostile OpenAI-compatible server: every fault at a 20% rate, alone and mixed, through the litellm backend.
+"""A hostile OpenAI-compatible server: every fault at a 20% rate, alone and mixed, through both backends
+that speak to it (litellm, and the direct aiohttp one that ``--model openai/NAME --api-base`` uses), in
+text mode and, mixed, in probability (logprobs) mode.
 
 The loopback server answers from a deterministic simulated respondent and logs every request it
 receives (a key per request: messages, mode, seed) with the fault it injected. So the tests can check,
 request by request: each ends valid or with a stored error naming the last fault it met; valid answers
-equal a fault-free run's; 429s were retried no sooner than Retry-After; the retry count is what the
-server saw; and a second run re-sends only what failed, never what was committed.
+equal a fault-free run's (text, value, log-probabilities); 429s were retried no sooner than Retry-After;
+the retry count is what the server saw, and retries after a timeout are counted as such; and a second
+run re-sends only what failed, never what was committed.
 """
 
 from __future__ import annotations
@@ -19,20 +22,19 @@ from collections import Counter, defaultdict
 
 import pytest
 
-pytest.importorskip("litellm")
-
-from psychometrics.administer import RetryPolicy  # noqa: E402
-from psychometrics.design import Design  # noqa: E402
-from psychometrics.library import resolve_inventory  # noqa: E402
-from psychometrics.models.base import Message, ModelRequest  # noqa: E402
-from psychometrics.models.litellm_backend import LiteLLMBackend  # noqa: E402
-from psychometrics.models.simulated import SimulatedRespondent  # noqa: E402
-from psychometrics.run import administer  # noqa: E402
-from psychometrics.testing.openai_server import FAULT_KINDS, model_request_key, start_server  # noqa: E402
+from psychometrics.administer import RetryPolicy
+from psychometrics.design import Design
+from psychometrics.library import resolve_inventory
+from psychometrics.models.base import Message, ModelRequest
+from psychometrics.models.openai_http import OpenAIHTTPBackend
+from psychometrics.models.simulated import SimulatedRespondent
+from psychometrics.run import administer
+from psychometrics.testing.openai_server import FAULT_KINDS, model_request_key, start_server
 
 SIM = "sim/e=1,a=-0.5,acquiescence=0.3,noise=0.5,seed=1"
 MODEL = "openai/psytest-sim"
 DESIGN = Design(option_orders=["original", "reversed"], samples=2, temperature=0.7)  # bfi-44: 176 requests
+PROBS = Design(option_orders=["original", "reversed"], samples=2, modes=["probs"])
 RATE = 0.2
 RETRY_AFTER_S = 0.3
 TIMEOUT_S = 2.0
@@ -58,10 +60,17 @@ def dummy_key():
         yield
 
 
-def run(server, out):
-    backend = LiteLLMBackend(MODEL, api_base=server.base_url, timeout_s=TIMEOUT_S)
-    return administer(backend, [resolve_inventory("bfi-44")], DESIGN, out, concurrency=CONCURRENCY,
-                      timeout_s=TIMEOUT_S, retry=RETRY)
+def make_backend(kind: str, server, timeout_s: float | None = TIMEOUT_S):
+    if kind == "litellm":
+        from psychometrics.models.litellm_backend import LiteLLMBackend
+
+        return LiteLLMBackend(MODEL, api_base=server.base_url, timeout_s=timeout_s)
+    return OpenAIHTTPBackend(MODEL, api_base=server.base_url, timeout_s=timeout_s)
+
+
+def run(server, out, kind: str = "aiohttp", design: Design = DESIGN):
+    return administer(make_backend(kind, server), [resolve_inventory("bfi-44")], design, out,
+                      concurrency=CONCURRENCY, timeout_s=TIMEOUT_S, retry=RETRY)
 
 
 def stored(out) -> dict[str, dict]:
@@ -78,9 +87,18 @@ def stored(out) -> dict[str, dict]:
     return by_id
 
 
+@pytest.fixture(params=["aiohttp", "litellm"])
+def backend_kind(request):
+    if request.param == "litellm":
+        pytest.importorskip("litellm")
+        with start_server(SimulatedRespondent(SIM)) as server:
+            warm_up(server)
+    return request.param
+
+
 def warm_up(server) -> None:
     """litellm's first call in a process imports for about a second; that must not count as a stall."""
-    backend = LiteLLMBackend(MODEL, api_base=server.base_url)
+    backend = make_backend("litellm", server, timeout_s=None)
     backend.prepare([])
 
     async def once():
@@ -96,16 +114,19 @@ def warm_up(server) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """Answers of a fault-free run, by request key (the same respondent, the same requests)."""
-    out = tmp_path_factory.mktemp("clean") / "run"
+    """Answers of fault-free runs (text and probability mode), by request key: the same respondent, the
+    same requests, whichever backend sends them."""
+    answers = {}
     with start_server(SimulatedRespondent(SIM)) as server:
-        warm_up(server)
-        result = run(server, out)
-        assert server.faults_injected == Counter() and server.requests_served == len(result.planned)
-    assert result.stats.failed == 0 and result.stats.retries == 0
-    rows = stored(out)
-    answers = {model_request_key(p.request): rows[p.request_id] for p in result.planned}
-    assert all(r["outcome"] == "valid" for r in answers.values())
+        for design in (DESIGN, PROBS):
+            out = tmp_path_factory.mktemp("clean") / "run"
+            server.requests_served = 0
+            result = run(server, out, design=design)
+            assert server.faults_injected == Counter() and server.requests_served == len(result.planned)
+            assert result.stats.failed == 0 and result.stats.retries == 0
+            rows = stored(out)
+            answers.update({model_request_key(p.request): rows[p.request_id] for p in result.planned})
+    assert all(r["outcome"] == "valid" for r in answers.values()) and len(answers) == 2 * 176
     return answers
 
 
@@ -126,7 +147,8 @@ def check_run(result, rows, sends, reference) -> dict:
         if row["outcome"] == "valid":
             assert attempts[-1][1] is None  # the answer came from the one attempt that was not faulted
             clean = reference[key]
-            assert (row["raw_reply"], row["value"], row["position"]) == (clean["raw_reply"], clean["value"], clean["position"])
+            fields = ("raw_reply", "value", "position", "choice_logprobs", "expected_value")
+            assert [row[f] for f in fields] == [clean[f] for f in fields]
         else:
             failed += 1
             assert row["outcome"] == "error" and row["value"] is None
@@ -134,6 +156,11 @@ def check_run(result, rows, sends, reference) -> dict:
             last_fault = attempts[-1][1]
             assert re.search(REASONS[last_fault], row["error"]), (last_fault, row["error"])
     return {"failed": failed}
+
+
+def timed_out_then_retried(sends) -> int:
+    """Attempts that met a stall (the client timed out) and were followed by another attempt."""
+    return sum(fault == "stall" for attempts in sends.values() for _, fault in attempts[:-1])
 
 
 def retry_gaps(sends) -> dict[str, list[float]]:
@@ -145,14 +172,16 @@ def retry_gaps(sends) -> dict[str, list[float]]:
     return gaps
 
 
-@pytest.mark.parametrize("faults", [[kind] for kind in FAULT_KINDS] + [list(FAULT_KINDS)],
-                         ids=[*FAULT_KINDS, "mixed"])
-def test_hostile_server(tmp_path, reference, faults):
+CASES = [([kind], DESIGN) for kind in FAULT_KINDS] + [(list(FAULT_KINDS), DESIGN), (list(FAULT_KINDS), PROBS)]
+
+
+@pytest.mark.parametrize("faults, design", CASES, ids=[*FAULT_KINDS, "mixed", "mixed-probs"])
+def test_hostile_server(tmp_path, reference, faults, design, backend_kind):
     out = tmp_path / "run"
     started = time.perf_counter()
     with start_server(SimulatedRespondent(SIM), faults=faults, fault_rate=RATE, seed=11,
                       retry_after=f"{RETRY_AFTER_S:g}", stall_s=4.0) as server:
-        first = run(server, out)
+        first = run(server, out, backend_kind, design)
         planned = len(first.planned)
         log = list(server.request_log)
         sends = by_key(log)
@@ -167,6 +196,7 @@ def test_hostile_server(tmp_path, reference, faults):
         assert set(server.faults_injected) == set(faults)  # each kind did occur
         assert first.stats.sent == planned and first.stats.failed == figures["failed"]
         assert first.stats.retries == len(log) - planned
+        assert first.stats.timeouts_retried == timed_out_then_retried(sends)  # possibly billed twice
         assert 0.1 < faulted / len(log) < 0.3  # the 20% rate
 
         # Retry-After honoured: a 429'd request came back no sooner than the server asked
@@ -180,7 +210,7 @@ def test_hostile_server(tmp_path, reference, faults):
         failed_ids = {rid for rid, r in rows.items() if r["error"] is not None}
         failed_keys = {model_request_key(p.request) for p in first.planned if p.request_id in failed_ids}
         mark = len(server.request_log)
-        second = run(server, out)
+        second = run(server, out, backend_kind, design)
         resent = by_key(server.request_log, mark)
     assert set(resent) == failed_keys
     assert second.stats.already_answered == planned - len(failed_ids) and second.stats.sent == len(failed_ids)
@@ -193,7 +223,7 @@ def test_hostile_server(tmp_path, reference, faults):
         if p.request_id in failed_ids and row["outcome"] == "valid":
             clean = reference[model_request_key(p.request)]
             assert (row["raw_reply"], row["value"]) == (clean["raw_reply"], clean["value"])
-    name = faults[0] if len(faults) == 1 else "mixed"
+    name = (faults[0] if len(faults) == 1 else "mixed") + ("-probs" if design is PROBS else "") + f"/{backend_kind}"
     FIGURES[name] = {
         "requests_sent": len(log), "faults": dict(Counter(f for _, _, f in log if f)), "retries": first.stats.retries,
         "failed_first_run": len(failed_ids), "resent_second_run": len(resent),

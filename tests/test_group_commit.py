@@ -1,5 +1,6 @@
 """Answers that arrive together are committed together (one transaction per event-loop turn), and still
-every worker's answer is committed before that worker sends its next request."""
+every worker's answer is committed before that worker sends its next request; a row SQLite refuses is
+stored as a failure saying why and takes no other answer of its transaction down with it."""
 
 from __future__ import annotations
 
@@ -85,6 +86,54 @@ def test_turn_batch_hands_each_caller_its_result_or_the_failure():
 
     first, second = asyncio.run(main())
     assert first == ["A", "B", "C"] and calls[0] == ["a", "b", "c"]
-    assert all(isinstance(r, RuntimeError) and "disk full" in str(r) for r in second)
+    # the batch failed, so each item was tried on its own: only the bad one fails
+    assert calls[1:] == [["d", "bad"], ["d"], ["bad"]]
+    assert second[0] == "D" and isinstance(second[1], RuntimeError) and "disk full" in str(second[1])
     with pytest.raises(RuntimeError):
         asyncio.run(batch("bad"))
+
+
+def _rows(planned, text: str, **fields):
+    from psychometrics.administer import answer_rows
+    from psychometrics.models.base import ModelReply
+
+    rows = answer_rows(planned, ModelReply(text=text), 0.01, 1)
+    for row in rows:
+        for name, value in fields.items():
+            setattr(row, name, value)
+    return rows
+
+
+@pytest.mark.parametrize("poison, reason", [
+    ({"raw_reply": "3 \ud83d"}, "UnicodeEncodeError"),  # half an emoji, past every cleaning
+    ({"output_tokens": 10**30}, "OverflowError"),  # a count no SQLite integer holds
+])
+def test_a_row_sqlite_refuses_is_stored_as_a_failure_and_the_rest_of_the_batch_commits(tmp_path, poison, reason):
+    from psychometrics.design import plan_requests
+
+    planned = plan_requests([resolve_inventory("mini-ipip")], Design(), "m", {})[:4]
+    with RunStore(tmp_path / "responses.sqlite") as store:
+        claims = store.claims()
+        items = [(_rows(p, "3", **(poison if i == 1 else {})), [["user", "q"]], None) for i, p in enumerate(planned)]
+        assert store.write_and_claim(items, claims) == [None] * 4
+        stored = {r.request_id: r for r in store.rows()}
+        assert len(stored) == 4
+        bad = stored[planned[1].request_id]
+        assert bad.outcome == "error" and bad.error.startswith(f"could not store the reply ({reason}")
+        assert items[1][0][0].error == bad.error  # the caller's rows say so too (the run counts it as failed)
+        assert all(stored[p.request_id].outcome == "valid" for i, p in enumerate(planned) if i != 1)
+        assert store.answered_ids() == {p.request_id for i, p in enumerate(planned) if i != 1}  # resent next run
+    check = sqlite3.connect(tmp_path / "responses.sqlite")
+    assert check.execute("SELECT COUNT(*) FROM prompts").fetchone()[0] == 4  # the failed one's prompt too
+    check.close()
+
+
+def test_an_answer_is_never_replaced_by_a_later_one(tmp_path):
+    from psychometrics.design import plan_requests
+
+    planned = plan_requests([resolve_inventory("mini-ipip")], Design(), "m", {})[0]
+    with RunStore(tmp_path / "responses.sqlite") as store:
+        assert store.write(_rows(planned, "4")) is True
+        assert store.write(_rows(planned, "2")) is False  # a late duplicate (another process sent it too)
+        assert store.write(_rows(planned, "", error="TransientModelError: late")) is False
+        assert [(r.raw_reply, r.value, r.error) for r in store.rows()] == [("4", 4.0, None)]

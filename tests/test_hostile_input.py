@@ -9,6 +9,9 @@ nesting, non-UTF-8 bytes and oversized files are among them.
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -386,3 +389,295 @@ def test_merge_keys_may_be_overridden_but_written_keys_may_not_repeat():
         "a": {"x": 1, "y": 2}, "b": {"x": 3, "y": 2}}
     with pytest.raises(PsytestError, match="duplicate key 'x'"):
         parse_yaml("b: {<<: {y: 1}, x: 1, x: 3}\n", "bad.yaml")
+
+
+def test_merge_expansion_is_counted_with_every_repeat_whatever_pyyaml_does():
+    import yaml
+
+    from psychometrics.yaml_io import MAX_MERGED, merged_entries
+
+    text = "l0: &l0 {a: 1, b: 2}\n" + "".join(f"l{i}: &l{i} {{<<: [*l{i-1}, *l{i-1}], m{i}: {i}}}\n" for i in range(1, 6))
+    top = yaml.compose(text, Loader=yaml.SafeLoader).value[-1][1]  # l5, before any flattening
+    assert merged_entries(top, {}) == 2 * 2**5 + (2**5 - 1)  # l0's 2 entries 32 times, one m per level
+    assert parse_yaml(text, "ok.yaml")["l5"] == {"a": 1, "b": 2, "m1": 1, "m2": 2, "m3": 3, "m4": 4, "m5": 5}
+    deep = "l0: &l0 {a: 1, b: 2}\n" + "".join(f"l{i}: &l{i} {{<<: [*l{i-1}, *l{i-1}]}}\n" for i in range(1, 17))
+    assert merged_entries(yaml.compose(deep, Loader=yaml.SafeLoader).value[-1][1], {}) == 2**17 > MAX_MERGED
+    with pytest.raises(PsytestError, match=r"merge keys \('<<'\) bring in more than 100,000 entries"):
+        parse_yaml(deep, "merge-bomb.yaml")
+
+
+def test_escaped_surrogate_pairs_are_joined_and_lone_ones_refused():
+    assert parse_yaml('a: "3 \\ud83d\\ude00"\nb: [&x "\\ud83d\\ude00", *x]\n', "ok.yaml") == {
+        "a": "3 \U0001F600", "b": ["\U0001F600", "\U0001F600"]}
+    with pytest.raises(PsytestError, match="bad.yaml: text with an unpaired surrogate escape"):
+        parse_yaml('a: "3 \\ud83d"\n', "bad.yaml")
+
+
+# -- replies cut inside a surrogate pair, through real HTTP -----------------------------------------
+
+
+class HalfEmoji:
+    """A simulated respondent behind the loopback server whose every second reply ends in half an emoji
+    pair (JSON "\\ud83d", as gateways that cut text send), and whose every seventh call fails with one."""
+
+    def __new__(cls, sim):
+        from psychometrics.models.base import ModelBackend
+
+        class _Backend(ModelBackend):
+            name = "half-emoji"
+
+            def __init__(self):
+                self.count = 0
+
+            async def complete(self, request):
+                self.count += 1
+                if self.count % 7 == 0:
+                    raise RuntimeError("cut at \ud83d")  # the server's 500 then carries it too
+                reply = await sim.complete(request)
+                if self.count % 2 == 0:
+                    reply.text = (reply.text or "") + " \ud83d"
+                return reply
+
+            async def aclose(self):
+                await sim.aclose()
+
+        return _Backend()
+
+
+@pytest.mark.parametrize("backend_kind", ["aiohttp", "litellm"])
+def test_half_an_emoji_is_stored_safely_and_nothing_is_lost(tmp_path, backend_kind, monkeypatch):
+    from psychometrics.administer import RetryPolicy
+    from psychometrics.design import Design
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.run import administer
+    from psychometrics.store import RunStore
+    from psychometrics.testing.openai_server import start_server
+
+    if backend_kind == "litellm":
+        pytest.importorskip("litellm")
+        from psychometrics.models.litellm_backend import LiteLLMBackend as make
+    else:
+        from psychometrics.models.openai_http import OpenAIHTTPBackend as make
+    monkeypatch.setenv("OPENAI_API_KEY", "none")
+    inventory = resolve_inventory("bfi-44")
+    with start_server(HalfEmoji(SimulatedRespondent("sim/e=1,seed=1"))) as server:
+        result = administer(make("openai/psytest-sim", api_base=server.base_url), [inventory], Design(),
+                            tmp_path / "run", concurrency=8, retry=RetryPolicy(max_retries=0))
+        with RunStore(tmp_path / "run" / "responses.sqlite") as store:
+            rows = list(store.rows())
+        assert len(rows) == 44 and result.stats.sent == 44  # every worker's answer committed
+        cut = [r for r in rows if r.raw_reply and r.raw_reply.endswith(" \ufffd")]
+        failed = [r for r in rows if r.error is not None]
+        assert cut and all(r.outcome == "valid" for r in cut)  # "3 \ufffd" still reads as 3
+        assert failed and result.stats.failed == len(failed)
+        cut_errors = [r for r in failed if "RuntimeError" in r.error]
+        assert cut_errors and all("cut at \ufffd" in r.error for r in cut_errors)  # made storable too
+        assert all(r.outcome == "valid" for r in rows if r.error is None)
+        again = administer(make("openai/psytest-sim", api_base=server.base_url), [inventory], Design(),
+                           tmp_path / "run", concurrency=8, retry=RetryPolicy(max_retries=0))
+    assert again.stats.already_answered == 44 - len(failed) and again.stats.sent == len(failed)
+
+
+def test_behave_stores_half_an_emoji_safely(tmp_path, capsys):
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.testing.openai_server import start_server
+
+    sim = SimulatedRespondent("sim/e=1,seed=1")
+    sim.prepare_tasks(resolve_tasks("agreeableness"))
+    out = tmp_path / "b"
+    args = ("behave", "--model", "openai/psytest-sim", "--tasks", "agreeableness", "--variants", "3",
+            "--max-retries", "0", "--out", str(out), "--json")
+    with start_server(HalfEmoji(sim)) as server:
+        code, stdout, err = cli(capsys, *args, "--api-base", server.base_url)
+        first = json.loads(stdout)
+        assert code == (1 if first["failed"] else 0) and "Traceback" not in err
+        with sqlite3.connect(out / "behavior.sqlite") as db:
+            replies = [r[0] for r in db.execute("SELECT reply FROM turns")]
+            errors = [r[0] for r in db.execute("SELECT error FROM conversations WHERE error IS NOT NULL")]
+        assert any(r.endswith(" \ufffd") for r in replies)
+        assert all("cut at \ufffd" in e for e in errors if "RuntimeError" in e)
+        assert len(errors) == first["failed"] > 0
+        code, stdout, err = cli(capsys, *args, "--api-base", server.base_url)  # resumes, sends only the failed
+    second = json.loads(stdout)
+    assert second["already_answered"] == first["sent"] - first["failed"]
+
+
+# -- unreadable stores ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "administer", "--model", "sim/e=1,seed=2", "--out", str(run), "--json")
+    assert code == 0, err
+    return run
+
+
+def _spoil(store: Path, content: bytes) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    store.write_bytes(content)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"this is not a database\n" * 200, "not a readable SQLite database (corrupt, or not a psytest store)"),
+    (b"", "not a psytest store"),  # an empty file is an empty SQLite database: no responses table
+])
+def test_an_unreadable_store_is_one_line_in_every_command(small_run, capsys, tmp_path, content, needle):
+    store = small_run / "responses.sqlite"
+    _spoil(store, content)
+    for args in (["score", str(small_run)], ["report", str(small_run)], ["reproduce", str(small_run)],
+                 ["compare", str(small_run), str(small_run)], ["baseline", str(small_run), "--out", str(tmp_path / "b.json")]):
+        code, _, err = cli(capsys, *args)
+        assert_one_line_error(code, err, str(store), needle)
+        assert store.read_bytes() == content  # read-only commands never change (or create) it
+    code, _, err = cli(capsys, "export", str(small_run), "--csv", str(tmp_path / "x.csv"))
+    assert_one_line_error(code, err, str(store), needle)
+    assert not list(tmp_path.glob("x.csv*"))  # no partial file left behind
+    if content:
+        code, _, err = cli(capsys, "administer", "--model", "sim/e=1,seed=2", "--out", str(small_run))
+        assert_one_line_error(code, err, str(store), needle)
+
+
+def test_a_read_only_command_never_creates_a_store(small_run, capsys):
+    store = small_run / "responses.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    code, _, err = cli(capsys, "score", str(small_run))
+    assert_one_line_error(code, err, f"{store}: no such store")
+    assert not store.exists()
+
+
+def test_a_corrupt_behaviour_store_is_one_line(tmp_path, capsys):
+    out = tmp_path / "b"
+    args = ("behave", "--model", "sim/seed=2", "--tasks", "dictator-game", "--variants", "1", "--out", str(out))
+    code, _, err = cli(capsys, *args, "--json")
+    assert code == 0, err
+    _spoil(out / "behavior.sqlite", b"garbage" * 500)
+    code, _, err = cli(capsys, *args)
+    assert_one_line_error(code, err, str(out / "behavior.sqlite"), "not a readable SQLite database")
+    code, _, err = cli(capsys, "administer", "--model", "sim/seed=2", "--out", str(tmp_path / "q"), "--json")
+    assert code == 0, err
+    code, _, err = cli(capsys, "validity", "-s", str(tmp_path / "q"), "-b", str(out), "--out", str(tmp_path / "v"))
+    assert_one_line_error(code, err, str(out / "behavior.sqlite"), "not a readable SQLite database")
+    code, _, err = cli(capsys, "report", str(tmp_path / "q"), "--behavior", str(out), "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err, str(out / "behavior.sqlite"), "not a readable SQLite database")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only files")
+def test_a_read_only_store_is_read_by_score_and_refused_by_administer_in_one_line(small_run, capsys):
+    store = small_run / "responses.sqlite"
+    store.chmod(0o444)
+    try:
+        code, _, err = cli(capsys, "score", str(small_run), "--out", str(small_run / "tables"))
+        assert code == 0, err
+        code, _, err = cli(capsys, "administer", "--model", "sim/e=1,seed=2", "--out", str(small_run))
+        assert_one_line_error(code, err, str(store), "read-only")
+    finally:
+        store.chmod(0o644)
+
+
+# -- behaviour and validity outputs are inert too -----------------------------------------------------
+
+HOSTILE_DIR = "=1+2 [bold red]x <img src=x onerror=alert(1)>"  # a formula, rich markup and HTML (no "/")
+
+
+class SometimesHostile:
+    """A simulated respondent behind the loopback server whose every third reply is a HOSTILE_REPLIES one."""
+
+    def __new__(cls, sim):
+        from psychometrics.models.base import ModelBackend, ModelReply
+
+        class _Backend(ModelBackend):
+            name = "sometimes-hostile"
+
+            def __init__(self):
+                self.count = 0
+
+            async def complete(self, request):
+                self.count += 1
+                if self.count % 3 == 0:
+                    return ModelReply(text=HOSTILE_REPLIES[self.count % len(HOSTILE_REPLIES)])
+                return await sim.complete(request)
+
+        return _Backend()
+
+
+@pytest.fixture(scope="module")
+def hostile_behaviour(tmp_path_factory):
+    """A questionnaire and a behaviour run with personas, in directories whose names are a formula, rich
+    markup and HTML, against a server that sends HOSTILE_REPLIES; then validity and report --behavior."""
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.library import resolve_inventory
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.personas import resolve_persona_set
+    from psychometrics.testing.openai_server import start_server
+
+    root = tmp_path_factory.mktemp("markup-behaviour")
+    (root / HOSTILE_DIR).mkdir()
+    env = {**os.environ, "FORCE_COLOR": "1", "OPENAI_API_KEY": "none"}
+    sim = SimulatedRespondent("sim/seed=3,behavior_link=0.8")
+    sim.prepare([resolve_inventory("mini-ipip")], resolve_persona_set("trait-shaping"))
+    sim.prepare_tasks(resolve_tasks("agreeableness,extraversion"))
+    q, b = f"{HOSTILE_DIR}/q", f"{HOSTILE_DIR}/b"  # relative: the "runs" cell starts with "="
+    outputs = []
+
+    def psytest(*args):
+        result = subprocess.run([sys.executable, "-m", "psychometrics", *args], capture_output=True, timeout=600,
+                                env=env, cwd=root)
+        assert result.returncode == 0, result.stderr.decode()
+        outputs.append(result)
+
+    with start_server(SometimesHostile(sim)) as server:
+        common = ("--model", "openai/psytest-sim", "--api-base", server.base_url, "--personas", "trait-shaping")
+        psytest("administer", *common, "-i", "mini-ipip", "--out", q)
+        psytest("behave", *common, "--tasks", "agreeableness,extraversion", "--variants", "2", "--out", b)
+    psytest("validity", "-s", q, "-b", b, "--out", "v", "--bootstrap", "100")
+    psytest("report", q, "--behavior", b, "--out", "r")
+    return root, outputs
+
+
+def test_behaviour_and_validity_terminal_output_is_inert(hostile_behaviour):
+    _, outputs = hostile_behaviour
+    text = b"".join(r.stdout + r.stderr for r in outputs)
+    assert b"\x1b]0;" not in text and b"pwned" not in text and b"evil.example" not in text
+    plain = text.decode("utf-8", "replace")
+    assert f"{HOSTILE_DIR}/b" in plain  # printed as written: rich markup would have eaten "[bold red]"
+
+
+def _unsafe_cells(path: Path) -> list:
+    import pandas as pd
+
+    raw = path.read_bytes()
+    assert b"\x1b" not in raw and b"\x07" not in raw, path
+    frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+    return [(column, v) for column in frame.columns for v in frame[column]
+            if v[:1] in ("=", "+", "@", "\t", "\r") or (v.startswith("-") and not _is_number(v))]
+
+
+def test_behaviour_and_validity_csvs_are_spreadsheet_safe(hostile_behaviour):
+    root, _ = hostile_behaviour
+    paths = [p for folder in (f"{HOSTILE_DIR}/b/analysis", "v", "r") for p in (root / folder).glob("*.csv")
+             if p.name != "run_info.csv"]
+    assert len(paths) >= 10
+    for path in paths:
+        assert not _unsafe_cells(path), path
+
+
+def test_validity_run_info_csv_is_spreadsheet_safe(hostile_behaviour):
+    root, _ = hostile_behaviour
+    assert not _unsafe_cells(root / "v" / "run_info.csv")
+
+
+def test_validity_and_behaviour_report_html_show_names_only_as_text(hostile_behaviour):
+    import re
+
+    root, _ = hostile_behaviour
+    for page in (root / "v" / "validity.html", root / "r" / "report.html"):
+        html = page.read_text(encoding="utf-8")
+        # the page's own figures are data: images; nothing else may be an image, a script or a handler
+        assert not re.search(r'<img(?! src="data:image/png;base64,)|<script|<[^>]*\son\w+\s*=|<[^>]*javascript:',
+                             html, re.I), page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in (root / "v" / "validity.html").read_text(encoding="utf-8")

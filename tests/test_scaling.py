@@ -119,6 +119,41 @@ def test_router_routes_around_a_dead_replica(tmp_path):
         assert summary["retries"] >= 1  # some first attempts went to the dead replica
 
 
+def test_router_sends_each_deployment_its_own_key(tmp_path):
+    """Several API keys (or nodes with their own keys): each entry's os.environ/VARIABLE goes to its server
+    only. Each server accepts only its key, so a key sent to the wrong one would be a failed request."""
+    with start_server(SimulatedRespondent(SIM), api_key="key-of-node-one") as node1, \
+            start_server(SimulatedRespondent(SIM), api_key="key-of-node-two") as node2:
+        cluster = tmp_path / "cluster.yaml"
+        cluster.write_text("model_list:\n" + "".join(
+            f"  - model_name: sim\n    litellm_params: {{model: openai/psytest-sim, api_base: '{node.base_url}', "
+            f"api_key: os.environ/{variable}}}\n" for node, variable in ((node1, "KEY_ONE"), (node2, "KEY_TWO"))))
+        env = {**os.environ, "KEY_ONE": "key-of-node-one", "KEY_TWO": "key-of-node-two",
+               "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        result = subprocess.run([sys.executable, "-m", "psychometrics", "administer", "--model", f"router:{cluster}",
+                                 "-i", "mini-ipip", "--samples", "2", "--temperature", "1", "--max-retries", "0",
+                                 "--out", "run", "--json"], capture_output=True, text=True, timeout=600, env=env,
+                                cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["failed"] == 0 and summary["retries"] == 0 and summary["outcomes"] == {"valid": 40}
+        assert node1.requests_served + node2.requests_served == 40  # both keys were right where they were sent
+        assert min(node1.requests_served, node2.requests_served) >= 5
+
+
+def test_router_least_busy_routing_uses_both_servers(tmp_path):
+    with start_server(SimulatedRespondent(SIM), api_key=KEY, latency_s=0.02) as node1, \
+            start_server(SimulatedRespondent(SIM), api_key=KEY, latency_s=0.02) as node2:
+        cluster = cluster_file(tmp_path / "cluster.yaml", [node1.base_url, node2.base_url])
+        cluster.write_text(cluster.read_text() + "router_settings:\n  routing_strategy: least-busy\n")
+        summary = json.loads(psytest("administer", "--model", f"router:{cluster}", "-i", "mini-ipip", "--samples",
+                                     "2", "--temperature", "1", "--concurrency", "8", "--out", "run", "--json",
+                                     cwd=tmp_path).stdout)
+        assert summary["failed"] == 0 and summary["outcomes"] == {"valid": 40}
+        assert node1.requests_served + node2.requests_served == 40
+        assert min(node1.requests_served, node2.requests_served) >= 5
+
+
 def test_router_file_errors_are_one_line(tmp_path):
     cases = {
         "model_list: []\n": "needs a non-empty model_list",
@@ -203,6 +238,28 @@ def test_duckdb_copy_answers_the_same_queries(big_run, tmp_path):
     valid = whole[whole["outcome"] == "valid"]
     expected = valid.groupby(["inventory", "mode", "template"])["value"].agg(["mean", "count"]).reset_index()
     assert [(a, b, c, pytest.approx(d), e) for a, b, c, d, e in expected.itertuples(index=False)] == got
+
+
+def test_a_duckdb_copy_that_fails_midway_leaves_the_old_table(big_run, tmp_path, monkeypatch):
+    duckdb = pytest.importorskip("duckdb")
+    import psychometrics.export as export
+
+    database = tmp_path / "study.duckdb"
+    copied = to_duckdb(big_run, database, chunksize=300)
+    chunks = export.iter_responses
+
+    def failing(run_dir, chunksize):  # the store becomes unreadable after two chunks
+        for number, chunk in enumerate(chunks(run_dir, chunksize)):
+            if number == 2:
+                raise PsytestError("store vanished")
+            yield chunk
+
+    monkeypatch.setattr(export, "iter_responses", failing)
+    with pytest.raises(PsytestError, match="store vanished"):
+        to_duckdb(big_run, database, chunksize=100)
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM responses").fetchone()[0] == copied
+        assert [t for (t,) in con.execute("SHOW TABLES").fetchall()] == ["responses"]
 
 
 def test_export_command_writes_the_store_to_csv_and_duckdb_in_chunks(big_run, tmp_path):

@@ -4,9 +4,11 @@ Keys travel every route the backends support: ``OPENAI_API_KEY`` in the environm
 in ``--api-base`` (sent as a Basic Authorization header), and ``os.environ/VARIABLE`` in a router file.
 Runs go through the real command line against loopback servers: one that checks the key and answers,
 and a careless one whose every error message echoes the Authorization header, the URL and all request
-headers back (401, 403, 404, 400, 429 and 500). Then score, report, compare, baseline and reproduce run
-on the results, and every byte of every file under the work directory (SQLite stores with their WAL,
-manifests, CSVs, HTML, JSON) is searched for the key, its pieces and its encodings.
+headers back (401, 403, 404, 400, 429 and 500). Questionnaire runs (administer) and behaviour runs
+(behave) both. Then score, report (also ``--behavior``), compare, baseline, check, reproduce, validity
+and export (CSV and DuckDB) run on the results, and every byte of every file under the work directory
+(SQLite stores with their WAL, manifests, CSVs, HTML, JSON, DuckDB) is searched for the key, its pieces
+and its encodings.
 """
 
 from __future__ import annotations
@@ -102,7 +104,13 @@ def work(tmp_path_factory, echo_server):
     root = tmp_path_factory.mktemp("secrets")
     env = {**os.environ, "OPENAI_API_KEY": KEY, "NODE_KEY": NODE_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     results = {}
-    with start_server(SimulatedRespondent(SIM), api_key=KEY) as good, \
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.personas import resolve_persona_set
+
+    answering = SimulatedRespondent(SIM)  # knows the personas and tasks, so behaviour and validity mean something
+    answering.prepare([resolve_inventory("mini-ipip")], resolve_persona_set("trait-shaping"))
+    answering.prepare_tasks(resolve_tasks(TASKS))
+    with start_server(answering, api_key=KEY) as good, \
             start_server(SimulatedRespondent(SIM), api_key=NODE_KEY) as node1, \
             start_server(SimulatedRespondent(SIM), api_key=NODE_KEY) as node2:
         common = ("-i", "mini-ipip", "--max-retries", "0", "--json")
@@ -141,6 +149,16 @@ def work(tmp_path_factory, echo_server):
         results["router-echo"] = psytest(
             "administer", "--model", f"router:{write_echo_cluster(root, echo_server)}", "--out", "runs/router-echo",
             *common, env=env, cwd=root)
+        # behaviour runs, and a questionnaire run with the same personas for validity
+        personas = ("--personas", "trait-shaping")
+        results["personas"] = psytest("administer", "--model", "openai/psytest-sim", "--api-base", good.base_url,
+                                      *personas, "--out", "runs/personas", *common, env=env, cwd=root)
+        behave = ("--tasks", TASKS, "--variants", "2", "--max-retries", "0", "--json")
+        results["behave"] = psytest("behave", "--model", "openai/psytest-sim", "--api-base", good.base_url,
+                                    *personas, *behave, "--out", "runs/behave", env=env, cwd=root)
+        results["behave-echo"] = psytest("behave", "--model", "openai/psytest-sim", "--api-base",
+                                         echo_server_url(echo_server, with_credentials=True), *behave,
+                                         "--out", "runs/behave-echo", env=env, cwd=root)
     for name in ("good", "litellm", "router"):
         run = f"runs/{name}"
         results[f"score-{name}"] = psytest("score", run, env=env, cwd=root)
@@ -150,7 +168,16 @@ def work(tmp_path_factory, echo_server):
                                  env=env, cwd=root)
     results["baseline"] = psytest("baseline", "runs/good", "--out", "reports/baseline.json", env=env, cwd=root)
     results["check"] = psytest("check", "runs/good2", "--baseline", "reports/baseline.json", env=env, cwd=root)
+    results["validity"] = psytest("validity", "-s", "runs/personas", "-b", "runs/behave", "--out", "reports/validity",
+                                  "--bootstrap", "100", env=env, cwd=root)
+    results["report-behavior"] = psytest("report", "runs/personas", "--behavior", "runs/behave", "--out",
+                                         "reports/with-behavior", env=env, cwd=root)
+    results["export"] = psytest("export", "runs/good", "--csv", "reports/export.csv", "--duckdb",
+                                "reports/export.duckdb", env=env, cwd=root)
     return root, results
+
+
+TASKS = "agreeableness,extraversion"
 
 
 def echo_server_url(server, with_credentials: bool = False) -> str:
@@ -167,34 +194,45 @@ def write_echo_cluster(root: Path, server) -> Path:
 
 def test_every_command_succeeded_where_it_should(work):
     root, results = work
-    for name in ("good", "good2", "router"):
+    for name in ("good", "good2", "router", "personas", "behave"):
         payload = json.loads(results[name].stdout)
         assert results[name].returncode == 0 and payload["failed"] == 0 and payload["sent"] > 0, name
     assert results["litellm"].stats.failed == 0 and results["litellm"].stats.sent == 20
-    for name in ("echo", "echo-basic", "router-echo"):
+    for name, noun in (("echo", "requests"), ("echo-basic", "requests"), ("router-echo", "requests"),
+                       ("behave-echo", "conversations")):
         payload = json.loads(results[name].stdout)
-        assert results[name].returncode == 0 and payload["failed"] == payload["sent"] == 20, name
+        assert results[name].returncode == 1 and payload["failed"] == payload["sent"] > 0, name  # all failed
+        lines = results[name].stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"psytest: {payload['sent']} of {payload['sent']} {noun} "
+                                                       "failed ("), (name, lines)
     assert results["litellm-echo"].stats.failed == 20
     for name in ("score-good", "report-good", "report-litellm", "report-router", "reproduce-good", "compare",
-                 "baseline"):
+                 "baseline", "validity", "report-behavior", "export"):
         assert results[name].returncode == 0, (name, results[name].stderr)
     assert (root / "reports" / "good" / "report.html").is_file()
     assert (root / "reports" / "compare" / "compare.html").is_file()
+    assert (root / "reports" / "validity" / "validity.html").is_file()
+    assert (root / "reports" / "export.duckdb").is_file() and (root / "reports" / "export.csv").is_file()
 
 
 def test_the_careless_server_did_receive_the_secrets(work, echo_server):
     """Control: the secrets were sent, so their absence from the files below means something."""
     seen = set(echo_server.seen)
     assert f"Bearer {KEY}" in seen and f"Bearer {NODE_KEY}" not in seen  # the router sends Basic instead
-    assert "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() in seen
+    assert "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() in seen  # administer and behave
 
 
 def test_error_rows_say_what_failed_without_the_secret(work):
-    root, _ = work
-    for name in ("echo", "echo-basic", "litellm-echo", "router-echo"):
-        with sqlite3.connect(root / "runs" / name / "responses.sqlite") as db:
-            errors = [row[0] for row in db.execute("SELECT error FROM responses")]
-        assert len(errors) == 20 and all(errors), name
+    root, results = work
+    for name in ("echo", "echo-basic", "litellm-echo", "router-echo", "behave-echo"):
+        if name == "behave-echo":
+            with sqlite3.connect(root / "runs" / name / "behavior.sqlite") as db:
+                errors = [row[0] for row in db.execute("SELECT error FROM conversations")]
+        else:
+            with sqlite3.connect(root / "runs" / name / "responses.sqlite") as db:
+                errors = [row[0] for row in db.execute("SELECT error FROM responses")]
+        expected = json.loads(results[name].stdout)["sent"] if name == "behave-echo" else 20
+        assert len(errors) == expected > 0 and all(errors), name
         for error in errors:
             assert_no_secret(error.encode(), f"runs/{name} error column")
         joined = " ".join(errors)
@@ -207,10 +245,11 @@ def test_no_file_under_the_work_directory_holds_a_secret(work):
     root, _ = work
     files = [p for folder in ("runs", "reports") for p in (root / folder).rglob("*") if p.is_file()]
     kinds = {p.suffix for p in files}
-    assert {".sqlite", ".json", ".csv", ".html"} <= kinds and len(files) > 100
+    assert {".sqlite", ".json", ".csv", ".html", ".duckdb"} <= kinds and len(files) > 100
+    assert (root / "runs" / "behave" / "behavior.sqlite") in files and (root / "reports" / "validity" / "run_info.csv") in files
     for path in files:
         assert_no_secret(path.read_bytes(), str(path.relative_to(root)))
-    for store in root.glob("runs/*/responses.sqlite"):  # also every value as SQLite returns it
+    for store in [*root.glob("runs/*/responses.sqlite"), *root.glob("runs/*/behavior.sqlite")]:  # every value too
         with sqlite3.connect(store) as db:
             for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
                 for row in db.execute(f"SELECT * FROM {table}"):

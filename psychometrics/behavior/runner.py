@@ -25,13 +25,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from psychometrics.administer import RetryPolicy, RunStats
+from psychometrics.administer import RetryPolicy, RunStats, call_with_retries, failure_reason
 from psychometrics.behavior.kinds import Rendered, get_kind
 from psychometrics.claims import CLAIMED, HELD
 from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
 from psychometrics.behavior.task import Task, Variant
 from psychometrics.errors import PsytestError
-from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest, TransientModelError
+from psychometrics.models.base import Message, ModelBackend, ModelRequest
 from psychometrics.personas import PersonaSet
 
 BEHAVIOR_DB = "behavior.sqlite"
@@ -145,24 +145,6 @@ def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered,
     return get_kind(planned_task.kind).score(planned_task, variant, rendered, replies)
 
 
-async def _call(backend: ModelBackend, request: ModelRequest, timeout_s, retry: RetryPolicy, stats: RunStats,
-                jitter: random.Random) -> ModelReply:
-    """One model call with retries of transient failures (waiting at least what Retry-After asks)."""
-    for attempt in range(retry.max_retries + 1):
-        try:
-            if timeout_s:
-                return await asyncio.wait_for(backend.complete(request), timeout_s)
-            return await backend.complete(request)
-        except (TransientModelError, asyncio.TimeoutError) as exc:
-            if attempt == retry.max_retries:
-                if isinstance(exc, asyncio.TimeoutError):
-                    raise TransientModelError(f"no answer within {timeout_s:g} s") from None
-                raise
-            stats.retries += 1
-            await asyncio.sleep(retry.wait(attempt, getattr(exc, "retry_after", None), jitter))
-    raise AssertionError("unreachable")
-
-
 async def run_conversations(
     backend: ModelBackend,
     planned: list[PlannedConversation],
@@ -206,7 +188,8 @@ async def run_conversations(
                         _seed(conversation.seed, turn), conversation.task.max_tokens,
                     )
                     t0 = time.perf_counter()
-                    answer = await _call(backend, request, timeout_s, retry, stats, jitter)
+                    answer = await call_with_retries(backend, request, timeout_s=timeout_s, retry=retry, stats=stats,
+                                                     jitter=jitter)
                     reply = TurnReply(turn, answer.text, time.perf_counter() - t0, answer.input_tokens, answer.output_tokens)
                     store.write_turn(conversation.request_id, reply)
                 replies.append(reply.reply)
@@ -216,8 +199,7 @@ async def run_conversations(
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed call is recorded, not fatal
-            stats.failed += 1
-            row.error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")[:2000]
+            row.error = failure_reason(exc)
         row.transcript = [[m.role, m.content] for m in conversation.messages(replies, len(replies) - 1)] if replies else []
         if replies:
             row.transcript.append(["assistant", replies[-1] or ""])
@@ -237,8 +219,11 @@ async def run_conversations(
                     stats.claimed_elsewhere += 1
                 continue
             row = await converse(conversation)
-            store.write(row, claims=claims)
+            store.write(row, claims=claims)  # a row SQLite refuses comes back as a failure
             stats.sent += 1
+            if row.error is not None:
+                stats.failed += 1
+                stats.first_error = stats.first_error or row.error
             stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
             stats.items_answered += row.error is None
             if on_answer is not None:
@@ -303,7 +288,7 @@ def behave(
         "task_content_hashes": {t.id: t.content_hash for t in tasks},
         "packages": _package_versions(),
     })
-    with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
+    with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=False) as store:
         if on_start is not None:
             on_start(len(planned))
 
@@ -326,7 +311,7 @@ def estimate_conversations(tasks: list[Task], design: BehaviorDesign, backend: M
     planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
     answered: set[str] = set()
     if run_dir is not None and (run_dir / BEHAVIOR_DB).exists():
-        with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
+        with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=True) as store:
             answered = store.answered_ids()
     todo = [p for p in planned if p.request_id not in answered]
     turns = sum(len(p.rendered.turns) for p in todo)

@@ -5,7 +5,9 @@ as soon as it arrives, so an interrupted run resumes a conversation where it sto
 for a turn twice. When the last turn is in, the whole conversation (transcript, display order of the
 options, outcome, score and what the scorer read) is committed to ``conversations``. A conversation
 that failed (after retries) is stored with its error and retried on the next run, from its first
-unanswered turn.
+unanswered turn (every failure is, permanent ones included: they were not answered). A stored reply or
+finished conversation is never replaced by another; one SQLite refuses is stored as a failure saying
+why. Commands that only read open the store read-only (:func:`psychometrics.store.read_only_stores`).
 
 Scores are stored for convenience; analysis re-scores every conversation from its stored replies, so a
 corrected scorer applies to old runs.
@@ -20,6 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from psychometrics.models.base import clean_text
+from psychometrics.store import open_store
 
 SCHEMA_VERSION = 1
 
@@ -101,15 +106,12 @@ class ConversationRow:
 
 
 class BehaviorStore:
-    """Open (creating if needed) the behaviour database of a run directory."""
+    """The behaviour database of a run directory: created if needed, or read-only
+    (:func:`psychometrics.store.open_store`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, read_only: bool | None = None):
         self.path = path
-        self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
-        self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.conn, self.read_only = open_store(path, _SCHEMA, "conversations", read_only, SCHEMA_VERSION)
 
     def close(self) -> None:
         self.conn.close()
@@ -147,10 +149,13 @@ class BehaviorStore:
         return [TurnReply(*record) for record in cursor]
 
     def write_turn(self, request_id: str, reply: TurnReply) -> None:
-        """Commit one reply; durable when this returns."""
+        """Commit one reply (its text made storable); durable when this returns. A turn already stored
+        (by another process) is kept."""
+        if reply.reply is not None:
+            reply.reply = clean_text(reply.reply)
         with self._transaction():
             self.conn.execute(
-                "INSERT OR REPLACE INTO turns (request_id, turn, reply, latency_s, input_tokens, output_tokens, "
+                "INSERT OR IGNORE INTO turns (request_id, turn, reply, latency_s, input_tokens, output_tokens, "
                 "answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (request_id, reply.turn, reply.reply, reply.latency_s, reply.input_tokens, reply.output_tokens, time.time()),
             )
@@ -167,27 +172,39 @@ class BehaviorStore:
 
         return Claims(self.conn, done=done, lease_s=lease_s or DEFAULT_LEASE_S)
 
-    def write(self, row: ConversationRow, claims=None) -> None:
+    def write(self, row: ConversationRow, claims=None) -> bool:
         """Commit a finished or failed conversation, replacing an earlier failure of it (never an
-        answer), and release its claim in the same transaction."""
+        answer), and release its claim in the same transaction. A row SQLite refuses is stored as a
+        failure saying why (``row`` changed to match). Returns whether it was stored."""
         row.answered_at = row.answered_at or time.time()
+        with self._transaction():
+            if claims is not None:
+                claims.release(row.request_id)
+            if self.conn.execute(
+                "SELECT 1 FROM conversations WHERE request_id = ? AND error IS NULL", (row.request_id,)
+            ).fetchone():
+                return False  # another process answered it meanwhile: keep that answer
+            self.conn.execute("SAVEPOINT psytest_conversation")
+            try:
+                self._insert(row)
+            except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
+                self.conn.execute("ROLLBACK TO psytest_conversation")
+                row.error = clean_text(f"could not store the conversation ({type(exc).__name__}: {exc})")[:2000]
+                row.outcome, row.score, row.detail, row.input_tokens, row.output_tokens = "error", None, None, None, None
+                row.transcript = [[clean_text(str(part)) for part in message] for message in row.transcript]
+                self._insert(row)
+            self.conn.execute("RELEASE psytest_conversation")
+        return True
+
+    def _insert(self, row: ConversationRow) -> None:
         values = [getattr(row, column) for column in COLUMNS]
         for index, column in enumerate(COLUMNS):
             if column in _JSON_FIELDS and values[index] is not None:
                 values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column == "detail")
-        with self._transaction():
-            if row.error is not None and self.conn.execute(
-                "SELECT 1 FROM conversations WHERE request_id = ? AND error IS NULL", (row.request_id,)
-            ).fetchone():
-                if claims is not None:
-                    claims.release(row.request_id)
-                return  # another process answered it meanwhile: keep the answer
-            self.conn.execute(
-                f"INSERT OR REPLACE INTO conversations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
-                values,
-            )
-            if claims is not None:
-                claims.release(row.request_id)
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO conversations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
+            values,
+        )
 
     def rows(self) -> Iterator[ConversationRow]:
         cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM conversations ORDER BY rowid")

@@ -23,13 +23,31 @@ AnswerMode = Literal["text", "probs"]
 class TransientModelError(Exception):
     """A failure worth retrying (rate limit, overload, timeout, dropped connection).
 
-    ``retry_after`` is the server's requested wait in seconds (from a Retry-After header), if any. Any
-    other exception from :meth:`ModelBackend.complete` is final for that request and is recorded.
+    ``retry_after`` is the server's requested wait in seconds (from a Retry-After header), if any.
+    ``timed_out`` marks a request that got no answer in time: the server probably received it, so a
+    retry may be billed twice. Any other exception from :meth:`ModelBackend.complete` is final for that
+    request and is recorded.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, *, timed_out: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.timed_out = timed_out
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every unpaired UTF-16 surrogate (half an emoji, as gateways that cut text send:
+    JSON ``"\\ud83d"``) replaced by U+FFFD, so it can be encoded as UTF-8 (and stored in SQLite)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _clean_count(value: object) -> int | None:
+    """A token count as SQLite can store it (a non-negative 64-bit integer), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,21 @@ class ModelReply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def cleaned(self) -> "ModelReply":
+        """This reply made safe to store, whatever the backend: text without unpaired surrogates, token
+        counts that fit SQLite (others dropped), label log-probabilities with text keys. Changes it in place."""
+        if isinstance(self.text, str):
+            self.text = clean_text(self.text)
+        elif self.text is not None:
+            self.text = clean_text(str(self.text))
+        self.input_tokens, self.output_tokens = _clean_count(self.input_tokens), _clean_count(self.output_tokens)
+        if self.choice_logprobs:
+            self.choice_logprobs = {clean_text(str(k)): v for k, v in self.choice_logprobs.items()}
+        top = self.extra.get("top_logprobs")
+        if isinstance(top, list):
+            self.extra["top_logprobs"] = [[clean_text(str(t)), lp] for t, lp in top]
+        return self
 
 
 class ModelBackend(ABC):

@@ -484,7 +484,7 @@ class LiteLLMBackend(ModelBackend):
 
         if isinstance(exc, errors.Timeout) or isinstance(exc, TimeoutError):
             limit = f" after {self.timeout_s:g} s" if self.timeout_s else ""
-            return TransientModelError(f"{self.name}: request timed out{limit}")
+            return TransientModelError(f"{self.name}: request timed out{limit}", timed_out=True)
         if _MISSING_KEY.search(str(exc)) or status == 401 or isinstance(exc, errors.AuthenticationError):
             return ModelCallError(f"{self.name}: authentication failed{where} ({detail}); {self._key_hint()}")
         if status == 429 or isinstance(exc, errors.RateLimitError):

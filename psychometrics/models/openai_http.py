@@ -205,7 +205,7 @@ class OpenAIHTTPBackend(ModelBackend):
                 status, headers = response.status, response.headers
         except (asyncio.TimeoutError, TimeoutError):
             limit = self.timeout_s or DEFAULT_TIMEOUT_S
-            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s") from None
+            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s", timed_out=True) from None
         except aiohttp.InvalidURL:
             raise ModelCallError(f"{self.name}: --api-base {public_url(self.api_base)} is not a usable URL") from None
         except (aiohttp.ClientError, OSError) as exc:

@@ -1,0 +1,10 @@
+"""Shared test set-up.
+
+litellm fetches its model cost map from the network when imported unless told to use the bundled copy;
+offline that is seconds of retries per process. Set here, before any test module imports litellm (and
+inherited by the psytest subprocesses the tests start).
+"""
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
