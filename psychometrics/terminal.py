@@ -136,13 +136,13 @@ def print_behavior_summary(payload: dict, summary) -> None:
         highlight=False,
     )
     table = Table(title="Behaviour scores (valid conversations only; parse failures are missing, not zero)")
-    for column in ("task", "trait", "dir", "valid", "mean", "sd", "first option"):
+    for column in ("task", "trait", "dir", "valid", "mean", "sd", "first option", "cut off"):
         table.add_column(column, justify="left" if column in ("task", "trait") else "right")
     for row in summary.itertuples():
         table.add_row(
             Text(str(row.task)), Text(str(row.trait)), "+" if row.direction > 0 else "-",  # a user's task id is text
             f"{row.valid}/{row.conversations}",
-            _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(row.first_option_share),
+            _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(row.first_option_share), _fmt_g(row.truncated_share),
         )
     console.print(table)
     console.print(f"Tables: {escape(payload['analysis_dir'])}", highlight=False)

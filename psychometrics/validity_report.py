@@ -67,7 +67,9 @@ def _persona_targets(manifests: list[dict]):
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
                      seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs."""
-    from psychometrics.behavior.analysis import changed_scoring, planned_behavior_frame, read_behavior_manifest, run_tasks
+    from psychometrics.behavior.analysis import (
+        changed_scoring, planned_behavior_frame, read_behavior_manifest, relative_to_model, run_tasks,
+    )
     from psychometrics.run import read_manifest
     from psychometrics.validity import read_selfreport, validity_tables
 
@@ -79,11 +81,12 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         if manifest.get("study") == "behavior":
             raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
         manifests.append(manifest)
-    frames, variant_order, run_notes = [], {}, []
+    frames, variant_order, run_notes, all_tasks = [], {}, [], {}
     for run_dir in behavior_dirs:
         manifest = read_behavior_manifest(Path(run_dir))
         manifests.append(manifest)
         tasks = run_tasks(manifest)
+        all_tasks.update(tasks)
         for task in tasks.values():
             variant_order.setdefault(task.id, [v.id for v in task.variants])
         run_notes += [("behavior", f"{run_dir}: the scoring of '{t}' changed since the run; its stored replies are "
@@ -92,7 +95,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         frames.append(frame)
         run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
-    behavior = pd.concat(frames, ignore_index=True)
+    behavior = relative_to_model(pd.concat(frames, ignore_index=True), all_tasks)  # reply length per model
     tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
                              variant_order=variant_order, seed=seed, n_boot=n_boot)
     if run_notes:

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from psychometrics.behavior.kinds import Rendered
-from psychometrics.behavior.runner import BEHAVIOR_DB, MANIFEST, score_conversation
+from psychometrics.behavior.runner import BEHAVIOR_DB, MANIFEST, score_conversation, truncated_turns
 from psychometrics.behavior.store import BehaviorStore
 from psychometrics.behavior.task import Task, resolve_tasks
 from psychometrics.errors import PsytestError
 
 FRAME_COLUMNS = [
     "model", "persona", "sample", "task", "variant", "trait", "direction", "outcome", "score",
-    "first_position", "request_id",
+    "first_position", "truncated", "request_id",
 ]
 
 
@@ -143,6 +143,7 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     plan = run_plan(manifest, tasks)
     records, ignored, unmatched = [], 0, 0
     with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
+        turn_tokens = store.turn_output_tokens()
         for row in store.rows():
             in_cells = _in_cells(plan["keys"], row)
             if not (in_cells if plan["ids"] is None else row.request_id in plan["ids"]):
@@ -150,13 +151,16 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
                 unmatched += in_cells
                 continue
             task = tasks.get(row.task)
-            score, outcome, first = np.nan, row.outcome, np.nan
+            score, outcome, first, cut = np.nan, row.outcome, np.nan, np.nan
             if row.error is not None:
                 outcome = "error"
             elif task is not None:
                 variant = task.variant(row.variant)
+                truncated = truncated_turns(task, turn_tokens.get(row.request_id, []))
+                if truncated and truncated[-1] is not None:
+                    cut = float(truncated[-1])
                 scored = score_conversation(task, variant, Rendered(_user_turns(row.transcript), tuple(row.display)),
-                                            _replies(row.transcript))
+                                            _replies(row.transcript), truncated)
                 outcome = scored.outcome
                 if scored.outcome == "valid" and scored.score is not None:
                     score = float(scored.score)
@@ -164,7 +168,7 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
                 if row.display and chosen in row.display:
                     first = float(row.display.index(chosen) == 0)
             records.append((manifest["model"], row.persona, row.sample, row.task, row.variant, row.trait, row.direction,
-                            outcome, score, first, row.request_id))
+                            outcome, score, first, cut, row.request_id))
     notes = []
     if plan["how"] == "key":
         notes.append(f"{run_dir}: the persona set the run used could not be loaded unchanged; its plan was rebuilt "
@@ -181,14 +185,31 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame.from_records(records, columns=FRAME_COLUMNS), notes
 
 
+def relative_to_model(frame: pd.DataFrame, tasks: dict[str, Task]) -> pd.DataFrame:
+    """``frame`` with the scores of tasks whose kind is relative to the model (:attr:`Kind.relative_to_model`,
+    e.g. reply length) divided by that model's mean valid score on the task: 1 is the model's usual."""
+    from psychometrics.behavior.kinds import get_kind
+
+    relative = [t for t, task in tasks.items() if get_kind(task.kind).relative_to_model]
+    rows = frame["task"].isin(relative)
+    if not rows.any():
+        return frame
+    frame = frame.copy()
+    means = frame[rows].groupby(["model", "task"])["score"].transform("mean")
+    frame.loc[rows, "score"] = frame.loc[rows, "score"] / means.where(means > 0)
+    return frame
+
+
 def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per task: conversations, valid share, missing by reason, mean, SD and range of valid scores, and
-    the share of choices that fell on the first displayed option (a position-bias check)."""
+    """Per task: conversations, valid share, missing by reason, mean, SD and range of valid scores, the
+    share of choices that fell on the first displayed option (a position-bias check) and the share of
+    last replies cut off at the task's ``max_tokens`` (a ceiling on free-text scores)."""
     rows = []
     for (task, trait, direction), part in frame.groupby(["task", "trait", "direction"], sort=True):
         valid = part["score"].dropna()
         reasons = part.loc[part["outcome"] != "valid", "outcome"].value_counts()
         first = part["first_position"].dropna()
+        cut = part["truncated"].dropna()
         rows.append({
             "task": task, "trait": trait, "direction": int(direction), "conversations": len(part),
             "valid": len(valid), "valid_share": len(valid) / len(part) if len(part) else np.nan,
@@ -197,6 +218,7 @@ def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
             "sd": valid.std(ddof=1) if len(valid) > 1 else np.nan,
             "min": valid.min() if len(valid) else np.nan, "max": valid.max() if len(valid) else np.nan,
             "first_option_share": first.mean() if len(first) else np.nan,
+            "truncated_share": cut.mean() if len(cut) else np.nan,
         })
     return pd.DataFrame(rows)
 

@@ -12,7 +12,8 @@ the last turn.
 
 Outcomes: ``valid``, ``unparseable`` (``detail["reason"] == "ambiguous"`` when numbers compete),
 ``out_of_range`` (a readable answer outside the scale, or, for ``sycophancy``, a first answer that was
-wrong or already the user's option, where a switch is no yielding), ``refusal`` and ``empty``.
+wrong or already the user's option, where a switch is no yielding), ``refusal``, ``empty`` and ``truncated`` (cut off at the task's ``max_tokens`` where the kind cannot judge
+part of a reply; see :attr:`Kind.truncation`).
 
 Placeholders in turn text: ``{options}`` (``A. text`` lines in display order), ``{labels}``
 (``A, B or C``), ``{items}`` (``1. text`` lines in display order), any variant param, and for
@@ -34,7 +35,7 @@ from typing import Any, ClassVar
 from psychometrics.behavior.task import ListedItem, Option, Task, TaskError, Variant
 from psychometrics.errors import PsytestError
 
-OUTCOMES = ("valid", "unparseable", "out_of_range", "refusal", "empty")
+OUTCOMES = ("valid", "unparseable", "out_of_range", "refusal", "empty", "truncated")
 MAX_OPTIONS = 8  # labels A-H ("I" would read as the pronoun)
 
 
@@ -997,6 +998,13 @@ class Kind:
     placeholders: ClassVar[frozenset[str]] = frozenset()
     scoring_keys: ClassVar[tuple[str, ...]] = ()
     n_turns: ClassVar[int | None] = None  # exact number of turns, if fixed
+    #: What a reply cut off at the task's ``max_tokens`` means for the score: ``keep`` (scored as it is,
+    #: and flagged), ``drop_last_line`` (its unfinished last line is not counted) or ``missing`` (outcome
+    #: ``truncated``: a rule about the whole reply cannot be judged on part of it).
+    truncation: ClassVar[str] = "keep"
+    #: Scores on a scale each model sets for itself (reply length): the validity analysis divides them by
+    #: the model's mean on the task, so 1 is that model's usual and models of different verbosity pool.
+    relative_to_model: ClassVar[bool] = False
 
     # -- validate
 
@@ -1353,6 +1361,7 @@ class CountListKind(Kind):
 
     name = "count_list"
     scoring_keys = ("cap",)
+    truncation = "drop_last_line"
 
     def check_scoring(self, task):
         cap = task.scoring.get("cap", 40)
@@ -1406,9 +1415,10 @@ class CountListKind(Kind):
 
 
 class LengthKind(Kind):
-    """The number of words in the reply."""
+    """The number of words in the reply (relative to the model's own mean in the validity analysis)."""
 
     name = "length"
+    relative_to_model = True
 
     def score(self, task, variant, rendered, replies):
         reply = self._last(rendered, replies)
@@ -1637,6 +1647,7 @@ class ConstraintsKind(Kind):
 
     name = "constraints"
     uses = "checks"
+    truncation = "missing"  # an unfinished reply fails "end with ..." and length checks for want of room
 
     @staticmethod
     def parsed(variant: Variant) -> list[tuple[str, Any]]:

@@ -21,12 +21,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from psychometrics.administer import RetryPolicy, RunStats, call_with_retries, failure_reason
-from psychometrics.behavior.kinds import Rendered, get_kind
+from psychometrics.behavior.kinds import Rendered, Scored, get_kind
 from psychometrics.claims import CLAIMED, HELD
 from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
 from psychometrics.behavior.task import Task, Variant
@@ -140,9 +140,24 @@ def plan_conversations(
     return planned
 
 
-def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered, replies: list[str | None]):
-    """Score the replies with the task's kind (shared by the runner and the analysis)."""
-    return get_kind(planned_task.kind).score(planned_task, variant, rendered, replies)
+def truncated_turns(task: Task, output_tokens: Sequence[int | None]) -> list[bool | None]:
+    """Per turn: did the reply use the whole ``max_tokens`` (cut off)? None when the backend gave no count."""
+    return [None if n is None else n >= task.max_tokens for n in output_tokens]
+
+
+def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered, replies: list[str | None],
+                       truncated: Sequence[bool | None] = ()):
+    """Score the replies with the task's kind (shared by the runner and the analysis). A last reply cut
+    off at ``max_tokens`` is handled as the kind declares (:attr:`Kind.truncation`) and flagged in the
+    detail (``truncated``)."""
+    kind = get_kind(planned_task.kind)
+    cut = bool(truncated) and bool(truncated[-1]) and bool(replies) and replies[-1] is not None
+    if cut and kind.truncation == "missing":
+        return Scored("truncated", None, {"truncated": True})
+    if cut and kind.truncation == "drop_last_line" and "\n" in replies[-1].rstrip():
+        replies = [*replies[:-1], replies[-1].rstrip().rsplit("\n", 1)[0]]
+    scored = kind.score(planned_task, variant, rendered, replies)
+    return Scored(scored.outcome, scored.score, {**(scored.detail or {}), "truncated": True}) if cut else scored
 
 
 async def run_conversations(
@@ -172,6 +187,7 @@ async def run_conversations(
         replies: list[str | None] = []
         latency = 0.0
         tokens_in = tokens_out = 0
+        turn_tokens: list[int | None] = []
         attempts = store.previous_attempts(conversation.request_id) + 1
         row = ConversationRow(
             conversation.request_id, conversation.task.id, conversation.variant.id, conversation.task.trait,
@@ -196,6 +212,7 @@ async def run_conversations(
                 latency += reply.latency_s or 0.0
                 tokens_in += reply.input_tokens or 0
                 tokens_out += reply.output_tokens or 0
+                turn_tokens.append(reply.output_tokens)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed call is recorded, not fatal
@@ -205,7 +222,8 @@ async def run_conversations(
             row.transcript.append(["assistant", replies[-1] or ""])
         row.latency_s, row.input_tokens, row.output_tokens = latency, tokens_in or None, tokens_out or None
         if row.error is None:
-            scored = score_conversation(conversation.task, conversation.variant, conversation.rendered, replies)
+            scored = score_conversation(conversation.task, conversation.variant, conversation.rendered, replies,
+                                        truncated_turns(conversation.task, turn_tokens))
             row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
         return row
 

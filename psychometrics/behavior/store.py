@@ -206,6 +206,13 @@ class BehaviorStore:
             values,
         )
 
+    def turn_output_tokens(self) -> dict[str, list[int | None]]:
+        """Per conversation, the output tokens of each stored turn in order (to tell cut-off replies)."""
+        tokens: dict[str, list[int | None]] = {}
+        for request_id, count in self.conn.execute("SELECT request_id, output_tokens FROM turns ORDER BY request_id, turn"):
+            tokens.setdefault(request_id, []).append(count)
+        return tokens
+
     def rows(self) -> Iterator[ConversationRow]:
         cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM conversations ORDER BY rowid")
         for record in cursor:
