@@ -1,0 +1,198 @@
+"""Kinds that score free text: ``count_list`` (distinct ideas), ``length`` (words) and ``sentiment``
+(VADER, optionally without courtesy clauses)."""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+from psychometrics.behavior.kind_base import Kind, missing_score, valid_score
+from psychometrics.behavior.reading.text import is_refusal, is_short_refusal, normalized_text, plain_text, sentences_of, words_of
+from psychometrics.behavior.simulated_replies import (
+    IDEAS,
+    NEGATIVE_SENTENCES,
+    POSITIVE_SENTENCES,
+    filler_text,
+    normal_cdf,
+)
+from psychometrics.behavior.task import TaskError
+
+_FILLER_PIECE = re.compile(
+    r"^(?:sure|certainly|of course|absolutely|okay|ok|great question|here (?:are|is|'s)|these are|i hope|hope this"
+    r"|let me know|feel free|happy to help)\b",
+    re.IGNORECASE,
+)
+
+
+class CountListKind(Kind):
+    """The number of distinct ideas: bullet or numbered lines, else comma/semicolon/sentence pieces."""
+
+    name = "count_list"
+    scoring_keys = ("cap",)
+    truncation = "drop_last_line"
+
+    def check_scoring(self, task):
+        cap = task.scoring.get("cap", 40)
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise TaskError(task.source, "scoring", "'cap' must be a whole number of at least 1")
+
+    @staticmethod
+    def ideas(reply: str) -> tuple[list[str], str]:
+        """Distinct normalised ideas and how they were found (``lines`` or ``pieces``)."""
+        plain = plain_text(reply)
+        lines = [line.strip() for line in plain.splitlines() if line.strip()]
+        bullet = re.compile(r"^(?:[-*•+–]|\d{1,3}[.)])\s+(.+)$")
+        pieces = [m.group(1) for m in map(bullet.match, lines) if m and not m.group(1).rstrip().endswith(":")]
+        method = "lines"
+        if not pieces:
+            method = "pieces"
+            for line in lines:
+                if line.endswith(":"):
+                    continue
+                line = line.split(":", 1)[1] if ":" in line else line
+                pieces += re.split(r"[;,]|(?<=[.!?])\s+", line)
+        ideas: list[str] = []
+        for piece in pieces:
+            head = re.split(r"\s*(?::|\s[-–—]\s)", piece.strip(), maxsplit=1)[0]
+            key = normalized_text(re.sub(r"^(?:and|or|also|then)\s+", "", head.strip(), flags=re.IGNORECASE))
+            key = re.sub(r"^(?:use (?:it|them|this) (?:as|for|to)|use as|as|turn (?:it|them) into)\s+", "", key)
+            key = re.sub(r"^(?:a|an|the|some)\s+", "", key)
+            if key and not (method == "pieces" and _FILLER_PIECE.match(head.strip())) and key not in ideas:
+                ideas.append(key)
+        return ideas, method
+
+    def score(self, task, variant, rendered, replies):
+        reply = self._last(rendered, replies)
+        if reply is None:
+            return missing_score("empty")
+        ideas, method = self.ideas(reply)
+        if method == "pieces" and is_refusal(reply):
+            return missing_score("refusal")
+        if not ideas:
+            return missing_score("unparseable")
+        cap = int(task.scoring.get("cap", 40))
+        return valid_score(min(len(ideas), cap), ideas=ideas, method=method)
+
+    def simulate(self, task, variant, messages, level, rng):
+        cap = int(task.scoring.get("cap", 40))
+        count = round(3 + 2 * level + 0.5 * float(rng.standard_normal()))
+        count = max(1, min(count, cap, len(IDEAS)))
+        chosen = rng.choice(len(IDEAS), size=count, replace=False)
+        lines = [f"- Use it as a {IDEAS[int(i)]}" for i in chosen]
+        return "Here are some ideas:\n" + "\n".join(lines)
+
+
+class LengthKind(Kind):
+    """The number of words in the reply (relative to the model's own mean in the validity analysis)."""
+
+    name = "length"
+    relative_to_model = True
+
+    def score(self, task, variant, rendered, replies):
+        reply = self._last(rendered, replies)
+        if reply is None:
+            return missing_score("empty")
+        if is_short_refusal(reply):
+            return missing_score("refusal")
+        words = len(words_of(reply))
+        return valid_score(words, words=words) if words else missing_score("unparseable")
+
+    def simulate(self, task, variant, messages, level, rng):
+        words = round(math.exp(4 + 0.5 * level + 0.2 * float(rng.standard_normal())))
+        return filler_text(rng, max(3, words))
+
+
+@lru_cache(maxsize=8)
+def _vader(extra: tuple[tuple[str, float], ...] = ()):
+    """A VADER analyser, its lexicon extended (or overridden) with ``extra`` word valences."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyser = SentimentIntensityAnalyzer()
+    analyser.lexicon.update({word.casefold(): float(valence) for word, valence in extra})
+    return analyser
+
+
+# A clause that apologises, empathises or acknowledges ("I'm sorry for the trouble", "I understand your
+# frustration", "you're right") is courtesy, not hostility, though VADER scores its wording negative.
+_COURTESY = re.compile(
+    r"^(?:(?:oh|well|hey|look|okay|ok|again|first|honestly|really)\W+)*(?:"
+    r"(?:i(?:'m| am)|we(?:'re| are))(?: \w+ly| so| very)? sorry|sorry|(?:my |our |sincere |many |again, )?apologies"
+    r"|(?:i|we)(?: \w+ly| do)? apologi[sz]e|(?:i|we)(?: \w+ly| do| can| really)? understand|i hear you"
+    r"|i (?:get|see|know) (?:it|that|why|how|you|your|where)|i can (?:see|tell|imagine)"
+    r"|(?:that|it|this) (?:sounds|must be|must have been|seems|is understandable)|(?:it|that)'s understandable"
+    r"|(?:i|we) appreciate|thanks?\b|thank you|you(?:'re| are) right|fair (?:point|enough)|point taken|no offen[cs]e"
+    r"|i(?:'m| am) (?:here|happy|glad) to help)",
+    re.IGNORECASE,
+)
+_CLAUSE_BREAK = re.compile(
+    r"[;:]\s+|,?\s+\b(?:but|however|though|although|yet|even so)\b,?\s*"
+    r"|,\s+(?:and|so)\s+(?=(?:i|you|we|it|that|this|let|maybe|frankly|honestly|next)\b)",
+    re.IGNORECASE,
+)
+
+
+def _without_courtesy(text: str) -> tuple[str, int]:
+    """The text without apology, empathy and acknowledgement clauses, and how many were dropped."""
+    kept, dropped = [], 0
+    for sentence in sentences_of(text.replace("’", "'")):
+        for clause in _CLAUSE_BREAK.split(sentence):
+            if not clause or not clause.strip():
+                continue
+            if _COURTESY.match(clause.strip(" \"'*_-")):
+                dropped += 1
+            else:
+                kept.append(clause.strip())
+    return " ".join(kept), dropped
+
+
+class SentimentKind(Kind):
+    """VADER (Hutto & Gilbert, 2014) on the reply: ``negativity`` = the ``neg`` share of the text,
+    ``negative_compound`` = -compound (both higher for more negative replies), ``hostility`` = the
+    ``neg`` share of the reply without its apology, empathy and acknowledgement clauses (courtesy
+    toward the user is not retaliation), with VADER's lexicon extended by the task's ``lexicon``
+    (word: valence, for retorts VADER does not know, such as "whatever").
+
+    Hutto, C. J., & Gilbert, E. (2014). VADER: A parsimonious rule-based model for sentiment analysis of
+    social media text. Proceedings of ICWSM, 8(1), 216-225.
+    """
+
+    name = "sentiment"
+    scoring_keys = ("measure", "lexicon")
+    measures = ("negativity", "negative_compound", "hostility")
+
+    def check_scoring(self, task):
+        measure = task.scoring.get("measure", "negativity")
+        if measure not in self.measures:
+            raise TaskError(task.source, "scoring", f"'measure' must be one of {', '.join(self.measures)}, not '{measure}'")
+        lexicon = task.scoring.get("lexicon", {})
+        if not isinstance(lexicon, dict) or not all(
+            isinstance(w, str) and w.strip() and " " not in w.strip() and isinstance(v, (int, float))
+            and not isinstance(v, bool) and -4 <= v <= 4 for w, v in lexicon.items()
+        ):
+            raise TaskError(task.source, "scoring", "'lexicon' must map single words to VADER valences from -4 to 4")
+
+    def score(self, task, variant, rendered, replies):
+        reply = self._last(rendered, replies)
+        if reply is None:
+            return missing_score("empty")
+        if is_short_refusal(reply):
+            return missing_score("refusal")
+        if not words_of(reply):
+            return missing_score("unparseable")
+        measure = task.scoring.get("measure", "negativity")
+        analyser = _vader(tuple(sorted(task.scoring.get("lexicon", {}).items())))
+        text, extra = plain_text(reply), {}
+        if measure == "hostility":
+            text, extra["courtesy_clauses"] = _without_courtesy(text)
+        polarity = analyser.polarity_scores(text) if text else {"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}
+        detail = {k: round(float(polarity[k]), 4) for k in ("neg", "neu", "pos", "compound")} | extra
+        return valid_score(-polarity["compound"] if measure == "negative_compound" else polarity["neg"], **detail)
+
+    def simulate(self, task, variant, messages, level, rng):
+        share = normal_cdf(level)
+        sentences = []
+        for _ in range(5):
+            pool = NEGATIVE_SENTENCES if rng.random() < share else POSITIVE_SENTENCES
+            sentences.append(pool[int(rng.integers(0, len(pool)))])
+        return " ".join(sentences)

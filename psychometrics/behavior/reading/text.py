@@ -1,0 +1,45 @@
+"""Text helpers every reader uses: markdown stripped, normalised text, words, sentences, refusals."""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+_REFUSAL = re.compile(
+    r"\b(?:as an ai\b|as an artificial intelligence|as a (?:large )?language model|i(?:'m|’m| am) (?:just |only )?an ai\b"
+    r"|i (?:do not|don't|don’t) have (?:personal|feelings|preferences|emotions|opinions|the ability|money|a body)"
+    r"|i (?:cannot|can't|can’t|can not|am unable to|am not able to) "
+    r"(?:answer|help|assist|comply|provide|respond|participate|engage|make (?:that|this|a|such|decisions?)|choose"
+    r"|decide|do that|do this|fulfil|fulfill|play|pick|select|take part)"
+    r"|i (?:won't|won’t|will not) (?:answer|help|assist|comply|provide|respond|engage|fulfil|fulfill)"
+    r"|i(?:'m|’m| am) (?:not able|unable) to|i must decline to|not (?:comfortable|appropriate) for me)",
+    re.IGNORECASE,
+)
+
+
+def plain_text(text: str) -> str:
+    """Reply text without markdown emphasis and code marks."""
+    return re.sub(r"\*\*|__|`", "", text).strip()
+
+
+def normalized_text(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]|_", " ", text.casefold()).split())
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def sentences_of(text: str) -> list[str]:
+    """Sentences, split at ``. ! ?`` followed by space and at line breaks."""
+    parts = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
+    return [part for part in parts if re.search(r"\w", part)]
+
+
+def is_refusal(text: str) -> bool:
+    return bool(_REFUSAL.search(text))
+
+
+def is_short_refusal(text: str) -> bool:
+    """A refusal phrase in a reply under 40 words: free-text kinds keep long replies that only disclaim."""
+    return is_refusal(text) and len(words_of(text)) < 40
