@@ -29,14 +29,15 @@ model by its within-model spread; per-model rows do not depend on the units. The
 Tables (:func:`validity_tables`):
 
 ``validity_pairs``
-    every trait x task pair: Pearson r across respondents, two-sided t-test p, its 95% CI (Fisher's z at
-    the test's degrees of freedom, :func:`r_interval`; none, with a note, when more than 1% of bootstrap
+    every trait x task pair: Pearson r across respondents, two-sided t-test p, its 95% CI (the BCa
+    bootstrap over respondents, and Fisher's z at the test's degrees of freedom beside it;
+    :func:`~psychometrics.correlation.r_interval`; none, with a note, when more than 1% of bootstrap
     resamples of the respondents leave a score constant, i.e. r rests on a few respondents),
     Benjamini-Hochberg adjusted p over the declared pairs and over all pairs of the scope, ``confirmed``
-    (declared, r in the task's declared direction, BH p < .05), ``power_r30`` (:func:`power_r`) and r
+    (declared, r in the task's declared direction, BH p < .05), ``power_r30`` (:func:`~psychometrics.correlation.power_r`) and r
     corrected for unreliability :math:`r_c = r / \\sqrt{\\rho_{self}\\,\\rho_{behaviour}}` (Spearman, 1904),
     clipped to [-1, 1] with a note. A note also marks r resting on fewer than 3 respondents off the modal
-    score (:func:`off_mode`).
+    score (:func:`~psychometrics.correlation.off_mode`).
 ``dissociation``
     share of declared pairs confirmed, overall and per trait; dissociation index = 1 - share; beside it
     the share of declared pairs with the declared sign, their mean r in the declared direction and their
@@ -70,11 +71,11 @@ no correction is made. Behaviour: split-half across variants with the Spearman-B
 
 Differences from R
 ------------------
-* The mixed model is fitted by a profiled REML written here for one random intercept
-  (:func:`random_intercept_reml`), not statsmodels' ``MixedLM``: on the reference data ``MixedLM``
-  stopped at a zero model variance with undefined standard errors where ``lmer`` found 0.2. The results
-  equal ``lmer``'s to its optimiser's tolerance (about 1e-8). lme4 gives no p values; here they are t
-  tests with between-within degrees of freedom.
+* The mixed model is fitted by a profiled REML written for one random intercept
+  (:func:`psychometrics.mixed_model.random_intercept_reml`), not statsmodels' ``MixedLM``, whose fit
+  stopped at a zero model variance on the reference data. The results equal ``lmer``'s to its optimiser's
+  tolerance (about 1e-8). lme4 gives no p values; here they are t tests with between-within degrees of
+  freedom.
 * ``psych::alpha`` uses pairwise-complete item covariances; :func:`~psychometrics.reliability.cronbach_alpha`
   drops respondents with a missing item (identical on complete data).
 * Bootstrap resamples use NumPy's random stream (seeded per scope, trait and task) and cannot match R's;
@@ -106,7 +107,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from psychometrics.correlation import (
+    FEW_OFF_MODE, bh_adjust, centre_within, correlation, few_off_mode_note, fisher_interval, off_mode, power_r,
+    r_interval,
+)
 from psychometrics.errors import PsytestError
+from psychometrics.mixed_model import random_intercept_reml
 
 SELFREPORT_COLUMNS = ("model", "persona", "inventory", "scale", "trait", "trait_sign", "score", "cell")
 ITEM_COLUMNS = ("model", "persona", "inventory", "scale", "trait", "item", "value")
@@ -309,310 +315,12 @@ def _scopes(models: Iterable[str]) -> list[str]:
     return models + ([POOLED] if len(models) > 1 else [])
 
 
-def _centre(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    codes = pd.factorize(np.asarray(groups))[0]
-    return values - (np.bincount(codes, values) / np.bincount(codes))[codes]
-
-
 def _respondent_keys(frame: pd.DataFrame) -> set[tuple]:
     return set(map(tuple, frame[RESPONDENT].drop_duplicates().to_numpy()))
 
 
 def _only(frame: pd.DataFrame, keys: set[tuple]) -> pd.DataFrame:
     return frame[[key in keys for key in zip(frame["model"], frame["persona"])]]
-
-
-# ----------------------------------------------------------------------------------- correlations
-
-
-def correlation(x, y, groups=None) -> dict:
-    """Pearson r of complete pairs with its two-sided t test; within groups when ``groups`` is given.
-
-    With groups (models) both variables are centred within group, and the test has :math:`n - k - 1`
-    degrees of freedom (the partial correlation given the group). :math:`t = r\\sqrt{df / (1 - r^2)}`.
-    Returns ``n``, ``k`` (groups), ``r``, ``df``, ``p``, ``slope`` (of y on x), ``note`` (None values when
-    undefined).
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    n = int(keep.sum())
-    out = {"n": n, "k": 1, "r": None, "df": None, "p": None, "slope": None, "note": None}
-    k = 1
-    if groups is not None:
-        groups = np.asarray(groups)[keep]
-        k = len(set(groups))
-        x, y = _centre(x, groups), _centre(y, groups)
-    out["k"] = k
-    df = n - k - 1
-    if n < 3 or df < 1:
-        out["note"] = f"too few respondents with both scores ({n}{f' in {k} models' if k > 1 else ''})"
-        return out
-    sxx, syy = float(((x - x.mean()) ** 2).sum()), float(((y - y.mean()) ** 2).sum())
-    if sxx <= 1e-12 * max(1.0, float((x**2).sum())) or syy <= 1e-12 * max(1.0, float((y**2).sum())):
-        out["note"] = "a score is constant across respondents" + (" within models" if k > 1 else "")
-        return out
-    from scipy import stats
-
-    sxy = float(((x - x.mean()) * (y - y.mean())).sum())
-    r = max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
-    p = 0.0 if abs(r) == 1 else float(2 * stats.t.sf(abs(r) * math.sqrt(df / (1 - r * r)), df))
-    out.update(r=r, df=df, p=p, slope=sxy / sxx)
-    return out
-
-
-def off_mode(values, groups=None) -> int:
-    """Respondents whose score differs from the most common score (of their own group when grouped).
-
-    A correlation over respondents of whom only one or two are off the modal score rests on those one or
-    two: its t test and any interval are not to be trusted (see :data:`FEW_OFF_MODE`).
-    """
-    values = np.asarray(values, float)
-    keep = ~np.isnan(values)
-    values = np.round(values[keep], 10)
-    labels = np.zeros(len(values)) if groups is None else np.asarray(groups)[keep]
-    total = 0
-    for group in pd.unique(labels):
-        part = values[labels == group]
-        total += len(part) - int(pd.Series(part).value_counts().iloc[0])
-    return total
-
-
-def _few_off_mode_note(x, y, groups=None, names=("self-report", "behaviour")) -> str | None:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    g = None if groups is None else np.asarray(groups)[keep]
-    counts = {names[0]: off_mode(x[keep], g), names[1]: off_mode(y[keep], g)}
-    name, fewest = min(counts.items(), key=lambda item: item[1])
-    if fewest < FEW_OFF_MODE:
-        return (f"r rests on {fewest} respondent(s) off the modal {name} score"
-                f"{' (within models)' if groups is not None else ''}")
-    return None
-
-
-#: Resamples with a constant score allowed before the bootstrap reports no interval.
-MAX_DEGENERATE_SHARE = 0.01
-#: Fewer respondents than this off the modal score of either variable get a note.
-FEW_OFF_MODE = 3
-
-
-def bootstrap_indices(n: int, groups=None, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_boot x n`` row indices, each row one resample of the respondents with replacement.
-
-    With ``groups`` the resampling is stratified (``boot(strata = groups)``): column j always draws from
-    the group of respondent j, so every resample keeps each model's number of personas.
-    """
-    labels = np.zeros(n) if groups is None else np.asarray(groups)
-    out = np.empty((n_boot, n), dtype=np.int64)
-    for group in pd.unique(labels):
-        rows = np.flatnonzero(labels == group)
-        out[:, rows] = rows[rng.integers(0, len(rows), size=(n_boot, len(rows)))]
-    return out
-
-
-def _resampled_r(x: np.ndarray, y: np.ndarray, codes: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """r of every resample (rows of ``indices``), centred within the column groups ``codes``; NaN where a
-    resampled variable is constant."""
-    scale_x = max(1.0, float(np.max(x * x))) if len(x) else 1.0
-    scale_y = max(1.0, float(np.max(y * y))) if len(y) else 1.0
-    blocks = [np.flatnonzero(codes == c) for c in np.unique(codes)]
-    values = []
-    for start in range(0, len(indices), 500):
-        pick = indices[start:start + 500]
-        xs, ys = x[pick], y[pick]
-        for cols in blocks:
-            xs[:, cols] -= xs[:, cols].mean(axis=1, keepdims=True)
-            ys[:, cols] -= ys[:, cols].mean(axis=1, keepdims=True)
-        sxx, syy = (xs * xs).sum(axis=1), (ys * ys).sum(axis=1)
-        tiny = 1e-20 * indices.shape[1]
-        ok = (sxx > tiny * scale_x) & (syy > tiny * scale_y)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values.append(np.where(ok, (xs * ys).sum(axis=1) / np.sqrt(sxx * syy), np.nan))
-    return np.concatenate(values) if values else np.array([])
-
-
-def _normal_interpolation(sorted_t: np.ndarray, alpha: float) -> tuple[float, bool]:
-    """``boot:::norm.inter``: the alpha quantile of the replicates, interpolated between order statistics
-    on the normal quantile scale; also whether an extreme order statistic was needed."""
-    from scipy.stats import norm
-
-    count = len(sorted_t)
-    rank = (count + 1) * alpha
-    extreme = not (1 < rank < count)
-    k = int(math.floor(rank))
-    if k == rank and 1 <= k <= count:
-        return float(sorted_t[k - 1]), extreme
-    if k <= 0:
-        return float(sorted_t[0]), extreme
-    if k >= count:
-        return float(sorted_t[-1]), extreme
-    z, z_k, z_k1 = norm.ppf(alpha), norm.ppf(k / (count + 1)), norm.ppf((k + 1) / (count + 1))
-    low, high = sorted_t[k - 1], sorted_t[k]
-    return float(low + (z - z_k) / (z_k1 - z_k) * (high - low)), extreme
-
-
-def _degenerate_note(failed: int, n_boot: int) -> str | None:
-    if failed > MAX_DEGENERATE_SHARE * n_boot:
-        return (f"no CI: {failed} of {n_boot} bootstrap resamples ({failed / n_boot:.0%}) had a constant score, "
-                "so r depends on a few respondents")
-    return None
-
-
-def fisher_interval(r: float, df: int, confidence: float = 0.95) -> tuple[float | None, float | None]:
-    """Fisher's (1921) z interval :math:`\\tanh(\\operatorname{atanh} r \\pm z_{1-\\alpha/2} / \\sqrt{df - 1})`.
-
-    ``df`` is the test's degrees of freedom: :math:`n - 2` for one model, giving ``cor.test``'s interval
-    (:math:`1/\\sqrt{n-3}`), and :math:`n - k - 1` pooled over k models, the standard error
-    :math:`1/\\sqrt{n - k - 2}` of a partial correlation given k - 1 model indicators.
-    """
-    from scipy.stats import norm
-
-    if r is None or df is None or df < 2:
-        return None, None
-    if abs(r) >= 1:
-        return float(r), float(r)
-    half = float(norm.ppf((1 + confidence) / 2)) / math.sqrt(df - 1)
-    z = math.atanh(r)
-    return math.tanh(z - half), math.tanh(z + half)
-
-
-def r_interval(x, y, groups=None, *, method: str = "bca", n_boot: int = 2000, rng: np.random.Generator,
-               confidence: float = 0.95) -> dict:
-    """A confidence interval of r: the BCa bootstrap (default) or Fisher's z, both behind a bootstrap check.
-
-    Respondents are resampled (within model when pooled; :func:`bootstrap_indices`). When more than
-    :data:`MAX_DEGENERATE_SHARE` of the resamples leave a score constant, r depends on a few respondents
-    (the old percentile interval dropped those resamples and so conditioned on the varying respondents
-    being drawn, giving intervals that excluded 0 at p = .5); then no interval is reported, with a note.
-    Otherwise ``method="fisher"`` gives :func:`fisher_interval` at the test's df, ``method="bca"`` the
-    :func:`bca_interval` of the same resamples. Returns ``low``, ``high``, ``failed``, ``note``.
-
-    :func:`validity_pairs` reports both: the bootstrap interval (``ci_low``/``ci_high``), which assumes
-    nothing about the scores' distribution (choice shares and counts are far from normal), and Fisher's
-    (``fisher_low``/``fisher_high``), which agrees with the t test that decides "confirmed" (it excludes 0
-    exactly when p < .05 but for a sliver at the boundary). At the sample sizes of a persona study they can
-    disagree: in simulations for this module (n = 17 and 30; bivariate normal, 4-variant choice shares,
-    lognormal scores) Fisher's interval covered 85-95% and agreed with the t test in 99-100% of data sets;
-    BCa covered 88-95% and agreed in 85-93%, and found no interval in up to 13% (extreme order statistics).
-    """
-    if method not in ("fisher", "bca"):
-        raise PsytestError(f"confidence interval method '{method}': choose fisher or bca")
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    labels = None if groups is None else np.asarray(groups)[keep]
-    indices = bootstrap_indices(len(x), labels, n_boot=n_boot, rng=rng)
-    if method == "bca":
-        return bca_interval(x, y, labels, indices=indices, confidence=confidence)
-    codes = pd.factorize(np.zeros(len(x)) if labels is None else labels)[0]
-    failed = int(np.isnan(_resampled_r(x, y, codes, indices)).sum())
-    out = {"low": None, "high": None, "failed": failed, "note": _degenerate_note(failed, n_boot)}
-    if out["note"] is None:
-        stats = correlation(x, y, labels)
-        out["low"], out["high"] = fisher_interval(stats["r"], stats["df"], confidence)
-    return out
-
-
-def bca_interval(x, y, groups=None, *, indices: np.ndarray, confidence: float = 0.95) -> dict:
-    """BCa bootstrap interval of r from given resamples (rows of ``indices`` into the complete pairs).
-
-    With :math:`\\hat r` the observed r, :math:`r^*_b` the resampled ones (resamples with a constant score
-    dropped), bias correction :math:`z_0 = \\Phi^{-1}(\\#\\{r^*_b < \\hat r\\} / B)` and acceleration
-    :math:`a = \\sum L_i^3 / (6 (\\sum L_i^2)^{3/2})` from the jackknife influence values
-    :math:`L_i = (n_{g(i)} - 1)(\\hat r - \\hat r_{(-i)})` (leaving respondent i out, re-centring within
-    groups), the limits are the replicates' quantiles at
-    :math:`\\Phi(z_0 + (z_0 + z_\\alpha) / (1 - a (z_0 + z_\\alpha)))`, interpolated on the normal scale
-    (Efron, 1987; Davison & Hinkley, 1997, 5.3.2). This is ``boot::boot.ci(type = "bca", L =
-    empinf(type = "jack"))`` step by step.
-
-    No interval (with a note) when more than :data:`MAX_DEGENERATE_SHARE` of the resamples have a
-    constant score (dropping them would condition on the few varying respondents being drawn), when a
-    jackknife value is undefined (one respondent carries the variance), when :math:`z_0` is infinite or
-    when a limit needs an extreme order statistic. Returns ``low``, ``high``, ``failed``, ``note``.
-    """
-    from scipy.stats import norm
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    labels = np.zeros(len(x)) if groups is None else np.asarray(groups)
-    codes = pd.factorize(labels)[0]
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.ndim != 2 or indices.shape[1] != len(x) or not (codes[indices] == codes[None, :]).all():
-        raise ValueError("indices: one row per resample, one column per respondent, drawn within its group")
-    out = {"low": None, "high": None, "failed": 0, "note": None}
-    draws = _resampled_r(x, y, codes, indices)
-    failed = int(np.isnan(draws).sum())
-    out["failed"] = failed
-    out["note"] = _degenerate_note(failed, len(draws))
-    if out["note"]:
-        return out
-    observed = _resampled_r(x, y, codes, np.arange(len(x))[None, :])[0]
-    t = np.sort(draws[np.isfinite(draws)])
-    below = float(np.mean(t < observed))
-    if not 0 < below < 1:
-        out["note"] = "no CI: every bootstrap r lies on one side of the observed r"
-        return out
-    z0 = float(norm.ppf(below))
-    influence = np.empty(len(x))
-    for i in range(len(x)):
-        rest = np.delete(np.arange(len(x)), i)
-        left = _resampled_r(x[rest], y[rest], codes[rest], np.arange(len(rest))[None, :])[0]
-        influence[i] = (np.sum(codes == codes[i]) - 1) * (observed - left)
-    if not np.isfinite(influence).all() or float((influence**2).sum()) <= 0:
-        out["note"] = "no CI: leaving one respondent out makes a score constant (jackknife undefined)"
-        return out
-    a = float((influence**3).sum() / (6 * (influence**2).sum() ** 1.5))
-    limits, extreme = [], False
-    for tail in ((1 - confidence) / 2, (1 + confidence) / 2):
-        z = norm.ppf(tail)
-        value, at_edge = _normal_interpolation(t, float(norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))))
-        limits.append(value)
-        extreme |= at_edge
-    if extreme:
-        out["note"] = "no CI: a BCa limit falls on an extreme bootstrap replicate (too few resamples or a skewed r)"
-        return out
-    out.update(low=limits[0], high=limits[1])
-    return out
-
-
-def power_r(df: int | None, rho: float = 0.3, alpha: float = 0.05) -> float | None:
-    """Approximate power of the two-sided t test of r = 0 at level ``alpha`` when the true r is ``rho``.
-
-    With :math:`n' = df + 2` (n for one model; n - k + 1 pooled over k models), critical
-    :math:`r_c = t_c / \\sqrt{t_c^2 + df}`, :math:`z_r = \\operatorname{atanh}\\rho + \\rho / (2(n' - 1))`:
-
-    .. math:: 1 - \\beta = \\Phi((z_r - \\operatorname{atanh} r_c)\\sqrt{n' - 3})
-                          + \\Phi((-z_r - \\operatorname{atanh} r_c)\\sqrt{n' - 3})
-
-    (Cohen, 1988, ch. 3; the formula of ``pwr::pwr.r.test``). Unadjusted: the BH correction over several
-    declared pairs lowers it further. None when :math:`df < 2`.
-    """
-    from scipy import stats
-
-    if df is None or df < 2:
-        return None
-    n_eff = df + 2
-    t = float(stats.t.isf(alpha / 2, df))
-    critical = math.atanh(math.sqrt(t * t / (t * t + df)))
-    z = math.atanh(rho) + rho / (2 * (n_eff - 1))
-    root = math.sqrt(n_eff - 3)
-    return float(stats.norm.cdf((z - critical) * root) + stats.norm.cdf((-z - critical) * root))
-
-
-def bh_adjust(p: Iterable[float | None]) -> list[float | None]:
-    """Benjamini-Hochberg adjusted p values (``p.adjust(method = "BH")``); None stays None.
-
-    :math:`\\tilde p_{(i)} = \\min_{j \\ge i} \\min(1, m\\,p_{(j)} / j)` for the m non-missing p values sorted.
-    """
-    values = list(p)
-    present = [i for i, v in enumerate(values) if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    out: list[float | None] = [None] * len(values)
-    m = len(present)
-    order = sorted(present, key=lambda i: values[i], reverse=True)
-    running = 1.0
-    for rank, i in zip(range(m, 0, -1), order):
-        running = min(running, values[i] * m / rank)
-        out[i] = running
-    return out
 
 
 def _rng(seed: int, *names: str) -> np.random.Generator:
@@ -684,7 +392,7 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
                     notes.append("the two halves correlate negatively: the variants do not measure one thing "
                                  "(reliability not estimable)")
                 if r is not None:
-                    notes.append(_few_off_mode_note(both["a"], both["b"], groups, ("half-A", "half-B")))
+                    notes.append(few_off_mode_note(both["a"], both["b"], groups, ("half-A", "half-B")))
             row["note"] = _join(notes)
             rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "task", "trait", "direction", "n", "n_variants", "n_variants_min",
@@ -746,8 +454,8 @@ def _composite_reliability(components, trait, inventories, alphas, scope) -> dic
     composite = values.mean(axis=1)
     if scope == POOLED:
         models = z.index.get_level_values("model")
-        values = np.column_stack([_centre(values[:, j], models) for j in range(values.shape[1])])
-        composite = _centre(composite, models)
+        values = np.column_stack([centre_within(values[:, j], models) for j in range(values.shape[1])])
+        composite = centre_within(composite, models)
     k = len(inventories)
     error = float((values.var(axis=0, ddof=1) * (1 - np.asarray(alphas, float))).sum())
     total = float(composite.var(ddof=1))
@@ -783,9 +491,9 @@ def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
     respondents, as :func:`validity_tables` does). ``declared`` marks pairs whose task belongs to the
     trait; ``expected_sign`` is the task's direction. Reliabilities are the tables of
     :func:`selfreport_reliability` and :func:`behavior_reliability`; the corrected r is given only when
-    both are positive. ``ci_low``/``ci_high`` are the 95% interval of :func:`r_interval` (``ci_method``,
+    both are positive. ``ci_low``/``ci_high`` are the 95% interval of :func:`~psychometrics.correlation.r_interval` (``ci_method``,
     by default the BCa bootstrap over respondents), ``fisher_low``/``fisher_high`` Fisher's z interval;
-    ``power_r30`` is :func:`power_r` at the pair's degrees of freedom.
+    ``power_r30`` is :func:`~psychometrics.correlation.power_r` at the pair's degrees of freedom.
     """
     info = task_info(behavior)
     selfs, behaviours = _both(self_scores(selfreport), behavior_scores(behavior), info)
@@ -809,7 +517,7 @@ def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
                        "power_r30": power_r(stats["n"] - stats["k"] - 1)}
                 notes = [stats["note"]]
                 if stats["r"] is not None:
-                    notes.append(_few_off_mode_note(x, y, groups))
+                    notes.append(few_off_mode_note(x, y, groups))
                     ci = r_interval(x, y, groups, method=ci_method, n_boot=n_boot, rng=_rng(seed, scope, trait, task))
                     row.update(ci_low=ci["low"], ci_high=ci["high"])
                     if ci["note"] is None:
@@ -849,7 +557,7 @@ def dissociation_index(pairs: pd.DataFrame) -> pd.DataFrame:
     it: ``share_expected_sign`` (tested pairs whose r has the declared sign; 0.5 expected by chance),
     ``mean_signed_r`` (mean of :math:`r \\cdot` expected sign: positive when behaviour follows the
     self-report on average) and ``mean_power_r30`` (mean power of the tested pairs to detect r = .3,
-    :func:`power_r`; a low value means a high dissociation index says little).
+    :func:`~psychometrics.correlation.power_r`; a low value means a high dissociation index says little).
     """
     rows = []
     declared = pairs[pairs["declared"].astype(bool)] if len(pairs) else pairs
@@ -876,61 +584,6 @@ def dissociation_index(pairs: pd.DataFrame) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------- mixed model
 
 
-def random_intercept_reml(y, x, groups) -> dict:
-    """REML fit of ``y = X beta + u_group + e`` with one random intercept, as ``lme4::lmer(REML = TRUE)``.
-
-    With :math:`\\lambda = \\tau^2/\\sigma^2` and :math:`V_g = I + \\lambda J` for a group of size
-    :math:`n_g`, :math:`A = \\sum_g X_g' V_g^{-1} X_g`, :math:`\\hat\\beta = A^{-1} \\sum_g X_g' V_g^{-1} y_g` and
-    :math:`RSS = \\sum_g (y_g - X_g\\hat\\beta)' V_g^{-1} (y_g - X_g\\hat\\beta)`, the profiled REML deviance
-    :math:`(n-p)\\log RSS + \\sum_g \\log(1 + n_g\\lambda) + \\log|A|` is minimised over
-    :math:`\\theta = \\sqrt\\lambda \\ge 0` (lme4's parameter). Then :math:`\\hat\\sigma^2 = RSS/(n-p)`,
-    :math:`\\hat\\tau^2 = \\lambda\\hat\\sigma^2` and :math:`\\operatorname{cov}(\\hat\\beta) = \\hat\\sigma^2 A^{-1}`.
-    The deviance is scanned on a grid of :math:`\\theta` (0 and 1e-4..100) and refined by Brent's method.
-    Returns ``beta``, ``se``, ``residual_variance``, ``group_variance``, ``theta``, ``reml_criterion``.
-    """
-    from scipy.optimize import minimize_scalar
-
-    y, x = np.asarray(y, float), np.asarray(x, float)
-    n, p = x.shape
-    parts = []
-    for g in pd.unique(np.asarray(groups)):
-        rows = np.asarray(groups) == g
-        xg, yg = x[rows], y[rows]
-        parts.append((int(rows.sum()), xg.T @ xg, xg.T @ yg, float(yg @ yg), xg.sum(axis=0), float(yg.sum())))
-
-    def solve(theta: float):
-        lam = theta * theta
-        a, b, yy, logdet = np.zeros((p, p)), np.zeros(p), 0.0, 0.0
-        for size, xx, xy, y2, xs, ys in parts:
-            shrink = lam / (1 + size * lam)
-            a += xx - shrink * np.outer(xs, xs)
-            b += xy - shrink * xs * ys
-            yy += y2 - shrink * ys * ys
-            logdet += math.log1p(size * lam)
-        beta = np.linalg.solve(a, b)
-        rss = max(yy - float(b @ beta), 1e-300)
-        deviance = (n - p) * math.log(rss) + logdet + float(np.linalg.slogdet(a)[1])
-        return deviance, beta, rss, a
-
-    grid = np.concatenate([[0.0], np.logspace(-4, 2, 61)])
-    values = [solve(t)[0] for t in grid]
-    best = int(np.argmin(values))
-    low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    theta = float(grid[best])
-    if high > low:
-        found = minimize_scalar(lambda t: solve(t)[0], bounds=(low, high), method="bounded",
-                                options={"xatol": 1e-12, "maxiter": 500})
-        if found.fun < values[best]:
-            theta = float(found.x)
-    if theta > 0 and values[0] <= solve(theta)[0] + 1e-10:  # flat at the boundary: lme4 reports it singular
-        theta = 0.0
-    deviance, beta, rss, a = solve(theta)
-    sigma2 = rss / (n - p)
-    criterion = deviance + (n - p) * (1 + math.log(2 * math.pi / (n - p)))  # lme4's REMLcrit
-    return {"beta": beta, "se": np.sqrt(np.diag(sigma2 * np.linalg.inv(a))), "residual_variance": sigma2,
-            "group_variance": theta * theta * sigma2, "theta": theta, "reml_criterion": criterion}
-
-
 def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFrame:
     """Within- and between-model association of each declared pair (needs two or more models).
 
@@ -939,7 +592,7 @@ def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFram
     .. math:: z_b = \\beta_0 + \\beta_w (z_s - \\bar z_{s,m}) + \\beta_b \\bar z_{s,m} + u_m + e,
               \\quad u_m \\sim N(0, \\tau^2),\\; e \\sim N(0, \\sigma^2)
 
-    is fitted by REML (:func:`random_intercept_reml`; ``lme4::lmer(zb ~ within + between + (1 | model))``).
+    is fitted by REML (:func:`~psychometrics.mixed_model.random_intercept_reml`; ``lme4::lmer(zb ~ within + between + (1 | model))``).
     :math:`\\beta_w` is the association among one model's personas, :math:`\\beta_b` the association
     between models' mean self-report and mean behaviour. The t tests use between-within degrees of
     freedom (SAS ``DDFM=BETWITHIN``): :math:`n - k - 1` for :math:`\\beta_w` and :math:`k - 2` for
@@ -958,7 +611,7 @@ def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFram
         k = len(set(models))
         row = {"trait": trait, "task": task, "n": len(data), "n_models": k}
         zs, zb = _zscore(data["s"]).to_numpy(), _zscore(data["b"]).to_numpy()
-        between = zs - _centre(zs, models) if len(zs) else zs
+        between = zs - centre_within(zs, models) if len(zs) else zs
         within = zs - between
         if k < 2 or len(data) < k + 3 or not np.isfinite(zs).all() or not np.isfinite(zb).all() \
                 or np.abs(within).max() < 1e-12:
@@ -1149,7 +802,7 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     variants every respondent of the task has (:func:`variant_sets`). ``items`` (from
     :func:`read_selfreport`) gives the self-report reliabilities; without it the correlations are not
     corrected for unreliability. ``targets`` (:func:`targets_frame`) enables the manipulation check.
-    ``ci_method`` chooses the interval of r (:func:`r_interval`: ``"fisher"`` or ``"bca"``).
+    ``ci_method`` chooses the interval of r (:func:`~psychometrics.correlation.r_interval`: ``"fisher"`` or ``"bca"``).
     """
     _check(selfreport, SELFREPORT_COLUMNS, "self-report data")
     _check(behavior, BEHAVIOR_COLUMNS, "behaviour data")

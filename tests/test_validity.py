@@ -18,14 +18,9 @@ import pandas as pd
 import pytest
 
 from psychometrics.errors import PsytestError
+from psychometrics.correlation import bca_interval, bh_adjust, correlation, fisher_interval, power_r, r_interval
+from psychometrics.mixed_model import random_intercept_reml
 from psychometrics.validity import (
-    bca_interval,
-    bh_adjust,
-    correlation,
-    fisher_interval,
-    power_r,
-    r_interval,
-    random_intercept_reml,
     read_selfreport,
     targets_frame,
     validity_tables,
