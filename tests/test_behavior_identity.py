@@ -72,3 +72,17 @@ def test_a_changed_prompt_is_refused_by_the_analysis(tmp_path):
     _task_file(tmp_path, lambda d: d["variants"][1].update(turns=[d["variants"][1]["turns"][0] + " Be quick."]))
     with pytest.raises(PsytestError, match="asks something different from what the run sent"):
         behavior_frame(run_dir)
+
+
+def test_variants_added_later_leave_a_run_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    path = _task_file(tmp_path)
+    _run(path, run_dir)  # the first 3 variants
+
+    def one_more(data):
+        extra = dict(data["variants"][0], id="v99")
+        extra["turns"] = [extra["turns"][0] + " (A new cover story would go here.)"]
+        data["variants"].append(extra)
+    _task_file(tmp_path, one_more)
+    assert len(behavior_frame(run_dir)) == 3
+    assert _run(path, run_dir).stats.sent == 0

@@ -101,12 +101,15 @@ def _seed(*parts: object) -> int:
     return int(_digest(list(parts))[:8], 16) & 0x7FFFFFFF
 
 
-def prompt_hash(task: Task) -> str:
-    """sha256 of everything a model receives from ``task``: each variant rendered (with a fixed display
-    order), the kind and the reply limit. Scoring rules, patterns and option values are not in it, so a
-    corrected scoring rule applies to stored replies instead of making them a different run."""
+def prompt_hash(task: Task, n_variants: int | None = None) -> str:
+    """sha256 of everything a model receives from ``task``: each variant a run uses (the first
+    ``n_variants``, all when None) rendered with a fixed display order, the kind and the reply limit.
+    Scoring rules, patterns and option values are not in it, so a corrected scoring rule applies to stored
+    replies instead of making them a different run; nor are variants the run does not use, so variants
+    added to a task later leave earlier runs as they were."""
     kind = get_kind(task.kind)
-    rendered = [(variant.id, kind.render(task, variant, np.random.default_rng(0))) for variant in task.variants]
+    variants = task.variants[:n_variants] if n_variants else task.variants
+    rendered = [(variant.id, kind.render(task, variant, np.random.default_rng(0))) for variant in variants]
     return _digest({
         "kind": task.kind, "max_tokens": task.max_tokens,
         "variants": [[variant_id, list(r.turns), list(r.display)] for variant_id, r in rendered],
@@ -264,7 +267,7 @@ def run_identity(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task
         "model": backend.name,
         "backend_params": backend.params,
         "design": design.as_manifest(),
-        "tasks": [{"id": t.id, "prompt_hash": prompt_hash(t)} for t in tasks],
+        "tasks": [{"id": t.id, "prompt_hash": prompt_hash(t, design.variants)} for t in tasks],
         "personas": {"id": persona_set.id, "content_hash": persona_set.content_hash} if persona_set else None,
     }
 
