@@ -22,8 +22,9 @@ INTRO = (
     "Benjamini-Hochberg adjusted p is below .05; the dissociation index is the share of declared pairs "
     "not confirmed. Not confirmed can mean too few respondents: beside it stand the share of declared pairs "
     "with the declared sign (.5 by chance), their mean r in the declared direction and their mean power to "
-    "detect r = .3. Intervals are Fisher-z 95% CIs, none where a bootstrap shows r resting on a few "
-    "respondents. Corrected r divides by the square root of both reliabilities, computed on the same respondents."
+    "detect r = .3. Intervals are 95% BCa bootstrap CIs over respondents (Fisher's z interval beside them in "
+    "the CSV), none where the bootstrap shows r resting on a few respondents. Corrected r divides by the "
+    "square root of both reliabilities, computed on the same respondents."
 )
 
 
