@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from psychometrics.behavior.placeholders import fill_placeholders, join_labels, option_label, option_lines, placeholder_names
+from psychometrics.behavior.placeholders import (
+    fill_placeholders, join_labels, option_label, option_lines, placeholder_names,
+)
+from psychometrics.behavior.reading.text import is_short_refusal
 from psychometrics.behavior.task import Task, TaskError, Variant
 
 OUTCOMES = ("valid", "unparseable", "out_of_range", "refusal", "empty", "truncated")
@@ -206,3 +209,14 @@ class Kind:
             return None
         reply = replies[len(rendered.turns) - 1]
         return reply if reply is not None and reply.strip() else None
+
+    @classmethod
+    def _free_text(cls, rendered: Rendered, replies: Sequence[str | None]) -> tuple[str | None, Scored | None]:
+        """(the last reply, None), or (None, the missing score it gets): ``empty``, or ``refusal`` for a
+        short reply that declines (a long one that only disclaims is kept and scored)."""
+        reply = cls._last(rendered, replies)
+        if reply is None:
+            return None, missing_score("empty")
+        if is_short_refusal(reply):
+            return None, missing_score("refusal")
+        return reply, None

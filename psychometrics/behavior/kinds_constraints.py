@@ -6,17 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from psychometrics.behavior.kind_base import Kind, missing_score, valid_score
+from psychometrics.behavior.kind_base import Kind, valid_score
 from psychometrics.behavior.reading.checks import (
+    CHECK_TYPES,
     FLAG_CHECKS,
     INT_CHECKS,
     REPEATABLE_CHECKS,
     TEXT_CHECKS,
-    CHECK_TYPES,
-    word_used,
     check_passes,
+    word_used,
 )
-from psychometrics.behavior.reading.text import is_short_refusal, words_of
+from psychometrics.behavior.reading.text import words_of
 from psychometrics.behavior.simulated_replies import NEUTRAL_WORDS, normal_cdf
 from psychometrics.behavior.task import TaskError, Variant
 
@@ -73,11 +73,9 @@ class ConstraintsKind(Kind):
                 raise fail(f"field 'checks': {problem}; the checks cannot all be met")
 
     def score(self, task, variant, rendered, replies):
-        reply = self._last(rendered, replies)
-        if reply is None:
-            return missing_score("empty")
-        if is_short_refusal(reply):
-            return missing_score("refusal")
+        reply, missing = self._free_text(rendered, replies)
+        if missing is not None:
+            return missing
         passed, failed = [], []
         for kind, value in self.parsed(variant):
             (passed if check_passes(kind, value, reply) else failed).append(kind)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from psychometrics.behavior.kind_base import Kind, missing_score, valid_score
-from psychometrics.behavior.reading.numbers import ambiguity_detail, number_value, NumberReading, numbers_in, read_number
+from psychometrics.behavior.reading.numbers import (
+    ambiguity_detail, number_value, NumberReading, numbers_in, read_number,
+)
 from psychometrics.behavior.reading.text import is_refusal, plain_text
 from psychometrics.behavior.simulated_replies import normal_cdf
 from psychometrics.behavior.task import Task, TaskError, Variant

@@ -8,7 +8,9 @@ import re
 from functools import lru_cache
 
 from psychometrics.behavior.kind_base import Kind, missing_score, valid_score
-from psychometrics.behavior.reading.text import is_refusal, is_short_refusal, normalized_text, plain_text, sentences_of, words_of
+from psychometrics.behavior.reading.text import (
+    is_refusal, normalized_text, plain_text, sentences_of, words_of,
+)
 from psychometrics.behavior.simulated_replies import (
     IDEAS,
     NEGATIVE_SENTENCES,
@@ -90,11 +92,9 @@ class LengthKind(Kind):
     relative_to_model = True
 
     def score(self, task, variant, rendered, replies):
-        reply = self._last(rendered, replies)
-        if reply is None:
-            return missing_score("empty")
-        if is_short_refusal(reply):
-            return missing_score("refusal")
+        reply, missing = self._free_text(rendered, replies)
+        if missing is not None:
+            return missing
         words = len(words_of(reply))
         return valid_score(words, words=words) if words else missing_score("unparseable")
 
@@ -173,11 +173,9 @@ class SentimentKind(Kind):
             raise TaskError(task.source, "scoring", "'lexicon' must map single words to VADER valences from -4 to 4")
 
     def score(self, task, variant, rendered, replies):
-        reply = self._last(rendered, replies)
-        if reply is None:
-            return missing_score("empty")
-        if is_short_refusal(reply):
-            return missing_score("refusal")
+        reply, missing = self._free_text(rendered, replies)
+        if missing is not None:
+            return missing
         if not words_of(reply):
             return missing_score("unparseable")
         measure = task.scoring.get("measure", "negativity")
