@@ -330,6 +330,7 @@ async def run_requests(
     host (a dead process on this host frees its claims at once)."""
     claims = store.claims(since=time.time(), lease_s=lease_s)
     todo, done = pending(planned, store)
+    tried = store.failed_attempts()  # attempts of earlier failures, counted on in this run
     stats = RunStats(planned=len(planned), already_answered=done)
     queue = iter(todo)
     started = time.perf_counter()
@@ -370,7 +371,7 @@ async def run_requests(
                 planned_request = next(queue, None)
                 status = await claim(planned_request.request_id) if planned_request is not None else None
                 continue
-            attempts = store.previous_attempts(planned_request.request_id) + 1
+            attempts = tried.get(planned_request.request_id, 0) + 1
             rows = await answer(planned_request, attempts)
             prompt = [[m.role, m.content] for m in planned_request.prompt.messages]
             following = next(queue, None)

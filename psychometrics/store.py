@@ -114,6 +114,9 @@ class ResponseRow:
     note: str | None = None  # e.g. a re-ask that failed (the reply before it is kept)
 
 
+#: What SQLite refuses to store from a row (UnicodeEncodeError, a lone surrogate, is a ValueError).
+_UNSTORABLE = (sqlite3.Error, ValueError, TypeError, OverflowError)
+
 _JSON_FIELDS = ("condition", "choices", "position_values", "choice_logprobs", "reask_replies")
 
 _READ_ONLY = contextvars.ContextVar("psytest_read_only_stores", default=False)
@@ -219,14 +222,10 @@ class RunStore:
         """Ids of requests that have an answer (failures are not answers: they are retried)."""
         return {row[0] for row in self.conn.execute("SELECT DISTINCT request_id FROM responses WHERE error IS NULL")}
 
-    def previous_attempts(self, request_id: str) -> int:
-        row = self.conn.execute("SELECT MAX(attempts) FROM responses WHERE request_id = ?", (request_id,)).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
-
-    def is_answered(self, request_id: str) -> bool:
-        return self.conn.execute(
-            "SELECT 1 FROM responses WHERE request_id = ? AND error IS NULL LIMIT 1", (request_id,)
-        ).fetchone() is not None
+    def failed_attempts(self) -> dict[str, int]:
+        """Attempts so far of every request whose stored outcome is a failure (one query for a whole run)."""
+        return dict(self.conn.execute(
+            "SELECT request_id, MAX(attempts) FROM responses WHERE error IS NOT NULL GROUP BY request_id"))
 
     def claims(self, *, since: float | None = None, lease_s: float | None = None) -> Claims:
         """Claims on this store's requests (see :mod:`psychometrics.claims`). A request counts as done
@@ -269,8 +268,7 @@ class RunStore:
     ) -> list[bool]:
         """:meth:`write` for several requests (rows, prompt) in one transaction: one commit for the answers
         that arrive together. Durable when this returns; returns whether each request's rows were stored."""
-        with self._transaction():
-            return [self._write_safely(rows, prompt, claims) for rows, prompt in requests]
+        return self._in_transaction(lambda write: [write(rows, prompt, claims) for rows, prompt in requests])
 
     def write_and_claim(
         self, items: list[tuple[list[ResponseRow], list[list[str]] | None, str | None]], claims: Claims
@@ -278,10 +276,23 @@ class RunStore:
         """:meth:`write_many` for (rows, prompt, next request id) items, and in the same transaction a claim
         on each next request (None when there is none): a worker pool's answers and its next claims in
         one commit. Returns each claim's status."""
-        with self._transaction():
+        def write_all(write):
             for rows, prompt, _ in items:
-                self._write_safely(rows, prompt, claims)
+                write(rows, prompt, claims)
             return [None if following is None else claims.claim_in_transaction(following) for *_, following in items]
+
+        return self._in_transaction(write_all)
+
+    def _in_transaction(self, work):
+        """``work(write)`` in one transaction, ``write`` being :meth:`_write_one`; if SQLite refuses a row,
+        the transaction is rolled back and done again with :meth:`_write_safely`, a savepoint per request
+        (two statements more each, so only then), so that only the refused request becomes a failure."""
+        try:
+            with self._transaction():
+                return work(lambda rows, prompt, claims: self._write_one(rows, prompt, claims, []))
+        except _UNSTORABLE:
+            with self._transaction():
+                return work(self._write_safely)
 
     def _write_safely(self, rows: list[ResponseRow], prompt: list[list[str]] | None, claims: Claims | None) -> bool:
         """:meth:`_write_one` in a savepoint of the caller's transaction: rows SQLite refuses (text it cannot
@@ -291,7 +302,7 @@ class RunStore:
         added: list[str] = []
         try:
             stored = self._write_one(rows, prompt, claims, added)
-        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
+        except _UNSTORABLE as exc:
             self.conn.execute("ROLLBACK TO psytest_request")
             self._saved_prompts.difference_update(added)  # rolled back with the savepoint
             _as_failure(rows, exc)
@@ -315,12 +326,14 @@ class RunStore:
         request_id = rows[0].request_id
         if claims is not None:
             claims.release(request_id)
-        if self.is_answered(request_id):
-            return False  # answered meanwhile (by another process): the first answer stays
+        # an earlier failure is replaced; an answer (another process's, meanwhile) stays: the rows are ignored
+        self.conn.execute("DELETE FROM responses WHERE request_id = ? AND error IS NOT NULL", (request_id,))
+        inserted = self.conn.executemany(
+            f"INSERT OR IGNORE INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", records).rowcount
+        if inserted <= 0:
+            return False
         if prompt is not None and self.save_prompt(rows[0].messages_hash, prompt):
             added.append(rows[0].messages_hash)
-        self.conn.execute("DELETE FROM responses WHERE request_id = ?", (request_id,))
-        self.conn.executemany(f"INSERT INTO responses ({', '.join(COLUMNS)}) VALUES ({placeholders})", records)
         return True
 
     @contextmanager
