@@ -474,6 +474,11 @@ def _rss(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
     return float(residual @ residual), int(rank)
 
 
+#: Relative size below which a difference of two mean squares is rounding, not signal: a variance
+#: component that is zero in exact arithmetic must come out zero on every BLAS build.
+_ROUNDING = 1e-9
+
+
 def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None = None) -> pd.DataFrame:
     """How much of the variance in scale scores each design factor explains.
 
@@ -525,7 +530,9 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
       that can make a balanced design unbalanced, and the variance components are then not reported.
     * When an ANOVA estimate is negative it is truncated at zero and the others are left as they
       are; REML (``lmer``) instead re-estimates the other components with that one fixed at zero, so
-      the two differ in that case (the note names the truncated components).
+      the two differ in that case (the note names the truncated components). An estimate within
+      ``1e-9`` of the size of its two mean squares is rounding and set to zero, neither truncated nor
+      noted, so that a different BLAS build cannot flip it.
     * ``lmer`` refuses grouping factors with a single level; here they get a ``not varied`` row.
 
     References
@@ -603,7 +610,10 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
         if balanced and df_e > 0 and not constant:
             for entry in entries:
                 if entry["df"] > 0:
-                    raw = (entry["sum_sq"] / entry["df"] - ms_e) * entry["n_levels"] / n
+                    mean_sq = entry["sum_sq"] / entry["df"]
+                    raw = (mean_sq - ms_e) * entry["n_levels"] / n
+                    if abs(raw) <= _ROUNDING * (abs(mean_sq) + abs(ms_e)) * entry["n_levels"] / n:
+                        raw = 0.0  # equal mean squares: a last-bit difference must not flip the sign (or the note)
                     if raw < 0:
                         truncated.append(entry["source"])
                     components[entry["source"]] = max(raw, 0.0)

@@ -514,3 +514,17 @@ def test_explicit_reference_level():
     assert (effects["reference"] == "worded").all()
     with pytest.raises(ValueError, match="not a level of template"):
         factor_effects(scores, "template", reference="survey")
+
+
+def test_equal_mean_squares_give_a_zero_component_on_every_rounding():
+    """BFI-44 C in text mode of the committed Qwen run: option order's mean square equals the residual's
+    in exact arithmetic, so its component is 0; a last-bit change in the scores (another BLAS build sums
+    in another order) must neither make it negative nor add a 'truncated' note."""
+    stored = pd.read_csv(Path(__file__).parent.parent / "reports/qwen2.5-0.5b/analysis/scores.csv")
+    scores = stored[(stored["inventory"] == "bfi-44") & (stored["mode"] == "text") & (stored["scale"] == "C")]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        nudged = scores.assign(score=scores["score"] * (1 + rng.choice([-1, 0, 1], len(scores)) * 2.2e-16))
+        result = variance_decomposition(nudged).set_index("source")
+        assert result.loc["option_order", "variance_component"] == 0
+        assert (result["note"].fillna("") == "").all(), result["note"].tolist()
