@@ -14,9 +14,12 @@ part of the measurement; the plan is built before the clock starts (as ``items/s
 
 Printed per concurrency: items/s (median of ``--repeats`` runs), the ideal, their ratio (the target
 is >= 0.90 at concurrency 64 with 50 ms), and CPU milliseconds per request in the client (psytest)
-and the server processes. Client and server share this machine's cores (and any other load on them):
-on 2 cores the server's CPU is taken from psytest's. ``--server-model constant`` (default) answers
-every request with a fixed reply (valid text, or a fixed distribution over the shown labels), so the
+and the server processes. The server stands in for a remote provider, so it runs on a core of its own
+(the last one) and psytest on the others; ``--shared-cores`` lets them compete for every core (on 2
+cores the server's CPU is then taken from psytest's). The run store is written where ``--store-dir``
+says (default: the temporary directory): every commit is real I/O, and a slow disk shows in the ratio
+(measured on one 2-core machine on one day: 0.83-0.85 at 64 on its ext4 disk, 0.90 on tmpfs, ``/dev/shm``).
+``--server-model constant`` (default) answers every request with a fixed reply (valid text, or a fixed distribution over the shown labels), so the
 server stands in for a remote provider and costs little CPU; any psytest model string (e.g.
 ``sim/e=1,seed=1``) makes it answer as that model instead.
 """
@@ -60,13 +63,24 @@ def serve(latency: float) -> None:
     server.stopping.wait()
 
 
-def start_server_process(model: str, latency: float) -> tuple[subprocess.Popen, str]:
+def split_cores() -> tuple[set[int], set[int]] | None:
+    """(client cores, server cores): the last core for the server, the rest for psytest, so that the
+    stand-in for a remote provider does not take psytest's CPU; None on one core or without affinity."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None
+    return (set(cores[:-1]), {cores[-1]}) if len(cores) > 1 else None
+
+
+def start_server_process(model: str, latency: float, cores: set[int] | None = None) -> tuple[subprocess.Popen, str]:
     if model == "constant":
         command = [sys.executable, __file__, "--serve", "--latency", str(latency)]
     else:
         command = [sys.executable, "-m", "psychometrics.testing.openai_server", "--model", model, "--port", "0",
                    "--latency", str(latency), "--max-connections", "4096", "--max-in-flight", "4096"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
     line = process.stdout.readline()
     if " at " not in line:
         process.kill()
@@ -81,7 +95,22 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(api_base: str, server_pid: int, concurrency: int, samples: int, mode: str, seed: int) -> dict:
+def filesystem(path: str) -> str:
+    """The type of the file system that holds ``path`` (the longest mount point above it in /proc/mounts)."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                _, point, fs_type, *_ = line.split()
+                if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+                    best, kind = point, fs_type
+    except OSError:
+        pass
+    return kind
+
+
+def measure(api_base: str, server_pid: int, concurrency: int, samples: int, mode: str, seed: int,
+            store_dir: str | None = None) -> dict:
     """One administration into a fresh run directory; items/s as psytest reports it, CPU per request."""
     from psychometrics.design import Design
     from psychometrics.library import resolve_inventory
@@ -90,7 +119,7 @@ def measure(api_base: str, server_pid: int, concurrency: int, samples: int, mode
 
     backend = resolve_model("openai/bench", api_base=api_base, timeout_s=60)
     design = Design(samples=samples, temperature=0.7, modes=[mode], seed=seed)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=store_dir) as tmp:
         server0, client0 = process_cpu_s(server_pid), time.process_time()
         result = administer(backend, [resolve_inventory("bfi-44")], design, Path(tmp) / "run", concurrency=concurrency)
         server_s, client_s = process_cpu_s(server_pid) - server0, time.process_time() - client0
@@ -107,16 +136,25 @@ def main() -> None:
     parser.add_argument("--mode", choices=("text", "probs"), default="text")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--server-model", default="constant", help="'constant' or a psytest model string")
+    parser.add_argument("--shared-cores", action="store_true",
+                        help="let client and server share every core (default: the server gets a core of its own)")
+    parser.add_argument("--store-dir", default=None, help="where the run stores go (default: the temporary directory)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.latency)
         return
     os.environ.pop("OPENAI_API_KEY", None)  # a loopback server needs none; never send a real one
-    server, api_base = start_server_process(args.server_model, args.latency)
+    split = None if args.shared_cores else split_cores()
+    server, api_base = start_server_process(args.server_model, args.latency, split[1] if split else None)
+    if split:
+        os.sched_setaffinity(0, split[0])
+    cores = (f"psytest on core(s) {sorted(split[0])}, the server on core {sorted(split[1])}" if split
+             else f"{os.cpu_count()} CPUs shared by client and server")
     print(f"server: {args.server_model} at {api_base}, latency {args.latency * 1e3:g} ms, separate process; "
-          f"{os.cpu_count()} CPUs shared by client and server; mode {args.mode}; BFI-44 x samples; "
-          f"median of {args.repeats} runs")
+          f"{cores}; mode {args.mode}; BFI-44 x samples; median of {args.repeats} runs")
+    store_dir = os.path.realpath(args.store_dir or tempfile.gettempdir())
+    print(f"run stores in {store_dir} ({filesystem(store_dir)})")
     print(f"{'concurrency':>11} {'requests':>8} {'items/s':>8} {'ideal':>7} {'ratio':>6} "
           f"{'client ms/req':>13} {'server ms/req':>13} {'failed':>6}")
     try:
@@ -124,7 +162,8 @@ def main() -> None:
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             ideal = concurrency / args.latency
             samples = max(2, math.ceil(args.seconds * ideal / 44))
-            runs = [measure(api_base, server.pid, concurrency, samples, args.mode, seed=r) for r in range(args.repeats)]
+            runs = [measure(api_base, server.pid, concurrency, samples, args.mode, seed=r, store_dir=args.store_dir)
+                    for r in range(args.repeats)]
             middle = sorted(runs, key=lambda run: run["items_per_s"])[len(runs) // 2]
             ratios = ", ".join(f"{run['items_per_s'] / ideal:.2f}" for run in runs)
             print(f"{concurrency:>11} {middle['sent']:>8} {middle['items_per_s']:>8.1f} {ideal:>7.0f} "
