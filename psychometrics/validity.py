@@ -670,6 +670,20 @@ def _manipulation_data(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets
     return index, out
 
 
+def _manipulation_cells(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame):
+    """Per scope (each model, then pooled), trait and measure: (scope, trait, measure, kind, target
+    levels, signed values, model of each respondent or None) over the respondents of the check."""
+    index, data = _manipulation_data(selfreport, behavior, targets)
+    models = index.get_level_values("model")
+    for scope in _scopes(models):
+        in_scope = _in_scope(index, scope)
+        for trait, members, levels, measures in data:
+            mask = in_scope & members
+            groups = models[mask] if scope == POOLED else None
+            for measure, kind, values in measures:
+                yield scope, trait, measure, kind, levels[mask].to_numpy(float), values[mask].to_numpy(float), groups
+
+
 def manipulation_check(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     """Does the persona's target level move the self-report and the behaviour of its trait?
 
@@ -686,30 +700,22 @@ def manipulation_check(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets
     because the scores tie across the target levels; fewer than :data:`FEW_OFF_MODE` respondents off the
     modal score are noted.
     """
-    index, data = _manipulation_data(selfreport, behavior, targets)
     rows = []
-    for scope in _scopes(index.get_level_values("model")):
-        in_scope = _in_scope(index, scope)
-        for trait, members, levels, measures in data:
-            mask = in_scope & members
-            groups = index.get_level_values("model")[mask] if scope == POOLED else None
-            for measure, kind, values in measures:
-                x, y = levels[mask].to_numpy(float), values[mask].to_numpy(float)
-                stats = correlation(x, y, groups)
-                complete = ~np.isnan(y)
-                row = {"scope": scope, "trait": trait, "measure": measure, "kind": kind, "n": stats["n"],
-                       "n_levels": int(len(set(x[complete]))), "r": stats["r"], "slope": stats["slope"],
-                       "p": stats["p"]}
-                notes = [stats["note"]]
-                if stats["r"] is not None and abs(stats["r"]) < 1e-12:
-                    row.update(r=None, slope=None, p=None)
-                    notes.append("the scores tie across target levels (r = 0 exactly): no trend estimable")
-                elif stats["r"] is not None:
-                    count = off_mode(y[complete], None if groups is None else np.asarray(groups)[complete])
-                    if count < FEW_OFF_MODE:
-                        notes.append(f"r rests on {count} respondent(s) off the modal score")
-                row["note"] = _join(notes)
-                rows.append(row)
+    for scope, trait, measure, kind, x, y, groups in _manipulation_cells(selfreport, behavior, targets):
+        stats = correlation(x, y, groups)
+        complete = ~np.isnan(y)
+        row = {"scope": scope, "trait": trait, "measure": measure, "kind": kind, "n": stats["n"],
+               "n_levels": int(len(set(x[complete]))), "r": stats["r"], "slope": stats["slope"], "p": stats["p"]}
+        notes = [stats["note"]]
+        if stats["r"] is not None and abs(stats["r"]) < 1e-12:
+            row.update(r=None, slope=None, p=None)
+            notes.append("the scores tie across target levels (r = 0 exactly): no trend estimable")
+        elif stats["r"] is not None:
+            count = off_mode(y[complete], None if groups is None else np.asarray(groups)[complete])
+            if count < FEW_OFF_MODE:
+                notes.append(f"r rests on {count} respondent(s) off the modal score")
+        row["note"] = _join(notes)
+        rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "trait", "measure", "kind", "n", "n_levels", "r", "slope", "p",
                                        "note"])
 
@@ -721,19 +727,13 @@ def manipulation_levels(selfreport: pd.DataFrame, behavior: pd.DataFrame, target
     the baseline, level 0), per model and pooled over models (raw scores, not centred). A working
     manipulation shows means rising with the level for self-report and for every task.
     """
-    index, data = _manipulation_data(selfreport, behavior, targets)
     rows = []
-    for scope in _scopes(index.get_level_values("model")):
-        in_scope = _in_scope(index, scope)
-        for trait, members, levels, measures in data:
-            mask = in_scope & members
-            for measure, kind, values in measures:
-                frame = pd.DataFrame({"level": levels[mask].to_numpy(float), "y": values[mask].to_numpy(float)})
-                for level, part in frame.groupby("level"):
-                    valid = part["y"].dropna()
-                    rows.append({"scope": scope, "trait": trait, "measure": measure, "kind": kind, "level": level,
-                                 "n": len(valid), "mean": float(valid.mean()) if len(valid) else None,
-                                 "sd": float(valid.std(ddof=1)) if len(valid) > 1 else None})
+    for scope, trait, measure, kind, x, y, _ in _manipulation_cells(selfreport, behavior, targets):
+        for level, part in pd.DataFrame({"level": x, "y": y}).groupby("level"):
+            valid = part["y"].dropna()
+            rows.append({"scope": scope, "trait": trait, "measure": measure, "kind": kind, "level": level,
+                         "n": len(valid), "mean": float(valid.mean()) if len(valid) else None,
+                         "sd": float(valid.std(ddof=1)) if len(valid) > 1 else None})
     return pd.DataFrame(rows, columns=["scope", "trait", "measure", "kind", "level", "n", "mean", "sd"])
 
 
