@@ -86,17 +86,3 @@ def test_variants_added_later_leave_a_run_as_it_was(tmp_path):
     _task_file(tmp_path, one_more)
     assert len(behavior_frame(run_dir)) == 3
     assert _run(path, run_dir).stats.sent == 0
-
-
-def test_a_manifest_that_hashed_every_variant_still_resumes(tmp_path):
-    """Manifests written on the morning of 2026-12-03 hashed all of a task's variants."""
-    import json
-
-    run_dir = tmp_path / "run"
-    path = _task_file(tmp_path)
-    _run(path, run_dir)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    task = resolve_tasks(str(path))[0]
-    manifest["tasks"] = [dict(e, prompt_hash=prompt_hash(task)) for e in manifest["tasks"]]
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    assert _run(path, run_dir).stats.sent == 0 and len(behavior_frame(run_dir)) == 3

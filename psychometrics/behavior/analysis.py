@@ -53,8 +53,8 @@ def run_tasks(manifest: dict) -> dict[str, Task]:
     for entry in manifest.get("tasks", []):
         source = manifest.get("task_sources", {}).get(entry["id"], entry["id"])
         task = resolve_tasks(source)[0]
-        if "prompt_hash" in entry:  # manifests of 2026-12-03 morning hashed every variant of the task
-            same = entry["prompt_hash"] in (prompt_hash(task, n_variants), prompt_hash(task))
+        if "prompt_hash" in entry:
+            same = entry["prompt_hash"] == prompt_hash(task, n_variants)
         else:  # older manifests identified a task by its whole content
             same = task.content_hash == entry.get("content_hash")
         if not same:

@@ -188,8 +188,8 @@ class ClaimsKind(_ItemsKind):
     def header_list(lines: list[str], shown: list[ListedItem]) -> dict[str, bool]:
         """Items claimed by a reply that opens with one claim for a list ("Yes, I know the following
         novels:", "I'm familiar with all of them") and then restates the items it means: each restated
-        item (its title, the text before " by ", is enough when two words or eight letters long) is a yes; "all of them" claims every item.
-        Items not restated stay unread: the list may have been cut off."""
+        item is a yes (its title, the text before " by ", is enough when two words or eight letters long);
+        "all of them" claims every item. Items not restated stay unread: the list may have been cut off."""
         header = normalized_text(lines[0])
         if not _CLAIM_HEADER.match(header) or read_yes_no(header) is not True:
             return {}
@@ -198,7 +198,7 @@ class ClaimsKind(_ItemsKind):
         body = [f" {normalized_text(line)} " for line in lines[1:]]
         claimed = {}
         for item in shown:
-            title = normalized_text(item.text.split(" by ")[0]) if " by " in item.text else normalized_text(item.text)
+            title = normalized_text(item.text.split(" by ")[0])
             distinctive = len(title.split()) >= 2 or len(title) >= 8  # "middlemarch", not "it"
             if distinctive and any(f" {title} " in line for line in body):
                 claimed[item.id] = True

@@ -272,23 +272,6 @@ def run_identity(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task
     }
 
 
-def _legacy_hashes(run_dir: Path, identity: dict, tasks: list[Task]) -> dict:
-    """``identity`` with the prompt hash an existing manifest recorded for a task kept where that hash
-    covers every variant of the task as it is now (manifests of 2026-12-03 morning hashed all variants,
-    not only those the run uses), so such runs resume."""
-    path = run_dir / MANIFEST
-    if not path.exists():
-        return identity
-    try:
-        recorded = {e["id"]: e.get("prompt_hash") for e in json.loads(path.read_text(encoding="utf-8")).get("tasks", [])}
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return identity  # check_resumable reports an unreadable manifest
-    by_id = {t.id: t for t in tasks}
-    entries = [dict(e, prompt_hash=recorded[e["id"]]) if e["id"] in recorded and e["id"] in by_id
-               and recorded[e["id"]] == prompt_hash(by_id[e["id"]]) else e for e in identity["tasks"]]
-    return {**identity, "tasks": entries}
-
-
 def behave(
     backend: ModelBackend,
     tasks: list[Task],
@@ -312,7 +295,7 @@ def behave(
         persona_set = resolve_persona_set(design.personas)
     backend.prepare([], persona_set)
     backend.prepare_tasks(tasks)
-    identity = _legacy_hashes(run_dir, run_identity(backend, design, tasks, persona_set), tasks)
+    identity = run_identity(backend, design, tasks, persona_set)
     check_resumable(run_dir, identity)
     planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
     run_dir.mkdir(parents=True, exist_ok=True)
