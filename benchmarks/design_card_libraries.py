@@ -183,7 +183,8 @@ def spi_timing(args) -> None:
                     warnings.simplefilter("ignore")
                     wall, cpu = time.perf_counter(), time.process_time()
                     fit()
-                    print(f"    {method:6s} {name:16s} {time.perf_counter() - wall:7.2f} s  {time.process_time() - cpu:7.2f} s")
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    print(f"    {method:6s} {name:16s} {wall:7.2f} s  {cpu:7.2f} s")
             if args.fa_python:
                 out = subprocess.run([args.fa_python, "-c", FA_SCRIPT, str(path), "5", method], capture_output=True,
                                      text=True, check=True)
@@ -248,7 +249,8 @@ def pingouin_section(data: pd.DataFrame) -> None:
     long = items.reset_index().melt(id_vars="index", var_name="item", value_name="answer")
     ci = pingouin.intraclass_corr(long, targets="index", raters="item", ratings="answer")["CI95"].iloc[1]
     ours = icc(items)["ICC2"]
-    print(f"  ICC(A,1) interval of the 5 C items: pingouin {[float(v) for v in ci]}, psytest [{ours.ci_low:.6f}, {ours.ci_high:.6f}]")
+    print(f"  ICC(A,1) interval of the 5 C items: pingouin {[float(v) for v in ci]}, "
+          f"psytest [{ours.ci_low:.6f}, {ours.ci_high:.6f}]")
     alpha, interval = pingouin.cronbach_alpha(items)
     mine = cronbach_alpha(items)
     print(f"  alpha {alpha:.6f}: pingouin's interval {[float(v) for v in interval]} (always 3 decimals), psytest "
@@ -290,7 +292,8 @@ def scipy_section() -> None:
             print(f"  {ref['name']}: stratified, which scipy's bootstrap cannot do")
             continue
         x, y = np.array(ref["x"]), np.array(ref["y"])
-        indices = np.array([[int(v) for v in s.split()] for s in resamples.loc[resamples["case"] == ref["name"], "resample"]])
+        drawn = resamples.loc[resamples["case"] == ref["name"], "resample"]
+        indices = np.array([[int(v) for v in row.split()] for row in drawn])
         ours = bca_interval(x, y, np.array(ref["groups"]), indices=indices)
         theirs = stats.bootstrap((x, y), lambda a, b, axis=-1: stats.pearsonr(a, b, axis=axis).statistic, paired=True,
                                  vectorized=True, n_resamples=len(indices), method="BCa",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -344,7 +343,8 @@ def test_scipy_bca_is_not_boot_ci_on_the_same_resamples():
         if len(set(ref["groups"])) > 1:
             continue  # stratified: scipy's bootstrap has no strata
         x, y = np.array(ref["x"]), np.array(ref["y"])
-        indices = np.array([[int(v) for v in row.split()] for row in resamples.loc[resamples["case"] == ref["name"], "resample"]])
+        drawn = resamples.loc[resamples["case"] == ref["name"], "resample"]
+        indices = np.array([[int(v) for v in row.split()] for row in drawn])
         ours = bca_interval(x, y, np.array(ref["groups"]), indices=indices)
         assert (ours["low"], ours["high"]) == pytest.approx((ref["low"], ref["high"]), abs=EXACT)
         theirs = stats.bootstrap((x, y), lambda a, b, axis=-1: stats.pearsonr(a, b, axis=axis).statistic,
