@@ -5,11 +5,12 @@ Usage: python benchmarks/efa_speed.py [--respondents 1250] [--items 300] [--fact
 Simulates Likert (1..5) responses from five correlated factors (seeded), then times, from the raw
 responses: efa(minres, oblimin), efa(ml, oblimin), efa(minres, varimax), omega(n_factors=5), and
 efa(minres, oblimin) on the first 200 respondents (fewer respondents than items, the size on which
-factor_analyzer took ~190 s here and R's psych::fa ~1 s). Prints
-the best-of-repeats wall time of each and its share of the 10 s budget for a whole analysis. If
-factor_analyzer is importable, times its minres/oblimin EFA once for comparison (it is not a dependency;
-it took ~190 s for 200 x 300 items). On this machine (2 cores) R's psych::fa takes 1.4 s (minres) and
-2.4 s (ml) for the full 1,250 x 300 data. Nothing is asserted: the tests never check times.
+factor_analyzer took ~190 s here and R's psych::fa ~1 s). Prints the best-of-repeats wall time of
+each and its share of the 10 s budget for a whole analysis. If factor_analyzer is importable, times its
+minres/oblimin EFA once for comparison (a test-only dependency; it took ~190 s for 200 x 300 items;
+0.5.1 fails on scikit-learn >= 1.8, and the failure is printed). On this machine (2 cores) R's psych::fa
+takes 1.4 s (minres) and 2.4 s (ml) for the full 1,250 x 300 data. Nothing is asserted: the tests never
+check times.
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ def main() -> None:
         print("  factor_analyzer        not installed; skipped")
     else:
         start = time.perf_counter()
-        FactorAnalyzer(n_factors=k, method="minres", rotation="oblimin").fit(data.to_numpy(dtype=float))
+        try:
+            FactorAnalyzer(n_factors=k, method="minres", rotation="oblimin").fit(data.to_numpy(dtype=float))
+        except TypeError as error:  # factor_analyzer 0.5.1 on scikit-learn >= 1.8 (force_all_finite)
+            print(f"  factor_analyzer        fails here: {error} (benchmarks/design_card_libraries.py)")
+            return
         seconds = time.perf_counter() - start
         print(f"  factor_analyzer        {seconds:7.3f} s  = {seconds / BUDGET_SECONDS:6.1%} of the budget")
 

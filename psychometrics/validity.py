@@ -72,9 +72,9 @@ no correction is made. Behaviour: split-half across variants with the Spearman-B
 Differences from R
 ------------------
 * The mixed model is fitted by a profiled REML written for one random intercept
-  (:func:`psychometrics.mixed_model.random_intercept_reml`), not statsmodels' ``MixedLM``, whose fit
-  stopped at a zero model variance on the reference data. The results equal ``lmer``'s to its optimiser's
-  tolerance (about 1e-8). lme4 gives no p values; here they are t tests with between-within degrees of
+  (:func:`psychometrics.mixed_model.random_intercept_reml`), not statsmodels' ``MixedLM``, which does not
+  converge at the boundary of the reference data and reports convergence short of the optimum elsewhere
+  (see that module). The results equal ``lmer``'s to its optimiser's tolerance (about 1e-8). lme4 gives no p values; here they are t tests with between-within degrees of
   freedom.
 * ``psych::alpha`` uses pairwise-complete item covariances; :func:`~psychometrics.reliability.cronbach_alpha`
   drops respondents with a missing item (identical on complete data).
