@@ -36,6 +36,7 @@ from psychometrics.models.litellm_backend import (
     _nested_secret_values,
     check_api_base,
     is_secret_name,
+    as_float,
     map_top_logprobs,
     parse_retry_after,
     public_params,
@@ -84,13 +85,8 @@ def top_logprobs(choice: dict) -> list[tuple[str, float]]:
     if not isinstance(content, list) or not content or not isinstance(content[0], dict):
         return []
     top = content[0].get("top_logprobs")
-    pairs = []
-    for entry in top if isinstance(top, list) else ():
-        if isinstance(entry, dict) and isinstance(entry.get("logprob"), (int, float)) and not isinstance(
-            entry.get("logprob"), bool
-        ):
-            pairs.append((str(entry.get("token")), float(entry["logprob"])))
-    return pairs
+    return [(str(entry.get("token")), number) for entry in (top if isinstance(top, list) else ())
+            if isinstance(entry, dict) and (number := as_float(entry.get("logprob"))) is not None]
 
 
 def _error_detail(raw: bytes, secrets: list[str]) -> tuple[str, str]:
