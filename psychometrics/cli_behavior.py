@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from psychometrics import limits
 from psychometrics.errors import PsytestError
 from psychometrics.terminal import echo, print_json
 
@@ -103,9 +104,9 @@ def behave(
     ] = None,
     persona_ids: Annotated[Optional[str], typer.Option(help="Comma list of persona ids to use from the set.")] = None,
     variants: Annotated[
-        Optional[int], typer.Option(min=1, help="Use the first N variants of each task (default: all).")
+        Optional[int], typer.Option(min=1, max=limits.VARIANTS, help="Use the first N variants of each task (default: all).")
     ] = None,
-    samples: Annotated[int, typer.Option(min=1, max=10_000, help="Repeated samples per variant and persona.")] = 1,
+    samples: Annotated[int, typer.Option(min=1, max=limits.SAMPLES, help="Repeated samples per variant and persona.")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Run seed: option orders and per-turn seeds derive from it.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<time>-<model>-behavior).")] = None,
