@@ -627,7 +627,8 @@ def reproduce(
     if store.exists():  # checked here: reproduce reads a copy, whose name would mean nothing to the user
         from psychometrics.store import RunStore
 
-        RunStore(store, read_only=True).close()
+        with RunStore(store, read_only=True) as opened:
+            opened.check_contents()
     with _reading_only():
         result = run_reproduce(run, rerun=rerun)
     if as_json:
