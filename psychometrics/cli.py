@@ -4,13 +4,16 @@ Commands are thin: they parse options, call the library and print. Anything heav
 the command that needs it, so ``psytest --help`` and ``psytest --version`` start instantly. Errors the
 user can fix (:class:`~psychometrics.errors.PsytestError`, and click's usage errors) are printed as one
 line on stderr with exit code 2 and no traceback. A run in which requests failed (after retries) exits
-with code 1 and one line saying how many and why; re-running the command sends just those again.
+with code 1 and one line saying how many and why; re-running the command sends just those again. Any
+other exception is a bug: one line, ``internal error``, exit code 70 (``PSYTEST_DEBUG=1`` re-raises it).
+Everything printed goes through :mod:`psychometrics.terminal`, which escapes control characters.
 Commands that only read a run open its store read-only (:func:`psychometrics.store.read_only_stores`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from contextlib import contextmanager
@@ -693,6 +696,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         echo("psytest: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug, or input nothing above foresaw: still one line, no traceback
+        if os.environ.get("PSYTEST_DEBUG"):
+            raise
+        echo_error(f"internal error ({type(exc).__name__}: {exc}); this is a bug in psytest: please report it with "
+                   "the command that caused it (PSYTEST_DEBUG=1 shows where it happened)")
+        sys.exit(70)
     sys.exit(result if isinstance(result, int) else 0)
 
 

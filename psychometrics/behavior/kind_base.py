@@ -100,6 +100,8 @@ class Kind:
         if clash:
             raise fail(f"field 'params': '{clash[0]}' is a placeholder the kind fills; rename the param")
         entries = getattr(variant, self.uses) if self.uses in ("options", "items") else None
+        if self.uses == "options" and not 2 <= len(entries) <= limits.TASK_OPTIONS:  # before labels are drawn
+            raise fail(f"field 'options': {len(entries)} options; give 2 to {limits.TASK_OPTIONS}")
         if entries:
             ids = [e.id for e in entries]
             duplicate = next((i for i in ids if ids.count(i) > 1), None)
