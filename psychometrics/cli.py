@@ -487,7 +487,10 @@ def _read_loadings(path: Path | None):
         return None
     import pandas as pd
 
+    from psychometrics.limits import JSON_BYTES, check_regular_file
+
     try:
+        check_regular_file(path, JSON_BYTES, "CSV of loadings")
         frame = pd.read_csv(path, index_col=0)
     except (OSError, ValueError) as exc:
         raise PsytestError(f"--reference-loadings {path}: cannot read ({exc})") from None
@@ -672,6 +675,11 @@ def _click_exceptions():
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
+    import warnings
+
+    from psychometrics.terminal import show_warning
+
+    warnings.showwarning = show_warning  # a warning's text goes through the sanitiser like everything else
     click_exceptions = _click_exceptions()
     try:
         result = app(args=argv, prog_name="psytest", standalone_mode=False)

@@ -51,7 +51,9 @@ TURNS = 6  # per variant
 TASK_OPTIONS = 8  # per variant (labels A-H)
 TASK_ITEMS = 100  # listed items (names, questions, planted errors) per variant
 CHECKS = 50  # formatting checks per variant
+SERVER_BODY_BYTES = 8 << 20
 FORMAT_WIDTH = 100  # a width or precision in a turn's placeholder ({amount:>8})
+REPLY_CHARS = 100_000  # a model reply a behaviour scorer reads (a task's max_tokens allows ~25,000)
 PATTERN_CHARS = 1_000  # a regular expression in a task file
 PATTERN_SECONDS = 1.0  # one search of one reply by such a pattern (see psychometrics.behavior.patterns)
 
@@ -60,10 +62,11 @@ TABLE: list[tuple[str, str, str]] = [
      "read no further"),
     ("YAML values after expanding aliases", f"{YAML_VALUES:,}", "refused without expanding"),
     ("YAML entries brought in by merge keys", f"{YAML_MERGED:,}", "counted before PyYAML merges"),
-    ("manifest.json, baseline.json", f"{JSON_BYTES:,} bytes", "read no further; nesting beyond the parser's "
+    ("manifest.json, baseline.json, --reference-loadings CSV", f"{JSON_BYTES:,} bytes", "read no further; nesting beyond the parser's "
      "depth is an error too"),
     ("`psytest analyze` CSV", f"{ITEM_DATA_BYTES:,} bytes, {ITEM_DATA_ROWS:,} rows, {ITEM_DATA_CELLS:,} "
      f"cells (rows x items), {CSV_LINE_CHARS:,} characters a line, {CSV_CELL_CHARS:,} a cell", "checked as it is read"),
+    ("a run's derived CSV read by `reproduce`", f"{ITEM_DATA_BYTES:,} bytes", "regular files only"),
     ("short text: a name, label, item, paraphrase, option, citation", f"{SHORT_TEXT:,} characters", ""),
     ("long text: instructions, description, persona, task turn", f"{LONG_TEXT:,} characters", ""),
     ("response scale width (max - min + 1)", f"{RESPONSE_OPTIONS:,} options", "checked before the values are listed"),
@@ -83,11 +86,30 @@ TABLE: list[tuple[str, str, str]] = [
     ("variants of a task", f"{VARIANTS:,}", ""),
     ("turns of a variant", f"{TURNS:,}", ""),
     ("options, listed items, checks of a variant", f"{TASK_OPTIONS:,}, {TASK_ITEMS:,}, {CHECKS:,}", ""),
+    ("model reply read by a behaviour scorer", f"{REPLY_CHARS:,} characters", "a longer one (a server that "
+     "ignores max_tokens) is missing data, reason too_long"),
+    ("a server's response body (OpenAI-compatible servers)", f"{SERVER_BODY_BYTES:,} bytes", "a larger one fails "
+     "that request"),
     ("width or precision of a placeholder in a task turn", f"{FORMAT_WIDTH:,}", "and a turn once filled is "
      "long text too"),
     ("regular expression in a task file", f"{PATTERN_CHARS:,} characters; {PATTERN_SECONDS:g} s a search",
      "no backreferences or nested quantifiers; see below"),
 ]
+
+
+def check_regular_file(path, max_bytes: int, what: str) -> None:
+    """One-line error unless ``path`` is a regular file of at most ``max_bytes`` (not ``/dev/zero``, a FIFO or
+    a directory, which pandas would read for ever or fail on). FileNotFoundError is left to the caller."""
+    import os
+    import stat
+
+    from psychometrics.errors import PsytestError
+
+    status = os.stat(path)
+    if not stat.S_ISREG(status.st_mode):
+        raise PsytestError(f"{path}: not a regular file; give a {what}")
+    if status.st_size > max_bytes:
+        raise PsytestError(f"{path}: larger than the {max_bytes:,} bytes a {what} may have; check that it is one")
 
 
 def read_text(path, max_bytes: int, what: str) -> str:

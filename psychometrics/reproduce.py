@@ -190,7 +190,10 @@ def _snapshot(run_dir: Path, into: Path) -> Path:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    from psychometrics.limits import ITEM_DATA_BYTES, check_regular_file
+
     try:
+        check_regular_file(path, ITEM_DATA_BYTES, "CSV table psytest wrote")
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()

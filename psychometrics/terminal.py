@@ -74,6 +74,12 @@ def echo_error(message: object) -> None:
     echo("psytest: error: " + " ".join(str(message).split()), err=True)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: a library's warning (whose text may quote a file or a
+    reply) as one escaped line on stderr."""
+    echo(f"psytest: warning: {category.__name__}: {message}", err=True)
+
+
 def print_json(payload: object) -> None:
     """Print ``payload`` as JSON (:func:`json_text`) on stdout."""
     import typer

@@ -415,3 +415,38 @@ def test_shipped_patterns_pass_the_check_and_match_as_re_does():
                         assert (ours and ours.span()) == (theirs and theirs.span()), (item.pattern, text)
                     checked += 1
     assert checked >= 120
+
+
+def test_a_reply_far_beyond_max_tokens_is_missing_data_not_minutes_of_reading(tmp_path):
+    """A server that ignores max_tokens and sends 200,000 characters: the conversation is stored and scored
+    missing (too_long) at once instead of every scorer reading it for minutes."""
+    from psychometrics.behavior.analysis import behavior_frame
+    from psychometrics.behavior.runner import BehaviorDesign, behave
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.models.base import ModelBackend, ModelReply
+
+    class Verbose(ModelBackend):
+        name = "verbose"
+
+        async def complete(self, request):
+            return ModelReply(text="I give 5 dollars. " * 11_112, output_tokens=64)
+
+    result = behave(Verbose(), resolve_tasks("dictator-game"), BehaviorDesign(variants=2), tmp_path / "b")
+    assert result.stats.outcomes == {"unparseable": 2}
+    frame = behavior_frame(tmp_path / "b")
+    assert list(frame["outcome"]) == ["unparseable", "unparseable"] and frame["score"].isna().all()
+
+
+def test_reference_loadings_from_a_device_or_too_big_is_one_line(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "d.csv"
+    data.write_text("e1,e2,e3,a1,a2\n" + "".join(f"{1 + r % 5},{1 + (r * 2) % 5},{1 + (r * 3) % 5},{1 + (r + 1) % 5},"
+                                                  f"{1 + (r + 3) % 5}\n" for r in range(12)), encoding="utf-8")
+    keys = tmp_path / "k.yaml"
+    keys.write_text("response_range: [1, 5]\nscales: {E: [e1, -e2, e3], A: [a1, -a2]}\n", encoding="utf-8")
+    code, _, err = cli(capsys, "analyze", str(data), "--keys", str(keys), "--reference-loadings", "/dev/zero")
+    assert code == 2 and err == "psytest: error: /dev/zero: not a regular file; give a CSV of loadings\n"
+    big = tmp_path / "loadings.csv"
+    big.write_text("item,F1\n" + "e1,0.5\n" * 10, encoding="utf-8")
+    monkeypatch.setattr(limits, "JSON_BYTES", 50)
+    code, _, err = cli(capsys, "analyze", str(data), "--keys", str(keys), "--reference-loadings", str(big))
+    assert code == 2 and f"{big}: larger than the 50 bytes a CSV of loadings may have" in err

@@ -159,8 +159,12 @@ def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered,
                        truncated: Sequence[bool | None] = ()):
     """Score the replies with the task's kind (shared by the runner and the analysis). A last reply cut
     off at ``max_tokens`` is handled as the kind declares (:attr:`Kind.truncation`) and flagged in the
-    detail (``truncated``)."""
+    detail (``truncated``). A reply longer than :data:`psychometrics.limits.REPLY_CHARS` is not read
+    (missing, reason ``too_long``)."""
     kind = get_kind(planned_task.kind)
+    longest = max((len(r) for r in replies if r), default=0)
+    if longest > limits.REPLY_CHARS:  # reading it would take minutes: the server ignored max_tokens
+        return Scored("unparseable", None, {"reason": "too_long", "characters": longest})
     cut = bool(truncated) and bool(truncated[-1]) and bool(replies) and replies[-1] is not None
     if cut and kind.truncation == "missing":
         return Scored("truncated", None, {"truncated": True})

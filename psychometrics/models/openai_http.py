@@ -28,6 +28,7 @@ import os
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from psychometrics import limits
 from psychometrics.errors import ModelSpecError
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
 from psychometrics.models.litellm_backend import (
@@ -47,7 +48,7 @@ from psychometrics.models.litellm_backend import (
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT_S = 600.0  # the OpenAI client's own default
-MAX_RESPONSE_BYTES = 8 << 20
+MAX_RESPONSE_BYTES = limits.SERVER_BODY_BYTES
 PREFIX = "openai/"
 
 
