@@ -158,3 +158,44 @@ def test_a_malformed_run_directory_is_one_line_in_every_command(path, good_runs,
             continue
         assert code == 2 and expect in err, (name, expect, err)
         assert named is None or str(named) in err, (name, named, err)
+
+
+def _baseline_case(change):
+    def make(good: dict):
+        data = json.loads(json.dumps(good))
+        change(data)
+        return json.dumps(data)
+    return make
+
+
+BASELINES = {
+    "a-list": (lambda good: "[]", "not a psytest baseline"),
+    "deep": (lambda good: "[" * 100_000 + "]" * 100_000, "JSON nested too deeply to read"),
+    "truncated": (lambda good: json.dumps(good)[:100], "not valid JSON"),
+    "not-utf8": (lambda good: json.dumps(good).encode().replace(b'"model"', b'"mod\xe9l"'), "not UTF-8 text"),
+    "huge": (lambda good: '{"x": "' + "y" * JSON_BYTES + '"}', "larger than the 20,000,000 bytes"),
+    "no-scales": (_baseline_case(lambda d: d.pop("scales")), "'scales' is missing or not a list"),
+    "scales-mapping": (_baseline_case(lambda d: d.update(scales={"E": 3})), "'scales' is missing or not a list"),
+    "scale-a-string": (_baseline_case(lambda d: d["scales"].__setitem__(0, "E")), "scales[0] lacks"),
+    "sd-text": (_baseline_case(lambda d: d["scales"][0].update(sd="wide")), "scales[0].sd must be a number"),
+    "n-boolean": (_baseline_case(lambda d: d["scales"][0].update(n=True)), "scales[0].n must be a number"),
+    "mean-infinite": (lambda good: json.dumps(good).replace('"mean": ', '"mean": Infinity, "was": ', 1),
+                      "scales[0].mean must be a number"),
+    "scale-name-number": (_baseline_case(lambda d: d["scales"][0].update(scale=5)), "scales[0].scale must be text"),
+    "inventory-hash-list": (_baseline_case(lambda d: d["inventories"].update({"mini-ipip": []})),
+                            "inventories.mini-ipip must be a content hash"),
+    "design-list": (_baseline_case(lambda d: d.update(design=[])), "'design' and 'backend_params' must be objects"),
+    "model-missing": (_baseline_case(lambda d: d.pop("model")), "'model' is missing or not a str"),
+    "format-2": (_baseline_case(lambda d: d.update(psytest_baseline=2)), "baseline format 2 is not supported"),
+}
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_a_malformed_baseline_is_one_line(name, good_runs, tmp_path, capsys):
+    make, expect = BASELINES[name]
+    content = make(json.loads((good_runs / "baseline.json").read_text(encoding="utf-8")))
+    path = tmp_path / "baseline.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    code, _, err = cli(capsys, "check", good_runs / "q", "--baseline", path)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert str(path) in err and expect in err, (expect, err)
