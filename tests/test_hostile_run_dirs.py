@@ -199,3 +199,18 @@ def test_a_malformed_baseline_is_one_line(name, good_runs, tmp_path, capsys):
     code, _, err = cli(capsys, "check", good_runs / "q", "--baseline", path)
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert str(path) in err and expect in err, (expect, err)
+
+
+def test_a_behaviour_run_given_where_a_questionnaire_run_belongs_is_named(good_runs, tmp_path, capsys):
+    """The red-team case: score and report on a behaviour run directory were a KeyError traceback."""
+    run = good_runs / "b"
+    for args in (["score", run], ["report", run, "--out", tmp_path / "r"], ["compare", run, good_runs / "q"],
+                 ["baseline", run, "--out", tmp_path / "b.json"], ["check", run, "--baseline", good_runs / "baseline.json"],
+                 ["reproduce", run], ["validity", "-s", run, "-b", run]):
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and len(err.splitlines()) == 1, (args, err)
+        assert f"{run}: a behaviour run" in err or f"--selfreport {run}: a behaviour run" in err, (args, err)
+    code, _, err = cli(capsys, "export", run, "--csv", tmp_path / "x.csv")
+    assert code == 2 and f"{run}: no responses.sqlite" in err
+    code, _, err = cli(capsys, "validity", "-s", good_runs / "q", "-b", good_runs / "q")
+    assert code == 2 and f"{good_runs / 'q'}: a questionnaire run, not a behaviour run" in err
