@@ -249,7 +249,8 @@ def test_hostile_text_is_shown_escaped_not_dropped(hostile_outputs):
     _, code, stdout, _ = hostile_outputs["tasks show"][0]
     assert code == 0 and f"Social {shown} task (hostile-social)" in stdout.decode()
     _, code, _, stderr = hostile_outputs["administer"][1]
-    assert code == 1 and f"overloaded {shown}" in stderr.decode()  # the server's error, escaped, on one line
+    one_line = printable(" ".join(f"overloaded {H}".split()))  # NEL, LS and CR are whitespace: a space each
+    assert code == 1 and one_line in stderr.decode()  # the server's error, escaped, on one line
     _, code, stdout, _ = hostile_outputs["personas show"][1]
     assert json.loads(stdout)["name"] == f"Hostile {H} set"  # --json: the exact text
 
