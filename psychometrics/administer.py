@@ -83,13 +83,19 @@ def distribution_summary(logprobs: dict[str, float], choices: tuple[str, ...], v
     """From label log-probabilities: (modal position, expected value, entropy in nats, mass on options).
 
     The distribution is renormalised over the displayed options; ``mass`` is their total probability
-    before renormalising (how much the model put on valid answers at all).
+    before renormalising (how much the model put on valid answers at all). Computed stably, relative to
+    the largest log-probability ``m``: ``p_k = exp(l_k - m) / sum_j exp(l_j - m)`` and
+    ``log mass = m + log sum_j exp(l_j - m)``, so labels at -800 give a distribution rather than 0/0. The
+    log-probabilities are those :func:`psychometrics.models.base.label_logprobs` checked (real, <= 0).
     """
-    probabilities = [math.exp(logprobs[c]) if logprobs.get(c) is not None else 0.0 for c in choices]
-    mass = sum(probabilities)
-    if mass <= 0:
+    present = [logprobs[c] for c in choices if logprobs.get(c) is not None]
+    top = max(present, default=-math.inf)
+    if top == -math.inf:
         return None, None, None, 0.0
-    normalized = [p / mass for p in probabilities]
+    weights = [math.exp(logprobs[c] - top) if logprobs.get(c) is not None else 0.0 for c in choices]
+    total = sum(weights)
+    mass = math.exp(top + math.log(total))
+    normalized = [w / total for w in weights]
     expected = sum(p * v for p, v in zip(normalized, values))
     entropy = -sum(p * math.log(p) for p in normalized if p > 0)
     position = max(range(len(choices)), key=normalized.__getitem__)

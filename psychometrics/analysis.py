@@ -281,7 +281,7 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     if "mode" not in by:
         by = (*by, "mode")  # text and probability answers are different measurements
     with RunStore(run_dir / RESPONSES) as store:
-        responses = responses_frame(store)
+        responses = responses_frame(store, [inv.id for inv in inventories])
     listwise = manifest.get("design", {}).get("invalid", "missing") == "drop"
     cell_scores = scale_scores(responses, inventories, listwise=listwise)
     grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else scale_scores(responses, inventories, by, listwise)

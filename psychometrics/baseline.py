@@ -101,16 +101,15 @@ def write_baseline(run_dir: Path, path: Path, *, include_facets: bool = False) -
 
 def load_baseline(path: Path) -> dict:
     """Read and validate a baseline file written by :func:`write_baseline`."""
+    from psychometrics.limits import read_json
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, "baseline file (write it again with psytest baseline)")
     except FileNotFoundError:
         raise PsytestError(f"--baseline {path}: no such file; write one with psytest baseline RUN --out {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PsytestError(f"--baseline {path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise PsytestError(f"--baseline {path}: not valid JSON ({exc.msg} at line {exc.lineno}); "
-                           "write it again with psytest baseline") from None
+    except OSError as exc:
+        raise PsytestError(f"--baseline {path}: cannot read ({exc.strerror or exc})") from None
     validate_baseline(data, f"--baseline {path}")
     return data
 
@@ -132,8 +131,19 @@ def validate_baseline(baseline: object, source: str = "baseline") -> None:
         missing = [k for k in _SCALE_FIELDS if not isinstance(entry, dict) or k not in entry]
         if missing:
             raise PsytestError(f"{source}: scales[{index}] lacks {', '.join(missing)}; {hint}")
-        if entry["mean"] is not None and not isinstance(entry["mean"], (int, float)):
-            raise PsytestError(f"{source}: scales[{index}].mean must be a number; {hint}")
+        for key in ("mean", "sd", "n", "noise_sd"):
+            value = entry[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise PsytestError(f"{source}: scales[{index}].{key} must be a number; {hint}")
+        for key in (*SCALE_KEYS, "noise_method"):
+            if entry[key] is not None and not isinstance(entry[key], str):
+                raise PsytestError(f"{source}: scales[{index}].{key} must be text; {hint}")
+    for key, value in baseline["inventories"].items():
+        if not isinstance(value, str):
+            raise PsytestError(f"{source}: inventories.{key} must be a content hash (text); {hint}")
+    if not isinstance(baseline.get("design", {}), dict) or not isinstance(baseline.get("backend_params") or {}, dict):
+        raise PsytestError(f"{source}: 'design' and 'backend_params' must be objects; {hint}")
 
 
 # ---------------------------------------------------------------------------------------------------

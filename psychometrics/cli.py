@@ -4,13 +4,16 @@ Commands are thin: they parse options, call the library and print. Anything heav
 the command that needs it, so ``psytest --help`` and ``psytest --version`` start instantly. Errors the
 user can fix (:class:`~psychometrics.errors.PsytestError`, and click's usage errors) are printed as one
 line on stderr with exit code 2 and no traceback. A run in which requests failed (after retries) exits
-with code 1 and one line saying how many and why; re-running the command sends just those again.
+with code 1 and one line saying how many and why; re-running the command sends just those again. Any
+other exception is a bug: one line, ``internal error``, exit code 70 (``PSYTEST_DEBUG=1`` re-raises it).
+Everything printed goes through :mod:`psychometrics.terminal`, which escapes control characters.
 Commands that only read a run open its store read-only (:func:`psychometrics.store.read_only_stores`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from contextlib import contextmanager
@@ -21,6 +24,7 @@ import typer
 
 from psychometrics import __version__
 from psychometrics.errors import PsytestError
+from psychometrics.terminal import echo, echo_error, print_json
 
 app = typer.Typer(
     name="psytest",
@@ -39,7 +43,7 @@ app.add_typer(inventories_app, name="inventories")
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"psytest {__version__}")
+        echo(f"psytest {__version__}")
         raise typer.Exit()
 
 
@@ -51,10 +55,6 @@ def _root(
     ] = None,
 ) -> None:
     """Measure the personality an LLM presents, with the rigour of a psychometrics lab."""
-
-
-def _print_json(payload: object) -> None:
-    typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 @contextmanager
@@ -69,15 +69,13 @@ def _reading_only():
 def finish_run(stats, noun: str) -> None:
     """After a run's summary: a note when timed-out requests were sent again (possibly billed twice),
     and exit code 1 with one line when requests failed."""
-    from psychometrics.errors import printable
-
     if stats.timeouts_retried:
-        typer.echo(f"psytest: note: {stats.timeouts_retried} timed-out {noun} were sent again; the server may "
+        echo(f"psytest: note: {stats.timeouts_retried} timed-out {noun} were sent again; the server may "
                    "have received, and billed, both", err=True)
     if stats.failed:
-        reason = printable(" ".join((stats.first_error or "unknown error").split()))
+        reason = " ".join((stats.first_error or "unknown error").split())
         reason = reason if len(reason) <= 300 else reason[:297] + "..."
-        typer.echo(f"psytest: {stats.failed} of {stats.sent} {noun} failed ({reason}); re-run the same command "
+        echo(f"psytest: {stats.failed} of {stats.sent} {noun} failed ({reason}); re-run the same command "
                    "to retry them", err=True)
         raise typer.Exit(1)
 
@@ -95,10 +93,11 @@ def inventories_list(
 
     summaries = [inv.summary() for inv in load_all_shipped()]
     if as_json:
-        _print_json(summaries)
+        print_json(summaries)
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from psychometrics.terminal import cell, console
 
     table = Table(title="Shipped inventories")
     table.add_column("id", no_wrap=True)
@@ -109,17 +108,9 @@ def inventories_list(
         table.add_column(column, justify="right")
     table.add_column("name")
     for s in summaries:
-        table.add_row(
-            s["id"],
-            str(s["items"]),
-            str(s["reverse_keyed"]),
-            " ".join(s["scales"]),
-            str(s["facets"]),
-            str(s["paraphrased_items"]),
-            str(s["norm_groups"]),
-            s["name"],
-        )
-    Console().print(table)
+        table.add_row(*(cell(v) for v in (s["id"], s["items"], s["reverse_keyed"], " ".join(s["scales"]), s["facets"],
+                                           s["paraphrased_items"], s["norm_groups"], s["name"])))
+    console().print(table)
 
 
 @inventories_app.command("show")
@@ -146,50 +137,40 @@ def inventories_show(
             "norms": [n.model_dump(mode="json", exclude_none=True) for n in inv.norms],
             "items": inv.item_records(),
         }
-        _print_json(payload)
+        print_json(payload)
         return
-    from rich.console import Console
     from rich.table import Table
-
     from rich.text import Text
 
-    console = Console(markup=False)  # text from the file is shown as it is, never as rich markup
-    console.print(Text.assemble((inv.name, "bold"), f" ({inv.id}, version {inv.version})"), highlight=False)
+    from psychometrics.terminal import cell, console
+
+    out = console()  # text from the file is shown as written (escaped), never as rich markup
+    out.print(Text.assemble(cell(inv.name, "bold"), cell(f" ({inv.id}, version {inv.version})")))
     if inv.description:
-        console.print(inv.description, highlight=False)
-    console.print(f"Citation: {inv.citation}", highlight=False)
-    console.print(f"Licence: {inv.licence}", highlight=False)
+        out.print(inv.description)
+    out.print(f"Citation: {inv.citation}")
+    out.print(f"Licence: {inv.licence}")
     if inv.stem:
-        console.print(f"Stem: {inv.stem}", highlight=False)
+        out.print(f"Stem: {inv.stem}")
     rs = inv.response_scale
-    console.print(
-        "Responses: " + ", ".join(f"{v} {rs.labels[v]}" for v in rs.values), highlight=False
-    )
+    out.print("Responses: " + ", ".join(f"{v} {rs.labels[v]}" for v in rs.values))
     scales = Table(title="Scales")
     for column in ("id", "name", "trait", "scoring", "items", "reversed"):
         scales.add_column(column)
     for s in inv.scales:
         reversed_count = sum(inv.item_by_id[i].reverse_keyed for i in s.items)
         trait = (("-" if s.trait_sign < 0 else "") + s.trait) if s.trait else ""
-        scales.add_row(s.id, s.name, trait, s.scoring, str(len(s.items)), str(reversed_count))
-    console.print(scales)
+        scales.add_row(*(cell(v) for v in (s.id, s.name, trait, s.scoring, len(s.items), reversed_count)))
+    out.print(scales)
     if inv.norms:
-        console.print(
-            f"Norms: {len(inv.norms)} group(s): " + "; ".join(n.group for n in inv.norms), highlight=False
-        )
+        out.print(f"Norms: {len(inv.norms)} group(s): " + "; ".join(n.group for n in inv.norms))
     items = Table(title="Items")
     for column in ("id", "text", "scale", "facet", "R", "paraphrases"):
         items.add_column(column)
     for record in inv.item_records():
-        items.add_row(
-            record["id"],
-            record["text"],
-            record["scale"] or "",
-            record["facet"] or "",
-            "R" if record["reverse_keyed"] else "",
-            str(len(record["paraphrases"])),
-        )
-    console.print(items)
+        items.add_row(*(cell(v) for v in (record["id"], record["text"], record["scale"] or "", record["facet"] or "",
+                                          "R" if record["reverse_keyed"] else "", len(record["paraphrases"]))))
+    out.print(items)
 
 
 @inventories_app.command("validate")
@@ -205,9 +186,9 @@ def inventories_validate(
             inv = load_inventory(path)
         except PsytestError as exc:
             failed += 1
-            typer.echo(f"psytest: error: {exc}", err=True)
+            echo_error(exc)
             continue
-        typer.echo(
+        echo(
             f"{path}: ok ({inv.id}: {len(inv.items)} items, "
             f"{sum(i.reverse_keyed for i in inv.items)} reverse-keyed, {len(inv.scales)} scales, "
             f"{len(inv.facets)} facets)"
@@ -237,7 +218,7 @@ def templates(
         template.id: render_item(inv, inv.items[0], template=template) for template in TEMPLATES.values()
     }
     if as_json:
-        _print_json([
+        print_json([
             {"id": tid, "label_style": TEMPLATES[tid].label_style,
              "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
              "choices": list(prompt.choices)}
@@ -245,10 +226,10 @@ def templates(
         ])
         return
     for tid, prompt in rendered.items():
-        typer.echo(f"== {tid} (labels: {TEMPLATES[tid].label_style})")
+        echo(f"== {tid} (labels: {TEMPLATES[tid].label_style})")
         for message in prompt.messages:
-            typer.echo(f"[{message.role}]\n{message.content}")
-        typer.echo("")
+            echo(f"[{message.role}]\n{message.content}")
+        echo("")
 
 
 @personas_app.command("list")
@@ -259,10 +240,10 @@ def personas_list(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     sets = [resolve_persona_set(name) for name in shipped_persona_sets()]
     rows = [{"id": s.id, "name": s.name, "personas": len(s.personas), "description": s.description} for s in sets]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
-        typer.echo(f"{row['id']}: {row['personas']} personas. {row['description']}")
+        echo(f"{row['id']}: {row['personas']} personas. {row['description']}")
 
 
 @personas_app.command("show")
@@ -275,12 +256,12 @@ def personas_show(
 
     persona_set = resolve_persona_set(name)
     if as_json:
-        _print_json(persona_set.model_dump(mode="json"))
+        print_json(persona_set.model_dump(mode="json"))
         return
-    typer.echo(f"{persona_set.name} ({persona_set.id}): {len(persona_set.personas)} personas")
+    echo(f"{persona_set.name} ({persona_set.id}): {len(persona_set.personas)} personas")
     for persona in persona_set.personas:
         targets = ", ".join(f"{k}={v:+d}" for k, v in persona.targets.items()) or "no targets"
-        typer.echo(f"- {persona.id} [{targets}]: {persona.text}")
+        echo(f"- {persona.id} [{targets}]: {persona.text}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -382,9 +363,9 @@ def administer(
 
         estimate = estimate_requests(backend, inventories, design, persona_set, out)
         if as_json:
-            _print_json(estimate)
+            print_json(estimate)
         else:
-            typer.echo(
+            echo(
                 f"dry run: {estimate['requests_planned']} requests planned, {estimate['already_answered']} "
                 f"already answered, {estimate['to_send']} to send; about {estimate['estimated_input_tokens']:,} "
                 f"input tokens and at most {estimate['estimated_output_tokens_max']:,} output tokens. "
@@ -434,7 +415,7 @@ def administer(
         "scales": json.loads(summary.to_json(orient="records")),
     }
     if as_json:
-        _print_json(payload)
+        print_json(payload)
     else:
         print_run_summary(payload, summary)
     finish_run(stats, "requests")
@@ -506,7 +487,10 @@ def _read_loadings(path: Path | None):
         return None
     import pandas as pd
 
+    from psychometrics.limits import JSON_BYTES, check_regular_file
+
     try:
+        check_regular_file(path, JSON_BYTES, "CSV of loadings")
         frame = pd.read_csv(path, index_col=0)
     except (OSError, ValueError) as exc:
         raise PsytestError(f"--reference-loadings {path}: cannot read ({exc})") from None
@@ -517,7 +501,7 @@ def _read_loadings(path: Path | None):
 
 def _report_tables(tables, written, as_json: bool) -> None:
     if as_json:
-        _print_json({name: json.loads(table.to_json(orient="records")) for name, table in tables.items()})
+        print_json({name: json.loads(table.to_json(orient="records")) for name, table in tables.items()})
         return
     from psychometrics.terminal import print_analysis
 
@@ -545,9 +529,11 @@ def report(
     with _reading_only():
         paths = build_report(run, out, behavior_runs=behavior or None)
     if as_json:
-        typer.echo(paths.summary.read_text(encoding="utf-8"))
+        from psychometrics.terminal import print_json_text
+
+        print_json_text(paths.summary.read_text(encoding="utf-8"))
         return
-    typer.echo(f"report: {paths.html}\nsummary: {paths.summary}\n{len(paths.csvs)} CSV tables in {paths.out_dir}")
+    echo(f"report: {paths.html}\nsummary: {paths.summary}\n{len(paths.csvs)} CSV tables in {paths.out_dir}")
 
 
 @app.command()
@@ -566,10 +552,10 @@ def compare(
     if out is not None:
         _write_comparison(result, out)
     if as_json:
-        _print_json({"verdict": result.verdict, "differences": as_json_records(result.differences),
+        print_json({"verdict": result.verdict, "differences": as_json_records(result.differences),
                      "notes": result.notes})
         return
-    typer.echo(result.summary())
+    echo(result.summary())
 
 
 def _write_comparison(result, out: Path) -> None:
@@ -604,7 +590,7 @@ def baseline(
     with _reading_only():
         baseline_data = write_baseline(run, path)
     count = len(baseline_data.get("scales", [])) if isinstance(baseline_data, dict) else 0
-    typer.echo(f"baseline written to {path}" + (f" ({count} scales)" if count else ""))
+    echo(f"baseline written to {path}" + (f" ({count} scales)" if count else ""))
 
 
 @app.command()
@@ -626,10 +612,10 @@ def check(
     if as_json:
         from psychometrics.compare import as_json_records
 
-        _print_json({"passed": result.passed, "verdict": result.verdict, "rows": as_json_records(result.rows),
+        print_json({"passed": result.passed, "verdict": result.verdict, "rows": as_json_records(result.rows),
                      "notes": result.notes})
     else:
-        typer.echo(result.summary())
+        echo(result.summary())
     if not result.passed:
         raise typer.Exit(1)
 
@@ -647,16 +633,17 @@ def reproduce(
     if store.exists():  # checked here: reproduce reads a copy, whose name would mean nothing to the user
         from psychometrics.store import RunStore
 
-        RunStore(store, read_only=True).close()
+        with RunStore(store, read_only=True) as opened:
+            opened.check_contents()
     with _reading_only():
         result = run_reproduce(run, rerun=rerun)
     if as_json:
         from psychometrics.compare import as_json_records
 
-        _print_json({"passed": result.passed, "verdict": result.verdict, "files_checked": result.files_checked,
+        print_json({"passed": result.passed, "verdict": result.verdict, "files_checked": result.files_checked,
                      "mismatches": as_json_records(result.mismatches), "notes": result.notes})
     else:
-        typer.echo(result.summary())
+        echo(result.summary())
     if not result.passed:
         raise typer.Exit(1)
 
@@ -688,33 +675,41 @@ def _click_exceptions():
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
+    import warnings
+
+    from psychometrics.terminal import show_warning
+
+    warnings.showwarning = show_warning  # a warning's text goes through the sanitiser like everything else
     click_exceptions = _click_exceptions()
     try:
         result = app(args=argv, prog_name="psytest", standalone_mode=False)
     except PsytestError as exc:
-        typer.echo(f"psytest: error: {exc}", err=True)
+        echo_error(exc)
         sys.exit(exc.exit_code)
     except click_exceptions.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "psytest"
-        typer.echo(f"psytest: error: {exc.format_message()} (see '{command} --help')", err=True)
+        echo_error(f"{exc.format_message()} (see '{command} --help')")
         sys.exit(2)
     except typer.Abort:  # typer >= 0.29 has no Abort in its vendored click exceptions
-        typer.echo("psytest: interrupted", err=True)
+        echo("psytest: interrupted", err=True)
         sys.exit(130)
     except OSError as exc:  # an unwritable --out, a full disk, a file where a directory should be
         where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(f"psytest: error: {where}{exc.strerror or exc}; check the path and its permissions", err=True)
+        echo_error(f"{where}{exc.strerror or exc}; check the path and its permissions")
         sys.exit(2)
     except sqlite3.Error as exc:  # a store the library did not name: still one line
-        from psychometrics.errors import printable
-
-        typer.echo(f"psytest: error: a run's SQLite store could not be read or written ({type(exc).__name__}: "
-                   f"{printable(str(exc))}); check that it is a store psytest wrote and that it is writable",
-                   err=True)
+        echo_error(f"a run's SQLite store could not be read or written ({type(exc).__name__}: {exc}); check that "
+                   "it is a store psytest wrote and that it is writable")
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("psytest: interrupted", err=True)
+        echo("psytest: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug, or input nothing above foresaw: still one line, no traceback
+        if os.environ.get("PSYTEST_DEBUG"):
+            raise
+        echo_error(f"internal error ({type(exc).__name__}: {exc}); this is a bug in psytest: please report it with "
+                   "the command that caused it (PSYTEST_DEBUG=1 shows where it happened)")
+        sys.exit(70)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -12,13 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from psychometrics import limits
 from psychometrics.errors import PsytestError
+from psychometrics.terminal import echo, print_json
 
 tasks_app = typer.Typer(help="List, show and validate behavioural tasks.", no_args_is_help=True, rich_markup_mode=None)
-
-
-def _print_json(payload: object) -> None:
-    typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 def _csv(value: Optional[str]) -> Optional[list[str]]:
@@ -36,11 +34,11 @@ def tasks_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
         for t in sorted(resolve_tasks("all"), key=lambda t: (t.trait, t.id))
     ]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
         sign = "+" if row["direction"] > 0 else "-"
-        typer.echo(f"{row['id']}: {row['trait']} ({sign}), {row['kind']}, {row['variants']} variants. {row['measure']}")
+        echo(f"{row['id']}: {row['trait']} ({sign}), {row['kind']}, {row['variants']} variants. {row['measure']}")
 
 
 @tasks_app.command("show")
@@ -70,15 +68,15 @@ def tasks_show(
             ) from None
     rendered = get_kind(task.kind).render(task, chosen, np.random.default_rng(seed))
     if as_json:
-        _print_json({**task.model_dump(mode="json"), "rendered": {"variant": chosen.id, "turns": list(rendered.turns)}})
+        print_json({**task.model_dump(mode="json"), "rendered": {"variant": chosen.id, "turns": list(rendered.turns)}})
         return
     sign = "higher" if task.direction > 0 else "lower"
-    typer.echo(f"{task.name} ({task.id}): {task.trait}, {sign} scores expected from higher levels; kind {task.kind}")
-    typer.echo(f"Measure: {task.measure}")
-    typer.echo(f"Source: {task.citation}")
-    typer.echo(f"Variants: {len(task.variants)}. Variant {chosen.id} as the model sees it:")
+    echo(f"{task.name} ({task.id}): {task.trait}, {sign} scores expected from higher levels; kind {task.kind}")
+    echo(f"Measure: {task.measure}")
+    echo(f"Source: {task.citation}")
+    echo(f"Variants: {len(task.variants)}. Variant {chosen.id} as the model sees it:")
     for index, turn in enumerate(rendered.turns, 1):
-        typer.echo(f"--- turn {index} ---\n{turn}")
+        echo(f"--- turn {index} ---\n{turn}")
 
 
 @tasks_app.command("validate")
@@ -92,7 +90,7 @@ def tasks_validate(
         if not path.is_file():
             raise PsytestError(f"{path}: no such file; check the path")
         task = load_task(path)
-        typer.echo(f"{path}: ok ({task.id}, {task.kind}, {len(task.variants)} variants)")
+        echo(f"{path}: ok ({task.id}, {task.kind}, {len(task.variants)} variants)")
 
 
 def behave(
@@ -106,9 +104,9 @@ def behave(
     ] = None,
     persona_ids: Annotated[Optional[str], typer.Option(help="Comma list of persona ids to use from the set.")] = None,
     variants: Annotated[
-        Optional[int], typer.Option(min=1, help="Use the first N variants of each task (default: all).")
+        Optional[int], typer.Option(min=1, max=limits.VARIANTS, help="Use the first N variants of each task (default: all).")
     ] = None,
-    samples: Annotated[int, typer.Option(min=1, max=10_000, help="Repeated samples per variant and persona.")] = 1,
+    samples: Annotated[int, typer.Option(min=1, max=limits.SAMPLES, help="Repeated samples per variant and persona.")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Run seed: option orders and per-turn seeds derive from it.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<time>-<model>-behavior).")] = None,
@@ -151,9 +149,9 @@ def behave(
         backend.prepare_tasks(chosen)
         estimate = estimate_conversations(chosen, design, backend, persona_set, out)
         if as_json:
-            _print_json(estimate)
+            print_json(estimate)
         else:
-            typer.echo(
+            echo(
                 f"dry run: {estimate['conversations_planned']} conversations planned, {estimate['already_answered']} "
                 f"already answered, {estimate['to_send']} to send ({estimate['turns_to_send']} turns); about "
                 f"{estimate['estimated_input_tokens']:,} input tokens and at most "
@@ -195,7 +193,7 @@ def behave(
     from psychometrics.cli import finish_run
 
     if as_json:
-        _print_json(payload)
+        print_json(payload)
     else:
         from psychometrics.terminal import print_behavior_summary
 
@@ -218,7 +216,7 @@ def validity(
     with read_only_stores():
         result = run_validity(selfreport, behavior, out, n_boot=bootstrap, seed=seed)
     if as_json:
-        _print_json(result.payload())
+        print_json(result.payload())
         return
     from psychometrics.terminal import print_validity
 

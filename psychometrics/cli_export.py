@@ -13,13 +13,13 @@ are left out). Two targets:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from psychometrics.errors import PsytestError
+from psychometrics.terminal import echo, print_json
 
 
 def _write_csv(run: Path, path: Path, chunksize: int) -> int:
@@ -66,11 +66,11 @@ def export(
         rows = to_duckdb(run, duckdb, table=table, chunksize=chunksize)
         written["duckdb"] = {"path": str(duckdb), "table": table, "rows": rows}
     if as_json:
-        typer.echo(json.dumps(written, indent=2))
+        print_json(written)
         return
     for kind, info in written.items():
         where = f"{info['path']}" + (f" (table {info['table']})" if kind == "duckdb" else "")
-        typer.echo(f"{info['rows']:,} answers -> {where}")
+        echo(f"{info['rows']:,} answers -> {where}")
 
 
 def register(app: typer.Typer) -> None:

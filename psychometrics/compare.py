@@ -120,7 +120,7 @@ def load_run_scores(run_dir: Path) -> RunScores:
     manifest = _check_run_dir(run_dir)
     inventories = run_inventories(run_dir, manifest)
     with RunStore(run_dir / RESPONSES) as store:
-        responses = responses_frame(store)
+        responses = responses_frame(store, [inv.id for inv in inventories])
     invalid = manifest.get("design", {}).get("invalid", "missing")
     scores = scale_scores(responses, inventories, listwise=invalid == "drop")
     return RunScores(run_dir, manifest, scores)

@@ -29,6 +29,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from psychometrics import limits
 from psychometrics.errors import PsytestError
 from psychometrics.inventory import Inventory, Item
 from psychometrics.models.base import AnswerMode, ModelRequest
@@ -36,9 +37,9 @@ from psychometrics.personas import Persona, PersonaSet
 from psychometrics.prompts import TEMPLATES, RenderedPrompt, get_template, render_items
 
 ORDER_SCHEMES = ("original", "reversed", "rotations", "latin-square", "random:N")
-MAX_RANDOM_ORDERS = 10_000
+MAX_RANDOM_ORDERS = limits.RANDOM_ORDERS
 # One run's plan is held in memory (about 1 kB per request): larger studies are split into several runs.
-MAX_PLANNED_REQUESTS = 2_000_000
+MAX_PLANNED_REQUESTS = limits.PLANNED_REQUESTS
 
 
 class Design(BaseModel):
@@ -46,18 +47,18 @@ class Design(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    option_orders: Annotated[list[str], Field(min_length=1)] = ["original"]
-    templates: Annotated[list[str], Field(min_length=1)] = ["numbered"]
+    option_orders: Annotated[list[str], Field(min_length=1, max_length=limits.ORDER_LEVELS)] = ["original"]
+    templates: Annotated[list[str], Field(min_length=1, max_length=limits.TEMPLATE_LEVELS)] = ["numbered"]
     paraphrases: Literal["none", "all"] = "none"
-    samples: Annotated[int, Field(ge=1, le=10_000)] = 1
+    samples: Annotated[int, Field(ge=1, le=limits.SAMPLES)] = 1
     temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     modes: Annotated[list[AnswerMode], Field(min_length=1)] = ["text"]
-    max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
-    personas: str | None = None
-    persona_ids: list[str] | None = None
-    items_per_request: Annotated[int, Field(ge=1, le=500)] = 1
-    item_orders: Annotated[int, Field(ge=1, le=1000)] = 1
+    max_tokens: Annotated[int, Field(ge=1, le=limits.MAX_TOKENS)] = 16
+    personas: Annotated[str, Field(max_length=limits.SHORT_TEXT)] | None = None
+    persona_ids: Annotated[list[str], Field(max_length=limits.PERSONAS)] | None = None
+    items_per_request: Annotated[int, Field(ge=1, le=limits.ITEMS_PER_REQUEST)] = 1
+    item_orders: Annotated[int, Field(ge=1, le=limits.ITEM_ORDERS)] = 1
     invalid: Annotated[str, Field(pattern=r"^(missing|drop|reask:[1-9][0-9]?)$")] = "missing"
 
     @model_validator(mode="after")

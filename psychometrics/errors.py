@@ -7,16 +7,10 @@ with the error's ``exit_code``.
 
 from __future__ import annotations
 
-import re
-
 # Control and format characters (ANSI escapes, bidi overrides) from a file, an option or a server's
-# reply must not reach the terminal raw: they are shown escaped, as \x1b or \u202e.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def printable(text: str) -> str:
-    """``text`` with control and bidi-format characters replaced by their escapes."""
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+# reply must not reach the terminal raw: they are shown escaped, as \x1b or \u202e (one rule for every
+# output, in psychometrics.terminal).
+from psychometrics.terminal import printable  # noqa: F401 - re-exported: errors and messages use it
 
 
 class PsytestError(Exception):

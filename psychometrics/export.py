@@ -47,7 +47,7 @@ def _store(run_dir: Path) -> Path:
 
 def connect_read_only(run_dir: Path) -> sqlite3.Connection:
     """A read-only connection to a run's store (never creates or changes a file); one-line error if unreadable."""
-    from psychometrics.store import store_error
+    from psychometrics.store import check_contents, store_error
 
     path = _store(run_dir)
     try:
@@ -55,6 +55,11 @@ def connect_read_only(run_dir: Path) -> sqlite3.Connection:
         con.execute("SELECT 1 FROM responses LIMIT 1")
     except sqlite3.Error as exc:
         raise store_error(path, exc) from None
+    try:
+        check_contents(con, path)
+    except PsytestError:
+        con.close()
+        raise
     return con
 
 

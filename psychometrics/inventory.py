@@ -30,6 +30,7 @@ from pydantic import (
     ValidationError,
 )
 
+from psychometrics import limits
 from psychometrics.errors import InventoryError
 from psychometrics.yaml_io import load_yaml_file
 
@@ -37,7 +38,8 @@ Identifier = Annotated[
     str, StringConstraints(strict=True, pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$", max_length=64)
 ]
 Slug = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z0-9][a-z0-9\-]*$", max_length=64)]
-Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1)]
+Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.SHORT_TEXT)]
+Prose = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.LONG_TEXT)]
 Scoring = Literal["mean", "sum"]
 
 
@@ -48,8 +50,8 @@ class _Strict(BaseModel):
 class ResponseScale(_Strict):
     """Integer response options ``min..max``, each with its label (e.g. 1 "Very inaccurate")."""
 
-    min: StrictInt
-    max: StrictInt
+    min: Annotated[int, Field(strict=True, ge=-limits.RESPONSE_VALUE, le=limits.RESPONSE_VALUE)]
+    max: Annotated[int, Field(strict=True, ge=-limits.RESPONSE_VALUE, le=limits.RESPONSE_VALUE)]
     labels: dict[StrictInt, Text]
 
     @property
@@ -74,7 +76,7 @@ class Item(_Strict):
     id: Identifier
     text: Text
     reverse_keyed: StrictBool = False
-    paraphrases: list[Text] = Field(default_factory=list)
+    paraphrases: Annotated[list[Text], Field(max_length=limits.PARAPHRASES)] = Field(default_factory=list)
 
 
 class Scale(_Strict):
@@ -92,7 +94,7 @@ class Scale(_Strict):
     trait_sign: Literal[1, -1] = 1
     scoring: Scoring = "mean"
     items: list[Identifier]
-    description: Text | None = None
+    description: Prose | None = None
 
 
 class Facet(_Strict):
@@ -129,17 +131,17 @@ class Inventory(_Strict):
     id: Slug
     name: Text
     version: Text
-    description: Text | None = None
+    description: Prose | None = None
     citation: Text
     licence: Text
     url: Text | None = None
-    instructions: Text
+    instructions: Prose
     stem: Text | None = None
     response_scale: ResponseScale
-    items: Annotated[list[Item], Field(min_length=1)]
-    scales: Annotated[list[Scale], Field(min_length=1)]
-    facets: list[Facet] = Field(default_factory=list)
-    norms: list[NormGroup] = Field(default_factory=list)
+    items: Annotated[list[Item], Field(min_length=1, max_length=limits.ITEMS)]
+    scales: Annotated[list[Scale], Field(min_length=1, max_length=limits.SCALES)]
+    facets: Annotated[list[Facet], Field(max_length=limits.SCALES)] = Field(default_factory=list)
+    norms: Annotated[list[NormGroup], Field(max_length=limits.NORM_GROUPS)] = Field(default_factory=list)
 
     # -- derived views (cheap, cached; the model is frozen) -------------------------------------------
     @cached_property
@@ -229,6 +231,9 @@ def check_consistency(inv: Inventory, source: str) -> None:
         raise InventoryError(
             source, "response_scale", f"min ({rs.min}) must be smaller than max ({rs.max})"
         )
+    if rs.n_options > limits.RESPONSE_OPTIONS:  # before anything lists the values
+        raise InventoryError(source, "response_scale", f"{rs.min}..{rs.max} is {rs.n_options:,} response options, "
+                             f"more than the {limits.RESPONSE_OPTIONS} allowed; use a narrower scale")
     for value in sorted(rs.labels):
         if not rs.min <= value <= rs.max:
             raise InventoryError(
@@ -425,6 +430,14 @@ def _translate(exc: ValidationError, data: dict, source: str) -> InventoryError:
         problem = f"{subject} must not be empty"
     elif kind == "too_short":
         problem = f"{subject} must not be empty"
+    elif kind == "string_too_long":
+        problem = f"{subject} is longer than the {error['ctx']['max_length']:,} characters allowed; shorten it"
+    elif kind == "too_long":
+        problem = (f"{subject} has {error['ctx'].get('actual_length', 0):,} entries, more than the "
+                   f"{error['ctx']['max_length']:,} allowed")
+    elif kind in ("less_than", "less_than_equal"):
+        bound = error.get("ctx", {}).get("lt", error.get("ctx", {}).get("le"))
+        problem = f"{subject} must be at most {bound:,}, got {value!r}"
     elif kind in ("greater_than", "greater_than_equal"):
         bound = error.get("ctx", {}).get("gt", error.get("ctx", {}).get("ge"))
         problem = f"{subject} must be greater than {bound}, got {value!r}"

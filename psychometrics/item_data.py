@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from psychometrics import limits
 from psychometrics.errors import PsytestError
 from psychometrics.inventory import Inventory, inventory_from_data
 from psychometrics.yaml_io import load_yaml_file
@@ -46,6 +47,10 @@ def inventory_from_keys(path: Path) -> Inventory:
                                                                      for b in bounds)):
         raise PsytestError(f"{path}: response_range must be two whole numbers, e.g. [1, 5]")
     low, high = bounds
+    if high - low >= limits.RESPONSE_OPTIONS or max(abs(low), abs(high)) > limits.RESPONSE_VALUE:
+        raise PsytestError(f"{path}: response_range [{low}, {high}] is wider than the {limits.RESPONSE_OPTIONS} "
+                           f"response options (values within +-{limits.RESPONSE_VALUE:,}) allowed; give the range "
+                           "the data use")
     scales = data.get("scales")
     if not isinstance(scales, dict) or not scales:
         raise PsytestError(f"{path}: scales must map each scale to its items, e.g. A: [-A1, A2, A3]")
@@ -89,17 +94,10 @@ def inventory_from_keys(path: Path) -> Inventory:
 def load_item_data(path: Path, inventory: Inventory) -> pd.DataFrame:
     """Read respondents x items; every item of the inventory must be a column with values in range.
 
-    Empty cells are missing values (NaN). Extra columns are ignored.
+    Empty cells are missing values (NaN). Extra columns are ignored. Sizes are bounded
+    (:mod:`psychometrics.limits`: bytes, rows, rows x items, characters in a cell).
     """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            rows = list(reader)
-    except FileNotFoundError:
-        raise PsytestError(f"{path}: no such file; check the path") from None
-    except UnicodeDecodeError:
-        raise PsytestError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from None
+    header, rows = _read_csv(path)
     if not header:
         raise PsytestError(f"{path}: empty file; expected a header row of item ids")
     header = [h.strip() for h in header]
@@ -108,6 +106,9 @@ def load_item_data(path: Path, inventory: Inventory) -> pd.DataFrame:
         shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
         raise PsytestError(f"{path}: no column for item(s) {shown}; columns must be the item ids")
     index = {name: i for i, name in enumerate(header)}
+    if len(rows) * len(inventory.items) > limits.ITEM_DATA_CELLS:
+        raise PsytestError(f"{path}: {len(rows):,} rows x {len(inventory.items):,} items is more than the "
+                           f"{limits.ITEM_DATA_CELLS:,} cells one analysis takes; analyse a sample or fewer items")
     low, high = inventory.response_scale.min, inventory.response_scale.max
     matrix = np.full((len(rows), len(inventory.items)), np.nan)
     for r, row in enumerate(rows):
@@ -129,6 +130,44 @@ def load_item_data(path: Path, inventory: Inventory) -> pd.DataFrame:
     if not rows:
         raise PsytestError(f"{path}: no data rows below the header")
     return pd.DataFrame(matrix, columns=[item.id for item in inventory.items])
+
+
+def _read_csv(path: Path) -> tuple[list[str] | None, list[list[str]]]:
+    """(header, rows) of a CSV file, within the size limits; every problem one PsytestError."""
+    try:
+        if path.is_file() and path.stat().st_size > limits.ITEM_DATA_BYTES:
+            raise PsytestError(f"{path}: larger than the {limits.ITEM_DATA_BYTES:,} bytes a data file may have; "
+                               "analyse a sample of it")
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(_bounded_lines(handle, path))
+            try:
+                header = next(reader, None)
+                rows = []
+                for row in reader:
+                    if len(rows) == limits.ITEM_DATA_ROWS:
+                        raise PsytestError(f"{path}: more than {limits.ITEM_DATA_ROWS:,} rows; analyse a sample")
+                    rows.append(row)
+            except csv.Error as exc:
+                if "field larger than field limit" in str(exc):
+                    problem = f"a cell longer than the {csv.field_size_limit():,} characters allowed"
+                else:
+                    problem = f"not readable as CSV ({exc})"
+                raise PsytestError(f"{path}: line {reader.line_num}: {problem}; item data are numbers, one "
+                                   "respondent a row") from None
+    except FileNotFoundError:
+        raise PsytestError(f"{path}: no such file; check the path") from None
+    except UnicodeDecodeError:
+        raise PsytestError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from None
+    return header, rows
+
+
+def _bounded_lines(handle, path: Path):
+    """The lines of ``handle``, none read past :data:`psychometrics.limits.CSV_LINE_CHARS` characters."""
+    while line := handle.readline(limits.CSV_LINE_CHARS + 1):
+        if len(line) > limits.CSV_LINE_CHARS:
+            raise PsytestError(f"{path}: a line longer than {limits.CSV_LINE_CHARS:,} characters; item data are "
+                               "numbers, one respondent a line")
+        yield line
 
 
 def keyed(matrix: pd.DataFrame, inventory: Inventory) -> pd.DataFrame:

@@ -17,20 +17,22 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from psychometrics import limits
 from psychometrics.errors import PsytestError
 from psychometrics.yaml_io import load_yaml_file
 
 _DIR = Path(__file__).resolve().parent / "data" / "personas"
 
 Identifier = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$", max_length=64)]
-Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1)]
+Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.SHORT_TEXT)]
+Prose = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.LONG_TEXT)]
 
 
 class Persona(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Identifier
-    text: Text
+    text: Prose
     targets: dict[Identifier, Annotated[int, Field(ge=-3, le=3, strict=True)]] = Field(default_factory=dict)
 
 
@@ -39,9 +41,9 @@ class PersonaSet(BaseModel):
 
     id: Identifier
     name: Text
-    description: Text | None = None
+    description: Prose | None = None
     source: Text | None = None
-    personas: Annotated[list[Persona], Field(min_length=1)]
+    personas: Annotated[list[Persona], Field(min_length=1, max_length=limits.PERSONAS)]
 
     @cached_property
     def content_hash(self) -> str:

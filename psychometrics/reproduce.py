@@ -190,7 +190,10 @@ def _snapshot(run_dir: Path, into: Path) -> Path:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    from psychometrics.limits import ITEM_DATA_BYTES, check_regular_file
+
     try:
+        check_regular_file(path, ITEM_DATA_BYTES, "CSV table psytest wrote")
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
@@ -558,13 +561,16 @@ def reproduce(
     with tempfile.TemporaryDirectory(prefix="psytest-reproduce-") as tmp:
         work = Path(tmp)
         snapshot = _snapshot(run_dir, work)
-        checked, found, total, unverified = [], [], 0, []
-        if has_tables:
-            checked, found, total, unverified = _check_tables(
-                run_dir, snapshot, work, by=by, structure=structure, reference_loadings=reference_loadings,
-                report_tables=report_tables, limit=max_mismatches, notes=notes)
-        else:
-            notes.append("no analysis/*.csv: only the raw answers were checked")
-        rerun_result = _rerun(run_dir, snapshot, manifest, max_mismatches) if rerun else None
+        try:
+            checked, found, total, unverified = [], [], 0, []
+            if has_tables:
+                checked, found, total, unverified = _check_tables(
+                    run_dir, snapshot, work, by=by, structure=structure, reference_loadings=reference_loadings,
+                    report_tables=report_tables, limit=max_mismatches, notes=notes)
+            else:
+                notes.append("no analysis/*.csv: only the raw answers were checked")
+            rerun_result = _rerun(run_dir, snapshot, manifest, max_mismatches) if rerun else None
+        except PsytestError as exc:  # name the run's own files, not the snapshot's
+            raise PsytestError(str(exc).replace(str(snapshot), str(run_dir))) from None
     return ReproduceResult(run_dir, checked, _mismatch_frame(found), total, unverified,
                            rerun_result, notes)

@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from psychometrics import __version__
+from psychometrics import __version__, limits
 from psychometrics.administer import RetryPolicy, RunStats, run_requests
 from psychometrics.design import Design, PlannedRequest, plan_requests
 from psychometrics.errors import PsytestError
@@ -98,28 +98,107 @@ def write_manifest(run_dir: Path, identity: dict, extra: dict) -> None:
                 return
         check_resumable(run_dir, identity)
         if "created_at" in extra:
-            manifest["created_at"] = read_manifest(run_dir).get("created_at", extra["created_at"])
+            manifest["created_at"] = read_manifest(run_dir, study=None).get("created_at", extra["created_at"])
             dump(manifest)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def read_manifest(run_dir: Path) -> dict:
-    path = run_dir / MANIFEST
+# What commands read from a manifest, with its types, checked when the manifest is read: a damaged or
+# hand-edited one is one line naming the field, never a KeyError or a TypeError deep in an analysis.
+# A spec is a type (or tuple of types), a range (an int in it), [spec] (a list of them), or a dict of
+# key -> (spec, required); the key "*" stands for every key.
+_HASHED = {"id": (str, True), "content_hash": (str, True)}
+_PERSONAS = ((type(None), _HASHED), False)
+_TEXTS = ({"*": (str, False)}, False)
+MANIFEST_FIELDS = {
+    "questionnaire": {
+        "model": (str, True), "backend_params": (dict, False), "design": ({"invalid": (str, False)}, True),
+        "inventories": ([_HASHED], True), "inventory_sources": _TEXTS, "personas": _PERSONAS,
+    },
+    "behavior": {
+        "study": (str, True), "model": (str, True), "backend_params": (dict, False), "personas": _PERSONAS,
+        "design": ({
+            "samples": (range(1, limits.SAMPLES + 1), False), "temperature": ((int, float), False),
+            "seed": (int, False), "personas": ((type(None), str), False),
+            "persona_ids": ((type(None), [str]), False), "variants": ((type(None), range(1, limits.VARIANTS + 1)), False),
+        }, True),
+        "tasks": ([{"id": (str, True), "prompt_hash": (str, False), "content_hash": (str, False)}], True),
+        "task_sources": _TEXTS, "task_content_hashes": _TEXTS,
+    },
+}
+
+
+def shape_problem(value, spec, where: str = "") -> str | None:
+    """What is wrong with ``value`` against ``spec`` (see :data:`MANIFEST_FIELDS`), or None."""
+    name = where or "the top level"
+    if isinstance(spec, tuple) and any(not isinstance(s, type) for s in spec):  # alternatives, one must fit
+        problems = [shape_problem(value, s, where) for s in spec]
+        return None if None in problems else problems[-1]
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"'{name}' must be an object, not {_json_kind(value)}"
+        for key, (sub, required) in spec.items():
+            keys = value if key == "*" else [key] if key in value else []
+            if required and not keys:
+                return f"'{where + '.' if where else ''}{key}' is missing"
+            for k in keys:
+                problem = shape_problem(value[k], sub, f"{where + '.' if where else ''}{k}")
+                if problem:
+                    return problem
+        return None
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            return f"'{name}' must be a list, not {_json_kind(value)}"
+        return next(filter(None, (shape_problem(v, spec[0], f"{where}[{i}]") for i, v in enumerate(value))), None)
+    if isinstance(spec, range):
+        if isinstance(value, bool) or not isinstance(value, int) or value not in spec:
+            return f"'{name}' must be a whole number from {spec.start:,} to {spec.stop - 1:,}, not {str(value)[:40]}"
+        return None
+    types = spec if isinstance(spec, tuple) else (spec,)
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        return f"'{name}' must be {' or '.join(_json_kind(t) for t in types)}, not {_json_kind(value)}"
+    return None
+
+
+def _json_kind(value) -> str:
+    kinds = {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number", bool: "true or false",
+             type(None): "null"}
+    return kinds.get(value if isinstance(value, type) else type(value), type(value).__name__)
+
+
+def read_manifest(run_dir: Path, study: str | None = "questionnaire") -> dict:
+    """The manifest of ``run_dir``, checked (:data:`MANIFEST_FIELDS`); ``study`` is the kind of run the
+    command reads ("questionnaire", "behavior", or None for either). Every problem is one line."""
+    path = Path(run_dir) / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = limits.read_json(path, "run manifest")
     except FileNotFoundError:
         raise PsytestError(f"{run_dir}: not a psytest run directory (no {MANIFEST})") from None
-    except json.JSONDecodeError as exc:
-        raise PsytestError(f"{path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
+    except IsADirectoryError:
+        raise PsytestError(f"{path}: a directory, not a run manifest; give a run directory psytest wrote") from None
+    if not isinstance(manifest, dict):
+        raise PsytestError(f"{path}: {shape_problem(manifest, {})}; the manifest was changed or damaged: restore it, "
+                           "or run again into a new --out")
+    kind = "behavior" if manifest.get("study") == "behavior" else "questionnaire"
+    if study == "questionnaire" and kind == "behavior":
+        raise PsytestError(f"{run_dir}: a behaviour run (made by 'psytest behave'), not a questionnaire run; give it "
+                           "to 'psytest validity --behavior' or 'psytest report RUN --behavior'")
+    if study == "behavior" and kind != "behavior":
+        raise PsytestError(f"{run_dir}: a questionnaire run, not a behaviour run (made by 'psytest behave')")
+    problem = shape_problem(manifest, MANIFEST_FIELDS[kind])
+    if problem:
+        raise PsytestError(f"{path}: {problem}; the manifest was changed or damaged: restore it, or run again into "
+                           "a new --out")
+    return manifest
 
 
 def check_resumable(run_dir: Path, identity: dict) -> None:
     """Refuse to add a different study to an existing run directory."""
     if not (run_dir / MANIFEST).exists():
         return
-    previous = read_manifest(run_dir)
+    previous = read_manifest(run_dir, study=None)
     if previous.get("study") != identity.get("study"):  # questionnaire runs have no "study" key
         kind = "a behaviour run" if previous.get("study") == "behavior" else "a questionnaire run"
         raise PsytestError(f"--out {run_dir}: this directory holds {kind}; give this run its own --out")
@@ -166,6 +245,7 @@ def administer(
     }
     write_manifest(run_dir, identity, extra)
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
+        store.check_contents()
         if on_start is not None:
             on_start(len(planned))
         async def send() -> RunStats:

@@ -43,17 +43,21 @@ def _stored_columns(store: "RunStore", names: tuple[str, ...], batch: int = 10_0
         yield from chunk
 
 
-def responses_frame(store: "RunStore") -> "pd.DataFrame":
+def responses_frame(store: "RunStore", inventories: Iterable[str] | None = None) -> "pd.DataFrame":
     """Every stored row, with the design condition expanded into columns.
 
     Read straight from the store's columns, without an object per row: each distinct condition is
     parsed once, and repeated strings (item ids, outcomes, short replies such as "3") are one shared
-    object, so a million responses take a few hundred bytes each.
+    object, so a million responses take a few hundred bytes each. The store's columns are checked first
+    (:meth:`~psychometrics.store.RunStore.check_contents`), and with ``inventories`` (the ids the run's
+    manifest lists) answers to any other inventory are a one-line error naming the store.
     """
+    from psychometrics.errors import PsytestError
     import json
 
     import pandas as pd
 
+    store.check_contents()
     values: dict[str, list] = {name: [] for name in _FRAME_COLUMNS}
     plain = [(i, values[name].append) for i, name in enumerate(_STORED) if name not in _SHARED]
     shared_columns = [(i, values[name].append) for i, name in enumerate(_STORED) if name in _SHARED]
@@ -72,6 +76,12 @@ def responses_frame(store: "RunStore") -> "pd.DataFrame":
         for index, append in shared_columns:
             value = record[index]
             append(value if value is None else shared.setdefault(value, value))
+    if inventories is not None:
+        unknown = sorted(set(values["inventory"]) - set(inventories))
+        if unknown:
+            raise PsytestError(f"{store.path}: answers to inventory '{unknown[0]}', which the run's manifest does not "
+                               "list; the store holds another study's answers or was changed: restore it, or run "
+                               "again into a new --out")
     return pd.DataFrame(values, columns=list(_FRAME_COLUMNS))
 
 

@@ -179,6 +179,70 @@ def open_store(path: Path, schema: str, table: str, read_only: bool | None = Non
     return conn, read_only
 
 
+# What each column may hold, checked in SQL before a command reads a store: a value of another type (text
+# where a number belongs, a NULL in a required column, JSON that is not JSON or not of its shape) is one
+# line naming the file, the row and the column, not a TypeError in the analysis. Kinds: "text", "int",
+# "real" (an integer too), "object"/"array" (JSON text, of numbers "array:real", "object:real", of
+# scalars "object:scalar"); a trailing "?" allows NULL.
+RESPONSE_TYPES = {
+    "request_id": "text", "inventory": "text", "item_id": "text", "item_index": "int", "condition": "object:scalar",
+    "messages_hash": "text", "choices": "array:text", "position_values": "array:int", "mode": "text",
+    "raw_reply": "text?", "choice_logprobs": "object:real?", "outcome": "text", "parse_method": "text?",
+    "position": "int?", "value": "real?", "expected_value": "real?", "entropy": "real?", "option_mass": "real?",
+    "latency_s": "real?", "input_tokens": "int?", "output_tokens": "int?", "error": "text?", "attempts": "int",
+    "reasks": "int", "reask_replies": "array:text?", "answered_at": "real", "note": "text?",
+}
+_SQL_TYPES = {"text": "'text'", "int": "'integer'", "real": "'integer', 'real'"}
+_JSON_ITEM_TYPES = {"text": "'text'", "int": "'integer'", "real": "'integer', 'real'",
+                    "scalar": "'text', 'integer', 'real', 'true', 'false', 'null'", "array": "'array'"}
+
+
+def _wrong(column: str, kind: str) -> str:
+    """An SQL condition true when ``column`` does not hold ``kind`` (see :data:`RESPONSE_TYPES`)."""
+    nullable = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if kind in _SQL_TYPES:
+        wrong = f"typeof({column}) NOT IN ({_SQL_TYPES[kind]})"
+    else:
+        shape, _, items = kind.partition(":")
+        wrong = f"typeof({column}) != 'text' OR NOT json_valid({column}) OR json_type({column}) != '{shape}'"
+        if items:
+            wrong += (f" OR EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.type NOT IN "
+                      f"({_JSON_ITEM_TYPES[items]}))")
+    return f"({column} IS NOT NULL AND ({wrong}))" if nullable else f"({column} IS NULL OR {wrong})"
+
+
+def check_contents(conn: sqlite3.Connection, path: Path, table: str = "responses",
+                   types: dict[str, str] = RESPONSE_TYPES, optional: tuple[str, ...] = ("note",)) -> None:
+    """Raise a one-line :class:`PsytestError` naming ``path``, the row and the column when a column of
+    ``table`` is missing (except those ``optional``: stores from before they existed) or holds a value of
+    another kind than ``types`` says."""
+    try:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if not present:
+            raise PsytestError(f"{path}: has no table {table}; not a psytest store: give a run directory psytest wrote")
+        types = {c: t for c, t in types.items() if c in present or c not in optional}
+        missing = [c for c in types if c not in present]
+        if missing:
+            raise PsytestError(f"{path}: table {table} has no column '{missing[0]}'; not a store this psytest wrote: "
+                               "give a run directory psytest wrote")
+        conditions = {column: _wrong(column, kind) for column, kind in types.items()}
+        found = conn.execute(f"SELECT rowid FROM {table} WHERE {' OR '.join(conditions.values())} LIMIT 1").fetchone()
+        if found is None:
+            return
+        for column, condition in conditions.items():
+            value = conn.execute(f"SELECT {column} FROM {table} WHERE rowid = ? AND {condition}", found).fetchone()
+            if value is not None:
+                break
+    except sqlite3.Error as exc:
+        raise store_error(path, exc) from None
+    shown = repr(value[0]) if len(repr(value[0])) <= 40 else repr(value[0])[:37] + "..."
+    expected = types[column].rstrip("?").replace("real", "number").replace("int", "whole number")
+    raise PsytestError(f"{path}: {table} row {found[0]}, column '{column}': {shown} is not {expected.replace(':', ' of ')}"
+                       f"{'' if types[column].endswith('?') else ' (required)'}; the store was changed or damaged: "
+                       "restore it from a backup, or run again into a new --out")
+
+
 def _as_failure(rows: list[ResponseRow], exc: BaseException) -> None:
     """Turn rows SQLite refused into storable failure rows saying why (in place)."""
     reason = clean_text(f"could not store the reply ({type(exc).__name__}: {exc})")[:2000]
@@ -358,5 +422,9 @@ class RunStore:
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def check_contents(self) -> None:
+        """One-line error unless every column holds what psytest writes (:func:`check_contents`)."""
+        check_contents(self.conn, self.path)
 
 

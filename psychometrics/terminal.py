@@ -1,15 +1,143 @@
-"""What a run shows in the terminal: a live progress bar and the closing summary tables."""
+"""Everything psytest prints goes through here: plain lines (:func:`echo`), rich tables (:func:`console`),
+JSON (:func:`print_json`), the live progress bar and the closing summary tables.
+
+Text from files, servers and models is untrusted: an escape sequence in an item text or a reply
+(``ESC ] 52 ;`` writes the clipboard, ``ESC ] 0 ;`` retitles the window, 8-bit CSI ``\x9b`` recolours)
+must not reach the terminal. :func:`printable` writes every character that a terminal acts on or does
+not show as its escape (``\x1b``, ``\u202e``): C0 and C1 controls and DEL, Unicode format characters
+(bidi overrides and isolates, zero-width spaces and joiners, tag characters), line and paragraph
+separators, lone surrogates, unassigned code points, variation selectors and invisible fillers. Tabs
+and newlines stay where the layout wants them. ``--json`` output keeps the exact data and writes the
+same characters as JSON escapes (``\u202e``), which any JSON reader turns back into them.
+
+Commands never call ``print``, ``typer.echo`` or ``rich.console.Console`` themselves
+(``tests/test_terminal_output.py`` checks the source and runs every command on hostile input).
+"""
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
+
+# Characters outside printable ASCII are examined one by one (most text never gets here).
+_SUSPECT = re.compile(r"[^\t\n\x20-\x7e]")
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"})
+# Visible-looking nothing that is not in those categories: Hangul fillers, the combining grapheme
+# joiner, variation selectors (used to smuggle bytes invisibly), the braille blank.
+_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u034f\u2800") | frozenset(map(chr, range(0xFE00, 0xFE10))) | \
+    frozenset(map(chr, range(0xE0100, 0xE01F0)))
+
+
+def hidden(char: str) -> bool:
+    """Whether a terminal could act on ``char`` or show nothing for it (see the module docstring)."""
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES or char in _INVISIBLE
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str, keep: str = "\t\n") -> str:
+    """``text`` with every :func:`hidden` character written as its escape, except those in ``keep``."""
+    return _SUSPECT.sub(lambda m: m.group() if m.group() in keep or not hidden(m.group()) else _escape(m.group()),
+                        text)
+
+
+def json_text(payload: object) -> str:
+    """``payload`` as indented JSON, every :func:`hidden` character as a JSON escape (the data is unchanged
+    for a JSON reader; ``json.dumps`` alone leaves C1 controls and bidi overrides raw)."""
+    import json
+
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    return _SUSPECT.sub(lambda m: _json_escape(m.group()) if hidden(m.group()) else m.group(), text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def echo(message: object = "", err: bool = False) -> None:
+    """Print ``message`` and a newline on stdout (or stderr), made :func:`printable`."""
+    import typer
+
+    typer.echo(printable(str(message)), err=err)
+
+
+def echo_error(message: object) -> None:
+    """``psytest: error: MESSAGE`` on stderr, as one line (runs of whitespace, newlines too, become a space)."""
+    echo("psytest: error: " + " ".join(str(message).split()), err=True)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: a library's warning (whose text may quote a file or a
+    reply) as one escaped line on stderr."""
+    echo(f"psytest: warning: {category.__name__}: {message}", err=True)
+
+
+def print_json(payload: object) -> None:
+    """Print ``payload`` as JSON (:func:`json_text`) on stdout."""
+    import typer
+
+    typer.echo(json_text(payload))
+
+
+def print_json_text(text: str) -> None:
+    """Print a JSON document read from a file, its hidden characters escaped as in :func:`json_text`
+    (inside strings, the only place a valid JSON document can have them, an escape means the same)."""
+    import typer
+
+    typer.echo(_SUSPECT.sub(lambda m: _json_escape(m.group()) if hidden(m.group()) else m.group(), text.rstrip("\n")))
+
+
+def console(stderr: bool = False):
+    """A rich Console for a command's output: what it prints is never read as markup, emoji codes or
+    highlighted, and every piece of text is made :func:`printable` on its way out. Callers still escape
+    cells themselves (:func:`cell`) so that rich measures the widths of what is shown."""
+    from rich.console import Console, RenderHook
+
+    class _Escaping(RenderHook):
+        def process_renderables(self, renderables):
+            return [_Escaped(r) for r in renderables]
+
+    out = Console(stderr=stderr, markup=False, emoji=False, highlight=False)
+    out.push_render_hook(_Escaping())
+    return out
+
+
+class _Escaped:
+    """A renderable whose text segments are made :func:`printable` (rich's own control segments, such as
+    cursor moves, pass as they are: user text never becomes one)."""
+
+    def __init__(self, renderable):
+        self.renderable = renderable
+
+    def __rich_console__(self, console, options):
+        from rich.segment import Segment
+
+        for segment in console.render(self.renderable, options):
+            if segment.control or not segment.text:
+                yield segment
+            else:
+                yield Segment(printable(segment.text), segment.style)
+
+
+def cell(value: object, style: str = ""):
+    """``value`` as a rich Text: never markup, hidden characters escaped (so table widths are right)."""
+    from rich.text import Text
+
+    return Text(printable(str(value)), style=style)
 
 
 class RunProgress:
     """A rich progress bar on stderr: done/total, items/s, ETA and failures."""
 
     def __init__(self, label: str = "administering", unit: str = "items/s") -> None:
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.failures = 0
@@ -20,7 +148,7 @@ class RunProgress:
             TextColumn("{task.fields[rate]} " + unit),
             TimeRemainingColumn(),
             TextColumn("failures: {task.fields[failures]}"),
-            console=Console(stderr=True),
+            console=console(stderr=True),
             transient=False,
         )
         self.task = None
@@ -53,23 +181,19 @@ class RunProgress:
 
 
 def print_run_summary(payload: dict, summary) -> None:
-    from rich.console import Console
-
-    console = Console()
+    out = console()
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
-    console.print(
+    out.print(
         f"Run {payload['run_dir']}: {payload['requests_planned']} requests planned, "
         f"{payload['already_answered']} already answered, {payload['sent']} sent "
         f"({payload['items_per_second']} items/s), {payload['failed']} failed"
         + (f", {payload['claimed_elsewhere']} left to another process on this run directory"
            if payload.get("claimed_elsewhere") else "")
-        + f"; outcomes: {outcomes}",
-        highlight=False, markup=False,
+        + f"; outcomes: {outcomes}"
     )
-    console.print(_table("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
-                         ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
-    console.print(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/",
-                  highlight=False, markup=False)
+    out.print(_table("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
+                     ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
+    out.print(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/")
 
 
 def _fmt(value) -> str:
@@ -82,70 +206,59 @@ def _fmt(value) -> str:
 
 def _table(title: str, frame, columns: list[str]):
     from rich.table import Table
-    from rich.text import Text
-
-    from psychometrics.errors import printable
 
     table = Table(title=title)
     present = [c for c in columns if c in frame.columns]
     for column in present:
         table.add_column(column)
     for record in frame[present].to_dict(orient="records"):
-        # Text, not str: a cell is never read as rich markup, and control characters are escaped
-        table.add_row(*(Text(printable(_fmt(record[c]))) for c in present))
+        table.add_row(*(cell(_fmt(record[c])) for c in present))
     return table
 
 
 def print_analysis(tables: dict, written: list) -> None:
     """The headline tables of an analysis, and where the full CSVs are."""
-    from rich.console import Console
-
-    console = Console()
+    out = console()
     summary = tables.get("score_summary")
     if summary is not None and not summary.empty:
         scales = summary[summary["kind"] == "scale"]
-        console.print(_table("Scale scores (mean over respondents, bootstrap 95% CI)", scales,
-                             ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
+        out.print(_table("Scale scores (mean over respondents, bootstrap 95% CI)", scales,
+                         ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
     reliability = tables.get("reliability")
     if reliability is not None and not reliability.empty:
-        console.print(_table("Reliability", reliability,
-                             ["inventory", "mode", "scale", "n_respondents", "alpha", "alpha_ci_low", "alpha_ci_high",
-                              "omega_total", "omega_hierarchical", "lambda6", "split_half_mean", "note"]))
+        out.print(_table("Reliability", reliability,
+                         ["inventory", "mode", "scale", "n_respondents", "alpha", "alpha_ci_low", "alpha_ci_high",
+                          "omega_total", "omega_hierarchical", "lambda6", "split_half_mean", "note"]))
     variance = tables.get("variance_decomposition")
     if variance is not None and not variance.empty:
-        console.print(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
-                      f"({len(variance)} rows)", highlight=False)
-    console.print(f"{len(written)} tables written to {written[0].parent if written else '-'}", highlight=False,
-                  markup=False)
+        out.print(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
+                  f"({len(variance)} rows)")
+    out.print(f"{len(written)} tables written to {written[0].parent if written else '-'}")
 
 
 def print_behavior_summary(payload: dict, summary) -> None:
     """The closing lines of ``psytest behave``: counts, then one row per task."""
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
-    from rich.text import Text
 
-    console = Console()
+    out = console()
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
-    console.print(
-        f"Behaviour run {escape(payload['run_dir'])}: {payload['conversations_planned']} conversations planned, "
+    out.print(
+        f"Behaviour run {payload['run_dir']}: {payload['conversations_planned']} conversations planned, "
         f"{payload['already_answered']} already answered, {payload['sent']} sent ({outcomes}); "
         f"{payload['failed']} failed, {payload['retries']} retries, "
-        f"{payload['conversations_per_second']:.2f} conversations/s.",
-        highlight=False,
+        f"{payload['conversations_per_second']:.2f} conversations/s."
     )
     table = Table(title="Behaviour scores (valid conversations only; parse failures are missing, not zero)")
     for column in ("task", "trait", "dir", "valid", "mean", "sd", "first option", "cut off"):
         table.add_column(column, justify="left" if column in ("task", "trait") else "right")
     for row in summary.itertuples():
         table.add_row(
-            Text(str(row.task)), Text(str(row.trait)), "+" if row.direction > 0 else "-",  # a user's task id is text
+            cell(row.task), cell(row.trait), "+" if row.direction > 0 else "-",
             f"{row.valid}/{row.conversations}",
             _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(row.first_option_share), _fmt_g(row.truncated_share),
         )
-    console.print(table)
-    console.print(f"Tables: {escape(payload['analysis_dir'])}", highlight=False)
+    out.print(table)
+    out.print(f"Tables: {payload['analysis_dir']}")
 
 
 def _fmt_g(value) -> str:  # not _fmt: that name is the run tables' formatter above
@@ -156,35 +269,32 @@ def _fmt_g(value) -> str:  # not _fmt: that name is the run tables' formatter ab
 
 def print_validity(result) -> None:
     """``psytest validity``: the dissociation index and the declared pairs, then where the files are."""
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    out = console()
     headline = result.headline()
     for row in headline["dissociation"]:
-        console.print(
-            f"{escape(str(row['scope']))}: {row['confirmed']} of {row['tested']} declared self-report/behaviour "
-            f"associations confirmed (dissociation index {_fmt(row['dissociation'])}).",
-            highlight=False,
+        out.print(
+            f"{row['scope']}: {row['confirmed']} of {row['tested']} declared self-report/behaviour "
+            f"associations confirmed (dissociation index {_fmt(row['dissociation'])})."
         )
     scopes = {row["scope"] for row in headline["declared_pairs"]}
     for scope in sorted(scopes):
-        table = Table(title=f"{escape(str(scope))}: declared pairs, r across respondents (model x persona)")
+        table = Table(title=printable(f"{scope}: declared pairs, r across respondents (model x persona)"))
         for column in ("trait", "task", "n", "r", "95% CI", "p BH", "ok", "r corr."):
             table.add_column(column, justify="left" if column in ("trait", "task") else "right")
         for row in headline["declared_pairs"]:
             if row["scope"] != scope:
                 continue
             table.add_row(
-                row["trait"], escape(str(row["task"])), str(row["n"]), _fmt2(row["r"]),
+                cell(row["trait"]), cell(row["task"]), str(row["n"]), _fmt2(row["r"]),
                 f"{_fmt2(row['ci_low'])}..{_fmt2(row['ci_high'])}", _fmt2(row["p_bh_declared"], 3),
                 "yes" if row["confirmed"] else "no", _fmt2(row.get("r_corrected")),
             )
-        console.print(table)
+        out.print(table)
     for note in headline["notes"]:
-        console.print(f"note ({escape(str(note['table']))}): {escape(str(note['note']))}", highlight=False)
-    console.print(f"Tables and validity.html: {escape(str(result.out_dir))}", highlight=False)
+        out.print(f"note ({note['table']}): {note['note']}")
+    out.print(f"Tables and validity.html: {result.out_dir}")
 
 
 def _fmt2(value, digits: int = 2) -> str:

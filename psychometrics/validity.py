@@ -135,6 +135,7 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     data of :func:`selfreport_reliability`.
     """
     from psychometrics.design import CONDITION_FIELDS
+    from psychometrics.analysis import _inventory_for
     from psychometrics.library import resolve_inventory
     from psychometrics.run import RESPONSES, read_manifest
     from psychometrics.scoring import item_matrix, responses_frame, scale_scores
@@ -143,19 +144,20 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     scores, frames, inventories = [], [], {}
     for index, run_dir in enumerate(run_dirs):
         run_dir = Path(run_dir)
-        manifest = read_manifest(run_dir)
+        manifest = read_manifest(run_dir, study=None)
         if manifest.get("study") == "behavior" or not (run_dir / RESPONSES).exists():
             raise PsytestError(f"{run_dir}: not a questionnaire run (no {RESPONSES}); self-report comes from "
                                "runs made by 'psytest administer'")
         sources = manifest.get("inventory_sources", {})
-        run_inventories = [resolve_inventory(sources.get(e["id"], e["id"])) for e in manifest.get("inventories", [])]
+        run_inventories = [_inventory_for(e, sources.get(e["id"], e["id"]), resolve_inventory)
+                           for e in manifest.get("inventories", [])]
         for inventory in run_inventories:
             known = inventories.setdefault(inventory.id, inventory)
             if known.content_hash != inventory.content_hash:
                 raise PsytestError(f"{run_dir}: inventory '{inventory.id}' differs from the one of an earlier run; "
                                    "give runs that used the same inventory file")
         with RunStore(run_dir / RESPONSES) as store:
-            frame = responses_frame(store)
+            frame = responses_frame(store, [inventory.id for inventory in run_inventories])
         frame["persona"] = frame["persona"].fillna("none")
         frame["model"] = manifest["model"]
         frames.append(frame)

@@ -77,7 +77,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
     manifests = []
     for run_dir in selfreport_dirs:
-        manifest = read_manifest(Path(run_dir))
+        manifest = read_manifest(Path(run_dir), study=None)
         if manifest.get("study") == "behavior":
             raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
         manifests.append(manifest)

@@ -21,11 +21,12 @@ from typing import Any
 
 import yaml
 
+from psychometrics import limits
 from psychometrics.errors import PsytestError
 
-MAX_BYTES = 2_000_000  # 40x the largest shipped inventory
-MAX_VALUES = 1_000_000  # values after expanding every alias
-MAX_MERGED = 100_000  # mapping entries that merge keys may bring in, over the whole document, repeats counted
+MAX_BYTES = limits.YAML_BYTES  # 40x the largest shipped inventory
+MAX_VALUES = limits.YAML_VALUES  # values after expanding every alias
+MAX_MERGED = limits.YAML_MERGED  # mapping entries that merge keys may bring in, over the whole document, repeats counted
 
 
 class _UniqueKeySafeLoader(yaml.SafeLoader):

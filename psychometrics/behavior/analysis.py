@@ -11,14 +11,13 @@ would otherwise give some personas more variants than others. How many were igno
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from psychometrics.behavior.kinds import Rendered
-from psychometrics.behavior.runner import BEHAVIOR_DB, MANIFEST, score_conversation, truncated_turns
+from psychometrics.behavior.runner import BEHAVIOR_DB, score_conversation, truncated_turns
 from psychometrics.behavior.store import BehaviorStore
 from psychometrics.behavior.task import Task, resolve_tasks
 from psychometrics.errors import PsytestError
@@ -30,16 +29,9 @@ FRAME_COLUMNS = [
 
 
 def read_behavior_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PsytestError(f"{run_dir}: not a psytest run directory (no {MANIFEST})") from None
-    except json.JSONDecodeError as exc:
-        raise PsytestError(f"{path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
-    if manifest.get("study") != "behavior":
-        raise PsytestError(f"{run_dir}: a questionnaire run, not a behaviour run (made by 'psytest behave')")
-    return manifest
+    from psychometrics.run import read_manifest
+
+    return read_manifest(Path(run_dir), study="behavior")
 
 
 def run_tasks(manifest: dict) -> dict[str, Task]:
@@ -146,6 +138,7 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     plan = run_plan(manifest, tasks)
     records, ignored, unmatched = [], 0, 0
     with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
+        store.check_contents()
         turn_tokens = store.turn_output_tokens()
         for row in store.rows():
             in_cells = _in_cells(plan["keys"], row)
@@ -158,7 +151,12 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
             if row.error is not None:
                 outcome = "error"
             elif task is not None:
-                variant = task.variant(row.variant)
+                try:
+                    variant = task.variant(row.variant)
+                except KeyError:
+                    raise PsytestError(f"{run_dir / BEHAVIOR_DB}: conversation {row.request_id[:12]} names variant "
+                                       f"'{row.variant}', which task '{task.id}' does not have; the store was changed "
+                                       "or damaged: restore it, or run again into a new --out") from None
                 truncated = truncated_turns(task, turn_tokens.get(row.request_id, []))
                 if truncated and truncated[-1] is not None:
                     cut = float(truncated[-1])

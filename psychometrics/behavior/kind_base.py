@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from psychometrics import limits
 from psychometrics.behavior.placeholders import (
     fill_placeholders, join_labels, option_label, option_lines, placeholder_names,
 )
@@ -98,6 +100,8 @@ class Kind:
         if clash:
             raise fail(f"field 'params': '{clash[0]}' is a placeholder the kind fills; rename the param")
         entries = getattr(variant, self.uses) if self.uses in ("options", "items") else None
+        if self.uses == "options" and not 2 <= len(entries) <= limits.TASK_OPTIONS:  # before labels are drawn
+            raise fail(f"field 'options': {len(entries)} options; give 2 to {limits.TASK_OPTIONS}")
         if entries:
             ids = [e.id for e in entries]
             duplicate = next((i for i in ids if ids.count(i) > 1), None)
@@ -118,10 +122,18 @@ class Kind:
                     choices = ", ".join("{" + p + "}" for p in sorted(allowed)) or "none"
                     raise fail(f"turn {number}: unknown placeholder '{{{name}}}'; kind '{self.name}' fills {choices} "
                                f"(add a param, or write literal braces as {{{{ }}}})")
+        for number, turn in enumerate(variant.turns, 1):
+            for _, name, spec, _ in string.Formatter().parse(turn):  # "{x:>999999999}" would allocate a gigabyte
+                if spec and ("{" in spec or any(int(d) > limits.FORMAT_WIDTH for d in re.findall(r"\d+", spec))):
+                    raise fail(f"turn {number}: placeholder '{{{name}:{spec}}}' has a nested field or a width or "
+                               f"precision over {limits.FORMAT_WIDTH}; use a plain {{{name}}}")
         try:
             self._values(variant, list(range(len(entries or []))))
-            for turn in variant.turns:
-                fill_placeholders(turn, self._values(variant, list(range(len(entries or [])))))
+            for number, turn in enumerate(variant.turns, 1):
+                filled = fill_placeholders(turn, self._values(variant, list(range(len(entries or [])))))
+                if len(filled) > limits.LONG_TEXT:
+                    raise fail(f"turn {number}: {len(filled):,} characters once its placeholders are filled, more "
+                               f"than the {limits.LONG_TEXT:,} allowed; shorten it or its params")
         except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
             raise fail(f"field 'turns': cannot fill the placeholders ({exc}); check the format specs") from None
         self.check_variant(task, variant, where)

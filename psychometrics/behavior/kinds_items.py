@@ -7,6 +7,7 @@ import math
 import re
 import unicodedata
 
+from psychometrics.behavior import patterns
 from psychometrics.behavior.kind_base import Kind, Rendered, missing_score, valid_score
 from psychometrics.behavior.reading.answers import NO_WORDS, YES_WORDS, numbered_segments, read_yes_no
 from psychometrics.behavior.reading.choices import negated_in_clause
@@ -30,12 +31,11 @@ class _ItemsKind(Kind):
             if not item.pattern:
                 raise TaskError(task.source, where, f"field 'items': item '{item.id}' needs a 'pattern' (a regular "
                                 "expression that recognises a correct answer)")
-            try:
-                compiled = re.compile(item.pattern, re.IGNORECASE)
-            except re.error as exc:
-                raise TaskError(task.source, where, f"field 'items': item '{item.id}' pattern does not compile ({exc}); "
-                                "fix the regular expression") from None
-            if compiled.search(self._echo_text(item, prompt)):
+            problem = patterns.pattern_problem(item.pattern)
+            if problem:
+                raise TaskError(task.source, where, f"field 'items': item '{item.id}' pattern {problem}; fix the "
+                                "regular expression")
+            if patterns.search(item.pattern, self._echo_text(item, prompt), task.source, f"{where}, item '{item.id}'"):
                 raise TaskError(task.source, where, f"field 'items': item '{item.id}' pattern matches the task's own "
                                 "text, so echoing the prompt would count; make it specific to a correct answer")
 
@@ -121,7 +121,8 @@ class PlantedErrorsKind(_ItemsKind):
         sentences = sentences_of(text.replace("’", "'"))
         claims_none = any(_says_no_errors(s) for s in sentences)
         where = "\n".join(_correction_sentences(sentences)) if claims_none else text
-        found = [i.id for i in variant.items if re.search(i.pattern, where, re.IGNORECASE)]
+        found = [i.id for i in variant.items
+                 if patterns.search(i.pattern, where, task.source, f"variant '{variant.id}', item '{i.id}'")]
         if not found and is_short_refusal(reply):
             return missing_score("refusal")
         missed = [i.id for i in variant.items if i.id not in found]
@@ -130,7 +131,7 @@ class PlantedErrorsKind(_ItemsKind):
     def simulate(self, task, variant, messages, level, rng):
         lines = []
         for item in variant.items:
-            example = item_example(item)
+            example = item_example(item, task.source, f"variant '{variant.id}'")
             if example is not None and rng.random() < normal_cdf(level):
                 lines.append(f"- This should be {example}.")
         if not lines:
@@ -252,7 +253,7 @@ class QuizClaimKind(_ItemsKind):
         return item.text  # the pattern is searched in the item's own answer line
 
     @staticmethod
-    def correct(reply: str, shown: list[ListedItem]) -> list[str]:
+    def correct(reply: str, shown: list[ListedItem], source: str = "", variant: str = "") -> list[str]:
         """Ids of the items answered correctly: each pattern is searched in that item's numbered answer
         (the whole reply when it has none), after NFKC ("CO₂" is "CO2"); a match right after a negation
         ("Oxygen, not carbon dioxide") does not count."""
@@ -261,7 +262,7 @@ class QuizClaimKind(_ItemsKind):
         right = []
         for number, item in enumerate(shown, 1):
             where = segments.get(number, "") if segments else plain_text(text)
-            matches = re.finditer(item.pattern, where, re.IGNORECASE)
+            matches = patterns.finditer(item.pattern, where, source, f"variant '{variant}', item '{item.id}'")
             if any(not negated_in_clause(where[:m.start()]) for m in matches):
                 right.append(item.id)
         return right
@@ -276,7 +277,7 @@ class QuizClaimKind(_ItemsKind):
         if len(replies) < 2 or any(r is None or not r.strip() for r in replies[:2]):
             return missing_score("empty")
         shown = self._displayed(variant, rendered)
-        right = self.correct(replies[0], shown)
+        right = self.correct(replies[0], shown, task.source, variant.id)
         if not right and is_short_refusal(replies[0]):
             return missing_score("refusal", turn=1)
         reading = self.claim(replies[1], rendered.turns[1], len(shown))
@@ -299,13 +300,13 @@ class QuizClaimKind(_ItemsKind):
         if len(users) == 1:
             lines = []
             for number, item in shown:
-                example = item_example(item)
+                example = item_example(item, task.source, f"variant '{variant.id}'")
                 answer = example if example is not None and rng.random() < 0.6 else "I am not sure."
                 lines.append(f"{number}. {answer}")
             return "\n".join(lines)
         previous = assistant_turns(messages)
         items = [item for _, item in shown]
-        actual = len(self.correct(previous[0], items)) if previous else 0
+        actual = len(self.correct(previous[0], items, task.source, variant.id)) if previous else 0
         over = int(rng.binomial(len(items) - actual, normal_cdf(level - 0.5)))
         under = int(rng.binomial(actual, normal_cdf(-level - 1.0)))
         return f"I think I got {actual + over - under} right."

@@ -12,7 +12,9 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-MAX_OPTIONS = 8  # labels A-H ("I" would read as the pronoun)
+from psychometrics import limits
+
+MAX_OPTIONS = limits.TASK_OPTIONS  # labels A-H ("I" would read as the pronoun)
 
 
 def option_label(index: int) -> str:

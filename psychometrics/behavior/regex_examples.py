@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 
+from psychometrics.behavior import patterns
 from psychometrics.behavior.task import ListedItem
+
+_MAX_COPIES = 100  # a{100000000} would build a 100 MB example: no example instead
 
 
 def _regex_example(pattern: str) -> str | None:
@@ -76,6 +79,8 @@ def _regex_example(pattern: str) -> str | None:
                     groups[av[0]] = text
                 out.append(text)
             elif op in (MAX_REPEAT, MIN_REPEAT) or getattr(op, "name", "") == "POSSESSIVE_REPEAT":
+                if av[0] > _MAX_COPIES:
+                    raise ValueError(av[0])
                 out.append(build(av[2]) * av[0])
             elif op is GROUPREF:
                 out.append(groups.get(av, ""))
@@ -89,12 +94,19 @@ def _regex_example(pattern: str) -> str | None:
         example = build(sre.parse(pattern)).strip()
     except (ValueError, StopIteration, re.error, IndexError, TypeError):
         return None
-    return example if example and re.search(pattern, f" {example}. ", re.IGNORECASE) else None
+    return example or None
 
 
-def item_example(item: ListedItem) -> str | None:
-    """Text that the item's pattern recognises: a string built from the pattern, else the item text."""
-    example = _regex_example(item.pattern or "")
-    if example is None and item.pattern and re.search(item.pattern, f" {item.text} ", re.IGNORECASE):
+def item_example(item: ListedItem, source: str = "", where: str = "") -> str | None:
+    """Text that the item's pattern recognises: a string built from the pattern, else the item text.
+    The pattern runs under the time limit of :mod:`psychometrics.behavior.patterns` (``source`` and
+    ``where`` name the task file and variant if it is exceeded)."""
+    if not item.pattern:
+        return None
+    where = f"{where}, item '{item.id}'" if where else f"item '{item.id}'"
+    example = _regex_example(item.pattern)
+    if example is not None and not patterns.search(item.pattern, f" {example}. ", source, where):
+        example = None
+    if example is None and patterns.search(item.pattern, f" {item.text} ", source, where):
         example = item.text
     return example

@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from psychometrics import limits
 from psychometrics.administer import RetryPolicy, RunStats, call_with_retries, failure_reason
 from psychometrics.behavior.kinds import Rendered, Scored, get_kind
 from psychometrics.claims import CLAIMED, HELD
@@ -119,9 +120,15 @@ def prompt_hash(task: Task, n_variants: int | None = None) -> str:
 def plan_conversations(
     tasks: list[Task], design: BehaviorDesign, model: str, backend_params: dict, persona_set: PersonaSet | None
 ) -> list[PlannedConversation]:
-    """Every conversation of the run, persona-major (a local model reuses the persona prefix)."""
+    """Every conversation of the run, persona-major (a local model reuses the persona prefix). More than
+    :data:`psychometrics.limits.PLANNED_CONVERSATIONS` is refused before any is planned."""
     personas = persona_set.select(list(design.persona_ids) if design.persona_ids else None) if persona_set else None
     people = [(p.id, p.text) for p in personas] if personas else [("none", None)]
+    count = len(people) * design.samples * sum(len(t.variants[: design.variants or None]) for t in tasks)
+    if count > limits.PLANNED_CONVERSATIONS:
+        raise PsytestError(
+            f"behave: {count:,} conversations planned, more than the {limits.PLANNED_CONVERSATIONS:,} one run holds; "
+            "use fewer samples, variants, tasks or personas, or split the study into several runs")
     planned = []
     for persona_id, persona_text in people:
         for sample in range(design.samples):
@@ -152,8 +159,12 @@ def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered,
                        truncated: Sequence[bool | None] = ()):
     """Score the replies with the task's kind (shared by the runner and the analysis). A last reply cut
     off at ``max_tokens`` is handled as the kind declares (:attr:`Kind.truncation`) and flagged in the
-    detail (``truncated``)."""
+    detail (``truncated``). A reply longer than :data:`psychometrics.limits.REPLY_CHARS` is not read
+    (missing, reason ``too_long``)."""
     kind = get_kind(planned_task.kind)
+    longest = max((len(r) for r in replies if r), default=0)
+    if longest > limits.REPLY_CHARS:  # reading it would take minutes: the server ignored max_tokens
+        return Scored("unparseable", None, {"reason": "too_long", "characters": longest})
     cut = bool(truncated) and bool(truncated[-1]) and bool(replies) and replies[-1] is not None
     if cut and kind.truncation == "missing":
         return Scored("truncated", None, {"truncated": True})
@@ -301,7 +312,9 @@ def behave(
     run_dir.mkdir(parents=True, exist_ok=True)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if (run_dir / MANIFEST).exists():
-        created = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("created_at", created)
+        from psychometrics.run import read_manifest
+
+        created = read_manifest(run_dir, study="behavior").get("created_at", created)
     write_manifest(run_dir, identity, {
         "created_at": created,
         "conversations_planned": len(planned),
@@ -310,6 +323,7 @@ def behave(
         "packages": _package_versions(),
     })
     with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=False) as store:
+        store.check_contents()
         if on_start is not None:
             on_start(len(planned))
 

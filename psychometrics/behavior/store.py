@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from psychometrics.models.base import clean_text
-from psychometrics.store import open_store
+from psychometrics.store import check_contents, open_store
 
 SCHEMA_VERSION = 1
 
@@ -68,6 +68,19 @@ COLUMNS = (
     "score", "detail", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "answered_at",
 )
 _JSON_FIELDS = ("display", "transcript", "detail")
+# What each column may hold (see psychometrics.store.RESPONSE_TYPES)
+TYPES = {
+    "conversations": {
+        "request_id": "text", "task": "text", "variant": "text", "trait": "text", "direction": "int", "persona": "text",
+        "sample": "int", "display": "array:text", "transcript": "array:array", "outcome": "text", "score": "real?",
+        "detail": "object?", "latency_s": "real?", "input_tokens": "int?", "output_tokens": "int?", "error": "text?",
+        "attempts": "int", "answered_at": "real",
+    },
+    "turns": {
+        "request_id": "text", "turn": "int", "reply": "text?", "latency_s": "real?", "input_tokens": "int?",
+        "output_tokens": "int?", "answered_at": "real",
+    },
+}
 
 
 @dataclass
@@ -224,3 +237,20 @@ class BehaviorStore:
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0])
+
+    def check_contents(self) -> None:
+        """One-line error unless every column holds what psytest writes, and every transcript entry is a
+        [role, text] pair (:func:`psychometrics.store.check_contents`)."""
+        for table, types in TYPES.items():
+            check_contents(self.conn, self.path, table, types, optional=())
+        bad = self.conn.execute(
+            "SELECT conversations.rowid FROM conversations, json_each(conversations.transcript) AS entry WHERE "
+            "json_valid(conversations.transcript) AND (entry.type != 'array' OR json_array_length(entry.value) != 2 "
+            "OR json_type(entry.value, '$[0]') != 'text' OR json_type(entry.value, '$[1]') != 'text') LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            from psychometrics.errors import PsytestError
+
+            raise PsytestError(f"{self.path}: conversations row {bad[0]}, column 'transcript': an entry is not a "
+                               "[role, text] pair; the store was changed or damaged: restore it from a backup, or run "
+                               "again into a new --out")

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from psychometrics import limits
 from psychometrics.errors import PsytestError
 from psychometrics.yaml_io import load_yaml_file
 
@@ -33,7 +34,8 @@ TRAITS = (
 )
 
 Identifier = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)]
-Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1)]
+Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.SHORT_TEXT)]
+Prose = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.LONG_TEXT)]
 
 
 class TaskError(PsytestError):
@@ -66,18 +68,18 @@ class ListedItem(BaseModel):
     id: Identifier
     text: Text
     real: bool | None = None
-    pattern: str | None = None
+    pattern: Annotated[str, Field(max_length=limits.PATTERN_CHARS)] | None = None
 
 
 class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Identifier
-    turns: Annotated[list[Text], Field(min_length=1, max_length=6)]
+    turns: Annotated[list[Prose], Field(min_length=1, max_length=limits.TURNS)]
     params: dict[Identifier, Any] = Field(default_factory=dict)
-    options: list[Option] | None = None
-    items: list[ListedItem] | None = None
-    checks: list[dict[str, Any]] | None = None
+    options: list[Option] | None = None  # 2 to limits.TASK_OPTIONS: checked by the choice kinds
+    items: Annotated[list[ListedItem], Field(max_length=limits.TASK_ITEMS)] | None = None
+    checks: Annotated[list[dict[str, Any]], Field(max_length=limits.CHECKS)] | None = None
 
 
 class Task(BaseModel):
@@ -90,9 +92,9 @@ class Task(BaseModel):
     measure: Text
     citation: Text
     kind: Identifier
-    max_tokens: Annotated[int, Field(ge=1, le=4096, strict=True)] = 64
+    max_tokens: Annotated[int, Field(ge=1, le=limits.MAX_TOKENS, strict=True)] = 64
     scoring: dict[Identifier, Any] = Field(default_factory=dict)
-    variants: Annotated[list[Variant], Field(min_length=1)]
+    variants: Annotated[list[Variant], Field(min_length=1, max_length=limits.VARIANTS)]
     source: str = Field(default="", exclude=True)
 
     @cached_property

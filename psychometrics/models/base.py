@@ -45,6 +45,44 @@ def clean_text(text: str) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+class MalformedReply(Exception):
+    """A reply that breaks the protocol, e.g. a log-probability that is not one. Not retried: that request
+    is recorded as failed with this reason (and sent again by the next run), the run goes on."""
+
+
+#: A log-probability above 0 by at most this much is float rounding (p = 1), taken as 0.
+LOGPROB_ROUNDING = 1e-4
+
+
+def label_logprobs(raw: object) -> dict[str, float]:
+    """Label log-probabilities as a backend or a server gave them, checked where they enter psytest:
+    a mapping of labels (made text) to real numbers, none NaN, +inf or above 0 (beyond
+    :data:`LOGPROB_ROUNDING`); ``-inf`` is probability 0. Anything else (800, ``"abc"``, ``{}``, ``True``,
+    an integer no float holds) raises :class:`MalformedReply` naming the label and the value, so the one
+    request fails with that reason instead of the arithmetic on it failing the run."""
+    import math
+    from numbers import Real
+
+    if not isinstance(raw, dict):
+        raise MalformedReply(f"label log-probabilities must be a mapping of labels to numbers, got {type(raw).__name__}")
+    checked = {}
+    for label, value in raw.items():
+        if value is None:  # a label left out
+            continue
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        if not isinstance(value, Real) or isinstance(value, bool):
+            raise MalformedReply(f"the log-probability of label {str(label)[:40]!r} is {shown}, not a number")
+        try:
+            number = float(value)
+        except (OverflowError, ValueError, TypeError):
+            number = math.nan
+        if math.isnan(number) or number > LOGPROB_ROUNDING:
+            raise MalformedReply(f"the log-probability of label {str(label)[:40]!r} is {shown}; a log-probability "
+                                 "is a number at most 0")
+        checked[clean_text(str(label))] = min(number, 0.0)
+    return checked
+
+
 def _clean_count(value: object) -> int | None:
     """A token count as SQLite can store it (a non-negative 64-bit integer), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
@@ -91,14 +129,15 @@ class ModelReply:
 
     def cleaned(self) -> "ModelReply":
         """This reply made safe to store, whatever the backend: text without unpaired surrogates, token
-        counts that fit SQLite (others dropped), label log-probabilities with text keys. Changes it in place."""
+        counts that fit SQLite (others dropped), label log-probabilities checked (:func:`label_logprobs`;
+        :class:`MalformedReply` when one is not a log-probability). Changes it in place."""
         if isinstance(self.text, str):
             self.text = clean_text(self.text)
         elif self.text is not None:
             self.text = clean_text(str(self.text))
         self.input_tokens, self.output_tokens = _clean_count(self.input_tokens), _clean_count(self.output_tokens)
-        if self.choice_logprobs:
-            self.choice_logprobs = {clean_text(str(k)): v for k, v in self.choice_logprobs.items()}
+        if self.choice_logprobs is not None:
+            self.choice_logprobs = label_logprobs(self.choice_logprobs) or None
         top = self.extra.get("top_logprobs")
         if isinstance(top, list):
             self.extra["top_logprobs"] = [[clean_text(str(t)), lp] for t, lp in top]

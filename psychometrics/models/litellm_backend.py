@@ -234,7 +234,19 @@ def first_token_top_logprobs(choice: Any) -> list[tuple[str, float]]:
     if not content:
         return []
     top = _field(content[0], "top_logprobs") or []
-    return [(str(_field(t, "token")), float(_field(t, "logprob"))) for t in top if _field(t, "logprob") is not None]
+    return [(str(_field(t, "token")), number) for t in top if (number := as_float(_field(t, "logprob"))) is not None]
+
+
+def as_float(value: Any) -> float | None:
+    """A token's log-probability as a float, or None when it is not a number (a string, an object, a
+    boolean, an integer too large for a float): that alternative is left out. Whether a number is a
+    log-probability at all is checked for the labels (:func:`psychometrics.models.base.label_logprobs`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import os
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from psychometrics import limits
 from psychometrics.errors import ModelSpecError
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
 from psychometrics.models.litellm_backend import (
@@ -36,6 +37,7 @@ from psychometrics.models.litellm_backend import (
     _nested_secret_values,
     check_api_base,
     is_secret_name,
+    as_float,
     map_top_logprobs,
     parse_retry_after,
     public_params,
@@ -46,7 +48,7 @@ from psychometrics.models.litellm_backend import (
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT_S = 600.0  # the OpenAI client's own default
-MAX_RESPONSE_BYTES = 8 << 20
+MAX_RESPONSE_BYTES = limits.SERVER_BODY_BYTES
 PREFIX = "openai/"
 
 
@@ -84,13 +86,8 @@ def top_logprobs(choice: dict) -> list[tuple[str, float]]:
     if not isinstance(content, list) or not content or not isinstance(content[0], dict):
         return []
     top = content[0].get("top_logprobs")
-    pairs = []
-    for entry in top if isinstance(top, list) else ():
-        if isinstance(entry, dict) and isinstance(entry.get("logprob"), (int, float)) and not isinstance(
-            entry.get("logprob"), bool
-        ):
-            pairs.append((str(entry.get("token")), float(entry["logprob"])))
-    return pairs
+    return [(str(entry.get("token")), number) for entry in (top if isinstance(top, list) else ())
+            if isinstance(entry, dict) and (number := as_float(entry.get("logprob"))) is not None]
 
 
 def _error_detail(raw: bytes, secrets: list[str]) -> tuple[str, str]:

@@ -119,7 +119,7 @@ def responses_table(run_dir: Path, manifest: dict) -> pd.DataFrame:
     from psychometrics.store import RunStore
 
     with RunStore(run_dir / RESPONSES) as store:
-        frame = responses_frame(store)
+        frame = responses_frame(store, [entry["id"] for entry in manifest["inventories"]])
     scale_of = {}
     for inventory in _inventories(manifest):
         for scale in inventory.scales:
