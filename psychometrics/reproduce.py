@@ -107,9 +107,9 @@ UNIT_COLUMNS = frozenset({
     "p_value", "p_holm", "p_gg", "p", "pvalue", "share", "component_share", "share_passed", "rate",
     "option_mass", "entropy", "r", "r_drop", "r_cor", "alpha", "alpha_if_dropped", "alpha_ci_low",
     "alpha_ci_high", "std_alpha", "average_r", "lambda6", "split_half_min", "split_half_mean", "split_half_max",
-    "icc2_1", "icc3_1", "icc2_k", "congruence_mean", "congruence_min", "mean_pattern_rho", "loading",
-    "gg_epsilon", "cfi", "tli", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper", "srmr", "rmsr", "effect_size",
-    "effect_size_ci_low", "effect_size_ci_high",
+    "omega_total", "omega_hierarchical", "icc2_1", "icc3_1", "icc2_k", "congruence_mean", "congruence_min",
+    "mean_pattern_rho", "loading", "gg_epsilon", "cfi", "tli", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper",
+    "srmr", "rmsr", "effect_size", "effect_size_ci_low", "effect_size_ci_high",
 })
 #: Unit scales that are not 1, or that hold in one table only (by file name).
 UNIT_SCALE: dict[str, dict[str, float]] = {"*": {"percentile": 100.0}, "retest.csv": {"ci_low": 1.0, "ci_high": 1.0}}
