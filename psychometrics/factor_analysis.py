@@ -1109,6 +1109,11 @@ def _lbfgsb_r(fun: Callable, x0: np.ndarray, lower: np.ndarray, upper: np.ndarra
         if failed:
             x, g, f = x_old, g_old, f_old
             if opt.col == 0:
+                if abs(gd_old) <= tol * max(abs(f), 1.0):
+                    # The whole step could lower f by no more than the convergence test allows: the search
+                    # failed on rounding (how it fails there depends on the BLAS kernel), so this is the
+                    # convergence R would report one step later, not an abnormal termination.
+                    return x, f, iterations + 1, True, "CONVERGENCE: REL_REDUCTION_OF_F <= FACTR*EPSMCH"
                 return x, f, iterations + 1, False, "ERROR: ABNORMAL_TERMINATION_IN_LNSRCH"
             opt.refresh()
             continue
