@@ -1462,7 +1462,15 @@ def _fit_statistics(
 
 
 def _signs(x: np.ndarray) -> np.ndarray:
-    s = np.sign(x.sum(axis=0))
+    """Column signs that make each column's sum positive, as psych orients factors. A sum within its
+    rounding error of zero (:math:`p\\,\\epsilon \\sum_i |x_{ij}|`) has no sign of its own (the BLAS kernel
+    would pick it): the largest loading in magnitude is made positive instead, which is well defined."""
+    total = x.sum(axis=0)
+    s = np.sign(total)
+    rounding = np.abs(total) <= x.shape[0] * _EPS * np.abs(x).sum(axis=0)
+    if rounding.any():
+        largest = x[np.abs(x).argmax(axis=0), np.arange(x.shape[1])]
+        s = np.where(rounding, np.sign(largest), s)
     s[s == 0] = 1.0
     return s
 
