@@ -652,10 +652,20 @@ def _smc(r: np.ndarray) -> np.ndarray:
 
 
 def _cor_smooth(x: np.ndarray, values: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
-    """``psych::cor.smooth``: if not positive definite, raise small eigenvalues and rescale to a correlation matrix."""
-    if values is None:  # only the smallest eigenvalue is needed
+    """``psych::cor.smooth``: if not positive definite, raise small eigenvalues and rescale to a correlation matrix.
+
+    psych smooths when the smallest eigenvalue is below :math:`\\epsilon`; a singular matrix's smallest
+    eigenvalue is computed as rounding of about :math:`p\\,\\epsilon\\,\\lambda_{max}`, either sign, so that
+    test would smooth under one BLAS kernel and not another. Here a matrix is smoothed when its smallest
+    eigenvalue is below :math:`10\\,p\\,\\epsilon` times the largest (bounded by the trace when only the
+    smallest is computed): numerically singular, whatever the kernel. Where psych's test is decided by
+    more than rounding the two agree."""
+    if values is None:  # only the smallest eigenvalue is needed; the trace bounds the largest
         values = scipy.linalg.eigh(x, eigvals_only=True, subset_by_index=(0, 0), driver="evx", check_finite=False)
-    if values.min() >= _EPS:
+        largest = float(np.trace(x))
+    else:
+        largest = float(values.max())
+    if values.min() >= max(_EPS, 10 * x.shape[0] * _EPS * largest):
         return x, False
     w, v = np.linalg.eigh(x)
     w = np.where(w < 1e-12, 100 * 1e-12, w)
