@@ -25,8 +25,9 @@ its conditioning, so cells are compared by kind:
   column in tables without those columns): the operands of a sum of squares are the scale's total sum
   of squares, which its largest row holds to within the number of rows. Dimensionless coefficients,
   whose operands are standardized (p values, shares and rates, correlations, loadings, reliability and
-  fit coefficients, effect sizes; :data:`UNIT_COLUMNS`), have :math:`S \\ge 1` (percentiles 100). With
-  :math:`c\\,n \\le 10^6` the rounding stays below :math:`10^{-10} S`, ten times inside the tolerance.
+  fit coefficients, effect sizes; :data:`UNIT_COLUMNS`), have :math:`S \\ge 1` (percentiles 100). While
+  :math:`c\\,n \\le 4 \\cdot 10^5` the rounding stays below :math:`10^{-10} S`, ten times inside the
+  tolerance.
 * p values: :math:`p = \\bar F(x)` of a statistic :math:`x` with relative error :math:`\\rho` moves by
   :math:`|dp| = x f(x) \\rho`, and :math:`x f(x)` is bounded for the t, F and chi-square distributions
   (it vanishes in both tails and stays below :math:`\\sqrt{df}` in between), so the absolute tolerance
@@ -102,17 +103,17 @@ from psychometrics.errors import PsytestError
 REL_TOL = 1e-9
 #: Absolute tolerance of a simulated respondent's re-derived item values (their arithmetic is the same).
 ABS_TOL = 1e-12
-#: Dimensionless coefficients: their operands are O(1) (standardized), so their scale is at least 1.
+#: Dimensionless coefficients: their operands are O(1) (standardized), so their scale is at least 1
+#: (``table:column`` for a name that means this in one table only). Percentiles have scale 100.
 UNIT_COLUMNS = frozenset({
     "p_value", "p_holm", "p_gg", "p", "pvalue", "share", "component_share", "share_passed", "rate",
     "option_mass", "entropy", "r", "r_drop", "r_cor", "alpha", "alpha_if_dropped", "alpha_ci_low",
     "alpha_ci_high", "std_alpha", "average_r", "lambda6", "split_half_min", "split_half_mean", "split_half_max",
     "omega_total", "omega_hierarchical", "icc2_1", "icc3_1", "icc2_k", "congruence_mean", "congruence_min",
     "mean_pattern_rho", "loading", "gg_epsilon", "cfi", "tli", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper",
-    "srmr", "rmsr", "effect_size", "effect_size_ci_low", "effect_size_ci_high",
+    "srmr", "rmsr", "effect_size", "effect_size_ci_low", "effect_size_ci_high", "retest.csv:ci_low",
+    "retest.csv:ci_high",
 })
-#: Unit scales that are not 1, or that hold in one table only (by file name).
-UNIT_SCALE: dict[str, dict[str, float]] = {"*": {"percentile": 100.0}, "retest.csv": {"ci_low": 1.0, "ci_high": 1.0}}
 #: The columns that say which computation a row belongs to: an operand scale is measured among its rows.
 _PROBLEM_COLUMNS = ("inventory", "mode")
 #: Log-probability tolerance (absolute) of local models on rerun; simulated respondents must be exact.
@@ -285,11 +286,10 @@ def _operand_scale(name: str, column: str, stored: pd.DataFrame, magnitude: np.n
 
 
 def _unit_scale(table: str, column: str) -> float:
-    if column in UNIT_SCALE.get(table, {}):
-        return UNIT_SCALE[table][column]
-    if column in UNIT_SCALE["*"]:
-        return UNIT_SCALE["*"][column]
-    return 1.0 if column in UNIT_COLUMNS or column.endswith("_rate") else 0.0
+    if column == "percentile":
+        return 100.0
+    dimensionless = column in UNIT_COLUMNS or f"{table}:{column}" in UNIT_COLUMNS or column.endswith("_rate")
+    return 1.0 if dimensionless else 0.0
 
 
 def compare_csv(stored_path: Path, recomputed_path: Path, name: str, limit: int) -> tuple[list[dict], int]:

@@ -307,3 +307,11 @@ def test_integers_and_text_must_be_identical(tmp_path):
     stored = {**keys, "df": [1000000000], "note": ["constant"], "balanced": [True]}
     assert _cells(tmp_path, stored, {**keys, "df": [1000000001], "note": ["constant "], "balanced": [False]}) == {
         ("df", 0), ("note", 0), ("balanced", 0)}
+
+
+def test_a_column_name_is_unit_scale_only_in_the_table_where_it_is_a_coefficient(tmp_path):
+    keys = {"inventory": ["a", "a"], "mode": ["text", "text"]}
+    stored = {**keys, "ci_low": [0.0, 1e-3]}
+    nudged = {**keys, "ci_low": [8e-10, 1e-3]}
+    assert _cells(tmp_path, stored, nudged, "analysis/retest.csv") == set()  # an ICC bound: scale 1
+    assert _cells(tmp_path, stored, nudged, "analysis/score_summary.csv") == {("ci_low", 0)}  # scale 1e-3
