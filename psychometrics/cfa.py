@@ -456,7 +456,8 @@ def _newton_polish(objective, theta: np.ndarray, max_steps: int = 5) -> tuple[np
             new_value = objective.value(candidate)
             new_gradient = objective.gradient(candidate)
         new_best = float(np.max(np.abs(new_gradient)))
-        if not (math.isfinite(new_value) and new_value <= value + 64 * np.finfo(float).eps * abs(value) and new_best < best):
+        rounding = 64 * np.finfo(float).eps * abs(value)
+        if not (math.isfinite(new_value) and new_value <= value + rounding and new_best < best):
             break
         theta, gradient, best, value = candidate, new_gradient, new_best, new_value
         steps += 1

@@ -636,14 +636,13 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
             if factor not in active:
                 entries.append({"source": factor, "df": 0, "sum_sq": 0.0, "note": f"not varied: {factor} has a single level"})
                 continue
-            effects = term_effects[factor]
+            effects, n_levels = term_effects[factor], len(levels[factor])
             df = len(effects)
-            entry = {"source": factor, "df": df, "sum_sq": float((effects * effects).sum()),
-                     "n_levels": len(levels[factor])}
+            entry = {"source": factor, "df": df, "sum_sq": float((effects * effects).sum()), "n_levels": n_levels}
             if df == 0:
                 entry["note"] = f"{factor} is confounded with the factors before it: no sum of squares of its own"
-            elif df < len(levels[factor]) - 1:
-                entry["note"] = f"{factor} partly confounded with the factors before it ({df} of {len(levels[factor]) - 1} df)"
+            elif df < n_levels - 1:
+                entry["note"] = f"{factor} partly confounded with the factors before it ({df} of {n_levels - 1} df)"
             entries.append(entry)
         df_e = n - 1 - sum(e["df"] for e in entries)
         ss_e = float((residual_effects * residual_effects).sum()) if df_e > 0 else 0.0
