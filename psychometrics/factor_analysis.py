@@ -652,10 +652,20 @@ def _smc(r: np.ndarray) -> np.ndarray:
 
 
 def _cor_smooth(x: np.ndarray, values: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
-    """``psych::cor.smooth``: if not positive definite, raise small eigenvalues and rescale to a correlation matrix."""
-    if values is None:  # only the smallest eigenvalue is needed
+    """``psych::cor.smooth``: if not positive definite, raise small eigenvalues and rescale to a correlation matrix.
+
+    psych smooths when the smallest eigenvalue is below :math:`\\epsilon`; a singular matrix's smallest
+    eigenvalue is computed as rounding of about :math:`p\\,\\epsilon\\,\\lambda_{max}`, either sign, so that
+    test would smooth under one BLAS kernel and not another. Here a matrix is smoothed when its smallest
+    eigenvalue is below :math:`10\\,p\\,\\epsilon` times the largest (bounded by the trace when only the
+    smallest is computed): numerically singular, whatever the kernel. Where psych's test is decided by
+    more than rounding the two agree."""
+    if values is None:  # only the smallest eigenvalue is needed; the trace bounds the largest
         values = scipy.linalg.eigh(x, eigvals_only=True, subset_by_index=(0, 0), driver="evx", check_finite=False)
-    if values.min() >= _EPS:
+        largest = float(np.trace(x))
+    else:
+        largest = float(values.max())
+    if values.min() >= max(_EPS, 10 * x.shape[0] * _EPS * largest):
         return x, False
     w, v = np.linalg.eigh(x)
     w = np.where(w < 1e-12, 100 * 1e-12, w)
@@ -1109,6 +1119,11 @@ def _lbfgsb_r(fun: Callable, x0: np.ndarray, lower: np.ndarray, upper: np.ndarra
         if failed:
             x, g, f = x_old, g_old, f_old
             if opt.col == 0:
+                if abs(gd_old) <= tol * max(abs(f), 1.0):
+                    # The whole step could lower f by no more than the convergence test allows: the search
+                    # failed on rounding (how it fails there depends on the BLAS kernel), so this is the
+                    # convergence R would report one step later, not an abnormal termination.
+                    return x, f, iterations + 1, True, "CONVERGENCE: REL_REDUCTION_OF_F <= FACTR*EPSMCH"
                 return x, f, iterations + 1, False, "ERROR: ABNORMAL_TERMINATION_IN_LNSRCH"
             opt.refresh()
             continue
@@ -1457,7 +1472,15 @@ def _fit_statistics(
 
 
 def _signs(x: np.ndarray) -> np.ndarray:
-    s = np.sign(x.sum(axis=0))
+    """Column signs that make each column's sum positive, as psych orients factors. A sum within its
+    rounding error of zero (:math:`p\\,\\epsilon \\sum_i |x_{ij}|`) has no sign of its own (the BLAS kernel
+    would pick it): the largest loading in magnitude is made positive instead, which is well defined."""
+    total = x.sum(axis=0)
+    s = np.sign(total)
+    rounding = np.abs(total) <= x.shape[0] * _EPS * np.abs(x).sum(axis=0)
+    if rounding.any():
+        largest = x[np.abs(x).argmax(axis=0), np.arange(x.shape[1])]
+        s = np.where(rounding, np.sign(largest), s)
     s[s == 0] = 1.0
     return s
 

@@ -3,10 +3,46 @@
 ``reproduce(RUN)`` recomputes every derived table from ``manifest.json`` and ``responses.sqlite`` with
 :func:`psychometrics.analysis.analyze_run` into a temporary directory and compares the result with the
 CSVs in ``RUN/analysis`` (and ``RUN/report/*.csv`` if present): the same files, the same columns in the
-same order, the same number of rows, and every cell equal. Strings must be identical. Numbers must agree
-within ``1e-9`` relative plus ``1e-12`` absolute, ``|a - b| <= 1e-12 + 1e-9 * max(|a|, |b|)``: a different
-numpy, BLAS or LAPACK build (or CPU) may sum in a different order or use fused multiply-add and so change
-the last bits of a result, which is not a reproducibility failure; anything larger is.
+same order, the same number of rows, and every cell equal within the tolerance below.
+
+Tolerance model. A run is committed on one machine and checked on another, with another CPU, BLAS kernel
+(``OPENBLAS_CORETYPE``), numpy SIMD dispatch or library version: those change the order of sums and the use
+of fused multiply-add, i.e. the rounding, not the mathematics. How far rounding moves a number depends on
+its conditioning, so cells are compared by kind:
+
+* Text (labels, notes, booleans) and integers (counts, degrees of freedom, ``n``: both cells written as
+  integers) must be identical. They carry no rounding.
+* Every other number must satisfy :math:`|a - b| \\le \\tau \\max(|a|, |b|, S)` with
+  :math:`\\tau` = :data:`REL_TOL` = 1e-9, where :math:`S` is the scale of the operands the number was
+  computed from. A backward-stable algorithm (sums, QR, Cholesky, symmetric eigensolvers) returns the
+  exact result for data perturbed by a few units of :math:`\\epsilon = 2.2 \\cdot 10^{-16}` relative
+  (Higham, 2002), so its absolute error is of order :math:`c\\,n\\,\\epsilon\\,S`, not
+  :math:`\\epsilon |result|`: a well-conditioned result (a score, a mean, a residual sum of squares)
+  keeps ~15 significant digits and is compared componentwise, but a result of cancellation (a small
+  sum of squares beside a large one, a loading or a correlation near zero, a mean difference near zero)
+  keeps only the digits of its operands' scale and is compared normwise. :math:`S` is estimated as the
+  largest magnitude in the same column among the rows of the same inventory and answer mode (the whole
+  column in tables without those columns): the operands of a sum of squares are the scale's total sum
+  of squares, which its largest row holds to within the number of rows. Dimensionless coefficients,
+  whose operands are standardized (p values, shares and rates, correlations, loadings, reliability and
+  fit coefficients, effect sizes; :data:`UNIT_COLUMNS`), have :math:`S \\ge 1` (percentiles 100). While
+  :math:`c\\,n \\le 4 \\cdot 10^5` the rounding stays below :math:`10^{-10} S`, ten times inside the
+  tolerance.
+* p values: :math:`p = \\bar F(x)` of a statistic :math:`x` with relative error :math:`\\rho` moves by
+  :math:`|dp| = x f(x) \\rho`, and :math:`x f(x)` is bounded for the t, F and chi-square distributions
+  (it vanishes in both tails and stays below :math:`\\sqrt{df}` in between), so the absolute tolerance
+  :math:`\\tau` (:math:`S = 1`) covers any statistic that agrees to :math:`\\tau / \\sqrt{df}`; a p value
+  near 1 is not compared relatively in :math:`1 - p`, which rounding of a statistic near zero
+  legitimately changes. A real change of a p value also changes its statistic, which is compared too.
+* What the tolerance cannot absorb is instability, a quantity whose computation amplifies rounding
+  beyond its conditioning: the statistics are computed in stable forms instead (sums of squares from
+  QR effects, survival functions, exact zeros where exact arithmetic gives zero, e.g.
+  :func:`psychometrics.sensitivity.variance_decomposition`), and the test suite recomputes every
+  committed reference run under several BLAS kernels (``tests/test_reference_runs.py``).
+
+A real change is far outside these bounds: an edited answer in the store or a changed scoring rule moves
+a scale score by at least one response step over the number of items (>= 1e-3 relative), and scores are
+compared with :math:`S` no larger than the largest score of the inventory and mode.
 
 The analysis options a user may have chosen with ``psytest score`` are recovered from the stored tables
 where possible: ``--by`` from the condition columns of ``scores.csv``, ``--no-structure`` from the absence
@@ -27,6 +63,19 @@ request before it, which changes the floating-point evaluation order. The parsed
 value of every stored item are re-derived from the new reply and must match too (so an edited ``value``
 in the store is caught).
 
+Across CPUs and llama.cpp builds there is no such tolerance, and ``--rerun`` of a local model is a check
+on the machine and build that made the run (the manifest's ``backend_params`` pin the model file and the
+llama-cpp-python version, not the CPU). llama.cpp picks its matrix kernels by CPU features (AVX2, AVX-512,
+NEON) when it is compiled, and by batch size when it runs; the kernels quantize activations and
+accumulate in different orders. Measured on the committed Qwen run (15 probability-mode prompts, one
+build, this CPU): evaluating the prompt in batches of 7 or 1 tokens instead of 64 or more moved label
+log-probabilities by up to 0.08 nats (median 0.015; up to 0.011 in probability) and changed the most
+probable label of 1 prompt in 15; thread counts changed nothing. Another CPU or build takes other
+kernels in the same way, so expect differences of that size (:data:`CROSS_BUILD_LOGPROB_SPREAD`, 0.1
+nats, a measured envelope, not a bound) and different greedy replies where two options are that close.
+The OpenBLAS kernel (``OPENBLAS_CORETYPE``) does not reach llama.cpp at all: it changes only the tables,
+which the table comparison above covers.
+
 Nothing is written into the run directory: the manifest and the database (with its write-ahead log) are
 copied into a temporary directory first, and everything is read from the copy.
 """
@@ -36,6 +85,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -49,10 +99,28 @@ import pandas as pd
 from psychometrics.design import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 
+#: Relative tolerance of numbers in tables, applied to the larger of the value and its operands' scale.
 REL_TOL = 1e-9
+#: Absolute tolerance of a simulated respondent's re-derived item values (their arithmetic is the same).
 ABS_TOL = 1e-12
+#: Dimensionless coefficients: their operands are O(1) (standardized), so their scale is at least 1
+#: (``table:column`` for a name that means this in one table only). Percentiles have scale 100.
+UNIT_COLUMNS = frozenset({
+    "p_value", "p_holm", "p_gg", "p", "pvalue", "share", "component_share", "share_passed", "rate",
+    "option_mass", "entropy", "r", "r_drop", "r_cor", "alpha", "alpha_if_dropped", "alpha_ci_low",
+    "alpha_ci_high", "std_alpha", "average_r", "lambda6", "split_half_min", "split_half_mean", "split_half_max",
+    "omega_total", "omega_hierarchical", "icc2_1", "icc3_1", "icc2_k", "congruence_mean", "congruence_min",
+    "mean_pattern_rho", "loading", "gg_epsilon", "cfi", "tli", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper",
+    "srmr", "rmsr", "effect_size", "effect_size_ci_low", "effect_size_ci_high", "retest.csv:ci_low",
+    "retest.csv:ci_high",
+})
+#: The columns that say which computation a row belongs to: an operand scale is measured among its rows.
+_PROBLEM_COLUMNS = ("inventory", "mode")
 #: Log-probability tolerance (absolute) of local models on rerun; simulated respondents must be exact.
 LOCAL_LOGPROB_TOL = 1e-6
+#: How far llama.cpp's label log-probabilities moved between kernel paths of one build (nats): what a rerun
+#: on another CPU or build may show (module docstring). Not applied: such a rerun is not a reproduction.
+CROSS_BUILD_LOGPROB_SPREAD = 0.1
 
 MISMATCH_COLUMNS = ["file", "column", "row", "row_key", "stored", "recomputed", "problem"]
 RERUN_COLUMNS = ["rowid", "request_id", "item_id", "field", "stored", "replayed"]
@@ -119,7 +187,7 @@ class ReproduceResult:
                              f"{len(files)} file{'s' if len(files) != 1 else ''} ({', '.join(files[:4])}"
                              f"{' ...' if len(files) > 4 else ''})")
             else:
-                parts.append(f"{len(self.files_checked)} tables identical (numbers within {REL_TOL:g} relative)")
+                parts.append(f"{len(self.files_checked)} tables identical (numbers within {REL_TOL:g} of their scale)")
         if self.rerun is not None:
             r = self.rerun
             if r.passed:
@@ -206,8 +274,32 @@ def _row_key(frame: pd.DataFrame, row: int) -> str:
     return ", ".join(parts[:6])
 
 
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _operand_scale(name: str, column: str, stored: pd.DataFrame, magnitude: np.ndarray) -> np.ndarray:
+    """Per row, the scale :math:`S` of the operands a cell was computed from (see the module docstring):
+    the largest magnitude in the column among the rows of the same inventory and answer mode (the whole
+    column in a table without those columns), at least the column's unit scale."""
+    keys = [c for c in _PROBLEM_COLUMNS if c in stored.columns]
+    filled = pd.Series(np.where(np.isnan(magnitude), 0.0, magnitude))
+    scale = filled.groupby([stored[c] for c in keys], sort=False).transform("max").to_numpy() if keys \
+        else np.full(len(filled), float(filled.max()) if len(filled) else 0.0)
+    return np.maximum(scale, _unit_scale(Path(name).name, column))
+
+
+def _unit_scale(table: str, column: str) -> float:
+    if column == "percentile":
+        return 100.0
+    dimensionless = column in UNIT_COLUMNS or f"{table}:{column}" in UNIT_COLUMNS or column.endswith("_rate")
+    return 1.0 if dimensionless else 0.0
+
+
 def compare_csv(stored_path: Path, recomputed_path: Path, name: str, limit: int) -> tuple[list[dict], int]:
-    """Mismatches between two CSV files (at most ``limit`` rows kept) and their total count."""
+    """Mismatches between two CSV files (at most ``limit`` rows kept) and their total count.
+
+    Text and integers must be identical; other numbers agree when :math:`|a - b| \\le` :data:`REL_TOL`
+    :math:`\\cdot \\max(|a|, |b|, S)`, :math:`S` the operands' scale (:func:`_operand_scale`)."""
     stored, recomputed = _read_csv(stored_path), _read_csv(recomputed_path)
     found: list[dict] = []
     total = 0
@@ -240,8 +332,11 @@ def compare_csv(stored_path: Path, recomputed_path: Path, name: str, limit: int)
         x = pd.to_numeric(stored[column], errors="coerce").to_numpy(dtype=float)
         y = pd.to_numeric(recomputed[column], errors="coerce").to_numpy(dtype=float)
         numeric = ~np.isnan(x) & ~np.isnan(y)
+        integer = np.array([bool(_INTEGER.fullmatch(u)) and bool(_INTEGER.fullmatch(v)) for u, v in zip(a, b)])
+        magnitude = np.fmax(np.abs(x), np.abs(y))
+        scale = _operand_scale(name, column, stored, magnitude)
         with np.errstate(invalid="ignore"):
-            close = (x == y) | (np.abs(x - y) <= ABS_TOL + REL_TOL * np.maximum(np.abs(x), np.abs(y)))
+            close = (x == y) | (~integer & (np.abs(x - y) <= REL_TOL * np.maximum(magnitude, scale)))
         ok = np.where(numeric, close, same_text)
         for row in np.flatnonzero(~ok):
             add(file=name, column=column, row=int(row), row_key=_row_key(stored, int(row)),
@@ -512,7 +607,9 @@ def _rerun(run_dir: Path, snapshot: Path, manifest: dict, limit: int) -> RerunRe
         notes.append(f"{counts['failed']} requests stored as failures were skipped (no reply to compare)")
     if kind == "local":
         notes.append(f"local model: log-probabilities compared within {LOCAL_LOGPROB_TOL:g} absolute (the prompt-cache "
-                     "path changes the evaluation order); texts compared exactly")
+                     "path changes the evaluation order); texts compared exactly. This holds on the CPU and llama.cpp "
+                     f"build that made the run: elsewhere other kernels move log-probabilities by up to about "
+                     f"{CROSS_BUILD_LOGPROB_SPREAD:g} and may change greedy replies")
     frame = pd.DataFrame(found, columns=RERUN_COLUMNS)
     return RerunResult(manifest["model"], counts["requests"], counts["items"], counts["failed"], counts["not_in_plan"],
                        logprob_tol, frame, counts["total"], notes)

@@ -468,10 +468,55 @@ def _dummies(values: pd.Series, levels: list) -> np.ndarray:
         else np.empty((len(values), 0))
 
 
-def _rss(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    coef, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
-    residual = y - x @ coef
-    return float(residual @ residual), int(rank)
+#: A column is aliased with the columns before it when less than this fraction of its norm is left after
+#: projecting them out (the tolerance of R's ``lm.fit``, which ``aov`` uses).
+_ALIAS_TOL = 1e-7
+
+
+def _sequential_effects(terms: Sequence[np.ndarray], y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Orthogonal effects of ``y`` for an intercept followed by ``terms`` (each an n x k column block).
+
+    A Householder QR of :math:`X = [1 \\mid X_1 \\mid X_2 \\dots]`, column by column in the given order, as
+    R's ``lm.fit`` does (``aov``'s ``effects``): column :math:`j` gets the reflector of what is left of it
+    below the rank reached so far, unless less than :data:`_ALIAS_TOL` of its norm is left (aliased: no
+    effect). The effects are :math:`Q^\\top y`: one per non-aliased column, and the :math:`n - r`
+    residual ones. Returns the effects of each term and the residual effects; the intercept's is dropped.
+
+    Why effects and not differences of residual sums of squares: a backward-stable QR gives every effect
+    with an absolute error of order :math:`n p\\,\\epsilon \\lVert y \\rVert` (Higham, 2002, ch. 19), so
+    :math:`SS_f = \\sum e_j^2` is accurate to :math:`O(\\epsilon \\lVert y\\rVert \\sqrt{SS_f})`, and an effect
+    that is zero in exact arithmetic comes out of order :math:`\\epsilon \\lVert y\\rVert`, which
+    :func:`variance_decomposition` recognises and sets to zero. A difference of two residual sums of
+    squares instead carries an error of order :math:`\\epsilon \\lVert y\\rVert^2` whatever :math:`SS_f` is: a
+    zero effect then gets a sum of squares of 1e-17 whose sign and size depend on the BLAS kernel, and a
+    p value of 1 - 1e-8. Only elementwise numpy arithmetic and numpy's own (pairwise) sums are used, no
+    BLAS call, so the result does not depend on the BLAS build or the CPU's kernel either.
+    """
+    n = len(y)
+    blocks = [np.ones((n, 1)), *terms]
+    owner = np.concatenate([np.full(b.shape[1], i) for i, b in enumerate(blocks)])
+    work = np.ascontiguousarray(np.column_stack(blocks).T, dtype=float)  # one row per column of X
+    original = np.sqrt((work * work).sum(axis=1))
+    rhs = np.array(y, dtype=float)
+    effects: list[list[float]] = [[] for _ in blocks]
+    rank = 0
+    for j in range(work.shape[0]):
+        if rank == n:
+            break
+        v = work[j, rank:]
+        norm = math.sqrt(float((v * v).sum()))
+        if norm <= _ALIAS_TOL * original[j] or norm == 0.0:
+            continue
+        u = v.copy()
+        u[0] += math.copysign(norm, v[0])  # reflect onto -sign(v0) * norm e_1, without cancellation
+        scale = 2.0 / float((u * u).sum())
+        rest = work[j + 1:, rank:]
+        rest -= np.outer((rest * u).sum(axis=1) * scale, u)
+        tail = rhs[rank:]
+        tail -= float((tail * u).sum()) * scale * u
+        effects[owner[j]].append(float(rhs[rank]))
+        rank += 1
+    return [np.array(e) for e in effects[1:]], rhs[rank:].copy()
 
 
 #: Relative size below which a difference of two mean squares is rounding, not signal: a variance
@@ -487,11 +532,16 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
     adding the factors in the order given. The sequential (Type I) sum of squares of factor :math:`f`
     is the drop in residual sum of squares when it enters, :math:`SS_f = RSS_{before} - RSS_{after}`
     with :math:`df_f` the rank it adds; the residual is everything else (interactions, the factors not
-    listed, sampling noise). ``share`` :math:`= SS_f / SS_{total}` (:math:`\\eta^2`; the residual's share
-    is the rest), ``statistic`` :math:`F_f = MS_f / MS_{residual}` with its ``p_value``. In a balanced
-    design (every combination of the factors' levels scored equally often) the factors are orthogonal
-    and Type I = Type II = Type III, so the shares do not depend on the order; otherwise the note
-    says that they do.
+    listed, sampling noise). It is computed as R's ``aov`` does, as the sum of the factor's squared QR
+    effects (:func:`_sequential_effects`), not as that difference, which would lose the small sums of
+    squares to cancellation; an effect within the QR's rounding error
+    (:math:`n p\\,\\epsilon \\lVert y - \\bar y\\rVert`, :math:`p` columns of the model) is zero in exact
+    arithmetic and set to zero, so a factor whose levels have equal means gets :math:`SS_f = F = 0` and
+    ``p_value`` 1 exactly, on every CPU and BLAS build. ``share`` :math:`= SS_f / SS_{total}`
+    (:math:`\\eta^2`; the residual's share is the rest), ``statistic`` :math:`F_f = MS_f / MS_{residual}`
+    with its ``p_value``. In a balanced design (every combination of the factors' levels scored equally
+    often) the factors are orthogonal and Type I = Type II = Type III, so the shares do not depend on
+    the order; otherwise the note says that they do.
 
     Variance components (``variance_component``), for a balanced design only, treat every factor as a
     crossed random effect (:math:`\\alpha_f \\sim N(0, \\sigma^2_f)`, residual :math:`\\sigma^2_e`), estimated by
@@ -540,6 +590,8 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
     Searle, S. R., Casella, G., & McCulloch, C. E. (1992). *Variance components*. Wiley (ch. 4, the
     ANOVA method for balanced data; ch. 6, REML equals it in the interior for balanced data).
     Brennan, R. L. (2001). *Generalizability theory*. Springer.
+    Higham, N. J. (2002). *Accuracy and stability of numerical algorithms* (2nd ed.). SIAM (ch. 19,
+    Householder QR).
     """
     from scipy import stats
 
@@ -566,29 +618,34 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
             rows.append({**base, "source": "residual", "n": 0, "balanced": False,
                          "note": _join_notes(*group_notes, "no scored cells")})
             continue
-        ss_total = float(((y - y.mean()) ** 2).sum())
-        constant = ss_total <= (_EPS**2) * max(1.0, float(y @ y))
-        x = np.ones((n, 1))
-        rss_before, rank_before = _rss(x, y)
+        centred = y - y.mean()
+        ss_total = float((centred * centred).sum())
+        constant = ss_total <= (_EPS**2) * max(1.0, float((y * y).sum()))
+        levels = {f: ordered_levels(part[f], f) for f in active}
+        blocks = [_dummies(part[f], levels[f]) for f in active]
+        term_effects, residual_effects = _sequential_effects(blocks, centred)
+        # An effect within the QR's rounding error of zero is zero in exact arithmetic (a factor whose
+        # levels have equal means, a model that fits exactly): make it exactly zero, so that its sum of
+        # squares, F and p value (1) are the same on every CPU and BLAS build.
+        columns = 1 + sum(b.shape[1] for b in blocks)
+        rounding = n * columns * np.finfo(float).eps * math.sqrt(ss_total)
+        term_effects = dict(zip(active, (np.where(np.abs(e) <= rounding, 0.0, e) for e in term_effects)))
+        residual_effects = np.where(np.abs(residual_effects) <= rounding, 0.0, residual_effects)
         entries = []
         for factor in listed:
             if factor not in active:
                 entries.append({"source": factor, "df": 0, "sum_sq": 0.0, "note": f"not varied: {factor} has a single level"})
                 continue
-            levels = ordered_levels(part[factor], factor)
-            x = np.column_stack([x, _dummies(part[factor], levels)])
-            rss, rank = _rss(x, y)
-            df = rank - rank_before
-            entry = {"source": factor, "df": df, "sum_sq": max(rss_before - rss, 0.0) if df else 0.0,
-                     "n_levels": len(levels)}
+            effects, n_levels = term_effects[factor], len(levels[factor])
+            df = len(effects)
+            entry = {"source": factor, "df": df, "sum_sq": float((effects * effects).sum()), "n_levels": n_levels}
             if df == 0:
                 entry["note"] = f"{factor} is confounded with the factors before it: no sum of squares of its own"
-            elif df < len(levels) - 1:
-                entry["note"] = f"{factor} partly confounded with the factors before it ({df} of {len(levels) - 1} df)"
+            elif df < n_levels - 1:
+                entry["note"] = f"{factor} partly confounded with the factors before it ({df} of {n_levels - 1} df)"
             entries.append(entry)
-            rss_before, rank_before = rss, rank
-        df_e = n - rank_before
-        ss_e = rss_before if df_e > 0 else 0.0
+        df_e = n - 1 - sum(e["df"] for e in entries)
+        ss_e = float((residual_effects * residual_effects).sum()) if df_e > 0 else 0.0
         ms_e = ss_e / df_e if df_e > 0 else math.nan
         balanced = False
         if active:
@@ -604,6 +661,8 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
             group_notes.append("scores constant: no variance to decompose")
         if df_e <= 0:
             group_notes.append("no residual degrees of freedom: no F tests")
+        elif ss_e == 0 and not constant:
+            group_notes.append("no residual variation (the factors explain every score): F undefined")
         # variance components (ANOVA method, balanced only)
         components: dict[str, float] = {}
         truncated = []

@@ -19,7 +19,7 @@ from psychometrics.design import Design
 from psychometrics.errors import PsytestError
 from psychometrics.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.reproduce import reproduce
+from psychometrics.reproduce import compare_csv, reproduce
 from psychometrics.run import administer
 
 SIM = "sim/seed=3,persona_spread=1,noise=0.3"
@@ -258,3 +258,60 @@ def test_rerun_refuses_non_deterministic_models(runs, tmp_path):
     _edit_manifest(sampled, model="local/smollm2-135m", backend_params={})
     with pytest.raises(PsytestError, match="at temperature 1, which is not bit-reproducible"):
         reproduce(sampled, rerun=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# reproduce: the tolerance model at its boundaries (module docstring of psychometrics.reproduce)
+
+
+def _cells(tmp_path, stored: dict, recomputed: dict, name: str = "analysis/variance_decomposition.csv"):
+    """(column, row) of every cell compare_csv flags between two small tables."""
+    pd.DataFrame(stored).to_csv(tmp_path / "stored.csv", index=False)
+    pd.DataFrame(recomputed).to_csv(tmp_path / "recomputed.csv", index=False)
+    found, total = compare_csv(tmp_path / "stored.csv", tmp_path / "recomputed.csv", name, 100)
+    assert total == len(found)
+    return {(r["column"], r["row"]) for r in found}
+
+
+def test_well_conditioned_numbers_are_compared_componentwise(tmp_path):
+    keys = {"inventory": ["a", "a"], "mode": ["text", "text"]}
+    stored = {**keys, "score": [3.0, 2.0]}
+    assert _cells(tmp_path, stored, {**keys, "score": [3.0 * (1 + 0.5e-9), 2.0]}) == set()
+    assert _cells(tmp_path, stored, {**keys, "score": [3.0 * (1 + 2e-9), 2.0]}) == {("score", 0)}
+    # a real change (1e-6 on a score of 2) is caught
+    assert _cells(tmp_path, stored, {**keys, "score": [3.0, 2.0 + 1e-6]}) == {("score", 1)}
+
+
+def test_results_of_cancellation_are_compared_at_their_operands_scale(tmp_path):
+    """A sum of squares that is 0 in exact arithmetic may come out as rounding of the scale's total:
+    normwise within the same inventory and mode, not beyond it."""
+    keys = {"inventory": ["a", "a", "b"], "mode": ["text", "text", "text"]}
+    stored = {**keys, "sum_sq": [2.0, 0.0, 1e-6]}
+    assert _cells(tmp_path, stored, {**keys, "sum_sq": [2.0, 1.5e-9, 1e-6]}) == set()  # 0.75e-9 of 2.0
+    assert _cells(tmp_path, stored, {**keys, "sum_sq": [2.0, 2.5e-9, 1e-6]}) == {("sum_sq", 1)}
+    assert _cells(tmp_path, stored, {**keys, "sum_sq": [2.0, 0.0, 1e-6 + 1.5e-9]}) == {("sum_sq", 2)}  # b's scale is 1e-6
+
+
+def test_p_values_and_coefficients_have_unit_scale(tmp_path):
+    keys = {"inventory": ["a", "a"], "mode": ["text", "text"]}
+    stored = {**keys, "p_value": [1.0, 1e-30], "loading": [0.8, 0.0]}
+    same = {**keys, "p_value": [1 - 5e-10, 1e-25], "loading": [0.8, 8e-10]}
+    assert _cells(tmp_path, stored, same) == set()
+    # the unstable p value of issue 13 (F = 1e-16 instead of 0) is outside the tolerance
+    assert _cells(tmp_path, stored, {**same, "p_value": [0.9999999905136262, 1e-25]}) == {("p_value", 0)}
+    assert _cells(tmp_path, stored, {**same, "loading": [0.8, 2e-9]}) == {("loading", 1)}
+
+
+def test_integers_and_text_must_be_identical(tmp_path):
+    keys = {"inventory": ["a"], "mode": ["text"]}
+    stored = {**keys, "df": [1000000000], "note": ["constant"], "balanced": [True]}
+    assert _cells(tmp_path, stored, {**keys, "df": [1000000001], "note": ["constant "], "balanced": [False]}) == {
+        ("df", 0), ("note", 0), ("balanced", 0)}
+
+
+def test_a_column_name_is_unit_scale_only_in_the_table_where_it_is_a_coefficient(tmp_path):
+    keys = {"inventory": ["a", "a"], "mode": ["text", "text"]}
+    stored = {**keys, "ci_low": [0.0, 1e-3]}
+    nudged = {**keys, "ci_low": [8e-10, 1e-3]}
+    assert _cells(tmp_path, stored, nudged, "analysis/retest.csv") == set()  # an ICC bound: scale 1
+    assert _cells(tmp_path, stored, nudged, "analysis/score_summary.csv") == {("ci_low", 0)}  # scale 1e-3

@@ -449,3 +449,20 @@ def test_lbfgsb_finds_a_bounded_minimum():
     )
     assert f == pytest.approx(reference.fun, abs=1e-9)
     np.testing.assert_allclose(x, reference.x, atol=1e-4)
+
+
+def test_factor_sign_does_not_follow_rounding_of_a_zero_column_sum():
+    """psych orients a factor so that its loadings sum positive; a sum that is zero in exact arithmetic
+    has only the sign of its rounding, which another BLAS kernel may flip (issue 13)."""
+    from psychometrics.factor_analysis import _signs
+
+    column = np.array([0.6, -0.25, -0.35, 0.1, -0.1])
+    signs = set()
+    for ulps in (-2, -1, 0, 1, 2):
+        nudged = column.copy()
+        nudged[1] = np.nextafter(nudged[1], np.inf * ulps) if ulps else nudged[1]
+        oriented = nudged * _signs(nudged[:, None])[0]
+        signs.add(bool(oriented[0] > 0))
+    assert signs == {True}  # the largest loading is made positive
+    clear = np.array([[0.7, -0.1], [0.6, -0.2], [-0.1, -0.5]])
+    assert list(_signs(clear)) == [1.0, -1.0]  # a sum clearly away from zero still decides

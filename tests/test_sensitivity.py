@@ -528,3 +528,55 @@ def test_equal_mean_squares_give_a_zero_component_on_every_rounding():
         result = variance_decomposition(nudged).set_index("source")
         assert result.loc["option_order", "variance_component"] == 0
         assert (result["note"].fillna("") == "").all(), result["note"].tolist()
+
+
+def _crossed_scores(rng, templates_equal: bool, noise: float) -> pd.DataFrame:
+    """BFI-44-like scale scores of 3 option orders x 3 templates x 4 personas; with ``templates_equal``
+    every template gives the same score in each cell (its effect is zero in exact arithmetic)."""
+    rows = []
+    base = {(o, p): 3 + rng.normal() for o in ("original", "reversed", "rotation1")
+            for p in ("none", "bio01", "bio02", "bio03")}
+    shift = {"numbered": 0.0, "lettered": 0.3, "worded": -0.1}
+    for (order, persona), value in base.items():
+        for template in shift:
+            score = value + (0.0 if templates_equal else shift[template]) + noise * rng.normal()
+            rows.append({"inventory": "bfi-44", "mode": "text", "kind": "scale", "scale": "E",
+                         "option_order": order, "template": template, "persona": persona,
+                         "wording": "original", "item_order": "none", "sample": 0, "score": score})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_factor_with_equal_level_means_gets_exactly_zero_and_p_one(seed):
+    """Issue 13: SS as a difference of residual sums of squares left ~1e-17 of rounding (its size and sign
+    set by the BLAS kernel) and p = 0.99999999; sums of squared QR effects give 0 and p = 1 exactly."""
+    scores = _crossed_scores(np.random.default_rng(seed), templates_equal=True, noise=0.0)
+    scores["score"] = scores["score"].round(4) / 7  # awkward binary fractions, identical per template
+    for order in (["option_order", "template", "persona"], ["template", "persona", "option_order"]):
+        result = variance_decomposition(scores, order).set_index("source")
+        template = result.loc["template"]
+        assert template["df"] == 2 and template["sum_sq"] == 0.0 and template["statistic"] == 0.0
+        assert template["p_value"] == 1.0 and template["share"] == 0.0
+        assert template["variance_component"] == 0.0
+        assert result.loc["persona", "sum_sq"] > 0 and result.loc["persona", "p_value"] < 1
+
+
+def test_an_exact_fit_has_no_residual_and_no_f():
+    """Additive scores without noise: the residual is zero in exact arithmetic, so F would be a ratio of
+    rounding errors (it varied from 45 to 135 between BLAS kernels); it is not reported."""
+    scores = _crossed_scores(np.random.default_rng(1), templates_equal=False, noise=0.0)
+    scores = scores[scores["persona"] == "none"]  # option order x template, one score per cell
+    result = variance_decomposition(scores).set_index("source")
+    assert result.loc["residual", "sum_sq"] == 0.0 and result.loc["residual", "df"] == 4
+    assert result["statistic"].isna().all() and result["p_value"].isna().all()
+    assert result["note"].str.contains("no residual variation").all()
+    assert np.isclose(result["share"].sum(), 1.0)
+
+
+def test_small_real_effects_are_kept():
+    """The rounding bound (n p eps ||y - mean||) is far below any effect a score can show."""
+    scores = _crossed_scores(np.random.default_rng(2), templates_equal=True, noise=0.0)
+    scores.loc[scores["template"] == "lettered", "score"] += 1e-9
+    template = variance_decomposition(scores, ["option_order", "template", "persona"]).set_index("source").loc["template"]
+    expected = 36 * (1e-9) ** 2 * (1 / 3) * (2 / 3)  # n * d^2 * p * (1 - p): one level shifted by d
+    assert template["sum_sq"] == pytest.approx(expected, rel=1e-6) and template["statistic"] > 0
