@@ -506,10 +506,20 @@ def _read_loadings(path: Path | None):
         return None
     import pandas as pd
 
+    import csv
+
     try:
         frame = pd.read_csv(path, index_col=0)
-    except (OSError, ValueError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = [name.strip() for name in next(csv.reader(handle), [])]
+    except (OSError, ValueError, csv.Error) as exc:
         raise PsytestError(f"--reference-loadings {path}: cannot read ({exc})") from None
+    repeated = next((n for i, n in enumerate(header) if n and n in header[:i]), None)
+    if repeated is None and frame.index.has_duplicates:
+        repeated = str(frame.index[frame.index.duplicated()][0])
+    if repeated is not None:  # pandas would rename a repeated column and keep both rows of an item
+        raise PsytestError(f"--reference-loadings {path}: '{repeated}' appears twice; give each item one row and "
+                           "each factor one column")
     if frame.empty or not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
         raise PsytestError(f"--reference-loadings {path}: expected item ids then numeric loadings, one column per factor")
     return frame

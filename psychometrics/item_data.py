@@ -103,6 +103,12 @@ def load_item_data(path: Path, inventory: Inventory) -> pd.DataFrame:
     if not header:
         raise PsytestError(f"{path}: empty file; expected a header row of item ids")
     header = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, 1):
+        if name in seen and name:
+            raise PsytestError(f"{path}: column '{name}' appears twice (columns {seen[name]} and {position}); "
+                               "each item needs exactly one column")
+        seen.setdefault(name, position)
     missing = [item.id for item in inventory.items if item.id not in header]
     if missing:
         shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")

@@ -16,6 +16,7 @@ the reply. Which pass succeeded is recorded, so a study can report how much it r
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,7 +39,15 @@ class ParsedReply:
 
 
 def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+    return " ".join(re.sub(r"[^\w\s]", " ", unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+def reading_key(option_text: str) -> str:
+    """What the parser reads of an option's words: case, punctuation, spacing and Unicode form
+    (NFKC: composed or decomposed accents, full-width letters) are ignored. Two options with the same
+    key cannot be told apart in a reply, so an inventory may not have them
+    (:func:`psychometrics.inventory.check_consistency`)."""
+    return _norm(option_text)
 
 
 def parse_reply(text: str | None, choices: tuple[str, ...], option_texts: tuple[str, ...]) -> ParsedReply:

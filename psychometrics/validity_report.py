@@ -75,6 +75,12 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
 
     if not selfreport_dirs or not behavior_dirs:
         raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+    seen: dict[Path, str] = {}
+    for option, run_dir in [*(("--selfreport", d) for d in selfreport_dirs), *(("--behavior", d) for d in behavior_dirs)]:
+        resolved = Path(run_dir).resolve()
+        if resolved in seen:  # its respondents would enter twice
+            raise PsytestError(f"{option} {run_dir}: this run is given twice ({seen[resolved]} too); give each run once")
+        seen[resolved] = f"{option} {run_dir}"
     manifests = []
     for run_dir in selfreport_dirs:
         manifest = read_manifest(Path(run_dir))

@@ -13,8 +13,6 @@ or paths to a user's files.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from psychometrics.errors import PsytestError
-from psychometrics.yaml_io import load_yaml_file
+from psychometrics.yaml_io import content_hash, load_yaml_file
 
 TASK_DIR = Path(__file__).resolve().parent / "tasks"
 MIN_VARIANTS = 10
@@ -73,11 +71,11 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Identifier
-    turns: Annotated[list[Text], Field(min_length=1, max_length=6)]
+    turns: Annotated[list[Text], Field(min_length=1, max_length=6, strict=True)]
     params: dict[Identifier, Any] = Field(default_factory=dict)
-    options: list[Option] | None = None
-    items: list[ListedItem] | None = None
-    checks: list[dict[str, Any]] | None = None
+    options: Annotated[list[Option], Field(strict=True)] | None = None
+    items: Annotated[list[ListedItem], Field(strict=True)] | None = None
+    checks: Annotated[list[dict[str, Any]], Field(strict=True)] | None = None
 
 
 class Task(BaseModel):
@@ -92,14 +90,13 @@ class Task(BaseModel):
     kind: Identifier
     max_tokens: Annotated[int, Field(ge=1, le=4096, strict=True)] = 64
     scoring: dict[Identifier, Any] = Field(default_factory=dict)
-    variants: Annotated[list[Variant], Field(min_length=1)]
+    variants: Annotated[list[Variant], Field(min_length=1, strict=True)]
     source: str = Field(default="", exclude=True)
 
     @cached_property
     def content_hash(self) -> str:
         """sha256 of the task's content (not of where it was loaded from): part of the run identity."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return content_hash(self)
 
     def variant(self, variant_id: str) -> Variant:
         for variant in self.variants:
@@ -172,6 +169,9 @@ def resolve_tasks(spec: str) -> list[Task]:
         raise PsytestError("--tasks: give 'all', task names, trait names or task files")
     shipped = shipped_tasks()
     chosen: dict[str, Task] = {}
+    repeated = next((n for index, n in enumerate(names) if n in names[:index]), None)
+    if repeated is not None:
+        raise PsytestError(f"--tasks: '{repeated}' is given twice; give each task once")
     for name in names:
         candidate = Path(name).expanduser()
         if name == "all":
@@ -182,6 +182,10 @@ def resolve_tasks(spec: str) -> list[Task]:
             if not candidate.is_file():
                 raise PsytestError(f"--tasks {name}: no such file; check the path")
             task = load_task(candidate)
+            other = chosen.get(task.id)
+            if other is not None and other.content_hash != task.content_hash:
+                raise PsytestError(f"--tasks {name}: its id '{task.id}' is also the id of {other.source}, a different "
+                                   "task; give each task its own id")
             chosen.setdefault(task.id, task)
         elif name in shipped:
             chosen.setdefault(name, _load_shipped(name))
