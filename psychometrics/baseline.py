@@ -88,15 +88,25 @@ def make_baseline(run_dir: Path, *, include_facets: bool = False) -> dict:
 
 
 def write_baseline(run_dir: Path, path: Path, *, include_facets: bool = False) -> dict:
-    """Make the baseline of ``run_dir`` and write it to ``path`` as JSON; returns it."""
-    baseline = make_baseline(run_dir, include_facets=include_facets)
+    """Make the baseline of ``run_dir`` and write it to ``path`` as JSON (whole, and only over a file that
+    is a psytest baseline already); returns it."""
+    from psychometrics.outputs import atomic_write, claim_file
+
     path = Path(path)
     if path.parent and not path.parent.is_dir():
         raise PsytestError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(baseline, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    claim_file(path, "--out", _is_baseline_file)
+    baseline = make_baseline(run_dir, include_facets=include_facets)
+    atomic_write(path, json.dumps(baseline, indent=2, ensure_ascii=False) + "\n", fsync=True)
     return baseline
+
+
+def _is_baseline_file(path: Path) -> bool:
+    """Whether ``path`` holds a psytest baseline (so ``baseline --out`` may replace it)."""
+    try:
+        return "psytest_baseline" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        return False
 
 
 def load_baseline(path: Path) -> dict:

@@ -85,21 +85,6 @@ DUPLICATES = {
         {"data.csv": "e1,e2,e3,a1,a2\n1,2,3,4,5\n2,2,2,2,2\n", "load.csv": "item,F1,F1\ne1,.7,0\ne2,.1,0\n"},
         ["analyze", "{tmp}/data.csv", "--inventory", str(MINIMAL), "--reference-loadings", "{tmp}/load.csv"],
         ["load.csv", "'F1' appears twice"]),
-    "option-orders-twice": ({}, ["administer", "--model", "sim", "--option-orders", "original,original", "--dry-run"],
-                            ["option_orders", "'original' is given twice"]),
-    "templates-twice": ({}, ["administer", "--model", "sim", "--templates", "numbered,lettered,numbered", "--dry-run"],
-                        ["templates", "'numbered' is given twice"]),
-    "modes-twice-in-design-file": ({"design.yaml": "modes: [text, probs, text]\n"},
-                                   ["administer", "--model", "sim", "--design", "{tmp}/design.yaml", "--dry-run"],
-                                   ["design.yaml", "modes", "'text' is given twice"]),
-    "persona-ids-twice": ({}, ["administer", "--model", "sim", "--personas", "trait-shaping", "--persona-ids",
-                               "baseline,extraversion-very-low,baseline", "--dry-run"],
-                          ["persona_ids", "'baseline' is given twice"]),
-    "behave-persona-ids-twice": ({}, ["behave", "--model", "sim", "--tasks", "dictator-game", "--personas",
-                                      "trait-shaping", "--persona-ids", "baseline,baseline", "--dry-run"],
-                                 ["--persona-ids", "'baseline' is given twice"]),
-    "behave-task-twice": ({}, ["behave", "--model", "sim", "--tasks", "dictator-game,dictator-game", "--dry-run"],
-                          ["--tasks", "'dictator-game' is given twice"]),
 }
 
 
@@ -121,12 +106,6 @@ def test_two_task_files_with_one_id_are_refused(tmp_path, capsys):
     second.write_text(shipped.read_text(encoding="utf-8").replace("name: ", "name: Changed ", 1), encoding="utf-8")
     code, _, err = cli(capsys, "behave", "--model", "sim", "--tasks", f"{first},{second}", "--dry-run")
     one_line_error(code, err, str(second), "'dictator-game' is also the id of", str(first))
-
-
-def test_the_same_run_twice_in_validity_is_refused(tmp_path, capsys):
-    code, _, err = cli(capsys, "validity", "--selfreport", str(tmp_path / "q"), "--behavior", str(tmp_path / "b"),
-                       "--behavior", str(tmp_path / "b"))
-    one_line_error(code, err, "--behavior", "given twice")
 
 
 # -- response labels the parser cannot tell apart ----------------------------------------------------

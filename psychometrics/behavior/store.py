@@ -224,3 +224,12 @@ class BehaviorStore:
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0])
+
+    def fingerprint(self) -> dict:
+        """What the store holds, cheaply (see :meth:`psychometrics.store.RunStore.fingerprint`)."""
+        rows, failed, last, times, scores = self.conn.execute(
+            "SELECT count(*), count(error), coalesce(max(rowid), 0), total(answered_at), total(score) "
+            "FROM conversations").fetchone()
+        turns, turn_times = self.conn.execute("SELECT count(*), total(answered_at) FROM turns").fetchone()
+        return {"conversations": rows, "failed": failed, "max_rowid": last, "answered_at_total": round(times, 6),
+                "score_total": round(scores, 9), "turns": turns, "turn_answered_at_total": round(turn_times, 6)}
