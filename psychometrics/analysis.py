@@ -280,6 +280,9 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     unknown = [f for f in by if f not in CONDITION_FIELDS]
     if unknown:
         raise PsytestError(f"--by: unknown factor '{unknown[0]}'; choose from {', '.join(CONDITION_FIELDS)}")
+    repeated = next((f for index, f in enumerate(by) if f in by[:index]), None)
+    if repeated is not None:
+        raise PsytestError(f"--by: '{repeated}' is given twice; give each factor once")
     if "mode" not in by:
         by = (*by, "mode")  # text and probability answers are different measurements
     with RunStore(run_dir / RESPONSES) as store, store.reading() as fingerprint:

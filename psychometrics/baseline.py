@@ -77,6 +77,7 @@ def make_baseline(run_dir: Path, *, include_facets: bool = False) -> dict:
         "psytest_baseline": BASELINE_FORMAT,
         "psytest_version": __version__,
         "source_run": str(run_dir),
+        "derived_from": _run_inputs(run_dir),
         "run_created_at": manifest.get("created_at"),
         "model": manifest["model"],
         "backend_params": manifest.get("backend_params"),
@@ -85,6 +86,13 @@ def make_baseline(run_dir: Path, *, include_facets: bool = False) -> dict:
         "design_cells": [{"inventory": inv, "mode": mode, "cells": int(n)} for (inv, mode), n in cells.items()],
         "scales": scales,
     }
+
+
+def _run_inputs(run_dir: Path) -> dict:
+    """The run's manifest sha256 and store fingerprint (:func:`psychometrics.run.run_inputs`)."""
+    from psychometrics.run import run_inputs
+
+    return run_inputs(run_dir)
 
 
 def write_baseline(run_dir: Path, path: Path, *, include_facets: bool = False) -> dict:

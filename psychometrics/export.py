@@ -99,7 +99,9 @@ def to_duckdb(
     staging = _quoted(f"{table}_psytest_partial")
     created = not Path(database).exists()
     try:
-        con = duckdb.connect(str(database))
+        # no extension loading: DuckDB would otherwise download its SQLite reader to open a SQLite file
+        con = duckdb.connect(str(database), config={"autoinstall_known_extensions": False,
+                                                    "autoload_known_extensions": False})
     except duckdb.Error as exc:
         raise PsytestError(f"--duckdb {database}: cannot open it as a DuckDB database ({exc}); give a new file "
                            "or one psytest export wrote") from None

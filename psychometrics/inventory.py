@@ -338,6 +338,13 @@ def check_consistency(inv: Inventory, source: str) -> None:
                 )
             facet_of[item_id] = facet.id
 
+    groups: dict[str, int] = {}
+    for index, norm in enumerate(inv.norms):
+        if norm.group.casefold() in groups:
+            raise InventoryError(source, f"norms[{index}] ('{norm.group}')", f"the same group as norms[{groups[norm.group.casefold()]}]; "
+                                 "give each norm group once (its rows would be indistinguishable)")
+        groups[norm.group.casefold()] = index
+
     ranges = {s.id: _score_range(rs, len(s.items), s.scoring) for s in inv.scales}
     ranges.update({f.id: _score_range(rs, len(f.items), f.scoring) for f in inv.facets})
     for index, norm in enumerate(inv.norms):

@@ -204,6 +204,22 @@ def test_a_set_changed_after_it_was_written_is_not_certified(change, run, tmp_pa
     assert code == 1 and needle in out, out
 
 
+def test_tables_copied_from_another_run_are_stale(run, tmp_path, capsys):
+    q = copy_run(run, tmp_path)
+    other = tmp_path / "other"
+    assert cli(capsys, "administer", "--model", "sim/e=-1,seed=9", "-i", str(MINIMAL), "--out", other, "--json")[0] == 0
+    shutil.rmtree(other / "analysis")
+    shutil.copytree(q / "analysis", other / "analysis")
+    code, out, _ = cli(capsys, "reproduce", other)
+    assert code == 1 and "made from an earlier state of the store or manifest: analysis/provenance.json" in out
+
+
+def test_a_baseline_records_what_it_was_made_from(run, tmp_path, capsys):
+    assert cli(capsys, "baseline", run / "q", "--out", tmp_path / "b.json")[0] == 0
+    made_from = json.loads((tmp_path / "b.json").read_text())["derived_from"]
+    assert made_from["store"]["rows"] == 20 and len(made_from["manifest_sha256"]) == 64
+
+
 def test_a_report_made_before_the_store_changed_is_stale(tmp_path, capsys):
     """The first run's requests fail (the server sends no text); the report is made; the re-run answers
     them and rewrites analysis/, not report/: the report is from an earlier state of the store."""
@@ -377,6 +393,17 @@ def test_export_table_names_that_are_not_plain_are_refused_first(table, run, tmp
                        "--table", table)
     one_line_error(code, err, "--table", "not a plain SQL name")
     assert not (tmp_path / "a.csv").exists() and not (tmp_path / "d.duckdb").exists()
+
+
+@pytest.mark.parametrize("kind", ["text-file", "the-run-store"])
+def test_export_into_a_file_that_is_not_a_duckdb_database_changes_nothing(kind, run, tmp_path, capsys):
+    target = tmp_path / "notes.txt" if kind == "text-file" else copy_run(run, tmp_path) / "responses.sqlite"
+    if kind == "text-file":
+        target.write_text("my notes\n")
+    before = target.read_bytes()
+    code, _, err = cli(capsys, "export", run / "q", "--duckdb", target)
+    one_line_error(code, err, f"--duckdb {target}", "cannot open it as a DuckDB database")
+    assert target.read_bytes() == before  # and no extension was downloaded to read a SQLite file
 
 
 def test_an_export_that_fails_half_way_changes_nothing(run, tmp_path, monkeypatch):

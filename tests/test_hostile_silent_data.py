@@ -43,9 +43,9 @@ LABELS = """    1: Very inaccurate
 """
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
+def cli(capsys, *args) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exited:
-        main(list(args))
+        main([str(a) for a in args])
     out, err = capsys.readouterr()
     return exited.value.code, out, err
 
@@ -379,3 +379,58 @@ def test_probs_run_records_impossible_logprobs_as_failures(tmp_path):
         rows = list(store.rows())
     assert all(r.error and "above 0" in r.error and r.option_mass is None for r in rows)
     assert json.dumps([r.option_mass for r in rows]) == json.dumps([None] * 5)
+
+
+# -- beyond the examples: the same class elsewhere ----------------------------------------------------
+
+
+def test_a_statement_answered_twice_differently_is_multiple_not_the_first():
+    from psychometrics.parse import parse_many
+
+    choices, options = ("1", "2", "3"), ("Low", "Mid", "High")
+    conflicting = parse_many("S1: 1\nS2: 3\nS1: 2", 2, choices, options)
+    assert [p.outcome for p in conflicting] == ["multiple", "valid"] and conflicting[1].position == 2
+    repeated = parse_many("S1: 1\nS2: 3\nS1: 1.", 2, choices, options)  # the same answer twice is one answer
+    assert [(p.outcome, p.position) for p in repeated] == [("valid", 0), ("valid", 2)]
+
+
+@pytest.mark.parametrize("rows,needle", [
+    ("1,2,3,4,5,9\n", "row 2 has 6 cells but the header has 5"),
+    ("1,2,3,4,5\n2,2,2,2,5,3\n", "row 3 has 6 cells"),
+])
+def test_a_row_with_more_cells_than_the_header_is_refused(rows, needle, tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    data.write_text("e1,e2,e3,a1,a2\n" + rows)
+    code, _, err = cli(capsys, "analyze", data, "--inventory", str(MINIMAL), "--out", tmp_path / "out")
+    one_line_error(code, err, str(data), needle)
+
+
+def test_trailing_empty_cells_and_blank_lines_are_not_respondents(tmp_path, capsys):
+    from psychometrics.item_data import load_item_data
+
+    data = tmp_path / "data.csv"
+    data.write_text("e1,e2,e3,a1,a2\n1,2,3,4,5,,\n\n2,2,2,2,2\n")
+    matrix = load_item_data(data, load_inventory(MINIMAL))
+    assert matrix.shape == (2, 5) and not matrix.isna().any().any()
+
+
+def test_a_keys_file_trait_for_a_scale_it_lacks_is_refused(tmp_path, capsys):
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("response_range: [1, 5]\nscales:\n  A: [A1, -A2]\ntraits:\n  A: agreeableness\n  C: conscientiousness\n")
+    data = tmp_path / "data.csv"
+    data.write_text("A1,A2\n1,2\n")
+    code, _, err = cli(capsys, "analyze", data, "--keys", keys)
+    one_line_error(code, err, str(keys), "traits names scale 'C'")
+
+
+def test_a_constraint_check_given_twice_is_refused(tmp_path, capsys):
+    shipped = Path(__file__).resolve().parents[1] / "psychometrics" / "behavior" / "tasks"
+    source = next(p for p in sorted(shipped.glob("*.yaml")) if "kind: constraints" in p.read_text())
+    text = source.read_text(encoding="utf-8")
+    marker = "      - {include: mountain}\n"
+    assert marker in text
+    twice = text.replace(marker, marker + "      - {include: Mountain}\n", 1)
+    path = tmp_path / "task.yaml"
+    path.write_text(twice, encoding="utf-8")
+    code, _, err = cli(capsys, "tasks", "validate", path)
+    one_line_error(code, err, str(path), "'include: Mountain' appears twice")

@@ -84,6 +84,8 @@ READ_ONLY_COMMANDS = {
     "baseline-and-check": ["baseline", "{q}", "--out", "{out}/base.json"],
     "export": ["export", "{q}", "--csv", "{out}/all.csv"],
     "validity": ["validity", "--selfreport", "{q}", "--behavior", "{b}", "--out", "{out}/v", "--bootstrap", "100"],
+    "behave-dry-run": ["behave", "--model", SIM, "--tasks", "dictator-game", "--variants", "2", "--personas",
+                       "trait-shaping", "--persona-ids", "baseline,extraversion-very-high", "--out", "{b}", "--dry-run"],
     "administer-dry-run": ["administer", "--model", SIM, "-i", str(MINIMAL), "--samples", "2", "--mode", "both",
                            "--personas", "trait-shaping", "--persona-ids", "baseline,extraversion-very-high",
                            "--out", "{q}", "--dry-run"],
@@ -137,6 +139,21 @@ def test_answers_still_in_the_write_ahead_log_on_a_read_only_mount_are_one_line(
     assert (archive / "responses.sqlite-wal").stat().st_size > 0
     done = _in_read_only_mount(archive.parent, ["score", str(archive), "--out", str(tmp_path / "s")])
     one_line_error(done.returncode, done.stderr, "responses.sqlite", "write-ahead log", "copy the run directory")
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs unshare -rm and bind mounts (a user namespace)")
+@pytest.mark.parametrize("command,needle", [
+    (["report", "{q}"], "report"),
+    (["administer", "--model", SIM, "-i", str(MINIMAL), "--samples", "2", "--mode", "both", "--personas",
+      "trait-shaping", "--persona-ids", "baseline,extraversion-very-high", "--out", "{q}"], "q"),
+    (["score", "{q}"], "analysis"),
+])
+def test_writing_into_a_read_only_mount_is_one_line_that_says_so(command, needle, runs, tmp_path):
+    mounted = tmp_path / "archive"
+    shutil.copytree(runs, mounted)
+    done = _in_read_only_mount(mounted, [a.replace("{q}", str(mounted / "q")) for a in command])
+    line = one_line_error(done.returncode, done.stderr, "Read-only file system")
+    assert str(mounted / "q") in line and needle in line
 
 
 def test_the_read_only_media_path_simulated_with_sqlites_flags(runs, tmp_path, capsys, monkeypatch):
@@ -242,6 +259,11 @@ def test_a_design_level_given_twice_is_refused(case, tmp_path, capsys):
         (tmp_path / name).write_text(text, encoding="utf-8")
     code, _, err = cli(capsys, *[arg.replace("{tmp}", str(tmp_path)) for arg in argv])
     one_line_error(code, err, *needles)
+
+
+def test_a_grouping_factor_given_twice_is_refused(runs, capsys):
+    code, _, err = cli(capsys, "score", runs / "q", "--by", "persona,mode,persona")
+    one_line_error(code, err, "--by", "'persona' is given twice")
 
 
 def test_orders_that_coincide_are_planned_once(capsys):
