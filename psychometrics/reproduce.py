@@ -27,6 +27,12 @@ request before it, which changes the floating-point evaluation order. The parsed
 value of every stored item are re-derived from the new reply and must match too (so an edited ``value``
 in the store is caught).
 
+Before any table is compared, the copy passes SQLite's full ``integrity_check``, and ``analysis/`` and
+``report/`` are checked as sets (:func:`psychometrics.outputs.check_provenance`): a write cut short, a file
+changed, missing or left from another write, or a set made from an earlier state of the store or
+manifest is a mismatch, said first in the verdict. The options a set was made with (``--by``,
+``--no-structure``, reference loadings) are read from its provenance record when it has one.
+
 Nothing is written into the run directory: the manifest and the database (with its write-ahead log) are
 copied into a temporary directory first, and everything is read from the copy.
 """

@@ -15,6 +15,10 @@ table ``claims``, created by the first run that sends), so no request is sent tw
 answer and drops its claim together. Commands that only read (score, report, reproduce, validity) open
 the store read-only (:func:`read_only_stores`) and never create or change it; an unreadable store is a
 one-line error naming the file.
+
+Every open checks the store (:func:`open_store`): an existing one must have all its tables and the
+schema version in ``meta`` that this psytest knows (it is never re-created over a damaged one), and must
+pass SQLite's ``quick_check``. A store on read-only media is opened ``immutable`` (no ``-shm`` needed).
 """
 
 from __future__ import annotations
