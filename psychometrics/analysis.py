@@ -262,8 +262,10 @@ def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventorie
 
 
 def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bool = True,
-                reference_loadings: pd.DataFrame | None = None) -> Tables:
-    """Every table for a run directory (see the module docstring)."""
+                reference_loadings: pd.DataFrame | None = None, inputs: dict | None = None) -> Tables:
+    """Every table for a run directory (see the module docstring). ``inputs``, if given, receives what the
+    tables were computed from (the manifest's sha256 and the store's fingerprint, read in the same
+    transaction as the answers): the provenance of the files they are written to."""
     from psychometrics.library import resolve_inventory
     from psychometrics.mtmm import mtmm
     from psychometrics.run import RESPONSES, read_manifest
@@ -278,15 +280,25 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     unknown = [f for f in by if f not in CONDITION_FIELDS]
     if unknown:
         raise PsytestError(f"--by: unknown factor '{unknown[0]}'; choose from {', '.join(CONDITION_FIELDS)}")
+    repeated = next((f for index, f in enumerate(by) if f in by[:index]), None)
+    if repeated is not None:
+        raise PsytestError(f"--by: '{repeated}' is given twice; give each factor once")
     if "mode" not in by:
         by = (*by, "mode")  # text and probability answers are different measurements
-    with RunStore(run_dir / RESPONSES) as store:
+    with RunStore(run_dir / RESPONSES) as store, store.reading() as fingerprint:
         responses = responses_frame(store, [inv.id for inv in inventories])
+    if inputs is not None:
+        from psychometrics.run import manifest_sha256
+
+        inputs.update({"manifest_sha256": manifest_sha256(run_dir), "store": fingerprint})
+    from psychometrics.scoring import impossible_values
+
+    responses, value_checks = impossible_values(responses, inventories)
     listwise = manifest.get("design", {}).get("invalid", "missing") == "drop"
     cell_scores = scale_scores(responses, inventories, listwise=listwise)
     grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else scale_scores(responses, inventories, by, listwise)
-    tables: Tables = {"scores": grouped, "score_summary": score_summary(grouped),
-                      "norms": norm_table(grouped, inventories)}
+    tables: Tables = {"scores": grouped, "score_summary": _with_value_notes(score_summary(grouped), value_checks),
+                      "norms": norm_table(grouped, inventories), "value_checks": value_checks}
     reliability, item_total, structure_parts = [], [], []
     for inventory in inventories:
         modes = responses.loc[responses["inventory"] == inventory.id, "mode"].dropna().unique()
@@ -306,6 +318,19 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     tables.update(sensitivity_tables(responses, cell_scores, inventories))
     tables["mtmm"], tables["mtmm_summary"] = mtmm(grouped, inventories)
     return tables
+
+
+def _with_value_notes(summary: pd.DataFrame, value_checks: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with a note on each inventory x mode whose store held values outside the scale."""
+    if value_checks.empty or summary.empty:
+        return summary
+    counts = value_checks.groupby(["inventory", "mode"])["n"].sum()
+    notes = []
+    for inventory, mode, note in zip(summary["inventory"], summary["mode"], summary["note"]):
+        n = counts.get((inventory, mode))
+        extra = f"{n} stored value(s) outside the response scale set missing (value_checks.csv)" if n else None
+        notes.append(_note(note if isinstance(note, str) else None, extra))
+    return summary.assign(note=notes)
 
 
 def _inventory_for(entry: dict, source: str, resolve) -> Inventory:

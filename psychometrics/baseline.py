@@ -77,6 +77,7 @@ def make_baseline(run_dir: Path, *, include_facets: bool = False) -> dict:
         "psytest_baseline": BASELINE_FORMAT,
         "psytest_version": __version__,
         "source_run": str(run_dir),
+        "derived_from": _run_inputs(run_dir),
         "run_created_at": manifest.get("created_at"),
         "model": manifest["model"],
         "backend_params": manifest.get("backend_params"),
@@ -87,16 +88,33 @@ def make_baseline(run_dir: Path, *, include_facets: bool = False) -> dict:
     }
 
 
+def _run_inputs(run_dir: Path) -> dict:
+    """The run's manifest sha256 and store fingerprint (:func:`psychometrics.run.run_inputs`)."""
+    from psychometrics.run import run_inputs
+
+    return run_inputs(run_dir)
+
+
 def write_baseline(run_dir: Path, path: Path, *, include_facets: bool = False) -> dict:
-    """Make the baseline of ``run_dir`` and write it to ``path`` as JSON; returns it."""
-    baseline = make_baseline(run_dir, include_facets=include_facets)
+    """Make the baseline of ``run_dir`` and write it to ``path`` as JSON (whole, and only over a file that
+    is a psytest baseline already); returns it."""
+    from psychometrics.outputs import atomic_write, claim_file
+
     path = Path(path)
     if path.parent and not path.parent.is_dir():
         raise PsytestError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(baseline, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    claim_file(path, "--out", _is_baseline_file)
+    baseline = make_baseline(run_dir, include_facets=include_facets)
+    atomic_write(path, json.dumps(baseline, indent=2, ensure_ascii=False) + "\n", fsync=True)
     return baseline
+
+
+def _is_baseline_file(path: Path) -> bool:
+    """Whether ``path`` holds a psytest baseline (so ``baseline --out`` may replace it)."""
+    try:
+        return "psytest_baseline" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        return False
 
 
 def load_baseline(path: Path) -> dict:

@@ -390,10 +390,14 @@ def administer(
     finally:
         if progress:
             progress.stop()
-    from psychometrics.analysis import analyze_run, write_tables
+    from psychometrics.analysis import analyze_run
+    from psychometrics.outputs import DerivedSet
 
-    tables = analyze_run(run_dir)
-    write_tables(tables, run_dir / "analysis")
+    inputs: dict = {}
+    tables = analyze_run(run_dir, inputs=inputs)
+    with DerivedSet(run_dir / "analysis", "analysis", inputs=inputs, options=_analysis_options(None, True, None),
+                    owned=True) as analysis:
+        analysis.write_tables(tables)
     summary = tables["score_summary"]
     summary = summary[summary["kind"] == "scale"]
     stats = result.stats
@@ -440,13 +444,39 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tables as JSON for scripts.")] = False,
 ) -> None:
     """Score a run and compute every derived table: norms, reliability, sensitivity, structure, MTMM."""
-    from psychometrics.analysis import analyze_run, write_tables
+    from psychometrics.analysis import analyze_run
+    from psychometrics.outputs import DerivedSet, claim_directory
+
+    from psychometrics.run import read_manifest
 
     with _reading_only():
+        read_manifest(run)  # a behaviour run, or no run at all, is named before any output is considered
+    out_dir = out or run / "analysis"
+    claim_directory(out_dir, "analysis", owned=_is_default(out_dir, run / "analysis"), create=False)
+    inputs: dict = {}
+    with _reading_only():
         tables = analyze_run(run, _csv_option(by), structure=structure,
-                             reference_loadings=_read_loadings(reference_loadings))
-    written = write_tables(tables, out or run / "analysis")
+                             reference_loadings=_read_loadings(reference_loadings), inputs=inputs)
+    with DerivedSet(out_dir, "analysis", inputs=inputs, owned=_is_default(out_dir, run / "analysis"),
+                    options=_analysis_options(_csv_option(by), structure, reference_loadings)) as analysis:
+        written = analysis.write_tables(tables)
     _report_tables(tables, written, as_json)
+
+
+def _is_default(directory: Path, default: Path) -> bool:
+    """Whether ``directory`` is the default place inside a run directory (psytest's even without a record)."""
+    try:
+        return directory.resolve() == default.resolve()
+    except OSError:
+        return False
+
+
+def _analysis_options(by: list[str] | None, structure: bool, reference_loadings: Path | None) -> dict:
+    """The options that shape a run's tables, as the provenance record keeps them (reproduce reads them)."""
+    from psychometrics.outputs import file_sha256
+
+    return {"by": by, "structure": structure,
+            "reference_loadings_sha256": file_sha256(reference_loadings) if reference_loadings else None}
 
 
 @app.command()
@@ -464,8 +494,9 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tables as JSON for scripts.")] = False,
 ) -> None:
     """Analyse item data from a file (e.g. a human sample) with the same tables as a run."""
-    from psychometrics.analysis import analyze_item_data, write_tables
+    from psychometrics.analysis import analyze_item_data
     from psychometrics.item_data import inventory_from_keys, load_item_data
+    from psychometrics.outputs import DerivedSet, file_sha256
 
     if (keys is None) == (inventory is None):
         raise PsytestError("give exactly one of --keys KEYS.yaml or --inventory NAME")
@@ -475,9 +506,16 @@ def analyze(
         from psychometrics.library import resolve_inventory
 
         inv = resolve_inventory(inventory)
+    out_dir = out or data.with_name(f"{data.stem}-analysis")
+    from psychometrics.outputs import claim_directory
+
+    claim_directory(out_dir, "item-analysis", create=False)
     matrix = load_item_data(data, inv)
     tables = analyze_item_data(matrix, inv, structure=structure, reference_loadings=_read_loadings(reference_loadings))
-    written = write_tables(tables, out or data.with_name(f"{data.stem}-analysis"))
+    inputs = {"data_sha256": file_sha256(data), "inventory": {"id": inv.id, "content_hash": inv.content_hash}}
+    with DerivedSet(out_dir, "item-analysis", inputs=inputs,
+                    options=_analysis_options(None, structure, reference_loadings)) as analysis:
+        written = analysis.write_tables(tables)
     _report_tables(tables, written, as_json)
 
 
@@ -488,12 +526,21 @@ def _read_loadings(path: Path | None):
     import pandas as pd
 
     from psychometrics.limits import JSON_BYTES, check_regular_file
+    import csv
 
     try:
         check_regular_file(path, JSON_BYTES, "CSV of loadings")
         frame = pd.read_csv(path, index_col=0)
-    except (OSError, ValueError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = [name.strip() for name in next(csv.reader(handle), [])]
+    except (OSError, ValueError, csv.Error) as exc:
         raise PsytestError(f"--reference-loadings {path}: cannot read ({exc})") from None
+    repeated = next((n for i, n in enumerate(header) if n and n in header[:i]), None)
+    if repeated is None and frame.index.has_duplicates:
+        repeated = str(frame.index[frame.index.duplicated()][0])
+    if repeated is not None:  # pandas would rename a repeated column and keep both rows of an item
+        raise PsytestError(f"--reference-loadings {path}: '{repeated}' appears twice; give each item one row and "
+                           "each factor one column")
     if frame.empty or not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
         raise PsytestError(f"--reference-loadings {path}: expected item ids then numeric loadings, one column per factor")
     return frame
@@ -547,10 +594,14 @@ def compare(
 
     if len(runs) < 2:
         raise PsytestError("compare needs at least two run directories")
+    if out is not None:
+        from psychometrics.outputs import claim_directory
+
+        claim_directory(out, "comparison", create=False)  # refused before the work, not after
     with _reading_only():
         result = compare_runs(runs)
     if out is not None:
-        _write_comparison(result, out)
+        _write_comparison(result, out, runs)
     if as_json:
         print_json({"verdict": result.verdict, "differences": as_json_records(result.differences),
                      "notes": result.notes})
@@ -558,14 +609,21 @@ def compare(
     echo(result.summary())
 
 
-def _write_comparison(result, out: Path) -> None:
+def _write_comparison(result, out: Path, runs: list[Path]) -> None:
+    from psychometrics.outputs import DerivedSet
+    from psychometrics.run import run_inputs
+
+    with _reading_only():
+        inputs = {"runs": [{"run": str(run), **run_inputs(run)} for run in runs]}
+    with DerivedSet(out, "comparison", inputs=inputs) as comparison:
+        comparison.write_csv("differences.csv", result.differences)
+        comparison.write_csv("statistics.csv", result.statistics)
+        comparison.write_text("compare.html", _comparison_page(result))
+
+
+def _comparison_page(result) -> str:
     import html
 
-    out.mkdir(parents=True, exist_ok=True)
-    from psychometrics.analysis import spreadsheet_safe
-
-    spreadsheet_safe(result.differences).to_csv(out / "differences.csv", index=False)
-    spreadsheet_safe(result.statistics).to_csv(out / "statistics.csv", index=False)
     table = result.differences.to_html(index=False, escape=True, na_rep="-", float_format=lambda v: f"{v:.3f}")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>psytest comparison</title>"
@@ -575,7 +633,7 @@ def _write_comparison(result, out: Path) -> None:
         f"<p>Runs: {html.escape(', '.join(result.runs))}</p>{table}"
         "<p>Every number here is in differences.csv.</p></body></html>"
     )
-    (out / "compare.html").write_text(page, encoding="utf-8")
+    return page
 
 
 @app.command()

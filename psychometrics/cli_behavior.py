@@ -175,11 +175,14 @@ def behave(
     finally:
         if progress:
             progress.stop()
-    from psychometrics.analysis import write_tables
     from psychometrics.behavior.analysis import behavior_tables
+    from psychometrics.outputs import DerivedSet
+    from psychometrics.run import run_inputs
 
+    inputs = run_inputs(run_dir)
     tables = behavior_tables(run_dir)
-    write_tables(tables, run_dir / "analysis")
+    with DerivedSet(run_dir / "analysis", "behavior-analysis", inputs=inputs, owned=True) as analysis:
+        analysis.write_tables(tables)
     stats = result.stats
     summary = tables["behavior_summary"]
     payload = {

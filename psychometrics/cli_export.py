@@ -22,21 +22,43 @@ from psychometrics.errors import PsytestError
 from psychometrics.terminal import echo, print_json
 
 
+def _export_header() -> str:
+    from psychometrics.export import CELL_FIELDS, RESPONSE_COLUMNS
+
+    return ",".join([*RESPONSE_COLUMNS, *CELL_FIELDS])
+
+
+def _is_export_file(path: Path) -> bool:
+    """Whether ``path`` starts with the header ``export --csv`` writes (so it may be replaced)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.readline(4096).rstrip("\r\n") == _export_header()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _write_csv(run: Path, path: Path, chunksize: int) -> int:
+    import os
+
     from psychometrics.analysis import spreadsheet_safe
     from psychometrics.export import iter_responses
+    from psychometrics.outputs import temporary_path
 
     rows = 0
-    partial = path.with_name(path.name + ".partial")
+    partial = temporary_path(path)
     try:
         with open(partial, "w", encoding="utf-8", newline="") as handle:
             for chunk in iter_responses(run, chunksize):
                 spreadsheet_safe(chunk).to_csv(handle, index=False, header=rows == 0)
                 rows += len(chunk)
+            if rows == 0:  # no answers yet: still a file with the header, so it is known as psytest's
+                handle.write(_export_header() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)  # a reader never sees half a file under the final name
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    partial.replace(path)  # a reader never sees half a file under the final name
     return rows
 
 
@@ -51,10 +73,14 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Export a run's answers (one row per answer, design cell as columns) to CSV or DuckDB, chunk by chunk."""
-    from psychometrics.export import to_duckdb
+    from psychometrics.export import check_table_name, to_duckdb
+    from psychometrics.outputs import claim_file
 
     if csv is None and duckdb is None:
         raise PsytestError("export: give --csv FILE, --duckdb FILE or both")
+    check_table_name(table)
+    if csv is not None:
+        claim_file(csv, "--csv", _is_export_file)
     if chunksize < 1:
         raise PsytestError(f"--chunksize must be at least 1, got {chunksize}")
     if not (run / "responses.sqlite").is_file():

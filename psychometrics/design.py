@@ -34,7 +34,7 @@ from psychometrics.errors import PsytestError
 from psychometrics.inventory import Inventory, Item
 from psychometrics.models.base import AnswerMode, ModelRequest
 from psychometrics.personas import Persona, PersonaSet
-from psychometrics.prompts import TEMPLATES, RenderedPrompt, get_template, render_items
+from psychometrics.prompts import TEMPLATES, RenderedPrompt, check_labels, get_template, render_items
 
 ORDER_SCHEMES = ("original", "reversed", "rotations", "latin-square", "random:N")
 MAX_RANDOM_ORDERS = limits.RANDOM_ORDERS
@@ -77,6 +77,16 @@ class Design(BaseModel):
     def reasks(self) -> int:
         """How many times an invalid text reply is re-asked (0 unless ``invalid`` is ``reask:N``)."""
         return int(self.invalid.split(":")[1]) if self.invalid.startswith("reask:") else 0
+
+    @field_validator("option_orders", "templates", "modes", "persona_ids")
+    @classmethod
+    def _each_level_once(cls, levels: list[str] | None) -> list[str] | None:
+        """A level given twice would be planned twice: every request of it counted as already answered
+        once it is sent (and its cells weighted double), so a repeat is an error, not a silent merge."""
+        repeated = next((level for index, level in enumerate(levels or []) if level in levels[:index]), None)
+        if repeated is not None:
+            raise ValueError(f"{repeated!r} is given twice; give each level once")
+        return levels
 
     @field_validator("option_orders")
     @classmethod
@@ -324,6 +334,9 @@ def plan_requests(
     complete questionnaires for the first cells.
     """
     check_plan_size(inventories, design, persona_set)
+    for inventory in inventories:
+        for template_id in design.templates:
+            check_labels(inventory, TEMPLATES[template_id])
     personas: list[Persona | None] = list(persona_set.select(design.persona_ids)) if persona_set else [None]
     planned: list[PlannedRequest] = []
     for inventory in inventories:

@@ -16,6 +16,7 @@ readers and the writer work at once); rows committed after the read began are no
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -46,15 +47,12 @@ def _store(run_dir: Path) -> Path:
 
 
 def connect_read_only(run_dir: Path) -> sqlite3.Connection:
-    """A read-only connection to a run's store (never creates or changes a file); one-line error if unreadable."""
-    from psychometrics.store import check_contents, store_error
+    """A read-only connection to a run's store (never creates or changes a file; checked as every
+    command checks a store, :func:`psychometrics.store.open_store`); one-line error if unreadable."""
+    from psychometrics.store import _SCHEMA, check_contents, open_store
 
     path = _store(run_dir)
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
-        con.execute("SELECT 1 FROM responses LIMIT 1")
-    except sqlite3.Error as exc:
-        raise store_error(path, exc) from None
+    con = open_store(path, _SCHEMA, "responses", read_only=True)[0]
     try:
         check_contents(con, path)
     except PsytestError:
@@ -102,30 +100,63 @@ def to_duckdb(
         import duckdb
     except ImportError:
         raise PsytestError("DuckDB is not installed; pip install duckdb (or use iter_responses with pandas)") from None
-    if not table.isidentifier():
-        raise PsytestError(f"table: {table!r} is not a plain SQL name; use letters, digits and underscores")
+    check_table_name(table)
     rows = 0
-    staging = f"{table}_psytest_partial"
-    con = duckdb.connect(str(database))
+    name = _quoted(table)
+    staging = _quoted(f"{table}_psytest_partial")
+    created = not Path(database).exists()
+    try:
+        # no extension loading: DuckDB would otherwise download its SQLite reader to open a SQLite file
+        con = duckdb.connect(str(database), config={"autoinstall_known_extensions": False,
+                                                    "autoload_known_extensions": False})
+    except duckdb.Error as exc:
+        raise PsytestError(f"--duckdb {database}: cannot open it as a DuckDB database ({exc}); give a new file "
+                           "or one psytest export wrote") from None
     try:
         columns = [*RESPONSE_COLUMNS, *CELL_FIELDS]
-        con.execute(f"DROP TABLE IF EXISTS {staging}")
-        # Types fixed up front: a first chunk without errors must not make 'error' a column of NULLs
-        con.execute(f"CREATE TABLE {staging} ({', '.join(f'{c} {_duckdb_type(c)}' for c in columns)})")
+        # One transaction: the old table (if any) is replaced by the complete copy, or nothing changes
+        # (an interrupted or failed export leaves no partial or staging table behind).
+        con.execute("BEGIN TRANSACTION")
         try:
+            con.execute(f"DROP TABLE IF EXISTS {staging}")
+            # Types fixed up front: a first chunk without errors must not make 'error' a column of NULLs
+            con.execute(f"CREATE TABLE {staging} ({', '.join(f'{_quoted(c)} {_duckdb_type(c)}' for c in columns)})")
             for chunk in iter_responses(run_dir, chunksize):
                 con.register("psytest_chunk", chunk)
-                con.execute(f"INSERT INTO {staging} SELECT {', '.join(columns)} FROM psytest_chunk")
+                con.execute(f"INSERT INTO {staging} SELECT {', '.join(_quoted(c) for c in columns)} FROM psytest_chunk")
                 con.unregister("psytest_chunk")
                 rows += len(chunk)
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+            con.execute(f"ALTER TABLE {staging} RENAME TO {name}")
         except BaseException:
-            con.execute(f"DROP TABLE IF EXISTS {staging}")  # the old table, if any, stays as it was
+            con.execute("ROLLBACK")
             raise
-        # the finished copy replaces the old table in one transaction: never a half-filled table
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-        con.execute(f"ALTER TABLE {staging} RENAME TO {table}")
         con.execute("COMMIT")
-    finally:
+    except BaseException as exc:
         con.close()
+        if created:  # a database this call created holds nothing: do not leave it behind
+            for leftover in (Path(database), Path(f"{database}.wal")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(exc, duckdb.Error):
+            raise PsytestError(f"--duckdb {database}: the export failed and changed nothing ({exc})") from None
+        raise
+    con.close()
     return rows
+
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_table_name(table: str) -> None:
+    """A one-line error unless ``table`` is a plain SQL name: an ASCII letter or underscore, then letters,
+    digits or underscores, at most 63 characters. SQL keywords (``select``) are valid names here:
+    every name is double-quoted in the statements, so none is read as SQL."""
+    if not _TABLE_NAME.fullmatch(table):
+        raise PsytestError(f"--table {table!r}: not a plain SQL name; use ASCII letters, digits and underscores "
+                           "(at most 63), starting with a letter")
+
+
+def _quoted(name: str) -> str:
+    """``name`` as a quoted SQL identifier (a keyword such as ``select`` is then a name, not SQL)."""
+    return '"' + name.replace('"', '""') + '"'
+

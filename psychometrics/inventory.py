@@ -14,8 +14,6 @@ Loading has two stages, each turning any problem into a one-line
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,7 +30,7 @@ from pydantic import (
 
 from psychometrics import limits
 from psychometrics.errors import InventoryError
-from psychometrics.yaml_io import load_yaml_file
+from psychometrics.yaml_io import content_hash, load_yaml_file
 
 Identifier = Annotated[
     str, StringConstraints(strict=True, pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$", max_length=64)
@@ -41,6 +39,8 @@ Slug = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z0-9][a-z0-9\
 Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.SHORT_TEXT)]
 Prose = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=limits.LONG_TEXT)]
 Scoring = Literal["mean", "sum"]
+# Lists must be lists: a set given through the Python API would be taken in hash-seed order.
+Strict = Field(strict=True)
 
 
 class _Strict(BaseModel):
@@ -76,7 +76,7 @@ class Item(_Strict):
     id: Identifier
     text: Text
     reverse_keyed: StrictBool = False
-    paraphrases: Annotated[list[Text], Field(max_length=limits.PARAPHRASES)] = Field(default_factory=list)
+    paraphrases: Annotated[list[Text], Field(max_length=limits.PARAPHRASES, strict=True)] = Field(default_factory=list)
 
 
 class Scale(_Strict):
@@ -93,7 +93,7 @@ class Scale(_Strict):
     trait: Identifier | None = None
     trait_sign: Literal[1, -1] = 1
     scoring: Scoring = "mean"
-    items: list[Identifier]
+    items: Annotated[list[Identifier], Strict]
     description: Prose | None = None
 
 
@@ -104,7 +104,7 @@ class Facet(_Strict):
     name: Text
     scale: Identifier
     scoring: Scoring = "mean"
-    items: list[Identifier]
+    items: Annotated[list[Identifier], Strict]
 
 
 class NormStat(_Strict):
@@ -138,10 +138,10 @@ class Inventory(_Strict):
     instructions: Prose
     stem: Text | None = None
     response_scale: ResponseScale
-    items: Annotated[list[Item], Field(min_length=1, max_length=limits.ITEMS)]
-    scales: Annotated[list[Scale], Field(min_length=1, max_length=limits.SCALES)]
-    facets: Annotated[list[Facet], Field(max_length=limits.SCALES)] = Field(default_factory=list)
-    norms: Annotated[list[NormGroup], Field(max_length=limits.NORM_GROUPS)] = Field(default_factory=list)
+    items: Annotated[list[Item], Field(min_length=1, max_length=limits.ITEMS, strict=True)]
+    scales: Annotated[list[Scale], Field(min_length=1, max_length=limits.SCALES, strict=True)]
+    facets: Annotated[list[Facet], Field(max_length=limits.SCALES, strict=True)] = Field(default_factory=list)
+    norms: Annotated[list[NormGroup], Field(max_length=limits.NORM_GROUPS, strict=True)] = Field(default_factory=list)
 
     # -- derived views (cheap, cached; the model is frozen) -------------------------------------------
     @cached_property
@@ -159,8 +159,7 @@ class Inventory(_Strict):
     @cached_property
     def content_hash(self) -> str:
         """sha256 of the canonical JSON of the inventory: identifies exactly what was administered."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return content_hash(self)
 
     def scale(self, scale_id: str) -> Scale:
         return next(s for s in self.scales if s.id == scale_id)
@@ -248,6 +247,22 @@ def check_consistency(inv: Inventory, source: str) -> None:
             )
     if len(set(rs.labels.values())) != len(rs.labels):
         raise InventoryError(source, "response_scale.labels", "two response values share a label; labels must differ")
+    from psychometrics.parse import reading_key
+
+    read_as: dict[str, int] = {}
+    for value in rs.values:
+        key = reading_key(rs.labels[value])
+        if not key:
+            raise InventoryError(source, "response_scale.labels", f"the label of value {value} "
+                                 f"({rs.labels[value]!r}) has no letter or digit, so no reply can name it; use words")
+        if key in read_as:
+            other = read_as[key]
+            raise InventoryError(
+                source, "response_scale.labels",
+                f"the labels of values {other} and {value} ({rs.labels[other]!r}, {rs.labels[value]!r}) differ only "
+                "in case, punctuation, spacing or Unicode form, so a reply naming one cannot be told from the "
+                "other; make the words differ")
+        read_as[key] = value
 
     item_ids: set[str] = set()
     for item in inv.items:
@@ -327,6 +342,13 @@ def check_consistency(inv: Inventory, source: str) -> None:
                     source, where, f"item '{item_id}' is also in facet '{facet_of[item_id]}'; an item belongs to one facet"
                 )
             facet_of[item_id] = facet.id
+
+    groups: dict[str, int] = {}
+    for index, norm in enumerate(inv.norms):
+        if norm.group.casefold() in groups:
+            raise InventoryError(source, f"norms[{index}] ('{norm.group}')", f"the same group as norms[{groups[norm.group.casefold()]}]; "
+                                 "give each norm group once (its rows would be indistinguishable)")
+        groups[norm.group.casefold()] = index
 
     ranges = {s.id: _score_range(rs, len(s.items), s.scoring) for s in inv.scales}
     ranges.update({f.id: _score_range(rs, len(f.items), f.scoring) for f in inv.facets})

@@ -57,6 +57,9 @@ def inventory_from_keys(path: Path) -> Inventory:
     traits = data.get("traits") or {}
     if not isinstance(traits, dict):
         raise PsytestError(f"{path}: traits must map scale names to trait names")
+    unknown_scale = next((name for name in traits if name not in scales), None)
+    if unknown_scale is not None:
+        raise PsytestError(f"{path}: traits names scale '{unknown_scale}', which is not among the scales")
     items: dict[str, bool] = {}
     scale_entries = []
     for scale, members in scales.items():
@@ -101,17 +104,29 @@ def load_item_data(path: Path, inventory: Inventory) -> pd.DataFrame:
     if not header:
         raise PsytestError(f"{path}: empty file; expected a header row of item ids")
     header = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, 1):
+        if name in seen and name:
+            raise PsytestError(f"{path}: column '{name}' appears twice (columns {seen[name]} and {position}); "
+                               "each item needs exactly one column")
+        seen.setdefault(name, position)
     missing = [item.id for item in inventory.items if item.id not in header]
     if missing:
         shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
         raise PsytestError(f"{path}: no column for item(s) {shown}; columns must be the item ids")
+    # blank lines are not respondents; record numbers stay those of the file
+    numbered = [(number, row) for number, row in enumerate(rows, 2) if any(cell.strip() for cell in row)]
+    for number, row in numbered:
+        if any(cell.strip() for cell in row[len(header):]):  # a stray comma shifts later cells into wrong columns
+            raise PsytestError(f"{path}: row {number} has {len(row)} cells but the header has {len(header)}; "
+                               "quote cells that contain commas, or fix the row")
     index = {name: i for i, name in enumerate(header)}
     if len(rows) * len(inventory.items) > limits.ITEM_DATA_CELLS:
         raise PsytestError(f"{path}: {len(rows):,} rows x {len(inventory.items):,} items is more than the "
                            f"{limits.ITEM_DATA_CELLS:,} cells one analysis takes; analyse a sample or fewer items")
     low, high = inventory.response_scale.min, inventory.response_scale.max
-    matrix = np.full((len(rows), len(inventory.items)), np.nan)
-    for r, row in enumerate(rows):
+    matrix = np.full((len(numbered), len(inventory.items)), np.nan)
+    for r, (number, row) in enumerate(numbered):
         for c, item in enumerate(inventory.items):
             cell = row[index[item.id]].strip() if index[item.id] < len(row) else ""
             if cell == "" or cell.upper() == "NA":
@@ -120,14 +135,14 @@ def load_item_data(path: Path, inventory: Inventory) -> pd.DataFrame:
                 value = float(cell)
             except ValueError:
                 raise PsytestError(
-                    f"{path}: row {r + 2}, column {item.id}: {cell!r} is not a number"
+                    f"{path}: row {number}, column {item.id}: {cell!r} is not a number"
                 ) from None
             if math.isnan(value) or not low <= value <= high:
                 raise PsytestError(
-                    f"{path}: row {r + 2}, column {item.id}: value {cell} is outside the response range {low}..{high}"
+                    f"{path}: row {number}, column {item.id}: value {cell} is outside the response range {low}..{high}"
                 )
             matrix[r, c] = value
-    if not rows:
+    if not numbered:
         raise PsytestError(f"{path}: no data rows below the header")
     return pd.DataFrame(matrix, columns=[item.id for item in inventory.items])
 

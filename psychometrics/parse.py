@@ -16,6 +16,7 @@ the reply. Which pass succeeded is recorded, so a study can report how much it r
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,7 +39,15 @@ class ParsedReply:
 
 
 def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+    return " ".join(re.sub(r"[^\w\s]", " ", unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+def reading_key(option_text: str) -> str:
+    """What the parser reads of an option's words: case, punctuation, spacing and Unicode form
+    (NFKC: composed or decomposed accents, full-width letters) are ignored. Two options with the same
+    key cannot be told apart in a reply, so an inventory may not have them
+    (:func:`psychometrics.inventory.check_consistency`)."""
+    return _norm(option_text)
 
 
 def parse_reply(text: str | None, choices: tuple[str, ...], option_texts: tuple[str, ...]) -> ParsedReply:
@@ -95,13 +104,18 @@ def parse_many(
 
     Lines are matched by their statement number; if the reply has no numbered lines but exactly
     ``n_items`` non-empty lines, they are taken in order (a lenient match). A whole-reply refusal marks
-    every item as refused; a statement without an answer line is unparseable.
+    every item as refused; a statement without an answer line is unparseable, and one answered twice
+    with different options is ``multiple`` (neither line is preferred).
     """
     if text is None or not text.strip():
         return [ParsedReply("unparseable")] * n_items
     answers: dict[int, str] = {}
+    repeated: dict[int, list[str]] = {}
     for match in re.finditer(r"(?im)^[\s*#-]*S(\d+)\**\s*[:.)\-]\s*(.+?)\s*$", text):
-        answers.setdefault(int(match.group(1)), match.group(2))
+        number = int(match.group(1))
+        if number in answers:
+            repeated.setdefault(number, [answers[number]]).append(match.group(2))
+        answers.setdefault(number, match.group(2))
     lenient = False
     if not answers:
         lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -116,6 +130,10 @@ def parse_many(
             results.append(ParsedReply("unparseable"))
             continue
         parsed = parse_reply(answers[k], choices, option_texts)
+        if k in repeated:
+            readings = {(p.outcome, p.position) for p in (parse_reply(a, choices, option_texts) for a in repeated[k])}
+            if len(readings) > 1:
+                parsed = ParsedReply("multiple")
         if lenient and parsed.outcome == "valid":
             parsed = ParsedReply("valid", parsed.position, "lenient")
         results.append(parsed)

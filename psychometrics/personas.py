@@ -9,8 +9,6 @@ cues). ``--personas`` accepts a shipped name or a path to a user's file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from psychometrics import limits
 from psychometrics.errors import PsytestError
-from psychometrics.yaml_io import load_yaml_file
+from psychometrics.yaml_io import content_hash, load_yaml_file
 
 _DIR = Path(__file__).resolve().parent / "data" / "personas"
 
@@ -43,17 +41,19 @@ class PersonaSet(BaseModel):
     name: Text
     description: Prose | None = None
     source: Text | None = None
-    personas: Annotated[list[Persona], Field(min_length=1, max_length=limits.PERSONAS)]
+    personas: Annotated[list[Persona], Field(min_length=1, max_length=limits.PERSONAS, strict=True)]
 
     @cached_property
     def content_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return content_hash(self)
 
     def select(self, ids: list[str] | None) -> list[Persona]:
         if not ids:
             return list(self.personas)
         by_id = {p.id: p for p in self.personas}
+        repeated = next((i for index, i in enumerate(ids) if i in ids[:index]), None)
+        if repeated is not None:
+            raise PsytestError(f"--persona-ids: '{repeated}' is given twice; give each persona once")
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise PsytestError(

@@ -90,13 +90,41 @@ def get_template(template_id: str) -> Template:
         ) from None
 
 
+MAX_LETTERED_OPTIONS = len(string.ascii_uppercase)
+
+
 def labels_for(style: LabelStyle, option_texts: list[str]) -> list[str]:
-    """Display labels for ``len(option_texts)`` positions in the given style."""
+    """Display labels for ``len(option_texts)`` positions in the given style (never fewer: more options
+    than letters is an error, not a shorter list)."""
     if style == "numbers":
         return [str(i + 1) for i in range(len(option_texts))]
     if style == "letters":
+        if len(option_texts) > MAX_LETTERED_OPTIONS:
+            raise PsytestError(f"{len(option_texts)} response options cannot be labelled A-Z; use a numbered or "
+                               "worded template")
         return list(string.ascii_uppercase[: len(option_texts)])
     return list(option_texts)
+
+
+def check_labels(inventory: Inventory, template: Template) -> None:
+    """Refuse an inventory whose options the template's labels would make ambiguous to the parser:
+    more than 26 options under letters, or an option whose words are themselves a label of the
+    template's kind (a bare number under numbers, one letter under letters: "2" could be the label
+    or the words of another option)."""
+    rs = inventory.response_scale
+    where = f"--templates {template.id}: inventory '{inventory.id}'"
+    if template.label_style == "letters" and rs.n_options > MAX_LETTERED_OPTIONS:
+        raise PsytestError(f"{where} has {rs.n_options} response options, more than the letters A-Z can label; "
+                           "use a numbered or worded template")
+    for value in rs.values:
+        words = rs.labels[value].strip().rstrip(".):")
+        clash = (template.label_style == "numbers" and words.isdigit()) or (
+            template.label_style == "letters" and len(words) == 1 and words.isalpha())
+        if clash:
+            kind = "a number" if template.label_style == "numbers" else "a single letter"
+            raise PsytestError(f"{where}: the label of value {value} ({rs.labels[value]!r}) is {kind}, which the "
+                               f"{template.id} template's replies use to name positions; use a worded template or "
+                               "give the options words")
 
 
 def statement_text(inventory: Inventory, wording: str) -> str:

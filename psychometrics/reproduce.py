@@ -75,6 +75,11 @@ kernels in the same way, so expect differences of that size (:data:`CROSS_BUILD_
 nats, a measured envelope, not a bound) and different greedy replies where two options are that close.
 The OpenBLAS kernel (``OPENBLAS_CORETYPE``) does not reach llama.cpp at all: it changes only the tables,
 which the table comparison above covers.
+Before any table is compared, the copy passes SQLite's full ``integrity_check``, and ``analysis/`` and
+``report/`` are checked as sets (:func:`psychometrics.outputs.check_provenance`): a write cut short, a file
+changed, missing or left from another write, or a set made from an earlier state of the store or
+manifest is a mismatch, said first in the verdict. The options a set was made with (``--by``,
+``--no-structure``, reference loadings) are read from its provenance record when it has one.
 
 Nothing is written into the run directory: the manifest and the database (with its write-ahead log) are
 copied into a temporary directory first, and everything is read from the copy.
@@ -123,6 +128,14 @@ LOCAL_LOGPROB_TOL = 1e-6
 CROSS_BUILD_LOGPROB_SPREAD = 0.1
 
 MISMATCH_COLUMNS = ["file", "column", "row", "row_key", "stored", "recomputed", "problem"]
+#: Problems with a derived set as a whole (from its provenance record), and how the verdict says them.
+SET_PROBLEMS = {
+    "incomplete set": "a write was cut short",
+    "changed since written": "changed after its set was written",
+    "not of the set": "left from another write",
+    "missing from set": "missing from its set",
+    "stale": "made from an earlier state of the store or manifest",
+}
 RERUN_COLUMNS = ["rowid", "request_id", "item_id", "field", "stored", "replayed"]
 #: Columns that identify a row of an analysis table, shown with a mismatch to help find it.
 _ROW_KEY_COLUMNS = ("inventory", "mode", "kind", "scale", "item", "factor", "source", "factor_level", "group",
@@ -159,7 +172,9 @@ class ReproduceResult:
 
     ``files_checked``: CSVs compared (relative to the run directory). ``mismatches``: one row per problem
     (columns :data:`MISMATCH_COLUMNS`; ``row`` is the 0-based data row, ``problem`` one of ``value``,
-    ``missing file``, ``extra file``, ``missing column``, ``extra column``, ``column order``, ``row count``);
+    ``missing file``, ``extra file``, ``missing column``, ``extra column``, ``column order``, ``row count``,
+    or from the sets' provenance records ``incomplete set``, ``changed since written``, ``not of the set``,
+    ``missing from set``, ``stale``);
     ``n_mismatches`` counts all of them, beyond the rows kept. ``unverified``: stored CSVs nothing
     recomputes (not failures). ``rerun``: the :class:`RerunResult` with ``rerun=True``, else ``None``.
     ``passed``: no table mismatch and (with rerun) no reply mismatch. ``verdict``: one line.
@@ -180,12 +195,20 @@ class ReproduceResult:
     @property
     def verdict(self) -> str:
         parts = []
+        sets = self.mismatches[self.mismatches["problem"].isin(SET_PROBLEMS)]
+        if not sets.empty:  # the derived files are not one set made from this store: say so first
+            seen = dict.fromkeys(f"{SET_PROBLEMS[p]}: {f}" for f, p in zip(sets["file"], sets["problem"]))
+            parts.append(", ".join(list(seen)[:3]) + (" ..." if len(seen) > 3 else ""))
+        tables = self.mismatches[~self.mismatches["problem"].isin(SET_PROBLEMS)]
+        mismatched = self.n_mismatches - len(sets)
         if self.files_checked:
-            if self.n_mismatches:
-                files = list(dict.fromkeys(self.mismatches["file"]))
-                parts.append(f"{self.n_mismatches} table mismatch{'es' if self.n_mismatches != 1 else ''} in "
+            if mismatched:
+                files = list(dict.fromkeys(tables["file"]))
+                parts.append(f"{mismatched} table mismatch{'es' if mismatched != 1 else ''} in "
                              f"{len(files)} file{'s' if len(files) != 1 else ''} ({', '.join(files[:4])}"
                              f"{' ...' if len(files) > 4 else ''})")
+            elif not sets.empty:
+                parts.append(f"the {len(self.files_checked)} tables themselves are identical")
             else:
                 parts.append(f"{len(self.files_checked)} tables identical (numbers within {REL_TOL:g} of their scale)")
         if self.rerun is not None:
@@ -250,6 +273,14 @@ def _snapshot(run_dir: Path, into: Path) -> Path:
         source = run_dir / f"{RESPONSES}{suffix}"
         if source.exists():
             shutil.copy2(source, copy / source.name)
+    if (copy / RESPONSES).exists():  # the full check (indexes against tables too), on the copy
+        from psychometrics.store import check_integrity
+
+        conn = sqlite3.connect(copy / RESPONSES)
+        try:
+            check_integrity(conn, copy / RESPONSES, full=True, name=run_dir / RESPONSES)
+        finally:
+            conn.close()
     return copy
 
 
@@ -371,6 +402,13 @@ def _check_tables(run_dir: Path, snapshot: Path, work: Path, *, by, structure, r
     stored_analysis = sorted(p.name for p in analysis_dir.glob("*.csv")) if analysis_dir.is_dir() else []
     stored_report = sorted(p.name for p in report_dir.glob("*.csv")) if report_dir.is_dir() else []
     inferred_by, inferred_structure, used_reference = _infer_options(analysis_dir)
+    from psychometrics.outputs import read_provenance
+
+    recorded = (read_provenance(analysis_dir) or {}).get("options") if analysis_dir.is_dir() else None
+    if recorded:  # the options the tables were written with, as their provenance record keeps them
+        inferred_by = recorded.get("by") or None
+        inferred_structure = recorded.get("structure", inferred_structure)
+        used_reference = bool(recorded.get("reference_loadings_sha256"))
     if by is None and inferred_by:
         by = inferred_by
         notes.append(f"scores.csv is grouped by {','.join(by)}: recomputed with --by {','.join(by)}")
@@ -666,8 +704,35 @@ def reproduce(
                     report_tables=report_tables, limit=max_mismatches, notes=notes)
             else:
                 notes.append("no analysis/*.csv: only the raw answers were checked")
+            provenance = _check_sets(run_dir, snapshot, notes)
+            total += len(provenance)
+            found = provenance + found  # first: a stale or mixed set explains the mismatches after it
             rerun_result = _rerun(run_dir, snapshot, manifest, max_mismatches) if rerun else None
         except PsytestError as exc:  # name the run's own files, not the snapshot's
             raise PsytestError(str(exc).replace(str(snapshot), str(run_dir))) from None
-    return ReproduceResult(run_dir, checked, _mismatch_frame(found), total, unverified,
+    return ReproduceResult(run_dir, checked, _mismatch_frame(found[:max_mismatches]), total, unverified,
                            rerun_result, notes)
+
+
+def _check_sets(run_dir: Path, snapshot: Path, notes: list[str]) -> list[dict]:
+    """Problems with the derived sets of ``run_dir`` (analysis/, report/) as their provenance records show
+    them (:func:`psychometrics.outputs.check_provenance`): a write cut short, a file changed or left from
+    another set, or a set made from an earlier state of the store."""
+    from psychometrics.outputs import check_provenance
+    from psychometrics.run import RESPONSES, manifest_sha256
+    from psychometrics.store import RunStore
+
+    with RunStore(snapshot / RESPONSES, read_only=True) as store:
+        current = {"manifest_sha256": manifest_sha256(snapshot), "store": store.fingerprint()}
+    found = []
+    for name in ("analysis", "report"):
+        directory = run_dir / name
+        if not directory.is_dir():
+            continue
+        problems, set_notes = check_provenance(directory, current, name)
+        notes += set_notes
+        for problem in problems:
+            found.append({c: problem.get(c) for c in MISMATCH_COLUMNS})
+            if problem.get("note"):
+                notes.append(problem["note"])
+    return found

@@ -82,8 +82,11 @@ def write_manifest(run_dir: Path, identity: dict, extra: dict) -> None:
     manifest = {"psytest_manifest": 1, **identity, **extra}
     tmp = run_dir / f".{MANIFEST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
-    def dump(content: dict) -> None:
-        tmp.write_text(json.dumps(content, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    def dump(content: dict) -> None:  # flushed to disk before it is linked or renamed into place
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(content, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
 
     dump(manifest)
     try:
@@ -194,8 +197,62 @@ def read_manifest(run_dir: Path, study: str | None = "questionnaire") -> dict:
     return manifest
 
 
+_RUN_ENTRY = re.compile(r"^\.manifest\.json\..+\.tmp$")  # a manifest being written by another process
+
+
+def claim_run_directory(run_dir: Path) -> None:
+    """Refuse ``--out`` unless it is new, empty, or a psytest run directory (its ``manifest.json`` is
+    psytest's): a folder of someone's files is never written into."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PsytestError(f"--out {run_dir}: is a file, not a directory; give a directory for the run")
+    if not run_dir.is_dir():
+        return
+    if (run_dir / MANIFEST).exists():
+        if not (run_dir / MANIFEST).is_file():
+            read_manifest(run_dir, study=None)  # one line saying what it is instead
+        manifest = limits.read_json(run_dir / MANIFEST, "run manifest")  # psytest's at all, before its fields
+        if not isinstance(manifest, dict):
+            read_manifest(run_dir, study=None)  # one line saying what shape it has
+        if manifest.get("psytest_manifest") != 1:
+            raise PsytestError(f"--out {run_dir}: its {MANIFEST} is not a psytest run manifest; give a new or empty "
+                               "directory (psytest writes only into directories it made)")
+        return
+    entries = sorted(p.name for p in run_dir.iterdir() if not _RUN_ENTRY.match(p.name))
+    if entries:
+        shown = ", ".join(entries[:3]) + (" ..." if len(entries) > 3 else "")
+        raise PsytestError(f"--out {run_dir}: holds files psytest did not write ({shown}) and no run manifest; give "
+                           "a new or empty directory (psytest writes only into directories it made)")
+
+
+def manifest_sha256(run_dir: Path) -> str | None:
+    from psychometrics.outputs import file_sha256
+
+    try:
+        return file_sha256(Path(run_dir) / MANIFEST)
+    except OSError:
+        return None
+
+
+def run_inputs(run_dir: Path) -> dict:
+    """What a run's derived files are made from: its manifest's sha256 and its store's fingerprint
+    (:meth:`psychometrics.store.RunStore.fingerprint`, or the behaviour store's)."""
+    run_dir = Path(run_dir)
+    inputs: dict = {"manifest_sha256": manifest_sha256(run_dir)}
+    if (run_dir / RESPONSES).exists():
+        with RunStore(run_dir / RESPONSES, read_only=True) as store:
+            inputs["store"] = store.fingerprint()
+    elif (run_dir / "behavior.sqlite").exists():
+        from psychometrics.behavior.store import BehaviorStore
+
+        with BehaviorStore(run_dir / "behavior.sqlite", read_only=True) as store:
+            inputs["store"] = store.fingerprint()
+    return inputs
+
+
 def check_resumable(run_dir: Path, identity: dict) -> None:
-    """Refuse to add a different study to an existing run directory."""
+    """Refuse to add a different study to an existing run directory, or to write a run into a directory
+    psytest did not make (:func:`claim_run_directory`)."""
+    claim_run_directory(run_dir)
     if not (run_dir / MANIFEST).exists():
         return
     previous = read_manifest(run_dir, study=None)

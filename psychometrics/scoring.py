@@ -86,12 +86,48 @@ def responses_frame(store: "RunStore", inventories: Iterable[str] | None = None)
 
 
 def keyed_values(frame: "pd.DataFrame", inventory: Inventory) -> "pd.Series":
-    """Item values with reverse keying applied (NaN where the answer was not valid)."""
+    """Item values with reverse keying applied (NaN where the answer was not valid, or where the stored
+    value lies outside the response scale: 99 on a 1-5 scale is missing, never reversed into -93)."""
+    import pandas as pd
+
     rs = inventory.response_scale
     reversed_items = {item.id for item in inventory.items if item.reverse_keyed}
-    values = frame["value"].where(frame["outcome"] == "valid")
+    numeric = pd.to_numeric(frame["value"], errors="coerce")
+    values = numeric.where((frame["outcome"] == "valid") & numeric.between(rs.min, rs.max))
     flip = frame["item_id"].isin(reversed_items)
     return values.where(~flip, rs.min + rs.max - values)
+
+
+def impossible_values(frame: "pd.DataFrame", inventories: Iterable[Inventory]) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """(``frame`` with valid answers whose stored value lies outside the response scale set missing,
+    a table of how many per inventory, mode and item).
+
+    psytest stores a value of the scale for every valid answer (the value behind the chosen position,
+    or an expected value between the lowest and highest); another value means the store was written or
+    edited by something else. Such a row becomes outcome ``out_of_range`` with no value in every table,
+    and ``value_checks`` (columns ``inventory, mode, item_id, check, n, example, note``) says so."""
+    import pandas as pd
+
+    columns = ["inventory", "mode", "item_id", "check", "n", "example", "note"]
+    numeric = pd.to_numeric(frame["value"], errors="coerce")
+    bad = pd.Series(False, index=frame.index)
+    for inventory in inventories:
+        rs = inventory.response_scale
+        mine = (frame["inventory"] == inventory.id) & (frame["outcome"] == "valid") & numeric.notna()
+        bad |= mine & ~numeric.between(rs.min, rs.max)
+    if not bad.any():
+        return frame, pd.DataFrame(columns=columns)
+    rows = []
+    ranges = {inv.id: inv.response_scale for inv in inventories}
+    for (inventory, mode, item), part in frame[bad].groupby(["inventory", "mode", "item_id"], sort=False):
+        rs = ranges[inventory]
+        rows.append({"inventory": inventory, "mode": mode, "item_id": item, "check": "value outside the scale",
+                     "n": int(len(part)), "example": float(pd.to_numeric(part["value"]).iloc[0]),
+                     "note": f"stored values outside {rs.min}..{rs.max} set missing (not written by psytest)"})
+    frame = frame.copy()
+    frame.loc[bad, "outcome"] = "out_of_range"
+    frame.loc[bad, ["value", "expected_value"]] = float("nan")
+    return frame, pd.DataFrame(rows, columns=columns)
 
 
 def item_matrix(frame: "pd.DataFrame", inventory: Inventory, by: Iterable[str] = CONDITION_COLUMNS) -> "pd.DataFrame":

@@ -15,12 +15,18 @@ table ``claims``, created by the first run that sends), so no request is sent tw
 answer and drops its claim together. Commands that only read (score, report, reproduce, validity) open
 the store read-only (:func:`read_only_stores`) and never create or change it; an unreadable store is a
 one-line error naming the file.
+
+Every open checks the store (:func:`open_store`): an existing one must have all its tables and the
+schema version in ``meta`` that this psytest knows (it is never re-created over a damaged one), and must
+pass SQLite's ``quick_check``. A store on read-only media is opened ``immutable`` (no ``-shm`` needed).
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
+import os
+import re
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -150,28 +156,145 @@ def store_error(path: Path, exc: BaseException) -> PsytestError:
     return PsytestError(f"{path}: {hint} ({type(exc).__name__}: {text})")
 
 
+_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
+_checked: dict[tuple, None] = {}  # stores that passed quick_check in this process, by path, size and time
+
+
+def _on_read_only_media(path: Path) -> bool:
+    """Whether nothing can write beside ``path``: its directory is on a read-only file system or not
+    writable by us (root passes permission checks, but not a read-only mount)."""
+    directory = path.resolve().parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        pass
+    return not os.access(directory, os.W_OK)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection that never creates or changes a file.
+
+    A store in WAL mode needs its ``-shm`` index, which a reader creates beside the database; in a
+    read-only directory (a read-only mount, an archive) it cannot. SQLite's answer for files on
+    read-only media is ``immutable=1``: no locks, no ``-shm``, the database file read as it is. That
+    is only correct when every committed answer is in the database file, i.e. there is no ``-wal``
+    with content (a finished run checkpoints it when its last connection closes); with one, ``mode=ro``
+    is tried (it works when a ``-shm`` is there too), else the error says what to do.
+    """
+    uri = path.resolve().as_uri()
+    wal = Path(f"{path}-wal")
+    if not _on_read_only_media(path):
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+    if not wal.exists() or wal.stat().st_size == 0:
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=60, isolation_level=None)
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise PsytestError(
+            f"{path}: its last answers are still in its write-ahead log ({wal.name}), which SQLite can only read "
+            "where it may create an index file beside it, and this directory is read-only; copy the run directory "
+            "somewhere writable and read it there") from None
+    return conn
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path, tables: tuple[str, ...], version: int) -> bool:
+    """Whether the store is new (no tables at all). A store that has tables must be one psytest wrote,
+    whole: every table of ``tables``, and ``meta.schema_version`` equal to ``version``. Anything else
+    (a table dropped, another program's database, a store from a newer psytest) is refused, never
+    re-created: re-creating a dropped ``responses`` table would make a resumed run send everything again."""
+    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not present:
+        return True
+    if "meta" not in present:
+        raise PsytestError(f"{path}: not a psytest store (no 'meta' table); give a run directory psytest wrote, "
+                           "or another --out")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None or str(row[0]) != str(version):
+        found = "none" if row is None else repr(row[0])
+        newer = row is not None and str(row[0]).isdigit() and int(row[0]) > version
+        raise PsytestError(f"{path}: store schema version {found}, but this psytest reads version {version}; "
+                           + ("upgrade psytest to read it" if newer else "it is not a store this psytest wrote"))
+    missing = [t for t in tables if t not in present]
+    if missing:
+        raise PsytestError(f"{path}: the store lacks its '{missing[0]}' table (damaged, or edited by hand); it is "
+                           "not used, so nothing is sent again: restore it from a backup, or run into a new --out")
+    return False
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path, *, full: bool = False, name: Path | None = None) -> None:
+    """SQLite's own check of the whole file: ``quick_check`` (every page and record readable, O(size);
+    cached per file state within a process) or, with ``full``, ``integrity_check`` (also every index
+    against its table, for ``reproduce``). A store that fails is a one-line error naming ``name`` (default
+    ``path``), never read on."""
+    try:
+        stat = path.stat()
+        wal = Path(f"{path}-wal")
+        state = (str(path.resolve()), full, stat.st_size, stat.st_mtime_ns,
+                 wal.stat().st_size if wal.exists() else -1, wal.stat().st_mtime_ns if wal.exists() else -1)
+    except OSError:
+        state = None
+    if state is not None and state in _checked:
+        return
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        problems = [row[0] for row in conn.execute(f"PRAGMA {pragma}(20)")]
+    except sqlite3.Error as exc:
+        raise store_error(name or path, exc) from None
+    if problems != ["ok"]:
+        raise PsytestError(f"{name or path}: fails SQLite's {pragma} ({problems[0]}"
+                           + (f"; {len(problems) - 1} more problems" if len(problems) > 1 else "")
+                           + "); restore it from a backup, or run again into a new --out")
+    if state is not None:
+        _checked[state] = None
+
+
 def open_store(path: Path, schema: str, table: str, read_only: bool | None = None,
                version: int = SCHEMA_VERSION) -> tuple[sqlite3.Connection, bool]:
     """(autocommit connection to the SQLite store at ``path``, whether it is read-only).
 
-    Read-only (``read_only``, or by default inside :func:`read_only_stores`): ``mode=ro``, nothing
-    created, and the store must exist and hold ``table``. Otherwise the file and ``schema`` are created
-    if missing, in WAL mode. Any failure is a one-line :class:`PsytestError` naming the file."""
+    Read-only (``read_only``, or by default inside :func:`read_only_stores`): nothing created or
+    changed (see :func:`_connect_read_only` for read-only directories), and the store must exist. Otherwise
+    a missing store is created, in WAL mode, in one transaction. Either way an existing store must be a
+    whole psytest store of this schema version (:func:`_check_schema`) and pass SQLite's quick check
+    (:func:`check_integrity`). Any failure is a one-line :class:`PsytestError` naming the file."""
     path = Path(path)
     read_only = _READ_ONLY.get() if read_only is None else read_only
     if read_only and not path.is_file():
         raise PsytestError(f"{path}: no such store; give a run directory that psytest wrote")
+    tables = tuple(_TABLE.findall(schema))
     conn = None
     try:
         if read_only:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60, isolation_level=None)
-            conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+            conn = _connect_read_only(path)
+            if _check_schema(conn, path, tables, version):
+                raise PsytestError(f"{path}: an empty database, not a psytest store; give a run directory that "
+                                   "psytest wrote")
         else:
             conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            if not _check_schema(conn, path, tables, version):
+                check_integrity(conn, path)  # before anything is written to it
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(schema)
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),))
+            conn.execute("BEGIN IMMEDIATE")  # created whole or not at all, even by two processes at once
+            try:
+                _check_schema(conn, path, tables, version)
+                for statement in filter(str.strip, schema.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        if read_only:
+            check_integrity(conn, path)
+        conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+    except PsytestError:
+        if conn is not None:
+            conn.close()
+        raise
     except sqlite3.Error as exc:
         if conn is not None:
             conn.close()
@@ -426,5 +549,26 @@ class RunStore:
     def check_contents(self) -> None:
         """One-line error unless every column holds what psytest writes (:func:`check_contents`)."""
         check_contents(self.conn, self.path)
+    def fingerprint(self) -> dict:
+        """What the store holds, cheaply (one scan inside SQLite): rows, failures, the largest rowid and
+        totals of the commit times and values. Any answer added or replaced (a failure answered on a
+        later run) changes it, so a table derived from an earlier state is told apart (see
+        :mod:`psychometrics.outputs`)."""
+        rows, failed, last, times, values, expected = self.conn.execute(
+            "SELECT count(*), count(error), coalesce(max(rowid), 0), total(answered_at), total(value), "
+            "total(expected_value) FROM responses").fetchone()
+        return {"rows": rows, "failed": failed, "max_rowid": last, "answered_at_total": round(times, 6),
+                "value_total": round(values, 9), "expected_value_total": round(expected, 9)}
+
+    @contextmanager
+    def reading(self) -> Iterator[dict]:
+        """A read transaction (one consistent snapshot, even while another process writes); yields the
+        :meth:`fingerprint` of what is read inside it."""
+        self.conn.execute("BEGIN")
+        try:
+            self.check_contents()  # before the fingerprint reads the columns
+            yield self.fingerprint()
+        finally:
+            self.conn.execute("COMMIT")
 
 

@@ -81,6 +81,12 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         if manifest.get("study") == "behavior":
             raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
         manifests.append(manifest)
+    seen: dict[Path, str] = {}
+    for option, run_dir in [*(("--selfreport", d) for d in selfreport_dirs), *(("--behavior", d) for d in behavior_dirs)]:
+        resolved = Path(run_dir).resolve()
+        if resolved in seen:  # its respondents would enter twice
+            raise PsytestError(f"{option} {run_dir}: this run is given twice ({seen[resolved]} too); give each run once")
+        seen[resolved] = f"{option} {run_dir}"
     frames, variant_order, run_notes, all_tasks = [], {}, [], {}
     for run_dir in behavior_dirs:
         manifest = read_behavior_manifest(Path(run_dir))
@@ -104,44 +110,50 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
     return tables
 
 
-def write_validity_page(tables: dict[str, pd.DataFrame], out_dir: Path, title: str, sources: list[str],
-                        dpi: int = 96) -> Path:
+def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str], csv_names: list[str],
+                  dpi: int = 96) -> str:
     """``validity.html``: the validity section alone, in the report's self-contained page."""
     from psychometrics import __version__
     from psychometrics.report.html import render_html
     from psychometrics.report.validity_section import validity_section
 
     section = validity_section(tables, dpi=dpi)
-    from psychometrics.analysis import spreadsheet_safe
-
-    spreadsheet_safe(pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]})).to_csv(
-        out_dir / "run_info.csv", index=False)
     context = {
         "title": title,
         "run_dir": ", ".join(sources),
         "run_info": [("runs", ", ".join(sources))],
         "sections": [section] if section else [],
         "replies": None,
-        "files": sorted(p.name for p in out_dir.glob("*.csv")) + ["validity.html", "validity.json"],
+        "files": sorted(csv_names) + ["validity.html", "validity.json"],
         "generator": f"psytest {__version__}",
     }
-    path = out_dir / "validity.html"
-    path.write_text(render_html(context), encoding="utf-8")
-    return path
+    return render_html(context)
 
 
 def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Optional[Path], *,
                  n_boot: int = 2000, seed: int = 0) -> ValidityResult:
-    """Compute and write everything; ``out`` defaults to ``validity/`` in the first behaviour run."""
-    from psychometrics.analysis import write_tables
+    """Compute and write everything (one set, :class:`psychometrics.outputs.DerivedSet`); ``out`` defaults
+    to ``validity/`` in the first behaviour run."""
+    from psychometrics.outputs import DerivedSet, claim_directory
+    from psychometrics.run import run_inputs
 
+    default = Path(behavior_dirs[0]) / "validity" if behavior_dirs else None
+    out_dir = Path(out) if out is not None else default
+    owned = default is not None and out_dir.resolve() == default.resolve()
+    if out_dir is not None:
+        claim_directory(out_dir, "validity", owned=owned, create=False)  # refused before the work, not after
     tables = compute_validity(selfreport_dirs, behavior_dirs, n_boot=n_boot, seed=seed)
-    out_dir = Path(out) if out is not None else Path(behavior_dirs[0]) / "validity"
-    files = write_tables(tables, out_dir)
     sources = [str(d) for d in [*selfreport_dirs, *behavior_dirs]]
-    files.append(write_validity_page(tables, out_dir, "psytest: self-report vs behaviour", sources))
-    result = ValidityResult(out_dir, tables, files)
-    json_path = out_dir / "validity.json"
-    json_path.write_text(json.dumps(result.headline(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    result.files.append(json_path)
+    run_info = pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]})
+    csv_names = [f"{name}.csv" for name, table in {**tables, "run_info": run_info}.items()
+                 if table is not None and not table.empty]
+    page = validity_page(tables, "psytest: self-report vs behaviour", sources, csv_names)
+    result = ValidityResult(out_dir, tables, [])
+    inputs = {"runs": [{"run": str(d), **run_inputs(Path(d))} for d in [*selfreport_dirs, *behavior_dirs]]}
+    with DerivedSet(out_dir, "validity", inputs=inputs, owned=owned,
+                    options={"bootstrap": n_boot, "seed": seed}) as validity:
+        result.files += validity.write_tables({**tables, "run_info": run_info})
+        result.files.append(validity.write_text("validity.html", page))
+        result.files.append(validity.write_text(
+            "validity.json", json.dumps(result.headline(), indent=2, ensure_ascii=False) + "\n"))
     return result

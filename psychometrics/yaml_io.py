@@ -12,6 +12,13 @@ themselves are refused. Merge keys (``<<: [*a, *a]``, nested) are counted here b
 them, with every repeat, so a merge bomb is refused whatever PyYAML version deduplicates (or not) the
 merged entries. Tags such as ``!!python/object`` are not constructed by the safe loader. Text with an
 unpaired surrogate (``"\\ud83d"``, which SQLite cannot store) is refused.
+
+Only what JSON can say is read: mappings, lists, text, numbers, booleans and null. YAML's other types
+are refused with the line they are on: a ``!!set`` (its order depends on ``PYTHONHASHSEED``, so content
+hashes, and with them run identities, would differ between two runs of the same command), timestamps,
+``!!binary``, ``!!omap`` and ``!!pairs``. Mapping keys must be text or whole numbers (response values
+are numbers); a key such as ``yes``, ``~`` or ``1.5`` that YAML reads as a boolean, null or fraction is
+refused rather than silently becoming ``True``, ``None`` or a float.
 """
 
 from __future__ import annotations
@@ -76,6 +83,25 @@ def merged_entries(node: yaml.Node, sizes: dict[int, int], active: set[int] | No
     return sizes[key]
 
 
+_NOT_JSON = {
+    "tag:yaml.org,2002:set": "a set (!!set), whose order is not fixed; write a list",
+    "tag:yaml.org,2002:timestamp": "a date or time; quote it to make it text",
+    "tag:yaml.org,2002:binary": "binary data (!!binary); write text",
+    "tag:yaml.org,2002:omap": "an ordered map (!!omap); write a mapping or a list",
+    "tag:yaml.org,2002:pairs": "a list of pairs (!!pairs); write a mapping or a list",
+}
+
+
+class _NotJSONError(yaml.constructor.ConstructorError):
+    """A value or key of a type psytest files do not use (reported without "syntax error": the YAML is valid)."""
+
+
+def _refuse_non_json(loader: "_UniqueKeySafeLoader", node: yaml.Node):
+    raise _NotJSONError(
+        None, None, f"{_NOT_JSON[node.tag]} (psytest files hold only mappings, lists, text, numbers, "
+        "true/false and null)", node.start_mark)
+
+
 def _construct_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:  # the keys written here; "<<: *defaults" may be overridden by them
@@ -88,6 +114,10 @@ def _construct_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, dee
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key must be a plain value", key_node.start_mark
             ) from None
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise _NotJSONError(
+                None, None, f"the key {key_node.value!r} is read as {_kind_of(key)}, not as text or a whole "
+                "number; quote it", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None,
@@ -99,9 +129,21 @@ def _construct_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, dee
     return loader.construct_mapping(node, deep=deep)
 
 
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return "a fraction"
+    return "a date" if hasattr(value, "isoformat") else f"a {type(value).__name__}"
+
+
 _UniqueKeySafeLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
 )
+for _tag in _NOT_JSON:
+    _UniqueKeySafeLoader.add_constructor(_tag, _refuse_non_json)
 
 
 def _join_surrogates(data: Any, seen: set[int]) -> Any:
@@ -168,6 +210,8 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
+        if isinstance(exc, _NotJSONError):
+            raise PsytestError(f"{source}: {line}{problem}") from None
         raise PsytestError(f"{source}: {line}YAML syntax error: {problem}; fix the file and retry") from None
     except yaml.YAMLError as exc:
         raise PsytestError(f"{source}: YAML syntax error: {exc}; fix the file and retry") from None
@@ -188,6 +232,30 @@ def parse_yaml(text: str, source: str) -> Any:
         except ValueError as exc:
             raise PsytestError(f"{source}: {exc}") from None
     return data
+
+
+def content_hash(model: Any) -> str:
+    """sha256 of the canonical JSON of a pydantic ``model`` (sorted keys, no spaces): the identity of
+    what a user's file said, the same on every machine and under every ``PYTHONHASHSEED``.
+
+    A set anywhere in the model (possible only through the Python API: files cannot hold one) would
+    make the hash depend on iteration order, so it is a :class:`PsytestError` instead."""
+    import hashlib
+    import json
+
+    def refuse_sets(value: Any) -> None:
+        if isinstance(value, (set, frozenset)):
+            raise PsytestError(f"{type(model).__name__}: holds a set, whose order is not fixed; give a list")
+        if isinstance(value, dict):
+            for child in value.values():
+                refuse_sets(child)
+        elif isinstance(value, (list, tuple)):
+            for child in value:
+                refuse_sets(child)
+
+    refuse_sets(model.model_dump(mode="python"))
+    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def load_yaml_file(path: Path) -> Any:

@@ -93,7 +93,8 @@ def test_a_bad_label_logprob_fails_that_request_only(value, tmp_path):
 @pytest.mark.parametrize("value", BAD_LOGPROBS.values(), ids=BAD_LOGPROBS.keys())
 def test_a_bad_logprob_from_a_server_never_ends_the_run(value, backend_kind, tmp_path, capsys, monkeypatch):
     """Through HTTP: a first token whose log-probability is not a number is left out (the label then has
-    none); one that is a number but not a log-probability fails that request. Never a traceback."""
+    none); one that is a float but not a log-probability (800, 1e308, inf, NaN) fails that request. Never a
+    traceback."""
     from psychometrics.models.simulated import SimulatedRespondent
     from psychometrics.testing.openai_server import start_server
 
@@ -121,7 +122,7 @@ def test_a_bad_logprob_from_a_server_never_ends_the_run(value, backend_kind, tmp
     rows = _rows(tmp_path / "run")
     assert len(rows) == 20
     failed = [r for r in rows if r.error is not None]
-    if value in (800, 1e308):  # numbers, but not log-probabilities (NaN and inf are left out like "abc")
+    if isinstance(value, float) or value == 800:  # numbers, but not log-probabilities ("abc" is left out)
         assert code == 1 and len(failed) == 7 and all("log-probability" in r.error for r in failed)
         assert err.count("\n") == 1 and "log-probability" in err
     else:

@@ -25,7 +25,7 @@ pytest.importorskip("litellm")
 from psychometrics.design import Design  # noqa: E402
 from psychometrics.errors import ModelSpecError  # noqa: E402
 from psychometrics.library import resolve_inventory  # noqa: E402
-from psychometrics.models.base import ModelRequest, TransientModelError  # noqa: E402
+from psychometrics.models.base import InvalidReplyError, ModelRequest, TransientModelError  # noqa: E402
 from psychometrics.models.litellm_backend import (  # noqa: E402
     LiteLLMBackend,
     ModelCallError,
@@ -135,16 +135,18 @@ def test_probs_match_the_respondents_own_distribution(server, direct, template):
 
 def test_token_mapping_rules():
     numbers = ("1", "2", "3", "4", "5")
-    merged = map_top_logprobs([("4", math.log(0.3)), (" 4", math.log(0.1)), ("\n2", -2.0), ("x", -0.1)], numbers)
+    merged = map_top_logprobs([("4", math.log(0.3)), (" 4", math.log(0.1)), ("\n2", -2.0), ("x", -2.5)], numbers)
     assert merged == {"2": -2.0, "4": pytest.approx(math.log(0.4))}  # absent labels are left out
     letters = ("A", "B", "C")
-    assert map_top_logprobs([("a", -0.1), ("B", -1.0), ("Ab", -2.0)], letters) == {"B": -1.0}
+    assert map_top_logprobs([("a", -1.5), ("B", -1.0), ("Ab", -2.0)], letters) == {"B": -1.0}
     words = ("Very inaccurate", "Moderately inaccurate", "Neither accurate nor inaccurate",
              "Moderately accurate", "Very accurate")
-    mapped = map_top_logprobs([("Very", -0.5), (" neither", -1.0), ("Moder", -1.5), ("Very accurate", -3.0)], words)
+    mapped = map_top_logprobs([("Very", -1.2), (" neither", -1.0), ("Moder", -1.5), ("Very accurate", -3.0)], words)
     assert mapped == {"Neither accurate nor inaccurate": -1.0, "Very accurate": -3.0}
     two = ("Disagree", "Agree")
-    assert map_top_logprobs([(" Dis", -0.7), ("A", -0.2), ("nan", float("nan"))], two) == {"Disagree": -0.7}
+    assert map_top_logprobs([(" Dis", -0.7), ("A", -1.0), ("gone", float("-inf"))], two) == {"Disagree": -0.7}
+    with pytest.raises(InvalidReplyError, match="not a number"):  # a NaN is a broken reply, not a skipped token
+        map_top_logprobs([(" Dis", -0.7), ("nan", float("nan"))], two)
 
 
 def test_retry_after_header_forms():

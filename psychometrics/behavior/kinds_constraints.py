@@ -49,6 +49,9 @@ class ConstraintsKind(Kind):
                 raise fail(f"field 'checks': write '{kind}: true' (or remove the check), not {value!r}")
             if kind in seen and kind not in REPEATABLE_CHECKS:
                 raise fail(f"field 'checks': '{kind}' appears twice; keep one")
+            if kind in REPEATABLE_CHECKS and any(k == kind and str(v).casefold() == str(value).casefold()
+                                                 for k, v in self.parsed(variant)[:number - 1]):
+                raise fail(f"field 'checks': '{kind}: {value}' appears twice (it would count twice); keep one")
             if kind == "min_words" and value < 2:
                 raise fail("field 'checks': 'min_words' must be at least 2 (any reply has one word)")
             seen.setdefault(kind, value)

@@ -254,3 +254,11 @@ class BehaviorStore:
             raise PsytestError(f"{self.path}: conversations row {bad[0]}, column 'transcript': an entry is not a "
                                "[role, text] pair; the store was changed or damaged: restore it from a backup, or run "
                                "again into a new --out")
+    def fingerprint(self) -> dict:
+        """What the store holds, cheaply (see :meth:`psychometrics.store.RunStore.fingerprint`)."""
+        rows, failed, last, times, scores = self.conn.execute(
+            "SELECT count(*), count(error), coalesce(max(rowid), 0), total(answered_at), total(score) "
+            "FROM conversations").fetchone()
+        turns, turn_times = self.conn.execute("SELECT count(*), total(answered_at) FROM turns").fetchone()
+        return {"conversations": rows, "failed": failed, "max_rowid": last, "answered_at_total": round(times, 6),
+                "score_total": round(scores, 9), "turns": turns, "turn_answered_at_total": round(turn_times, 6)}

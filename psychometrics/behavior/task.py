@@ -13,8 +13,6 @@ or paths to a user's files.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from psychometrics import limits
 from psychometrics.errors import PsytestError
-from psychometrics.yaml_io import load_yaml_file
+from psychometrics.yaml_io import content_hash, load_yaml_file
 
 TASK_DIR = Path(__file__).resolve().parent / "tasks"
 MIN_VARIANTS = 10
@@ -75,11 +73,11 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Identifier
-    turns: Annotated[list[Prose], Field(min_length=1, max_length=limits.TURNS)]
+    turns: Annotated[list[Prose], Field(min_length=1, max_length=limits.TURNS, strict=True)]
     params: dict[Identifier, Any] = Field(default_factory=dict)
-    options: list[Option] | None = None  # 2 to limits.TASK_OPTIONS: checked by the choice kinds
-    items: Annotated[list[ListedItem], Field(max_length=limits.TASK_ITEMS)] | None = None
-    checks: Annotated[list[dict[str, Any]], Field(max_length=limits.CHECKS)] | None = None
+    options: Annotated[list[Option], Field(strict=True)] | None = None  # 2 to limits.TASK_OPTIONS: checked by the choice kinds
+    items: Annotated[list[ListedItem], Field(max_length=limits.TASK_ITEMS, strict=True)] | None = None
+    checks: Annotated[list[dict[str, Any]], Field(max_length=limits.CHECKS, strict=True)] | None = None
 
 
 class Task(BaseModel):
@@ -94,14 +92,13 @@ class Task(BaseModel):
     kind: Identifier
     max_tokens: Annotated[int, Field(ge=1, le=limits.MAX_TOKENS, strict=True)] = 64
     scoring: dict[Identifier, Any] = Field(default_factory=dict)
-    variants: Annotated[list[Variant], Field(min_length=1, max_length=limits.VARIANTS)]
+    variants: Annotated[list[Variant], Field(min_length=1, max_length=limits.VARIANTS, strict=True)]
     source: str = Field(default="", exclude=True)
 
     @cached_property
     def content_hash(self) -> str:
         """sha256 of the task's content (not of where it was loaded from): part of the run identity."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return content_hash(self)
 
     def variant(self, variant_id: str) -> Variant:
         for variant in self.variants:
@@ -174,6 +171,9 @@ def resolve_tasks(spec: str) -> list[Task]:
         raise PsytestError("--tasks: give 'all', task names, trait names or task files")
     shipped = shipped_tasks()
     chosen: dict[str, Task] = {}
+    repeated = next((n for index, n in enumerate(names) if n in names[:index]), None)
+    if repeated is not None:
+        raise PsytestError(f"--tasks: '{repeated}' is given twice; give each task once")
     for name in names:
         candidate = Path(name).expanduser()
         if name == "all":
@@ -184,6 +184,10 @@ def resolve_tasks(spec: str) -> list[Task]:
             if not candidate.is_file():
                 raise PsytestError(f"--tasks {name}: no such file; check the path")
             task = load_task(candidate)
+            other = chosen.get(task.id)
+            if other is not None and other.content_hash != task.content_hash:
+                raise PsytestError(f"--tasks {name}: its id '{task.id}' is also the id of {other.source}, a different "
+                                   "task; give each task its own id")
             chosen.setdefault(task.id, task)
         elif name in shipped:
             chosen.setdefault(name, _load_shipped(name))

@@ -9,6 +9,7 @@ be compared.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Sequence
@@ -35,6 +36,40 @@ class TransientModelError(Exception):
         self.timed_out = timed_out
 
 
+class InvalidReplyError(Exception):
+    """A reply that is not a possible answer: content that is not text, or label log-probabilities that
+    are not a probability distribution. It is never stored as the model's answer: the request is
+    recorded as failed with this reason, and sent again on the next run."""
+
+
+#: Log-probabilities come rounded (or in float32): a value up to this far above 0 is read as 0, and
+#: probabilities may sum to this much above 1. Anything further is not a distribution.
+LOGPROB_TOLERANCE = 1e-3
+
+
+def check_label_logprobs(logprobs: dict[str, float]) -> dict[str, float]:
+    """``logprobs`` (label -> log-probability) checked to be a distribution over distinct labels:
+    every value a finite number at most 0 (up to :data:`LOGPROB_TOLERANCE`; a slightly positive one
+    becomes 0), ``-inf`` meaning probability 0 (dropped), and the labels' total probability at most 1
+    (same tolerance). :class:`InvalidReplyError` otherwise: a positive or repeated log-probability
+    would give an option mass above 1 and an expected value outside the scale."""
+    checked: dict[str, float] = {}
+    for label, value in logprobs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value == float("inf"):
+            raise InvalidReplyError(f"the log-probability of label {label!r} is {value!r}, not a number at most 0")
+        if value == float("-inf"):
+            continue
+        if value > LOGPROB_TOLERANCE:
+            raise InvalidReplyError(f"the log-probability of label {label!r} is {value:g}, above 0 (a probability "
+                                    "above 1)")
+        checked[label] = min(float(value), 0.0)
+    total = sum(math.exp(v) for v in checked.values())
+    if total > 1 + LOGPROB_TOLERANCE:
+        raise InvalidReplyError(f"the labels' probabilities sum to {total:.4g}, more than 1 (repeated or invalid "
+                                "log-probabilities)")
+    return checked
+
+
 def clean_text(text: str) -> str:
     """``text`` with every unpaired UTF-16 surrogate (half an emoji, as gateways that cut text send:
     JSON ``"\\ud83d"``) replaced by U+FFFD, so it can be encoded as UTF-8 (and stored in SQLite)."""
@@ -45,13 +80,13 @@ def clean_text(text: str) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
-class MalformedReply(Exception):
+class MalformedReply(InvalidReplyError):
     """A reply that breaks the protocol, e.g. a log-probability that is not one. Not retried: that request
     is recorded as failed with this reason (and sent again by the next run), the run goes on."""
 
 
 #: A log-probability above 0 by at most this much is float rounding (p = 1), taken as 0.
-LOGPROB_ROUNDING = 1e-4
+LOGPROB_ROUNDING = LOGPROB_TOLERANCE
 
 
 def label_logprobs(raw: object) -> dict[str, float]:
@@ -76,9 +111,11 @@ def label_logprobs(raw: object) -> dict[str, float]:
             number = float(value)
         except (OverflowError, ValueError, TypeError):
             number = math.nan
-        if math.isnan(number) or number > LOGPROB_ROUNDING:
-            raise MalformedReply(f"the log-probability of label {str(label)[:40]!r} is {shown}; a log-probability "
-                                 "is a number at most 0")
+        if math.isnan(number) or number == math.inf:
+            raise MalformedReply(f"the log-probability of label {str(label)[:40]!r} is {shown}, not a number at most 0")
+        if number > LOGPROB_ROUNDING:
+            raise MalformedReply(f"the log-probability of label {str(label)[:40]!r} is {shown}, above 0 (a "
+                                 "log-probability is at most 0)")
         checked[clean_text(str(label))] = min(number, 0.0)
     return checked
 
@@ -129,15 +166,16 @@ class ModelReply:
 
     def cleaned(self) -> "ModelReply":
         """This reply made safe to store, whatever the backend: text without unpaired surrogates, token
-        counts that fit SQLite (others dropped), label log-probabilities checked (:func:`label_logprobs`;
-        :class:`MalformedReply` when one is not a log-probability). Changes it in place."""
+        counts that fit SQLite (others dropped), label log-probabilities checked one by one
+        (:func:`label_logprobs`) and as a distribution (:func:`check_label_logprobs`); an
+        :class:`InvalidReplyError` when they are not. Changes it in place."""
         if isinstance(self.text, str):
             self.text = clean_text(self.text)
         elif self.text is not None:
             self.text = clean_text(str(self.text))
         self.input_tokens, self.output_tokens = _clean_count(self.input_tokens), _clean_count(self.output_tokens)
         if self.choice_logprobs is not None:
-            self.choice_logprobs = label_logprobs(self.choice_logprobs) or None
+            self.choice_logprobs = check_label_logprobs(label_logprobs(self.choice_logprobs)) or None
         top = self.extra.get("top_logprobs")
         if isinstance(top, list):
             self.extra["top_logprobs"] = [[clean_text(str(t)), lp] for t, lp in top]

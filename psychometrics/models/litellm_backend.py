@@ -63,6 +63,8 @@ def _litellm():
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     # litellm's types make pydantic warn once, on the first call, about TypedDict ReadOnly items
     warnings.filterwarnings("ignore", message=r".*is using the `ReadOnly` qualifier", category=UserWarning)
+    # a reply whose content is not text makes litellm's models warn on stderr before they fail (handled below)
+    warnings.filterwarnings("ignore", message=r"(?s).*PydanticSerializationUnexpectedValue", category=UserWarning)
     import litellm
 
     litellm.suppress_debug_info = True
@@ -206,14 +208,46 @@ def label_for_token(token: str, choices: Sequence[str]) -> str | None:
     return None
 
 
-def map_top_logprobs(top: Sequence[tuple[str, float]], choices: Sequence[str]) -> dict[str, float]:
-    """Label log-probabilities from a first token's top alternatives.
+def distinct_top_logprobs(top: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """A server's top alternatives checked to be a distribution over distinct tokens.
 
-    Tokens standing for the same label (" 4" and "4") are combined by log-sum-exp; labels absent from
-    the list are left out (their probability is below the list's cut-off, not known to be zero).
+    An entry repeated exactly (same token, same log-probability) is one token listed twice and is kept
+    once. Every log-probability must be a finite number at most 0 (``-inf``, probability 0, is dropped;
+    a value above 0 within rounding, :data:`~psychometrics.models.base.LOGPROB_TOLERANCE`, is read as 0),
+    and the tokens' probabilities may not sum to more than 1 (same tolerance).
+    :class:`~psychometrics.models.base.InvalidReplyError` otherwise: the request is recorded as failed.
+    """
+    from psychometrics.models.base import LOGPROB_TOLERANCE, InvalidReplyError
+
+    seen: set[tuple[str, float]] = set()
+    distinct = []
+    for token, logprob in top:
+        if logprob is None or logprob != logprob or logprob == math.inf:
+            raise InvalidReplyError(f"the server's log-probability of token {token!r} is {logprob!r}, not a number")
+        if logprob == -math.inf or (token, logprob) in seen:
+            continue
+        if logprob > LOGPROB_TOLERANCE:
+            raise InvalidReplyError(f"the server's log-probability of token {token!r} is {logprob:g}, above 0 "
+                                    "(a probability above 1)")
+        seen.add((token, logprob))
+        distinct.append((token, min(float(logprob), 0.0)))
+    total = sum(math.exp(logprob) for _, logprob in distinct)
+    if total > 1 + LOGPROB_TOLERANCE:
+        raise InvalidReplyError(f"the server's top log-probabilities sum to a probability of {total:.4g}, more "
+                                "than 1 (repeated or invalid entries)")
+    return distinct
+
+
+def map_top_logprobs(top: Sequence[tuple[str, float]], choices: Sequence[str]) -> dict[str, float]:
+    """Label log-probabilities from a first token's top alternatives (checked first by
+    :func:`distinct_top_logprobs`).
+
+    Distinct tokens standing for the same label (" 4" and "4") are one label: their probabilities are
+    summed (log-sum-exp). Labels absent from the list are left out (their probability is below the
+    list's cut-off, not known to be zero).
     """
     grouped: dict[str, list[float]] = {}
-    for token, logprob in top:
+    for token, logprob in distinct_top_logprobs(top):
         label = label_for_token(token, choices)
         if label is not None and logprob is not None and math.isfinite(logprob):
             grouped.setdefault(label, []).append(float(logprob))
@@ -225,6 +259,55 @@ def _field(obj: Any, name: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+_TEXT_PARTS = ("text", "output_text")
+
+
+def reply_text(message: Any, mode: str = "text") -> str | None:
+    """The text of a chat completion's ``message``, read the same way by every HTTP backend.
+
+    A string is the text. A list of content parts (``[{"type": "text", "text": "4"}]``) is the text of
+    its text parts joined; parts of other kinds (images, audio) are left out. A null content with a
+    ``refusal`` is that refusal. Anything else (a number, an object, a list without text, null with no
+    refusal) is not an answer: in text mode :class:`~psychometrics.models.base.InvalidReplyError`, so
+    the request is recorded as failed with the reason and sent again on the next run, never stored as
+    the model's unreadable answer; in probability mode, where the answer is the log-probabilities,
+    the text is None.
+    """
+    from psychometrics.models.base import InvalidReplyError
+
+    content = _field(message, "content") if message is not None else None
+    if isinstance(content, str):
+        return content
+    problem = None
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            kind, text = _field(part, "type"), _field(part, "text")
+            if kind in _TEXT_PARTS and isinstance(text, str):
+                texts.append(text)
+            elif kind in _TEXT_PARTS:
+                problem = f"a text part whose text is {type(text).__name__}"
+                break
+            elif kind == "refusal" and isinstance(_field(part, "refusal"), str):
+                texts.append(_field(part, "refusal"))
+        else:
+            if texts:
+                return "".join(texts)
+            problem = "a list of content parts with no text" if content else "an empty list of content parts"
+    elif content is None:
+        refusal = _field(message, "refusal") if message is not None else None
+        if refusal is None and message is not None:  # litellm keeps fields it does not model here
+            refusal = _field(_field(message, "provider_specific_fields") or {}, "refusal")
+        if isinstance(refusal, str) and refusal.strip():
+            return refusal
+        problem = "null (no text and no refusal)"
+    if mode != "text":
+        return None
+    problem = problem or f"{'a number' if isinstance(content, (int, float)) else 'an object'} " \
+                         f"({type(content).__name__}), not text"
+    raise InvalidReplyError(f"the server's reply content is {problem}; not stored as an answer")
 
 
 def first_token_top_logprobs(choice: Any) -> list[tuple[str, float]]:
@@ -247,6 +330,48 @@ def as_float(value: Any) -> float | None:
         return float(value)
     except OverflowError:
         return None
+
+
+_RESPONSE_OBJECT = "'response_object': {"
+_MAX_RECOVERED_CHARS = 1 << 20
+
+
+def unreadable_response(exc: BaseException) -> dict | None:
+    """The provider's response body that litellm could not turn into its own objects, or None.
+
+    litellm validates a reply's ``content`` as a string; a list of content parts, a number or an object
+    makes it fail with "Invalid response object", quoting the body it received (``received_args``) as a
+    Python literal. That body is read back here, so the litellm path reads such a reply exactly as the
+    direct HTTP backend does (:func:`reply_text`) instead of retrying it as a server error."""
+    text = str(exc)
+    start = text.find(_RESPONSE_OBJECT)
+    if "Invalid response object" not in text or start < 0 or len(text) > _MAX_RECOVERED_CHARS:
+        return None
+    start += len(_RESPONSE_OBJECT) - 1
+    depth, quote, index = 0, None, start
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "{[(":
+            depth += 1
+        elif char in "}])":
+            depth -= 1
+            if depth == 0:
+                break
+        index += 1
+    import ast
+
+    try:
+        body = ast.literal_eval(text[start:index + 1])
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -406,7 +531,9 @@ class LiteLLMBackend(ModelBackend):
         try:
             response = await self._acompletion(litellm, self._call_kwargs(request))
         except Exception as exc:  # noqa: BLE001 - every provider failure is classified below
-            raise self._translate(exc, request) from None
+            response = unreadable_response(exc)  # a body litellm could not model: read it as the HTTP backend does
+            if response is None:
+                raise self._translate(exc, request) from None
         choices = _field(response, "choices") or []
         if not choices:
             raise TransientModelError(f"{self.name}: the provider returned a response without choices")
@@ -415,10 +542,8 @@ class LiteLLMBackend(ModelBackend):
             input_tokens=_field(usage, "prompt_tokens") if usage is not None else None,
             output_tokens=_field(usage, "completion_tokens") if usage is not None else None,
         )
-        message = _field(choices[0], "message")
-        content = _field(message, "content") if message is not None else None
-        reply.text = content if isinstance(content, str) else ""
         reply.extra["finish_reason"] = _field(choices[0], "finish_reason")
+        reply.text = reply_text(_field(choices[0], "message"), request.mode)
         if request.mode == "probs":
             self._fill_probs(reply, choices[0], request)
         return reply

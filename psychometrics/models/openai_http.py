@@ -42,6 +42,7 @@ from psychometrics.models.litellm_backend import (
     parse_retry_after,
     public_params,
     public_url,
+    reply_text,
     scrub,
     split_credentials,
 )
@@ -242,10 +243,8 @@ class OpenAIHTTPBackend(ModelBackend):
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         tokens = [usage.get(k) if isinstance(usage.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")]
         reply = ModelReply(input_tokens=tokens[0], output_tokens=tokens[1])
-        message = choices[0].get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        reply.text = content if isinstance(content, str) else ""
         reply.extra["finish_reason"] = choices[0].get("finish_reason")
+        reply.text = reply_text(choices[0].get("message"), request.mode)
         if request.mode == "probs":
             top = top_logprobs(choices[0])
             if not top:

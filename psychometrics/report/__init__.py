@@ -44,15 +44,18 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
 
     With ``behavior_runs`` (behaviour runs of the same respondents), the report gains the section
     "Self-report vs behaviour" and the validity tables (:mod:`psychometrics.validity`)."""
-    from psychometrics.analysis import analyze_run, write_tables
-    from psychometrics.report import figures as figs
-    from psychometrics.report.html import build_sections, figure_entry, render_html, reply_sample
-    from psychometrics.run import read_manifest
+    from psychometrics.analysis import analyze_run
+    from psychometrics.outputs import DerivedSet, claim_directory
+    from psychometrics.run import read_manifest, run_inputs
 
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
-    manifest = read_manifest(run_dir)
-    tables = analyze_run(run_dir)
+    default = run_dir / REPORT_DIR
+    out_dir = Path(out_dir) if out_dir is not None else default
+    owned = out_dir.resolve() == default.resolve()
+    manifest = read_manifest(run_dir)  # a behaviour run, or no run, is named before the output is considered
+    claim_directory(out_dir, "report", owned=owned, create=False)  # refused before the work, not after
+    inputs: dict = {}
+    tables = analyze_run(run_dir, inputs=inputs)
     tables["responses"] = responses_table(run_dir, manifest)
     run_info = run_info_table(manifest, tables["responses"])
     validity = {}
@@ -61,7 +64,22 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
 
         validity = compute_validity([run_dir], [Path(b) for b in behavior_runs])
         validity = {("validity_notes" if name == "notes" else name): frame for name, frame in validity.items()}
-    csvs = write_tables({**tables, **validity, "run_info": run_info}, out_dir)
+        inputs["behavior_runs"] = [{"run": str(b), **run_inputs(Path(b))} for b in behavior_runs]
+    with DerivedSet(out_dir, "report", inputs=inputs, owned=owned,
+                    options={"behavior_runs": [str(b) for b in behavior_runs or []], "dpi": dpi}) as report:
+        return _write_report(report, run_dir, manifest, tables, validity, run_info, dpi)
+
+
+def _write_report(report, run_dir: Path, manifest: dict, tables: dict, validity: dict, run_info: pd.DataFrame,
+                  dpi: int) -> "ReportPaths":
+    """The report's files, in the set ``report`` (:class:`psychometrics.outputs.DerivedSet`): everything is
+    computed first (figures take seconds), then the CSVs, the page and the summary are written."""
+    from psychometrics.report import figures as figs
+    from psychometrics.report.html import build_sections, figure_entry, render_html, reply_sample
+
+    out_dir = report.directory
+    all_tables = {**tables, **validity, "run_info": run_info}
+    csv_names = [f"{name}.csv" for name, table in all_tables.items() if table is not None and not table.empty]
 
     drawn = {}
     for key, title, caption, function in figs.FIGURES:
@@ -78,7 +96,7 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
 
         renamed = {("notes" if k == "validity_notes" else k): v for k, v in validity.items()}
         summary["validity"] = ValidityResult(out_dir, renamed).headline()
-    summary["files"] = sorted([p.name for p in csvs] + ["report.html", "summary.json"])
+    summary["files"] = sorted(csv_names + ["report.html", "summary.json"])
     context = {
         "title": f"psytest report: {manifest.get('model', 'unknown model')}",
         "run_dir": str(run_dir),
@@ -88,11 +106,11 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
         "files": summary["files"],
         "generator": f"psytest {manifest.get('packages', {}).get('psytest', '')}".strip(),
     }
-    html_path = out_dir / "report.html"
-    html_path.write_text(render_html(context), encoding="utf-8")
-    summary_path = out_dir / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-                            encoding="utf-8")
+    page = render_html(context)
+    csvs = report.write_tables(all_tables)
+    html_path = report.write_text("report.html", page)
+    summary_path = report.write_text("summary.json",
+                                     json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return ReportPaths(out_dir, html_path, summary_path, csvs)
 
 

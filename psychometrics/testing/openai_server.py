@@ -26,6 +26,9 @@ n-th request depends only on ``seed`` and n, so a test sees the same faults ever
 ``malformed``      a 200 whose body is not JSON
 ``empty_choices``  a 200 with ``"choices": []``
 
+``rewrite`` (a function of the response body) changes every successful answer, to serve the shapes
+careless or hostile servers send: content as a list of parts or a number, positive log-probabilities.
+
 Optional checks: ``api_key`` (401 unless ``Authorization: Bearer <api_key>``; the 401 message echoes the
 key it was given, as careless servers do, so clients' redaction gets tested) and ``models`` (404 for
 other model names). Bounded: loopback addresses only, request bodies up to ``max_body_bytes``, at most
@@ -55,7 +58,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest
@@ -87,6 +90,7 @@ class ServerConfig:
     max_in_flight: int = 128
     backend_timeout_s: float = 60.0
     log_requests: bool = True  # keep ``request_log`` (off for long runs: it grows with every request)
+    rewrite: Callable[[dict], dict] | None = None  # changes every successful response body (hostile replies)
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -490,7 +494,10 @@ class OpenAIServer:
         except Exception as exc:  # noqa: BLE001 - a backend failure is the server's error, reported as 500
             return await self._send(writer, 500, error_body(f"backend failed: {type(exc).__name__}: {exc}",
                                                             "server_error"), keep)
-        return await self._send(writer, 200, self.response_body(str(body.get("model", "")), body, model_request, reply), keep)
+        payload = self.response_body(str(body.get("model", "")), body, model_request, reply)
+        if self.config.rewrite is not None:
+            payload = self.config.rewrite(payload)
+        return await self._send(writer, 200, payload, keep)
 
     def _check_key(self, headers: dict[str, str]) -> tuple[int, dict] | None:
         expected = self.config.api_key
