@@ -23,6 +23,11 @@ class HangGuardError(AssertionError):
     """A wait reached the hang guard: the event it waited for never happened."""
 
 
+def _hung(what: str, guard_s: float) -> HangGuardError:
+    return HangGuardError(f"hang guard: {what} did not happen in {guard_s:.0f} s (a limit only a hung test "
+                          "reaches: what it waits for can no longer happen)")
+
+
 def wait_for(event: Callable[[], T], what: str, *, poll_s: float = 0.02, guard_s: float = HANG_GUARD_S) -> T:
     """Call ``event`` every ``poll_s`` seconds until it returns something truthy, and return that.
 
@@ -34,6 +39,20 @@ def wait_for(event: Callable[[], T], what: str, *, poll_s: float = 0.02, guard_s
         if result:
             return result
         if time.monotonic() - started > guard_s:
-            raise HangGuardError(f"hang guard: {what} did not happen in {guard_s:.0f} s (a limit only a hung "
-                                 "test reaches: what it waits for can no longer happen)")
+            raise _hung(what, guard_s)
         time.sleep(poll_s)
+
+
+async def wait_for_async(event: Callable[[], T], what: str, *, poll_s: float = 0.01,
+                         guard_s: float = HANG_GUARD_S) -> T:
+    """:func:`wait_for` inside an event loop: polls without blocking the loop's other tasks."""
+    import asyncio
+
+    started = time.monotonic()
+    while True:
+        result = event()
+        if result:
+            return result
+        if time.monotonic() - started > guard_s:
+            raise _hung(what, guard_s)
+        await asyncio.sleep(poll_s)
