@@ -256,7 +256,7 @@ def test_qwen_end_to_end_on_every_task(tmp_path):
     n_tasks = len(shipped_tasks())
     payload = json.loads(run_cli(
         "behave", "--model", "local/qwen2.5-0.5b", "--tasks", "all", "--variants", "1", "--out", str(out),
-        "--concurrency", "1", "--json",
+        "--concurrency", "1", "--threads-batch", "1", "--json",  # one thread: llama.cpp's spin on shared cores
     ).stdout)
     assert payload["sent"] == n_tasks and payload["failed"] == 0
     frame = behavior_frame(out)

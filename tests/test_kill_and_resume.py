@@ -116,7 +116,7 @@ def test_sigkill_of_a_local_model_run_then_resume(tmp_path):
     pytest.importorskip("llama_cpp")
     out = tmp_path / "run"
     args = ["--model", "local/smollm2-135m", "-i", "mini-ipip", "--option-orders", "rotations", "--mode", "probs",
-            "--out", str(out)]
+            "--threads-batch", "1", "--out", str(out)]  # one thread: llama.cpp's spin on shared cores
     db = out / "responses.sqlite"
     kill_after = 30
     process = start(args)

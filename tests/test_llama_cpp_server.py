@@ -37,7 +37,7 @@ def llama_server():
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2-135m")),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true",
-         "--n_threads", "1", "--n_threads_batch", "2"],
+         "--n_threads", "1", "--n_threads_batch", "1"],  # threads that spin: slow on shared cores
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/v1"
@@ -70,7 +70,7 @@ def test_probabilities_over_http_match_the_in_process_model(backend):
     from psychometrics.models.local import LocalModel
 
     inventory = resolve_inventory("bfi-44")
-    local = LocalModel("local/smollm2-135m")
+    local = LocalModel("local/smollm2-135m", threads=1, threads_batch=1)
     for item in inventory.items[:3]:
         prompt = render_item(inventory, item, template=TEMPLATES["numbered"])
         request = ModelRequest(prompt.messages, prompt.choices, mode="probs")

@@ -20,6 +20,7 @@ from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.report import build_report, figures
 from psychometrics.report.html import format_cell
 from psychometrics.run import administer
+from psychometrics.testing.waiting import HANG_GUARD_S
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = "<script>document.title='pwned'</script>"
@@ -162,7 +163,7 @@ def _chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.CompletedPr
     command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                f"--user-data-dir={profile}", *extra, page.resolve().as_uri()]
-    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=True)
+    return subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S, check=True)
 
 
 def test_chromium_renders_the_report_and_runs_nothing_from_it(report, tmp_path):
