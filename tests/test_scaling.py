@@ -72,8 +72,12 @@ def router_run(tmp_path_factory):
                 "--json")
         first = json.loads(psytest(*args, cwd=root).stdout)
         served = [node1.requests_served, node2.requests_served]
-        with sqlite3.connect(root / "run" / "responses.sqlite") as db:  # as if the run had been interrupted
-            db.execute("DELETE FROM responses WHERE json_extract(condition, '$.sample') = 1")
+        db = sqlite3.connect(root / "run" / "responses.sqlite")
+        try:
+            with db:  # as if the run had been interrupted
+                db.execute("DELETE FROM responses WHERE json_extract(condition, '$.sample') = 1")
+        finally:
+            db.close()
         cluster_file(cluster, [node1.base_url, node2.base_url, node3.base_url])  # a replica joins
         resumed = json.loads(psytest(*args, cwd=root).stdout)
         served_after = [node1.requests_served, node2.requests_served, node3.requests_served]
