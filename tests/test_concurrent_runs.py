@@ -37,6 +37,11 @@ def answered(conn: sqlite3.Connection, request_id: str) -> bool:
     return conn.execute("SELECT 1 FROM answers WHERE id = ?", (request_id,)).fetchone() is not None
 
 
+def live_process() -> subprocess.Popen:
+    """A process of this host that lives until the test kills it (the hang guard at most)."""
+    return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({HANG_GUARD_S})"])
+
+
 def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
@@ -91,7 +96,7 @@ def test_dead_local_owners_free_their_claims_at_once(tmp_path, owner, dead):
 
 
 def test_a_live_local_owner_keeps_its_claim_past_the_lease_and_loses_it_when_it_dies(tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = live_process()
     try:
         db = tmp_path / "store.sqlite"
         owner = f"{HOST}:{process.pid}:stalled"
@@ -143,7 +148,7 @@ def test_requests_claimed_by_a_stalled_live_process_are_not_sent(tmp_path, monke
     from psychometrics.store import RunStore
     from psychometrics.testing.openai_server import model_request_key, start_server
 
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = live_process()
     try:
         with start_server(SimulatedRespondent("sim/e=1,seed=1")) as server:
             backend = resolve_model("openai/psytest-sim", api_base=server.base_url)
@@ -171,7 +176,7 @@ def test_requests_claimed_by_a_stalled_live_process_are_not_sent(tmp_path, monke
 
 
 def test_a_killed_but_unreaped_process_counts_as_dead():
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = live_process()
     try:
         assert not local_owner_is_dead(f"{HOST}:{process.pid}:t")
         process.kill()
