@@ -18,6 +18,7 @@ from psychometrics.models.base import ModelBackend
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.run import administer, read_manifest, score_run
 from psychometrics.store import RunStore
+from psychometrics.testing.waiting import HANG_GUARD_S
 
 
 def run(model, names, design, out, **kwargs):
@@ -204,7 +205,8 @@ def test_recovered_scores_track_true_traits_across_simulated_people(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "psychometrics", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "psychometrics", *args], capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
 
 
 def test_cli_administer_json_and_resume(tmp_path):
@@ -376,7 +378,8 @@ def test_a_run_with_failed_requests_exits_1_with_one_line_and_the_next_run_resen
 def test_timed_out_requests_sent_again_are_counted_as_possibly_billed_twice(tmp_path, capsys):
     from psychometrics.testing.openai_server import start_server
 
-    with start_server(SimulatedRespondent("sim/e=1,seed=1"), faults=["stall"], fault_rate=1.0, stall_s=2.0) as server:
+    with start_server(SimulatedRespondent("sim/e=1,seed=1"), faults=["stall"], fault_rate=1.0,
+                      stall_s=HANG_GUARD_S) as server:  # only the client's timeout ends a request
         code, stdout, err = _main(capsys, "administer", "--model", "openai/psytest-sim", "--api-base", server.base_url,
                                   "-i", "mini-ipip", "--timeout", "0.3", "--max-retries", "1", "--retry-base", "0.01",
                                   "--concurrency", "20", "--out", str(tmp_path / "run"), "--json")

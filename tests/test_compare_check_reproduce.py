@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -147,7 +148,7 @@ def test_check_fails_when_scores_are_shifted(runs, tmp_path):
     inventory = resolve_inventory("mini-ipip")
     scale_e = next(s for s in inventory.scales if s.id == "E")
     reversed_items = {i.id for i in inventory.items if i.reverse_keyed}
-    with sqlite3.connect(shifted / "responses.sqlite") as conn:
+    with closing(sqlite3.connect(shifted / "responses.sqlite")) as conn, conn:
         for item in scale_e.items:
             step = -1 if item in reversed_items else 1
             conn.execute("UPDATE responses SET value = min(5, max(1, value + ?)) WHERE item_id = ? AND value IS NOT NULL",
@@ -233,7 +234,7 @@ def test_reproduce_detects_a_tampered_analysis_table(runs, tmp_path):
 
 def test_reproduce_rerun_detects_a_tampered_reply_and_value(runs, tmp_path):
     run = _copy(runs["reference"], tmp_path / "run", analysis=False)
-    with sqlite3.connect(run / "responses.sqlite") as conn:
+    with closing(sqlite3.connect(run / "responses.sqlite")) as conn, conn:
         reply_row, reply = conn.execute("SELECT rowid, raw_reply FROM responses WHERE rowid = 10").fetchone()
         conn.execute("UPDATE responses SET raw_reply = ? WHERE rowid = 10", ("5" if reply != "5" else "1",))
         conn.execute("UPDATE responses SET value = value + 0.5 WHERE rowid = 20")

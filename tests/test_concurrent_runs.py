@@ -21,6 +21,7 @@ from psychometrics.claims import CLAIMED, DONE, HELD, Claims, local_owner_is_dea
 from psychometrics.claims import _start_time as local_start_time
 from psychometrics.errors import PsytestError
 from psychometrics.run import read_manifest, write_manifest
+from psychometrics.testing.waiting import HANG_GUARD_S, wait_for, wait_for_async
 
 HOST = socket.gethostname()
 
@@ -34,6 +35,11 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def answered(conn: sqlite3.Connection, request_id: str) -> bool:
     return conn.execute("SELECT 1 FROM answers WHERE id = ?", (request_id,)).fetchone() is not None
+
+
+def live_process() -> subprocess.Popen:
+    """A process of this host that lives until the test kills it (the hang guard at most)."""
+    return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({HANG_GUARD_S})"])
 
 
 def dead_pid() -> int:
@@ -90,12 +96,14 @@ def test_dead_local_owners_free_their_claims_at_once(tmp_path, owner, dead):
 
 
 def test_a_live_local_owner_keeps_its_claim_past_the_lease_and_loses_it_when_it_dies(tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = live_process()
     try:
         db = tmp_path / "store.sqlite"
         owner = f"{HOST}:{process.pid}:stalled"
-        Claims(connect(db), owner=owner, lease_s=0.05).claim("r")
-        time.sleep(0.1)  # the lease has run out: the owner stalled (or the machine slept), it did not die
+        stalled = Claims(connect(db), owner=owner, lease_s=600)
+        stalled.claim("r")
+        # the lease has run out: the owner stalled (or the machine slept), it did not die
+        stalled.conn.execute("UPDATE claims SET expires_at = ?", (time.time() - 3600,))
         taker = Claims(connect(db), lease_s=600)
         assert taker.claim("r") == HELD
         process.kill()
@@ -140,7 +148,7 @@ def test_requests_claimed_by_a_stalled_live_process_are_not_sent(tmp_path, monke
     from psychometrics.store import RunStore
     from psychometrics.testing.openai_server import model_request_key, start_server
 
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = live_process()
     try:
         with start_server(SimulatedRespondent("sim/e=1,seed=1")) as server:
             backend = resolve_model("openai/psytest-sim", api_base=server.base_url)
@@ -168,14 +176,12 @@ def test_requests_claimed_by_a_stalled_live_process_are_not_sent(tmp_path, monke
 
 
 def test_a_killed_but_unreaped_process_counts_as_dead():
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = live_process()
     try:
         assert not local_owner_is_dead(f"{HOST}:{process.pid}:t")
         process.kill()
-        deadline = time.monotonic() + 10
-        while not local_owner_is_dead(f"{HOST}:{process.pid}:t"):  # a zombie until waited for
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        # a zombie until waited for: dead once the kernel has delivered the signal
+        wait_for(lambda: local_owner_is_dead(f"{HOST}:{process.pid}:t"), "the killed process counted as dead")
     finally:
         process.wait()
 
@@ -187,10 +193,16 @@ def test_keep_alive_renews_and_releases(tmp_path):
     claims = Claims(connect(db), lease_s=0.3)
     other = Claims(connect(db), lease_s=0.3)
 
+    def expires() -> float:
+        return claims.conn.execute("SELECT expires_at FROM claims WHERE request_id = 'r'").fetchone()[0]
+
     async def hold():
         async with claims.keep_alive():
             assert claims.claim("r") == CLAIMED
-            await asyncio.sleep(0.8)  # well past one lease: renewed meanwhile
+            first = expires()
+            await wait_for_async(lambda: expires() > first, "the claim renewed")
+            renewed = expires()
+            await wait_for_async(lambda: expires() > renewed, "the claim renewed again")  # and again
             assert other.claim("r") == HELD
 
     asyncio.run(hold())
@@ -223,19 +235,43 @@ def psytest(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def claim_owners(db: Path) -> set[str]:
+    """Owners of the claims in the store at ``db`` now (none before the table exists)."""
+    if not db.exists():
+        return set()
+    connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        return {owner for (owner,) in connection.execute("SELECT DISTINCT owner FROM claims")}
+    except sqlite3.OperationalError:  # no claims table yet
+        return set()
+    finally:
+        connection.close()
+
+
+def both_working(db: Path, processes: list[subprocess.Popen]) -> bool:
+    """True once each process holds claims (the server holds their requests meanwhile)."""
+    for process in processes:
+        assert process.poll() is None, process.communicate()[1]
+    return len(claim_owners(db)) == len(processes)
+
+
 def test_two_processes_on_one_run_directory_share_the_plan(tmp_path, monkeypatch):
+    """The server holds every request until both processes have claimed some, so both take part
+    whichever starts first, on a machine of any speed."""
     from psychometrics.models.simulated import SimulatedRespondent
     from psychometrics.testing.openai_server import start_server
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-psytest-dummy-key")
     out = tmp_path / "run"
-    with start_server(SimulatedRespondent("sim/e=1,a=-0.5,seed=1"), latency_s=0.15) as server:
+    with start_server(SimulatedRespondent("sim/e=1,a=-0.5,seed=1"), latency_s=0.02, hold_after=0) as server:
         args = ["--model", "openai/psytest-sim", "--api-base", server.base_url, *ARGS, "--out", str(out)]
         processes = [psytest(*args), psytest(*args)]
-        results = [p.communicate(timeout=300) for p in processes]
+        wait_for(lambda: both_working(out / "responses.sqlite", processes), "both processes claiming requests")
+        server.release()
+        results = [p.communicate(timeout=HANG_GUARD_S) for p in processes]
         log = list(server.request_log)
         again = psytest(*args)
-        rerun = json.loads(again.communicate(timeout=300)[0])
+        rerun = json.loads(again.communicate(timeout=HANG_GUARD_S)[0])
         assert len(server.request_log) == len(log)  # the rerun sent nothing
     for process, (_, stderr) in zip(processes, results):
         assert process.returncode == 0, stderr
@@ -268,7 +304,7 @@ def test_a_different_study_started_at_the_same_moment_is_refused(tmp_path):
     out = tmp_path / "run"
     common = ["-i", "mini-ipip", "--json", "--out", str(out)]
     processes = [psytest("--model", "sim/e=1,seed=1", *common), psytest("--model", "sim/e=1,seed=2", *common)]
-    results = [p.communicate(timeout=300) for p in processes]
+    results = [p.communicate(timeout=HANG_GUARD_S) for p in processes]
     codes = sorted(p.returncode for p in processes)
     assert codes == [0, 2], results
     refused = next(stderr for p, (_, stderr) in zip(processes, results) if p.returncode == 2)

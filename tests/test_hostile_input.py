@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from contextlib import closing
 import subprocess
 import sys
 from pathlib import Path
@@ -310,7 +311,7 @@ def test_every_reply_is_stored_exactly(hostile_runs):
     import sqlite3
 
     _, runs, _ = hostile_runs
-    with sqlite3.connect(runs[0] / "responses.sqlite") as db:
+    with closing(sqlite3.connect(runs[0] / "responses.sqlite")) as db, db:
         stored = [row[0] for row in db.execute("SELECT raw_reply FROM responses")]
     assert len(stored) == 40 and set(stored) == set(HOSTILE_REPLIES)
 
@@ -493,7 +494,7 @@ def test_behave_stores_half_an_emoji_safely(tmp_path, capsys):
         code, stdout, err = cli(capsys, *args, "--api-base", server.base_url)
         first = json.loads(stdout)
         assert code == (1 if first["failed"] else 0) and "Traceback" not in err
-        with sqlite3.connect(out / "behavior.sqlite") as db:
+        with closing(sqlite3.connect(out / "behavior.sqlite")) as db, db:
             replies = [r[0] for r in db.execute("SELECT reply FROM turns")]
             errors = [r[0] for r in db.execute("SELECT error FROM conversations WHERE error IS NOT NULL")]
         assert any(r.endswith(" \ufffd") for r in replies)

@@ -87,6 +87,7 @@ def _set(target, dotted: str, value=None, delete: bool = False) -> None:
 
 def _damage(run: Path, spec: dict) -> None:
     import sqlite3
+    from contextlib import closing
 
     manifest_path = run / "manifest.json"
     change = spec.get("manifest") or {}
@@ -119,7 +120,7 @@ def _damage(run: Path, spec: dict) -> None:
             manifest_path.mkdir()
     store = run / ("responses.sqlite" if spec["run"] == "questionnaire" else "behavior.sqlite")
     if spec.get("sql"):
-        with sqlite3.connect(store) as db:
+        with closing(sqlite3.connect(store)) as db, db:
             for statement in spec["sql"]:
                 db.execute(statement)
         db.close()

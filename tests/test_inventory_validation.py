@@ -14,6 +14,7 @@ import pytest
 
 from psychometrics.errors import InventoryError, PsytestError
 from psychometrics.inventory import load_inventory
+from psychometrics.testing.waiting import HANG_GUARD_S
 
 DATA = Path(__file__).parent / "data" / "inventories"
 MALFORMED = sorted((DATA / "malformed").glob("*.yaml"))
@@ -57,7 +58,7 @@ def test_errors_name_the_item_and_field():
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "psychometrics", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "psychometrics", *args], capture_output=True, text=True, timeout=HANG_GUARD_S
     )
 
 

@@ -37,6 +37,7 @@ from psychometrics.parse import parse_reply  # noqa: E402
 from psychometrics.prompts import TEMPLATES, render_item  # noqa: E402
 from psychometrics.run import administer, read_manifest  # noqa: E402
 from psychometrics.store import RunStore  # noqa: E402
+from psychometrics.testing.waiting import HANG_GUARD_S  # noqa: E402
 from psychometrics.testing.openai_server import infer_choices, start_server  # noqa: E402
 
 PLANTED = "sk-psytest-PLANTED-4f9c2a7e1b"
@@ -87,7 +88,7 @@ def item_prompt(template: str = "numbered", order=None, index: int = 0):
     return prompt, options
 
 
-def failure(mode: str = "text", timeout_s: float = 10.0, **server_options) -> Exception:
+def failure(mode: str = "text", timeout_s: float = 120.0, **server_options) -> Exception:
     """The exception the backend raises against a server set up with ``server_options``."""
     prompt, _ = item_prompt()
     with start_server(SimulatedRespondent(SIM), **server_options) as faulty:
@@ -210,9 +211,12 @@ def test_rate_limit_carries_retry_after_seconds():
 
 
 def test_rate_limit_carries_retry_after_http_date():
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
+    sent = dt.datetime.now(dt.timezone.utc)
+    when = sent + dt.timedelta(seconds=30)
     error = failure(faults=["rate_limit"], fault_rate=1.0, retry_after=email.utils.format_datetime(when, usegmt=True))
-    assert isinstance(error, TransientModelError) and 25.0 <= error.retry_after <= 31.0
+    waited = (dt.datetime.now(dt.timezone.utc) - sent).total_seconds()  # however long the call took
+    # the date has whole seconds: up to 1 s earlier than ``when``
+    assert isinstance(error, TransientModelError) and 30.0 - waited - 1.0 <= error.retry_after <= 30.0
 
 
 @pytest.mark.parametrize("fault", ["server_error", "reset", "truncated", "malformed", "empty_choices"])
@@ -222,10 +226,9 @@ def test_server_faults_are_transient(fault):
 
 
 def test_stall_past_the_timeout_is_transient():
-    started = time.perf_counter()
-    error = failure(timeout_s=0.5, faults=["stall"], fault_rate=1.0, stall_s=5.0)
+    # the server stalls until it stops (or the hang guard): only the client's timeout can end the call
+    error = failure(timeout_s=0.5, faults=["stall"], fault_rate=1.0, stall_s=HANG_GUARD_S)
     assert isinstance(error, TransientModelError) and "timed out" in str(error)
-    assert time.perf_counter() - started < 3.0
 
 
 def test_connection_refused_is_transient():
@@ -233,7 +236,7 @@ def test_connection_refused_is_transient():
         base_url = gone.base_url
     prompt, _ = item_prompt()
     with pytest.raises(TransientModelError):
-        ask(LiteLLMBackend(MODEL, api_base=base_url, timeout_s=5), ModelRequest(prompt.messages, prompt.choices))
+        ask(LiteLLMBackend(MODEL, api_base=base_url, timeout_s=120), ModelRequest(prompt.messages, prompt.choices))
 
 
 def test_provider_without_logprobs_gives_the_clear_error():
@@ -286,12 +289,12 @@ def test_server_runs_in_the_foreground_from_the_command_line():
     try:
         line = process.stdout.readline()
         base_url = line.split(" at ")[1].split()[0]
-        with urllib.request.urlopen(f"{base_url}/models", timeout=5) as response:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=120) as response:
             models = json.load(response)
         assert [m["id"] for m in models["data"]] == ["sim/e=1"]
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=HANG_GUARD_S)
 
 
 # -- end to end -------------------------------------------------------------------------------------

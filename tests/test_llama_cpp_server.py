@@ -7,7 +7,6 @@ import math
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -18,6 +17,7 @@ from psychometrics.models.base import ModelRequest
 from psychometrics.prompts import TEMPLATES, render_item
 from psychometrics.run import administer
 from psychometrics.store import RunStore
+from psychometrics.testing.waiting import HANG_GUARD_S, wait_for
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 pytestmark = pytest.mark.slow
@@ -37,22 +37,25 @@ def llama_server():
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2-135m")),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true",
-         "--n_threads", "1", "--n_threads_batch", "2"],
+         "--n_threads", "1", "--n_threads_batch", "1"],  # threads that spin: slow on shared cores
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
+
+    def answering() -> bool:
         try:
-            urllib.request.urlopen(f"{base}/models", timeout=2).read()
-            break
+            urllib.request.urlopen(f"{base}/models", timeout=60).read()
+            return True
         except OSError:
             assert process.poll() is None, "llama.cpp server exited"
-            assert time.monotonic() < deadline, "llama.cpp server did not start"
-            time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
+            return False
+
+    try:
+        wait_for(answering, "the llama.cpp server answering", poll_s=0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=HANG_GUARD_S)
 
 
 @pytest.fixture()
@@ -60,14 +63,14 @@ def backend(llama_server, monkeypatch):
     from psychometrics.models.litellm_backend import LiteLLMBackend
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local-not-checked")
-    return LiteLLMBackend("openai/smollm2", api_base=llama_server, timeout_s=60)
+    return LiteLLMBackend("openai/smollm2", api_base=llama_server, timeout_s=HANG_GUARD_S)
 
 
 def test_probabilities_over_http_match_the_in_process_model(backend):
     from psychometrics.models.local import LocalModel
 
     inventory = resolve_inventory("bfi-44")
-    local = LocalModel("local/smollm2-135m")
+    local = LocalModel("local/smollm2-135m", threads=1, threads_batch=1)
     for item in inventory.items[:3]:
         prompt = render_item(inventory, item, template=TEMPLATES["numbered"])
         request = ModelRequest(prompt.messages, prompt.choices, mode="probs")

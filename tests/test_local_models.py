@@ -20,25 +20,31 @@ from psychometrics.models.local import LocalModel, embedded_model_path
 from psychometrics.prompts import TEMPLATES, render_item
 from psychometrics.run import administer
 from psychometrics.store import RunStore
+from psychometrics.testing.waiting import HANG_GUARD_S
 
 pytest.importorskip("llama_cpp", reason="needs the [local] extra")
 pytestmark = pytest.mark.slow
 
+# One prompt-evaluation thread: llama.cpp's threads spin while they wait for each other, many times slower
+# when the cores are shared (20 probability requests: 162 s with two threads, 22 s with one, on a loaded
+# 2-core machine). Thread counts do not change results.
+ONE_THREAD = {"threads": 1, "threads_batch": 1}
+
 
 @pytest.fixture(scope="module")
 def smollm2():
-    return LocalModel("local/smollm2-135m")
+    return LocalModel("local/smollm2-135m", **ONE_THREAD)
 
 
 @pytest.fixture(scope="module")
 def qwen():
-    return LocalModel("local/qwen2.5-0.5b")
+    return LocalModel("local/qwen2.5-0.5b", **ONE_THREAD)
 
 
 def test_smollm2_administers_mini_ipip_in_both_modes_and_resumes_for_free(tmp_path):
     design = Design(option_orders=["original", "reversed"], templates=["numbered", "lettered"], modes=["text", "probs"])
     inventories = [resolve_inventory("mini-ipip")]
-    first = administer(LocalModel("local/smollm2-135m"), inventories, design, tmp_path)
+    first = administer(LocalModel("local/smollm2-135m", **ONE_THREAD), inventories, design, tmp_path)
     assert first.stats.sent == 20 * 2 * 2 * 2 and first.stats.failed == 0
     with RunStore(tmp_path / "responses.sqlite") as store:
         rows = list(store.rows())
@@ -54,7 +60,7 @@ def test_smollm2_administers_mini_ipip_in_both_modes_and_resumes_for_free(tmp_pa
             assert r.value == r.position_values[r.position]
     reversed_rows = [r for r in probs if r.condition["option_order"] == "reversed"]
     assert all(r.position_values == [5, 4, 3, 2, 1] for r in reversed_rows)
-    second = administer(LocalModel("local/smollm2-135m"), inventories, design, tmp_path)
+    second = administer(LocalModel("local/smollm2-135m", **ONE_THREAD), inventories, design, tmp_path)
     assert second.stats.sent == 0 and second.stats.already_answered == 160
 
 
@@ -66,7 +72,8 @@ def test_option_probabilities_are_reproducible_across_model_instances():
         return [asyncio.run(model.complete(ModelRequest(p.messages, p.choices, mode="probs"))).choice_logprobs
                 for p in prompts]
 
-    assert score(LocalModel("local/smollm2-135m")) == score(LocalModel("local/smollm2-135m"))
+    first, second = (LocalModel("local/smollm2-135m", **ONE_THREAD) for _ in range(2))
+    assert score(first) == score(second)
 
 
 def test_qwen_follows_the_answer_format(qwen):
@@ -97,7 +104,7 @@ def test_gguf_path_backend_and_its_identity(tmp_path):
     source = embedded_model_path("smollm2-135m")
     copy = tmp_path / "my-model.gguf"
     shutil.copyfile(source, copy)
-    backend = LocalModel(f"gguf:{copy}")
+    backend = LocalModel(f"gguf:{copy}", **ONE_THREAD)
     assert backend.params["file_sha256"] == local.EMBEDDED["smollm2-135m"].sha256
     inventory = resolve_inventory("sd3")
     prompt = render_item(inventory, inventory.items[0], template=TEMPLATES["numbered"])
@@ -135,8 +142,8 @@ def test_split_model_is_assembled_into_the_cache_once(monkeypatch, tmp_path):
 def test_cli_default_model_is_qwen(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "psychometrics", "administer", "-i", "mini-ipip", "--mode", "probs",
-         "--out", str(tmp_path / "run"), "--json"],
-        capture_output=True, text=True, timeout=600,
+         "--threads-batch", "1", "--out", str(tmp_path / "run"), "--json"],
+        capture_output=True, text=True, timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from psychometrics.testing.waiting import HANG_GUARD_S
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "psychometrics", *args],
-        capture_output=True, text=True, timeout=120, cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=cwd, env=env,
     )
 
 
@@ -27,7 +29,7 @@ def unpacked_wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True, capture_output=True, text=True, timeout=HANG_GUARD_S,
     )
     (wheel,) = out.glob("psytest-*.whl")
     site = out / "site"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from contextlib import closing
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -20,6 +21,7 @@ from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.report import build_report, figures
 from psychometrics.report.html import format_cell
 from psychometrics.run import administer
+from psychometrics.testing.waiting import HANG_GUARD_S
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = "<script>document.title='pwned'</script>"
@@ -36,7 +38,7 @@ def report(tmp_path_factory):
                     temperature=1.0)
     administer(SimulatedRespondent("sim/seed=1,persona_spread=1,position_first=1"),
                [resolve_inventory("bfi-44"), resolve_inventory("mini-ipip")], design, run)
-    with sqlite3.connect(run / "responses.sqlite") as db:
+    with closing(sqlite3.connect(run / "responses.sqlite")) as db, db:
         rowids = [r[0] for r in db.execute(
             "SELECT rowid FROM responses WHERE inventory = 'bfi-44' ORDER BY rowid LIMIT ?", (PLANTED,))]
         for rowid, text in zip(rowids, [SCRIPT, IMG, SCRIPT, IMG]):
@@ -53,7 +55,7 @@ def test_report_writes_tables_responses_and_summary(report):
             "responses.csv", "run_info.csv"} <= names
     responses = pd.read_csv(paths.out_dir / "responses.csv")
     assert {"item_id", "scale", "raw_reply", "outcome", "value", *CONDITION_FIELDS} <= set(responses.columns)
-    with sqlite3.connect(run / "responses.sqlite") as db:
+    with closing(sqlite3.connect(run / "responses.sqlite")) as db, db:
         assert len(responses) == db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     assert (responses["outcome"] == "unparseable").sum() == PLANTED
     assert set(responses.loc[responses["inventory"] == "mini-ipip", "scale"]) == {"E", "A", "C", "N", "I"}
@@ -162,7 +164,7 @@ def _chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.CompletedPr
     command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                f"--user-data-dir={profile}", *extra, page.resolve().as_uri()]
-    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=True)
+    return subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S, check=True)
 
 
 def test_chromium_renders_the_report_and_runs_nothing_from_it(report, tmp_path):

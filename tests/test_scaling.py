@@ -8,8 +8,11 @@ chunks and copied into DuckDB, and the two example scripts in ``examples/scaling
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -25,6 +28,7 @@ from psychometrics.models import resolve_model
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.store import RunStore
 from psychometrics.testing.openai_server import start_server
+from psychometrics.testing.waiting import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = "sim/e=1,a=0.5,seed=7"
@@ -34,7 +38,7 @@ KEY = "node-key-for-tests"
 def psytest(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "NODE_KEY": KEY, "OPENAI_API_KEY": KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     result = subprocess.run([sys.executable, "-m", "psychometrics", *args], capture_output=True, text=True,
-                            timeout=600, env=env, cwd=cwd)
+                            timeout=HANG_GUARD_S, env=env, cwd=cwd)
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -68,8 +72,12 @@ def router_run(tmp_path_factory):
                 "--json")
         first = json.loads(psytest(*args, cwd=root).stdout)
         served = [node1.requests_served, node2.requests_served]
-        with sqlite3.connect(root / "run" / "responses.sqlite") as db:  # as if the run had been interrupted
-            db.execute("DELETE FROM responses WHERE json_extract(condition, '$.sample') = 1")
+        db = sqlite3.connect(root / "run" / "responses.sqlite")
+        try:
+            with db:  # as if the run had been interrupted
+                db.execute("DELETE FROM responses WHERE json_extract(condition, '$.sample') = 1")
+        finally:
+            db.close()
         cluster_file(cluster, [node1.base_url, node2.base_url, node3.base_url])  # a replica joins
         resumed = json.loads(psytest(*args, cwd=root).stdout)
         served_after = [node1.requests_served, node2.requests_served, node3.requests_served]
@@ -132,7 +140,7 @@ def test_router_sends_each_deployment_its_own_key(tmp_path):
                "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         result = subprocess.run([sys.executable, "-m", "psychometrics", "administer", "--model", f"router:{cluster}",
                                  "-i", "mini-ipip", "--samples", "2", "--temperature", "1", "--max-retries", "0",
-                                 "--out", "run", "--json"], capture_output=True, text=True, timeout=600, env=env,
+                                 "--out", "run", "--json"], capture_output=True, text=True, timeout=HANG_GUARD_S, env=env,
                                 cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)
@@ -190,8 +198,13 @@ def test_openai_compatible_endpoint_with_api_base(tmp_path):
 # -- stores larger than memory -----------------------------------------------------------------------
 
 
+BIG_RUN_ROWS = (44 + 20) * 2 * 2 * 3 * 2  # items, option orders, templates, samples, modes
+
+
 @pytest.fixture(scope="module")
 def big_run(tmp_path_factory):
+    """A finished run the tests only read; a test that writes to a store, or watches its bytes, works on
+    its own copy (:func:`private_copy`)."""
     run = tmp_path_factory.mktemp("store") / "run"
     psytest("administer", "--model", SIM, "-i", "bfi-44", "-i", "mini-ipip", "--option-orders", "original,reversed",
             "--templates", "numbered,lettered", "--samples", "3", "--temperature", "1", "--mode", "both",
@@ -199,11 +212,34 @@ def big_run(tmp_path_factory):
     return run
 
 
+def private_copy(run: Path, to: Path) -> Path:
+    """A copy of ``run`` (manifest and store, in WAL mode with nothing left in the log) at ``to``."""
+    to.mkdir(parents=True)
+    shutil.copy(run / "manifest.json", to / "manifest.json")
+    source = sqlite3.connect(f"{(run / 'responses.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+    target = sqlite3.connect(to / "responses.sqlite")
+    try:
+        source.backup(target)
+        target.execute("PRAGMA journal_mode=WAL")
+    finally:
+        source.close()
+        target.close()  # the last connection: the log is checkpointed and removed
+    assert not (to / "responses.sqlite-wal").exists()
+    return to
+
+
+def store_bytes(store: Path) -> dict[str, str]:
+    """SHA-256 of the store's database file and of its write-ahead log, if any (the ``-shm`` file is the
+    log's shared-memory index, which every reader updates; it holds no data)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (store, store.with_name(store.name + "-wal")) if p.exists()}
+
+
 def test_pandas_chunks_are_bounded_and_add_up_to_the_store(big_run):
     chunks = list(iter_responses(big_run, chunksize=500))
     with RunStore(big_run / "responses.sqlite") as store:
         rows = list(store.rows())
-    assert len(rows) == (44 + 20) * 2 * 2 * 3 * 2 == sum(len(c) for c in chunks)
+    assert len(rows) == BIG_RUN_ROWS == sum(len(c) for c in chunks)
     assert all(len(c) <= 500 for c in chunks) and len(chunks) == -(-len(rows) // 500)
     whole = pd.concat(chunks, ignore_index=True)
     assert list(whole["request_id"]) == [r.request_id for r in rows]
@@ -267,31 +303,31 @@ def test_export_command_writes_the_store_to_csv_and_duckdb_in_chunks(big_run, tm
 
     # A hostile reply in the store: the CSV must be spreadsheet-safe, DuckDB must keep it exactly.
     hostile = '=HYPERLINK("http://evil.example","x")'
-    with sqlite3.connect(big_run / "responses.sqlite") as con:
-        first = con.execute("SELECT rowid, raw_reply FROM responses WHERE mode = 'text' ORDER BY rowid").fetchone()
-        con.execute("UPDATE responses SET raw_reply = ? WHERE rowid = ?", (hostile, first[0]))
+    run = private_copy(big_run, tmp_path / "run")
+    con = sqlite3.connect(run / "responses.sqlite")
     try:
-        whole = pd.concat(iter_responses(big_run))
-        result = psytest("export", str(big_run), "--csv", str(tmp_path / "out.csv"), "--chunksize", "97",
-                         "--json", cwd=tmp_path)
-        assert json.loads(result.stdout)["csv"]["rows"] == len(whole)
-        assert not (tmp_path / "out.csv.partial").exists()
-        csv = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, na_values=[""])
-        expected = spreadsheet_safe(whole).reset_index(drop=True)
-        assert list(csv.columns) == list(whole.columns) and len(csv) == len(whole)  # one header, every row
-        assert list(csv["request_id"]) == list(expected["request_id"])
-        assert csv["value"].equals(expected["value"].astype(float))
-        assert "'" + hostile in set(csv["raw_reply"]) and hostile not in set(csv["raw_reply"])
-        duckdb = pytest.importorskip("duckdb")
-        result = psytest("export", str(big_run), "--duckdb", str(tmp_path / "s.duckdb"), "--table", "run1",
-                         cwd=tmp_path)
-        assert result.stdout.strip() == f"{len(whole):,} answers -> {tmp_path / 's.duckdb'} (table run1)"
-        with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
-            assert con.execute("SELECT count(*) FROM run1").fetchone()[0] == len(whole)
-            assert con.execute("SELECT count(*) FROM run1 WHERE raw_reply = ?", [hostile]).fetchone()[0] == 1
+        with con:
+            first = con.execute("SELECT rowid FROM responses WHERE mode = 'text' ORDER BY rowid").fetchone()[0]
+            con.execute("UPDATE responses SET raw_reply = ? WHERE rowid = ?", (hostile, first))
     finally:
-        with sqlite3.connect(big_run / "responses.sqlite") as con:
-            con.execute("UPDATE responses SET raw_reply = ? WHERE rowid = ?", (first[1], first[0]))
+        con.close()
+    whole = pd.concat(iter_responses(run))
+    result = psytest("export", str(run), "--csv", str(tmp_path / "out.csv"), "--chunksize", "97", "--json",
+                     cwd=tmp_path)
+    assert json.loads(result.stdout)["csv"]["rows"] == len(whole)
+    assert not (tmp_path / "out.csv.partial").exists()
+    csv = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, na_values=[""])
+    expected = spreadsheet_safe(whole).reset_index(drop=True)
+    assert list(csv.columns) == list(whole.columns) and len(csv) == len(whole)  # one header, every row
+    assert list(csv["request_id"]) == list(expected["request_id"])
+    assert csv["value"].equals(expected["value"].astype(float))
+    assert "'" + hostile in set(csv["raw_reply"]) and hostile not in set(csv["raw_reply"])
+    duckdb = pytest.importorskip("duckdb")
+    result = psytest("export", str(run), "--duckdb", str(tmp_path / "s.duckdb"), "--table", "run1", cwd=tmp_path)
+    assert result.stdout.strip() == f"{len(whole):,} answers -> {tmp_path / 's.duckdb'} (table run1)"
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM run1").fetchone()[0] == len(whole)
+        assert con.execute("SELECT count(*) FROM run1 WHERE raw_reply = ?", [hostile]).fetchone()[0] == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -309,13 +345,13 @@ def test_export_bad_input_is_one_line(big_run, tmp_path, args, message):
 
 def test_the_example_scripts_run(tmp_path):
     demo = subprocess.run([sys.executable, str(ROOT / "examples" / "scaling" / "router_demo.py"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=ROOT)
     assert demo.returncode == 0, demo.stderr
     assert demo.stdout.startswith("80 requests sent, 0 failed; answered per server:")
     pytest.importorskip("duckdb")
     loaded = subprocess.run([sys.executable, str(ROOT / "examples" / "scaling" / "load_store.py"),
                              str(tmp_path / "run"), str(tmp_path / "run.duckdb")],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+                            capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=ROOT)
     assert loaded.returncode == 0, loaded.stderr
     chunked, duck = loaded.stdout.split("DuckDB:\n")
     assert chunked.removeprefix("pandas, in chunks:\n").strip() == duck.strip()
@@ -324,16 +360,55 @@ def test_the_example_scripts_run(tmp_path):
     assert backend.params["models"] == ["openai/meta-llama/Llama-3.1-8B-Instruct"]
 
 
-def test_reading_changes_nothing_and_works_while_a_writer_holds_the_store(big_run):
-    store_file = big_run / "responses.sqlite"
-    before = store_file.read_bytes()
-    writer = sqlite3.connect(store_file, timeout=1, isolation_level=None)
+def read_every_way(run: Path, tmp_path: Path) -> list[int]:
+    """Answers counted by each of psytest's readers: export's chunks, the read-only store the analysis
+    commands open, and ``psytest export`` in a process of its own."""
+    chunked = sum(len(chunk) for chunk in iter_responses(run, chunksize=1000))
+    with RunStore(run / "responses.sqlite", read_only=True) as store:
+        stored = store.count()
+    csv = tmp_path / "read.csv"
+    exported = json.loads(psytest("export", str(run), "--csv", str(csv), "--json", cwd=tmp_path).stdout)
+    return [chunked, stored, exported["csv"]["rows"]]
+
+
+def test_reading_changes_nothing_and_works_while_a_writer_holds_the_store(big_run, tmp_path):
+    """While a writer is mid-transaction, with answers it committed still only in the write-ahead log (as
+    during a run), every reader sees exactly the committed answers and changes no byte of the store."""
+    run = private_copy(big_run, tmp_path / "run")
+    store = run / "responses.sqlite"
+    writer = sqlite3.connect(store, isolation_level=None)
     try:
+        writer.execute("PRAGMA wal_autocheckpoint=0")  # what it commits stays in the log
+        writer.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses ORDER BY rowid LIMIT 7)")
         writer.execute("BEGIN IMMEDIATE")  # as administer does while it commits an answer
-        writer.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses LIMIT 5)")
-        rows = sum(len(chunk) for chunk in iter_responses(big_run, chunksize=1000))
+        writer.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses ORDER BY rowid LIMIT 5)")
+        before = store_bytes(store)  # the writer does nothing more until the readers are done
+        counts = read_every_way(run, tmp_path)
+        after = store_bytes(store)
         writer.execute("ROLLBACK")
     finally:
         writer.close()
-    assert rows == (44 + 20) * 2 * 2 * 3 * 2  # the committed state, not the writer's uncommitted one
-    assert store_file.read_bytes() == before
+    assert "responses.sqlite-wal" in before  # the committed delete is in the log, not in the database file
+    assert counts == [BIG_RUN_ROWS - 7] * 3  # the committed state, not the writer's uncommitted one
+    assert after == before
+
+
+def test_a_reader_never_checkpoints_a_killed_writers_log(big_run, tmp_path):
+    """A run killed mid-way leaves answers in the write-ahead log. A reader that is the only connection
+    reads them, and leaves them there: closing, it does not checkpoint them into the database file (as a
+    read-write connection would) or change the log."""
+    run = private_copy(big_run, tmp_path / "run")
+    store = run / "responses.sqlite"
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, signal, sqlite3
+writer = sqlite3.connect({str(store)!r}, isolation_level=None)
+writer.execute("PRAGMA wal_autocheckpoint=0")
+writer.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses ORDER BY rowid LIMIT 7)")
+os.kill(os.getpid(), signal.SIGKILL)
+"""], capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    before = store_bytes(store)
+    assert "responses.sqlite-wal" in before
+    for reader in range(2):  # twice: the first read also rebuilds the log's index the dead writer left
+        assert read_every_way(run, tmp_path) == [BIG_RUN_ROWS - 7] * 3
+        assert store_bytes(store) == before

@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import sqlite3
+from contextlib import closing
 import subprocess
 import sys
 import threading
@@ -226,10 +227,10 @@ def test_error_rows_say_what_failed_without_the_secret(work):
     root, results = work
     for name in ("echo", "echo-basic", "litellm-echo", "router-echo", "behave-echo"):
         if name == "behave-echo":
-            with sqlite3.connect(root / "runs" / name / "behavior.sqlite") as db:
+            with closing(sqlite3.connect(root / "runs" / name / "behavior.sqlite")) as db, db:
                 errors = [row[0] for row in db.execute("SELECT error FROM conversations")]
         else:
-            with sqlite3.connect(root / "runs" / name / "responses.sqlite") as db:
+            with closing(sqlite3.connect(root / "runs" / name / "responses.sqlite")) as db, db:
                 errors = [row[0] for row in db.execute("SELECT error FROM responses")]
         expected = json.loads(results[name].stdout)["sent"] if name == "behave-echo" else 20
         assert len(errors) == expected > 0 and all(errors), name
@@ -250,7 +251,7 @@ def test_no_file_under_the_work_directory_holds_a_secret(work):
     for path in files:
         assert_no_secret(path.read_bytes(), str(path.relative_to(root)))
     for store in [*root.glob("runs/*/responses.sqlite"), *root.glob("runs/*/behavior.sqlite")]:  # every value too
-        with sqlite3.connect(store) as db:
+        with closing(sqlite3.connect(store)) as db, db:
             for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
                 for row in db.execute(f"SELECT * FROM {table}"):
                     assert_no_secret(repr(row).encode(), f"{store} table {table}")

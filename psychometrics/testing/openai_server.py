@@ -28,6 +28,9 @@ n-th request depends only on ``seed`` and n, so a test sees the same faults ever
 
 ``rewrite`` (a function of the response body) changes every successful answer, to serve the shapes
 careless or hostile servers send: content as a list of parts or a number, positive log-probabilities.
+Holding (``hold_after=N``): the first N chat requests are answered, every later one is received (and
+counted and logged) but left unanswered until :meth:`OpenAIServer.release`. A test can so stop a
+client at a point it knows (exactly N answers) on a machine of any speed, then kill it, or let it go.
 
 Optional checks: ``api_key`` (401 unless ``Authorization: Bearer <api_key>``; the 401 message echoes the
 key it was given, as careless servers do, so clients' redaction gets tested) and ``models`` (404 for
@@ -91,6 +94,7 @@ class ServerConfig:
     backend_timeout_s: float = 60.0
     log_requests: bool = True  # keep ``request_log`` (off for long runs: it grows with every request)
     rewrite: Callable[[dict], dict] | None = None  # changes every successful response body (hostile replies)
+    hold_after: int | None = None  # answer this many chat requests, hold the rest until release()
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -102,6 +106,8 @@ class ServerConfig:
             raise ValueError("latency_s and stall_s must not be negative")
         if self.max_connections < 1 or self.max_in_flight < 1 or self.max_body_bytes < 1:
             raise ValueError("max_connections, max_in_flight and max_body_bytes must be at least 1")
+        if self.hold_after is not None and self.hold_after < 0:
+            raise ValueError("hold_after must not be negative")
 
 
 # -- reading requests -----------------------------------------------------------------------------
@@ -300,10 +306,11 @@ def _loopback_host(host: str) -> tuple[str, int]:
 
 
 class OpenAIServer:
-    """A running server: ``base_url``, ``stop()``, and counters: ``requests_served`` (chat requests that
-    passed the key and model checks, faulted ones included), ``faults_injected`` (per kind) and
-    ``request_log`` (each such request's time, :func:`request_key` and fault).
-    Also a context manager.
+    """A running server: ``base_url``, ``stop()``, ``release()`` (of held requests), and counters:
+    ``requests_served`` (chat requests that passed the key and model checks, faulted and held ones
+    included), ``faults_injected`` (per kind), ``request_log`` (each such request's time,
+    :func:`request_key` and fault), ``held`` (requests held so far), ``peak_in_flight`` (most requests
+    being answered at once) and ``open_connections``. Also a context manager.
 
     One asyncio event loop in a background thread serves every connection and runs the backend, so
     the added latency is a real per-request delay that never holds up other requests.
@@ -316,7 +323,10 @@ class OpenAIServer:
         self.requests_served = 0
         self.faults_injected: Counter[str] = Counter()
         self.request_log: list[tuple[float, str | None, str | None]] = []
+        self.held = 0
+        self.peak_in_flight = 0
         self._in_flight = 0
+        self._released: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task] = set()
         address, family = _loopback_host(host)
@@ -357,12 +367,22 @@ class OpenAIServer:
 
     async def _listen(self, listener: socket.socket) -> None:
         self._stop_event = asyncio.Event()
+        self._released = asyncio.Event()
         self._server = await asyncio.start_server(self._connection, sock=listener, limit=MAX_HEADER_BYTES)
 
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/v1"
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (a killed client's are closed once the server has read all it sent)."""
+        return len(self._writers)
+
+    def release(self) -> None:
+        """Answer the held requests, and every later one (see ``hold_after``)."""
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def model_names(self) -> list[str]:
         return sorted(self.config.models) if self.config.models else [self.backend.name]
@@ -462,6 +482,7 @@ class OpenAIServer:
         if self._in_flight >= self.config.max_in_flight:
             return await self._send(writer, 503, error_body("server busy", "server_error"), keep, {"Retry-After": "1"})
         self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
             return await self._chat(request, writer)
         finally:
@@ -478,7 +499,11 @@ class OpenAIServer:
         refusal = self._check_key(request.headers) or self._check_model(body)
         if refusal is not None:
             return await self._send(writer, *refusal, keep)
+        number = self.requests_served
         fault = self.next_fault(body)
+        if self.config.hold_after is not None and number >= self.config.hold_after and not self._released.is_set():
+            self.held += 1
+            await self._released.wait()
         if fault is not None:
             outcome = await self._inject(fault, writer, keep)
             if outcome is not None:
@@ -606,7 +631,7 @@ def start_server(
 ) -> OpenAIServer:
     """Start a server in a background thread; ``port=0`` picks a free port. ``options`` are further
     :class:`ServerConfig` fields (``retry_after``, ``stall_s``, ``api_key``, ``models``,
-    ``logprobs_supported``, limits)."""
+    ``logprobs_supported``, ``hold_after``, limits)."""
     if backend is None:
         from psychometrics.models.simulated import SimulatedRespondent
 
