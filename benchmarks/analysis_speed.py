@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from psychometrics.analysis import analyze_item_data
-from psychometrics.library import resolve_inventory
+from psychometrics.analysis.tables import analyze_item_data
+from psychometrics.inventories.library import resolve_inventory
 
 BUDGET_S = 10.0
 

@@ -8,7 +8,7 @@ answer by ``--latency`` seconds without holding up other requests, so with C req
 most any client can do is C / latency items per second (the ideal). psytest sends through exactly
 what ``psytest administer --model openai/bench --api-base URL`` uses: the model resolved by
 ``resolve_model``, the worker pool, retries, and a committed SQLite write per answer
-(:func:`psychometrics.run.administer`), into a fresh run directory per measurement, BFI-44 repeated
+(:func:`psychometrics.run.directory.administer`), into a fresh run directory per measurement, BFI-44 repeated
 (``samples``) until the run lasts about ``--seconds`` at the ideal rate. Opening the connections is
 part of the measurement; the plan is built before the clock starts (as ``items/s`` of a real run).
 
@@ -112,10 +112,10 @@ def filesystem(path: str) -> str:
 def measure(api_base: str, server_pid: int, concurrency: int, samples: int, mode: str, seed: int,
             store_dir: str | None = None) -> dict:
     """One administration into a fresh run directory; items/s as psytest reports it, CPU per request."""
-    from psychometrics.design import Design
-    from psychometrics.library import resolve_inventory
+    from psychometrics.design.plan import Design
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models import resolve_model
-    from psychometrics.run import administer
+    from psychometrics.run.directory import administer
 
     backend = resolve_model("openai/bench", api_base=api_base, timeout_s=60)
     design = Design(samples=samples, temperature=0.7, modes=[mode], seed=seed)

@@ -69,7 +69,7 @@ def versions() -> str:
 
 
 def bfi() -> pd.DataFrame:
-    from psychometrics.reliability import reverse_key
+    from psychometrics.statistics.reliability import reverse_key
 
     return reverse_key(pd.read_csv(REFERENCE / "data" / "bfi25.csv"), REVERSED, 1, 6)
 
@@ -162,7 +162,7 @@ def factor_analyzer_section(args, data: pd.DataFrame) -> None:
 
 
 def spi_timing(args) -> None:
-    from psychometrics.factor_analysis import efa
+    from psychometrics.statistics.factor_analysis import efa
 
     if not shutil.which("Rscript"):
         print("  --spi: Rscript not found; skipped")
@@ -195,7 +195,7 @@ def spi_timing(args) -> None:
 def statsmodels_section(args) -> None:
     import statsmodels.api as sm
 
-    from psychometrics.mixed_model import random_intercept_reml
+    from psychometrics.statistics.mixed_model import random_intercept_reml
 
     print("\n2. statsmodels")
     spi = pd.read_csv(REFERENCE / "data" / "spi-scores.csv")
@@ -220,8 +220,8 @@ def statsmodels_section(args) -> None:
     importing = "import time; t = time.perf_counter(); import statsmodels.stats.multitest; print(time.perf_counter() - t)"
     imported = float(subprocess.run([sys.executable, "-c", importing], capture_output=True, text=True, check=True).stdout)
     from statsmodels.stats.multitest import multipletests
-    from psychometrics.correlation import bh_adjust
-    from psychometrics.sensitivity import _holm
+    from psychometrics.statistics.correlation import bh_adjust
+    from psychometrics.statistics.sensitivity import _holm
 
     p = list(np.random.default_rng(14).random(4))
     print(f"  multipletests, 4 p values ({args.calls} calls each; import of statsmodels.stats.multitest "
@@ -240,8 +240,8 @@ def statsmodels_section(args) -> None:
 def pingouin_section(data: pd.DataFrame) -> None:
     import pingouin
 
-    from psychometrics.reliability import cronbach_alpha, icc
-    from psychometrics.sensitivity import _dz_interval
+    from psychometrics.statistics.reliability import cronbach_alpha, icc
+    from psychometrics.statistics.sensitivity import _dz_interval
 
     print("\n3. pingouin")
     print(f"  default options: {({k: v for k, v in pingouin.options.items() if not callable(v)})}")
@@ -282,7 +282,7 @@ class GivenResamples(np.random.Generator):
 def scipy_section() -> None:
     from scipy import stats
 
-    from psychometrics.correlation import bca_interval
+    from psychometrics.statistics.correlation import bca_interval
 
     print("\n4. scipy.stats.bootstrap(method='BCa') vs boot.ci on boot's own resamples (r, 999 resamples)")
     golden = json.loads((REFERENCE / "golden" / "validity.json").read_text())["bca"]

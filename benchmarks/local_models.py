@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from psychometrics.design import Design
-from psychometrics.library import resolve_inventory
+from psychometrics.design.plan import Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models import resolve_model
-from psychometrics.run import administer
-from psychometrics.store import RunStore
+from psychometrics.run.directory import administer
+from psychometrics.run.store import RunStore
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Usage: python benchmarks/local_throughput.py [--model local/qwen2.5-0.5b] [--inventory bfi-44] [--repeats 3]
 
 psytest scores every item of the inventory once in probability mode through the real pipeline
-(:func:`psychometrics.run.administer`: plan, worker pool, the model's executor thread, a committed
+(:func:`psychometrics.run.directory.administer`: plan, worker pool, the model's executor thread, a committed
 SQLite write per answer) into a fresh run directory. The reference is ``Llama.eval`` alone, in the same
 process on the same loaded model, over exactly the tokens those prompts need: each prompt (chat
 template applied, tokenized beforehand, untimed) minus the prefix it shares with the previous one,
@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--threads-batch", type=int, help="llama.cpp prompt-evaluation threads (default: psytest's)")
     args = parser.parse_args()
 
-    from psychometrics.design import Design, plan_requests
-    from psychometrics.library import resolve_inventory
+    from psychometrics.design.plan import Design, plan_requests
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models import resolve_model
-    from psychometrics.run import administer
+    from psychometrics.run.directory import administer
 
     inventory = resolve_inventory(args.inventory)
     design = Design(modes=["probs"])

@@ -37,11 +37,11 @@ COMMIT_EVERY = 50_000
 
 def build_run(run_dir: Path, cells: int, seed: int = 7) -> int:
     """Write the manifest and ``cells`` x 300 responses; returns the number of rows."""
-    from psychometrics.design import Design, messages_hash, plan_requests
-    from psychometrics.library import resolve_inventory
+    from psychometrics.design.plan import Design, messages_hash, plan_requests
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.run import RESPONSES, run_identity, write_manifest
-    from psychometrics.store import ResponseRow, RunStore
+    from psychometrics.run.directory import RESPONSES, run_identity, write_manifest
+    from psychometrics.run.store import ResponseRow, RunStore
 
     inventory = resolve_inventory(INVENTORY)
     samples = (cells + 1) // 2

@@ -5,11 +5,11 @@ Run: python examples/python_api.py   (uses a simulated respondent, so it needs n
 
 from pathlib import Path
 
-from psychometrics.analysis import analyze_run
-from psychometrics.design import Design
-from psychometrics.library import resolve_inventory
+from psychometrics.analysis.tables import analyze_run
+from psychometrics.design.plan import Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models import resolve_model
-from psychometrics.run import administer
+from psychometrics.run.directory import administer
 
 run_dir = Path("runs/python-api-example")
 # Swap in resolve_model("local/qwen2.5-0.5b") or resolve_model("openai/gpt-4o-mini") for a real model.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 # Control and format characters (ANSI escapes, bidi overrides) from a file, an option or a server's
 # reply must not reach the terminal raw: they are shown escaped, as \x1b or \u202e (one rule for every
-# output, in psychometrics.terminal).
-from psychometrics.terminal import printable  # noqa: F401 - re-exported: errors and messages use it
+# output, in psychometrics.textsafe).
+from psychometrics.textsafe import printable  # noqa: F401 - re-exported: errors and messages use it
 
 
 class PsytestError(Exception):

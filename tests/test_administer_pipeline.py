@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from psychometrics.administer import RetryPolicy
-from psychometrics.design import Design, design_from_mapping, expand_option_orders, plan_requests, williams_square
+from psychometrics.engine.send import RetryPolicy
+from psychometrics.design.plan import Design, design_from_mapping, expand_option_orders, plan_requests, williams_square
 from psychometrics.errors import PsytestError
-from psychometrics.library import resolve_inventory
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import ModelBackend
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.run import administer, read_manifest, score_run
-from psychometrics.store import RunStore
+from psychometrics.run.directory import administer, read_manifest, score_run
+from psychometrics.run.store import RunStore
 from psychometrics.testing.waiting import HANG_GUARD_S
 
 
@@ -313,7 +313,7 @@ def _gaps_after(log, fault: str) -> list[float]:
 
 
 def test_a_server_retry_after_longer_than_the_cap_is_honoured_through_http(tmp_path):
-    from psychometrics.administer import RetryPolicy
+    from psychometrics.engine.send import RetryPolicy
     from psychometrics.models import resolve_model
     from psychometrics.testing.openai_server import start_server
 
@@ -328,7 +328,7 @@ def test_a_server_retry_after_longer_than_the_cap_is_honoured_through_http(tmp_p
 
 
 def test_a_retry_after_longer_than_psytest_waits_fails_at_once_saying_so(tmp_path):
-    from psychometrics.administer import RetryPolicy
+    from psychometrics.engine.send import RetryPolicy
     from psychometrics.models import resolve_model
     from psychometrics.testing.openai_server import start_server
 

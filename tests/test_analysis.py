@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.analysis import analyze_item_data, analyze_run
-from psychometrics.design import Design
+from psychometrics.analysis.tables import analyze_item_data, analyze_run
+from psychometrics.design.plan import Design
 from psychometrics.errors import PsytestError
-from psychometrics.item_data import inventory_from_keys, load_item_data
-from psychometrics.library import resolve_inventory
+from psychometrics.inventories.item_data import inventory_from_keys, load_item_data
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.run import administer
+from psychometrics.run.directory import administer
 
 REFERENCE = Path(__file__).parent / "reference"
 BIG_FIVE = ("neuroticism", "extraversion", "openness", "agreeableness", "conscientiousness")
@@ -32,7 +32,7 @@ def test_recovered_scores_correlate_at_least_095_with_true_traits(tmp_path):
     people = tmp_path / "people.yaml"
     people.write_text("id: people\nname: People\npersonas:\n" + "".join(
         f"  - id: p{k:03d}\n    text: You are participant number {k} in this study.\n" for k in range(150)))
-    from psychometrics.personas import resolve_persona_set
+    from psychometrics.design.personas import resolve_persona_set
 
     persona_set = resolve_persona_set(str(people))
     inventory = resolve_inventory("ipip-neo-120")
@@ -92,7 +92,7 @@ def test_analysis_refuses_a_changed_inventory(tmp_path):
     source = Path(__file__).parent / "data" / "inventories" / "valid-minimal.yaml"
     copy = tmp_path / "tiny.yaml"
     copy.write_text(source.read_text())
-    from psychometrics.library import resolve_inventory as resolve
+    from psychometrics.inventories.library import resolve_inventory as resolve
 
     administer(SimulatedRespondent("sim/seed=1"), [resolve(str(copy))], Design(), tmp_path / "run",
                inventory_sources={"tiny": str(copy)})

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics import sensitivity as sens
-from psychometrics.design import CONDITION_FIELDS, Design
-from psychometrics.library import resolve_inventory
+from psychometrics.statistics import sensitivity as sens
+from psychometrics.design.plan import CONDITION_FIELDS, Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.run import administer
-from psychometrics.scoring import responses_frame
-from psychometrics.store import RunStore
+from psychometrics.run.directory import administer
+from psychometrics.statistics.scoring import responses_frame
+from psychometrics.run.store import RunStore
 
 COLUMNS = ["request_id", "inventory", "item_id", "item_index", *CONDITION_FIELDS, "outcome", "parse_method", "position",
            "value", "expected_value", "entropy", "option_mass", "raw_reply", "latency_s", "error"]

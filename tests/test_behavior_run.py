@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.administer import RetryPolicy
+from psychometrics.engine.send import RetryPolicy
 from psychometrics.behavior.analysis import behavior_frame, behavior_tables
 from psychometrics.behavior.runner import BehaviorDesign, behave, plan_conversations
 from psychometrics.behavior.store import BehaviorStore
 from psychometrics.behavior.task import resolve_tasks, shipped_tasks
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.personas import resolve_persona_set
+from psychometrics.design.personas import resolve_persona_set
 from psychometrics.testing.waiting import HANG_GUARD_S, wait_for
 
 PSYTEST = [sys.executable, "-m", "psychometrics"]

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.cfa import cfa
+from psychometrics.statistics.cfa import cfa
 from psychometrics.errors import PsytestError
-from psychometrics.reliability import reverse_key
+from psychometrics.statistics.reliability import reverse_key
 
 REFERENCE = Path(__file__).parent / "reference"
 GOLDEN = json.loads((REFERENCE / "golden" / "cfa.json").read_text())
@@ -202,7 +202,7 @@ def test_large_models_use_lbfgs_and_reach_the_same_optimum(monkeypatch):
     import numpy as np
     import pandas as pd
 
-    from psychometrics import cfa as cfa_module
+    from psychometrics.statistics import cfa as cfa_module
 
     rng = np.random.default_rng(3)
     traits = rng.standard_normal((500, 3))

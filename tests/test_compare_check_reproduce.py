@@ -13,15 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from psychometrics.analysis import analyze_run, write_tables
-from psychometrics.baseline import DEFAULT_TOLERANCE, check_run, load_baseline, make_baseline, write_baseline
-from psychometrics.compare import compare_runs
-from psychometrics.design import Design
+from psychometrics.analysis.tables import analyze_run, write_tables
+from psychometrics.analysis.baseline import DEFAULT_TOLERANCE, check_run, load_baseline, make_baseline, write_baseline
+from psychometrics.analysis.compare import compare_runs
+from psychometrics.design.plan import Design
 from psychometrics.errors import PsytestError
-from psychometrics.library import resolve_inventory
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.reproduce import compare_csv, reproduce
-from psychometrics.run import administer
+from psychometrics.analysis.reproduce import compare_csv, reproduce
+from psychometrics.run.directory import administer
 
 SIM = "sim/seed=3,persona_spread=1,noise=0.3"
 SCALES = ("E", "A", "C", "N", "I")
@@ -264,7 +264,7 @@ def test_rerun_refuses_non_deterministic_models(runs, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------
-# reproduce: the tolerance model at its boundaries (module docstring of psychometrics.reproduce)
+# reproduce: the tolerance model at its boundaries (module docstring of psychometrics.analysis.reproduce)
 
 
 def _cells(tmp_path, stored: dict, recomputed: dict, name: str = "analysis/variance_decomposition.csv"):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from psychometrics.claims import CLAIMED, DONE, HELD, Claims, local_owner_is_dead
-from psychometrics.claims import _start_time as local_start_time
+from psychometrics.engine.claims import CLAIMED, DONE, HELD, Claims, local_owner_is_dead
+from psychometrics.engine.claims import _start_time as local_start_time
 from psychometrics.errors import PsytestError
-from psychometrics.run import read_manifest, write_manifest
+from psychometrics.run.directory import read_manifest, write_manifest
 from psychometrics.testing.waiting import HANG_GUARD_S, wait_for, wait_for_async
 
 HOST = socket.gethostname()
@@ -140,12 +140,12 @@ def test_requests_claimed_by_a_stalled_live_process_are_not_sent(tmp_path, monke
     sends only the other half, so nothing is paid for twice."""
     import asyncio
 
-    from psychometrics.administer import run_requests
-    from psychometrics.design import Design, plan_requests
-    from psychometrics.library import resolve_inventory
+    from psychometrics.engine.send import run_requests
+    from psychometrics.design.plan import Design, plan_requests
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models import resolve_model
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.store import RunStore
+    from psychometrics.run.store import RunStore
     from psychometrics.testing.openai_server import model_request_key, start_server
 
     process = live_process()

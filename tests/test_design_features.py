@@ -7,16 +7,16 @@ import random
 import numpy as np
 import pytest
 
-from psychometrics.administer import RetryPolicy
-from psychometrics.design import Design, plan_requests
+from psychometrics.engine.send import RetryPolicy
+from psychometrics.design.plan import Design, plan_requests
 from psychometrics.errors import PsytestError
-from psychometrics.library import resolve_inventory
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import ModelBackend, ModelReply, TransientModelError
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.parse import parse_many
-from psychometrics.personas import resolve_persona_set
-from psychometrics.run import administer, score_run
-from psychometrics.store import RunStore
+from psychometrics.engine.parse import parse_many
+from psychometrics.design.personas import resolve_persona_set
+from psychometrics.run.directory import administer, score_run
+from psychometrics.run.store import RunStore
 
 OPTIONS = ("Very inaccurate", "Moderately inaccurate", "Neither accurate nor inaccurate",
            "Moderately accurate", "Very accurate")

@@ -1,4 +1,4 @@
-"""psychometrics.factor_analysis against R's psych 2.2.9 / GPArotation 2022.10.2, and degenerate input.
+"""psychometrics.statistics.factor_analysis against R's psych 2.2.9 / GPArotation 2022.10.2, and degenerate input.
 
 Golden values: tests/reference/factor_analysis.R -> tests/reference/golden/factor_analysis.json.
 The implementation replicates psych's iterative steps, so the tolerances are tight (see the module
@@ -19,7 +19,7 @@ import pytest
 import scipy.optimize
 
 from psychometrics.errors import PsytestError
-from psychometrics.factor_analysis import (
+from psychometrics.statistics.factor_analysis import (
     EFAResult,
     _lbfgsb_r,
     efa,
@@ -454,7 +454,7 @@ def test_lbfgsb_finds_a_bounded_minimum():
 def test_factor_sign_does_not_follow_rounding_of_a_zero_column_sum():
     """psych orients a factor so that its loadings sum positive; a sum that is zero in exact arithmetic
     has only the sign of its rounding, which another BLAS kernel may flip (issue 13)."""
-    from psychometrics.factor_analysis import _signs
+    from psychometrics.statistics.factor_analysis import _signs
 
     column = np.array([0.6, -0.25, -0.35, 0.1, -0.1])
     signs = set()

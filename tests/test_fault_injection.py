@@ -23,13 +23,13 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from psychometrics.administer import RetryPolicy
-from psychometrics.design import Design
-from psychometrics.library import resolve_inventory
+from psychometrics.engine.send import RetryPolicy
+from psychometrics.design.plan import Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import Message, ModelRequest
 from psychometrics.models.openai_http import OpenAIHTTPBackend
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.run import administer
+from psychometrics.run.directory import administer
 from psychometrics.testing.openai_server import FAULT_KINDS, model_request_key, start_server
 from psychometrics.testing.waiting import HANG_GUARD_S
 

@@ -9,12 +9,12 @@ import sqlite3
 
 import pytest
 
-from psychometrics.administer import TurnBatch
-from psychometrics.design import Design
-from psychometrics.library import resolve_inventory
+from psychometrics.engine.send import TurnBatch
+from psychometrics.design.plan import Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
-from psychometrics.run import administer
-from psychometrics.store import RunStore
+from psychometrics.run.directory import administer
+from psychometrics.run.store import RunStore
 
 CONCURRENCY = 16
 
@@ -94,7 +94,7 @@ def test_turn_batch_hands_each_caller_its_result_or_the_failure():
 
 
 def _rows(planned, text: str, **fields):
-    from psychometrics.administer import answer_rows
+    from psychometrics.engine.send import answer_rows
     from psychometrics.models.base import ModelReply
 
     rows = answer_rows(planned, ModelReply(text=text), 0.01, 1)
@@ -109,7 +109,7 @@ def _rows(planned, text: str, **fields):
     ({"output_tokens": 10**30}, "OverflowError"),  # a count no SQLite integer holds
 ])
 def test_a_row_sqlite_refuses_is_stored_as_a_failure_and_the_rest_of_the_batch_commits(tmp_path, poison, reason):
-    from psychometrics.design import plan_requests
+    from psychometrics.design.plan import plan_requests
 
     planned = plan_requests([resolve_inventory("mini-ipip")], Design(), "m", {})[:4]
     with RunStore(tmp_path / "responses.sqlite") as store:
@@ -129,7 +129,7 @@ def test_a_row_sqlite_refuses_is_stored_as_a_failure_and_the_rest_of_the_batch_c
 
 
 def test_an_answer_is_never_replaced_by_a_later_one(tmp_path):
-    from psychometrics.design import plan_requests
+    from psychometrics.design.plan import plan_requests
 
     planned = plan_requests([resolve_inventory("mini-ipip")], Design(), "m", {})[0]
     with RunStore(tmp_path / "responses.sqlite") as store:

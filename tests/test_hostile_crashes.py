@@ -64,7 +64,7 @@ class BadLogprobs:
 
 
 def _rows(run):
-    from psychometrics.store import RunStore
+    from psychometrics.run.store import RunStore
 
     with RunStore(run / "responses.sqlite", read_only=True) as store:
         return list(store.rows())
@@ -73,10 +73,10 @@ def _rows(run):
 @pytest.mark.parametrize("value", BAD_LOGPROBS.values(), ids=BAD_LOGPROBS.keys())
 def test_a_bad_label_logprob_fails_that_request_only(value, tmp_path):
     """From a Python backend: the request is recorded as failed with the reason; the run goes on."""
-    from psychometrics.design import Design
-    from psychometrics.library import resolve_inventory
+    from psychometrics.design.plan import Design
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.run import administer
+    from psychometrics.run.directory import administer
 
     inventory = resolve_inventory("mini-ipip")
     result = administer(BadLogprobs(value, SimulatedRespondent("sim/e=1,seed=1")), [inventory],
@@ -143,7 +143,7 @@ def test_label_logprobs_checks_every_value_and_keeps_good_ones():
 
 
 def test_distribution_is_computed_stably_far_below_zero():
-    from psychometrics.administer import distribution_summary
+    from psychometrics.engine.send import distribution_summary
 
     position, expected, entropy, mass = distribution_summary({"1": -800.0, "2": -801.0}, ("1", "2"), (1, 2))
     p2 = math.exp(-1) / (1 + math.exp(-1))

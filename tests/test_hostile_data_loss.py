@@ -3,7 +3,7 @@ certify a damaged or mixed set of files, and never treat a damaged store as a ne
 
 * ``--out`` at a folder of the user's files is refused by every command that writes (one line; the
   files are untouched); a psytest directory of another kind is refused too.
-* Derived files are written as sets with a provenance record (:mod:`psychometrics.outputs`): a real
+* Derived files are written as sets with a provenance record (:mod:`psychometrics.run.outputs`): a real
   SIGKILL between two writes, a file changed later, a file left from another write and a store that
   changed since are all reported by ``reproduce``.
 * A store failing SQLite's quick check is refused by every command that opens it; ``reproduce`` runs the
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from psychometrics.cli import main
-from psychometrics.outputs import KILL_AFTER_FILES, PROVENANCE, read_provenance
+from psychometrics.run.outputs import KILL_AFTER_FILES, PROVENANCE, read_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "tests" / "data" / "inventories" / "valid-minimal.yaml"
@@ -407,7 +407,7 @@ def test_export_into_a_file_that_is_not_a_duckdb_database_changes_nothing(kind, 
 
 
 def test_an_export_that_fails_half_way_changes_nothing(run, tmp_path, monkeypatch):
-    from psychometrics import export
+    from psychometrics.run.directory import export
 
     database = tmp_path / "study.duckdb"
     assert export.to_duckdb(run / "q", database, table="select", chunksize=7) == 20

@@ -21,7 +21,7 @@ import pytest
 
 from psychometrics.cli import main
 from psychometrics.errors import PsytestError, printable
-from psychometrics.personas import load_persona_set
+from psychometrics.design.personas import load_persona_set
 from psychometrics.yaml_io import MAX_BYTES, MAX_VALUES, expanded_size, parse_yaml
 
 HOSTILE = Path(__file__).parent / "data" / "hostile"
@@ -447,12 +447,12 @@ class HalfEmoji:
 
 @pytest.mark.parametrize("backend_kind", ["aiohttp", "litellm"])
 def test_half_an_emoji_is_stored_safely_and_nothing_is_lost(tmp_path, backend_kind, monkeypatch):
-    from psychometrics.administer import RetryPolicy
-    from psychometrics.design import Design
-    from psychometrics.library import resolve_inventory
+    from psychometrics.engine.send import RetryPolicy
+    from psychometrics.design.plan import Design
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.run import administer
-    from psychometrics.store import RunStore
+    from psychometrics.run.directory import administer
+    from psychometrics.run.store import RunStore
     from psychometrics.testing.openai_server import start_server
 
     if backend_kind == "litellm":
@@ -611,9 +611,9 @@ def hostile_behaviour(tmp_path_factory):
     """A questionnaire and a behaviour run with personas, in directories whose names are a formula, rich
     markup and HTML, against a server that sends HOSTILE_REPLIES; then validity and report --behavior."""
     from psychometrics.behavior.task import resolve_tasks
-    from psychometrics.library import resolve_inventory
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.personas import resolve_persona_set
+    from psychometrics.design.personas import resolve_persona_set
     from psychometrics.testing.openai_server import start_server
 
     root = tmp_path_factory.mktemp("markup-behaviour")

@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 
 from psychometrics.cli import main
-from psychometrics.design import Design
+from psychometrics.design.plan import Design
 from psychometrics.errors import PsytestError
-from psychometrics.inventory import inventory_from_data, load_inventory
+from psychometrics.inventories.model import inventory_from_data, load_inventory
 from psychometrics.models.base import InvalidReplyError, Message, ModelReply, ModelRequest, check_label_logprobs
 from psychometrics.models.litellm_backend import LiteLLMBackend, map_top_logprobs, reply_text
 from psychometrics.models.openai_http import OpenAIHTTPBackend
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.parse import parse_reply
-from psychometrics.run import administer
-from psychometrics.store import RunStore
+from psychometrics.engine.parse import parse_reply
+from psychometrics.run.directory import administer
+from psychometrics.run.store import RunStore
 from psychometrics.testing.openai_server import start_server
 from psychometrics.yaml_io import parse_yaml
 
@@ -158,7 +158,7 @@ def test_more_options_than_letters_are_refused_not_dropped(template, tmp_path, c
     ok, out, _ = cli(capsys, "administer", "--model", "sim", "-i", str(path), "--templates", "numbered", "--dry-run")
     assert ok == 0 and "5 requests planned" in out
     big = load_inventory(_big_scale(tmp_path, 26))  # 26 still fit, every one shown and parsed
-    from psychometrics.prompts import TEMPLATES, render_item
+    from psychometrics.design.prompts import TEMPLATES, render_item
 
     prompt = render_item(big, big.items[0], template=TEMPLATES[template])
     assert len(prompt.choices) == 26 and prompt.choices[-1] == "Z" and "Z. Level 26 of 26" in prompt.messages[1].content
@@ -201,7 +201,7 @@ def test_numbers_and_text_keys_still_read():
     assert parse_yaml("1: one\nb: [1, 2.5, true, null, 'x']\n", "f.yaml") == {1: "one", "b": [1, 2.5, True, None, "x"]}
 
 
-_HASH = ("import sys; from pathlib import Path; from psychometrics.inventory import load_inventory\n"
+_HASH = ("import sys; from pathlib import Path; from psychometrics.inventories.model import load_inventory\n"
          "from psychometrics.errors import PsytestError\n"
          "try: print(load_inventory(Path(sys.argv[1])).content_hash)\n"
          "except PsytestError as exc: print('error:', exc)\n")
@@ -385,7 +385,7 @@ def test_probs_run_records_impossible_logprobs_as_failures(tmp_path):
 
 
 def test_a_statement_answered_twice_differently_is_multiple_not_the_first():
-    from psychometrics.parse import parse_many
+    from psychometrics.engine.parse import parse_many
 
     choices, options = ("1", "2", "3"), ("Low", "Mid", "High")
     conflicting = parse_many("S1: 1\nS2: 3\nS1: 2", 2, choices, options)
@@ -406,7 +406,7 @@ def test_a_row_with_more_cells_than_the_header_is_refused(rows, needle, tmp_path
 
 
 def test_trailing_empty_cells_and_blank_lines_are_not_respondents(tmp_path, capsys):
-    from psychometrics.item_data import load_item_data
+    from psychometrics.inventories.item_data import load_item_data
 
     data = tmp_path / "data.csv"
     data.write_text("e1,e2,e3,a1,a2\n1,2,3,4,5,,\n\n2,2,2,2,2\n")

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from psychometrics.cli import main
-from psychometrics.outputs import read_provenance
+from psychometrics.run.outputs import read_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "tests" / "data" / "inventories" / "valid-minimal.yaml"
@@ -158,7 +158,7 @@ def test_writing_into_a_read_only_mount_is_one_line_that_says_so(command, needle
 
 def test_the_read_only_media_path_simulated_with_sqlites_flags(runs, tmp_path, capsys, monkeypatch):
     """Where user namespaces are not available: the same path, with the media declared read-only."""
-    from psychometrics import store
+    from psychometrics.run.directory import store
 
     copy = tmp_path / "q"
     shutil.copytree(runs / "q", copy)
@@ -197,7 +197,7 @@ def test_a_stored_value_outside_the_scale_is_missing_and_counted(runs, tmp_path,
     noted = summary[summary["note"].fillna("").str.contains("1 stored value")]
     assert set(zip(noted["mode"], noted["inventory"])) == {("text", "tiny"), ("probs", "tiny")}
     assert summary["mean"].dropna().between(1, 10).all()
-    from psychometrics.baseline import make_baseline
+    from psychometrics.analysis.baseline import make_baseline
 
     assert all(1 <= s["mean"] <= 10 for s in make_baseline(copy)["scales"])  # compare/check read the same way
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from psychometrics.errors import InventoryError, PsytestError
-from psychometrics.inventory import load_inventory
+from psychometrics.inventories.model import load_inventory
 from psychometrics.testing.waiting import HANG_GUARD_S
 
 DATA = Path(__file__).parent / "data" / "inventories"

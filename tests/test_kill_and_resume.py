@@ -60,8 +60,8 @@ def kill(process: subprocess.Popen) -> None:
 
 def planned_keys(base_url: str, inventory: str, **design: object) -> dict[str, str]:
     """request id -> server request key of every request a run of ``inventory`` under ``design`` plans."""
-    from psychometrics.design import Design, plan_requests
-    from psychometrics.library import resolve_inventory
+    from psychometrics.design.plan import Design, plan_requests
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models import resolve_model
     from psychometrics.testing.openai_server import model_request_key
 

@@ -31,13 +31,13 @@ from scipy import stats
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 
-from psychometrics.compare import welch_interval
-from psychometrics.correlation import bca_interval, bh_adjust, correlation, fisher_interval
-from psychometrics.factor_analysis import efa
-from psychometrics.mixed_model import random_intercept_reml
-from psychometrics.norms import hedges_g
-from psychometrics.reliability import cronbach_alpha, icc, reverse_key
-from psychometrics.sensitivity import factor_effects, variance_decomposition
+from psychometrics.analysis.compare import welch_interval
+from psychometrics.statistics.correlation import bca_interval, bh_adjust, correlation, fisher_interval
+from psychometrics.statistics.factor_analysis import efa
+from psychometrics.statistics.mixed_model import random_intercept_reml
+from psychometrics.statistics.norms import hedges_g
+from psychometrics.statistics.reliability import cronbach_alpha, icc, reverse_key
+from psychometrics.statistics.sensitivity import factor_effects, variance_decomposition
 
 # pingouin 0.7 calls DataFrame.dropna(inplace=True), which pandas 3.1 deprecates: its noise, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna")

@@ -22,9 +22,9 @@ import pytest
 
 pytest.importorskip("litellm")
 
-from psychometrics.design import Design  # noqa: E402
+from psychometrics.design.plan import Design  # noqa: E402
 from psychometrics.errors import ModelSpecError  # noqa: E402
-from psychometrics.library import resolve_inventory  # noqa: E402
+from psychometrics.inventories.library import resolve_inventory  # noqa: E402
 from psychometrics.models.base import InvalidReplyError, ModelRequest, TransientModelError  # noqa: E402
 from psychometrics.models.litellm_backend import (  # noqa: E402
     LiteLLMBackend,
@@ -33,10 +33,10 @@ from psychometrics.models.litellm_backend import (  # noqa: E402
     parse_retry_after,
 )
 from psychometrics.models.simulated import REFUSAL_TEXT, SimulatedRespondent  # noqa: E402
-from psychometrics.parse import parse_reply  # noqa: E402
-from psychometrics.prompts import TEMPLATES, render_item  # noqa: E402
-from psychometrics.run import administer, read_manifest  # noqa: E402
-from psychometrics.store import RunStore  # noqa: E402
+from psychometrics.engine.parse import parse_reply  # noqa: E402
+from psychometrics.design.prompts import TEMPLATES, render_item  # noqa: E402
+from psychometrics.run.directory import administer, read_manifest  # noqa: E402
+from psychometrics.run.store import RunStore  # noqa: E402
 from psychometrics.testing.waiting import HANG_GUARD_S  # noqa: E402
 from psychometrics.testing.openai_server import infer_choices, start_server  # noqa: E402
 

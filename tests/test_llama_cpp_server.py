@@ -11,12 +11,12 @@ import urllib.request
 
 import pytest
 
-from psychometrics.design import Design
-from psychometrics.library import resolve_inventory
+from psychometrics.design.plan import Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import ModelRequest
-from psychometrics.prompts import TEMPLATES, render_item
-from psychometrics.run import administer
-from psychometrics.store import RunStore
+from psychometrics.design.prompts import TEMPLATES, render_item
+from psychometrics.run.directory import administer
+from psychometrics.run.store import RunStore
 from psychometrics.testing.waiting import HANG_GUARD_S, wait_for
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")

@@ -11,15 +11,15 @@ import sys
 
 import pytest
 
-from psychometrics.design import Design
+from psychometrics.design.plan import Design
 from psychometrics.errors import ModelSpecError, PsytestError
-from psychometrics.library import resolve_inventory
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models import local
 from psychometrics.models.base import ModelRequest
 from psychometrics.models.local import LocalModel, embedded_model_path
-from psychometrics.prompts import TEMPLATES, render_item
-from psychometrics.run import administer
-from psychometrics.store import RunStore
+from psychometrics.design.prompts import TEMPLATES, render_item
+from psychometrics.run.directory import administer
+from psychometrics.run.store import RunStore
 from psychometrics.testing.waiting import HANG_GUARD_S
 
 pytest.importorskip("llama_cpp", reason="needs the [local] extra")

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.design import CONDITION_FIELDS
+from psychometrics.design.plan import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
-from psychometrics.inventory import inventory_from_data
-from psychometrics.item_data import inventory_from_keys, keyed, load_item_data
-from psychometrics.mtmm import mtmm
-from psychometrics.norms import bootstrap_mean_ci, compare_to_norm, hedges_g
+from psychometrics.inventories.model import inventory_from_data
+from psychometrics.inventories.item_data import inventory_from_keys, keyed, load_item_data
+from psychometrics.statistics.mtmm import mtmm
+from psychometrics.statistics.norms import bootstrap_mean_ci, compare_to_norm, hedges_g
 
 REFERENCE = Path(__file__).parent / "reference"
 GOLDEN = json.loads((REFERENCE / "golden" / "norms_mtmm.json").read_text())

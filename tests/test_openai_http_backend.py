@@ -24,19 +24,19 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from psychometrics.administer import RetryPolicy  # noqa: E402
-from psychometrics.design import Design  # noqa: E402
+from psychometrics.engine.send import RetryPolicy  # noqa: E402
+from psychometrics.design.plan import Design  # noqa: E402
 from psychometrics.errors import ModelSpecError  # noqa: E402
-from psychometrics.library import resolve_inventory  # noqa: E402
+from psychometrics.inventories.library import resolve_inventory  # noqa: E402
 from psychometrics.models import resolve_model  # noqa: E402
 from psychometrics.models.base import ModelRequest, TransientModelError  # noqa: E402
 from psychometrics.models.litellm_backend import ModelCallError  # noqa: E402
 from psychometrics.models.openai_http import OpenAIHTTPBackend, top_logprobs  # noqa: E402
 from psychometrics.models.simulated import REFUSAL_TEXT, SimulatedRespondent  # noqa: E402
-from psychometrics.parse import parse_reply  # noqa: E402
-from psychometrics.prompts import TEMPLATES, render_item  # noqa: E402
-from psychometrics.run import administer, read_manifest  # noqa: E402
-from psychometrics.store import RunStore  # noqa: E402
+from psychometrics.engine.parse import parse_reply  # noqa: E402
+from psychometrics.design.prompts import TEMPLATES, render_item  # noqa: E402
+from psychometrics.run.directory import administer, read_manifest  # noqa: E402
+from psychometrics.run.store import RunStore  # noqa: E402
 from psychometrics.testing.waiting import HANG_GUARD_S, wait_for  # noqa: E402
 from psychometrics.testing.openai_server import start_server  # noqa: E402
 

@@ -48,7 +48,7 @@ def test_wheel_carries_every_inventory(unpacked_wheel):
 def test_installed_package_finds_its_inventories_outside_the_checkout(unpacked_wheel, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(unpacked_wheel)}
     probe = (
-        "import psychometrics, json; from psychometrics.library import inventory_dir, load_all_shipped;"
+        "import psychometrics, json; from psychometrics.inventories.library import inventory_dir, load_all_shipped;"
         "print(json.dumps([psychometrics.__file__, str(inventory_dir()), len(load_all_shipped())]))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from psychometrics.errors import PsytestError
-from psychometrics.library import resolve_inventory
-from psychometrics.parse import parse_reply
-from psychometrics.prompts import TEMPLATES, get_template, render_item, statement_text
+from psychometrics.inventories.library import resolve_inventory
+from psychometrics.engine.parse import parse_reply
+from psychometrics.design.prompts import TEMPLATES, get_template, render_item, statement_text
 
 NUMBERS = ("1", "2", "3", "4", "5")
 LETTERS = ("A", "B", "C", "D", "E")

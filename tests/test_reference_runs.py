@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from psychometrics.reproduce import reproduce
+from psychometrics.analysis.reproduce import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = sorted(p for p in (ROOT / "reports").iterdir() if (p / "manifest.json").is_file())

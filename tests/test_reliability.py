@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from psychometrics.errors import PsytestError
-from psychometrics.reliability import (
+from psychometrics.statistics.reliability import (
     _all_halves,
     _cov2cor,
     _split_coefficients,

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from psychometrics.design import CONDITION_FIELDS, Design
-from psychometrics.library import resolve_inventory
+from psychometrics.design.plan import CONDITION_FIELDS, Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.report import build_report, figures
 from psychometrics.report.html import format_cell
-from psychometrics.run import administer
+from psychometrics.run.directory import administer
 from psychometrics.testing.waiting import HANG_GUARD_S
 
 CHROMIUM = Path("/usr/bin/chromium")

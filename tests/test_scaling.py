@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 
 from psychometrics.errors import ModelSpecError, PsytestError
-from psychometrics.export import RESPONSE_COLUMNS, iter_responses, to_duckdb
+from psychometrics.run.export import RESPONSE_COLUMNS, iter_responses, to_duckdb
 from psychometrics.models import resolve_model
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.store import RunStore
+from psychometrics.run.store import RunStore
 from psychometrics.testing.openai_server import start_server
 from psychometrics.testing.waiting import HANG_GUARD_S
 
@@ -278,7 +278,7 @@ def test_duckdb_copy_answers_the_same_queries(big_run, tmp_path):
 
 def test_a_duckdb_copy_that_fails_midway_leaves_the_old_table(big_run, tmp_path, monkeypatch):
     duckdb = pytest.importorskip("duckdb")
-    import psychometrics.export as export
+    import psychometrics.run.export as export
 
     database = tmp_path / "study.duckdb"
     copied = to_duckdb(big_run, database, chunksize=300)
@@ -299,7 +299,7 @@ def test_a_duckdb_copy_that_fails_midway_leaves_the_old_table(big_run, tmp_path,
 
 
 def test_export_command_writes_the_store_to_csv_and_duckdb_in_chunks(big_run, tmp_path):
-    from psychometrics.analysis import spreadsheet_safe
+    from psychometrics.analysis.tables import spreadsheet_safe
 
     # A hostile reply in the store: the CSV must be spreadsheet-safe, DuckDB must keep it exactly.
     hostile = '=HYPERLINK("http://evil.example","x")'

@@ -27,8 +27,8 @@ from urllib.parse import quote
 
 import pytest
 
-from psychometrics.design import Design
-from psychometrics.library import resolve_inventory
+from psychometrics.design.plan import Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.testing.openai_server import start_server
 
@@ -106,7 +106,7 @@ def work(tmp_path_factory, echo_server):
     env = {**os.environ, "OPENAI_API_KEY": KEY, "NODE_KEY": NODE_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     results = {}
     from psychometrics.behavior.task import resolve_tasks
-    from psychometrics.personas import resolve_persona_set
+    from psychometrics.design.personas import resolve_persona_set
 
     answering = SimulatedRespondent(SIM)  # knows the personas and tasks, so behaviour and validity mean something
     answering.prepare([resolve_inventory("mini-ipip")], resolve_persona_set("trait-shaping"))
@@ -123,7 +123,7 @@ def work(tmp_path_factory, echo_server):
                                    "--out", "runs/good2", *common, env=env, cwd=root)
         # litellm itself (the Python API), with the key from the environment and user:password@ in the URL
         from psychometrics.models.litellm_backend import LiteLLMBackend
-        from psychometrics.run import administer
+        from psychometrics.run.directory import administer
 
         os.environ["OPENAI_API_KEY"] = KEY
         try:

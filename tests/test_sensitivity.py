@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.design import Design
-from psychometrics.library import resolve_inventory
+from psychometrics.design.plan import Design
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.run import administer, score_run
-from psychometrics.scoring import responses_frame
-from psychometrics.sensitivity import (
+from psychometrics.run.directory import administer, score_run
+from psychometrics.statistics.scoring import responses_frame
+from psychometrics.statistics.sensitivity import (
     acquiescence,
     factor_effects,
     option_order_flips,
@@ -33,7 +33,7 @@ from psychometrics.sensitivity import (
     response_style_rates,
     variance_decomposition,
 )
-from psychometrics.store import RunStore
+from psychometrics.run.store import RunStore
 
 REFERENCE = Path(__file__).parent / "reference"
 SCORES_CSV = REFERENCE / "data" / "sensitivity-scores.csv"
@@ -459,7 +459,7 @@ def test_scale_without_reverse_keyed_items_is_excluded(tmp_path):
 
 
 def test_inventory_without_balanced_scales_and_without_midpoint():
-    from psychometrics.inventory import inventory_from_data
+    from psychometrics.inventories.model import inventory_from_data
 
     data = {"id": "tiny4", "name": "Tiny", "version": "1", "citation": "test", "licence": "CC0",
             "instructions": "Rate each phrase.",

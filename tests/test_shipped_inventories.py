@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from psychometrics.library import resolve_inventory, shipped_names
+from psychometrics.inventories.library import resolve_inventory, shipped_names
 
 REFERENCE = Path(__file__).parent / "data" / "reference"
 

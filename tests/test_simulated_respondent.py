@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from psychometrics.errors import ModelSpecError
-from psychometrics.library import resolve_inventory
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models import resolve_model
 from psychometrics.models.base import ModelRequest
 from psychometrics.models.simulated import REFUSAL_TEXT, SimulatedRespondent, grm_probabilities, parse_sim_spec
-from psychometrics.parse import parse_reply
-from psychometrics.prompts import TEMPLATES, render_item
+from psychometrics.engine.parse import parse_reply
+from psychometrics.design.prompts import TEMPLATES, render_item
 
 ORIGINAL = (1, 2, 3, 4, 5)
 REVERSED = (5, 4, 3, 2, 1)
@@ -189,7 +189,7 @@ def test_paraphrases_are_understood():
 
 
 def test_user_inventory_items_are_learned_through_prepare(tmp_path):
-    from psychometrics.inventory import load_inventory
+    from psychometrics.inventories.model import load_inventory
     from pathlib import Path
 
     inventory = load_inventory(Path(__file__).parent / "data" / "inventories" / "valid-minimal.yaml")

@@ -6,7 +6,7 @@ directory names full of OSC 52 (clipboard write), OSC 0 (window title), CSI colo
 DEL, NEL, bidi overrides and isolates, zero-width and tag characters; and model replies and server
 errors carrying the same. What it prints, stdout and stderr, may hold none of them raw: only newlines
 and tabs among the characters a terminal acts on or does not show, and ``--json`` output still decodes
-to the exact data. The source is checked too: only :mod:`psychometrics.terminal` writes to the terminal.
+to the exact data. The source is checked too: only :mod:`psychometrics.cli.terminal` writes to the terminal.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from psychometrics.terminal import hidden, json_text, printable
+from psychometrics.cli.terminal import hidden, json_text, printable
 
 PACKAGE = Path(__file__).resolve().parent.parent / "psychometrics"
 DATA = Path(__file__).parent / "data"
@@ -67,7 +67,7 @@ def test_only_the_terminal_module_writes_to_the_terminal():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if RAW_OUTPUT.search(line.split("#")[0]):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
-    assert not offenders, "print through psychometrics.terminal (echo, console, print_json):\n" + "\n".join(offenders)
+    assert not offenders, "print through psychometrics.cli.terminal (echo, console, print_json):\n" + "\n".join(offenders)
 
 
 # -- every command, as a process, on hostile input --------------------------------------------------
@@ -197,9 +197,9 @@ def _cases(files: dict[str, Path], root: Path, server: str) -> dict[str, list[li
 def hostile_outputs(tmp_path_factory):
     """Every case of :func:`_cases` run as a process: {command: [(argv, returncode, stdout, stderr)]}."""
     from psychometrics.behavior.task import load_task, resolve_tasks
-    from psychometrics.library import resolve_inventory
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.personas import load_persona_set
+    from psychometrics.design.personas import load_persona_set
     from psychometrics.testing.openai_server import start_server
 
     root = tmp_path_factory.mktemp("terminal")

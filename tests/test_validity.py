@@ -1,4 +1,4 @@
-"""Self-report vs behaviour (psychometrics/validity.py).
+"""Self-report vs behaviour (psychometrics/validity/statistics.py).
 
 Golden values come from ``tests/reference/validity.R`` (cor, cor.test, lm, p.adjust, psych::alpha, lmer,
 boot::boot.ci) on the data it writes to ``tests/reference/data/validity-*.csv``. The BCa interval is
@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from psychometrics.errors import PsytestError
-from psychometrics.correlation import bca_interval, bh_adjust, correlation, fisher_interval, power_r, r_interval
-from psychometrics.mixed_model import random_intercept_reml
-from psychometrics.validity import (
+from psychometrics.statistics.correlation import bca_interval, bh_adjust, correlation, fisher_interval, power_r, r_interval
+from psychometrics.statistics.mixed_model import random_intercept_reml
+from psychometrics.validity.statistics import (
     read_selfreport,
     targets_frame,
     validity_tables,
@@ -474,12 +474,12 @@ def test_targets_of_the_trait_shaping_personas():
 
 
 def test_read_selfreport_from_a_simulated_run(tmp_path):
-    from psychometrics.design import Design
-    from psychometrics.library import resolve_inventory
+    from psychometrics.design.plan import Design
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.run import administer
-    from psychometrics.scoring import keyed_values, responses_frame
-    from psychometrics.store import RunStore
+    from psychometrics.run.directory import administer
+    from psychometrics.statistics.scoring import keyed_values, responses_frame
+    from psychometrics.run.store import RunStore
 
     personas = ["baseline", "extraversion-very-low", "extraversion-very-high", "agreeableness-very-low",
                 "agreeableness-very-high"]
@@ -522,12 +522,12 @@ def test_stored_conversations_outside_the_plan_are_ignored_and_noted(tmp_path):
         run_plan, run_tasks
     from psychometrics.behavior.runner import BehaviorDesign, behave, plan_conversations
     from psychometrics.behavior.task import resolve_tasks
-    from psychometrics.design import Design
-    from psychometrics.library import resolve_inventory
+    from psychometrics.design.plan import Design
+    from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.personas import resolve_persona_set
-    from psychometrics.run import administer
-    from psychometrics.validity_report import compute_validity
+    from psychometrics.design.personas import resolve_persona_set
+    from psychometrics.run.directory import administer
+    from psychometrics.validity.tables import compute_validity
 
     model, personas = "sim/seed=3,behavior_link=0.8", ("baseline", "agreeableness-very-low", "agreeableness-very-high",
                                                         "extraversion-very-low", "extraversion-very-high")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from psychometrics.export import iter_responses, to_duckdb
+from psychometrics.run.export import iter_responses, to_duckdb
 
 KEYS = ["inventory", "mode", "option_order"]
 

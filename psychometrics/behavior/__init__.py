@@ -2,6 +2,6 @@
 
 ``task`` loads task files, ``kinds`` holds the scoring rules (numbers, choices, regular expressions and
 a lexicon; no LLM judge) with the readers of replies in ``reading``, ``runner`` sends the conversations
-and ``analysis`` turns stored replies into behaviour scores. :mod:`psychometrics.validity` relates them
+and ``analysis`` turns stored replies into behaviour scores. :mod:`psychometrics.validity.statistics` relates them
 to questionnaire scores.
 """

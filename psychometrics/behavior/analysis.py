@@ -29,7 +29,7 @@ FRAME_COLUMNS = [
 
 
 def read_behavior_manifest(run_dir: Path) -> dict:
-    from psychometrics.run import read_manifest
+    from psychometrics.run.directory import read_manifest
 
     return read_manifest(Path(run_dir), study="behavior")
 
@@ -87,7 +87,7 @@ def run_plan(manifest: dict, tasks: dict[str, Task]) -> dict:
     ordered = [tasks[entry["id"]] for entry in manifest.get("tasks", []) if entry["id"] in tasks]
     persona_set, usable = None, not design.personas
     if design.personas:
-        from psychometrics.personas import resolve_persona_set
+        from psychometrics.design.personas import resolve_persona_set
 
         try:
             persona_set = resolve_persona_set(design.personas)
@@ -233,14 +233,14 @@ def respondent_scores(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def behavior_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """All tables of one behaviour run (behaviour reliability comes from :mod:`psychometrics.validity`)."""
+    """All tables of one behaviour run (behaviour reliability comes from :mod:`psychometrics.validity.statistics`)."""
     frame, notes = planned_behavior_frame(run_dir)
     tables = {
         "behavior_scores": frame,
         "behavior_summary": task_summary(frame),
         "behavior_by_respondent": respondent_scores(frame),
     }
-    from psychometrics.validity import behavior_reliability
+    from psychometrics.validity.statistics import behavior_reliability
 
     tasks = run_tasks(read_behavior_manifest(Path(run_dir)))
     tables["behavior_reliability"] = behavior_reliability(

@@ -26,14 +26,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from psychometrics import limits
-from psychometrics.administer import RetryPolicy, RunStats, call_with_retries, failure_reason
+from psychometrics.engine.send import RetryPolicy, RunStats, call_with_retries, failure_reason
 from psychometrics.behavior.kinds import Rendered, Scored, get_kind
-from psychometrics.claims import CLAIMED, HELD
+from psychometrics.engine.claims import CLAIMED, HELD
 from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
 from psychometrics.behavior.task import Task, Variant
 from psychometrics.errors import PsytestError
 from psychometrics.models.base import Message, ModelBackend, ModelRequest
-from psychometrics.personas import PersonaSet
+from psychometrics.design.personas import PersonaSet
 
 BEHAVIOR_DB = "behavior.sqlite"
 MANIFEST = "manifest.json"
@@ -187,7 +187,7 @@ async def run_conversations(
 ) -> RunStats:
     """Send every unfinished conversation; commit each reply as it arrives and each conversation's score.
 
-    Each conversation is claimed in the store before it is sent (:mod:`psychometrics.claims`): a second
+    Each conversation is claimed in the store before it is sent (:mod:`psychometrics.engine.claims`): a second
     process on the same run directory skips it (``claimed_elsewhere``) instead of paying for it twice."""
     answered = store.answered_ids()
     todo = [p for p in planned if p.request_id not in answered]
@@ -298,10 +298,10 @@ def behave(
     on_answer=None,
 ) -> BehaviorResult:
     """Plan, send what is missing, write the manifest; returns the run statistics."""
-    from psychometrics.run import _package_versions, check_resumable, write_manifest
+    from psychometrics.run.directory import _package_versions, check_resumable, write_manifest
 
     if design.personas and persona_set is None:
-        from psychometrics.personas import resolve_persona_set
+        from psychometrics.design.personas import resolve_persona_set
 
         persona_set = resolve_persona_set(design.personas)
     backend.prepare([], persona_set)
@@ -312,7 +312,7 @@ def behave(
     run_dir.mkdir(parents=True, exist_ok=True)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if (run_dir / MANIFEST).exists():
-        from psychometrics.run import read_manifest
+        from psychometrics.run.directory import read_manifest
 
         created = read_manifest(run_dir, study="behavior").get("created_at", created)
     write_manifest(run_dir, identity, {

@@ -7,7 +7,7 @@ options, outcome, score and what the scorer read) is committed to ``conversation
 that failed (after retries) is stored with its error and retried on the next run, from its first
 unanswered turn (every failure is, permanent ones included: they were not answered). A stored reply or
 finished conversation is never replaced by another; one SQLite refuses is stored as a failure saying
-why. Commands that only read open the store read-only (:func:`psychometrics.store.read_only_stores`).
+why. Commands that only read open the store read-only (:func:`psychometrics.run.store.read_only_stores`).
 
 Scores are stored for convenience; analysis re-scores every conversation from its stored replies, so a
 corrected scorer applies to old runs.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from psychometrics.models.base import clean_text
-from psychometrics.store import check_contents, open_store
+from psychometrics.run.store import check_contents, open_store
 
 SCHEMA_VERSION = 1
 
@@ -68,7 +68,7 @@ COLUMNS = (
     "score", "detail", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "answered_at",
 )
 _JSON_FIELDS = ("display", "transcript", "detail")
-# What each column may hold (see psychometrics.store.RESPONSE_TYPES)
+# What each column may hold (see psychometrics.run.store.RESPONSE_TYPES)
 TYPES = {
     "conversations": {
         "request_id": "text", "task": "text", "variant": "text", "trait": "text", "direction": "int", "persona": "text",
@@ -120,7 +120,7 @@ class ConversationRow:
 
 class BehaviorStore:
     """The behaviour database of a run directory: created if needed, or read-only
-    (:func:`psychometrics.store.open_store`)."""
+    (:func:`psychometrics.run.store.open_store`)."""
 
     def __init__(self, path: Path, *, read_only: bool | None = None):
         self.path = path
@@ -174,10 +174,10 @@ class BehaviorStore:
             )
 
     def claims(self, *, since: float | None = None, lease_s: float | None = None):
-        """Claims on this store's conversations (:mod:`psychometrics.claims`), so two processes on one run
+        """Claims on this store's conversations (:mod:`psychometrics.engine.claims`), so two processes on one run
         directory never send the same conversation. Done: finished without error, or (with ``since``)
         failed at or after ``since`` in another process (the next run retries it)."""
-        from psychometrics.claims import DEFAULT_LEASE_S, Claims
+        from psychometrics.engine.claims import DEFAULT_LEASE_S, Claims
 
         def done(conn: sqlite3.Connection, request_id: str) -> bool:
             row = conn.execute("SELECT error, answered_at FROM conversations WHERE request_id = ?", (request_id,)).fetchone()
@@ -240,7 +240,7 @@ class BehaviorStore:
 
     def check_contents(self) -> None:
         """One-line error unless every column holds what psytest writes, and every transcript entry is a
-        [role, text] pair (:func:`psychometrics.store.check_contents`)."""
+        [role, text] pair (:func:`psychometrics.run.store.check_contents`)."""
         for table, types in TYPES.items():
             check_contents(self.conn, self.path, table, types, optional=())
         bad = self.conn.execute(
@@ -255,7 +255,7 @@ class BehaviorStore:
                                "[role, text] pair; the store was changed or damaged: restore it from a backup, or run "
                                "again into a new --out")
     def fingerprint(self) -> dict:
-        """What the store holds, cheaply (see :meth:`psychometrics.store.RunStore.fingerprint`)."""
+        """What the store holds, cheaply (see :meth:`psychometrics.run.store.RunStore.fingerprint`)."""
         rows, failed, last, times, scores = self.conn.execute(
             "SELECT count(*), count(error), coalesce(max(rowid), 0), total(answered_at), total(score) "
             "FROM conversations").fetchone()

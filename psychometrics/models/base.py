@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 if TYPE_CHECKING:
-    from psychometrics.inventory import Inventory
-    from psychometrics.personas import PersonaSet
+    from psychometrics.inventories.model import Inventory
+    from psychometrics.design.personas import PersonaSet
 
 AnswerMode = Literal["text", "probs"]
 

@@ -19,7 +19,7 @@ Prompts are formatted with the model's own chat template (from the GGUF metadata
   sharing a first token, are scored as whole sequences.
 
 The longest prompt prefix shared with the previous request stays in the KV cache, so ordering requests
-with the item last (see :mod:`psychometrics.prompts`) makes evaluation several times faster. Scores are
+with the item last (see :mod:`psychometrics.design.prompts`) makes evaluation several times faster. Scores are
 bitwise reproducible for the same sequence of requests.
 """
 

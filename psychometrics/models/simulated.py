@@ -58,7 +58,7 @@ from typing import Sequence
 import numpy as np
 
 from psychometrics.errors import ModelSpecError
-from psychometrics.inventory import Inventory
+from psychometrics.inventories.model import Inventory
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
 
 TRAIT_ALIASES = {
@@ -178,7 +178,7 @@ class ItemBank:
         for value, label in rs.labels.items():
             self.label_rank.setdefault(_normalize(label), (value - rs.min) / (rs.max - rs.min))
         scales = {s.id: s for s in inventory.scales}
-        from psychometrics.prompts import statement_text
+        from psychometrics.design.prompts import statement_text
 
         for item in inventory.items:
             scale = scales[inventory.scale_of_item[item.id]]
@@ -226,11 +226,11 @@ class SimulatedRespondent(ModelBackend):
         self.name = model
         self.config = parse_sim_spec(model)
         self.bank = ItemBank()
-        from psychometrics.library import load_all_shipped
+        from psychometrics.inventories.library import load_all_shipped
 
         for inventory in (*load_all_shipped(), *(inventories or ())):
             self.bank.learn(inventory)
-        from psychometrics.personas import resolve_persona_set, shipped_persona_sets
+        from psychometrics.design.personas import resolve_persona_set, shipped_persona_sets
 
         self.personas: dict[str, tuple[str, dict[str, int]]] = {}
         for name in shipped_persona_sets():

@@ -2,7 +2,7 @@
 
 ``build_report(RUN)`` writes to ``RUN/report`` (or ``out_dir``):
 
-``*.csv``          every analysis table (:func:`psychometrics.analysis.analyze_run`), ``responses.csv``
+``*.csv``          every analysis table (:func:`psychometrics.analysis.tables.analyze_run`), ``responses.csv``
                    (one row per answer: condition columns, item, scale, raw reply, outcome, value) and
                    ``run_info.csv`` (model and design settings)
 ``report.html``    figures (PNG, base64-embedded), the key tables and a sample of raw replies; no
@@ -43,10 +43,10 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     """Analyse ``run_dir`` and write its CSVs, ``report.html`` and ``summary.json`` into ``out_dir``.
 
     With ``behavior_runs`` (behaviour runs of the same respondents), the report gains the section
-    "Self-report vs behaviour" and the validity tables (:mod:`psychometrics.validity`)."""
-    from psychometrics.analysis import analyze_run
-    from psychometrics.outputs import DerivedSet, claim_directory
-    from psychometrics.run import read_manifest, run_inputs
+    "Self-report vs behaviour" and the validity tables (:mod:`psychometrics.validity.statistics`)."""
+    from psychometrics.analysis.tables import analyze_run
+    from psychometrics.run.outputs import DerivedSet, claim_directory
+    from psychometrics.run.directory import read_manifest, run_inputs
 
     run_dir = Path(run_dir)
     default = run_dir / REPORT_DIR
@@ -60,7 +60,7 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     run_info = run_info_table(manifest, tables["responses"])
     validity = {}
     if behavior_runs:
-        from psychometrics.validity_report import compute_validity
+        from psychometrics.validity.tables import compute_validity
 
         validity = compute_validity([run_dir], [Path(b) for b in behavior_runs])
         validity = {("validity_notes" if name == "notes" else name): frame for name, frame in validity.items()}
@@ -72,7 +72,7 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
 
 def _write_report(report, run_dir: Path, manifest: dict, tables: dict, validity: dict, run_info: pd.DataFrame,
                   dpi: int) -> "ReportPaths":
-    """The report's files, in the set ``report`` (:class:`psychometrics.outputs.DerivedSet`): everything is
+    """The report's files, in the set ``report`` (:class:`psychometrics.run.outputs.DerivedSet`): everything is
     computed first (figures take seconds), then the CSVs, the page and the summary are written."""
     from psychometrics.report import figures as figs
     from psychometrics.report.html import build_sections, figure_entry, render_html, reply_sample
@@ -92,7 +92,7 @@ def _write_report(report, run_dir: Path, manifest: dict, tables: dict, validity:
 
     summary = summarize(manifest, tables)
     if validity:
-        from psychometrics.validity_report import ValidityResult
+        from psychometrics.validity.tables import ValidityResult
 
         renamed = {("notes" if k == "validity_notes" else k): v for k, v in validity.items()}
         summary["validity"] = ValidityResult(out_dir, renamed).headline()
@@ -124,7 +124,7 @@ def _validity_sections(validity: dict, dpi: int) -> list:
 
 
 def _inventories(manifest: dict):
-    from psychometrics.library import resolve_inventory
+    from psychometrics.inventories.library import resolve_inventory
 
     sources = manifest.get("inventory_sources", {})
     return [resolve_inventory(sources.get(entry["id"], entry["id"])) for entry in manifest["inventories"]]
@@ -132,9 +132,9 @@ def _inventories(manifest: dict):
 
 def responses_table(run_dir: Path, manifest: dict) -> pd.DataFrame:
     """Every stored answer, long: request, inventory, item, its scale, condition columns, outcome, value, reply."""
-    from psychometrics.run import RESPONSES
-    from psychometrics.scoring import responses_frame
-    from psychometrics.store import RunStore
+    from psychometrics.run.directory import RESPONSES
+    from psychometrics.statistics.scoring import responses_frame
+    from psychometrics.run.store import RunStore
 
     with RunStore(run_dir / RESPONSES) as store:
         frame = responses_frame(store, [entry["id"] for entry in manifest["inventories"]])

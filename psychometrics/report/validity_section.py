@@ -1,4 +1,4 @@
-"""The report section "Self-report vs behaviour": figures and tables from :mod:`psychometrics.validity`.
+"""The report section "Self-report vs behaviour": figures and tables from :mod:`psychometrics.validity.statistics`.
 
 Used by ``psytest validity`` (a page of its own) and by ``psytest report RUN --behavior BRUN`` (one more
 section of the run's report). Every number shown is in a CSV written beside the page.

@@ -1,4 +1,4 @@
-# Reference values for psychometrics/cfa.py, computed with lavaan on the same data.
+# Reference values for psychometrics/statistics/cfa.py, computed with lavaan on the same data.
 #
 #   cd tests/reference && Rscript cfa.R      # writes golden/cfa.json
 #

@@ -1,4 +1,4 @@
-# Golden values for psychometrics/norms.py and psychometrics/mtmm.py.
+# Golden values for psychometrics/statistics/norms.py and psychometrics/statistics/mtmm.py.
 # Run from tests/reference: Rscript norms_mtmm.R   (writes golden/norms_mtmm.json)
 suppressPackageStartupMessages({library(effectsize); library(jsonlite)})
 set.seed(7)

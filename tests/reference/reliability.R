@@ -1,4 +1,4 @@
-# Reference values for psychometrics/reliability.py, computed with psych on the same data.
+# Reference values for psychometrics/statistics/reliability.py, computed with psych on the same data.
 #
 #   cd tests/reference && Rscript reliability.R      # writes golden/reliability.json
 #

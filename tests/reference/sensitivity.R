@@ -1,9 +1,9 @@
-# Reference values for psychometrics/sensitivity.py, computed in R from the same data.
+# Reference values for psychometrics/statistics/sensitivity.py, computed in R from the same data.
 #
 #   cd tests/reference && Rscript sensitivity.R      # writes golden/sensitivity.json
 #
 # Input (written once by `python tests/test_sensitivity.py`, a simulated respondent run through psytest):
-#   data/sensitivity-scores.csv     scale scores per design cell (psychometrics.scoring.scale_scores)
+#   data/sensitivity-scores.csv     scale scores per design cell (psychometrics.statistics.scoring.scale_scores)
 #   data/sensitivity-responses.csv  one row per item answer, with the item's scale and reverse keying
 #
 # Everything is computed here independently of the Python code: R's own functions where one exists

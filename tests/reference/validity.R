@@ -1,4 +1,4 @@
-# Reference values for psychometrics/validity.py (self-report vs behaviour), computed in R.
+# Reference values for psychometrics/validity/statistics.py (self-report vs behaviour), computed in R.
 #
 #   cd tests/reference && Rscript validity.R      # writes data/validity-*.csv and golden/validity.json
 #

@@ -1,0 +1,1 @@
+"""Tables derived from runs, comparisons, baselines and drift checks, reproduction."""

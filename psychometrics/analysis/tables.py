@@ -1,0 +1,420 @@
+"""Everything derived from a run's responses (or from item data): the tables behind every report.
+
+A *respondent* is a design cell by default: one combination of option order, template, persona,
+wording, item order, sample and answer mode, which answered every item once. ``by`` chooses a coarser
+grouping (e.g. only ``persona`` and ``mode``): item values are then averaged over the other factors
+within each group first.
+
+Tables (each a tidy DataFrame, written as ``<name>.csv``):
+
+``scores``                one row per respondent x scale/facet (reverse keying and the scoring rule applied)
+``score_summary``         per scale: mean over respondents, SD, bootstrap CI of the mean over design cells
+``norms``                 per scale and norm group: z, T, percentile, Hedges' g (or d vs norm) with CI
+``reliability``           per scale: alpha (Feldt CI), standardized alpha, lambda-6, omega total and
+                          hierarchical, split-half (min, mean, max), with notes where undefined
+``item_total``            corrected item-total correlation of each item
+``retest``                test-retest ICCs across repeated samples
+``efa_loadings``, ``efa_fit``     EFA with as many factors as scales (minres, oblimin), and its congruence
+                          with the instrument's intended structure
+``cfa_fit``               CFA of the instrument's model
+``factor_effects``, ``variance_decomposition``, ``option_order_flips``, ``position_bias``,
+``acquiescence``, ``response_styles``     sensitivity to each design factor (runs only)
+``mtmm``, ``mtmm_summary``                multitrait-multimethod matrix when two instruments share traits
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.errors import PsytestError
+from psychometrics.inventories.model import Inventory
+from psychometrics.statistics.scoring import item_matrix, scale_scores, scores_from_matrix
+
+Tables = dict[str, pd.DataFrame]
+
+
+# ---------------------------------------------------------------------------------------------------
+# shaping data
+
+
+def _note(*parts: str | None) -> str | None:
+    joined = "; ".join(p for p in parts if p)
+    return joined or None
+
+
+def _safe(call, *args, **kwargs):
+    """(result, note): user-facing problems become notes, so one degenerate scale never stops the analysis."""
+    try:
+        return call(*args, **kwargs), None
+    except PsytestError as exc:
+        return None, str(exc)
+    except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# per-inventory item analyses (shared by runs and item data)
+
+
+def reliability_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reliability per scale and corrected item-total correlations."""
+    from psychometrics.statistics import reliability as rel
+    from psychometrics.statistics.factor_analysis import omega
+
+    rows, item_rows = [], []
+    for scale in inventory.scales:
+        block = matrix[scale.items].dropna(axis=0, how="all")
+        row = {**labels, "scale": scale.id, "n_items": len(scale.items), "n_respondents": len(block)}
+        alpha, alpha_note = _safe(rel.cronbach_alpha, block)
+        if alpha is not None:
+            row.update(alpha=alpha.raw_alpha, alpha_ci_low=alpha.ci_low, alpha_ci_high=alpha.ci_high,
+                       std_alpha=alpha.std_alpha, average_r=alpha.average_r)
+            alpha_note = alpha.note
+        six, six_note = _safe(rel.guttman_lambda6, block)
+        if six is not None:
+            row["lambda6"] = six.lambda6
+            six_note = six.note
+        halves, half_note = _safe(rel.split_half, block)
+        if halves is not None:
+            row.update(split_half_min=halves.beta, split_half_mean=halves.mean, split_half_max=halves.lambda4,
+                       split_half_splits=halves.n_splits, split_half_method=halves.method)
+            half_note = halves.note
+        n_factors = 3 if len(scale.items) >= 9 else 1
+        complete = block.dropna()
+        if len(complete) <= len(scale.items):
+            om, omega_note = None, (f"omega not computed: {len(complete)} complete respondents for {len(scale.items)} "
+                                    "items (a factor model needs more respondents than items; add samples or cells)")
+        else:
+            om, omega_note = _safe(omega, complete, n_factors=n_factors, drop_constant=True)
+        if om is not None:
+            row["omega_total"] = om.omega_total
+            row["omega_hierarchical"] = om.omega_hierarchical
+            omega_note = om.note
+            if n_factors == 1:
+                omega_note = _note(omega_note, "omega hierarchical needs 3 group factors, i.e. at least 9 items")
+        row["note"] = _note(alpha_note, six_note, half_note, omega_note)
+        rows.append(row)
+        item_total, item_note = _safe(rel.corrected_item_total, block)
+        if item_total is not None:
+            for index, item_id in enumerate(item_total.items):
+                item_rows.append({**labels, "scale": scale.id, "item": item_id, "r_drop": item_total.r_drop[index],
+                                  "alpha_if_dropped": (item_total.alpha_if_dropped or [None] * len(item_total.items))[index],
+                                  "note": item_total.note})
+    return pd.DataFrame(rows), pd.DataFrame(item_rows)
+
+
+def _target_structure(inventory: Inventory, items: list[str]) -> pd.DataFrame:
+    """The instrument's intended loadings on keyed data: 1 where an item belongs to a scale."""
+    target = pd.DataFrame(0.0, index=items, columns=[s.id for s in inventory.scales])
+    for scale in inventory.scales:
+        target.loc[[i for i in scale.items if i in target.index], scale.id] = 1.0
+    return target
+
+
+def structure_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict,
+                     reference_loadings: pd.DataFrame | None = None) -> Tables:
+    """EFA with as many factors as scales, its congruence with the intended (or a reference) structure,
+    and a CFA of the instrument's model."""
+    from psychometrics.statistics.cfa import cfa
+    from psychometrics.statistics.factor_analysis import efa, match_factors
+
+    data = matrix.dropna()
+    k = len(inventory.scales)
+    tables: Tables = {}
+    fit_row = {**labels, "n_respondents": len(data), "n_items": matrix.shape[1], "n_factors": k}
+    if k < 2:
+        fit_row["note"] = "one scale: no factor structure to examine"
+        tables["efa_fit"] = pd.DataFrame([fit_row])
+    elif len(data) <= matrix.shape[1]:
+        fit_row["note"] = (f"EFA not run: {len(data)} complete respondents for {matrix.shape[1]} items (the correlation "
+                           "matrix is singular and loadings would be arbitrary); vary the design or add samples")
+        tables["efa_fit"] = pd.DataFrame([fit_row])
+    else:
+        result, note = _safe(efa, data, n_factors=k, method="minres", rotation="oblimin", drop_constant=True)
+        if result is not None:
+            fit_row.update(rmsr=result.fit.rmsr, rmsea=result.fit.rmsea, tli=result.fit.tli,
+                           converged=result.converged, dropped_items=", ".join(result.dropped_items) or None)
+            target = reference_loadings if reference_loadings is not None else _target_structure(
+                inventory, list(result.loadings.index))
+            target = target.reindex(result.loadings.index).fillna(0.0)
+            matched, match_note = _safe(match_factors, target, result.loadings)
+            if matched is not None:
+                congruence = matched.congruence
+                fit_row["congruence_mean"] = float(np.mean(np.abs(congruence)))
+                fit_row["congruence_min"] = float(np.min(np.abs(congruence)))
+                fit_row["congruence_with"] = "reference loadings" if reference_loadings is not None else "scoring key"
+                loadings = matched.loadings
+            else:
+                loadings = result.loadings
+            fit_row["note"] = _note(result.note, match_note)
+            long = loadings.reset_index(names="item").melt(id_vars="item", var_name="factor", value_name="loading")
+            tables["efa_loadings"] = long.assign(**labels)[[*labels, "item", "factor", "loading"]]
+        else:
+            fit_row["note"] = note
+        tables["efa_fit"] = pd.DataFrame([fit_row])
+    model = {s.id: list(s.items) for s in inventory.scales}
+    cfa_row = {**labels, "n_respondents": len(data)}
+    fitted, note = _safe(cfa, data, model)
+    if fitted is not None:
+        if fitted.fit is not None:
+            fit = fitted.fit
+            cfa_row.update(chisq=fit.chisq, df=fit.df, pvalue=fit.pvalue, cfi=fit.cfi, tli=fit.tli, rmsea=fit.rmsea,
+                           rmsea_ci_lower=fit.rmsea_ci_lower, rmsea_ci_upper=fit.rmsea_ci_upper, srmr=fit.srmr,
+                           aic=fit.aic, bic=fit.bic)
+        cfa_row.update(converged=fitted.converged, n_used=fitted.n)
+        cfa_row["note"] = fitted.note
+    else:
+        cfa_row["note"] = note
+    tables["cfa_fit"] = pd.DataFrame([cfa_row])
+    return tables
+
+
+# ---------------------------------------------------------------------------------------------------
+# runs
+
+
+def _concat(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if p is not None and not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("inventory", "mode", "kind", "scale")) -> pd.DataFrame:
+    from psychometrics.statistics.norms import bootstrap_mean_ci
+
+    rows = []
+    for key, group in scores.groupby(list(by), sort=False):
+        values = group["score"].to_numpy(dtype=float)
+        valid = values[~np.isnan(values)]
+        low, high = bootstrap_mean_ci(valid)
+        rows.append({**dict(zip(by, key)), "mean": float(valid.mean()) if valid.size else None,
+                     "sd": float(valid.std(ddof=1)) if valid.size > 1 else None, "n": int(valid.size),
+                     "ci_low": low, "ci_high": high,
+                     "note": None if valid.size > 1 else "fewer than two scored respondents: no interval"})
+    return pd.DataFrame(rows)
+
+
+def norm_table(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[str] = ("mode",)) -> pd.DataFrame:
+    from psychometrics.statistics.norms import compare_to_norm
+
+    rows = []
+    for inventory in inventories:
+        part = scores[scores["inventory"] == inventory.id]
+        for norm in inventory.norms:
+            for kind, table in (("scale", norm.scales), ("facet", norm.facets)):
+                for target, stat in table.items():
+                    selected = part[(part["kind"] == kind) & (part["scale"] == target)]
+                    for key, group in selected.groupby(list(by), sort=False) if by else [((), selected)]:
+                        result = compare_to_norm(group["score"].to_numpy(dtype=float), norm.group, stat.mean,
+                                                 stat.sd, norm.n)
+                        if result is None:
+                            continue
+                        key = key if isinstance(key, tuple) else (key,)
+                        rows.append({"inventory": inventory.id, **dict(zip(by, key)), "kind": kind,
+                                     "scale": target, **result.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def retest_table(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """ICCs across repeated samples: targets are the respondents with the sample index removed."""
+    from psychometrics.statistics import reliability as rel
+
+    targets = [c for c in by if c not in ("sample", "mode")]
+    if "sample" not in by or not targets or scores["sample"].nunique() < 2:
+        return pd.DataFrame()
+    rows = []
+    scales = scores[scores["kind"] == "scale"]
+    for (inventory, mode, scale), group in scales.groupby(["inventory", "mode", "scale"], sort=False):
+        wide = group.pivot_table(index=targets, columns="sample", values="score").dropna()
+        result, note = _safe(rel.icc, wide)
+        row = {"inventory": inventory, "mode": mode, "scale": scale, "n_targets": len(wide),
+               "n_samples": wide.shape[1]}
+        if result is not None:
+            form = result.test_retest
+            row.update(icc2_1=form.icc, ci_low=form.ci_low, ci_high=form.ci_high, f=form.f, p=form.p,
+                       icc3_1=result["ICC3"].icc, icc2_k=result["ICC2k"].icc)
+            note = result.note
+        row["note"] = note
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventories: list[Inventory]) -> Tables:
+    from psychometrics.statistics import sensitivity as sens
+
+    scale_scores = scores[scores["kind"] == "scale"]
+    varied = [f for f in CONDITION_FIELDS if f != "mode" and scale_scores[f].nunique() > 1]
+    tables: Tables = {
+        "factor_effects": _concat(sens.factor_effects(scale_scores, factor) for factor in varied),
+        "variance_decomposition": sens.variance_decomposition(scale_scores) if varied else pd.DataFrame(),
+        "option_order_flips": sens.option_order_flips(responses),
+        "position_bias": sens.position_bias(responses, inventories),
+        "acquiescence": sens.acquiescence(responses, inventories),
+        "response_styles": sens.response_style_rates(responses, inventories),
+    }
+    return tables
+
+
+def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bool = True,
+                reference_loadings: pd.DataFrame | None = None, inputs: dict | None = None) -> Tables:
+    """Every table for a run directory (see the module docstring). ``inputs``, if given, receives what the
+    tables were computed from (the manifest's sha256 and the store's fingerprint, read in the same
+    transaction as the answers): the provenance of the files they are written to."""
+    from psychometrics.inventories.library import resolve_inventory
+    from psychometrics.statistics.mtmm import mtmm
+    from psychometrics.run.directory import RESPONSES, read_manifest
+    from psychometrics.statistics.scoring import responses_frame
+    from psychometrics.run.store import RunStore
+
+    manifest = read_manifest(run_dir)
+    sources = manifest.get("inventory_sources", {})
+    inventories = [_inventory_for(entry, sources.get(entry["id"], entry["id"]), resolve_inventory)
+                   for entry in manifest["inventories"]]
+    by = tuple(by or CONDITION_FIELDS)
+    unknown = [f for f in by if f not in CONDITION_FIELDS]
+    if unknown:
+        raise PsytestError(f"--by: unknown factor '{unknown[0]}'; choose from {', '.join(CONDITION_FIELDS)}")
+    repeated = next((f for index, f in enumerate(by) if f in by[:index]), None)
+    if repeated is not None:
+        raise PsytestError(f"--by: '{repeated}' is given twice; give each factor once")
+    if "mode" not in by:
+        by = (*by, "mode")  # text and probability answers are different measurements
+    with RunStore(run_dir / RESPONSES) as store, store.reading() as fingerprint:
+        responses = responses_frame(store, [inv.id for inv in inventories])
+    if inputs is not None:
+        from psychometrics.run.directory import manifest_sha256
+
+        inputs.update({"manifest_sha256": manifest_sha256(run_dir), "store": fingerprint})
+    from psychometrics.statistics.scoring import impossible_values
+
+    responses, value_checks = impossible_values(responses, inventories)
+    listwise = manifest.get("design", {}).get("invalid", "missing") == "drop"
+    cell_scores = scale_scores(responses, inventories, listwise=listwise)
+    grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else scale_scores(responses, inventories, by, listwise)
+    tables: Tables = {"scores": grouped, "score_summary": _with_value_notes(score_summary(grouped), value_checks),
+                      "norms": norm_table(grouped, inventories), "value_checks": value_checks}
+    reliability, item_total, structure_parts = [], [], []
+    for inventory in inventories:
+        modes = responses.loc[responses["inventory"] == inventory.id, "mode"].dropna().unique()
+        for mode in modes:
+            matrix = item_matrix(responses[responses["mode"] == mode], inventory, by)
+            labels = {"inventory": inventory.id, "mode": mode}
+            rel, items = reliability_tables(matrix, inventory, labels)
+            reliability.append(rel)
+            item_total.append(items)
+            if structure:
+                structure_parts.append(structure_tables(matrix, inventory, labels, reference_loadings))
+    tables["reliability"] = _concat(reliability)
+    tables["item_total"] = _concat(item_total)
+    tables["retest"] = retest_table(grouped, by)
+    for name in ("efa_fit", "efa_loadings", "cfa_fit"):
+        tables[name] = _concat(part.get(name) for part in structure_parts)
+    tables.update(sensitivity_tables(responses, cell_scores, inventories))
+    tables["mtmm"], tables["mtmm_summary"] = mtmm(grouped, inventories)
+    return tables
+
+
+def _with_value_notes(summary: pd.DataFrame, value_checks: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with a note on each inventory x mode whose store held values outside the scale."""
+    if value_checks.empty or summary.empty:
+        return summary
+    counts = value_checks.groupby(["inventory", "mode"])["n"].sum()
+    notes = []
+    for inventory, mode, note in zip(summary["inventory"], summary["mode"], summary["note"]):
+        n = counts.get((inventory, mode))
+        extra = f"{n} stored value(s) outside the response scale set missing (value_checks.csv)" if n else None
+        notes.append(_note(note if isinstance(note, str) else None, extra))
+    return summary.assign(note=notes)
+
+
+def _inventory_for(entry: dict, source: str, resolve) -> Inventory:
+    """The inventory a run used, checked against the content hash in its manifest."""
+    inventory = resolve(source)
+    if inventory.content_hash != entry["content_hash"]:
+        raise PsytestError(
+            f"inventory '{entry['id']}' has changed since the run (content hash differs); analyse with the "
+            "original file, or re-run"
+        )
+    return inventory
+
+
+def analyze_item_data(matrix: pd.DataFrame, inventory: Inventory, *, structure: bool = True,
+                      reference_loadings: pd.DataFrame | None = None) -> Tables:
+    """The same tables for respondents x items data (raw values; keyed here)."""
+    from psychometrics.inventories.item_data import keyed
+
+    keyed_matrix = keyed(matrix, inventory)
+    scores = scores_from_matrix(keyed_matrix, inventory)
+    scores["mode"] = "data"
+    labels = {"inventory": inventory.id}
+    reliability, item_total = reliability_tables(keyed_matrix, inventory, labels)
+    tables: Tables = {"scores": scores, "score_summary": score_summary(scores),
+                      "norms": norm_table(scores, [inventory]), "reliability": reliability, "item_total": item_total}
+    if structure:
+        tables.update(structure_tables(keyed_matrix, inventory, labels, reference_loadings))
+    return tables
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _cell_safe(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    value = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value)
+    return "'" + value if _formula_like(value) else value
+
+
+def _formula_like(value: object) -> bool:
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False  # "-1.5" is a number in a spreadsheet too, and stays as it is
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its text cells made safe to open in a spreadsheet or print in a terminal.
+
+    A cell starting with ``= + - @``, a tab or a carriage return (a model reply such as
+    ``=HYPERLINK("http://...")`` or ``@SUM(...)``) becomes ``'=HYPERLINK(...)``: shown as text by Excel,
+    LibreOffice and Google Sheets. Control characters other than tab and newlines (ANSI escape sequences)
+    and bidi overrides are written escaped (``\x1b``). Numbers, numeric columns and text that parses as
+    a number are left alone. The store keeps the exact reply; read ``responses.sqlite`` when every byte
+    matters.
+    """
+    changed = None
+    for column in frame.columns:
+        series = frame[column]
+        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        safe = series.map(_cell_safe)
+        differs = (safe != series) & series.notna()
+        if differs.any():
+            changed = frame.copy() if changed is None else changed
+            changed[column] = safe
+    return frame if changed is None else changed
+
+
+def write_tables(tables: Tables, out_dir: Path) -> list[Path]:
+    """Write each non-empty table as CSV (spreadsheet-safe: :func:`spreadsheet_safe`); return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in tables.items():
+        if table is None or table.empty:
+            continue
+        path = out_dir / f"{name}.csv"
+        partial = out_dir / f".{name}.csv.{os.getpid()}.tmp"  # two processes finishing together: no torn file
+        spreadsheet_safe(table).to_csv(partial, index=False)
+        os.replace(partial, path)
+        written.append(path)
+    return written

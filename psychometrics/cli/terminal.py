@@ -1,0 +1,262 @@
+"""Everything psytest prints goes through here: plain lines (:func:`echo`), rich tables (:func:`console`),
+JSON (:func:`print_json`), the live progress bar and the closing summary tables.
+
+Text from files, servers and models is untrusted: an escape sequence in an item text or a reply
+(``ESC ] 52 ;`` writes the clipboard, ``ESC ] 0 ;`` retitles the window, 8-bit CSI ``\x9b`` recolours)
+must not reach the terminal. :func:`printable` writes every character that a terminal acts on or does
+not show as its escape (``\x1b``, ``\u202e``): C0 and C1 controls and DEL, Unicode format characters
+(bidi overrides and isolates, zero-width spaces and joiners, tag characters), line and paragraph
+separators, lone surrogates, unassigned code points, variation selectors and invisible fillers. Tabs
+and newlines stay where the layout wants them. ``--json`` output keeps the exact data and writes the
+same characters as JSON escapes (``\u202e``), which any JSON reader turns back into them.
+
+Commands never call ``print``, ``typer.echo`` or ``rich.console.Console`` themselves
+(``tests/test_terminal_output.py`` checks the source and runs every command on hostile input).
+"""
+
+from __future__ import annotations
+
+import time
+
+from psychometrics.textsafe import _SUSPECT, _json_escape, hidden, json_text, printable  # noqa: F401 - re-exported
+
+
+def echo(message: object = "", err: bool = False) -> None:
+    """Print ``message`` and a newline on stdout (or stderr), made :func:`printable`."""
+    import typer
+
+    typer.echo(printable(str(message)), err=err)
+
+
+def echo_error(message: object) -> None:
+    """``psytest: error: MESSAGE`` on stderr, as one line (runs of whitespace, newlines too, become a space)."""
+    echo("psytest: error: " + " ".join(str(message).split()), err=True)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: a library's warning (whose text may quote a file or a
+    reply) as one escaped line on stderr."""
+    echo(f"psytest: warning: {category.__name__}: {message}", err=True)
+
+
+def print_json(payload: object) -> None:
+    """Print ``payload`` as JSON (:func:`json_text`) on stdout."""
+    import typer
+
+    typer.echo(json_text(payload))
+
+
+def print_json_text(text: str) -> None:
+    """Print a JSON document read from a file, its hidden characters escaped as in :func:`json_text`
+    (inside strings, the only place a valid JSON document can have them, an escape means the same)."""
+    import typer
+
+    typer.echo(_SUSPECT.sub(lambda m: _json_escape(m.group()) if hidden(m.group()) else m.group(), text.rstrip("\n")))
+
+
+def console(stderr: bool = False):
+    """A rich Console for a command's output: what it prints is never read as markup, emoji codes or
+    highlighted, and every piece of text is made :func:`printable` on its way out. Callers still escape
+    cells themselves (:func:`cell`) so that rich measures the widths of what is shown."""
+    from rich.console import Console, RenderHook
+
+    class _Escaping(RenderHook):
+        def process_renderables(self, renderables):
+            return [_Escaped(r) for r in renderables]
+
+    out = Console(stderr=stderr, markup=False, emoji=False, highlight=False)
+    out.push_render_hook(_Escaping())
+    return out
+
+
+class _Escaped:
+    """A renderable whose text segments are made :func:`printable` (rich's own control segments, such as
+    cursor moves, pass as they are: user text never becomes one)."""
+
+    def __init__(self, renderable):
+        self.renderable = renderable
+
+    def __rich_console__(self, console, options):
+        from rich.segment import Segment
+
+        for segment in console.render(self.renderable, options):
+            if segment.control or not segment.text:
+                yield segment
+            else:
+                yield Segment(printable(segment.text), segment.style)
+
+
+def cell(value: object, style: str = ""):
+    """``value`` as a rich Text: never markup, hidden characters escaped (so table widths are right)."""
+    from rich.text import Text
+
+    return Text(printable(str(value)), style=style)
+
+
+class RunProgress:
+    """A rich progress bar on stderr: done/total, items/s, ETA and failures."""
+
+    def __init__(self, label: str = "administering", unit: str = "items/s") -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.failures = 0
+        self.progress = Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} " + unit),
+            TimeRemainingColumn(),
+            TextColumn("failures: {task.fields[failures]}"),
+            console=console(stderr=True),
+            transient=False,
+        )
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("run", total=total, rate="-", failures=0)
+        self._t0 = None
+
+    def advance(self, rows) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+            self._n = 0
+        self._n += len(rows)
+        if rows[0].error is not None:
+            self.failures += 1
+        elapsed = time.perf_counter() - self._t0
+        rate = f"{self._n / elapsed:.1f}" if elapsed > 0 else "-"
+        self.progress.update(self.task, advance=1, rate=rate, failures=self.failures)
+
+    def stop(self) -> None:
+        if self.task is None:  # never started (the run failed before sending): print nothing, not a blank line
+            return
+        if self.task is not None:
+            task = self.progress.tasks[0]
+            if task.completed < (task.total or 0):
+                # Requests answered in an earlier run: show them as done.
+                self.progress.update(self.task, completed=task.total)
+        self.progress.stop()
+
+
+def print_run_summary(payload: dict, summary) -> None:
+    out = console()
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
+    out.print(
+        f"Run {payload['run_dir']}: {payload['requests_planned']} requests planned, "
+        f"{payload['already_answered']} already answered, {payload['sent']} sent "
+        f"({payload['items_per_second']} items/s), {payload['failed']} failed"
+        + (f", {payload['claimed_elsewhere']} left to another process on this run directory"
+           if payload.get("claimed_elsewhere") else "")
+        + f"; outcomes: {outcomes}"
+    )
+    out.print(_table("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
+                     ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
+    out.print(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/")
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _table(title: str, frame, columns: list[str]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    present = [c for c in columns if c in frame.columns]
+    for column in present:
+        table.add_column(column)
+    for record in frame[present].to_dict(orient="records"):
+        table.add_row(*(cell(_fmt(record[c])) for c in present))
+    return table
+
+
+def print_analysis(tables: dict, written: list) -> None:
+    """The headline tables of an analysis, and where the full CSVs are."""
+    out = console()
+    summary = tables.get("score_summary")
+    if summary is not None and not summary.empty:
+        scales = summary[summary["kind"] == "scale"]
+        out.print(_table("Scale scores (mean over respondents, bootstrap 95% CI)", scales,
+                         ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
+    reliability = tables.get("reliability")
+    if reliability is not None and not reliability.empty:
+        out.print(_table("Reliability", reliability,
+                         ["inventory", "mode", "scale", "n_respondents", "alpha", "alpha_ci_low", "alpha_ci_high",
+                          "omega_total", "omega_hierarchical", "lambda6", "split_half_mean", "note"]))
+    variance = tables.get("variance_decomposition")
+    if variance is not None and not variance.empty:
+        out.print(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
+                  f"({len(variance)} rows)")
+    out.print(f"{len(written)} tables written to {written[0].parent if written else '-'}")
+
+
+def print_behavior_summary(payload: dict, summary) -> None:
+    """The closing lines of ``psytest behave``: counts, then one row per task."""
+    from rich.table import Table
+
+    out = console()
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
+    out.print(
+        f"Behaviour run {payload['run_dir']}: {payload['conversations_planned']} conversations planned, "
+        f"{payload['already_answered']} already answered, {payload['sent']} sent ({outcomes}); "
+        f"{payload['failed']} failed, {payload['retries']} retries, "
+        f"{payload['conversations_per_second']:.2f} conversations/s."
+    )
+    table = Table(title="Behaviour scores (valid conversations only; parse failures are missing, not zero)")
+    for column in ("task", "trait", "dir", "valid", "mean", "sd", "first option", "cut off"):
+        table.add_column(column, justify="left" if column in ("task", "trait") else "right")
+    for row in summary.itertuples():
+        table.add_row(
+            cell(row.task), cell(row.trait), "+" if row.direction > 0 else "-",
+            f"{row.valid}/{row.conversations}",
+            _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(row.first_option_share), _fmt_g(row.truncated_share),
+        )
+    out.print(table)
+    out.print(f"Tables: {payload['analysis_dir']}")
+
+
+def _fmt_g(value) -> str:  # not _fmt: that name is the run tables' formatter above
+    import math
+
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+
+
+def print_validity(result) -> None:
+    """``psytest validity``: the dissociation index and the declared pairs, then where the files are."""
+    from rich.table import Table
+
+    out = console()
+    headline = result.headline()
+    for row in headline["dissociation"]:
+        out.print(
+            f"{row['scope']}: {row['confirmed']} of {row['tested']} declared self-report/behaviour "
+            f"associations confirmed (dissociation index {_fmt(row['dissociation'])})."
+        )
+    scopes = {row["scope"] for row in headline["declared_pairs"]}
+    for scope in sorted(scopes):
+        table = Table(title=printable(f"{scope}: declared pairs, r across respondents (model x persona)"))
+        for column in ("trait", "task", "n", "r", "95% CI", "p BH", "ok", "r corr."):
+            table.add_column(column, justify="left" if column in ("trait", "task") else "right")
+        for row in headline["declared_pairs"]:
+            if row["scope"] != scope:
+                continue
+            table.add_row(
+                cell(row["trait"]), cell(row["task"]), str(row["n"]), _fmt2(row["r"]),
+                f"{_fmt2(row['ci_low'])}..{_fmt2(row['ci_high'])}", _fmt2(row["p_bh_declared"], 3),
+                "yes" if row["confirmed"] else "no", _fmt2(row.get("r_corrected")),
+            )
+        out.print(table)
+    for note in headline["notes"]:
+        out.print(f"note ({note['table']}): {note['note']}")
+    out.print(f"Tables and validity.html: {result.out_dir}")
+
+
+def _fmt2(value, digits: int = 2) -> str:
+    import math
+
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"

@@ -1,0 +1,1 @@
+"""The factorial design: design options, option orders, templates, personas, and the planned requests."""

@@ -1,0 +1,390 @@
+"""The factorial design of an administration, and its expansion into planned requests.
+
+A design crosses, for every item of every inventory: option orders x templates x wordings (the item
+text and its paraphrases) x samples. Each cell is one :class:`PlannedRequest` with a stable id and a
+seed derived from the run seed and the cell (one fixed seed for all requests would correlate the
+draws across items).
+
+Option-order schemes, for K response options:
+
+``original``        1..K as the inventory lists them
+``reversed``        K..1
+``rotations``       the K cyclic rotations of the original order
+``latin-square``    a Williams balanced Latin square: every option appears once in every position and
+                    (for even K; odd K adds the mirrored rows) follows every other option equally often
+``random:N``        N seeded random permutations
+
+Reference: Williams, E. J. (1949). Experimental designs balanced for the estimation of residual effects
+of treatments. Australian Journal of Scientific Research, 2(3), 149-168.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from psychometrics import limits
+from psychometrics.errors import PsytestError
+from psychometrics.inventories.model import Inventory, Item
+from psychometrics.models.base import AnswerMode, ModelRequest
+from psychometrics.design.personas import Persona, PersonaSet
+from psychometrics.design.prompts import TEMPLATES, RenderedPrompt, check_labels, get_template, render_items
+
+ORDER_SCHEMES = ("original", "reversed", "rotations", "latin-square", "random:N")
+MAX_RANDOM_ORDERS = limits.RANDOM_ORDERS
+# One run's plan is held in memory (about 1 kB per request): larger studies are split into several runs.
+MAX_PLANNED_REQUESTS = limits.PLANNED_REQUESTS
+
+
+class Design(BaseModel):
+    """What varies across requests. Mirrors the ``administer`` options and ``--design FILE.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    option_orders: Annotated[list[str], Field(min_length=1, max_length=limits.ORDER_LEVELS)] = ["original"]
+    templates: Annotated[list[str], Field(min_length=1, max_length=limits.TEMPLATE_LEVELS)] = ["numbered"]
+    paraphrases: Literal["none", "all"] = "none"
+    samples: Annotated[int, Field(ge=1, le=limits.SAMPLES)] = 1
+    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    modes: Annotated[list[AnswerMode], Field(min_length=1)] = ["text"]
+    max_tokens: Annotated[int, Field(ge=1, le=limits.MAX_TOKENS)] = 16
+    personas: Annotated[str, Field(max_length=limits.SHORT_TEXT)] | None = None
+    persona_ids: Annotated[list[str], Field(max_length=limits.PERSONAS)] | None = None
+    items_per_request: Annotated[int, Field(ge=1, le=limits.ITEMS_PER_REQUEST)] = 1
+    item_orders: Annotated[int, Field(ge=1, le=limits.ITEM_ORDERS)] = 1
+    invalid: Annotated[str, Field(pattern=r"^(missing|drop|reask:[1-9][0-9]?)$")] = "missing"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "Design":
+        if self.items_per_request > 1 and "probs" in self.modes:
+            raise ValueError(
+                "probability mode scores one item per request; use items_per_request 1 or text mode only"
+            )
+        if self.item_orders > 1 and self.items_per_request == 1:
+            raise ValueError("item_orders only matters with several items per request (items_per_request > 1)")
+        if self.persona_ids and not self.personas:
+            raise ValueError("persona_ids needs personas (a persona set name or file)")
+        return self
+
+    @property
+    def reasks(self) -> int:
+        """How many times an invalid text reply is re-asked (0 unless ``invalid`` is ``reask:N``)."""
+        return int(self.invalid.split(":")[1]) if self.invalid.startswith("reask:") else 0
+
+    @field_validator("option_orders", "templates", "modes", "persona_ids")
+    @classmethod
+    def _each_level_once(cls, levels: list[str] | None) -> list[str] | None:
+        """A level given twice would be planned twice: every request of it counted as already answered
+        once it is sent (and its cells weighted double), so a repeat is an error, not a silent merge."""
+        repeated = next((level for index, level in enumerate(levels or []) if level in levels[:index]), None)
+        if repeated is not None:
+            raise ValueError(f"{repeated!r} is given twice; give each level once")
+        return levels
+
+    @field_validator("option_orders")
+    @classmethod
+    def _known_schemes(cls, schemes: list[str]) -> list[str]:
+        for scheme in schemes:
+            name, _, count = scheme.partition(":")
+            if name == "random" and count.isdigit() and 1 <= int(count) <= MAX_RANDOM_ORDERS:
+                continue
+            if name == "random" and count.isdigit() and int(count) > MAX_RANDOM_ORDERS:
+                raise ValueError(f"{scheme}: at most random:{MAX_RANDOM_ORDERS} option orders")
+            if scheme not in ORDER_SCHEMES[:-1]:
+                raise ValueError(f"unknown option order {scheme!r}; use {', '.join(ORDER_SCHEMES)}")
+        return schemes
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, templates: list[str]) -> list[str]:
+        for template in templates:
+            try:
+                get_template(template)
+            except PsytestError as exc:  # as a ValueError, so the message names the design file
+                raise ValueError(str(exc)) from None
+        return templates
+
+    def as_manifest(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def load_design(path: Path) -> Design:
+    """Read ``--design FILE.yaml``; problems become one-line errors naming the file and field."""
+    from psychometrics.yaml_io import load_yaml_file
+
+    data = load_yaml_file(path)
+    if data is None:
+        raise PsytestError(f"{path}: the file is empty; a design file is a mapping of design options")
+    if not isinstance(data, dict):
+        raise PsytestError(f"{path}: a design file must be a mapping of design options")
+    return design_from_mapping(data, str(path))
+
+
+def design_from_mapping(data: dict, source: str) -> Design:
+    try:
+        return Design.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(Design.model_fields)
+            raise PsytestError(f"{source}: unknown design option '{field}'; allowed: {allowed}") from None
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "string_pattern_mismatch" and field == "invalid":
+            message = f"must be missing, drop or reask:N (N = 1..99), got {str(error.get('input'))[:40]!r}"
+        raise PsytestError(f"{source}: {field + ': ' if field else ''}{message}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# option orders
+
+
+def williams_square(k: int) -> list[tuple[int, ...]]:
+    """Rows of a Williams balanced Latin square on ``0..k-1`` (2k rows when k is odd)."""
+    first, low, high = [0], 1, k - 1
+    while len(first) < k:
+        first.append(low)
+        low += 1
+        if len(first) < k:
+            first.append(high)
+            high -= 1
+    rows = [tuple((value + shift) % k for value in first) for shift in range(k)]
+    if k % 2 == 1:
+        rows += [tuple(reversed(row)) for row in rows]
+    return rows
+
+
+def expand_option_orders(schemes: list[str], values: list[int], seed: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Named display orders of ``values`` for the given schemes, duplicates removed (first name kept)."""
+    k = len(values)
+    named: list[tuple[str, tuple[int, ...]]] = []
+    for scheme in schemes:
+        if scheme == "original":
+            named.append(("original", tuple(values)))
+        elif scheme == "reversed":
+            named.append(("reversed", tuple(reversed(values))))
+        elif scheme == "rotations":
+            named += [(f"rotation{r}", tuple(values[r:] + values[:r])) for r in range(k)]
+        elif scheme == "latin-square":
+            named += [(f"latin{i + 1}", tuple(values[j] for j in row)) for i, row in enumerate(williams_square(k))]
+        else:
+            count = int(scheme.split(":")[1])
+            rng = random.Random(f"option-orders:{seed}:{k}")
+            for i in range(count):
+                order = list(values)
+                rng.shuffle(order)
+                named.append((f"random{i + 1}", tuple(order)))
+    unique: dict[tuple[int, ...], str] = {}
+    for name, order in named:
+        unique.setdefault(order, name)
+    return [(name, order) for order, name in unique.items()]
+
+
+# ---------------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The design cell of a request (everything but the items). One cell answers every item once,
+    so a cell is one complete questionnaire: the unit the scores and reliabilities are computed on."""
+
+    option_order: str
+    template: str
+    persona: str  # persona id, or "none"
+    wording: str  # "original" or "paraphrase1", "paraphrase2", ...
+    item_order: str  # "none" (one item per request) or "shuffle1", "shuffle2", ...
+    sample: int
+    mode: AnswerMode
+
+    def as_dict(self) -> dict:
+        return {
+            "option_order": self.option_order,
+            "template": self.template,
+            "persona": self.persona,
+            "wording": self.wording,
+            "item_order": self.item_order,
+            "sample": self.sample,
+            "mode": self.mode,
+        }
+
+
+CONDITION_FIELDS = ("option_order", "template", "persona", "wording", "item_order", "sample", "mode")
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One request to send: its items (one, or several in display order), design cell, rendered
+    prompt and identity."""
+
+    request_id: str
+    inventory: Inventory
+    items: tuple[Item, ...]
+    condition: Condition
+    prompt: RenderedPrompt
+    request: ModelRequest
+    option_texts: tuple[str, ...]
+
+    @property
+    def item(self) -> Item:
+        return self.items[0]
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def messages_hash(prompt: RenderedPrompt) -> str:
+    return _digest([[m.role, m.content] for m in prompt.messages])
+
+
+def derive_seed(run_seed: int, *parts: object) -> int:
+    """A per-request seed in [0, 2**31): independent draws for every item, cell and sample."""
+    return int(_digest([run_seed, *parts])[:8], 16) & 0x7FFFFFFF
+
+
+def request_identity(model: str, backend_params: dict, request: ModelRequest, sample: int) -> str:
+    """sha256 of everything that changes the answer: model, its settings, messages, labels, mode,
+    sampling settings, derived seed and sample index."""
+    return _digest(
+        {
+            "model": model,
+            "params": backend_params,
+            "messages": [[m.role, m.content] for m in request.messages],
+            "choices": list(request.choices),
+            "mode": request.mode,
+            "temperature": request.temperature,
+            "seed": request.seed,
+            "max_tokens": request.max_tokens if request.mode == "text" else None,
+            "sample": sample,
+        }
+    )
+
+
+def _wordings(inventory: Inventory, design: Design) -> list[str]:
+    if design.paraphrases == "none":
+        return ["original"]
+    most = max((len(item.paraphrases) for item in inventory.items), default=0)
+    return ["original", *(f"paraphrase{i + 1}" for i in range(most))]
+
+
+def _wording_text(item: Item, wording: str) -> str | None:
+    if wording == "original":
+        return item.text
+    index = int(wording.removeprefix("paraphrase")) - 1
+    return item.paraphrases[index] if index < len(item.paraphrases) else None
+
+
+def _item_sequences(inventory: Inventory, design: Design) -> list[tuple[str, list[Item]]]:
+    """Item orders: the inventory's order for one item per request, else seeded shuffles."""
+    if design.items_per_request == 1:
+        return [("none", list(inventory.items))]
+    sequences = []
+    for j in range(design.item_orders):
+        items = list(inventory.items)
+        random.Random(f"item-order:{design.seed}:{inventory.id}:{j}").shuffle(items)
+        sequences.append((f"shuffle{j + 1}", items))
+    return sequences
+
+
+def count_requests(inventories: list[Inventory], design: Design, persona_set: PersonaSet | None = None) -> int:
+    """How many requests :func:`plan_requests` would plan, computed without rendering any prompt."""
+    personas = len(persona_set.select(design.persona_ids)) if persona_set else 1
+    total = 0
+    for inventory in inventories:
+        orders = len(expand_option_orders(design.option_orders, inventory.response_scale.values, design.seed))
+        per_cell = 0
+        for wording in _wordings(inventory, design):
+            worded = sum(_wording_text(item, wording) is not None for item in inventory.items)
+            per_cell += -(-worded // design.items_per_request) * (design.item_orders if design.items_per_request > 1 else 1)
+        total += len(design.templates) * orders * personas * per_cell * len(design.modes) * design.samples
+    return total
+
+
+def check_plan_size(inventories: list[Inventory], design: Design, persona_set: PersonaSet | None = None) -> int:
+    """The number of planned requests; a one-line error when one run could not hold them."""
+    count = count_requests(inventories, design, persona_set)
+    if count > MAX_PLANNED_REQUESTS:
+        raise PsytestError(
+            f"design: {count:,} requests planned, more than the {MAX_PLANNED_REQUESTS:,} one run holds; "
+            "reduce samples, option orders, templates or personas, or split the study into several runs "
+            "(e.g. by --persona-ids or --inventory)"
+        )
+    return count
+
+
+def plan_requests(
+    inventories: list[Inventory],
+    design: Design,
+    model: str,
+    backend_params: dict,
+    persona_set: PersonaSet | None = None,
+) -> list[PlannedRequest]:
+    """Expand the design over every item of every inventory, in a stable order.
+
+    Items vary fastest (then samples and modes within an item), so consecutive requests share the
+    whole prompt prefix: local models reuse their cache, and a run interrupted early still has
+    complete questionnaires for the first cells.
+    """
+    check_plan_size(inventories, design, persona_set)
+    for inventory in inventories:
+        for template_id in design.templates:
+            check_labels(inventory, TEMPLATES[template_id])
+    personas: list[Persona | None] = list(persona_set.select(design.persona_ids)) if persona_set else [None]
+    planned: list[PlannedRequest] = []
+    for inventory in inventories:
+        rs = inventory.response_scale
+        orders = expand_option_orders(design.option_orders, rs.values, design.seed)
+        sequences = _item_sequences(inventory, design)
+        for template_id in design.templates:
+            template = TEMPLATES[template_id]
+            for order_name, order in orders:
+                for persona in personas:
+                    for wording in _wordings(inventory, design):
+                        for sequence_name, sequence in sequences:
+                            worded = [(item, _wording_text(item, wording)) for item in sequence]
+                            worded = [(item, text) for item, text in worded if text is not None]
+                            for start in range(0, len(worded), design.items_per_request):
+                                chunk = worded[start : start + design.items_per_request]
+                                prompt = render_items(
+                                    inventory, chunk, template=template, option_order=order,
+                                    system_prefix=persona.text if persona else None,
+                                )
+                                option_texts = tuple(rs.labels[v] for v in prompt.position_values)
+                                for mode in design.modes:
+                                    for sample in range(design.samples):
+                                        condition = Condition(
+                                            order_name, template_id, persona.id if persona else "none",
+                                            wording, sequence_name, sample, mode,
+                                        )
+                                        seed = derive_seed(
+                                            design.seed, inventory.id, [item.id for item, _ in chunk],
+                                            condition.as_dict(),
+                                        )
+                                        request = ModelRequest(
+                                            messages=prompt.messages,
+                                            choices=prompt.choices,
+                                            mode=mode,
+                                            temperature=design.temperature,
+                                            seed=seed,
+                                            max_tokens=design.max_tokens * len(chunk),
+                                        )
+                                        planned.append(
+                                            PlannedRequest(
+                                                request_identity(model, backend_params, request, sample),
+                                                inventory,
+                                                tuple(item for item, _ in chunk),
+                                                condition,
+                                                prompt,
+                                                request,
+                                                option_texts,
+                                            )
+                                        )
+    return planned

@@ -1,0 +1,1 @@
+"""Instruments: the inventory data model, the shipped library, and item data from files."""

@@ -1,0 +1,1 @@
+"""Psychometric statistics, each checked against R (scripts and goldens in tests/reference/)."""

@@ -1,0 +1,1 @@
+"""Self-report against behaviour: statistics, reading runs, the tables of psytest validity."""

@@ -1,0 +1,869 @@
+"""Self-report against behaviour: does what a model says about itself predict what it does?
+
+The unit of analysis is the *respondent*: one model playing one persona (``model x persona``). A
+questionnaire run gives each respondent's self-report (scale scores per design cell) and a behaviour run
+gives its behaviour (one score per conversation: task x variant x sample). Sample indices are
+independent draws and are *not* linked across sessions (sample 0 of the questionnaire and sample 0 of
+the behaviour run are unrelated), so every score is averaged within the respondent first:
+
+* self-report of trait T: the mean over design cells of each inventory's scale for T, signed by the
+  scale's ``trait_sign``; when several inventories measure T, their respondent scores are z-standardized
+  over the respondents and averaged (the composite);
+* behaviour on a task: the mean over samples within each variant, then the mean over the variants
+  *every* respondent of the task has (:func:`variant_sets`; every variant weighs the same however many
+  of its conversations were readable, and no respondent averages more or other variants than the rest).
+  Unreadable replies are missing, never 0.
+
+Respondents. Every table is computed over the respondents with both self-report and behaviour
+(:func:`validity_tables` notes how many of each kind were left out): the reliabilities that correct a
+correlation, the correlation, the manipulation check and the MTMM matrix describe the same respondents.
+
+Scopes. Each model is analysed alone (its personas are its respondents) and, when there are several
+models, pooled: both variables are centred within model first, so the pooled correlation is the
+within-model association (the partial correlation given the model) and differences between models'
+means cannot create it. Its test has ``n - k - 1`` degrees of freedom for ``k`` models, as the slope
+test of ``lm(behaviour ~ self + model)``. Centring (rather than standardizing) within model weighs each
+model by its within-model spread; per-model rows do not depend on the units. The mixed model
+(:func:`mixed_model`) separates the within-model from the between-model association.
+
+Tables (:func:`validity_tables`):
+
+``validity_pairs``
+    every trait x task pair: Pearson r across respondents, two-sided t-test p, its 95% CI (the BCa
+    bootstrap over respondents, and Fisher's z at the test's degrees of freedom beside it;
+    :func:`~psychometrics.statistics.correlation.r_interval`; none, with a note, when more than 1% of bootstrap
+    resamples of the respondents leave a score constant, i.e. r rests on a few respondents),
+    Benjamini-Hochberg adjusted p over the declared pairs and over all pairs of the scope, ``confirmed``
+    (declared, r in the task's declared direction, BH p < .05), ``power_r30`` (:func:`~psychometrics.statistics.correlation.power_r`) and r
+    corrected for unreliability :math:`r_c = r / \\sqrt{\\rho_{self}\\,\\rho_{behaviour}}` (Spearman, 1904),
+    clipped to [-1, 1] with a note. A note also marks r resting on fewer than 3 respondents off the modal
+    score (:func:`~psychometrics.statistics.correlation.off_mode`).
+``dissociation``
+    share of declared pairs confirmed, overall and per trait; dissociation index = 1 - share; beside it
+    the share of declared pairs with the declared sign, their mean r in the declared direction and their
+    mean power to detect r = .3, so that low power is not read as dissociation (:func:`dissociation_index`).
+``validity_mixed``
+    per declared pair, with two or more models: ``z_b ~ self_within + self_between + (1 | model)`` (REML).
+``manipulation_check`` / ``manipulation_levels``
+    the persona's target level on a trait against the achieved self-report and the achieved behaviour
+    (signed by the task's direction), over the trait's own personas and the baseline personas (no
+    target): r and slope across levels, and n, mean and SD per target level.
+``behavior_reliability`` / ``selfreport_reliability``
+    split-half reliability of each behaviour score across variants (Spearman-Brown; with the fewest and
+    most variants a respondent has) and Cronbach's alpha of each self-report scale across respondents
+    (composite reliability for several inventories).
+``validity_mtmm`` / ``validity_mtmm_summary``
+    the MTMM matrix with behaviour as one more method (:mod:`psychometrics.statistics.mtmm`; within-model r of each
+    pair's complete respondents, tested with n - k - 1 df).
+``validity_scores``
+    the respondent-level scores everything above is computed from.
+
+Checked against R (``tests/reference/validity.R``): ``cor``, ``cor.test`` (r, p and its Fisher interval),
+``lm``, ``psych::r.con``, ``p.adjust(method = "BH")``, ``psych::alpha``, ``lme4::lmer(REML = TRUE)``,
+``boot::boot.ci(type = "bca")`` on the resamples boot drew, the power formula of ``pwr::pwr.r.test``
+(and a simulation of it), per-level ``mean``/``sd``, and the variant sets and respondents used.
+
+Reliabilities for the correction. Self-report: Cronbach's alpha over respondents of the item values
+averaged within each respondent (:func:`selfreport_reliability`; the items come from
+:func:`read_selfreport`), i.e. the reliability of the very score that is correlated; without item data
+no correction is made. Behaviour: split-half across variants with the Spearman-Brown step-up
+(:func:`behavior_reliability`). Pooled rows use the within-model (centred) versions of both.
+
+Differences from R
+------------------
+* The mixed model is fitted by a profiled REML written for one random intercept
+  (:func:`psychometrics.statistics.mixed_model.random_intercept_reml`), not statsmodels' ``MixedLM``, which does not
+  converge at the boundary of the reference data and reports convergence short of the optimum elsewhere
+  (see that module). The results equal ``lmer``'s to its optimiser's tolerance (about 1e-8). lme4 gives no p values; here they are t tests with between-within degrees of
+  freedom.
+* ``psych::alpha`` uses pairwise-complete item covariances; :func:`~psychometrics.statistics.reliability.cronbach_alpha`
+  drops respondents with a missing item (identical on complete data).
+* Bootstrap resamples use NumPy's random stream (seeded per scope, trait and task) and cannot match R's;
+  given the same resamples the BCa interval equals ``boot.ci``'s.
+
+References
+----------
+Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery rate. JRSS B, 57, 289-300.
+Spearman, C. (1904). The proof and measurement of association between two things. Am. J. Psychol., 15, 72-101.
+Brown, W. (1910). Some experimental results in the correlation of mental abilities. Br. J. Psychol., 3, 296-322.
+Fisher, R. A. (1921). On the "probable error" of a coefficient of correlation deduced from a small sample.
+Metron, 1, 3-32.
+Mosier, C. I. (1943). On the reliability of a weighted composite. Psychometrika, 8, 161-168.
+Cohen, J. (1988). Statistical power analysis for the behavioral sciences (2nd ed.). Erlbaum.
+Efron, B. (1987). Better bootstrap confidence intervals. JASA, 82, 171-185.
+Davison, A. C., & Hinkley, D. V. (1997). Bootstrap methods and their application. Cambridge University Press.
+Campbell, D. T., & Fiske, D. W. (1959). Convergent and discriminant validation by the multitrait-multimethod
+matrix. Psychological Bulletin, 56, 81-105.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from psychometrics.statistics.correlation import (
+    FEW_OFF_MODE, bh_adjust, centre_within, correlation, few_off_mode_note, fisher_interval, off_mode, power_r,
+    r_interval,
+)
+from psychometrics.errors import PsytestError
+from psychometrics.statistics.mixed_model import random_intercept_reml
+
+SELFREPORT_COLUMNS = ("model", "persona", "inventory", "scale", "trait", "trait_sign", "score", "cell")
+ITEM_COLUMNS = ("model", "persona", "inventory", "scale", "trait", "item", "value")
+BEHAVIOR_COLUMNS = ("model", "persona", "sample", "task", "variant", "trait", "direction", "outcome", "score")
+TARGET_COLUMNS = ("persona", "trait", "level")
+RESPONDENT = ["model", "persona"]
+POOLED = "pooled"
+BEHAVIOR_METHOD = "behavior"
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Self-report of questionnaire runs: scale scores per design cell, and item means per respondent.
+
+    Returns ``(scores, items)``. ``scores`` has one row per design cell x scale that has a ``trait``
+    (columns :data:`SELFREPORT_COLUMNS`; ``cell`` names the run and every condition but the persona).
+    ``items`` has the keyed item values averaged over a respondent's cells (:data:`ITEM_COLUMNS`), the
+    data of :func:`selfreport_reliability`.
+    """
+    from psychometrics.design.plan import CONDITION_FIELDS
+    from psychometrics.analysis.tables import _inventory_for
+    from psychometrics.inventories.library import resolve_inventory
+    from psychometrics.run.directory import RESPONSES, read_manifest
+    from psychometrics.statistics.scoring import item_matrix, responses_frame, scale_scores
+    from psychometrics.run.store import RunStore
+
+    scores, frames, inventories = [], [], {}
+    for index, run_dir in enumerate(run_dirs):
+        run_dir = Path(run_dir)
+        manifest = read_manifest(run_dir, study=None)
+        if manifest.get("study") == "behavior" or not (run_dir / RESPONSES).exists():
+            raise PsytestError(f"{run_dir}: not a questionnaire run (no {RESPONSES}); self-report comes from "
+                               "runs made by 'psytest administer'")
+        sources = manifest.get("inventory_sources", {})
+        run_inventories = [_inventory_for(e, sources.get(e["id"], e["id"]), resolve_inventory)
+                           for e in manifest.get("inventories", [])]
+        for inventory in run_inventories:
+            known = inventories.setdefault(inventory.id, inventory)
+            if known.content_hash != inventory.content_hash:
+                raise PsytestError(f"{run_dir}: inventory '{inventory.id}' differs from the one of an earlier run; "
+                                   "give runs that used the same inventory file")
+        with RunStore(run_dir / RESPONSES) as store:
+            frame = responses_frame(store, [inventory.id for inventory in run_inventories])
+        frame["persona"] = frame["persona"].fillna("none")
+        frame["model"] = manifest["model"]
+        frames.append(frame)
+        cells = scale_scores(frame, run_inventories)
+        cells = cells[cells["kind"] == "scale"]
+        others = [c for c in CONDITION_FIELDS if c != "persona"]
+        cells = cells.assign(cell=[f"{index}:" + "|".join(map(str, row)) for row in cells[others].itertuples(index=False)])
+        for inventory in run_inventories:
+            for scale in inventory.scales:
+                if scale.trait is None:
+                    continue
+                part = cells[(cells["inventory"] == inventory.id) & (cells["scale"] == scale.id)]
+                scores.append(part.assign(model=manifest["model"], trait=scale.trait, trait_sign=scale.trait_sign))
+    items = []
+    if frames:
+        everything = pd.concat(frames, ignore_index=True)
+        for inventory in inventories.values():
+            matrix = item_matrix(everything, inventory, by=("model", "persona"))
+            for scale in inventory.scales:
+                if scale.trait is None:
+                    continue
+                long = matrix[list(scale.items)].rename_axis(columns="item").stack(future_stack=True)
+                long = long.rename("value").reset_index()
+                items.append(long.assign(inventory=inventory.id, scale=scale.id, trait=scale.trait))
+    scores_frame = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SELFREPORT_COLUMNS)
+    items_frame = pd.concat(items, ignore_index=True) if items else pd.DataFrame(columns=ITEM_COLUMNS)
+    return scores_frame[list(SELFREPORT_COLUMNS)], items_frame[list(ITEM_COLUMNS)]
+
+
+def selfreport_frame(run_dirs: Iterable[Path]) -> pd.DataFrame:
+    """Scale scores per design cell of questionnaire runs (see :func:`read_selfreport`)."""
+    return read_selfreport(run_dirs)[0]
+
+
+def targets_frame(persona_set) -> pd.DataFrame:
+    """``persona, trait, level`` rows of a persona set's targets (a :class:`PersonaSet` or its name/path).
+
+    Personas and traits without a row have level 0 (a baseline persona, or a trait the persona does not set).
+    """
+    if isinstance(persona_set, (str, Path)):
+        from psychometrics.design.personas import resolve_persona_set
+
+        persona_set = resolve_persona_set(str(persona_set))
+    rows = [(p.id, trait, level) for p in persona_set.personas for trait, level in p.targets.items()]
+    return pd.DataFrame(rows, columns=list(TARGET_COLUMNS))
+
+
+def _check(frame: pd.DataFrame | None, columns: Iterable[str], what: str) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame):
+        raise PsytestError(f"{what}: expected a table with columns {', '.join(columns)}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PsytestError(f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}")
+    return frame
+
+
+def _natural(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
+
+
+# ------------------------------------------------------------------------------ respondent scores
+
+
+def self_components(selfreport: pd.DataFrame) -> pd.DataFrame:
+    """Respondents x (inventory, trait): the signed scale score averaged over the respondent's cells."""
+    signed = selfreport.assign(signed=selfreport["score"].astype(float) * selfreport["trait_sign"].astype(float))
+    wide = signed.groupby([*RESPONDENT, "inventory", "trait"])["signed"].mean().unstack(["inventory", "trait"])
+    return wide.sort_index(axis=1)
+
+
+def _zscore(column: pd.Series) -> pd.Series:
+    sd = column.std(ddof=1)
+    return (column - column.mean()) / sd if sd > 0 else column * np.nan
+
+
+def self_scores(selfreport: pd.DataFrame) -> pd.DataFrame:
+    """Respondents x traits: the trait's scale score, or the mean of its z-scored scales over inventories."""
+    components = self_components(selfreport)
+    traits = sorted(set(components.columns.get_level_values("trait")))
+    out = {}
+    for trait in traits:
+        block = components.xs(trait, axis=1, level="trait")
+        out[trait] = block.iloc[:, 0] if block.shape[1] == 1 else block.apply(_zscore).mean(axis=1)
+    return pd.DataFrame(out, index=components.index)
+
+
+def task_info(behavior: pd.DataFrame) -> pd.DataFrame:
+    """One row per task: its trait and declared direction (+1/-1)."""
+    info = behavior[["task", "trait", "direction"]].drop_duplicates()
+    duplicated = info["task"][info["task"].duplicated()]
+    if len(duplicated):
+        raise PsytestError(f"behaviour data: task '{duplicated.iloc[0]}' has more than one trait or direction; "
+                           "give runs made with the same task files")
+    return info.assign(direction=info["direction"].astype(int)).sort_values("task").set_index("task")
+
+
+def variant_sets(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | None = None) -> dict[str, dict]:
+    """Per task, which variants each respondent has conversations of (readable or not).
+
+    Returns ``{task: {"order", "common", "counts"}}``: ``order`` every variant of the task in the task
+    file's order (``variant_order``; by default the natural order of the ids), ``common`` the variants
+    *every* respondent with the task has (in that order), ``counts`` a Series of each respondent's number
+    of variants. Respondents whose sets differ (an incomplete run, runs with different ``--variants``, or
+    stored leftovers) would otherwise average different variants; scores and split-halves use ``common``.
+    """
+    out = {}
+    if behavior.empty:
+        return out
+    sets = behavior.groupby([*RESPONDENT, "task"])["variant"].agg(frozenset)
+    for task, part in sets.groupby(level="task"):
+        present = frozenset().union(*part)
+        common = frozenset.intersection(*part)
+        order = [v for v in (variant_order or {}).get(task, []) if v in present]
+        order += sorted(present - set(order), key=_natural)
+        counts = part.map(len).droplevel("task")
+        out[task] = {"order": order, "common": [v for v in order if v in common], "counts": counts}
+    return out
+
+
+def common_variants(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """The conversations of the variants every respondent of the task has (:func:`variant_sets`)."""
+    if behavior.empty:
+        return behavior
+    keep = {task: set(entry["common"]) for task, entry in variant_sets(behavior, variant_order).items()}
+    mask = [variant in keep.get(task, ()) for task, variant in zip(behavior["task"], behavior["variant"])]
+    return behavior[np.asarray(mask, bool)]
+
+
+_NO_MEANS = pd.Series([], dtype=float, index=pd.MultiIndex.from_tuples([], names=[*RESPONDENT, "variant"]))
+
+
+def _variant_means(behavior: pd.DataFrame) -> pd.Series:
+    return behavior.groupby([*RESPONDENT, "task", "variant"])["score"].mean()
+
+
+def behavior_scores(behavior: pd.DataFrame) -> pd.DataFrame:
+    """Respondents x tasks: mean over variants of each variant's mean valid score over samples.
+
+    Only the variants every respondent of the task has are used (:func:`common_variants`), so every
+    respondent's score averages the same variants. A task without such a variant has no scores (NaN).
+    """
+    tasks = sorted(set(behavior["task"]))
+    means = _variant_means(common_variants(behavior))
+    respondents = pd.MultiIndex.from_frame(behavior[RESPONDENT].drop_duplicates()).sort_values()
+    if means.empty:
+        return pd.DataFrame(np.nan, index=respondents, columns=pd.Index(tasks, name="task"))
+    wide = means.groupby([*RESPONDENT, "task"]).mean().unstack("task")
+    return wide.reindex(index=wide.index.union(respondents), columns=pd.Index(tasks, name="task"))
+
+
+def _in_scope(index: pd.Index, scope: str) -> np.ndarray:
+    return np.ones(len(index), bool) if scope == POOLED else (index.get_level_values("model") == scope)
+
+
+def _scopes(models: Iterable[str]) -> list[str]:
+    models = sorted(set(models))
+    return models + ([POOLED] if len(models) > 1 else [])
+
+
+def _respondent_keys(frame: pd.DataFrame) -> set[tuple]:
+    return set(map(tuple, frame[RESPONDENT].drop_duplicates().to_numpy()))
+
+
+def _only(frame: pd.DataFrame, keys: set[tuple]) -> pd.DataFrame:
+    return frame[[key in keys for key in zip(frame["model"], frame["persona"])]]
+
+
+def _rng(seed: int, *names: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32("\0".join(map(str, names)).encode())])
+
+
+def _join(notes: Iterable[str | None]) -> str | None:
+    kept = [n for n in notes if n]
+    return "; ".join(dict.fromkeys(kept)) if kept else None
+
+
+# ------------------------------------------------------------------------------------- reliability
+
+
+def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Split-half reliability of each behaviour score across variants, per model and pooled.
+
+    Only the variants every respondent of the task has are used (:func:`variant_sets`), in the task
+    file's order (``variant_order``; by default the natural order of their ids, v01, v02, ...). For each
+    respondent, half A is the mean over the 1st, 3rd, 5th ... of them (each variant first averaged over
+    samples) and half B over the 2nd, 4th, ...; :math:`r_{AB}` is their correlation across respondents
+    (centred within model when pooled) and the Spearman-Brown reliability of the full score is
+    :math:`2 r_{AB} / (1 + r_{AB})` (Brown, 1910; none when :math:`r_{AB} < 0`).
+
+    ``n_variants`` is the number of shared variants the score uses; ``n_variants_min`` / ``n_variants_max``
+    the fewest and most variants a respondent of the scope has, with a note when they differ from it.
+    ``missing_rate`` is the share of the used conversations without a valid score.
+    """
+    _check(behavior, ("model", "persona", "task", "variant", "trait", "direction", "score"), "behaviour data")
+    info = task_info(behavior)
+    sets = variant_sets(behavior, variant_order)
+    used = common_variants(behavior, variant_order)
+    means = _variant_means(used)
+    by_task = {task: part for task, part in used.groupby("task")}
+    rows = []
+    for scope in _scopes(behavior["model"]):
+        for task, (trait, direction) in info.iterrows():
+            in_task = by_task.get(task, used.iloc[:0])
+            part = means.xs(task, level="task") if task in by_task else _NO_MEANS
+            counts = sets[task]["counts"] if task in sets else pd.Series([], dtype=int)
+            if scope != POOLED:
+                in_task, part = in_task[in_task["model"] == scope], part[_in_scope(part.index, scope)]
+                counts = counts[_in_scope(counts.index, scope)]
+            order = sets[task]["common"] if task in sets else []
+            fewest, most = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
+            row = {"scope": scope, "task": task, "trait": trait, "direction": direction, "n": None,
+                   "n_variants": len(order), "n_variants_min": fewest, "n_variants_max": most,
+                   "r_half": None, "spearman_brown": None,
+                   "missing_rate": float(in_task["score"].isna().mean()) if len(in_task) else None, "note": None}
+            notes = []
+            if most > len(order):
+                here = f"{fewest} to {most}" if most != fewest else f"{most}"
+                notes.append(f"respondents' variant sets differ: the score and split-half use the {len(order)} "
+                             f"variant(s) every respondent has ({here} per respondent in this scope)")
+            if len(order) < 2:
+                notes.append("split-half needs at least 2 variants")
+            else:
+                halves = [part[part.index.get_level_values("variant").isin(order[start::2])]
+                          .groupby(RESPONDENT).mean() for start in (0, 1)]
+                both = pd.concat(halves, axis=1, keys=["a", "b"])
+                groups = both.index.get_level_values("model") if scope == POOLED else None
+                stats = correlation(both["a"], both["b"], groups)
+                row.update(n=stats["n"], r_half=stats["r"])
+                notes.append(stats["note"])
+                r = stats["r"]
+                if r is not None and r >= 0:
+                    row["spearman_brown"] = 2 * r / (1 + r)
+                elif r is not None:
+                    notes.append("the two halves correlate negatively: the variants do not measure one thing "
+                                 "(reliability not estimable)")
+                if r is not None:
+                    notes.append(few_off_mode_note(both["a"], both["b"], groups, ("half-A", "half-B")))
+            row["note"] = _join(notes)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["scope", "task", "trait", "direction", "n", "n_variants", "n_variants_min",
+                                       "n_variants_max", "r_half", "spearman_brown", "missing_rate", "note"])
+
+
+def selfreport_reliability(items: pd.DataFrame, selfreport: pd.DataFrame) -> pd.DataFrame:
+    """Cronbach's alpha of each trait scale across respondents, per model and pooled, and of composites.
+
+    ``items`` holds each respondent's keyed item values averaged over its design cells, so alpha is the
+    reliability of the respondent-level scale score that enters the correlations (pooled: every item
+    centred within model, the within-model reliability). Only respondents of ``selfreport`` count (give
+    the respondents of the correlations). When several inventories measure a trait the composite (mean
+    of z-scored scale scores) has Mosier's (1943) reliability
+
+    .. math:: \\rho_c = 1 - \\frac{\\sum_i \\sigma_i^2 (1 - \\alpha_i)}{k^2\\,\\sigma_c^2}
+
+    over the respondents with every component (variances in the scope; centred within model when pooled).
+    Rows with ``inventory == "composite"`` hold it.
+    """
+    from psychometrics.statistics.reliability import cronbach_alpha
+
+    _check(items, ITEM_COLUMNS, "self-report item data")
+    components = self_components(selfreport)
+    items = _only(items, set(components.index))
+    rows = []
+    for scope in _scopes(components.index.get_level_values("model")):
+        for trait in sorted(set(components.columns.get_level_values("trait"))):
+            inventories = list(components.xs(trait, axis=1, level="trait").columns)
+            alphas = []
+            for inventory in inventories:
+                part = items[(items["inventory"] == inventory) & (items["trait"] == trait)]
+                wide = part.pivot_table(index=RESPONDENT, columns="item", values="value", aggfunc="mean", dropna=False)
+                wide = wide[_in_scope(wide.index, scope)]
+                if scope == POOLED:
+                    wide = wide - wide.groupby(level="model").transform("mean")
+                result = cronbach_alpha(wide) if wide.shape[1] and len(wide) else None
+                alpha = result.raw_alpha if result else None
+                alphas.append(alpha)
+                rows.append({"scope": scope, "trait": trait, "inventory": inventory,
+                             "scale": ", ".join(sorted(set(part["scale"]))), "reliability": alpha,
+                             "n": result.n if result else 0, "k": result.k if result else 0,
+                             "note": result.note if result else "no item data"})
+            if len(inventories) > 1:
+                rows.append(_composite_reliability(components, trait, inventories, alphas, scope))
+    return pd.DataFrame(rows, columns=["scope", "trait", "inventory", "scale", "reliability", "n", "k", "note"])
+
+
+def _composite_reliability(components, trait, inventories, alphas, scope) -> dict:
+    row = {"scope": scope, "trait": trait, "inventory": "composite", "scale": ", ".join(inventories),
+           "reliability": None, "n": 0, "k": len(inventories), "note": None}
+    z = components.xs(trait, axis=1, level="trait").apply(_zscore).dropna()
+    z = z[_in_scope(z.index, scope)]
+    row["n"] = len(z)
+    if any(a is None for a in alphas) or len(z) < 3:
+        row["note"] = "composite reliability needs every component's alpha and 3 respondents"
+        return row
+    values = z.to_numpy(float)
+    composite = values.mean(axis=1)
+    if scope == POOLED:
+        models = z.index.get_level_values("model")
+        values = np.column_stack([centre_within(values[:, j], models) for j in range(values.shape[1])])
+        composite = centre_within(composite, models)
+    k = len(inventories)
+    error = float((values.var(axis=0, ddof=1) * (1 - np.asarray(alphas, float))).sum())
+    total = float(composite.var(ddof=1))
+    if total > 0:
+        row["reliability"] = 1 - error / (k * k * total)
+    return row
+
+
+def _reliability_lookup(table: pd.DataFrame | None, key: str) -> dict:
+    if table is None or table.empty:
+        return {}
+    if key == "trait":  # the composite where there is one, else the single scale
+        table = table.assign(rank=(table["inventory"] != "composite").astype(int)).sort_values("rank")
+        table = table.drop_duplicates(["scope", "trait"])
+        return {(s, t): r for s, t, r in zip(table["scope"], table["trait"], table["reliability"])}
+    return {(s, t): r for s, t, r in zip(table["scope"], table["task"], table["spearman_brown"])}
+
+
+# -------------------------------------------------------------------------------------------- pairs
+
+
+def _both(selfs: pd.DataFrame, behaviours: pd.DataFrame, info: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    index = selfs.index.intersection(behaviours.index).sort_values()
+    return selfs.reindex(index), behaviours.reindex(index=index, columns=info.index)
+
+
+def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
+                   self_reliability: pd.DataFrame | None = None, behavior_reliability: pd.DataFrame | None = None,
+                   seed: int = 0, n_boot: int = 2000, ci_method: str = "bca") -> pd.DataFrame:
+    """Every trait x task pair in every scope (each model; pooled when several): see the module docstring.
+
+    Only respondents with both self-report and behaviour enter (give reliabilities computed on the same
+    respondents, as :func:`validity_tables` does). ``declared`` marks pairs whose task belongs to the
+    trait; ``expected_sign`` is the task's direction. Reliabilities are the tables of
+    :func:`selfreport_reliability` and :func:`behavior_reliability`; the corrected r is given only when
+    both are positive. ``ci_low``/``ci_high`` are the 95% interval of :func:`~psychometrics.statistics.correlation.r_interval` (``ci_method``,
+    by default the BCa bootstrap over respondents), ``fisher_low``/``fisher_high`` Fisher's z interval;
+    ``power_r30`` is :func:`~psychometrics.statistics.correlation.power_r` at the pair's degrees of freedom.
+    """
+    info = task_info(behavior)
+    selfs, behaviours = _both(self_scores(selfreport), behavior_scores(behavior), info)
+    index = selfs.index
+    rel_self = _reliability_lookup(self_reliability, "trait")
+    rel_behavior = _reliability_lookup(behavior_reliability, "task")
+    rows = []
+    for scope in _scopes(index.get_level_values("model")):
+        mask = _in_scope(index, scope)
+        groups = index.get_level_values("model")[mask] if scope == POOLED else None
+        block = []
+        for trait in selfs.columns:
+            for task, (task_trait, direction) in info.iterrows():
+                x, y = selfs.loc[mask, trait].to_numpy(float), behaviours.loc[mask, task].to_numpy(float)
+                stats = correlation(x, y, groups)
+                declared = task_trait == trait
+                row = {"scope": scope, "trait": trait, "task": task, "task_trait": task_trait,
+                       "declared": declared, "expected_sign": direction if declared else None,
+                       "n": stats["n"], "r": stats["r"], "ci_low": None, "ci_high": None,
+                       "fisher_low": None, "fisher_high": None, "p": stats["p"],
+                       "power_r30": power_r(stats["n"] - stats["k"] - 1)}
+                notes = [stats["note"]]
+                if stats["r"] is not None:
+                    notes.append(few_off_mode_note(x, y, groups))
+                    ci = r_interval(x, y, groups, method=ci_method, n_boot=n_boot, rng=_rng(seed, scope, trait, task))
+                    row.update(ci_low=ci["low"], ci_high=ci["high"])
+                    if ci["note"] is None:
+                        row["fisher_low"], row["fisher_high"] = fisher_interval(stats["r"], stats["df"])
+                    notes.append(ci["note"])
+                    if ci["failed"] and ci["note"] is None:
+                        notes.append(f"{ci['failed']} of {n_boot} bootstrap resamples had a constant score")
+                rs, rb = rel_self.get((scope, trait)), rel_behavior.get((scope, task))
+                row.update(rel_self=rs, rel_behavior=rb, r_corrected=None)
+                if stats["r"] is not None and rs is not None and rb is not None and rs > 0 and rb > 0:
+                    corrected = stats["r"] / math.sqrt(rs * rb)
+                    if abs(corrected) > 1:
+                        notes.append(f"corrected r {corrected:.2f} clipped to {math.copysign(1, corrected):.0f}")
+                        corrected = math.copysign(1.0, corrected)
+                    row["r_corrected"] = corrected
+                row["note"] = _join(notes)
+                block.append(row)
+        all_adjusted = bh_adjust([r["p"] for r in block])
+        declared_adjusted = bh_adjust([r["p"] if r["declared"] else None for r in block])
+        for row, p_all, p_declared in zip(block, all_adjusted, declared_adjusted):
+            row["p_bh_declared"], row["p_bh_all"] = p_declared, p_all
+            row["confirmed"] = bool(row["declared"] and row["r"] is not None and p_declared is not None
+                                    and np.sign(row["r"]) == row["expected_sign"] and p_declared < 0.05)
+        rows += block
+    columns = ["scope", "trait", "task", "task_trait", "declared", "expected_sign", "n", "r", "ci_low", "ci_high",
+               "fisher_low", "fisher_high", "p", "p_bh_declared", "p_bh_all", "confirmed", "power_r30", "rel_self", "rel_behavior", "r_corrected",
+               "note"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def dissociation_index(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per scope, overall and per trait, over the declared pairs.
+
+    ``declared``, ``tested`` (r computable), ``confirmed``; ``share_confirmed`` = confirmed / tested and the
+    dissociation index ``1 - share_confirmed`` (as defined: the share of declared associations not
+    confirmed). Because "not confirmed" includes "too few respondents to tell", three numbers stand beside
+    it: ``share_expected_sign`` (tested pairs whose r has the declared sign; 0.5 expected by chance),
+    ``mean_signed_r`` (mean of :math:`r \\cdot` expected sign: positive when behaviour follows the
+    self-report on average) and ``mean_power_r30`` (mean power of the tested pairs to detect r = .3,
+    :func:`~psychometrics.statistics.correlation.power_r`; a low value means a high dissociation index says little).
+    """
+    rows = []
+    declared = pairs[pairs["declared"].astype(bool)] if len(pairs) else pairs
+    for scope in dict.fromkeys(declared["scope"]) if len(declared) else []:
+        part = declared[declared["scope"] == scope]
+        for trait in ["all", *sorted(set(part["trait"]))]:
+            sel = part if trait == "all" else part[part["trait"] == trait]
+            tested_rows = sel[sel["r"].notna()]
+            tested = len(tested_rows)
+            confirmed = int(sel["confirmed"].sum())
+            share = confirmed / tested if tested else None
+            signed = tested_rows["r"].astype(float) * tested_rows["expected_sign"].astype(float)
+            power = tested_rows["power_r30"].dropna().astype(float) if "power_r30" in tested_rows else pd.Series([])
+            rows.append({"scope": scope, "trait": trait, "declared": len(sel), "tested": tested,
+                         "confirmed": confirmed, "share_confirmed": share,
+                         "dissociation": None if share is None else 1 - share,
+                         "share_expected_sign": float((signed > 0).mean()) if tested else None,
+                         "mean_signed_r": float(signed.mean()) if tested else None,
+                         "mean_power_r30": float(power.mean()) if len(power) else None})
+    return pd.DataFrame(rows, columns=["scope", "trait", "declared", "tested", "confirmed", "share_confirmed",
+                                       "dissociation", "share_expected_sign", "mean_signed_r", "mean_power_r30"])
+
+
+# -------------------------------------------------------------------------------------- mixed model
+
+
+def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFrame:
+    """Within- and between-model association of each declared pair (needs two or more models).
+
+    Over the respondents with both scores, self-report and behaviour are z-standardized, and
+
+    .. math:: z_b = \\beta_0 + \\beta_w (z_s - \\bar z_{s,m}) + \\beta_b \\bar z_{s,m} + u_m + e,
+              \\quad u_m \\sim N(0, \\tau^2),\\; e \\sim N(0, \\sigma^2)
+
+    is fitted by REML (:func:`~psychometrics.statistics.mixed_model.random_intercept_reml`; ``lme4::lmer(zb ~ within + between + (1 | model))``).
+    :math:`\\beta_w` is the association among one model's personas, :math:`\\beta_b` the association
+    between models' mean self-report and mean behaviour. The t tests use between-within degrees of
+    freedom (SAS ``DDFM=BETWITHIN``): :math:`n - k - 1` for :math:`\\beta_w` and :math:`k - 2` for
+    :math:`\\beta_b` with k models, so :math:`\\beta_b` rests honestly on k model means (no test for k = 2).
+    """
+    from scipy import stats
+
+    selfs, behaviours = self_scores(selfreport), behavior_scores(behavior)
+    index = selfs.index.intersection(behaviours.index)
+    rows = []
+    for task, (trait, _direction) in task_info(behavior).iterrows():
+        if trait not in selfs.columns:
+            continue
+        data = pd.DataFrame({"s": selfs.loc[index, trait], "b": behaviours.loc[index, task]}).dropna()
+        models = data.index.get_level_values("model").to_numpy()
+        k = len(set(models))
+        row = {"trait": trait, "task": task, "n": len(data), "n_models": k}
+        zs, zb = _zscore(data["s"]).to_numpy(), _zscore(data["b"]).to_numpy()
+        between = zs - centre_within(zs, models) if len(zs) else zs
+        within = zs - between
+        if k < 2 or len(data) < k + 3 or not np.isfinite(zs).all() or not np.isfinite(zb).all() \
+                or np.abs(within).max() < 1e-12:
+            rows.append(row | {"note": "needs 2 or more models, scores varying within models and more respondents "
+                                       "than models + 2"})
+            continue
+        fit = random_intercept_reml(zb, np.column_stack([np.ones(len(zs)), within, between]), models)
+        (_, b_w, b_b), (_, se_w, se_b) = fit["beta"], fit["se"]
+        df_w, df_b = len(data) - k - 1, k - 2
+        p_w = float(2 * stats.t.sf(abs(b_w / se_w), df_w))
+        p_b = float(2 * stats.t.sf(abs(b_b / se_b), df_b)) if df_b > 0 and se_b > 0 else None
+        notes = [f"between-model coefficient rests on {k} model means" if k < 5 else None,
+                 "model variance estimated at 0 (boundary)" if fit["theta"] == 0 else None]
+        rows.append(row | {
+            "within": b_w, "within_se": se_w, "within_df": df_w, "within_p": p_w,
+            "between": b_b, "between_se": se_b, "between_df": df_b, "between_p": p_b,
+            "model_variance": fit["group_variance"], "residual_variance": fit["residual_variance"],
+            "note": _join(notes)})
+    return pd.DataFrame(rows, columns=["trait", "task", "n", "n_models", "within", "within_se", "within_df", "within_p",
+                                       "between", "between_se", "between_df", "between_p", "model_variance",
+                                       "residual_variance", "note"])
+
+
+
+# ------------------------------------------------------------------------------ manipulation check
+
+
+def target_levels(targets: pd.DataFrame, index: pd.Index, traits: Iterable[str]) -> pd.DataFrame:
+    """Respondents x traits: the persona's target level (0 where the persona sets no target for the trait)."""
+    _check(targets, TARGET_COLUMNS, "persona targets")
+    level = targets.groupby(["persona", "trait"])["level"].first()
+    personas = index.get_level_values("persona")
+    return pd.DataFrame({t: [float(level.get((p, t), 0)) for p in personas] for t in traits}, index=index)
+
+
+def _manipulation_data(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame):
+    """Respondents with both measures; per targeted trait the respondents of the check (the trait's own
+    personas and the untargeted baseline ones), their levels and each measure's signed values."""
+    info = task_info(behavior)
+    selfs, behaviours = _both(self_scores(selfreport), behavior_scores(behavior), info)
+    index = selfs.index
+    targeted = targets[targets["level"] != 0]
+    traits = sorted(set(targeted["trait"]) & (set(selfs.columns) | set(info["trait"])))
+    levels = target_levels(targets, index, traits)
+    personas = index.get_level_values("persona")
+    baseline = ~personas.isin(set(targeted["persona"]))
+    out = []
+    for trait in traits:
+        members = np.asarray(baseline | personas.isin(set(targeted.loc[targeted["trait"] == trait, "persona"])))
+        if levels.loc[members, trait].nunique() < 2:
+            continue  # no persona in the data targets it
+        measures = [("self-report", "self-report", selfs[trait])] if trait in selfs.columns else []
+        measures += [(task, "behavior", behaviours[task] * direction)
+                     for task, (t, direction) in info.iterrows() if t == trait]
+        out.append((trait, members, levels[trait], measures))
+    return index, out
+
+
+def _manipulation_cells(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame):
+    """Per scope (each model, then pooled), trait and measure: (scope, trait, measure, kind, target
+    levels, signed values, model of each respondent or None) over the respondents of the check."""
+    index, data = _manipulation_data(selfreport, behavior, targets)
+    models = index.get_level_values("model")
+    for scope in _scopes(models):
+        in_scope = _in_scope(index, scope)
+        for trait, members, levels, measures in data:
+            mask = in_scope & members
+            groups = models[mask] if scope == POOLED else None
+            for measure, kind, values in measures:
+                yield scope, trait, measure, kind, levels[mask].to_numpy(float), values[mask].to_numpy(float), groups
+
+
+def manipulation_check(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """Does the persona's target level move the self-report and the behaviour of its trait?
+
+    For every trait some persona of the data targets, over the respondents with both measures who play
+    one of the trait's own personas or an untargeted (baseline, level 0) persona (personas targeting
+    other traits are left out: they are not level 0 of this trait's manipulation), in each model and
+    pooled (centred within model): r and OLS slope of the achieved self-report on the target level, and
+    of each of the trait's tasks, its score multiplied by the task's direction (so a working manipulation
+    gives a positive r everywhere). Slopes are in the score's units per target level; the test has
+    :math:`n - 2` (pooled :math:`n - k - 1`) degrees of freedom. Per-level means are in
+    :func:`manipulation_levels`.
+
+    Degenerate cases carry a note and no r: a score constant over these respondents, or r exactly 0
+    because the scores tie across the target levels; fewer than :data:`FEW_OFF_MODE` respondents off the
+    modal score are noted.
+    """
+    rows = []
+    for scope, trait, measure, kind, x, y, groups in _manipulation_cells(selfreport, behavior, targets):
+        stats = correlation(x, y, groups)
+        complete = ~np.isnan(y)
+        row = {"scope": scope, "trait": trait, "measure": measure, "kind": kind, "n": stats["n"],
+               "n_levels": int(len(set(x[complete]))), "r": stats["r"], "slope": stats["slope"], "p": stats["p"]}
+        notes = [stats["note"]]
+        if stats["r"] is not None and abs(stats["r"]) < 1e-12:
+            row.update(r=None, slope=None, p=None)
+            notes.append("the scores tie across target levels (r = 0 exactly): no trend estimable")
+        elif stats["r"] is not None:
+            count = off_mode(y[complete], None if groups is None else np.asarray(groups)[complete])
+            if count < FEW_OFF_MODE:
+                notes.append(f"r rests on {count} respondent(s) off the modal score")
+        row["note"] = _join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["scope", "trait", "measure", "kind", "n", "n_levels", "r", "slope", "p",
+                                       "note"])
+
+
+def manipulation_levels(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """Per trait, measure and target level: n, mean and SD (ddof 1) of the achieved score.
+
+    The same respondents and signed scores as :func:`manipulation_check` (the trait's own personas and
+    the baseline, level 0), per model and pooled over models (raw scores, not centred). A working
+    manipulation shows means rising with the level for self-report and for every task.
+    """
+    rows = []
+    for scope, trait, measure, kind, x, y, _ in _manipulation_cells(selfreport, behavior, targets):
+        for level, part in pd.DataFrame({"level": x, "y": y}).groupby("level"):
+            valid = part["y"].dropna()
+            rows.append({"scope": scope, "trait": trait, "measure": measure, "kind": kind, "level": level,
+                         "n": len(valid), "mean": float(valid.mean()) if len(valid) else None,
+                         "sd": float(valid.std(ddof=1)) if len(valid) > 1 else None})
+    return pd.DataFrame(rows, columns=["scope", "trait", "measure", "kind", "level", "n", "mean", "sd"])
+
+
+# ------------------------------------------------------------------------------------------- MTMM
+
+
+def behavior_trait_scores(behavior: pd.DataFrame) -> pd.DataFrame:
+    """Respondents x traits: mean over the trait's tasks of the direction-signed, within-model z score."""
+    scores = behavior_scores(behavior)
+    info = task_info(behavior)
+    models = scores.index.get_level_values("model")
+    z = scores.groupby(models).transform(lambda col: _zscore(col))
+    signed = z * info.loc[z.columns, "direction"].to_numpy()
+    return signed.T.groupby(info.loc[signed.columns, "trait"].to_numpy()).mean().T
+
+
+def behavior_mtmm(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The MTMM matrix and Campbell-Fiske summary with behaviour as one more method.
+
+    Over the respondents with both self-report and behaviour, methods are the inventories (signed
+    respondent scale scores) and ``behavior`` (:func:`behavior_trait_scores`). Each correlation uses the
+    pair's complete respondents, centred within model after that deletion (the within-model association
+    pooled over models), and is tested with :math:`n - k - 1` degrees of freedom
+    (:func:`psychometrics.statistics.mtmm.mtmm_matrix` with ``groups``).
+    """
+    from psychometrics.statistics.mtmm import mtmm_matrix
+
+    both = _respondent_keys(selfreport) & _respondent_keys(behavior)
+    components = self_components(_only(selfreport, both))
+    behaviour = behavior_trait_scores(_only(behavior, both))
+    behaviour.columns = pd.MultiIndex.from_tuples([(BEHAVIOR_METHOD, t) for t in behaviour.columns])
+    index = components.index.intersection(behaviour.index).sort_values()
+    wide = pd.concat([components.reindex(index), behaviour.reindex(index)], axis=1)
+    wide.columns = pd.MultiIndex.from_tuples(list(wide.columns), names=["method", "trait"])
+    return mtmm_matrix(wide, groups=index.get_level_values("model"))
+
+
+# ------------------------------------------------------------------------------------------ all tables
+
+
+def _scores_long(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFrame:
+    selfs = self_scores(selfreport).stack().rename("score").reset_index().rename(columns={"level_2": "measure"})
+    behaviours = behavior_scores(behavior).stack().rename("score").reset_index().rename(columns={"task": "measure"})
+    selfs.columns = [*RESPONDENT, "measure", "score"]
+    info = task_info(behavior)
+    selfs = selfs.assign(kind="self-report", trait=selfs["measure"], direction=1)
+    behaviours = behaviours.assign(kind="behavior", trait=info.loc[behaviours["measure"], "trait"].to_numpy(),
+                                   direction=info.loc[behaviours["measure"], "direction"].to_numpy())
+    columns = [*RESPONDENT, "kind", "measure", "trait", "direction", "score"]
+    return pd.concat([selfs[columns], behaviours[columns]], ignore_index=True)
+
+
+TABLE_NAMES = ("validity_pairs", "dissociation", "validity_mixed", "manipulation_check", "manipulation_levels",
+               "behavior_reliability", "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
+               "validity_scores")
+
+
+def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame | None = None, *,
+                    items: pd.DataFrame | None = None, variant_order: dict[str, list[str]] | None = None,
+                    seed: int = 0, n_boot: int = 2000, ci_method: str = "bca") -> dict[str, pd.DataFrame]:
+    """Every validity table (see the module docstring), plus ``notes`` saying what could not be computed.
+
+    Everything is computed over the respondents with both self-report and behaviour (a note says how
+    many of each were left out), so the reliabilities that correct a correlation, the correlation itself,
+    the manipulation check and the MTMM matrix describe the same respondents; behaviour scores use the
+    variants every respondent of the task has (:func:`variant_sets`). ``items`` (from
+    :func:`read_selfreport`) gives the self-report reliabilities; without it the correlations are not
+    corrected for unreliability. ``targets`` (:func:`targets_frame`) enables the manipulation check.
+    ``ci_method`` chooses the interval of r (:func:`~psychometrics.statistics.correlation.r_interval`: ``"fisher"`` or ``"bca"``).
+    """
+    _check(selfreport, SELFREPORT_COLUMNS, "self-report data")
+    _check(behavior, BEHAVIOR_COLUMNS, "behaviour data")
+    if targets is not None:
+        _check(targets, TARGET_COLUMNS, "persona targets")
+    if n_boot < 100:
+        raise PsytestError(f"--bootstrap {n_boot}: use at least 100 resamples")
+    selfreport = selfreport.assign(persona=selfreport["persona"].fillna("none"))
+    behavior = behavior.assign(persona=behavior["persona"].fillna("none"),
+                               score=pd.to_numeric(behavior["score"], errors="coerce"))
+    if items is not None:
+        items = items.assign(persona=items["persona"].fillna("none"))
+    notes: list[tuple[str, str]] = []
+    empty = pd.DataFrame()
+    tables = {name: empty for name in TABLE_NAMES}
+    self_keys, behavior_keys = _respondent_keys(selfreport), _respondent_keys(behavior)
+    both = self_keys & behavior_keys
+    if len(both) < 3:
+        if not behavior.empty:
+            tables["behavior_reliability"] = behavior_reliability(behavior, variant_order)
+        notes.append(("validity_pairs", (f"{len(both)} respondents (model x persona) have both self-report and "
+                                         "behaviour; need 3. Use the same model and persona set in both runs")))
+        return tables | {"notes": pd.DataFrame(notes, columns=["table", "note"])}
+    only_self, only_behavior = len(self_keys - both), len(behavior_keys - both)
+    if only_self or only_behavior:
+        notes.append(("validity_pairs", f"{len(both)} respondents have both self-report and behaviour and enter "
+                                        f"every table; left out: {only_self} with self-report only, {only_behavior} "
+                                        "with behaviour only"))
+    selfreport, behavior = _only(selfreport, both), _only(behavior, both)
+    tables["behavior_reliability"] = behavior_reliability(behavior, variant_order)
+    for task, entry in variant_sets(behavior, variant_order).items():
+        if int(entry["counts"].max()) > len(entry["common"]):
+            notes.append(("behavior_reliability", f"task '{task}': respondents' variant sets differ "
+                          f"({int(entry['counts'].min())} to {int(entry['counts'].max())} variants); its scores and "
+                          f"split-half use the {len(entry['common'])} variant(s) every respondent has"))
+    if items is not None and not selfreport.empty:
+        tables["selfreport_reliability"] = selfreport_reliability(_only(items, both), selfreport)
+    else:
+        notes.append(("validity_pairs", "no self-report item data: correlations are not corrected for unreliability"))
+    tables["validity_scores"] = _scores_long(selfreport, behavior)
+    pairs = validity_pairs(selfreport, behavior, self_reliability=tables["selfreport_reliability"],
+                           behavior_reliability=tables["behavior_reliability"], seed=seed, n_boot=n_boot,
+                           ci_method=ci_method)
+    tables["validity_pairs"], tables["dissociation"] = pairs, dissociation_index(pairs)
+    if not pairs["declared"].any():
+        notes.append(("dissociation", "no task measures a trait of the self-report; nothing was declared"))
+    if len({model for model, _ in both}) >= 2:
+        tables["validity_mixed"] = mixed_model(selfreport, behavior)
+    else:
+        notes.append(("validity_mixed", "one model only: within- and between-model associations need 2 or more"))
+    if targets is not None and (targets["level"] != 0).any():
+        tables["manipulation_check"] = manipulation_check(selfreport, behavior, targets)
+        tables["manipulation_levels"] = manipulation_levels(selfreport, behavior, targets)
+        if tables["manipulation_check"].empty:
+            notes.append(("manipulation_check", "no persona in the data sets a target on a measured trait"))
+    else:
+        notes.append(("manipulation_check", "no persona targets (use a trait-shaping persona set)"))
+    table, summary = behavior_mtmm(selfreport, behavior)
+    tables["validity_mtmm"], tables["validity_mtmm_summary"] = table, summary
+    if table.empty:
+        notes.append(("validity_mtmm", "fewer than two methods share two traits"))
+    return tables | {"notes": pd.DataFrame(notes, columns=["table", "note"])}

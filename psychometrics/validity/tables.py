@@ -1,0 +1,159 @@
+"""``psytest validity``: read questionnaire and behaviour runs, compute the validity tables, write them.
+
+The runs are joined on the respondent (model x persona): the questionnaire and behaviour runs of a study
+use the same model(s) and persona set. Persona targets for the manipulation check come from the persona
+sets the runs used. Output: every table as CSV, ``validity.html`` (self-contained, like the run report)
+and ``validity.json`` with the headline numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from psychometrics.errors import PsytestError
+
+
+@dataclass
+class ValidityResult:
+    out_dir: Path
+    tables: dict[str, pd.DataFrame]
+    files: list[Path] = field(default_factory=list)
+
+    def headline(self) -> dict:
+        """Per scope: share of declared pairs confirmed (dissociation = 1 - share) with the share of declared
+        pairs with the declared sign, their mean r in the declared direction and mean power to detect
+        r = .3; the declared pairs themselves (with each pair's power); the notes."""
+        dissociation = self.tables.get("dissociation", pd.DataFrame())
+        pairs = self.tables.get("validity_pairs", pd.DataFrame())
+        overall = dissociation[dissociation["trait"] == "all"] if not dissociation.empty else dissociation
+        declared = pairs[pairs["declared"]] if not pairs.empty else pairs
+        keep = ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared",
+                "confirmed", "power_r30", "r_corrected", "note"]
+        return {
+            "dissociation": json.loads(overall.to_json(orient="records")) if not overall.empty else [],
+            "declared_pairs": json.loads(declared[[c for c in keep if c in declared]].to_json(orient="records"))
+            if not declared.empty else [],
+            "notes": json.loads(self.tables["notes"].to_json(orient="records")) if "notes" in self.tables else [],
+        }
+
+    def payload(self) -> dict:
+        return {"out_dir": str(self.out_dir), "files": [p.name for p in self.files], **self.headline()}
+
+
+def _persona_targets(manifests: list[dict]):
+    """Targets of every persona set the runs used (trait-shaping personas have them; others give 0)."""
+    from psychometrics.design.personas import resolve_persona_set
+    from psychometrics.validity.statistics import targets_frame
+
+    frames = []
+    seen = set()
+    for manifest in manifests:
+        name = (manifest.get("design") or {}).get("personas")
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            frames.append(targets_frame(resolve_persona_set(name)))
+        except PsytestError:
+            continue  # a user's persona file that moved: no manipulation check from it
+    return pd.concat(frames, ignore_index=True).drop_duplicates() if frames else None
+
+
+def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
+                     seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Every validity table for the given questionnaire and behaviour runs."""
+    from psychometrics.behavior.analysis import (
+        changed_scoring, planned_behavior_frame, read_behavior_manifest, relative_to_model, run_tasks,
+    )
+    from psychometrics.run.directory import read_manifest
+    from psychometrics.validity.statistics import read_selfreport, validity_tables
+
+    if not selfreport_dirs or not behavior_dirs:
+        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+    manifests = []
+    for run_dir in selfreport_dirs:
+        manifest = read_manifest(Path(run_dir), study=None)
+        if manifest.get("study") == "behavior":
+            raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
+        manifests.append(manifest)
+    seen: dict[Path, str] = {}
+    for option, run_dir in [*(("--selfreport", d) for d in selfreport_dirs), *(("--behavior", d) for d in behavior_dirs)]:
+        resolved = Path(run_dir).resolve()
+        if resolved in seen:  # its respondents would enter twice
+            raise PsytestError(f"{option} {run_dir}: this run is given twice ({seen[resolved]} too); give each run once")
+        seen[resolved] = f"{option} {run_dir}"
+    frames, variant_order, run_notes, all_tasks = [], {}, [], {}
+    for run_dir in behavior_dirs:
+        manifest = read_behavior_manifest(Path(run_dir))
+        manifests.append(manifest)
+        tasks = run_tasks(manifest)
+        all_tasks.update(tasks)
+        for task in tasks.values():
+            variant_order.setdefault(task.id, [v.id for v in task.variants])
+        run_notes += [("behavior", f"{run_dir}: the scoring of '{t}' changed since the run; its stored replies are "
+                                  "scored with the current task file") for t in changed_scoring(manifest, tasks)]
+        frame, plan_notes = planned_behavior_frame(Path(run_dir))
+        frames.append(frame)
+        run_notes += [("behavior", note) for note in plan_notes]
+    selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
+    behavior = relative_to_model(pd.concat(frames, ignore_index=True), all_tasks)  # reply length per model
+    tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
+                             variant_order=variant_order, seed=seed, n_boot=n_boot)
+    if run_notes:
+        tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(run_notes, columns=["table", "note"])],
+                                    ignore_index=True)
+    return tables
+
+
+def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str], csv_names: list[str],
+                  dpi: int = 96) -> str:
+    """``validity.html``: the validity section alone, in the report's self-contained page."""
+    from psychometrics import __version__
+    from psychometrics.report.html import render_html
+    from psychometrics.report.validity_section import validity_section
+
+    section = validity_section(tables, dpi=dpi)
+    context = {
+        "title": title,
+        "run_dir": ", ".join(sources),
+        "run_info": [("runs", ", ".join(sources))],
+        "sections": [section] if section else [],
+        "replies": None,
+        "files": sorted(csv_names) + ["validity.html", "validity.json"],
+        "generator": f"psytest {__version__}",
+    }
+    return render_html(context)
+
+
+def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Optional[Path], *,
+                 n_boot: int = 2000, seed: int = 0) -> ValidityResult:
+    """Compute and write everything (one set, :class:`psychometrics.run.outputs.DerivedSet`); ``out`` defaults
+    to ``validity/`` in the first behaviour run."""
+    from psychometrics.run.outputs import DerivedSet, claim_directory
+    from psychometrics.run.directory import run_inputs
+
+    default = Path(behavior_dirs[0]) / "validity" if behavior_dirs else None
+    out_dir = Path(out) if out is not None else default
+    owned = default is not None and out_dir.resolve() == default.resolve()
+    if out_dir is not None:
+        claim_directory(out_dir, "validity", owned=owned, create=False)  # refused before the work, not after
+    tables = compute_validity(selfreport_dirs, behavior_dirs, n_boot=n_boot, seed=seed)
+    sources = [str(d) for d in [*selfreport_dirs, *behavior_dirs]]
+    run_info = pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]})
+    csv_names = [f"{name}.csv" for name, table in {**tables, "run_info": run_info}.items()
+                 if table is not None and not table.empty]
+    page = validity_page(tables, "psytest: self-report vs behaviour", sources, csv_names)
+    result = ValidityResult(out_dir, tables, [])
+    inputs = {"runs": [{"run": str(d), **run_inputs(Path(d))} for d in [*selfreport_dirs, *behavior_dirs]]}
+    with DerivedSet(out_dir, "validity", inputs=inputs, owned=owned,
+                    options={"bootstrap": n_boot, "seed": seed}) as validity:
+        result.files += validity.write_tables({**tables, "run_info": run_info})
+        result.files.append(validity.write_text("validity.html", page))
+        result.files.append(validity.write_text(
+            "validity.json", json.dumps(result.headline(), indent=2, ensure_ascii=False) + "\n"))
+    return result
