@@ -328,7 +328,7 @@ SCHEMA_DAMAGE = {
     "prompts-dropped": ("DROP TABLE prompts", "lacks its 'prompts' table"),
     "meta-dropped": ("DROP TABLE meta", "not a psytest store (no 'meta' table)"),
     "schema-version-from-the-future": ("UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-                                       "schema version '99', but this psytest reads version 1; upgrade psytest"),
+                                       "schema version '99', but this psytest reads versions 1 to 2; upgrade psytest"),
     "schema-version-missing": ("DELETE FROM meta", "schema version none"),
     "another-programs-database": ("DROP TABLE meta; DROP TABLE responses; DROP TABLE prompts; CREATE TABLE t(x)",
                                   "not a psytest store"),
@@ -407,7 +407,7 @@ def test_export_into_a_file_that_is_not_a_duckdb_database_changes_nothing(kind, 
 
 
 def test_an_export_that_fails_half_way_changes_nothing(run, tmp_path, monkeypatch):
-    from psychometrics.run.directory import export
+    from psychometrics.run import export
 
     database = tmp_path / "study.duckdb"
     assert export.to_duckdb(run / "q", database, table="select", chunksize=7) == 20

@@ -158,7 +158,7 @@ def test_writing_into_a_read_only_mount_is_one_line_that_says_so(command, needle
 
 def test_the_read_only_media_path_simulated_with_sqlites_flags(runs, tmp_path, capsys, monkeypatch):
     """Where user namespaces are not available: the same path, with the media declared read-only."""
-    from psychometrics.run.directory import store
+    from psychometrics.run import store
 
     copy = tmp_path / "q"
     shutil.copytree(runs / "q", copy)

@@ -19,69 +19,13 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from psychometrics.models.base import clean_text
+from psychometrics.run.schema import Column, StoreSchema, Table, column, table_of
 from psychometrics.run.store import check_contents, open_store
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS turns (
-    request_id TEXT NOT NULL,
-    turn INTEGER NOT NULL,
-    reply TEXT,
-    latency_s REAL,
-    input_tokens INTEGER,
-    output_tokens INTEGER,
-    answered_at REAL NOT NULL,
-    PRIMARY KEY (request_id, turn)
-);
-CREATE TABLE IF NOT EXISTS conversations (
-    request_id TEXT PRIMARY KEY,
-    task TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    trait TEXT NOT NULL,
-    direction INTEGER NOT NULL,
-    persona TEXT NOT NULL,
-    sample INTEGER NOT NULL,
-    display TEXT NOT NULL,
-    transcript TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    score REAL,
-    detail TEXT,
-    latency_s REAL,
-    input_tokens INTEGER,
-    output_tokens INTEGER,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    answered_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conversations_task ON conversations(task, persona);
-"""
-
-COLUMNS = (
-    "request_id", "task", "variant", "trait", "direction", "persona", "sample", "display", "transcript", "outcome",
-    "score", "detail", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "answered_at",
-)
-_JSON_FIELDS = ("display", "transcript", "detail")
-# What each column may hold (see psychometrics.run.store.RESPONSE_TYPES)
-TYPES = {
-    "conversations": {
-        "request_id": "text", "task": "text", "variant": "text", "trait": "text", "direction": "int", "persona": "text",
-        "sample": "int", "display": "array:text", "transcript": "array:array", "outcome": "text", "score": "real?",
-        "detail": "object?", "latency_s": "real?", "input_tokens": "int?", "output_tokens": "int?", "error": "text?",
-        "attempts": "int", "answered_at": "real",
-    },
-    "turns": {
-        "request_id": "text", "turn": "int", "reply": "text?", "latency_s": "real?", "input_tokens": "int?",
-        "output_tokens": "int?", "answered_at": "real",
-    },
-}
-
 
 @dataclass
 class TurnReply:
@@ -96,26 +40,39 @@ class TurnReply:
 
 @dataclass
 class ConversationRow:
-    """One finished (or failed) conversation. JSON-valued fields are Python objects here."""
+    """One finished (or failed) conversation, and the definition of the ``conversations`` table.
+    JSON-valued fields are Python objects here."""
 
-    request_id: str
-    task: str
-    variant: str
-    trait: str
-    direction: int
-    persona: str
-    sample: int
-    display: list[str]
-    transcript: list[list[str]]
-    outcome: str
-    score: float | None = None
-    detail: dict[str, Any] | None = field(default=None)
-    latency_s: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    error: str | None = None
-    attempts: int = 1
-    answered_at: float = 0.0
+    request_id: str = column("text")
+    task: str = column("text")
+    variant: str = column("text")
+    trait: str = column("text")
+    direction: int = column("int")
+    persona: str = column("text")
+    sample: int = column("int")
+    display: list[str] = column("array:text")
+    transcript: list[list[str]] = column("array:array")
+    outcome: str = column("text")
+    score: float | None = column("real?", None)
+    detail: dict[str, Any] | None = column("object?", None)
+    latency_s: float | None = column("real?", None)
+    input_tokens: int | None = column("int?", None)
+    output_tokens: int | None = column("int?", None)
+    error: str | None = column("text?", None)
+    attempts: int = column("int", 1, sql_default="1")
+    answered_at: float = column("real", 0.0)
+
+
+TURNS = Table("turns", (
+    Column("request_id", "text"), Column("turn", "int"), Column("reply", "text?"), Column("latency_s", "real?"),
+    Column("input_tokens", "int?"), Column("output_tokens", "int?"), Column("answered_at", "real"),
+), primary_key=("request_id", "turn"))
+CONVERSATIONS = table_of(ConversationRow, "conversations", primary_key=("request_id",),
+                         indexes=(("conversations_task", ("task", "persona")),))
+#: ``behavior.sqlite``, version 1.
+BEHAVIOR_STORE = StoreSchema(1, (TURNS, CONVERSATIONS))
+COLUMNS = CONVERSATIONS.names
+_JSON_FIELDS = CONVERSATIONS.json_columns
 
 
 class BehaviorStore:
@@ -124,7 +81,7 @@ class BehaviorStore:
 
     def __init__(self, path: Path, *, read_only: bool | None = None):
         self.path = path
-        self.conn, self.read_only = open_store(path, _SCHEMA, "conversations", read_only, SCHEMA_VERSION)
+        self.conn, self.read_only, self.version = open_store(path, BEHAVIOR_STORE, read_only)
 
     def close(self) -> None:
         self.conn.close()
@@ -210,10 +167,10 @@ class BehaviorStore:
         return True
 
     def _insert(self, row: ConversationRow) -> None:
-        values = [getattr(row, column) for column in COLUMNS]
-        for index, column in enumerate(COLUMNS):
-            if column in _JSON_FIELDS and values[index] is not None:
-                values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column == "detail")
+        values = [getattr(row, name) for name in COLUMNS]
+        for index, name in enumerate(COLUMNS):
+            if name in _JSON_FIELDS and values[index] is not None:
+                values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=name == "detail")
         self.conn.execute(
             f"INSERT OR REPLACE INTO conversations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
             values,
@@ -230,9 +187,9 @@ class BehaviorStore:
         cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM conversations ORDER BY rowid")
         for record in cursor:
             data = dict(zip(COLUMNS, record))
-            for column in _JSON_FIELDS:
-                if data[column] is not None:
-                    data[column] = json.loads(data[column])
+            for name in _JSON_FIELDS:
+                if data[name] is not None:
+                    data[name] = json.loads(data[name])
             yield ConversationRow(**data)
 
     def count(self) -> int:
@@ -241,8 +198,8 @@ class BehaviorStore:
     def check_contents(self) -> None:
         """One-line error unless every column holds what psytest writes, and every transcript entry is a
         [role, text] pair (:func:`psychometrics.run.store.check_contents`)."""
-        for table, types in TYPES.items():
-            check_contents(self.conn, self.path, table, types, optional=())
+        for table in (TURNS, CONVERSATIONS):
+            check_contents(self.conn, self.path, table, self.version)
         bad = self.conn.execute(
             "SELECT conversations.rowid FROM conversations, json_each(conversations.transcript) AS entry WHERE "
             "json_valid(conversations.transcript) AND (entry.type != 'array' OR json_array_length(entry.value) != 2 "

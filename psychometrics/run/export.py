@@ -31,12 +31,11 @@ RESPONSE_COLUMNS = (
     "output_tokens", "error", "attempts", "reasks", "answered_at",
 )
 CELL_FIELDS = tuple(f for f in CONDITION_FIELDS if f not in RESPONSE_COLUMNS)  # "mode" is a column already
-_INTEGER = {"item_index", "position", "input_tokens", "output_tokens", "attempts", "reasks", "sample"}
-_REAL = {"value", "expected_value", "entropy", "option_mass", "latency_s", "answered_at"}
-
-
 def _duckdb_type(column: str) -> str:
-    return "BIGINT" if column in _INTEGER else "DOUBLE" if column in _REAL else "VARCHAR"
+    from psychometrics.run.store import RESPONSES
+
+    kind = RESPONSES.kinds.get(column, "int" if column == "sample" else "text").rstrip("?")
+    return {"int": "BIGINT", "real": "DOUBLE"}.get(kind, "VARCHAR")
 
 
 def _store(run_dir: Path) -> Path:
@@ -49,16 +48,15 @@ def _store(run_dir: Path) -> Path:
 def connect_read_only(run_dir: Path) -> sqlite3.Connection:
     """A read-only connection to a run's store (never creates or changes a file; checked as every
     command checks a store, :func:`psychometrics.run.store.open_store`); one-line error if unreadable."""
-    from psychometrics.run.store import _SCHEMA, check_contents, open_store
+    from psychometrics.run.store import RunStore
 
-    path = _store(run_dir)
-    con = open_store(path, _SCHEMA, "responses", read_only=True)[0]
+    store = RunStore(_store(run_dir), read_only=True)
     try:
-        check_contents(con, path)
+        store.check_contents()
     except PsytestError:
-        con.close()
+        store.close()
         raise
-    return con
+    return store.conn
 
 
 def responses_query(columns: Sequence[str] = RESPONSE_COLUMNS, where: str | None = None) -> str:

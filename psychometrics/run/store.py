@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextvars
 import json
 import os
-import re
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -37,93 +36,55 @@ from typing import Any, Iterator
 from psychometrics.engine.claims import Claims
 from psychometrics.errors import PsytestError
 from psychometrics.models.base import clean_text
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS prompts (
-    messages_hash TEXT PRIMARY KEY,
-    messages TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS responses (
-    request_id TEXT NOT NULL,
-    inventory TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    item_index INTEGER NOT NULL DEFAULT 0,
-    condition TEXT NOT NULL,
-    messages_hash TEXT NOT NULL REFERENCES prompts(messages_hash),
-    choices TEXT NOT NULL,
-    position_values TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    raw_reply TEXT,
-    choice_logprobs TEXT,
-    outcome TEXT NOT NULL,
-    parse_method TEXT,
-    position INTEGER,
-    value REAL,
-    expected_value REAL,
-    entropy REAL,
-    option_mass REAL,
-    latency_s REAL,
-    input_tokens INTEGER,
-    output_tokens INTEGER,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    reasks INTEGER NOT NULL DEFAULT 0,
-    reask_replies TEXT,
-    answered_at REAL NOT NULL,
-    note TEXT,
-    PRIMARY KEY (request_id, item_id)
-);
-CREATE INDEX IF NOT EXISTS responses_item ON responses(inventory, item_id);
-"""
-
-COLUMNS = (
-    "request_id", "inventory", "item_id", "item_index", "condition", "messages_hash", "choices", "position_values", "mode",
-    "raw_reply", "choice_logprobs", "outcome", "parse_method", "position", "value", "expected_value", "entropy",
-    "option_mass", "latency_s", "input_tokens", "output_tokens", "error", "attempts", "reasks", "reask_replies",
-    "answered_at", "note",
-)
-
+from psychometrics.run.schema import Column, StoreSchema, Table, add_missing_columns, column, table_of
 
 @dataclass
 class ResponseRow:
-    """One stored answer (or failure). JSON-valued fields are Python objects here."""
+    """One stored answer (or failure), and the definition of the ``responses`` table (:data:`RESPONSES`).
+    JSON-valued fields are Python objects here."""
 
-    request_id: str
-    inventory: str
-    item_id: str
-    item_index: int
-    condition: dict[str, Any]
-    messages_hash: str
-    choices: list[str]
-    position_values: list[int]
-    mode: str
-    raw_reply: str | None
-    choice_logprobs: dict[str, float] | None
-    outcome: str
-    parse_method: str | None = None
-    position: int | None = None
-    value: float | None = None
-    expected_value: float | None = None
-    entropy: float | None = None
-    option_mass: float | None = None
-    latency_s: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    error: str | None = None
-    attempts: int = 1
-    reasks: int = 0
-    reask_replies: list[str] | None = None
-    answered_at: float = 0.0
-    note: str | None = None  # e.g. a re-ask that failed (the reply before it is kept)
+    request_id: str = column("text")
+    inventory: str = column("text")
+    item_id: str = column("text")
+    item_index: int = column("int", sql_default="0")
+    condition: dict[str, Any] = column("object:scalar")
+    messages_hash: str = column("text", references="prompts(messages_hash)")
+    choices: list[str] = column("array:text")
+    position_values: list[int] = column("array:int")
+    mode: str = column("text")
+    raw_reply: str | None = column("text?")
+    choice_logprobs: dict[str, float] | None = column("object:real?")
+    outcome: str = column("text")
+    parse_method: str | None = column("text?", None)
+    position: int | None = column("int?", None)
+    value: float | None = column("real?", None)
+    expected_value: float | None = column("real?", None)
+    entropy: float | None = column("real?", None)
+    option_mass: float | None = column("real?", None)
+    latency_s: float | None = column("real?", None)
+    input_tokens: int | None = column("int?", None)
+    output_tokens: int | None = column("int?", None)
+    error: str | None = column("text?", None)
+    attempts: int = column("int", 1, sql_default="1")
+    reasks: int = column("int", 0, sql_default="0")
+    reask_replies: list[str] | None = column("array:text?", None)
+    answered_at: float = column("real", 0.0)
+    note: str | None = column("text?", None)  # e.g. a re-ask that failed (the reply before it is kept)
+
+
+PROMPTS = Table("prompts", (Column("messages_hash", "text"), Column("messages", "array:array")),
+                primary_key=("messages_hash",))
+RESPONSES = table_of(ResponseRow, "responses", primary_key=("request_id", "item_id"),
+                     indexes=(("responses_item", ("inventory", "item_id")),), since={"note": 2})
+#: ``responses.sqlite``: version 2 added ``note`` (stores of version 1 written late already had it).
+RESPONSE_STORE = StoreSchema(2, (PROMPTS, RESPONSES), migrations={1: add_missing_columns(RESPONSES, 1)})
+COLUMNS = RESPONSES.names
 
 
 #: What SQLite refuses to store from a row (UnicodeEncodeError, a lone surrogate, is a ValueError).
 _UNSTORABLE = (sqlite3.Error, ValueError, TypeError, OverflowError)
 
-_JSON_FIELDS = ("condition", "choices", "position_values", "choice_logprobs", "reask_replies")
+_JSON_FIELDS = RESPONSES.json_columns
 
 _READ_ONLY = contextvars.ContextVar("psytest_read_only_stores", default=False)
 
@@ -156,7 +117,6 @@ def store_error(path: Path, exc: BaseException) -> PsytestError:
     return PsytestError(f"{path}: {hint} ({type(exc).__name__}: {text})")
 
 
-_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
 _checked: dict[tuple, None] = {}  # stores that passed quick_check in this process, by path, size and time
 
 
@@ -200,28 +160,31 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _check_schema(conn: sqlite3.Connection, path: Path, tables: tuple[str, ...], version: int) -> bool:
-    """Whether the store is new (no tables at all). A store that has tables must be one psytest wrote,
-    whole: every table of ``tables``, and ``meta.schema_version`` equal to ``version``. Anything else
-    (a table dropped, another program's database, a store from a newer psytest) is refused, never
-    re-created: re-creating a dropped ``responses`` table would make a resumed run send everything again."""
+def _store_version(conn: sqlite3.Connection, path: Path, schema: StoreSchema) -> int | None:
+    """The store's schema version, or None for an empty database (no tables at all: a new store). A store
+    that has tables must be one psytest wrote, whole: every table of ``schema``, and a ``meta.schema_version``
+    this psytest knows (older ones are migrated by writers, read as they are by readers). Anything else (a
+    table dropped, another program's database, a store from a newer psytest) is refused, never re-created:
+    re-creating a dropped ``responses`` table would make a resumed run send everything again."""
     present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not present:
-        return True
+        return None
     if "meta" not in present:
         raise PsytestError(f"{path}: not a psytest store (no 'meta' table); give a run directory psytest wrote, "
                            "or another --out")
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None or str(row[0]) != str(version):
+    version = int(row[0]) if row is not None and str(row[0]).isdigit() else None
+    if version is None or not 1 <= version <= schema.version:
         found = "none" if row is None else repr(row[0])
-        newer = row is not None and str(row[0]).isdigit() and int(row[0]) > version
-        raise PsytestError(f"{path}: store schema version {found}, but this psytest reads version {version}; "
-                           + ("upgrade psytest to read it" if newer else "it is not a store this psytest wrote"))
-    missing = [t for t in tables if t not in present]
+        newer = version is not None and version > schema.version
+        raise PsytestError(f"{path}: store schema version {found}, but this psytest reads versions 1 to "
+                           f"{schema.version}; " + ("upgrade psytest to read it" if newer
+                                                    else "it is not a store this psytest wrote"))
+    missing = [t for t in schema.table_names if t not in present]
     if missing:
         raise PsytestError(f"{path}: the store lacks its '{missing[0]}' table (damaged, or edited by hand); it is "
                            "not used, so nothing is sent again: restore it from a backup, or run into a new --out")
-    return False
+    return version
 
 
 def check_integrity(conn: sqlite3.Connection, path: Path, *, full: bool = False, name: Path | None = None) -> None:
@@ -251,46 +214,50 @@ def check_integrity(conn: sqlite3.Connection, path: Path, *, full: bool = False,
         _checked[state] = None
 
 
-def open_store(path: Path, schema: str, table: str, read_only: bool | None = None,
-               version: int = SCHEMA_VERSION) -> tuple[sqlite3.Connection, bool]:
-    """(autocommit connection to the SQLite store at ``path``, whether it is read-only).
+def open_store(path: Path, schema: StoreSchema, read_only: bool | None = None) -> tuple[sqlite3.Connection, bool, int]:
+    """(autocommit connection to the SQLite store at ``path``, whether it is read-only, its schema version).
 
     Read-only (``read_only``, or by default inside :func:`read_only_stores`): nothing created or
-    changed (see :func:`_connect_read_only` for read-only directories), and the store must exist. Otherwise
-    a missing store is created, in WAL mode, in one transaction. Either way an existing store must be a
-    whole psytest store of this schema version (:func:`_check_schema`) and pass SQLite's quick check
-    (:func:`check_integrity`). Any failure is a one-line :class:`PsytestError` naming the file."""
+    changed (see :func:`_connect_read_only` for read-only directories), the store must exist, and an
+    older version is read as it is. Otherwise a missing store is created, in WAL mode, in one
+    transaction, and an older one is migrated (:meth:`StoreSchema.migrate`) in one transaction. Either
+    way an existing store must be a whole psytest store of a known version (:func:`_store_version`) and
+    pass SQLite's quick check (:func:`check_integrity`). Any failure is a one-line :class:`PsytestError`
+    naming the file."""
     path = Path(path)
     read_only = _READ_ONLY.get() if read_only is None else read_only
     if read_only and not path.is_file():
         raise PsytestError(f"{path}: no such store; give a run directory that psytest wrote")
-    tables = tuple(_TABLE.findall(schema))
     conn = None
     try:
         if read_only:
             conn = _connect_read_only(path)
-            if _check_schema(conn, path, tables, version):
+            version = _store_version(conn, path, schema)
+            if version is None:
                 raise PsytestError(f"{path}: an empty database, not a psytest store; give a run directory that "
                                    "psytest wrote")
+            check_integrity(conn, path)
         else:
             conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-            if not _check_schema(conn, path, tables, version):
+            if _store_version(conn, path, schema) is not None:
                 check_integrity(conn, path)  # before anything is written to it
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("BEGIN IMMEDIATE")  # created whole or not at all, even by two processes at once
+            conn.execute("BEGIN IMMEDIATE")  # created or migrated whole or not at all, even by two processes at once
             try:
-                _check_schema(conn, path, tables, version)
-                for statement in filter(str.strip, schema.split(";")):
-                    conn.execute(statement)
-                conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(version),))
+                found = _store_version(conn, path, schema)
+                if found is None:
+                    for statement in schema.ddl():
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(schema.version),))
+                elif found < schema.version:
+                    schema.migrate(conn, found)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        if read_only:
-            check_integrity(conn, path)
-        conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+            version = schema.version
+        conn.execute(f"SELECT 1 FROM {schema.tables[-1].name} LIMIT 1").fetchall()
     except PsytestError:
         if conn is not None:
             conn.close()
@@ -299,70 +266,63 @@ def open_store(path: Path, schema: str, table: str, read_only: bool | None = Non
         if conn is not None:
             conn.close()
         raise store_error(path, exc) from None
-    return conn, read_only
+    return conn, read_only, version
 
 
-# What each column may hold, checked in SQL before a command reads a store: a value of another type (text
-# where a number belongs, a NULL in a required column, JSON that is not JSON or not of its shape) is one
-# line naming the file, the row and the column, not a TypeError in the analysis. Kinds: "text", "int",
-# "real" (an integer too), "object"/"array" (JSON text, of numbers "array:real", "object:real", of
-# scalars "object:scalar"); a trailing "?" allows NULL.
-RESPONSE_TYPES = {
-    "request_id": "text", "inventory": "text", "item_id": "text", "item_index": "int", "condition": "object:scalar",
-    "messages_hash": "text", "choices": "array:text", "position_values": "array:int", "mode": "text",
-    "raw_reply": "text?", "choice_logprobs": "object:real?", "outcome": "text", "parse_method": "text?",
-    "position": "int?", "value": "real?", "expected_value": "real?", "entropy": "real?", "option_mass": "real?",
-    "latency_s": "real?", "input_tokens": "int?", "output_tokens": "int?", "error": "text?", "attempts": "int",
-    "reasks": "int", "reask_replies": "array:text?", "answered_at": "real", "note": "text?",
-}
+# What each column may hold (its kind, :mod:`psychometrics.run.schema`) is checked in SQL before a command
+# reads a store: a value of another type (text where a number belongs, a NULL in a required column, JSON
+# that is not JSON or not of its shape) is one line naming the file, the row and the column, not a
+# TypeError in the analysis.
 _SQL_TYPES = {"text": "'text'", "int": "'integer'", "real": "'integer', 'real'"}
 _JSON_ITEM_TYPES = {"text": "'text'", "int": "'integer'", "real": "'integer', 'real'",
                     "scalar": "'text', 'integer', 'real', 'true', 'false', 'null'", "array": "'array'"}
 
 
-def _wrong(column: str, kind: str) -> str:
-    """An SQL condition true when ``column`` does not hold ``kind`` (see :data:`RESPONSE_TYPES`)."""
+def _wrong(name: str, kind: str) -> str:
+    """An SQL condition true when column ``name`` does not hold ``kind`` (see :mod:`psychometrics.run.schema`)."""
     nullable = kind.endswith("?")
     kind = kind.rstrip("?")
     if kind in _SQL_TYPES:
-        wrong = f"typeof({column}) NOT IN ({_SQL_TYPES[kind]})"
+        wrong = f"typeof({name}) NOT IN ({_SQL_TYPES[kind]})"
     else:
         shape, _, items = kind.partition(":")
-        wrong = f"typeof({column}) != 'text' OR NOT json_valid({column}) OR json_type({column}) != '{shape}'"
+        wrong = f"typeof({name}) != 'text' OR NOT json_valid({name}) OR json_type({name}) != '{shape}'"
         if items:
-            wrong += (f" OR EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.type NOT IN "
+            wrong += (f" OR EXISTS (SELECT 1 FROM json_each({name}) WHERE json_each.type NOT IN "
                       f"({_JSON_ITEM_TYPES[items]}))")
-    return f"({column} IS NOT NULL AND ({wrong}))" if nullable else f"({column} IS NULL OR {wrong})"
+    return f"({name} IS NOT NULL AND ({wrong}))" if nullable else f"({name} IS NULL OR {wrong})"
 
 
-def check_contents(conn: sqlite3.Connection, path: Path, table: str = "responses",
-                   types: dict[str, str] = RESPONSE_TYPES, optional: tuple[str, ...] = ("note",)) -> None:
+def check_contents(conn: sqlite3.Connection, path: Path, table: Table = RESPONSES, version: int | None = None) -> None:
     """Raise a one-line :class:`PsytestError` naming ``path``, the row and the column when a column of
-    ``table`` is missing (except those ``optional``: stores from before they existed) or holds a value of
-    another kind than ``types`` says."""
+    ``table`` is missing (except those a store of ``version`` predates) or holds a value of another kind
+    than the table defines."""
+    optional = table.added_after(version) if version is not None else ()
+    types = table.kinds
+    name = table.name
     try:
-        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
         if not present:
-            raise PsytestError(f"{path}: has no table {table}; not a psytest store: give a run directory psytest wrote")
+            raise PsytestError(f"{path}: has no table {name}; not a psytest store: give a run directory psytest wrote")
         types = {c: t for c, t in types.items() if c in present or c not in optional}
         missing = [c for c in types if c not in present]
         if missing:
-            raise PsytestError(f"{path}: table {table} has no column '{missing[0]}'; not a store this psytest wrote: "
+            raise PsytestError(f"{path}: table {name} has no column '{missing[0]}'; not a store this psytest wrote: "
                                "give a run directory psytest wrote")
-        conditions = {column: _wrong(column, kind) for column, kind in types.items()}
-        found = conn.execute(f"SELECT rowid FROM {table} WHERE {' OR '.join(conditions.values())} LIMIT 1").fetchone()
+        conditions = {name_: _wrong(name_, kind) for name_, kind in types.items()}
+        found = conn.execute(f"SELECT rowid FROM {name} WHERE {' OR '.join(conditions.values())} LIMIT 1").fetchone()
         if found is None:
             return
-        for column, condition in conditions.items():
-            value = conn.execute(f"SELECT {column} FROM {table} WHERE rowid = ? AND {condition}", found).fetchone()
+        for bad, condition in conditions.items():
+            value = conn.execute(f"SELECT {bad} FROM {name} WHERE rowid = ? AND {condition}", found).fetchone()
             if value is not None:
                 break
     except sqlite3.Error as exc:
         raise store_error(path, exc) from None
     shown = repr(value[0]) if len(repr(value[0])) <= 40 else repr(value[0])[:37] + "..."
-    expected = types[column].rstrip("?").replace("real", "number").replace("int", "whole number")
-    raise PsytestError(f"{path}: {table} row {found[0]}, column '{column}': {shown} is not {expected.replace(':', ' of ')}"
-                       f"{'' if types[column].endswith('?') else ' (required)'}; the store was changed or damaged: "
+    expected = types[bad].rstrip("?").replace("real", "number").replace("int", "whole number")
+    raise PsytestError(f"{path}: {name} row {found[0]}, column '{bad}': {shown} is not {expected.replace(':', ' of ')}"
+                       f"{'' if types[bad].endswith('?') else ' (required)'}; the store was changed or damaged: "
                        "restore it from a backup, or run again into a new --out")
 
 
@@ -382,19 +342,10 @@ class RunStore:
 
     def __init__(self, path: Path, *, read_only: bool | None = None):
         self.path = path
-        self.conn, self.read_only = open_store(path, _SCHEMA, "responses", read_only)
+        self.conn, self.read_only, self.version = open_store(path, RESPONSE_STORE, read_only)
         self._saved_prompts: set[str] = set()  # prompts this connection has inserted (they stay: never deleted)
-        try:
-            present = {row[1] for row in self.conn.execute("PRAGMA table_info(responses)")}
-            if "note" not in present and not self.read_only:  # a store from before the column existed
-                with self._transaction():
-                    if "note" not in {row[1] for row in self.conn.execute("PRAGMA table_info(responses)")}:
-                        self.conn.execute("ALTER TABLE responses ADD COLUMN note TEXT")
-                present.add("note")
-        except sqlite3.Error as exc:
-            self.conn.close()
-            raise store_error(path, exc) from None
-        self._columns = tuple(c for c in COLUMNS if c in present)
+        missing = set(RESPONSES.added_after(self.version))  # an older store, read as it is
+        self._columns = tuple(c for c in COLUMNS if c not in missing)
 
     def close(self) -> None:
         self.conn.close()
@@ -505,10 +456,10 @@ class RunStore:
         records = []
         for row in rows:
             row.answered_at = row.answered_at or now
-            values = [getattr(row, column) for column in COLUMNS]
-            for index, column in enumerate(COLUMNS):
-                if column in _JSON_FIELDS and values[index] is not None:
-                    values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=column != "choices")
+            values = [getattr(row, name) for name in COLUMNS]
+            for index, name in enumerate(COLUMNS):
+                if name in _JSON_FIELDS and values[index] is not None:
+                    values[index] = json.dumps(values[index], ensure_ascii=False, sort_keys=name != "choices")
             records.append(values)
         request_id = rows[0].request_id
         if claims is not None:
@@ -538,9 +489,9 @@ class RunStore:
         cursor = self.conn.execute(f"SELECT {', '.join(self._columns)} FROM responses ORDER BY rowid")
         for record in cursor:
             data = dict(zip(self._columns, record))
-            for column in _JSON_FIELDS:
-                if data[column] is not None:
-                    data[column] = json.loads(data[column])
+            for name in _JSON_FIELDS:
+                if data[name] is not None:
+                    data[name] = json.loads(data[name])
             yield ResponseRow(**data)
 
     def count(self) -> int:
@@ -548,7 +499,7 @@ class RunStore:
 
     def check_contents(self) -> None:
         """One-line error unless every column holds what psytest writes (:func:`check_contents`)."""
-        check_contents(self.conn, self.path)
+        check_contents(self.conn, self.path, RESPONSES, self.version)
     def fingerprint(self) -> dict:
         """What the store holds, cheaply (one scan inside SQLite): rows, failures, the largest rowid and
         totals of the commit times and values. Any answer added or replaced (a failure answered on a
