@@ -40,17 +40,20 @@ def build_run(run_dir: Path, cells: int, seed: int = 7) -> int:
     from psychometrics.design.plan import Design, messages_hash, plan_requests
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
-    from psychometrics.run.directory import RESPONSES, run_identity, write_manifest
+    from psychometrics.run.manifest import ContentRef, QuestionnaireManifest, write_manifest
+    from psychometrics.run.owner import RESPONSES
     from psychometrics.run.store import ResponseRow, RunStore
 
     inventory = resolve_inventory(INVENTORY)
     samples = (cells + 1) // 2
     design = Design(option_orders=["original", "reversed"], samples=samples, temperature=0.7, seed=seed)
     backend = SimulatedRespondent("sim/seed=1")
-    identity = run_identity(backend, design, [inventory])
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(run_dir, identity, {"requests_planned": 2 * samples * len(inventory.items),
-                                       "inventory_sources": {inventory.id: inventory.id}})
+    write_manifest(run_dir, QuestionnaireManifest(
+        model=backend.name, backend_params=backend.params, design=design,
+        inventories=[ContentRef(id=inventory.id, content_hash=inventory.content_hash)],
+        requests_planned=2 * samples * len(inventory.items), inventory_sources={inventory.id: inventory.id},
+    ), replace=True)
     # One planned request per (option order, item) gives the real prompts, labels and conditions;
     # the samples differ only in their sample number and answer.
     planned = plan_requests([inventory], design.model_copy(update={"samples": 1}), backend.name, backend.params)

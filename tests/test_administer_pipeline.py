@@ -16,7 +16,9 @@ from psychometrics.errors import PsytestError
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import ModelBackend
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.run.directory import administer, read_manifest, score_run
+from psychometrics.run.directory import administer
+from psychometrics.run.manifest import read_manifest
+from psychometrics.run.owner import open_run
 from psychometrics.run.store import RunStore
 from psychometrics.testing.waiting import HANG_GUARD_S
 
@@ -151,12 +153,13 @@ def test_failures_are_recorded_with_their_reason_and_retried(tmp_path):
 def test_manifest_records_the_run_and_refuses_a_different_study(tmp_path):
     run("sim/e=1,seed=1", ["mini-ipip", "sd3"], Design(seed=5), tmp_path)
     manifest = read_manifest(tmp_path)
-    assert manifest["model"] == "sim/e=1,seed=1"
-    assert manifest["backend_params"]["traits"] == {"extraversion": 1.0}
-    assert manifest["design"]["seed"] == 5
-    assert [i["id"] for i in manifest["inventories"]] == ["mini-ipip", "sd3"]
-    assert manifest["inventories"][0]["content_hash"] == resolve_inventory("mini-ipip").content_hash
-    assert manifest["requests_planned"] == 47 and "psytest" in manifest["packages"]
+    assert manifest.model == "sim/e=1,seed=1"
+    assert manifest.backend_params["traits"] == {"extraversion": 1.0}
+    assert manifest.design.seed == 5
+    assert [i.id for i in manifest.inventories] == ["mini-ipip", "sd3"]
+    assert manifest.inventories[0].content_hash == resolve_inventory("mini-ipip").content_hash
+    assert manifest.requests_planned == 47 and "psytest" in manifest.packages
+    assert manifest.prompts.requests == 47 and set(manifest.prompts.templates) == {"numbered"}
     with pytest.raises(PsytestError, match="holds a run with a different model"):
         run("sim/e=2,seed=1", ["mini-ipip", "sd3"], Design(seed=5), tmp_path)
     with pytest.raises(PsytestError, match="different design"):
@@ -168,7 +171,7 @@ def test_manifest_records_the_run_and_refuses_a_different_study(tmp_path):
 
 def test_scale_scores_match_a_hand_computation(tmp_path):
     (result, inventories) = run("sim/e=1,a=-1,seed=4,noise=0.8", ["ipip-neo-120"], Design(temperature=1.0), tmp_path)
-    scores, _ = score_run(tmp_path, inventories)
+    scores = open_run(tmp_path).scores()
     inv = inventories[0]
     with RunStore(tmp_path / "responses.sqlite") as store:
         value = {r.item_id: r.value for r in store.rows()}
@@ -183,7 +186,7 @@ def test_scale_scores_match_a_hand_computation(tmp_path):
 
 def test_scales_with_too_few_valid_answers_are_missing_not_zero(tmp_path):
     (result, inventories) = run("sim/seed=5,refusal=0.6", ["mini-ipip"], Design(samples=4, temperature=1.0), tmp_path)
-    scores, summary = score_run(tmp_path, inventories)
+    scores = open_run(tmp_path).scores()
     answered = scores["items_answered"]
     assert scores["score"].isna().equals(answered < 2)
     assert scores["score"].isna().any() and not (scores["score"] == 0).any()
@@ -195,7 +198,7 @@ def test_recovered_scores_track_true_traits_across_simulated_people(tmp_path):
     for seed in range(30):
         backend = SimulatedRespondent(f"sim/traits=random,seed={seed},noise=0.3")
         administer(backend, inventories, Design(temperature=1.0), tmp_path / str(seed))
-        scores, _ = score_run(tmp_path / str(seed), inventories)
+        scores = open_run(tmp_path / str(seed)).scores()
         truth.append(backend.trait_level("conscientiousness"))
         recovered.append(scores[scores["scale"] == "C"]["score"].item())
     assert np.corrcoef(truth, recovered)[0, 1] > 0.85

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from psychometrics.behavior.analysis import behavior_frame, changed_scoring, read_behavior_manifest, run_tasks
+from psychometrics.behavior.analysis import behavior_frame
+from psychometrics.run.owner import open_run
 from psychometrics.behavior.runner import BehaviorDesign, behave, prompt_hash
 from psychometrics.behavior.task import TASK_DIR, resolve_tasks
 from psychometrics.errors import PsytestError
@@ -55,9 +56,7 @@ def test_a_scoring_change_rescores_stored_replies_and_is_noted(tmp_path):
         for variant in data["variants"]:
             variant["params"]["double"] = 2 * variant["params"]["endowment"]
     _task_file(tmp_path, double_divisor)
-    manifest = read_behavior_manifest(run_dir)
-    tasks = run_tasks(manifest)
-    assert changed_scoring(manifest, tasks) == ["dictator-game"]
+    assert open_run(run_dir, expect="behavior").changed_scoring() == ["dictator-game"]
     after = behavior_frame(run_dir)["score"].to_numpy()
     assert after == pytest.approx(before / 2)
     # Resuming after the correction sends nothing: the stored replies are still this run's.

@@ -3,7 +3,6 @@ associations recovered for every shipped task, and a real local model."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys

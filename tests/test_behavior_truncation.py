@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from psychometrics.behavior.analysis import behavior_frame, relative_to_model, task_summary
-from psychometrics.behavior.kinds import Rendered, get_kind
+from psychometrics.behavior.kinds import get_kind
 from psychometrics.behavior.runner import BehaviorDesign, behave, score_conversation, truncated_turns
 from psychometrics.behavior.store import BehaviorStore
 from psychometrics.behavior.task import resolve_tasks

@@ -255,7 +255,9 @@ def test_rerun_refuses_non_deterministic_models(runs, tmp_path):
     with pytest.raises(PsytestError, match="openai/gpt-4o-mini is a remote model") as error:
         reproduce(remote, rerun=True)
     assert "\n" not in str(error.value)
-    assert reproduce(remote).passed  # the tables still reproduce without re-sending
+    edited = reproduce(remote)  # the tables still reproduce, but the store was not made by the model now named
+    # the stored request ids are not the ones this model's plan makes, and the plan hash differs
+    assert set(edited.mismatches["problem"]) == {"not planned", "plan"} and not edited.passed
 
     sampled = _copy(runs["reference"], tmp_path / "sampled", analysis=False)
     _edit_manifest(sampled, model="local/smollm2-135m", backend_params={})

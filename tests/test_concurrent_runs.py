@@ -20,7 +20,9 @@ import pytest
 from psychometrics.engine.claims import CLAIMED, DONE, HELD, Claims, local_owner_is_dead
 from psychometrics.engine.claims import _start_time as local_start_time
 from psychometrics.errors import PsytestError
-from psychometrics.run.directory import read_manifest, write_manifest
+from psychometrics.design.plan import Design
+from psychometrics.run.directory import open_for_writing
+from psychometrics.run.manifest import ContentRef, PromptIdentity, QuestionnaireManifest, read_manifest
 from psychometrics.testing.waiting import HANG_GUARD_S, wait_for, wait_for_async
 
 HOST = socket.gethostname()
@@ -213,14 +215,16 @@ def test_keep_alive_renews_and_releases(tmp_path):
 
 
 def test_manifest_keeps_its_creation_time_and_refuses_another_study(tmp_path):
-    identity = {"model": "m", "backend_params": {}, "design": {"samples": 1}, "inventories": [], "personas": None}
-    write_manifest(tmp_path, identity, {"created_at": "2026-01-01T00:00:00+00:00", "requests_planned": 3})
-    write_manifest(tmp_path, identity, {"created_at": "2026-02-02T00:00:00+00:00", "requests_planned": 3})
-    assert read_manifest(tmp_path)["created_at"] == "2026-01-01T00:00:00+00:00"
-    other = {**identity, "design": {"samples": 2}}
+    def manifest(created: str, samples: int = 1) -> QuestionnaireManifest:
+        return QuestionnaireManifest(model="m", design=Design(samples=samples), created_at=created, requests_planned=3,
+                                     inventories=[ContentRef(id="x", content_hash="0" * 64)],
+                                     prompts=PromptIdentity(templates={}, plan="p", requests=3))
+    open_for_writing(tmp_path, manifest("2026-01-01T00:00:00+00:00"), [])
+    open_for_writing(tmp_path, manifest("2026-02-02T00:00:00+00:00"), [])
+    assert read_manifest(tmp_path).created_at == "2026-01-01T00:00:00+00:00"
     with pytest.raises(PsytestError, match="different design"):
-        write_manifest(tmp_path, other, {"created_at": "x"})
-    assert read_manifest(tmp_path)["design"] == {"samples": 1}
+        open_for_writing(tmp_path, manifest("x", samples=2), [])
+    assert read_manifest(tmp_path).design.samples == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary files left
 
 
@@ -295,7 +299,7 @@ def test_two_processes_on_one_run_directory_share_the_plan(tmp_path, monkeypatch
     finally:
         connection.close()
     manifest = read_manifest(out)
-    assert manifest["requests_planned"] == planned and manifest["model"] == "openai/psytest-sim"
+    assert manifest.requests_planned == planned and manifest.model == "openai/psytest-sim"
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     print(json.dumps({"sent": sent, "claimed_elsewhere": [s["claimed_elsewhere"] for s in summaries]}))
 
@@ -311,7 +315,7 @@ def test_a_different_study_started_at_the_same_moment_is_refused(tmp_path):
     lines = refused.strip().splitlines()
     assert len(lines) == 1 and f"--out {out}" in lines[0] and "different" in lines[0]
     winner = next(json.loads(stdout) for p, (stdout, _) in zip(processes, results) if p.returncode == 0)
-    assert read_manifest(out)["model"] == winner["model"]
+    assert read_manifest(out).model == winner["model"]
     connection = sqlite3.connect(out / "responses.sqlite")
     try:
         assert connection.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == winner["requests_planned"]

@@ -15,7 +15,8 @@ from psychometrics.models.base import ModelBackend, ModelReply, TransientModelEr
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.engine.parse import parse_many
 from psychometrics.design.personas import resolve_persona_set
-from psychometrics.run.directory import administer, score_run
+from psychometrics.run.directory import administer
+from psychometrics.run.owner import open_run
 from psychometrics.run.store import RunStore
 
 OPTIONS = ("Very inaccurate", "Moderately inaccurate", "Neither accurate nor inaccurate",
@@ -53,7 +54,7 @@ def test_simulated_respondent_follows_trait_shaping_personas(tmp_path):
     design = Design(personas="trait-shaping", persona_ids=["extraversion-very-low", "extraversion-very-high"],
                     samples=3, temperature=1.0)
     administer(SimulatedRespondent("sim/seed=1"), inventories, design, tmp_path)
-    scores, _ = score_run(tmp_path, inventories)
+    scores = open_run(tmp_path).scores()
     e = scores[(scores["scale"] == "E")].groupby("persona")["score"].mean()
     assert e["extraversion-very-high"] > 4.0 and e["extraversion-very-low"] < 2.0
 
@@ -63,7 +64,7 @@ def test_biographies_make_different_simulated_people_with_known_traits(tmp_path)
     backend = SimulatedRespondent("sim/seed=2,persona_spread=1")
     bios = resolve_persona_set("neutral-biographies")
     administer(backend, inventories, Design(personas="neutral-biographies", temperature=1.0), tmp_path)
-    scores, _ = score_run(tmp_path, inventories)
+    scores = open_run(tmp_path).scores()
     agreeableness = scores[scores["scale"] == "A"].set_index("persona")["score"]
     truth = [backend.trait_level("agreeableness", (p.id, p.targets)) for p in bios.personas]
     assert np.corrcoef(truth, agreeableness.loc[[p.id for p in bios.personas]])[0, 1] > 0.8
@@ -104,7 +105,7 @@ def test_several_items_per_request_end_to_end(tmp_path):
     result = administer(SimulatedRespondent("sim/e=2,seed=1"), inventories,
                         Design(items_per_request=11, item_orders=2), tmp_path)
     assert result.stats.sent == 8 and result.stats.outcomes == {"valid": 88}
-    scores, _ = score_run(tmp_path, inventories)
+    scores = open_run(tmp_path).scores()
     assert (scores[scores["scale"] == "E"]["score"] > 4).all()
 
 

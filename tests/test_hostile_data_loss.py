@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from psychometrics.cli import main
-from psychometrics.run.outputs import KILL_AFTER_FILES, PROVENANCE, read_provenance
+from psychometrics.run.outputs import KILL_AFTER_FILES, read_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "tests" / "data" / "inventories" / "valid-minimal.yaml"

@@ -35,7 +35,8 @@ from psychometrics.models.openai_http import OpenAIHTTPBackend, top_logprobs  # 
 from psychometrics.models.simulated import REFUSAL_TEXT, SimulatedRespondent  # noqa: E402
 from psychometrics.engine.parse import parse_reply  # noqa: E402
 from psychometrics.design.prompts import TEMPLATES, render_item  # noqa: E402
-from psychometrics.run.directory import administer, read_manifest  # noqa: E402
+from psychometrics.run.directory import administer
+from psychometrics.run.manifest import read_manifest  # noqa: E402
 from psychometrics.run.store import RunStore  # noqa: E402
 from psychometrics.testing.waiting import HANG_GUARD_S, wait_for  # noqa: E402
 from psychometrics.testing.openai_server import start_server  # noqa: E402
@@ -296,7 +297,7 @@ def test_mini_ipip_end_to_end(tmp_path):
         if row.mode == "probs":
             assert set(row.choice_logprobs) == set(row.choices) and row.option_mass == pytest.approx(1.0)
     manifest = read_manifest(tmp_path / "run")
-    assert manifest["backend_params"] == {"backend": "openai-http", "api_base": server.base_url}
+    assert manifest.backend_params == {"backend": "openai-http", "api_base": server.base_url}
     assert PLANTED not in (tmp_path / "run" / "manifest.json").read_text()
 
 

@@ -22,7 +22,8 @@ import pytest
 from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
-from psychometrics.run.directory import administer, score_run
+from psychometrics.run.directory import administer
+from psychometrics.run.owner import open_run
 from psychometrics.statistics.scoring import responses_frame
 from psychometrics.statistics.sensitivity import (
     acquiescence,
@@ -58,7 +59,7 @@ def run_sim(tmp: Path, model: str, inventory: str = "bfi-44", **design) -> tuple
     """Administer ``inventory`` to a simulated respondent through psytest; (responses, scores, inventories)."""
     inventories = [resolve_inventory(inventory)]
     administer(SimulatedRespondent(model), inventories, Design(**design), tmp)
-    scores, _ = score_run(tmp, inventories)
+    scores = open_run(tmp).scores()
     with RunStore(tmp / "responses.sqlite") as store:
         responses = responses_frame(store)
     return responses, scores, inventories

@@ -507,7 +507,7 @@ def test_read_selfreport_from_a_simulated_run(tmp_path):
     assert score["score"].iloc[0] == pytest.approx(cell[cell["item_id"].isin(neuroticism.items)]["keyed"].mean())
     assert scores.groupby(["persona", "trait"])["score"].mean()[("extraversion-very-high", "extraversion")] > \
         scores.groupby(["persona", "trait"])["score"].mean()[("extraversion-very-low", "extraversion")]
-    with pytest.raises(PsytestError, match="not a psytest run directory"):
+    with pytest.raises(PsytestError, match="no such run directory"):
         read_selfreport([tmp_path / "nothing"])
 
 
@@ -518,8 +518,8 @@ def test_stored_conversations_outside_the_plan_are_ignored_and_noted(tmp_path):
     import json
     import shutil
 
-    from psychometrics.behavior.analysis import behavior_frame, planned_behavior_frame, read_behavior_manifest, \
-        run_plan, run_tasks
+    from psychometrics.behavior.analysis import behavior_frame, planned_behavior_frame, run_plan
+    from psychometrics.run.owner import open_run
     from psychometrics.behavior.runner import BehaviorDesign, behave, plan_conversations
     from psychometrics.behavior.task import resolve_tasks
     from psychometrics.design.plan import Design
@@ -563,7 +563,8 @@ def test_stored_conversations_outside_the_plan_are_ignored_and_noted(tmp_path):
     manifest = json.loads(original)
     manifest["personas"]["content_hash"] = "changed"
     path.write_text(json.dumps(manifest))
-    plan = run_plan(read_behavior_manifest(tmp_path / "two"), run_tasks(read_behavior_manifest(tmp_path / "two")))
+    two = open_run(tmp_path / "two", expect="behavior")
+    plan = run_plan(two.behavior, two.tasks)
     assert plan["how"] == "key" and plan["ids"] is None and len(plan["keys"]) == 5 * 2 * 2
     frame, notes = planned_behavior_frame(tmp_path / "two")
     assert len(frame) == 20 and len(notes) == 2 and "rebuilt" in notes[0] and "20 stored" in notes[1]

@@ -77,22 +77,15 @@ def make_baseline(run_dir: Path, *, include_facets: bool = False) -> dict:
         "psytest_baseline": BASELINE_FORMAT,
         "psytest_version": __version__,
         "source_run": str(run_dir),
-        "derived_from": _run_inputs(run_dir),
-        "run_created_at": manifest.get("created_at"),
-        "model": manifest["model"],
-        "backend_params": manifest.get("backend_params"),
-        "inventories": {entry["id"]: entry["content_hash"] for entry in manifest["inventories"]},
-        "design": manifest["design"],
+        "derived_from": run.run.inputs(),
+        "run_created_at": manifest.created_at,
+        "model": manifest.model,
+        "backend_params": manifest.backend_params,
+        "inventories": {entry.id: entry.content_hash for entry in manifest.inventories},
+        "design": manifest.design.model_dump(mode="json"),
         "design_cells": [{"inventory": inv, "mode": mode, "cells": int(n)} for (inv, mode), n in cells.items()],
         "scales": scales,
     }
-
-
-def _run_inputs(run_dir: Path) -> dict:
-    """The run's manifest sha256 and store fingerprint (:func:`psychometrics.run.directory.run_inputs`)."""
-    from psychometrics.run.directory import run_inputs
-
-    return run_inputs(run_dir)
 
 
 def write_baseline(run_dir: Path, path: Path, *, include_facets: bool = False) -> dict:
@@ -283,7 +276,7 @@ def check_run(run_dir: Path, baseline: dict, tolerance: float = DEFAULT_TOLERANC
     include_facets = any(entry["kind"] == "facet" for entry in baseline["scales"])
     current = scale_statistics(run.scores, include_facets=include_facets)
     by_key = {tuple(r[k] for k in SCALE_KEYS): r for r in current.to_dict(orient="records")}
-    run_hashes = {entry["id"]: entry["content_hash"] for entry in manifest["inventories"]}
+    run_hashes = {entry.id: entry.content_hash for entry in manifest.inventories}
     run_modes = {(inv, mode) for inv, mode in run.scores[["inventory", "mode"]].drop_duplicates().itertuples(index=False)}
     rows = []
     noisy = []
@@ -343,14 +336,15 @@ def check_run(run_dir: Path, baseline: dict, tolerance: float = DEFAULT_TOLERANC
         notes.append(f"tolerance is within twice the run-to-run noise SE for {', '.join(noisy[:5])}"
                      f"{' ...' if len(noisy) > 5 else ''}: false alarms are likely; add design cells or samples, "
                      "or raise the tolerance")
-    if manifest["model"] != baseline["model"]:
-        notes.append(f"model differs from the baseline's ({manifest['model']} vs {baseline['model']})")
-    elif baseline.get("backend_params") is not None and manifest.get("backend_params") != baseline["backend_params"]:
+    if manifest.model != baseline["model"]:
+        notes.append(f"model differs from the baseline's ({manifest.model} vs {baseline['model']})")
+    elif baseline.get("backend_params") is not None and manifest.backend_params != baseline["backend_params"]:
         notes.append("model settings (backend params) differ from the baseline's")
     design = baseline.get("design")
     if isinstance(design, dict):
-        differing = sorted(k for k in set(design) | set(manifest["design"])
-                           if k != "seed" and design.get(k) != manifest["design"].get(k))
+        current_design = manifest.design.model_dump(mode="json")
+        differing = sorted(k for k in set(design) | set(current_design)
+                           if k != "seed" and design.get(k) != current_design.get(k))
         if differing:
             notes.append(f"design differs from the baseline's in {', '.join(differing)}; means over cells can "
                          "differ for that reason alone")

@@ -43,13 +43,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from psychometrics.design.plan import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
+
+if TYPE_CHECKING:
+    from psychometrics.design.plan import Design
+    from psychometrics.run.manifest import QuestionnaireManifest
+    from psychometrics.run.owner import Run
 
 #: Columns that identify one scored quantity of a run.
 SCALE_KEYS = ("inventory", "mode", "kind", "scale")
@@ -70,60 +75,32 @@ NOISE_NOTE_CELLS = (
 
 @dataclass
 class RunScores:
-    """A run's manifest and its scale scores per design cell (``scale_scores`` over every condition)."""
+    """A run (:class:`psychometrics.run.owner.Run`) and its scale scores per design cell (every condition)."""
 
-    run_dir: Path
-    manifest: dict
+    run: "Run"
     scores: pd.DataFrame
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def manifest(self) -> "QuestionnaireManifest":
+        return self.run.questionnaire
 
     @property
     def label(self) -> str:
         return str(self.run_dir)
 
 
-def _check_run_dir(run_dir: Path) -> dict:
-    from psychometrics.run.directory import RESPONSES, read_manifest
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise PsytestError(f"{run_dir}: no such run directory; give a directory written by psytest administer")
-    manifest = read_manifest(run_dir)
-    if not (run_dir / RESPONSES).is_file():
-        raise PsytestError(f"{run_dir}: no {RESPONSES} beside the manifest; the run has no answers (administer it first)")
-    for key in ("model", "design", "inventories"):
-        if key not in manifest:
-            raise PsytestError(f"{run_dir}/manifest.json: missing '{key}'; the manifest is incomplete or not psytest's")
-    return manifest
-
-
-def run_inventories(run_dir: Path, manifest: dict) -> list:
-    """The inventories of a run, from ``inventory_sources``, each checked against its content hash."""
-    from psychometrics.analysis.tables import _inventory_for
-    from psychometrics.inventories.library import resolve_inventory
-
-    sources = manifest.get("inventory_sources", {})
-    return [_inventory_for(entry, sources.get(entry["id"], entry["id"]), resolve_inventory)
-            for entry in manifest["inventories"]]
-
-
 def load_run_scores(run_dir: Path) -> RunScores:
-    """Scale and facet scores of every design cell of a run, recomputed from ``responses.sqlite``.
+    """Scale and facet scores of every design cell of a run, as the run owner gives them
+    (:meth:`psychometrics.run.owner.Run.scores`: the store, never ``analysis/scores.csv``, which ``psytest
+    score --by`` may have grouped; the run's invalid-answer policy applied)."""
+    from psychometrics.run.owner import open_run
 
-    Reads the store (never ``analysis/scores.csv``, which ``psytest score --by`` may have grouped) and
-    applies the run's invalid-answer policy, exactly as :func:`psychometrics.analysis.tables.analyze_run` does.
-    """
-    from psychometrics.run.directory import RESPONSES
-    from psychometrics.statistics.scoring import responses_frame, scale_scores
-    from psychometrics.run.store import RunStore
-
-    run_dir = Path(run_dir)
-    manifest = _check_run_dir(run_dir)
-    inventories = run_inventories(run_dir, manifest)
-    with RunStore(run_dir / RESPONSES) as store:
-        responses = responses_frame(store, [inv.id for inv in inventories])
-    invalid = manifest.get("design", {}).get("invalid", "missing")
-    scores = scale_scores(responses, inventories, listwise=invalid == "drop")
-    return RunScores(run_dir, manifest, scores)
+    run = open_run(run_dir)
+    return RunScores(run, run.scores())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -353,22 +330,23 @@ def _format_table(rows: list[list[str]]) -> list[str]:
     return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
-def check_same_inventories(manifests: Sequence[dict], labels: Sequence[str]) -> None:
+def check_same_inventories(manifests: Sequence["QuestionnaireManifest"], labels: Sequence[str]) -> None:
     """Refuse runs that used different content under the same inventory id."""
     seen: dict[str, tuple[str, str]] = {}
     for manifest, label in zip(manifests, labels):
-        for entry in manifest.get("inventories", []):
-            first = seen.setdefault(entry["id"], (entry["content_hash"], label))
-            if first[0] != entry["content_hash"]:
+        for entry in manifest.inventories:
+            first = seen.setdefault(entry.id, (entry.content_hash, label))
+            if first[0] != entry.content_hash:
                 raise PsytestError(
-                    f"{label}: inventory '{entry['id']}' differs from the one in {first[1]} (content hash "
-                    f"{entry['content_hash'][:12]} vs {first[0][:12]}); compare only runs of the same inventory version"
+                    f"{label}: inventory '{entry.id}' differs from the one in {first[1]} (content hash "
+                    f"{entry.content_hash[:12]} vs {first[0][:12]}); compare only runs of the same inventory version"
                 )
 
 
-def _design_differences(a: dict, b: dict) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    return [k for k in keys if k != "seed" and a.get(k) != b.get(k)]
+def design_differences(a: "Design", b: "Design") -> list[str]:
+    """Design options (but the seed) whose values differ between two runs."""
+    x, y = a.model_dump(mode="json"), b.model_dump(mode="json")
+    return [k for k in sorted(set(x) | set(y)) if k != "seed" and x.get(k) != y.get(k)]
 
 
 def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> CompareResult:
@@ -380,10 +358,13 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
     run_dirs = [Path(p) for p in run_dirs]
     if len(run_dirs) < 2:
         raise PsytestError("compare needs at least two run directories: the reference first, then the runs to compare")
-    manifests = [_check_run_dir(p) for p in run_dirs]
+    from psychometrics.run.owner import open_run
+
+    opened = [open_run(p) for p in run_dirs]
+    manifests = [r.questionnaire for r in opened]
     labels = [str(p) for p in run_dirs]
     check_same_inventories(manifests, labels)
-    runs = [load_run_scores(p) for p in run_dirs]
+    runs = [RunScores(r, r.scores()) for r in opened]
     stats = [scale_statistics(r.scores, include_facets=include_facets) for r in runs]
     notes: list[str] = []
     parts = []
@@ -401,7 +382,7 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
         if only_ref or only_run:
             notes.append(f"{labels[index]}: {only_ref} scale(s) only in the reference and {only_run} only in this run "
                          "were not compared")
-        differing = _design_differences(manifests[0]["design"], manifests[index]["design"])
+        differing = design_differences(manifests[0].design, manifests[index].design)
         if differing:
             notes.append(f"{labels[index]}: design differs from the reference in {', '.join(differing)}; means over "
                          "cells can differ for that reason alone")
@@ -411,7 +392,7 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
     statistics = pd.concat([t.assign(run=label) for label, t in zip(labels, stats)], ignore_index=True)
     statistics = statistics[["run", *[c for c in statistics.columns if c != "run"]]]
     differences = pd.concat(parts, ignore_index=True)
-    return CompareResult(labels, [m["model"] for m in manifests], differences, statistics, notes)
+    return CompareResult(labels, [m.model for m in manifests], differences, statistics, notes)
 
 
 def as_json_records(frame: pd.DataFrame) -> list[dict]:

@@ -96,13 +96,16 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 
 from psychometrics.design.plan import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
+
+if TYPE_CHECKING:
+    from psychometrics.run.owner import Run
 
 #: Relative tolerance of numbers in tables, applied to the larger of the value and its operands' scale.
 REL_TOL = 1e-9
@@ -264,7 +267,8 @@ def _mismatch_frame(records: list[dict]) -> pd.DataFrame:
 
 def _snapshot(run_dir: Path, into: Path) -> Path:
     """Copy the manifest and the database (and its write-ahead log) so reading never touches the run."""
-    from psychometrics.run.directory import MANIFEST, RESPONSES
+    from psychometrics.run.manifest import MANIFEST
+    from psychometrics.run.owner import RESPONSES
 
     copy = into / "run"
     copy.mkdir()
@@ -468,10 +472,11 @@ def _auto_report_tables(run: Path) -> dict[str, pd.DataFrame]:
     """The report's tables beyond the analysis ones (``responses.csv``), if the report module provides them."""
     try:
         from psychometrics.report import responses_table
-        from psychometrics.run.directory import read_manifest
     except ImportError:
         return {}
-    return {"responses": responses_table(run, read_manifest(run))}
+    from psychometrics.run.owner import open_run
+
+    return {"responses": responses_table(open_run(run))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -501,36 +506,24 @@ def _refuse_nondeterministic(model: str, design) -> None:
         )
 
 
-def _rebuild_plan(run_dir: Path, manifest: dict):
-    """(backend, design, {request id: planned request}) rebuilt from the manifest, every input checked."""
-    from psychometrics.analysis.compare import run_inventories
-    from psychometrics.design.plan import design_from_mapping, plan_requests
+def _rebuild_plan(run: "Run"):
+    """(backend, design, {request id: planned request}) rebuilt from the run's manifest, every input checked."""
     from psychometrics.models import resolve_model
-    from psychometrics.design.personas import resolve_persona_set
 
-    model = manifest["model"]
-    design = design_from_mapping(manifest["design"], f"{run_dir}/manifest.json: design")
+    manifest = run.questionnaire
+    model, design = manifest.model, manifest.design
     _refuse_nondeterministic(model, design)
-    inventories = run_inventories(run_dir, manifest)
-    persona_set = None
-    if design.personas:
-        persona_set = resolve_persona_set(design.personas)
-        expected = (manifest.get("personas") or {}).get("content_hash")
-        if expected and persona_set.content_hash != expected:
-            raise PsytestError(f"persona set '{design.personas}' has changed since the run (content hash differs); "
-                               "reproduce with the original persona file")
     backend = resolve_model(model)
     params = json.loads(json.dumps(backend.params))
-    if params != manifest.get("backend_params"):
-        differing = sorted(k for k in set(params) | set(manifest.get("backend_params") or {})
-                           if params.get(k) != (manifest.get("backend_params") or {}).get(k))
+    if params != manifest.backend_params:
+        differing = sorted(k for k in set(params) | set(manifest.backend_params)
+                           if params.get(k) != manifest.backend_params.get(k))
         raise PsytestError(
             f"reproduce --rerun: {model} now has different settings than in the run ({', '.join(differing)}); "
             "re-sending needs the same model file and runtime"
         )
-    backend.prepare(inventories, persona_set)
-    planned = plan_requests(inventories, design, model, manifest["backend_params"], persona_set)
-    return backend, design, {p.request_id: p for p in planned}
+    backend.prepare(run.inventories, run.persona_set)
+    return backend, design, {p.request_id: p for p in run.plan()}
 
 
 def _stored_requests(database: Path) -> list[list[dict]]:
@@ -579,12 +572,12 @@ async def _replay(backend, planned, reasks: int):
     return reply, final, history or None, parsed
 
 
-def _rerun(run_dir: Path, snapshot: Path, manifest: dict, limit: int) -> RerunResult:
+def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
     from psychometrics.engine.send import answer_rows
-    from psychometrics.run.directory import RESPONSES
+    from psychometrics.run.owner import RESPONSES
 
-    backend, design, by_id = _rebuild_plan(run_dir, manifest)
-    kind = backend_kind(manifest["model"])
+    backend, design, by_id = _rebuild_plan(run)
+    kind = backend_kind(run.manifest.model)
     logprob_tol = LOCAL_LOGPROB_TOL if kind == "local" else 0.0
     # Expected values move by at most about twice the log-probability error times the largest response value.
     value_tol = 20 * logprob_tol if kind == "local" else ABS_TOL
@@ -649,7 +642,7 @@ def _rerun(run_dir: Path, snapshot: Path, manifest: dict, limit: int) -> RerunRe
                      f"build that made the run: elsewhere other kernels move log-probabilities by up to about "
                      f"{CROSS_BUILD_LOGPROB_SPREAD:g} and may change greedy replies")
     frame = pd.DataFrame(found, columns=RERUN_COLUMNS)
-    return RerunResult(manifest["model"], counts["requests"], counts["items"], counts["failed"], counts["not_in_plan"],
+    return RerunResult(run.manifest.model, counts["requests"], counts["items"], counts["failed"], counts["not_in_plan"],
                        logprob_tol, frame, counts["total"], notes)
 
 
@@ -680,18 +673,18 @@ def reproduce(
     rows to keep (all are counted). Raises :class:`PsytestError` for a directory that is not a run, a run
     with no tables to check and no ``rerun``, and (``rerun``) a non-deterministic or changed model or inputs.
     """
-    from psychometrics.analysis.compare import _check_run_dir
+    from psychometrics.run.owner import open_run
 
     run_dir = Path(run_dir)
-    manifest = _check_run_dir(run_dir)
+    run = open_run(run_dir)
+    with run.store() as store:  # checked here: what follows reads a copy, whose name would mean nothing to the user
+        store.check_contents()
     has_tables = any((run_dir / "analysis").glob("*.csv")) or any((run_dir / "report").glob("*.csv"))
     if not has_tables and not rerun:
         raise PsytestError(f"{run_dir}: no analysis/*.csv to check; run psytest score {run_dir} first, or use --rerun "
                            "to check the raw answers")
     if rerun:  # refuse before any work
-        from psychometrics.design.plan import design_from_mapping
-
-        _refuse_nondeterministic(manifest["model"], design_from_mapping(manifest["design"], f"{run_dir}/manifest.json: design"))
+        _refuse_nondeterministic(run.manifest.model, run.questionnaire.design)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="psytest-reproduce-") as tmp:
         work = Path(tmp)
@@ -704,26 +697,25 @@ def reproduce(
                     report_tables=report_tables, limit=max_mismatches, notes=notes)
             else:
                 notes.append("no analysis/*.csv: only the raw answers were checked")
-            provenance = _check_sets(run_dir, snapshot, notes)
+            copy = open_run(snapshot)
+            provenance = _check_sets(run_dir, copy, notes) + _check_request_ids(run_dir, copy, notes)
             total += len(provenance)
             found = provenance + found  # first: a stale or mixed set explains the mismatches after it
-            rerun_result = _rerun(run_dir, snapshot, manifest, max_mismatches) if rerun else None
+            rerun_result = _rerun(copy, snapshot, max_mismatches) if rerun else None
         except PsytestError as exc:  # name the run's own files, not the snapshot's
             raise PsytestError(str(exc).replace(str(snapshot), str(run_dir))) from None
     return ReproduceResult(run_dir, checked, _mismatch_frame(found[:max_mismatches]), total, unverified,
                            rerun_result, notes)
 
 
-def _check_sets(run_dir: Path, snapshot: Path, notes: list[str]) -> list[dict]:
+def _check_sets(run_dir: Path, copy: "Run", notes: list[str]) -> list[dict]:
     """Problems with the derived sets of ``run_dir`` (analysis/, report/) as their provenance records show
     them (:func:`psychometrics.run.outputs.check_provenance`): a write cut short, a file changed or left from
     another set, or a set made from an earlier state of the store."""
-    from psychometrics.run.outputs import check_provenance
-    from psychometrics.run.directory import RESPONSES, manifest_sha256
-    from psychometrics.run.store import RunStore
+    from psychometrics.run.outputs import check_provenance, file_sha256
 
-    with RunStore(snapshot / RESPONSES, read_only=True) as store:
-        current = {"manifest_sha256": manifest_sha256(snapshot), "store": store.fingerprint()}
+    with copy.store() as store:
+        current = {"manifest_sha256": file_sha256(copy.path / "manifest.json"), "store": store.fingerprint()}
     found = []
     for name in ("analysis", "report"):
         directory = run_dir / name
@@ -736,3 +728,26 @@ def _check_sets(run_dir: Path, snapshot: Path, notes: list[str]) -> list[dict]:
             if problem.get("note"):
                 notes.append(problem["note"])
     return found
+
+
+def _check_request_ids(run_dir: Path, copy: "Run", notes: list[str]) -> list[dict]:
+    """The run planned again from its manifest and inputs (:meth:`psychometrics.run.owner.Run.plan`): every
+    stored request id must be one of the plan's (else the store holds answers to prompts this run does not
+    send: a template or rendering changed, or another study was mixed in), and the plan's hash must be the
+    one the manifest recorded (format 2 on)."""
+    from psychometrics.run.identity import plan_hash, unplanned
+
+    planned = [p.request_id for p in copy.plan()]
+    found = []
+    strays = unplanned(copy.stored_ids(), planned)
+    if strays:
+        found.append({"file": "responses.sqlite", "column": "request_id", "problem": "not planned",
+                      "stored": f"{len(strays)} request ids", "recomputed": "not in the plan rebuilt from the manifest",
+                      "row_key": f"e.g. {strays[0][:12]}"})
+    recorded = copy.questionnaire.prompts
+    if recorded is not None and recorded.plan != plan_hash(planned):
+        found.append({"file": "manifest.json", "column": "prompts.plan", "problem": "plan",
+                      "stored": recorded.plan[:12], "recomputed": plan_hash(planned)[:12]})
+    if not found:
+        notes.append(f"the {len(planned):,} planned requests, rebuilt from the manifest, include every stored one")
+    return [{c: r.get(c) for c in MISMATCH_COLUMNS} for r in found]

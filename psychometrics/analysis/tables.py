@@ -35,7 +35,7 @@ import pandas as pd
 from psychometrics.design.plan import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
-from psychometrics.statistics.scoring import item_matrix, scale_scores, scores_from_matrix
+from psychometrics.statistics.scoring import item_matrix, scores_from_matrix
 
 Tables = dict[str, pd.DataFrame]
 
@@ -263,19 +263,14 @@ def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventorie
 
 def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bool = True,
                 reference_loadings: pd.DataFrame | None = None, inputs: dict | None = None) -> Tables:
-    """Every table for a run directory (see the module docstring). ``inputs``, if given, receives what the
-    tables were computed from (the manifest's sha256 and the store's fingerprint, read in the same
-    transaction as the answers): the provenance of the files they are written to."""
-    from psychometrics.inventories.library import resolve_inventory
+    """Every table for a run directory (see the module docstring), read through the run owner
+    (:func:`psychometrics.run.owner.open_run`). ``inputs``, if given, receives what the tables were
+    computed from (the manifest's sha256 and the store's fingerprint, read in the same transaction as the
+    answers): the provenance of the files they are written to."""
+    from psychometrics.run.owner import open_run
     from psychometrics.statistics.mtmm import mtmm
-    from psychometrics.run.directory import RESPONSES, read_manifest
-    from psychometrics.statistics.scoring import responses_frame
-    from psychometrics.run.store import RunStore
 
-    manifest = read_manifest(run_dir)
-    sources = manifest.get("inventory_sources", {})
-    inventories = [_inventory_for(entry, sources.get(entry["id"], entry["id"]), resolve_inventory)
-                   for entry in manifest["inventories"]]
+    run = open_run(run_dir)
     by = tuple(by or CONDITION_FIELDS)
     unknown = [f for f in by if f not in CONDITION_FIELDS]
     if unknown:
@@ -285,18 +280,13 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
         raise PsytestError(f"--by: '{repeated}' is given twice; give each factor once")
     if "mode" not in by:
         by = (*by, "mode")  # text and probability answers are different measurements
-    with RunStore(run_dir / RESPONSES) as store, store.reading() as fingerprint:
-        responses = responses_frame(store, [inv.id for inv in inventories])
+    inventories = run.inventories
+    answers = run.answers()
     if inputs is not None:
-        from psychometrics.run.directory import manifest_sha256
-
-        inputs.update({"manifest_sha256": manifest_sha256(run_dir), "store": fingerprint})
-    from psychometrics.statistics.scoring import impossible_values
-
-    responses, value_checks = impossible_values(responses, inventories)
-    listwise = manifest.get("design", {}).get("invalid", "missing") == "drop"
-    cell_scores = scale_scores(responses, inventories, listwise=listwise)
-    grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else scale_scores(responses, inventories, by, listwise)
+        inputs.update(answers.inputs)
+    responses, value_checks = answers.responses, answers.value_checks
+    cell_scores = run.scores()
+    grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else run.scores(by)
     tables: Tables = {"scores": grouped, "score_summary": _with_value_notes(score_summary(grouped), value_checks),
                       "norms": norm_table(grouped, inventories), "value_checks": value_checks}
     reliability, item_total, structure_parts = [], [], []
@@ -331,17 +321,6 @@ def _with_value_notes(summary: pd.DataFrame, value_checks: pd.DataFrame) -> pd.D
         extra = f"{n} stored value(s) outside the response scale set missing (value_checks.csv)" if n else None
         notes.append(_note(note if isinstance(note, str) else None, extra))
     return summary.assign(note=notes)
-
-
-def _inventory_for(entry: dict, source: str, resolve) -> Inventory:
-    """The inventory a run used, checked against the content hash in its manifest."""
-    inventory = resolve(source)
-    if inventory.content_hash != entry["content_hash"]:
-        raise PsytestError(
-            f"inventory '{entry['id']}' has changed since the run (content hash differs); analyse with the "
-            "original file, or re-run"
-        )
-    return inventory
 
 
 def analyze_item_data(matrix: pd.DataFrame, inventory: Inventory, *, structure: bool = True,

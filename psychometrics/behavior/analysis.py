@@ -12,15 +12,19 @@ would otherwise give some personas more variants than others. How many were igno
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from psychometrics.behavior.kinds import Rendered
-from psychometrics.behavior.runner import BEHAVIOR_DB, score_conversation, truncated_turns
-from psychometrics.behavior.store import BehaviorStore
-from psychometrics.behavior.task import Task, resolve_tasks
+from psychometrics.behavior.runner import score_conversation, truncated_turns
+from psychometrics.behavior.task import Task
 from psychometrics.errors import PsytestError
+
+if TYPE_CHECKING:
+    from psychometrics.run.manifest import BehaviorManifest
+    from psychometrics.run.owner import Run
 
 FRAME_COLUMNS = [
     "model", "persona", "sample", "task", "variant", "trait", "direction", "outcome", "score",
@@ -28,43 +32,14 @@ FRAME_COLUMNS = [
 ]
 
 
-def read_behavior_manifest(run_dir: Path) -> dict:
-    from psychometrics.run.directory import read_manifest
+def as_behavior_run(run: "Run | Path") -> "Run":
+    """``run`` itself, or the behaviour run directory it names opened by the run owner."""
+    from psychometrics.run.owner import Run, open_run
 
-    return read_manifest(Path(run_dir), study="behavior")
-
-
-def run_tasks(manifest: dict) -> dict[str, Task]:
-    """The run's tasks, loaded again from where the run found them. What they send must be what the run
-    sent (their prompt hash); their scoring may have changed since, and then applies to the stored replies
-    (:func:`changed_scoring` names those tasks)."""
-    from psychometrics.behavior.runner import prompt_hash
-
-    tasks = {}
-    n_variants = (manifest.get("design") or {}).get("variants")
-    for entry in manifest.get("tasks", []):
-        source = manifest.get("task_sources", {}).get(entry["id"], entry["id"])
-        task = resolve_tasks(source)[0]
-        if "prompt_hash" in entry:
-            same = entry["prompt_hash"] == prompt_hash(task, n_variants)
-        else:  # older manifests identified a task by its whole content
-            same = task.content_hash == entry.get("content_hash")
-        if not same:
-            raise PsytestError(
-                f"task '{entry['id']}' ({source}) asks something different from what the run sent; its scores would "
-                "not match the stored replies. Restore the file the run used"
-            )
-        tasks[task.id] = task
-    return tasks
+    return run if isinstance(run, Run) else open_run(run, expect="behavior")
 
 
-def changed_scoring(manifest: dict, tasks: dict[str, Task]) -> list[str]:
-    """Tasks whose file changed since the run without changing what they send (a corrected scoring rule)."""
-    recorded = manifest.get("task_content_hashes", {})
-    return sorted(t for t, task in tasks.items() if t in recorded and recorded[t] != task.content_hash)
-
-
-def run_plan(manifest: dict, tasks: dict[str, Task]) -> dict:
+def run_plan(manifest: "BehaviorManifest", tasks: dict[str, Task]) -> dict:
     """What the run planned, rebuilt from its manifest.
 
     Returns ``{"how", "ids", "keys"}``. ``keys`` are the planned ``(persona or None, sample, task, variant)``
@@ -77,28 +52,26 @@ def run_plan(manifest: dict, tasks: dict[str, Task]) -> dict:
     """
     from psychometrics.behavior.runner import BehaviorDesign, plan_conversations
 
-    design_entry = manifest.get("design") or {}
+    stored = manifest.design
     design = BehaviorDesign(
-        samples=int(design_entry.get("samples", 1)), temperature=float(design_entry.get("temperature", 0.0)),
-        seed=int(design_entry.get("seed", 0)), personas=design_entry.get("personas"),
-        persona_ids=tuple(design_entry["persona_ids"]) if design_entry.get("persona_ids") else None,
-        variants=design_entry.get("variants"),
+        samples=stored.samples, temperature=float(stored.temperature), seed=stored.seed, personas=stored.personas,
+        persona_ids=tuple(stored.persona_ids) if stored.persona_ids else None, variants=stored.variants,
     )
-    ordered = [tasks[entry["id"]] for entry in manifest.get("tasks", []) if entry["id"] in tasks]
+    ordered = [tasks[entry.id] for entry in manifest.tasks if entry.id in tasks]
     persona_set, usable = None, not design.personas
     if design.personas:
         from psychometrics.design.personas import resolve_persona_set
 
         try:
             persona_set = resolve_persona_set(design.personas)
-            recorded = (manifest.get("personas") or {}).get("content_hash")
+            recorded = manifest.personas.content_hash if manifest.personas else None
             usable = recorded is not None and persona_set.content_hash == recorded
             if usable and design.persona_ids:
                 persona_set.select(list(design.persona_ids))
         except PsytestError:
             usable = False
-    if usable and "backend_params" in manifest:
-        planned = plan_conversations(ordered, design, manifest["model"], manifest["backend_params"], persona_set)
+    if usable:
+        planned = plan_conversations(ordered, design, manifest.model, manifest.backend_params, persona_set)
         return {"how": "request_id", "ids": {p.request_id for p in planned},
                 "keys": {(p.persona, p.sample, p.task.id, p.variant.id) for p in planned}}
     personas = list(design.persona_ids) if design.persona_ids else [None if design.personas else "none"]
@@ -122,22 +95,22 @@ def _replies(transcript: list[list[str]]) -> list[str | None]:
     return [content for role, content in transcript if role == "assistant"]
 
 
-def behavior_frame(run_dir: Path) -> pd.DataFrame:
+def behavior_frame(run_dir: "Run | Path") -> pd.DataFrame:
     """One row per planned conversation: model, persona, sample, task, variant, trait, direction, outcome,
     score (NaN unless valid), whether the chosen option was the first displayed, and the request id.
     Stored conversations outside the run's plan are left out (:func:`planned_behavior_frame` counts them)."""
     return planned_behavior_frame(run_dir)[0]
 
 
-def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+def planned_behavior_frame(run_dir: "Run | Path") -> tuple[pd.DataFrame, list[str]]:
     """:func:`behavior_frame` and notes: how many stored conversations lay outside the run's plan
     (:func:`run_plan`) and were ignored, and how the plan was rebuilt when it could not be exactly."""
-    run_dir = Path(run_dir)
-    manifest = read_behavior_manifest(run_dir)
-    tasks = run_tasks(manifest)
+    run = as_behavior_run(run_dir)
+    run_dir, manifest = run.path, run.behavior
+    tasks = run.tasks
     plan = run_plan(manifest, tasks)
     records, ignored, unmatched = [], 0, 0
-    with BehaviorStore(run_dir / BEHAVIOR_DB) as store:
+    with run.store() as store:
         store.check_contents()
         turn_tokens = store.turn_output_tokens()
         for row in store.rows():
@@ -154,7 +127,7 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
                 try:
                     variant = task.variant(row.variant)
                 except KeyError:
-                    raise PsytestError(f"{run_dir / BEHAVIOR_DB}: conversation {row.request_id[:12]} names variant "
+                    raise PsytestError(f"{run.store_path}: conversation {row.request_id[:12]} names variant "
                                        f"'{row.variant}', which task '{task.id}' does not have; the store was changed "
                                        "or damaged: restore it, or run again into a new --out") from None
                 truncated = truncated_turns(task, turn_tokens.get(row.request_id, []))
@@ -168,16 +141,16 @@ def planned_behavior_frame(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
                 chosen = (scored.detail or {}).get("chosen")
                 if row.display and chosen in row.display:
                     first = float(row.display.index(chosen) == 0)
-            records.append((manifest["model"], row.persona, row.sample, row.task, row.variant, row.trait, row.direction,
+            records.append((manifest.model, row.persona, row.sample, row.task, row.variant, row.trait, row.direction,
                             outcome, score, first, cut, row.request_id))
     notes = []
     if plan["how"] == "key":
         notes.append(f"{run_dir}: the persona set the run used could not be loaded unchanged; its plan was rebuilt "
                      "from the manifest's tasks, variants, samples and persona ids instead of request ids")
     if ignored:
-        design = manifest.get("design") or {}
+        design = manifest.design
         notes.append(f"{run_dir}: {ignored} stored conversation(s) outside the run's plan were ignored (the manifest "
-                     f"plans {design.get('variants') or 'all'} variant(s) per task, {design.get('samples', 1)} "
+                     f"plans {design.variants or 'all'} variant(s) per task, {design.samples} "
                      "sample(s) and its personas; e.g. leftovers of an earlier run in the same directory)")
     if unmatched:
         notes.append(f"{run_dir}: {unmatched} of them are in a planned persona x sample x task x variant cell but "
@@ -232,9 +205,10 @@ def respondent_scores(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def behavior_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
+def behavior_tables(run_dir: "Run | Path") -> dict[str, pd.DataFrame]:
     """All tables of one behaviour run (behaviour reliability comes from :mod:`psychometrics.validity.statistics`)."""
-    frame, notes = planned_behavior_frame(run_dir)
+    run = as_behavior_run(run_dir)
+    frame, notes = planned_behavior_frame(run)
     tables = {
         "behavior_scores": frame,
         "behavior_summary": task_summary(frame),
@@ -242,7 +216,7 @@ def behavior_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     }
     from psychometrics.validity.statistics import behavior_reliability
 
-    tasks = run_tasks(read_behavior_manifest(Path(run_dir)))
+    tasks = run.tasks
     tables["behavior_reliability"] = behavior_reliability(
         frame, {task.id: [v.id for v in task.variants] for task in tasks.values()}
     )

@@ -14,7 +14,6 @@ The run directory holds ``manifest.json`` (with ``"study": "behavior"``; never a
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import hashlib
 import json
 import random
@@ -35,8 +34,7 @@ from psychometrics.errors import PsytestError
 from psychometrics.models.base import Message, ModelBackend, ModelRequest
 from psychometrics.design.personas import PersonaSet
 
-BEHAVIOR_DB = "behavior.sqlite"
-MANIFEST = "manifest.json"
+from psychometrics.run.owner import BEHAVIOR_DB
 
 
 @dataclass(frozen=True)
@@ -272,15 +270,22 @@ async def run_conversations(
     return stats
 
 
-def run_identity(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None) -> dict:
-    return {
-        "study": "behavior",
-        "model": backend.name,
-        "backend_params": backend.params,
-        "design": design.as_manifest(),
-        "tasks": [{"id": t.id, "prompt_hash": prompt_hash(t, design.variants)} for t in tasks],
-        "personas": {"id": persona_set.id, "content_hash": persona_set.content_hash} if persona_set else None,
-    }
+def behavior_manifest(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None,
+                      planned: list[PlannedConversation], task_sources: dict[str, str] | None = None):
+    """The manifest a behaviour run records: what it sends (each task's prompt hash, the planned
+    conversation ids) and where its tasks came from."""
+    from psychometrics.run.directory import now_utc, package_versions
+    from psychometrics.run.identity import plan_hash
+    from psychometrics.run.manifest import BehaviorDesignRecord, BehaviorManifest, ContentRef, TaskRef
+
+    return BehaviorManifest(
+        model=backend.name, backend_params=backend.params, design=BehaviorDesignRecord(**design.as_manifest()),
+        tasks=[TaskRef(id=t.id, prompt_hash=prompt_hash(t, design.variants)) for t in tasks],
+        personas=ContentRef(id=persona_set.id, content_hash=persona_set.content_hash) if persona_set else None,
+        task_sources={t.id: (task_sources or {}).get(t.id, t.id) for t in tasks},
+        task_content_hashes={t.id: t.content_hash for t in tasks}, conversations_planned=len(planned),
+        plan=plan_hash(p.request_id for p in planned), created_at=now_utc(), packages=package_versions(),
+    )
 
 
 def behave(
@@ -297,8 +302,8 @@ def behave(
     on_start=None,
     on_answer=None,
 ) -> BehaviorResult:
-    """Plan, send what is missing, write the manifest; returns the run statistics."""
-    from psychometrics.run.directory import _package_versions, check_resumable, write_manifest
+    """Plan, record the manifest, send what is missing; returns the run statistics."""
+    from psychometrics.run.directory import open_for_writing
 
     if design.personas and persona_set is None:
         from psychometrics.design.personas import resolve_persona_set
@@ -306,22 +311,9 @@ def behave(
         persona_set = resolve_persona_set(design.personas)
     backend.prepare([], persona_set)
     backend.prepare_tasks(tasks)
-    identity = run_identity(backend, design, tasks, persona_set)
-    check_resumable(run_dir, identity)
     planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    if (run_dir / MANIFEST).exists():
-        from psychometrics.run.directory import read_manifest
-
-        created = read_manifest(run_dir, study="behavior").get("created_at", created)
-    write_manifest(run_dir, identity, {
-        "created_at": created,
-        "conversations_planned": len(planned),
-        "task_sources": {t.id: (task_sources or {}).get(t.id, t.id) for t in tasks},
-        "task_content_hashes": {t.id: t.content_hash for t in tasks},
-        "packages": _package_versions(),
-    })
+    manifest = behavior_manifest(backend, design, tasks, persona_set, planned, task_sources)
+    open_for_writing(run_dir, manifest, [p.request_id for p in planned])
     with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=False) as store:
         store.check_contents()
         if on_start is not None:

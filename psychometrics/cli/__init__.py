@@ -447,7 +447,7 @@ def score(
     from psychometrics.analysis.tables import analyze_run
     from psychometrics.run.outputs import DerivedSet, claim_directory
 
-    from psychometrics.run.directory import read_manifest
+    from psychometrics.run.manifest import read_manifest
 
     with _reading_only():
         read_manifest(run)  # a behaviour run, or no run at all, is named before any output is considered
@@ -611,10 +611,10 @@ def compare(
 
 def _write_comparison(result, out: Path, runs: list[Path]) -> None:
     from psychometrics.run.outputs import DerivedSet
-    from psychometrics.run.directory import run_inputs
+    from psychometrics.run.owner import open_run
 
     with _reading_only():
-        inputs = {"runs": [{"run": str(run), **run_inputs(run)} for run in runs]}
+        inputs = {"runs": [{"run": str(run), **open_run(run).inputs()} for run in runs]}
     with DerivedSet(out, "comparison", inputs=inputs) as comparison:
         comparison.write_csv("differences.csv", result.differences)
         comparison.write_csv("statistics.csv", result.statistics)
@@ -687,12 +687,6 @@ def reproduce(
     """Recompute every derived file from the store and verify it matches; exit 1 on any difference."""
     from psychometrics.analysis.reproduce import reproduce as run_reproduce
 
-    store = run / "responses.sqlite"
-    if store.exists():  # checked here: reproduce reads a copy, whose name would mean nothing to the user
-        from psychometrics.run.store import RunStore
-
-        with RunStore(store, read_only=True) as opened:
-            opened.check_contents()
     with _reading_only():
         result = run_reproduce(run, rerun=rerun)
     if as_json:

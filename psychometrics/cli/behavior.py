@@ -177,10 +177,11 @@ def behave(
             progress.stop()
     from psychometrics.behavior.analysis import behavior_tables
     from psychometrics.run.outputs import DerivedSet
-    from psychometrics.run.directory import run_inputs
+    from psychometrics.run.owner import open_run
 
-    inputs = run_inputs(run_dir)
-    tables = behavior_tables(run_dir)
+    finished = open_run(run_dir, expect="behavior")
+    inputs = finished.inputs()
+    tables = behavior_tables(finished)
     with DerivedSet(run_dir / "analysis", "behavior-analysis", inputs=inputs, owned=True) as analysis:
         analysis.write_tables(tables)
     stats = result.stats

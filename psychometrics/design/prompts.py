@@ -18,12 +18,12 @@ from psychometrics.models.base import Message
 
 LabelStyle = Literal["numbers", "letters", "words"]
 
-_REPLY_RULE = {
+REPLY_RULES = {
     "numbers": "Reply with the number of one option only.",
     "letters": "Reply with the letter of one option only.",
     "words": "Reply with the exact words of one option only.",
 }
-_REPLY_RULE_MANY = {
+REPLY_RULES_MANY = {
     "numbers": 'Rate every statement. Reply with one line per statement in the form "S1: <number>".',
     "letters": 'Rate every statement. Reply with one line per statement in the form "S1: <letter>".',
     "words": 'Rate every statement. Reply with one line per statement in the form "S1: <exact words of the option>".',
@@ -186,10 +186,10 @@ def render_items(
         system = f"{system_prefix.strip()}\n\n{system}"
     options = "\n".join(option_lines)
     if len(statements) == 1:
-        ask = f"{_REPLY_RULE[template.label_style]}\n\n{template.lead}{statements[0]}"
+        ask = f"{REPLY_RULES[template.label_style]}\n\n{template.lead}{statements[0]}"
     else:
         numbered = "\n".join(f"S{k + 1}. {text}" for k, text in enumerate(statements))
-        ask = f"{_REPLY_RULE_MANY[template.label_style]}\n\n{template.lead_many}\n{numbered}"
+        ask = f"{REPLY_RULES_MANY[template.label_style]}\n\n{template.lead_many}\n{numbered}"
     user = f"{template.intro}\n{options}\n\n{ask}"
     return RenderedPrompt(
         messages=(Message("system", system), Message("user", user)),

@@ -35,7 +35,7 @@ from psychometrics.engine.parse import ParsedReply, parse_many, parse_reply
 from psychometrics.run.store import ResponseRow, RunStore
 
 REASK_TEXT = "I could not read an answer in your reply. {rule}"
-_REASK_RULE = {
+REASK_RULES = {
     True: 'Please answer again, one line per statement in the form "S1: <answer>", using only the option labels.',
     False: "Please answer again with only the label of one option: {labels}.",
 }
@@ -194,7 +194,7 @@ def _reask_request(planned: PlannedRequest, replies: list[str], round_: int) -> 
     """The conversation so far plus a follow-up asking for a readable answer."""
     request = planned.request
     many = len(planned.items) > 1
-    rule = _REASK_RULE[many].format(labels=", ".join(request.choices))
+    rule = REASK_RULES[many].format(labels=", ".join(request.choices))
     messages = list(request.messages)
     for reply in replies:
         messages += [Message("assistant", reply), Message("user", REASK_TEXT.format(rule=rule))]

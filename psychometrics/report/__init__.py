@@ -19,9 +19,13 @@ import datetime as _dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from psychometrics.run.manifest import QuestionnaireManifest
+    from psychometrics.run.owner import Run
 
 __all__ = ["ReportPaths", "build_report", "responses_table"]
 
@@ -46,17 +50,18 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     "Self-report vs behaviour" and the validity tables (:mod:`psychometrics.validity.statistics`)."""
     from psychometrics.analysis.tables import analyze_run
     from psychometrics.run.outputs import DerivedSet, claim_directory
-    from psychometrics.run.directory import read_manifest, run_inputs
+    from psychometrics.run.owner import open_run
 
     run_dir = Path(run_dir)
     default = run_dir / REPORT_DIR
     out_dir = Path(out_dir) if out_dir is not None else default
     owned = out_dir.resolve() == default.resolve()
-    manifest = read_manifest(run_dir)  # a behaviour run, or no run, is named before the output is considered
+    run = open_run(run_dir)  # a behaviour run, or no run, is named before the output is considered
     claim_directory(out_dir, "report", owned=owned, create=False)  # refused before the work, not after
     inputs: dict = {}
     tables = analyze_run(run_dir, inputs=inputs)
-    tables["responses"] = responses_table(run_dir, manifest)
+    tables["responses"] = responses_table(run)
+    manifest = run.questionnaire
     run_info = run_info_table(manifest, tables["responses"])
     validity = {}
     if behavior_runs:
@@ -64,13 +69,13 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
 
         validity = compute_validity([run_dir], [Path(b) for b in behavior_runs])
         validity = {("validity_notes" if name == "notes" else name): frame for name, frame in validity.items()}
-        inputs["behavior_runs"] = [{"run": str(b), **run_inputs(Path(b))} for b in behavior_runs]
+        inputs["behavior_runs"] = [{"run": str(b), **open_run(b, expect="behavior").inputs()} for b in behavior_runs]
     with DerivedSet(out_dir, "report", inputs=inputs, owned=owned,
                     options={"behavior_runs": [str(b) for b in behavior_runs or []], "dpi": dpi}) as report:
         return _write_report(report, run_dir, manifest, tables, validity, run_info, dpi)
 
 
-def _write_report(report, run_dir: Path, manifest: dict, tables: dict, validity: dict, run_info: pd.DataFrame,
+def _write_report(report, run_dir: Path, manifest: "QuestionnaireManifest", tables: dict, validity: dict, run_info: pd.DataFrame,
                   dpi: int) -> "ReportPaths":
     """The report's files, in the set ``report`` (:class:`psychometrics.run.outputs.DerivedSet`): everything is
     computed first (figures take seconds), then the CSVs, the page and the summary are written."""
@@ -98,13 +103,13 @@ def _write_report(report, run_dir: Path, manifest: dict, tables: dict, validity:
         summary["validity"] = ValidityResult(out_dir, renamed).headline()
     summary["files"] = sorted(csv_names + ["report.html", "summary.json"])
     context = {
-        "title": f"psytest report: {manifest.get('model', 'unknown model')}",
+        "title": f"psytest report: {manifest.model}",
         "run_dir": str(run_dir),
         "run_info": list(run_info.itertuples(index=False, name=None)),
         "sections": build_sections(tables, drawn) + _validity_sections(validity, dpi),
         "replies": reply_sample(tables["responses"]),
         "files": summary["files"],
-        "generator": f"psytest {manifest.get('packages', {}).get('psytest', '')}".strip(),
+        "generator": f"psytest {manifest.packages.get('psytest', '')}".strip(),
     }
     page = render_html(context)
     csvs = report.write_tables(all_tables)
@@ -123,23 +128,18 @@ def _validity_sections(validity: dict, dpi: int) -> list:
     return [section] if section else []
 
 
-def _inventories(manifest: dict):
+def _inventories(manifest: "QuestionnaireManifest"):
     from psychometrics.inventories.library import resolve_inventory
 
-    sources = manifest.get("inventory_sources", {})
-    return [resolve_inventory(sources.get(entry["id"], entry["id"])) for entry in manifest["inventories"]]
+    return [resolve_inventory(manifest.inventory_source(entry.id)) for entry in manifest.inventories]
 
 
-def responses_table(run_dir: Path, manifest: dict) -> pd.DataFrame:
-    """Every stored answer, long: request, inventory, item, its scale, condition columns, outcome, value, reply."""
-    from psychometrics.run.directory import RESPONSES
-    from psychometrics.statistics.scoring import responses_frame
-    from psychometrics.run.store import RunStore
-
-    with RunStore(run_dir / RESPONSES) as store:
-        frame = responses_frame(store, [entry["id"] for entry in manifest["inventories"]])
+def responses_table(run: "Run") -> pd.DataFrame:
+    """Every stored answer, long: request, inventory, item, its scale, condition columns, outcome, value, reply
+    (as the analysis reads them: :meth:`psychometrics.run.owner.Run.answers`)."""
+    frame = run.answers().responses.copy()
     scale_of = {}
-    for inventory in _inventories(manifest):
+    for inventory in run.inventories:
         for scale in inventory.scales:
             for item in scale.items:
                 scale_of.setdefault((inventory.id, item), scale.id)
@@ -148,21 +148,20 @@ def responses_table(run_dir: Path, manifest: dict) -> pd.DataFrame:
     return frame
 
 
-def run_info_table(manifest: dict, responses: pd.DataFrame) -> pd.DataFrame:
+def run_info_table(manifest: "QuestionnaireManifest", responses: pd.DataFrame) -> pd.DataFrame:
     """Model and design settings as key/value rows (the report's header)."""
-    design = manifest.get("design", {})
-    personas = manifest.get("personas") or {}
+    design = manifest.design.model_dump(mode="json")
     rows = [
-        ("model", manifest.get("model")),
-        ("backend settings", json.dumps(manifest.get("backend_params", {}), sort_keys=True)),
-        ("inventories", ", ".join(entry["id"] for entry in manifest.get("inventories", []))),
-        ("personas", personas.get("id", "none")),
+        ("model", manifest.model),
+        ("backend settings", json.dumps(manifest.backend_params, sort_keys=True)),
+        ("inventories", ", ".join(entry.id for entry in manifest.inventories)),
+        ("personas", manifest.personas.id if manifest.personas else "none"),
         *((f"design: {key}", json.dumps(value) if isinstance(value, (list, dict)) else value)
           for key, value in design.items()),
-        ("requests planned", manifest.get("requests_planned")),
+        ("requests planned", manifest.requests_planned),
         ("answers stored", len(responses)),
-        ("run created", manifest.get("created_at")),
-        ("psytest", manifest.get("packages", {}).get("psytest")),
+        ("run created", manifest.created_at),
+        ("psytest", manifest.packages.get("psytest")),
         ("report created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
     ]
     return pd.DataFrame([(key, "" if value is None else str(value)) for key, value in rows], columns=["key", "value"])
@@ -179,7 +178,7 @@ def _records(frame: Optional[pd.DataFrame], columns: list[str]) -> list[dict]:
     return json.loads(frame[[c for c in columns if c in frame.columns]].to_json(orient="records"))
 
 
-def summarize(manifest: dict, tables: dict[str, pd.DataFrame]) -> dict:
+def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]) -> dict:
     """The headline numbers of a run, for machines (CI drift checks, comparisons)."""
     from psychometrics.report.figures import METHOD_FACTORS
 
@@ -206,14 +205,14 @@ def summarize(manifest: dict, tables: dict[str, pd.DataFrame]) -> dict:
     if styles is not None and not styles.empty:
         styles = styles[styles["factor"] == "all"]
     return {
-        "model": manifest.get("model"),
-        "backend_params": manifest.get("backend_params"),
-        "created_at": manifest.get("created_at"),
-        "inventories": [{"id": entry["id"], "name": getattr(inventories.get(entry["id"]), "name", None),
-                         "items": len(inventories[entry["id"]].items) if entry["id"] in inventories else None,
-                         "content_hash": entry["content_hash"]} for entry in manifest.get("inventories", [])],
-        "personas": manifest.get("personas"),
-        "design": manifest.get("design"),
+        "model": manifest.model,
+        "backend_params": manifest.backend_params,
+        "created_at": manifest.created_at,
+        "inventories": [{"id": entry.id, "name": getattr(inventories.get(entry.id), "name", None),
+                         "items": len(inventories[entry.id].items) if entry.id in inventories else None,
+                         "content_hash": entry.content_hash} for entry in manifest.inventories],
+        "personas": manifest.personas.model_dump() if manifest.personas else None,
+        "design": manifest.design.model_dump(mode="json"),
         "scales": _records(scales, ["inventory", "mode", "scale", "trait", "mean", "sd", "n", "ci_low", "ci_high"]),
         "norms": _records(norms, ["inventory", "mode", "scale", "group", "z", "t_score", "percentile", "effect",
                                   "effect_size", "ci_low", "ci_high"]),

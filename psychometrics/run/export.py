@@ -19,10 +19,13 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from psychometrics.design.plan import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
+
+if TYPE_CHECKING:  # pandas is imported where it is used
+    import pandas as pd
 
 DEFAULT_CHUNKSIZE = 100_000
 RESPONSE_COLUMNS = (
@@ -38,19 +41,12 @@ def _duckdb_type(column: str) -> str:
     return {"int": "BIGINT", "real": "DOUBLE"}.get(kind, "VARCHAR")
 
 
-def _store(run_dir: Path) -> Path:
-    path = Path(run_dir) / "responses.sqlite"
-    if not path.is_file():
-        raise PsytestError(f"{run_dir}: no responses.sqlite; give a run directory written by psytest administer")
-    return path
-
-
 def connect_read_only(run_dir: Path) -> sqlite3.Connection:
-    """A read-only connection to a run's store (never creates or changes a file; checked as every
-    command checks a store, :func:`psychometrics.run.store.open_store`); one-line error if unreadable."""
-    from psychometrics.run.store import RunStore
+    """A read-only connection to a run's store, opened and checked by the run owner
+    (:func:`psychometrics.run.owner.open_run`: never creates or changes a file); one-line error if unreadable."""
+    from psychometrics.run.owner import open_run
 
-    store = RunStore(_store(run_dir), read_only=True)
+    store = open_run(run_dir).store()
     try:
         store.check_contents()
     except PsytestError:
@@ -74,7 +70,7 @@ def iter_responses(
     chunksize: int = DEFAULT_CHUNKSIZE,
     columns: Sequence[str] = RESPONSE_COLUMNS,
     where: str | None = None,
-) -> Iterator["pd.DataFrame"]:  # noqa: F821 - pandas is imported lazily
+) -> Iterator[pd.DataFrame]:
     """The run's answers as data frames of at most ``chunksize`` rows (see the module docstring)."""
     import pandas as pd
 

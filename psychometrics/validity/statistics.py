@@ -135,34 +135,25 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     data of :func:`selfreport_reliability`.
     """
     from psychometrics.design.plan import CONDITION_FIELDS
-    from psychometrics.analysis.tables import _inventory_for
-    from psychometrics.inventories.library import resolve_inventory
-    from psychometrics.run.directory import RESPONSES, read_manifest
-    from psychometrics.statistics.scoring import item_matrix, responses_frame, scale_scores
-    from psychometrics.run.store import RunStore
+    from psychometrics.run.owner import open_run
+    from psychometrics.statistics.scoring import item_matrix
 
     scores, frames, inventories = [], [], {}
     for index, run_dir in enumerate(run_dirs):
-        run_dir = Path(run_dir)
-        manifest = read_manifest(run_dir, study=None)
-        if manifest.get("study") == "behavior" or not (run_dir / RESPONSES).exists():
-            raise PsytestError(f"{run_dir}: not a questionnaire run (no {RESPONSES}); self-report comes from "
-                               "runs made by 'psytest administer'")
-        sources = manifest.get("inventory_sources", {})
-        run_inventories = [_inventory_for(e, sources.get(e["id"], e["id"]), resolve_inventory)
-                           for e in manifest.get("inventories", [])]
+        run = open_run(run_dir)  # the run's own inventories (hash-checked), answers and invalid-answer policy
+        run_inventories = run.inventories
         for inventory in run_inventories:
             known = inventories.setdefault(inventory.id, inventory)
             if known.content_hash != inventory.content_hash:
                 raise PsytestError(f"{run_dir}: inventory '{inventory.id}' differs from the one of an earlier run; "
                                    "give runs that used the same inventory file")
-        with RunStore(run_dir / RESPONSES) as store:
-            frame = responses_frame(store, [inventory.id for inventory in run_inventories])
+        frame = run.answers().responses.copy()
         frame["persona"] = frame["persona"].fillna("none")
-        frame["model"] = manifest["model"]
+        model = run.manifest.model
+        frame["model"] = model
         frames.append(frame)
-        cells = scale_scores(frame, run_inventories)
-        cells = cells[cells["kind"] == "scale"]
+        cells = run.scores()
+        cells = cells[cells["kind"] == "scale"].assign(persona=lambda c: c["persona"].fillna("none"))
         others = [c for c in CONDITION_FIELDS if c != "persona"]
         cells = cells.assign(cell=[f"{index}:" + "|".join(map(str, row)) for row in cells[others].itertuples(index=False)])
         for inventory in run_inventories:
@@ -170,7 +161,7 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
                 if scale.trait is None:
                     continue
                 part = cells[(cells["inventory"] == inventory.id) & (cells["scale"] == scale.id)]
-                scores.append(part.assign(model=manifest["model"], trait=scale.trait, trait_sign=scale.trait_sign))
+                scores.append(part.assign(model=model, trait=scale.trait, trait_sign=scale.trait_sign))
     items = []
     if frames:
         everything = pd.concat(frames, ignore_index=True)
@@ -185,11 +176,6 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     scores_frame = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SELFREPORT_COLUMNS)
     items_frame = pd.concat(items, ignore_index=True) if items else pd.DataFrame(columns=ITEM_COLUMNS)
     return scores_frame[list(SELFREPORT_COLUMNS)], items_frame[list(ITEM_COLUMNS)]
-
-
-def selfreport_frame(run_dirs: Iterable[Path]) -> pd.DataFrame:
-    """Scale scores per design cell of questionnaire runs (see :func:`read_selfreport`)."""
-    return read_selfreport(run_dirs)[0]
 
 
 def targets_frame(persona_set) -> pd.DataFrame:

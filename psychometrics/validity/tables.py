@@ -45,7 +45,7 @@ class ValidityResult:
         return {"out_dir": str(self.out_dir), "files": [p.name for p in self.files], **self.headline()}
 
 
-def _persona_targets(manifests: list[dict]):
+def _persona_targets(manifests: list):
     """Targets of every persona set the runs used (trait-shaping personas have them; others give 0)."""
     from psychometrics.design.personas import resolve_persona_set
     from psychometrics.validity.statistics import targets_frame
@@ -53,7 +53,7 @@ def _persona_targets(manifests: list[dict]):
     frames = []
     seen = set()
     for manifest in manifests:
-        name = (manifest.get("design") or {}).get("personas")
+        name = manifest.design.personas
         if not name or name in seen:
             continue
         seen.add(name)
@@ -67,20 +67,18 @@ def _persona_targets(manifests: list[dict]):
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
                      seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs."""
-    from psychometrics.behavior.analysis import (
-        changed_scoring, planned_behavior_frame, read_behavior_manifest, relative_to_model, run_tasks,
-    )
-    from psychometrics.run.directory import read_manifest
+    from psychometrics.behavior.analysis import planned_behavior_frame, relative_to_model
+    from psychometrics.run.owner import open_run
     from psychometrics.validity.statistics import read_selfreport, validity_tables
 
     if not selfreport_dirs or not behavior_dirs:
         raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
     manifests = []
     for run_dir in selfreport_dirs:
-        manifest = read_manifest(Path(run_dir), study=None)
-        if manifest.get("study") == "behavior":
+        run = open_run(run_dir, expect=None)
+        if run.kind == "behavior":
             raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
-        manifests.append(manifest)
+        manifests.append(run.manifest)
     seen: dict[Path, str] = {}
     for option, run_dir in [*(("--selfreport", d) for d in selfreport_dirs), *(("--behavior", d) for d in behavior_dirs)]:
         resolved = Path(run_dir).resolve()
@@ -89,15 +87,15 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         seen[resolved] = f"{option} {run_dir}"
     frames, variant_order, run_notes, all_tasks = [], {}, [], {}
     for run_dir in behavior_dirs:
-        manifest = read_behavior_manifest(Path(run_dir))
-        manifests.append(manifest)
-        tasks = run_tasks(manifest)
+        run = open_run(run_dir, expect="behavior")
+        manifests.append(run.manifest)
+        tasks = run.tasks
         all_tasks.update(tasks)
         for task in tasks.values():
             variant_order.setdefault(task.id, [v.id for v in task.variants])
         run_notes += [("behavior", f"{run_dir}: the scoring of '{t}' changed since the run; its stored replies are "
-                                  "scored with the current task file") for t in changed_scoring(manifest, tasks)]
-        frame, plan_notes = planned_behavior_frame(Path(run_dir))
+                                  "scored with the current task file") for t in run.changed_scoring()]
+        frame, plan_notes = planned_behavior_frame(run)
         frames.append(frame)
         run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
@@ -135,7 +133,7 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     """Compute and write everything (one set, :class:`psychometrics.run.outputs.DerivedSet`); ``out`` defaults
     to ``validity/`` in the first behaviour run."""
     from psychometrics.run.outputs import DerivedSet, claim_directory
-    from psychometrics.run.directory import run_inputs
+    from psychometrics.run.owner import open_run
 
     default = Path(behavior_dirs[0]) / "validity" if behavior_dirs else None
     out_dir = Path(out) if out is not None else default
@@ -149,7 +147,7 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
                  if table is not None and not table.empty]
     page = validity_page(tables, "psytest: self-report vs behaviour", sources, csv_names)
     result = ValidityResult(out_dir, tables, [])
-    inputs = {"runs": [{"run": str(d), **run_inputs(Path(d))} for d in [*selfreport_dirs, *behavior_dirs]]}
+    inputs = {"runs": [{"run": str(d), **open_run(d, expect=None).inputs()} for d in [*selfreport_dirs, *behavior_dirs]]}
     with DerivedSet(out_dir, "validity", inputs=inputs, owned=owned,
                     options={"bootstrap": n_boot, "seed": seed}) as validity:
         result.files += validity.write_tables({**tables, "run_info": run_info})
