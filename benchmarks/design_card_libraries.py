@@ -162,7 +162,7 @@ def factor_analyzer_section(args, data: pd.DataFrame) -> None:
 
 
 def spi_timing(args) -> None:
-    from psychometrics.statistics.factor_analysis import efa
+    from psychometrics.statistics.efa import efa
 
     if not shutil.which("Rscript"):
         print("  --spi: Rscript not found; skipped")

@@ -1,8 +1,9 @@
-"""psychometrics.statistics.factor_analysis against R's psych 2.2.9 / GPArotation 2022.10.2, and degenerate input.
+"""EFA, omega, rotations and congruence (psychometrics.statistics.efa, omega, rotation, congruence,
+lbfgsb) against R's psych 2.2.9 / GPArotation 2022.10.2, and degenerate input.
 
 Golden values: tests/reference/factor_analysis.R -> tests/reference/golden/factor_analysis.json.
-The implementation replicates psych's iterative steps, so the tolerances are tight (see the module
-docstring, "Agreement with R"); the brief's minimum was 1e-4 for loadings/Phi/communalities and 1e-6 for
+The implementation replicates psych's iterative steps, so the tolerances are tight (see the modules'
+docstrings, "Agreement with R"); the brief's minimum was 1e-4 for loadings/Phi/communalities and 1e-6 for
 omega. Achieved on the reference data: loadings/Phi/structure/h2 <= ~4e-12, omega <= ~1e-13,
 congruence <= ~1e-15, fit statistics <= ~1e-9 relative (RMSEA bounds ~1e-8: R's uniroot tolerance).
 """
@@ -19,14 +20,10 @@ import pytest
 import scipy.optimize
 
 from psychometrics.errors import PsytestError
-from psychometrics.statistics.factor_analysis import (
-    EFAResult,
-    _lbfgsb_r,
-    efa,
-    match_factors,
-    omega,
-    tucker_congruence,
-)
+from psychometrics.statistics.congruence import match_factors, tucker_congruence
+from psychometrics.statistics.efa import EFAResult, efa
+from psychometrics.statistics.lbfgsb import minimize_lbfgsb
+from psychometrics.statistics.omega import omega
 
 REFERENCE = Path(__file__).parent / "reference"
 GOLDEN = json.loads((REFERENCE / "golden" / "factor_analysis.json").read_text())
@@ -440,7 +437,7 @@ def test_lbfgsb_finds_a_bounded_minimum():
 
     lower, upper = np.full(6, -2.0), np.full(6, 2.0)
     upper[0] = 0.5  # an active bound at the solution
-    x, f, iterations, converged, _ = _lbfgsb_r(rosenbrock, np.full(6, -1.2), lower, upper, factr=10.0, maxit=1000)
+    x, f, iterations, converged, _ = minimize_lbfgsb(rosenbrock, np.full(6, -1.2), lower, upper, factr=10.0, maxit=1000)
     assert converged and iterations > 5
     assert x[0] == 0.5
     reference = scipy.optimize.minimize(
@@ -454,7 +451,7 @@ def test_lbfgsb_finds_a_bounded_minimum():
 def test_factor_sign_does_not_follow_rounding_of_a_zero_column_sum():
     """psych orients a factor so that its loadings sum positive; a sum that is zero in exact arithmetic
     has only the sign of its rounding, which another BLAS kernel may flip (issue 13)."""
-    from psychometrics.statistics.factor_analysis import _signs
+    from psychometrics.statistics.efa import _signs
 
     column = np.array([0.6, -0.25, -0.35, 0.1, -0.1])
     signs = set()

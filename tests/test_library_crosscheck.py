@@ -33,7 +33,7 @@ from statsmodels.stats.multitest import multipletests
 
 from psychometrics.analysis.compare import welch_interval
 from psychometrics.statistics.correlation import bca_interval, bh_adjust, correlation, fisher_interval
-from psychometrics.statistics.factor_analysis import efa
+from psychometrics.statistics.efa import efa
 from psychometrics.statistics.mixed_model import random_intercept_reml
 from psychometrics.statistics.norms import hedges_g
 from psychometrics.statistics.reliability import cronbach_alpha, icc, reverse_key

@@ -66,7 +66,7 @@ def _safe(call, *args, **kwargs):
 def reliability_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reliability per scale and corrected item-total correlations."""
     from psychometrics.statistics import reliability as rel
-    from psychometrics.statistics.factor_analysis import omega
+    from psychometrics.statistics.omega import omega
 
     rows, item_rows = [], []
     for scale in inventory.scales:
@@ -123,7 +123,8 @@ def structure_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict,
     """EFA with as many factors as scales, its congruence with the intended (or a reference) structure,
     and a CFA of the instrument's model."""
     from psychometrics.statistics.cfa import cfa
-    from psychometrics.statistics.factor_analysis import efa, match_factors
+    from psychometrics.statistics.congruence import match_factors
+    from psychometrics.statistics.efa import efa
 
     data = matrix.dropna()
     k = len(inventory.scales)
