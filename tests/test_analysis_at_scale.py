@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from psychometrics.statistics import sensitivity as sens
-from psychometrics.design.plan import CONDITION_FIELDS, Design
+from psychometrics.conditions import CONDITION_FIELDS, same_level
+from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.run.directory import administer
@@ -112,7 +113,7 @@ def test_level_rows_equal_a_scan_of_every_row(pool):
     for n in (0, 1, 7, 60):
         column = pd.Series([pool[i] for i in rng.integers(0, len(pool), n)], dtype=object)
         levels = sens.ordered_levels(column, "wording")
-        scanned = [np.flatnonzero(column.map(lambda v, lv=lv: sens._same(v, lv)).to_numpy(dtype=bool))
+        scanned = [np.flatnonzero(column.map(lambda v, lv=lv: same_level(v, lv)).to_numpy(dtype=bool))
                    for lv in levels]
         found = sens._level_rows(column, levels)
         assert len(found) == len(scanned)

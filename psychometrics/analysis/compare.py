@@ -48,7 +48,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 
 #: Columns that identify one scored quantity of a run.

@@ -101,7 +101,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 
 #: Relative tolerance of numbers in tables, applied to the larger of the value and its operands' scale.

@@ -21,7 +21,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 
 DEFAULT_CHUNKSIZE = 100_000

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable
 
-from psychometrics.design.plan import CONDITION_FIELDS as CONDITION_COLUMNS
+from psychometrics.conditions import CONDITION_FIELDS as CONDITION_COLUMNS
 from psychometrics.inventories.model import Inventory
 
 if TYPE_CHECKING:

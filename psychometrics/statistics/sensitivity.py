@@ -7,7 +7,7 @@ Every function takes the tables psytest already produces and returns one tidy :c
 
 ``responses``
     :func:`psychometrics.statistics.scoring.responses_frame`: one row per item answer, with the condition columns
-    (:data:`psychometrics.design.plan.CONDITION_FIELDS`), ``outcome``, ``position`` (displayed position
+    (:data:`psychometrics.conditions.CONDITION_FIELDS`), ``outcome``, ``position`` (displayed position
     chosen, 0-based; in probability mode the modal position) and ``value`` (semantic response value
     before reverse keying; in probability mode the expected value of the label distribution).
 ``scores``
@@ -47,27 +47,21 @@ acquiescence and response-style shares.
 from __future__ import annotations
 
 import math
-import re
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS, expand_option_orders
+from psychometrics.conditions import (
+    FACTORS,
+    check_factor,
+    expand_option_orders,
+    is_missing,
+    order_scheme,
+    ordered_levels,
+    same_level,
+)
 from psychometrics.inventories.model import Inventory
-
-#: Condition columns that can be analysed as design factors (the answer mode stratifies instead).
-FACTORS: tuple[str, ...] = tuple(field for field in CONDITION_FIELDS if field != "mode")
-
-#: The level each factor is compared against by default: the design's default level.
-DEFAULT_REFERENCE: dict[str, object] = {
-    "option_order": "original",
-    "template": "numbered",
-    "persona": "none",
-    "wording": "original",
-    "item_order": "none",
-    "sample": 0,
-}
 
 #: Outcomes of a reply (:data:`psychometrics.engine.parse.OUTCOMES`) plus ``error`` (the request failed).
 REPLY_OUTCOMES: tuple[str, ...] = ("valid", "refusal", "out_of_range", "multiple", "unparseable")
@@ -81,40 +75,8 @@ _EPS = 1e-9  # values (response values, scale scores) closer than this are equal
 # helpers
 
 
-def _natural_key(value: object) -> tuple:
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    parts = re.split(r"(\d+)", str(value))
-    return (1, 0.0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
-
-
-def ordered_levels(values: Iterable[object], factor: str) -> list:
-    """The distinct levels of ``factor`` in a stable order: the design's default level first
-    (:data:`DEFAULT_REFERENCE`), then natural order (``paraphrase2`` before ``paraphrase10``).
-    Missing values are not levels."""
-    levels = [v for v in pd.unique(pd.Series(list(values), dtype=object)) if not _isna(v)]
-    default = DEFAULT_REFERENCE.get(factor)
-    return sorted(levels, key=lambda v: (not _same(v, default), _natural_key(v)))
-
-
-def _isna(value: object) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _same(a: object, b: object) -> bool:
-    if a is None or b is None:
-        return False
-    try:
-        return a == b or str(a) == str(b)
-    except Exception:  # pragma: no cover - exotic types
-        return False
-
-
 def _level_rows(column: pd.Series, levels: Sequence[object]) -> list[np.ndarray]:
-    """Positions of the rows of ``column`` that are the same (:func:`_same`) as each level, found by
+    """Positions of the rows of ``column`` that are the same (:func:`same_level`) as each level, found by
     sorting once rather than comparing every row with every level (1,667 sample levels x a million
     rows would take hours)."""
     codes, uniques = pd.factorize(column, use_na_sentinel=True)  # missing values: -1, never a level
@@ -140,13 +102,6 @@ def _level_rows(column: pd.Series, levels: Sequence[object]) -> list[np.ndarray]
         parts = [order[bounds[code]:bounds[code + 1]] for code in sorted(matched)]
         rows.append(np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.intp))
     return rows
-
-
-def _check_factor(factor: str) -> None:
-    if factor == "mode":
-        raise ValueError("the answer mode is not a design factor here: every result is reported per mode")
-    if factor not in FACTORS:
-        raise ValueError(f"unknown design factor {factor!r}; use one of {', '.join(FACTORS)}")
 
 
 def _present(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
@@ -227,7 +182,7 @@ def _blocks(part: pd.DataFrame, factor: str) -> pd.DataFrame:
     others = [c for c in FACTORS if c != factor and c in part.columns]
     block = part.groupby(others, dropna=False, sort=False).ngroup() if others else pd.Series(0, index=part.index)
     keyed = pd.DataFrame({"block": block.to_numpy(), "level": part[factor].to_numpy(), "score": part["score"].to_numpy()})
-    keyed = keyed[~keyed["level"].map(_isna)]
+    keyed = keyed[~keyed["level"].map(is_missing)]
     if keyed.duplicated(["block", "level"]).any():
         raise ValueError(
             "scores have more than one row per design cell and scale (scores of several runs or models "
@@ -399,13 +354,13 @@ def factor_effects(
     Holm, S. (1979). A simple sequentially rejective multiple test procedure. *Scandinavian Journal
     of Statistics*, 6(2), 65-70.
     """
-    _check_factor(factor)
+    check_factor(factor)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
     rows: list[dict] = []
     if factor not in scores.columns:
         raise ValueError(f"scores have no {factor!r} column")
-    if reference is not None and not any(_same(v, reference) for v in ordered_levels(scores[factor], factor)):
+    if reference is not None and not any(same_level(v, reference) for v in ordered_levels(scores[factor], factor)):
         raise ValueError(f"reference level {reference!r} is not a level of {factor}")
     for (inventory, mode, kind, scale), part in scores.groupby(_SCALE_GROUP, sort=False, dropna=False):
         base = {"inventory": inventory, "mode": mode, "kind": kind, "scale": scale, "factor": factor}
@@ -416,7 +371,7 @@ def factor_effects(
                          "n": int(part["score"].notna().sum()),
                          "note": f"not varied: {factor} has a single level ({only})"})
             continue
-        ref = levels[0] if reference is None else next((v for v in levels if _same(v, reference)), None)
+        ref = levels[0] if reference is None else next((v for v in levels if same_level(v, reference)), None)
         if ref is None:
             rows.append({**base, "test": "none", "reference": reference,
                          "note": f"reference level {reference} not among this scale's levels ({', '.join(map(str, levels))})"})
@@ -424,7 +379,7 @@ def factor_effects(
         wide = _blocks(part, factor)
         counts = part.groupby(part[factor].map(str), dropna=True).size()
         paired_rows = []
-        for level in [v for v in levels if not _same(v, ref)]:
+        for level in [v for v in levels if not same_level(v, ref)]:
             pair = wide[[ref, level]].dropna()
             row = {**base, "test": "paired_t", "reference": ref, "level": level}
             row.update(_paired((pair[level] - pair[ref]).to_numpy(dtype=float), confidence))
@@ -558,7 +513,7 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
         :func:`psychometrics.statistics.scoring.scale_scores` output of one run.
     factors
         Factors in entry order. Default: every condition column except ``mode`` and ``sample`` that has
-        more than one level, in :data:`FACTORS` order. ``sample`` is left in the residual by default
+        more than one level, in :data:`~psychometrics.conditions.FACTORS` order. ``sample`` is left in the residual by default
         because sample indices are exchangeable replicates (sample 0 of one cell has nothing in common
         with sample 0 of another); pass it explicitly to test that anyway. A listed factor with a single
         level gets a row with ``df = 0`` and note ``not varied``.
@@ -597,7 +552,7 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
 
     if factors is not None:
         for factor in factors:
-            _check_factor(factor)
+            check_factor(factor)
             if factor not in scores.columns:
                 raise ValueError(f"scores have no {factor!r} column")
         if len(set(factors)) != len(factors):
@@ -851,12 +806,6 @@ _POSITION_COLUMNS = [
     "inventory", "mode", "scheme", "option_orders", "content_balanced", "position", "count", "rate",
     "expected_rate", "residual", "n", "chi_square", "df", "p_value", "first_rate", "last_rate", "note",
 ]
-
-
-def order_scheme(option_order: str) -> str:
-    """The scheme an option order belongs to: ``latin3`` -> ``latin``, ``rotation2`` -> ``rotation``,
-    ``random1`` -> ``random``; ``original`` and ``reversed`` are their own schemes."""
-    return re.sub(r"\d+$", "", str(option_order))
 
 
 def _known_orders(values: list[int]) -> dict[str, tuple[int, ...]]:
@@ -1203,7 +1152,7 @@ def response_style_rates(
     by_id = {inventory.id: inventory for inventory in inventories}
     if factors is not None:
         for factor in factors:
-            _check_factor(factor)
+            check_factor(factor)
     rows: list[dict] = []
     for (inventory_id, mode), part in responses.groupby(_GROUP, sort=False, dropna=False):
         inventory = by_id.get(inventory_id)

@@ -134,7 +134,7 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     ``items`` has the keyed item values averaged over a respondent's cells (:data:`ITEM_COLUMNS`), the
     data of :func:`selfreport_reliability`.
     """
-    from psychometrics.design.plan import CONDITION_FIELDS
+    from psychometrics.conditions import CONDITION_FIELDS
     from psychometrics.analysis.tables import _inventory_for
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.run.directory import RESPONSES, read_manifest
