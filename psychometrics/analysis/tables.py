@@ -247,17 +247,17 @@ def retest_table(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventories: list[Inventory]) -> Tables:
-    from psychometrics.statistics import sensitivity as sens
+    from psychometrics.statistics import design_effects, response_styles
 
     scale_scores = scores[scores["kind"] == "scale"]
     varied = [f for f in CONDITION_FIELDS if f != "mode" and scale_scores[f].nunique() > 1]
     tables: Tables = {
-        "factor_effects": _concat(sens.factor_effects(scale_scores, factor) for factor in varied),
-        "variance_decomposition": sens.variance_decomposition(scale_scores) if varied else pd.DataFrame(),
-        "option_order_flips": sens.option_order_flips(responses),
-        "position_bias": sens.position_bias(responses, inventories),
-        "acquiescence": sens.acquiescence(responses, inventories),
-        "response_styles": sens.response_style_rates(responses, inventories),
+        "factor_effects": _concat(design_effects.factor_effects(scale_scores, factor) for factor in varied),
+        "variance_decomposition": design_effects.variance_decomposition(scale_scores) if varied else pd.DataFrame(),
+        "option_order_flips": design_effects.option_order_flips(responses),
+        "position_bias": response_styles.position_bias(responses, inventories),
+        "acquiescence": response_styles.acquiescence(responses, inventories),
+        "response_styles": response_styles.response_style_rates(responses, inventories),
     }
     return tables
 
