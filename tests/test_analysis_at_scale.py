@@ -21,7 +21,7 @@ from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.run.directory import administer
 from psychometrics.statistics.frames import TOLERANCE, valid_answers
-from psychometrics.statistics.scoring import responses_frame
+from psychometrics.run.frame import responses_frame
 from psychometrics.run.store import RunStore
 
 COLUMNS = ["request_id", "inventory", "item_id", "item_index", *CONDITION_FIELDS, "outcome", "parse_method", "position",

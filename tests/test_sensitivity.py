@@ -24,7 +24,7 @@ from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.run.directory import administer, score_run
-from psychometrics.statistics.scoring import responses_frame
+from psychometrics.run.frame import responses_frame
 from psychometrics.statistics.design_effects import factor_effects, option_order_flips, variance_decomposition
 from psychometrics.statistics.response_styles import acquiescence, position_bias, response_style_rates
 from psychometrics.run.store import RunStore

@@ -478,7 +478,8 @@ def test_read_selfreport_from_a_simulated_run(tmp_path):
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
     from psychometrics.run.directory import administer
-    from psychometrics.statistics.scoring import keyed_values, responses_frame
+    from psychometrics.run.frame import responses_frame
+    from psychometrics.statistics.scoring import keyed_values
     from psychometrics.run.store import RunStore
 
     personas = ["baseline", "extraversion-very-low", "extraversion-very-high", "agreeableness-very-low",

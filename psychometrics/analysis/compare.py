@@ -113,7 +113,8 @@ def load_run_scores(run_dir: Path) -> RunScores:
     applies the run's invalid-answer policy, exactly as :func:`psychometrics.analysis.tables.analyze_run` does.
     """
     from psychometrics.run.directory import RESPONSES
-    from psychometrics.statistics.scoring import responses_frame, scale_scores
+    from psychometrics.run.frame import responses_frame
+    from psychometrics.statistics.scoring import scale_scores
     from psychometrics.run.store import RunStore
 
     run_dir = Path(run_dir)

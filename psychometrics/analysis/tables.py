@@ -270,7 +270,7 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.statistics.mtmm import mtmm
     from psychometrics.run.directory import RESPONSES, read_manifest
-    from psychometrics.statistics.scoring import responses_frame
+    from psychometrics.run.frame import responses_frame
     from psychometrics.run.store import RunStore
 
     manifest = read_manifest(run_dir)

@@ -133,7 +133,7 @@ def _inventories(manifest: dict):
 def responses_table(run_dir: Path, manifest: dict) -> pd.DataFrame:
     """Every stored answer, long: request, inventory, item, its scale, condition columns, outcome, value, reply."""
     from psychometrics.run.directory import RESPONSES
-    from psychometrics.statistics.scoring import responses_frame
+    from psychometrics.run.frame import responses_frame
     from psychometrics.run.store import RunStore
 
     with RunStore(run_dir / RESPONSES) as store:

@@ -324,7 +324,8 @@ def score_run(run_dir: Path, inventories: list[Inventory], invalid: str = "missi
     The full set of derived tables is :func:`psychometrics.analysis.tables.analyze_run` (``psytest score``).
     """
     from psychometrics.analysis.tables import score_summary
-    from psychometrics.statistics.scoring import responses_frame, scale_scores
+    from psychometrics.run.frame import responses_frame
+    from psychometrics.statistics.scoring import scale_scores
 
     with RunStore(run_dir / RESPONSES, read_only=True) as store:
         frame = responses_frame(store)

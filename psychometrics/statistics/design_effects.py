@@ -8,7 +8,7 @@ Every function takes the tables psytest already produces and returns one tidy :c
     :func:`psychometrics.statistics.scoring.scale_scores`: one row per design cell x scale (and facet),
     with the condition columns (:data:`psychometrics.conditions.CONDITION_FIELDS`).
 ``responses``
-    :func:`psychometrics.statistics.scoring.responses_frame`: one row per item answer, with the condition
+    :func:`psychometrics.run.frame.responses_frame`: one row per item answer, with the condition
     columns, ``outcome`` and ``value`` (semantic response value before reverse keying; in probability
     mode the expected value of the label distribution).
 
@@ -669,7 +669,7 @@ def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) 
     Parameters
     ----------
     responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
+        :func:`psychometrics.run.frame.responses_frame` output.
     threshold
         Smallest change counted as a flip (default 0 for text, 0.5 for probs mode).
 

@@ -1,7 +1,7 @@
 """Helpers for the tidy frames the design statistics read and return.
 
 :mod:`psychometrics.statistics.design_effects` and :mod:`psychometrics.statistics.response_styles` read
-psytest's answer frame (:func:`psychometrics.statistics.scoring.responses_frame`: one row per item
+psytest's answer frame (:func:`psychometrics.run.frame.responses_frame`: one row per item
 answer with its condition columns, ``outcome`` and ``value``) or its scale scores (one row per design
 cell x scale), and return one tidy table per statistic whose ``note`` column says why a statistic is
 missing (empty otherwise). What both need of those frames is here: the condition columns a frame has

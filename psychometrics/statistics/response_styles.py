@@ -1,7 +1,7 @@
 """Response styles: the answers a model gives whatever the question, seen in its questionnaire answers.
 
 Every function takes the answer frame psytest produces (``responses``,
-:func:`psychometrics.statistics.scoring.responses_frame`: one row per item answer with the condition
+:func:`psychometrics.run.frame.responses_frame`: one row per item answer with the condition
 columns (:data:`psychometrics.conditions.CONDITION_FIELDS`), ``outcome``, ``position`` (displayed
 position chosen, 0-based; in probability mode the modal position) and ``value`` (semantic response value
 before reverse keying; in probability mode the expected value of the label distribution)) and the
@@ -134,7 +134,7 @@ def position_bias(responses: pd.DataFrame, inventories: Iterable[Inventory]) -> 
     Parameters
     ----------
     responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
+        :func:`psychometrics.run.frame.responses_frame` output.
     inventories
         The inventories administered (for the number of response options :math:`K`).
 
@@ -302,7 +302,7 @@ def acquiescence(
     Parameters
     ----------
     responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
+        :func:`psychometrics.run.frame.responses_frame` output.
     inventories
         The inventories administered (keying, scale membership, response scale).
     per_scale
@@ -407,7 +407,7 @@ def response_style_rates(
     Parameters
     ----------
     responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
+        :func:`psychometrics.run.frame.responses_frame` output.
     inventories
         The inventories administered (response scale).
     factors

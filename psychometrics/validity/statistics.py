@@ -138,7 +138,8 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     from psychometrics.analysis.tables import _inventory_for
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.run.directory import RESPONSES, read_manifest
-    from psychometrics.statistics.scoring import item_matrix, responses_frame, scale_scores
+    from psychometrics.run.frame import responses_frame
+    from psychometrics.statistics.scoring import item_matrix, scale_scores
     from psychometrics.run.store import RunStore
 
     scores, frames, inventories = [], [], {}
