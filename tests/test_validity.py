@@ -290,7 +290,7 @@ def test_bca_bootstrap_is_seeded_and_about_the_fisher_width():
     for method in ("fisher", "bca"):
         constant = r_interval(np.ones(10), np.arange(10.0), method=method, n_boot=200, rng=np.random.default_rng(0))
         assert (constant["low"], constant["high"]) == (None, None) and "constant score" in constant["note"]
-    with pytest.raises(PsytestError, match="choose fisher or bca"):
+    with pytest.raises(ValueError, match="choose fisher or bca"):
         r_interval(x, y, method="percentile", rng=np.random.default_rng(0))
 
 

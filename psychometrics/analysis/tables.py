@@ -36,6 +36,7 @@ from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
 from psychometrics.statistics.scoring import item_matrix, scale_scores, scores_from_matrix
+from psychometrics.textsafe import printable
 
 Tables = dict[str, pd.DataFrame]
 
@@ -50,13 +51,17 @@ def _note(*parts: str | None) -> str | None:
 
 
 def _safe(call, *args, **kwargs):
-    """(result, note): user-facing problems become notes, so one degenerate scale never stops the analysis."""
+    """(result, note): user-facing problems become notes, so one degenerate scale never stops the analysis.
+
+    The statistics refuse data they cannot use with a one-line :class:`ValueError` that says why: its
+    message is the note (on one line, control characters escaped, as every message psytest shows).
+    Numerical failures (a singular matrix, a division by zero) are noted with their type's name."""
     try:
         return call(*args, **kwargs), None
-    except PsytestError as exc:
-        return None, str(exc)
-    except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
+    except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
+    except (PsytestError, ValueError) as exc:
+        return None, printable(" ".join(str(exc).split()))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ columns :math:`x, y` of two loading matrices over the same items,
 (the Hungarian algorithm on :math:`|\\phi|`), for comparing solutions whose factor order and signs are
 arbitrary. Agreement with psych on the reference data: about 1e-15 (``tests/test_factor_analysis.py``).
 Malformed loadings (non-finite values, a factor with only zero loadings, different items) raise a
-one-line :class:`~psychometrics.errors.PsytestError`.
+one-line :class:`ValueError`.
 
 References
 ----------
@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import scipy.optimize
 
-from psychometrics.errors import PsytestError
 from psychometrics.statistics.efa import EFAResult
 
 __all__ = ["FactorMatch", "match_factors", "tucker_congruence"]
@@ -73,13 +72,13 @@ def _as_loadings(x, what: str) -> tuple[np.ndarray, list[str] | None, list[str] 
             values = values[:, None]
         rows = cols = None
     if values.ndim != 2:
-        raise PsytestError(f"{what} must be a loadings matrix (items x factors)")
+        raise ValueError(f"{what} must be a loadings matrix (items x factors)")
     if not np.isfinite(values).all():
-        raise PsytestError(f"{what} has missing or infinite loadings; drop those items first")
+        raise ValueError(f"{what} has missing or infinite loadings; drop those items first")
     zero = np.flatnonzero(np.sum(values * values, axis=0) == 0)
     if len(zero):
         label = cols[zero[0]] if cols else str(zero[0] + 1)
-        raise PsytestError(f"factor {label} of {what} has only zero loadings, so its congruence is undefined")
+        raise ValueError(f"factor {label} of {what} has only zero loadings, so its congruence is undefined")
     return values, rows, cols
 
 
@@ -105,10 +104,10 @@ def tucker_congruence(a, b) -> pd.DataFrame | np.ndarray:
     y, yr, yc = _as_loadings(b, "b")
     if xr is not None and yr is not None and xr != yr:
         if set(xr) != set(yr):
-            raise PsytestError("a and b have different items; congruence compares loadings of the same items")
+            raise ValueError("a and b have different items; congruence compares loadings of the same items")
         y = pd.DataFrame(y, index=yr).loc[xr].to_numpy()
     if x.shape[0] != y.shape[0]:
-        raise PsytestError(f"a has {x.shape[0]} items but b has {y.shape[0]}; pass loadings of the same items")
+        raise ValueError(f"a has {x.shape[0]} items but b has {y.shape[0]}; pass loadings of the same items")
     phi = (x.T @ y) / np.sqrt(np.outer(np.sum(x * x, axis=0), np.sum(y * y, axis=0)))
     if xc is not None and yc is not None:
         return pd.DataFrame(phi, index=xc, columns=yc)
@@ -141,11 +140,11 @@ def match_factors(reference, loadings, phi=None) -> FactorMatch:
     ref, _, ref_cols = _as_loadings(reference, "reference")
     lam, lam_rows, lam_cols = _as_loadings(loadings, "loadings")
     if ref.shape[0] != lam.shape[0]:
-        raise PsytestError(
+        raise ValueError(
             f"reference has {ref.shape[0]} items but loadings has {lam.shape[0]}; pass loadings of the same items"
         )
     if lam.shape[1] < ref.shape[1]:
-        raise PsytestError(
+        raise ValueError(
             f"loadings has {lam.shape[1]} factors but reference has {ref.shape[1]}; every reference factor needs a match"
         )
     congruence = np.asarray(tucker_congruence(ref, lam))

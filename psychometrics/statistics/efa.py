@@ -82,7 +82,7 @@ about 1e-7 relative.
 
 Differences from R
 ------------------
-1. Degenerate input raises :class:`~psychometrics.errors.PsytestError` with a one-line message saying
+1. Degenerate input raises :class:`ValueError` with a one-line message saying
    what to do, where psych stops with a multi-line error or warns and continues:
 
    * constant items (and items with fewer than two responses): psych's correlation matrix has NAs and
@@ -134,7 +134,6 @@ import scipy.linalg
 import scipy.optimize
 import scipy.stats
 
-from psychometrics.errors import PsytestError
 from psychometrics.statistics.item_correlations import ItemCorrelations, cor_smooth, item_correlations, names_list, smc
 from psychometrics.statistics.lbfgsb import minimize_lbfgsb
 from psychometrics.statistics.rotation import ROTATIONS, rotate
@@ -315,12 +314,12 @@ def check_n_factors(n_factors, p: int) -> int:
     degrees of freedom :math:`p(p-1)/2 - pk + k(k-1)/2` and :math:`k < p`); else a one-line error that
     says how many factors the items allow."""
     if isinstance(n_factors, bool) or not isinstance(n_factors, (int, np.integer)) or n_factors < 1:
-        raise PsytestError(f"n_factors must be a whole number >= 1, got {n_factors!r}")
+        raise ValueError(f"n_factors must be a whole number >= 1, got {n_factors!r}")
     n_factors = int(n_factors)
     dof = _dof(p, n_factors)
     if dof < 0 or n_factors >= p:
         most = _max_factors(p)
-        raise PsytestError(
+        raise ValueError(
             f"{n_factors} factors are too many for {p} items (the model has {dof:g} degrees of freedom, so it is "
             f"not identified); use at most {most} factor{'s' if most != 1 else ''} or more items"
         )
@@ -346,6 +345,10 @@ def _log_det_r(x: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------
 # Extraction (psych:::fac's fit(), with R's optim L-BFGS-B settings)
 # --------------------------------------------------------------------------------------------------
+
+
+class _SingularMatrix(Exception):
+    """The correlation matrix has no positive determinant: no maximum likelihood solution."""
 
 
 @dataclass
@@ -396,7 +399,7 @@ def _extract(r: np.ndarray, k: int, method: str, squared_multiple: np.ndarray) -
     else:
         sign, logdet_r = np.linalg.slogdet(r)
         if sign <= 0 or not np.isfinite(logdet_r):
-            raise PsytestError("singular")  # caught by efa(), which words the message
+            raise _SingularMatrix  # caught by fit_efa(), which words the message
 
         def fun(psi):
             sc = 1.0 / np.sqrt(psi)
@@ -598,7 +601,7 @@ def fit_efa(prep: ItemCorrelations, n_factors: int, method: str, rotation: str, 
                 if prep.n_obs is not None and prep.n_obs <= p
                 else "some items are linear combinations of others"
             )
-            raise PsytestError(
+            raise ValueError(
                 f"method='ml' needs a positive definite correlation matrix, but it is singular ({why}); "
                 "use method='minres' or collect more responses"
             )
@@ -622,8 +625,8 @@ def fit_efa(prep: ItemCorrelations, n_factors: int, method: str, rotation: str, 
     squared_multiple = smc(r)
     try:
         ext = _extract(r, k, method, squared_multiple)
-    except (PsytestError, FloatingPointError):
-        raise PsytestError(
+    except (_SingularMatrix, FloatingPointError):
+        raise ValueError(
             f"method={method!r} failed: the correlation matrix is (nearly) singular; use method='minres', fewer "
             "factors or more responses"
         ) from None
@@ -637,7 +640,7 @@ def fit_efa(prep: ItemCorrelations, n_factors: int, method: str, rotation: str, 
     loadings = ext.loadings * _signs(ext.loadings)
     loadings[loadings == 0] = 1e-15
     if not np.isfinite(loadings).all():
-        raise PsytestError("factor extraction produced non-finite loadings; check the data for degenerate items")
+        raise ValueError("factor extraction produced non-finite loadings; check the data for degenerate items")
     model = loadings @ loadings.T
     communality = np.diag(model).copy()
 
@@ -749,7 +752,7 @@ def efa(
 
     Raises
     ------
-    PsytestError
+    ValueError
         Constant items (unless ``drop_constant``), too many factors for the items, ``method="ml"`` on a
         singular correlation matrix, or malformed input. Messages are one line and say what to do.
 
@@ -759,10 +762,10 @@ def efa(
     error on the reference data (``tests/reference/factor_analysis.R``).
     """
     if method not in METHODS:
-        raise PsytestError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if rotation not in ROTATIONS:
-        raise PsytestError(f"rotation must be one of {', '.join(ROTATIONS)}, got {rotation!r}")
+        raise ValueError(f"rotation must be one of {', '.join(ROTATIONS)}, got {rotation!r}")
     if data is not None and n_obs is not None:
-        raise PsytestError("n_obs goes with corr=; with data it is the number of rows")
+        raise ValueError("n_obs goes with corr=; with data it is the number of rows")
     prep = item_correlations(data, corr, n_obs, drop_constant)
     return fit_efa(prep, n_factors, method, rotation)

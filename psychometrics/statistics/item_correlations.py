@@ -4,7 +4,7 @@
 ``cor(x, use = "pairwise")``, with the pairwise counts psych calls ``np.obs``) or a given correlation or
 covariance matrix into an :class:`ItemCorrelations`, refusing input no factor model can use (constant
 items unless they are to be dropped, non-numeric or infinite values, an asymmetric matrix, correlations
-outside [-1, 1]) with a one-line :class:`~psychometrics.errors.PsytestError` that says what to do. :func:`smc` and
+outside [-1, 1]) with a one-line :class:`ValueError` that says what to do. :func:`smc` and
 :func:`cor_smooth` are psych's ``smc`` and ``cor.smooth``. Used by
 :mod:`psychometrics.statistics.efa` and :mod:`psychometrics.statistics.omega`.
 
@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from psychometrics.errors import PsytestError
 
 __all__ = ["ItemCorrelations", "cor_smooth", "item_correlations", "names_list", "smc"]
 
@@ -88,7 +87,7 @@ def item_correlations(data, corr, n_obs, drop_constant: bool) -> ItemCorrelation
     are an error unless ``drop_constant``, which drops them with a note."""
     notes: list[str] = []
     if (data is None) == (corr is None):
-        raise PsytestError("give either data (respondents x items) or corr= (a correlation matrix), not both")
+        raise ValueError("give either data (respondents x items) or corr= (a correlation matrix), not both")
     if data is not None:
         if isinstance(data, pd.DataFrame):
             names = [str(c) for c in data.columns]
@@ -96,25 +95,25 @@ def item_correlations(data, corr, n_obs, drop_constant: bool) -> ItemCorrelation
                 x = data.to_numpy(dtype=float, na_value=np.nan)
             except (TypeError, ValueError):
                 bad = [str(c) for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]
-                raise PsytestError(
+                raise ValueError(
                     f"item {names_list(bad)} has non-numeric responses; convert responses to numbers first"
                 ) from None
         else:
             try:
                 x = np.asarray(data, dtype=float)
             except (TypeError, ValueError):
-                raise PsytestError("data must be numeric (respondents x items); convert responses to numbers") from None
+                raise ValueError("data must be numeric (respondents x items); convert responses to numbers") from None
             if x.ndim != 2:
-                raise PsytestError(f"data must be a 2-D table of respondents x items, not {x.ndim}-D")
+                raise ValueError(f"data must be a 2-D table of respondents x items, not {x.ndim}-D")
             names = [f"V{j + 1}" for j in range(x.shape[1])]
         if x.ndim != 2 or x.shape[1] < 2:
-            raise PsytestError("factor analysis needs at least 2 items (columns)")
+            raise ValueError("factor analysis needs at least 2 items (columns)")
         if np.isinf(x).any():
             bad = [names[j] for j in np.flatnonzero(np.isinf(x).any(axis=0))]
-            raise PsytestError(f"item {names_list(bad)} has infinite values; replace them with missing values (NaN)")
+            raise ValueError(f"item {names_list(bad)} has infinite values; replace them with missing values (NaN)")
         n = x.shape[0]
         if n < 2:
-            raise PsytestError(f"factor analysis needs at least 2 respondents, got {n}; collect more samples")
+            raise ValueError(f"factor analysis needs at least 2 respondents, got {n}; collect more samples")
         observed = ~np.isnan(x)
         counts = observed.sum(axis=0)
         with np.errstate(invalid="ignore"):
@@ -134,14 +133,14 @@ def item_correlations(data, corr, n_obs, drop_constant: bool) -> ItemCorrelation
             what = ", ".join(described) + (f" and {len(constant) - 3} more" if len(constant) > 3 else "")
             verb = "is" if len(constant) == 1 else "are"
             if not drop_constant:
-                raise PsytestError(
+                raise ValueError(
                     f"item {what} {verb} constant, so correlations with it are undefined; drop "
                     f"{'it' if len(constant) == 1 else 'them'} (or pass drop_constant=True) or use more samples"
                 )
             dropped = tuple(names[j] for j in constant)
             keep = [j for j in range(x.shape[1]) if j not in set(constant)]
             if len(keep) < 2:
-                raise PsytestError(
+                raise ValueError(
                     f"only {len(keep)} of {x.shape[1]} items vary; factor analysis needs at least 2; use more samples"
                 )
             x = x[:, keep]
@@ -157,7 +156,7 @@ def item_correlations(data, corr, n_obs, drop_constant: bool) -> ItemCorrelation
             np_obs = obs.T @ obs
             if np.isnan(r).any():
                 i, j = np.argwhere(np.isnan(r))[0]
-                raise PsytestError(
+                raise ValueError(
                     f"items {names[i]} and {names[j]} have too few jointly answered responses with variance to "
                     "correlate; drop one of them or collect more complete responses"
                 )
@@ -173,27 +172,27 @@ def item_correlations(data, corr, n_obs, drop_constant: bool) -> ItemCorrelation
         c = np.asarray(corr, dtype=float)
         names = [f"V{j + 1}" for j in range(c.shape[1])] if c.ndim == 2 else []
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
-        raise PsytestError(f"corr must be a square matrix, got shape {c.shape}")
+        raise ValueError(f"corr must be a square matrix, got shape {c.shape}")
     if c.shape[0] < 2:
-        raise PsytestError("factor analysis needs at least 2 items")
+        raise ValueError("factor analysis needs at least 2 items")
     if not np.isfinite(c).all():
         bad = [names[j] for j in np.flatnonzero(~np.isfinite(c).all(axis=0))]
-        raise PsytestError(
+        raise ValueError(
             f"the correlation matrix has missing or infinite values for item {names_list(bad)}; drop "
             f"{'it' if len(bad) == 1 else 'them'} (constant items have undefined correlations)"
         )
     if not np.allclose(c, c.T, rtol=0, atol=1e-8 * max(1.0, np.abs(c).max())):
-        raise PsytestError("corr is not symmetric; pass a correlation matrix")
+        raise ValueError("corr is not symmetric; pass a correlation matrix")
     if (np.diag(c) <= 0).any():
         bad = [names[j] for j in np.flatnonzero(np.diag(c) <= 0)]
-        raise PsytestError(f"item {names_list(bad)} has zero variance in corr; drop it")
+        raise ValueError(f"item {names_list(bad)} has zero variance in corr; drop it")
     r = _cov2cor((c + c.T) / 2.0)
     if (np.abs(r) > 1 + 1e-8).any():
-        raise PsytestError("corr has correlations outside [-1, 1]; pass a correlation or covariance matrix")
+        raise ValueError("corr has correlations outside [-1, 1]; pass a correlation or covariance matrix")
     if n_obs is not None:
         whole = isinstance(n_obs, (int, np.integer, float)) and not isinstance(n_obs, bool) and float(n_obs).is_integer()
         if not whole or n_obs < 2:
-            raise PsytestError(f"n_obs must be a whole number of respondents >= 2, got {n_obs!r}")
+            raise ValueError(f"n_obs must be a whole number of respondents >= 2, got {n_obs!r}")
         n_obs = int(n_obs)
     return ItemCorrelations(r, names, n_obs, None, (), notes, False)
 

@@ -26,7 +26,7 @@ omega total and hierarchical agree with psych to about 1e-13 on the reference da
 
 Differences from R
 ------------------
-Degenerate input raises :class:`~psychometrics.errors.PsytestError` as :func:`psychometrics.statistics.efa.efa` does.
+Degenerate input raises :class:`ValueError` as :func:`psychometrics.statistics.efa.efa` does.
 
 1. psych reverses items whose general-factor loading is negative (``flip = TRUE``). psytest passes
    already reverse-keyed data, so :func:`omega` never flips; this matches ``psych::omega(..., key =
