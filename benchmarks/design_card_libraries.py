@@ -162,7 +162,7 @@ def factor_analyzer_section(args, data: pd.DataFrame) -> None:
 
 
 def spi_timing(args) -> None:
-    from psychometrics.statistics.factor_analysis import efa
+    from psychometrics.statistics.efa import efa
 
     if not shutil.which("Rscript"):
         print("  --spi: Rscript not found; skipped")
@@ -221,13 +221,13 @@ def statsmodels_section(args) -> None:
     imported = float(subprocess.run([sys.executable, "-c", importing], capture_output=True, text=True, check=True).stdout)
     from statsmodels.stats.multitest import multipletests
     from psychometrics.statistics.correlation import bh_adjust
-    from psychometrics.statistics.sensitivity import _holm
+    from psychometrics.statistics.design_effects import holm_adjust
 
     p = list(np.random.default_rng(14).random(4))
     print(f"  multipletests, 4 p values ({args.calls} calls each; import of statsmodels.stats.multitest "
           f"{imported:.2f} s in a fresh interpreter; {len(gc.get_objects()):,} objects tracked by the garbage collector):")
     for name, call in (("multipletests holm", lambda: multipletests(p, method="holm")),
-                       ("psytest Holm", lambda: _holm(p)),
+                       ("psytest Holm", lambda: holm_adjust(p)),
                        ("multipletests fdr_bh", lambda: multipletests(p, method="fdr_bh")),
                        ("psytest BH", lambda: bh_adjust(p))):
         started = time.perf_counter()
@@ -241,7 +241,7 @@ def pingouin_section(data: pd.DataFrame) -> None:
     import pingouin
 
     from psychometrics.statistics.reliability import cronbach_alpha, icc
-    from psychometrics.statistics.sensitivity import _dz_interval
+    from psychometrics.statistics.design_effects import dz_interval
 
     print("\n3. pingouin")
     print(f"  default options: {({k: v for k, v in pingouin.options.items() if not callable(v)})}")
@@ -258,11 +258,11 @@ def pingouin_section(data: pd.DataFrame) -> None:
     print("  d_z interval, n = 200 pairs: pingouin's normal approximation vs psytest's noncentral t")
     for dz in (0.1, 0.3, 0.5):
         t = dz * np.sqrt(200)
-        low, high = _dz_interval(t, 199, 200, 0.95)
+        low, high = dz_interval(t, 199, 200, 0.95)
         theirs = pingouin.compute_esci(dz, nx=200, ny=200, paired=True, eftype="cohen", decimals=15)
         print(f"    d_z {dz}: pingouin [{theirs[0]:.5f}, {theirs[1]:.5f}], psytest [{low:.5f}, {high:.5f}]")
     for n in (10, 30):
-        low, high = _dz_interval(0.5 * np.sqrt(n), n - 1, n, 0.95)
+        low, high = dz_interval(0.5 * np.sqrt(n), n - 1, n, 0.95)
         theirs = pingouin.compute_esci(0.5, nx=n, ny=n, paired=True, eftype="cohen", decimals=15)
         print(f"    d_z 0.5, n = {n}: pingouin [{theirs[0]:.4f}, {theirs[1]:.4f}], psytest [{low:.4f}, {high:.4f}]")
 

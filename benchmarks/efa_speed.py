@@ -1,4 +1,4 @@
-"""Speed of psychometrics.statistics.factor_analysis on a psytest-sized analysis: 1,250 respondents x 300 items.
+"""Speed of psychometrics.statistics.efa and omega on a psytest-sized analysis: 1,250 respondents x 300 items.
 
 Usage: python benchmarks/efa_speed.py [--respondents 1250] [--items 300] [--factors 5] [--repeats 3] [--seed 1]
 
@@ -21,7 +21,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from psychometrics.statistics.factor_analysis import efa, omega
+from psychometrics.statistics.efa import efa
+from psychometrics.statistics.omega import omega
 
 BUDGET_SECONDS = 10.0
 

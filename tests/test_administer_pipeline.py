@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from psychometrics.engine.send import RetryPolicy
-from psychometrics.design.plan import Design, design_from_mapping, expand_option_orders, plan_requests, williams_square
+from psychometrics.conditions import expand_option_orders, williams_square
+from psychometrics.design.plan import Design, design_from_mapping, plan_requests
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import ModelBackend

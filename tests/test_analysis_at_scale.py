@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.statistics import sensitivity as sens
-from psychometrics.design.plan import CONDITION_FIELDS, Design
+from psychometrics.statistics import design_effects, response_styles
+from psychometrics.conditions import CONDITION_FIELDS, FACTORS, ordered_levels, same_level
+from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.run.directory import administer
-from psychometrics.statistics.scoring import responses_frame
+from psychometrics.statistics.frames import TOLERANCE, valid_answers
+from psychometrics.run.frame import responses_frame
 from psychometrics.run.store import RunStore
 
 COLUMNS = ["request_id", "inventory", "item_id", "item_index", *CONDITION_FIELDS, "outcome", "parse_method", "position",
@@ -73,8 +75,8 @@ def test_repeated_strings_are_shared(runs):
 
 
 def _listed(frame, keys, within, tau):
-    pairs = sens._pairs(frame, keys, within)
-    return len(pairs), int(((pairs["value_a"] - pairs["value_b"]).abs() > tau + sens._EPS).sum())
+    pairs = design_effects._pairs(frame, keys, within)
+    return len(pairs), int(((pairs["value_a"] - pairs["value_b"]).abs() > tau + TOLERANCE).sum())
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -90,16 +92,16 @@ def test_counted_pair_flips_equal_listed_pairs(seed):
     })
     keys = ["item_id", "option_order", "template"]
     for tau in (0.0, 0.3, 0.5, 1.0, -1.0):
-        assert sens._pair_flips(frame, keys, "sample", tau) == _listed(frame, keys, "sample", tau)
+        assert design_effects._pair_flips(frame, keys, "sample", tau) == _listed(frame, keys, "sample", tau)
 
 
 def test_counted_pair_flips_on_a_run(runs):
     frames, _ = runs
-    valid = sens._valid_answers(frames["probs_text_personas"][0])
+    valid = valid_answers(frames["probs_text_personas"][0])
     keys = ["item_id", "option_order", "template", "persona", "wording", "item_order"]
     for mode, part in valid.groupby("mode"):
         for tau in (0.0, 0.5):
-            pairs, flips = sens._pair_flips(part, keys, "sample", tau)
+            pairs, flips = design_effects._pair_flips(part, keys, "sample", tau)
             assert (pairs, flips) == _listed(part, keys, "sample", tau) and pairs > 0
 
 
@@ -111,10 +113,10 @@ def test_level_rows_equal_a_scan_of_every_row(pool):
     rng = np.random.default_rng(len(pool))
     for n in (0, 1, 7, 60):
         column = pd.Series([pool[i] for i in rng.integers(0, len(pool), n)], dtype=object)
-        levels = sens.ordered_levels(column, "wording")
-        scanned = [np.flatnonzero(column.map(lambda v, lv=lv: sens._same(v, lv)).to_numpy(dtype=bool))
+        levels = ordered_levels(column, "wording")
+        scanned = [np.flatnonzero(column.map(lambda v, lv=lv: same_level(v, lv)).to_numpy(dtype=bool))
                    for lv in levels]
-        found = sens._level_rows(column, levels)
+        found = response_styles._level_rows(column, levels)
         assert len(found) == len(scanned)
         for a, b in zip(found, scanned):
             np.testing.assert_array_equal(a, b)
@@ -123,24 +125,24 @@ def test_level_rows_equal_a_scan_of_every_row(pool):
 def test_acquiescence_pair_counts_equal_an_explicit_merge(runs):
     frames, inventories = runs
     responses = frames["probs_text_personas"][0]
-    table = sens.acquiescence(responses, inventories, per_scale=True)
+    table = response_styles.acquiescence(responses, inventories, per_scale=True)
     by_id = {inv.id: inv for inv in inventories}
-    cells = [c for c in sens.FACTORS if c in responses.columns]
+    cells = [c for c in FACTORS if c in responses.columns]
     checked = 0
     for row in table.itertuples():
         if pd.isna(row.n_pairs):
             continue
         inventory = by_id[row.inventory]
         scales = row.scales_used.split(";") if row.scale == "all" else [row.scale]
-        part = sens._valid_answers(responses[(responses["inventory"] == row.inventory) & (responses["mode"] == row.mode)])
+        part = valid_answers(responses[(responses["inventory"] == row.inventory) & (responses["mode"] == row.mode)])
         part = part.assign(scale=part["item_id"].map(inventory.scale_of_item))
         part = part[part["scale"].isin(scales)]
         reverse = part["item_id"].map({i.id: i.reverse_keyed for i in inventory.items}).astype(bool)
         filled = part.fillna({c: "\x00NA" for c in cells})
         pairs = filled[~reverse].merge(filled[reverse], on=[*cells, "scale"], suffixes=("_pos", "_rev"))
         mid = row.midpoint
-        agree = ((pairs["value_pos"] > mid + sens._EPS) & (pairs["value_rev"] > mid + sens._EPS)).sum()
-        disagree = ((pairs["value_pos"] < mid - sens._EPS) & (pairs["value_rev"] < mid - sens._EPS)).sum()
+        agree = ((pairs["value_pos"] > mid + TOLERANCE) & (pairs["value_rev"] > mid + TOLERANCE)).sum()
+        disagree = ((pairs["value_pos"] < mid - TOLERANCE) & (pairs["value_rev"] < mid - TOLERANCE)).sum()
         assert row.n_pairs == len(pairs) > 0
         assert (row.agree_both, row.disagree_both) == (agree, disagree)
         assert row.agree_both_rate == pytest.approx(agree / len(pairs), abs=1e-15)

@@ -33,11 +33,11 @@ from statsmodels.stats.multitest import multipletests
 
 from psychometrics.analysis.compare import welch_interval
 from psychometrics.statistics.correlation import bca_interval, bh_adjust, correlation, fisher_interval
-from psychometrics.statistics.factor_analysis import efa
+from psychometrics.statistics.efa import efa
 from psychometrics.statistics.mixed_model import random_intercept_reml
 from psychometrics.statistics.norms import hedges_g
 from psychometrics.statistics.reliability import cronbach_alpha, icc, reverse_key
-from psychometrics.statistics.sensitivity import factor_effects, variance_decomposition
+from psychometrics.statistics.design_effects import factor_effects, variance_decomposition
 
 # pingouin 0.7 calls DataFrame.dropna(inplace=True), which pandas 3.1 deprecates: its noise, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import inventory_from_data
 from psychometrics.inventories.item_data import inventory_from_keys, keyed, load_item_data

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from psychometrics.design.plan import CONDITION_FIELDS, Design
+from psychometrics.conditions import CONDITION_FIELDS
+from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.report import build_report, figures

@@ -19,21 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from psychometrics.conditions import ordered_levels
 from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.simulated import SimulatedRespondent
 from psychometrics.run.directory import administer
 from psychometrics.run.owner import open_run
-from psychometrics.statistics.scoring import responses_frame
-from psychometrics.statistics.sensitivity import (
-    acquiescence,
-    factor_effects,
-    option_order_flips,
-    ordered_levels,
-    position_bias,
-    response_style_rates,
-    variance_decomposition,
-)
+from psychometrics.run.frame import responses_frame
+from psychometrics.statistics.design_effects import factor_effects, option_order_flips, variance_decomposition
+from psychometrics.statistics.response_styles import acquiescence, position_bias, response_style_rates
 from psychometrics.run.store import RunStore
 
 REFERENCE = Path(__file__).parent / "reference"

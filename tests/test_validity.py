@@ -290,7 +290,7 @@ def test_bca_bootstrap_is_seeded_and_about_the_fisher_width():
     for method in ("fisher", "bca"):
         constant = r_interval(np.ones(10), np.arange(10.0), method=method, n_boot=200, rng=np.random.default_rng(0))
         assert (constant["low"], constant["high"]) == (None, None) and "constant score" in constant["note"]
-    with pytest.raises(PsytestError, match="choose fisher or bca"):
+    with pytest.raises(ValueError, match="choose fisher or bca"):
         r_interval(x, y, method="percentile", rng=np.random.default_rng(0))
 
 
@@ -478,7 +478,8 @@ def test_read_selfreport_from_a_simulated_run(tmp_path):
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent
     from psychometrics.run.directory import administer
-    from psychometrics.statistics.scoring import keyed_values, responses_frame
+    from psychometrics.run.frame import responses_frame
+    from psychometrics.statistics.scoring import keyed_values
     from psychometrics.run.store import RunStore
 
     personas = ["baseline", "extraversion-very-low", "extraversion-very-high", "agreeableness-very-low",

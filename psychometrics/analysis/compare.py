@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ its conditioning, so cells are compared by kind:
 * What the tolerance cannot absorb is instability, a quantity whose computation amplifies rounding
   beyond its conditioning: the statistics are computed in stable forms instead (sums of squares from
   QR effects, survival functions, exact zeros where exact arithmetic gives zero, e.g.
-  :func:`psychometrics.statistics.sensitivity.variance_decomposition`), and the test suite recomputes every
+  :func:`psychometrics.statistics.design_effects.variance_decomposition`), and the test suite recomputes every
   committed reference run under several BLAS kernels (``tests/test_reference_runs.py``).
 
 A real change is far outside these bounds: an edited answer in the store or a changed scoring rule moves
@@ -101,7 +101,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 
 if TYPE_CHECKING:

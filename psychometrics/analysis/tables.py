@@ -32,10 +32,11 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
 from psychometrics.statistics.scoring import item_matrix, scores_from_matrix
+from psychometrics.textsafe import printable
 
 Tables = dict[str, pd.DataFrame]
 
@@ -50,13 +51,17 @@ def _note(*parts: str | None) -> str | None:
 
 
 def _safe(call, *args, **kwargs):
-    """(result, note): user-facing problems become notes, so one degenerate scale never stops the analysis."""
+    """(result, note): user-facing problems become notes, so one degenerate scale never stops the analysis.
+
+    The statistics refuse data they cannot use with a one-line :class:`ValueError` that says why: its
+    message is the note (on one line, control characters escaped, as every message psytest shows).
+    Numerical failures (a singular matrix, a division by zero) are noted with their type's name."""
     try:
         return call(*args, **kwargs), None
-    except PsytestError as exc:
-        return None, str(exc)
-    except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
+    except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
+    except (PsytestError, ValueError) as exc:
+        return None, printable(" ".join(str(exc).split()))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -66,7 +71,7 @@ def _safe(call, *args, **kwargs):
 def reliability_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reliability per scale and corrected item-total correlations."""
     from psychometrics.statistics import reliability as rel
-    from psychometrics.statistics.factor_analysis import omega
+    from psychometrics.statistics.omega import omega
 
     rows, item_rows = [], []
     for scale in inventory.scales:
@@ -123,7 +128,8 @@ def structure_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict,
     """EFA with as many factors as scales, its congruence with the intended (or a reference) structure,
     and a CFA of the instrument's model."""
     from psychometrics.statistics.cfa import cfa
-    from psychometrics.statistics.factor_analysis import efa, match_factors
+    from psychometrics.statistics.congruence import match_factors
+    from psychometrics.statistics.efa import efa
 
     data = matrix.dropna()
     k = len(inventory.scales)
@@ -246,17 +252,17 @@ def retest_table(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventories: list[Inventory]) -> Tables:
-    from psychometrics.statistics import sensitivity as sens
+    from psychometrics.statistics import design_effects, response_styles
 
     scale_scores = scores[scores["kind"] == "scale"]
     varied = [f for f in CONDITION_FIELDS if f != "mode" and scale_scores[f].nunique() > 1]
     tables: Tables = {
-        "factor_effects": _concat(sens.factor_effects(scale_scores, factor) for factor in varied),
-        "variance_decomposition": sens.variance_decomposition(scale_scores) if varied else pd.DataFrame(),
-        "option_order_flips": sens.option_order_flips(responses),
-        "position_bias": sens.position_bias(responses, inventories),
-        "acquiescence": sens.acquiescence(responses, inventories),
-        "response_styles": sens.response_style_rates(responses, inventories),
+        "factor_effects": _concat(design_effects.factor_effects(scale_scores, factor) for factor in varied),
+        "variance_decomposition": design_effects.variance_decomposition(scale_scores) if varied else pd.DataFrame(),
+        "option_order_flips": design_effects.option_order_flips(responses),
+        "position_bias": response_styles.position_bias(responses, inventories),
+        "acquiescence": response_styles.acquiescence(responses, inventories),
+        "response_styles": response_styles.response_style_rates(responses, inventories),
     }
     return tables
 

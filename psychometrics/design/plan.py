@@ -30,6 +30,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from psychometrics import limits
+from psychometrics.conditions import Condition, expand_option_orders
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory, Item
 from psychometrics.models.base import AnswerMode, ModelRequest
@@ -143,80 +144,7 @@ def design_from_mapping(data: dict, source: str) -> Design:
 
 
 # ---------------------------------------------------------------------------------------------------
-# option orders
-
-
-def williams_square(k: int) -> list[tuple[int, ...]]:
-    """Rows of a Williams balanced Latin square on ``0..k-1`` (2k rows when k is odd)."""
-    first, low, high = [0], 1, k - 1
-    while len(first) < k:
-        first.append(low)
-        low += 1
-        if len(first) < k:
-            first.append(high)
-            high -= 1
-    rows = [tuple((value + shift) % k for value in first) for shift in range(k)]
-    if k % 2 == 1:
-        rows += [tuple(reversed(row)) for row in rows]
-    return rows
-
-
-def expand_option_orders(schemes: list[str], values: list[int], seed: int) -> list[tuple[str, tuple[int, ...]]]:
-    """Named display orders of ``values`` for the given schemes, duplicates removed (first name kept)."""
-    k = len(values)
-    named: list[tuple[str, tuple[int, ...]]] = []
-    for scheme in schemes:
-        if scheme == "original":
-            named.append(("original", tuple(values)))
-        elif scheme == "reversed":
-            named.append(("reversed", tuple(reversed(values))))
-        elif scheme == "rotations":
-            named += [(f"rotation{r}", tuple(values[r:] + values[:r])) for r in range(k)]
-        elif scheme == "latin-square":
-            named += [(f"latin{i + 1}", tuple(values[j] for j in row)) for i, row in enumerate(williams_square(k))]
-        else:
-            count = int(scheme.split(":")[1])
-            rng = random.Random(f"option-orders:{seed}:{k}")
-            for i in range(count):
-                order = list(values)
-                rng.shuffle(order)
-                named.append((f"random{i + 1}", tuple(order)))
-    unique: dict[tuple[int, ...], str] = {}
-    for name, order in named:
-        unique.setdefault(order, name)
-    return [(name, order) for order, name in unique.items()]
-
-
-# ---------------------------------------------------------------------------------------------------
 # planning
-
-
-@dataclass(frozen=True)
-class Condition:
-    """The design cell of a request (everything but the items). One cell answers every item once,
-    so a cell is one complete questionnaire: the unit the scores and reliabilities are computed on."""
-
-    option_order: str
-    template: str
-    persona: str  # persona id, or "none"
-    wording: str  # "original" or "paraphrase1", "paraphrase2", ...
-    item_order: str  # "none" (one item per request) or "shuffle1", "shuffle2", ...
-    sample: int
-    mode: AnswerMode
-
-    def as_dict(self) -> dict:
-        return {
-            "option_order": self.option_order,
-            "template": self.template,
-            "persona": self.persona,
-            "wording": self.wording,
-            "item_order": self.item_order,
-            "sample": self.sample,
-            "mode": self.mode,
-        }
-
-
-CONDITION_FIELDS = ("option_order", "template", "persona", "wording", "item_order", "sample", "mode")
 
 
 @dataclass(frozen=True)

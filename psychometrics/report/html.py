@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_ROWS = 60

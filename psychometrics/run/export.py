@@ -21,7 +21,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from psychometrics.design.plan import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 
 if TYPE_CHECKING:  # pandas is imported where it is used

@@ -151,7 +151,8 @@ class Run:
         """The answers, read once per :class:`Run` in one snapshot (see :class:`Answers`)."""
         if self._answers is None:
             from psychometrics.run.outputs import file_sha256
-            from psychometrics.statistics.scoring import impossible_values, responses_frame
+            from psychometrics.run.frame import responses_frame
+            from psychometrics.statistics.scoring import impossible_values
 
             with self.store() as store, store.reading() as fingerprint:
                 responses = responses_frame(store, [inv.id for inv in self.inventories])
@@ -163,7 +164,7 @@ class Run:
     def scores(self, by: Sequence[str] | None = None) -> "pd.DataFrame":
         """Scale and facet scores of each respondent under the run's invalid-answer policy (``drop``: a
         scale needs every item). ``by``: the condition fields that make a respondent (default: all)."""
-        from psychometrics.design.plan import CONDITION_FIELDS
+        from psychometrics.conditions import CONDITION_FIELDS
         from psychometrics.statistics.scoring import scale_scores
 
         by = tuple(by) if by else tuple(CONDITION_FIELDS)

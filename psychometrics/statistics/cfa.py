@@ -93,7 +93,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from psychometrics.errors import PsytestError
 
 __all__ = ["CFAFit", "CFAResult", "cfa"]
 
@@ -408,22 +407,22 @@ def _fit_measures(s: np.ndarray, sigma: np.ndarray, n: int, q: int) -> CFAFit:
 
 def _check_model(data: pd.DataFrame, model: dict[str, list[str]]) -> list[str]:
     if not isinstance(model, dict) or not model:
-        raise PsytestError("cfa: the model must map each factor to its indicator columns, e.g. "
+        raise ValueError("cfa: the model must map each factor to its indicator columns, e.g. "
                            "{'E': ['E1', 'E2', 'E3']}")
     seen: dict[str, str] = {}
     for factor, items in model.items():
         if isinstance(items, str):
-            raise PsytestError(f"cfa: factor {factor!r}: give its indicators as a list of column names")
+            raise ValueError(f"cfa: factor {factor!r}: give its indicators as a list of column names")
         for item in items:
             if item in seen:
                 which = "twice" if seen[item] == factor else f"under both {seen[item]!r} and {factor!r}"
-                raise PsytestError(f"cfa: indicator {item!r} is listed {which}; only simple structure "
+                raise ValueError(f"cfa: indicator {item!r} is listed {which}; only simple structure "
                                    "(each indicator on one factor) is supported")
             if item not in data.columns:
-                raise PsytestError(f"cfa: factor {factor!r}: indicator {item!r} is not a column of the data")
+                raise ValueError(f"cfa: factor {factor!r}: indicator {item!r} is not a column of the data")
             seen[item] = factor
     if set(model) & set(seen):
-        raise PsytestError(f"cfa: {sorted(set(model) & set(seen))} are used both as factor and indicator names")
+        raise ValueError(f"cfa: {sorted(set(model) & set(seen))} are used both as factor and indicator names")
     return list(seen)
 
 
@@ -504,18 +503,18 @@ def cfa(data: pd.DataFrame, model: dict[str, list[str]], estimator: str = "ML",
     """
     started = time.perf_counter()
     if estimator.upper() != "ML":
-        raise PsytestError(f"cfa: estimator {estimator!r} is not supported; use 'ML'")
+        raise ValueError(f"cfa: estimator {estimator!r} is not supported; use 'ML'")
     if not isinstance(data, pd.DataFrame):
-        raise PsytestError("cfa: data must be a pandas DataFrame whose columns are the indicators")
+        raise ValueError("cfa: data must be a pandas DataFrame whose columns are the indicators")
     model = {str(f): [str(i) for i in items] for f, items in model.items()} if isinstance(model, dict) else model
     items = _check_model(data, model)
     factors = list(model)
     try:
         values = data[items].to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError) as exc:
-        raise PsytestError(f"cfa: indicators must be numeric ({exc})") from None
+        raise ValueError(f"cfa: indicators must be numeric ({exc})") from None
     if np.isinf(values).any():
-        raise PsytestError("cfa: the data contain infinite values; use NaN for a missing answer")
+        raise ValueError("cfa: the data contain infinite values; use NaN for a missing answer")
     keep = ~np.isnan(values).any(axis=1)
     x = values[keep]
     n, n_missing = int(x.shape[0]), int((~keep).sum())

@@ -24,7 +24,6 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from psychometrics.errors import PsytestError
 
 
 def centre_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -207,7 +206,7 @@ def r_interval(x, y, groups=None, *, method: str = "bca", n_boot: int = 2000, rn
     BCa covered 88-95% and agreed in 85-93%, and found no interval in up to 13% (extreme order statistics).
     """
     if method not in ("fisher", "bca"):
-        raise PsytestError(f"confidence interval method '{method}': choose fisher or bca")
+        raise ValueError(f"confidence interval method '{method}': choose fisher or bca")
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = ~(np.isnan(x) | np.isnan(y))
     x, y = x[keep], y[keep]

@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS
-from psychometrics.inventories.model import Inventory
+from psychometrics.conditions import CONDITION_FIELDS
+
+if TYPE_CHECKING:
+    from psychometrics.inventories.model import Inventory
 
 
 def trait_matrix(scores: pd.DataFrame, inventories: Iterable[Inventory]) -> pd.DataFrame:

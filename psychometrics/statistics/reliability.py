@@ -16,8 +16,8 @@ Conventions shared by all functions
   score with zero variance, a singular correlation matrix where an inverse is needed, ...) is ``None``,
   never NaN, and the result's ``note`` says why, e.g. ``"alpha undefined: scale has one item"``.
   ``note`` is ``None`` when nothing needs saying.
-* Invalid input (not a 2-D table, infinite values, an unknown item name) raises
-  :class:`~psychometrics.errors.PsytestError`.
+* Invalid input (not a 2-D table, infinite values, an unknown item name) raises :class:`ValueError`
+  with a one-line message.
 
 Every numeric result is checked against R (psych 2.2.9) in ``tests/test_reliability.py``, with reference
 values from ``tests/reference/reliability.R`` (``tests/reference/golden/reliability.json``).
@@ -84,7 +84,6 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from psychometrics.errors import PsytestError
 
 __all__ = [
     "AlphaResult",
@@ -252,19 +251,19 @@ def _as_table(data: Any, what: str = "items") -> tuple[np.ndarray, list[str]]:
         try:
             values = data.to_numpy(dtype=float, na_value=np.nan)
         except (TypeError, ValueError) as exc:
-            raise PsytestError(f"{what}: every column must be numeric ({exc})") from None
+            raise ValueError(f"{what}: every column must be numeric ({exc})") from None
     else:
         try:
             values = np.asarray(data, dtype=float)
         except (TypeError, ValueError) as exc:
-            raise PsytestError(f"{what}: expected a numeric respondents x items table ({exc})") from None
+            raise ValueError(f"{what}: expected a numeric respondents x items table ({exc})") from None
         if values.ndim == 1:
             values = values[:, None]
         names = [f"item{j + 1}" for j in range(values.shape[1] if values.ndim == 2 else 0)]
     if values.ndim != 2:
-        raise PsytestError(f"{what}: expected a 2-D respondents x items table, got {values.ndim} dimensions")
+        raise ValueError(f"{what}: expected a 2-D respondents x items table, got {values.ndim} dimensions")
     if np.isinf(values).any():
-        raise PsytestError(f"{what}: contains infinite values; use NaN for a missing answer")
+        raise ValueError(f"{what}: contains infinite values; use NaN for a missing answer")
     return values, names
 
 
@@ -389,7 +388,7 @@ def reverse_key(items: Any, reversed_items: Iterable[str | int], low: float, hig
 
     Raises
     ------
-    PsytestError
+    ValueError
         An unknown item, ``low >= high``, or a reversed item with a value outside ``low..high``.
 
     Notes
@@ -398,7 +397,7 @@ def reverse_key(items: Any, reversed_items: Iterable[str | int], low: float, hig
     ``psych::alpha`` (which uses the observed minimum and maximum instead of the scale's).
     """
     if not low < high:
-        raise PsytestError(f"reverse_key: low ({low}) must be below high ({high})")
+        raise ValueError(f"reverse_key: low ({low}) must be below high ({high})")
     if isinstance(items, pd.DataFrame):
         frame = items.copy()
     else:
@@ -408,16 +407,16 @@ def reverse_key(items: Any, reversed_items: Iterable[str | int], low: float, hig
     for item in reversed_items:
         if isinstance(item, (int, np.integer)) and item not in columns:
             if not 0 <= item < len(columns):
-                raise PsytestError(f"reverse_key: item position {item} is out of range 0..{len(columns) - 1}")
+                raise ValueError(f"reverse_key: item position {item} is out of range 0..{len(columns) - 1}")
             column = columns[item]
         elif item in columns:
             column = item
         else:
-            raise PsytestError(f"reverse_key: item {item!r} is not among the columns {columns}")
+            raise ValueError(f"reverse_key: item {item!r} is not among the columns {columns}")
         values = pd.to_numeric(frame[column], errors="coerce").astype(float)
         present = values.dropna()
         if ((present < low) | (present > high)).any():
-            raise PsytestError(
+            raise ValueError(
                 f"reverse_key: item {column!r} has values outside {low:g}..{high:g} "
                 f"(min {present.min():g}, max {present.max():g})"
             )
@@ -466,7 +465,7 @@ def cronbach_alpha(items: Any, confidence: float = 0.95) -> AlphaResult:
         alpha is returned with a note (usually an item that should be reverse keyed).
     """
     if not 0 < confidence < 1:
-        raise PsytestError(f"cronbach_alpha: confidence must be between 0 and 1, got {confidence}")
+        raise ValueError(f"cronbach_alpha: confidence must be between 0 and 1, got {confidence}")
     prep = _prepare(items)
     n, k = prep.x.shape
     notes = list(prep.notes)
@@ -796,7 +795,7 @@ def icc(matrix: Any, confidence: float = 0.95) -> ICCResult:
         but F, p and the intervals are not (None, with a note).
     """
     if not 0 < confidence < 1:
-        raise PsytestError(f"icc: confidence must be between 0 and 1, got {confidence}")
+        raise ValueError(f"icc: confidence must be between 0 and 1, got {confidence}")
     from scipy import stats
 
     values, _ = _as_table(matrix, "icc")

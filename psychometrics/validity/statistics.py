@@ -134,7 +134,7 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     ``items`` has the keyed item values averaged over a respondent's cells (:data:`ITEM_COLUMNS`), the
     data of :func:`selfreport_reliability`.
     """
-    from psychometrics.design.plan import CONDITION_FIELDS
+    from psychometrics.conditions import CONDITION_FIELDS
     from psychometrics.run.owner import open_run
     from psychometrics.statistics.scoring import item_matrix
 

@@ -1,4 +1,4 @@
-# Golden values for psychometrics/statistics/factor_analysis.py: psych::fa, psych::omega, psych::factor.congruence.
+# Golden values for psychometrics/statistics/{efa,omega,rotation,congruence}.py: psych::fa, psych::omega, psych::factor.congruence.
 # Run from tests/reference:  Rscript factor_analysis.R   (writes golden/factor_analysis.json)
 # psych 2.2.9, GPArotation 2022.10.2 (Debian packages r-cran-psych r-cran-gparotation).
 suppressPackageStartupMessages({library(psych); library(GPArotation); library(jsonlite)})

@@ -1,4 +1,4 @@
-# Reference values for psychometrics/statistics/sensitivity.py, computed in R from the same data.
+# Reference values for psychometrics/statistics/design_effects.py and response_styles.py, computed in R from the same data.
 #
 #   cd tests/reference && Rscript sensitivity.R      # writes golden/sensitivity.json
 #

@@ -1,17 +1,16 @@
-"""Sensitivity of a model's questionnaire answers to the design: how much of its "personality" is the
-option order, the instruction template, the wording, the persona or the sampling, and which response
-styles (position bias, acquiescence, midpoint and extreme responding) it shows.
+"""Design effects: how much of a model's questionnaire answers is the option order, the instruction
+template, the wording, the persona or the sampling rather than the model.
 
 Every function takes the tables psytest already produces and returns one tidy :class:`pandas.DataFrame`
 (plain column names, one row per inventory x answer mode x ...), ready for ``to_csv``:
 
-``responses``
-    :func:`psychometrics.statistics.scoring.responses_frame`: one row per item answer, with the condition columns
-    (:data:`psychometrics.design.plan.CONDITION_FIELDS`), ``outcome``, ``position`` (displayed position
-    chosen, 0-based; in probability mode the modal position) and ``value`` (semantic response value
-    before reverse keying; in probability mode the expected value of the label distribution).
 ``scores``
-    :func:`psychometrics.statistics.scoring.scale_scores`: one row per design cell x scale (and facet).
+    :func:`psychometrics.statistics.scoring.scale_scores`: one row per design cell x scale (and facet),
+    with the condition columns (:data:`psychometrics.conditions.CONDITION_FIELDS`).
+``responses``
+    :func:`psychometrics.run.frame.responses_frame`: one row per item answer, with the condition
+    columns, ``outcome`` and ``value`` (semantic response value before reverse keying; in probability
+    mode the expected value of the label distribution).
 
 =================================  ==============================================================
 function                           what it answers
@@ -22,142 +21,47 @@ function                           what it answers
                                    ANOVA; variance components for balanced designs)
 :func:`option_order_flips`         how often does the chosen answer change when only the option
                                    order changes?
-:func:`position_bias`              is one displayed position chosen more than chance? (chi-square)
-:func:`acquiescence`               does the respondent agree whatever the keying? (yea-saying)
-:func:`response_style_rates`       midpoint, extreme, refusal and invalid rates per design factor
 =================================  ==============================================================
 
 The answer mode (``text`` / ``probs``) is never a factor: every result is stratified by it, because
-the two modes measure different things (a sampled reply vs a probability distribution).
+the two modes measure different things (a sampled reply vs a probability distribution). Response
+styles (position bias, acquiescence, midpoint and extreme responding) are in
+:mod:`psychometrics.statistics.response_styles`.
 
-Degenerate cases (a factor with a single level, no valid answers, constant scores, a scale with no
-reverse-keyed items, too few matched cells) give a row whose ``note`` says what happened; a statistic
-that cannot be computed is NaN only in such a row, never silently. ``note`` is empty otherwise.
-Columns that do not apply to a kind of row are empty by construction (``df2`` of a paired t row,
-``mean_diff`` of an omnibus row, the F of the residual row); a ``test`` or ``source`` column says
-which kind a row is.
+Degenerate cases (a factor with a single level, no valid answers, constant scores, too few matched
+cells) give a row whose ``note`` says what happened; a statistic that cannot be computed is NaN only in
+such a row, never silently. ``note`` is empty otherwise. Columns that do not apply to a kind of row are
+empty by construction (``df2`` of a paired t row, ``mean_diff`` of an omnibus row, the F of the residual
+row); a ``test`` or ``source`` column says which kind a row is.
 
 All statistics are checked against R (``tests/reference/sensitivity.R``, values in
 ``tests/reference/golden/sensitivity.json``): ``t.test(paired = TRUE)``, ``effectsize::cohens_d``,
 ``aov`` (sequential sums of squares and the ``Error()`` repeated-measures form), ``p.adjust``,
-``lme4::lmer`` (REML variance components), ``chisq.test``, and direct R computations of the flip,
-acquiescence and response-style shares.
+``lme4::lmer`` (REML variance components), and direct R computations of the flip shares.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from psychometrics.design.plan import CONDITION_FIELDS, expand_option_orders
-from psychometrics.inventories.model import Inventory
+from psychometrics.conditions import FACTORS, check_factor, is_missing, ordered_levels, same_level
+from psychometrics.statistics.frames import TOLERANCE, fill_notes, join_notes, present, valid_answers, varied
 
-#: Condition columns that can be analysed as design factors (the answer mode stratifies instead).
-FACTORS: tuple[str, ...] = tuple(field for field in CONDITION_FIELDS if field != "mode")
-
-#: The level each factor is compared against by default: the design's default level.
-DEFAULT_REFERENCE: dict[str, object] = {
-    "option_order": "original",
-    "template": "numbered",
-    "persona": "none",
-    "wording": "original",
-    "item_order": "none",
-    "sample": 0,
-}
-
-#: Outcomes of a reply (:data:`psychometrics.engine.parse.OUTCOMES`) plus ``error`` (the request failed).
-REPLY_OUTCOMES: tuple[str, ...] = ("valid", "refusal", "out_of_range", "multiple", "unparseable")
+__all__ = ["dz_interval", "factor_effects", "holm_adjust", "option_order_flips", "variance_decomposition"]
 
 _GROUP = ["inventory", "mode"]
 _SCALE_GROUP = ["inventory", "mode", "kind", "scale"]
-_EPS = 1e-9  # values (response values, scale scores) closer than this are equal
 
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
 
 
-def _natural_key(value: object) -> tuple:
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    parts = re.split(r"(\d+)", str(value))
-    return (1, 0.0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
-
-
-def ordered_levels(values: Iterable[object], factor: str) -> list:
-    """The distinct levels of ``factor`` in a stable order: the design's default level first
-    (:data:`DEFAULT_REFERENCE`), then natural order (``paraphrase2`` before ``paraphrase10``).
-    Missing values are not levels."""
-    levels = [v for v in pd.unique(pd.Series(list(values), dtype=object)) if not _isna(v)]
-    default = DEFAULT_REFERENCE.get(factor)
-    return sorted(levels, key=lambda v: (not _same(v, default), _natural_key(v)))
-
-
-def _isna(value: object) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _same(a: object, b: object) -> bool:
-    if a is None or b is None:
-        return False
-    try:
-        return a == b or str(a) == str(b)
-    except Exception:  # pragma: no cover - exotic types
-        return False
-
-
-def _level_rows(column: pd.Series, levels: Sequence[object]) -> list[np.ndarray]:
-    """Positions of the rows of ``column`` that are the same (:func:`_same`) as each level, found by
-    sorting once rather than comparing every row with every level (1,667 sample levels x a million
-    rows would take hours)."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)  # missing values: -1, never a level
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    by_text: dict[str, list[int]] = {}
-    for code, value in enumerate(uniques):
-        by_text.setdefault(str(value), []).append(code)
-    position = {}
-    for code, value in enumerate(uniques):
-        try:
-            position.setdefault(value, code)
-        except TypeError:  # pragma: no cover - unhashable level values
-            pass
-    rows = []
-    for level in levels:
-        matched = set(by_text.get(str(level), ()))
-        try:
-            if level in position:
-                matched.add(position[level])
-        except TypeError:  # pragma: no cover
-            pass
-        parts = [order[bounds[code]:bounds[code + 1]] for code in sorted(matched)]
-        rows.append(np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.intp))
-    return rows
-
-
-def _check_factor(factor: str) -> None:
-    if factor == "mode":
-        raise ValueError("the answer mode is not a design factor here: every result is reported per mode")
-    if factor not in FACTORS:
-        raise ValueError(f"unknown design factor {factor!r}; use one of {', '.join(FACTORS)}")
-
-
-def _present(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
-    return [c for c in columns if c in frame.columns]
-
-
-def _varied(frame: pd.DataFrame, factor: str) -> bool:
-    return factor in frame.columns and frame[factor].nunique(dropna=True) > 1
-
-
-def _holm(p: Sequence[float]) -> list[float]:
+def holm_adjust(p: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p values (R ``p.adjust(p, "holm")``); NaN stays NaN."""
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
@@ -171,7 +75,7 @@ def _holm(p: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def _dz_interval(t: float, df: int, n: int, confidence: float) -> tuple[float, float]:
+def dz_interval(t: float, df: int, n: int, confidence: float) -> tuple[float, float]:
     """Confidence interval for Cohen's d_z by inverting the noncentral t distribution:
     the noncentrality parameters whose t distribution puts the observed t at the upper and lower
     ``(1 - confidence) / 2`` quantiles, divided by sqrt(n) (Steiger & Fouladi, 1997).
@@ -202,16 +106,8 @@ def _dz_interval(t: float, df: int, n: int, confidence: float) -> tuple[float, f
     return (low, high) if t >= 0 else (-high, -low)
 
 
-def _fill_notes(notes: pd.Series) -> pd.Series:
-    return notes.astype(object).where(notes.notna(), "")
-
-
-def _join_notes(*notes: str | None) -> str:
-    return "; ".join(n for n in notes if n)
-
-
 # ---------------------------------------------------------------------------------------------------
-# 1. factor effects
+# factor effects
 
 
 _EFFECT_COLUMNS = [
@@ -227,7 +123,7 @@ def _blocks(part: pd.DataFrame, factor: str) -> pd.DataFrame:
     others = [c for c in FACTORS if c != factor and c in part.columns]
     block = part.groupby(others, dropna=False, sort=False).ngroup() if others else pd.Series(0, index=part.index)
     keyed = pd.DataFrame({"block": block.to_numpy(), "level": part[factor].to_numpy(), "score": part["score"].to_numpy()})
-    keyed = keyed[~keyed["level"].map(_isna)]
+    keyed = keyed[~keyed["level"].map(is_missing)]
     if keyed.duplicated(["block", "level"]).any():
         raise ValueError(
             "scores have more than one row per design cell and scale (scores of several runs or models "
@@ -252,11 +148,11 @@ def _paired(diff: np.ndarray, confidence: float) -> dict:
         return out
     sd = float(diff.std(ddof=1))
     df = n - 1
-    if sd <= _EPS * max(1.0, abs(mean)):
+    if sd <= TOLERANCE * max(1.0, abs(mean)):
         out["ci_low"] = out["ci_high"] = mean
         out["df"] = df
         out["note"] = (
-            "no difference in any matched pair" if abs(mean) <= _EPS
+            "no difference in any matched pair" if abs(mean) <= TOLERANCE
             else "the difference is the same in every matched pair: t and d_z undefined"
         )
         return out
@@ -264,7 +160,7 @@ def _paired(diff: np.ndarray, confidence: float) -> dict:
     t = mean / se
     crit = float(stats.t.ppf(0.5 + confidence / 2, df))
     dz = mean / sd
-    dz_low, dz_high = _dz_interval(t, df, n, confidence)
+    dz_low, dz_high = dz_interval(t, df, n, confidence)
     out.update(
         ci_low=mean - crit * se, ci_high=mean + crit * se, statistic=t, df=df,
         p_value=float(2 * stats.t.sf(abs(t), df)), effect_size=dz, effect_size_type="d_z",
@@ -291,9 +187,9 @@ def _rm_anova(complete: np.ndarray) -> dict:
     ss_error = max(ss_total - ss_level - ss_block, 0.0)
     df1, df2 = k - 1, (k - 1) * (nb - 1)
     out.update(df=df1, df2=df2)
-    if ss_error <= _EPS**2 * max(1.0, ss_total):
+    if ss_error <= TOLERANCE**2 * max(1.0, ss_total):
         out["note"] = (
-            "scores constant within and across levels: no test" if ss_level <= _EPS**2 * max(1.0, ss_total)
+            "scores constant within and across levels: no test" if ss_level <= TOLERANCE**2 * max(1.0, ss_total)
             else "no residual variation (level differences identical in every block): F undefined"
         )
         return out
@@ -399,13 +295,13 @@ def factor_effects(
     Holm, S. (1979). A simple sequentially rejective multiple test procedure. *Scandinavian Journal
     of Statistics*, 6(2), 65-70.
     """
-    _check_factor(factor)
+    check_factor(factor)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
     rows: list[dict] = []
     if factor not in scores.columns:
         raise ValueError(f"scores have no {factor!r} column")
-    if reference is not None and not any(_same(v, reference) for v in ordered_levels(scores[factor], factor)):
+    if reference is not None and not any(same_level(v, reference) for v in ordered_levels(scores[factor], factor)):
         raise ValueError(f"reference level {reference!r} is not a level of {factor}")
     for (inventory, mode, kind, scale), part in scores.groupby(_SCALE_GROUP, sort=False, dropna=False):
         base = {"inventory": inventory, "mode": mode, "kind": kind, "scale": scale, "factor": factor}
@@ -416,7 +312,7 @@ def factor_effects(
                          "n": int(part["score"].notna().sum()),
                          "note": f"not varied: {factor} has a single level ({only})"})
             continue
-        ref = levels[0] if reference is None else next((v for v in levels if _same(v, reference)), None)
+        ref = levels[0] if reference is None else next((v for v in levels if same_level(v, reference)), None)
         if ref is None:
             rows.append({**base, "test": "none", "reference": reference,
                          "note": f"reference level {reference} not among this scale's levels ({', '.join(map(str, levels))})"})
@@ -424,7 +320,7 @@ def factor_effects(
         wide = _blocks(part, factor)
         counts = part.groupby(part[factor].map(str), dropna=True).size()
         paired_rows = []
-        for level in [v for v in levels if not _same(v, ref)]:
+        for level in [v for v in levels if not same_level(v, ref)]:
             pair = wide[[ref, level]].dropna()
             row = {**base, "test": "paired_t", "reference": ref, "level": level}
             row.update(_paired((pair[level] - pair[ref]).to_numpy(dtype=float), confidence))
@@ -433,9 +329,9 @@ def factor_effects(
                 row["mean_reference"] = float(pair[ref].mean())
                 row["mean_level"] = float(pair[level].mean())
             if row["cells_dropped"]:
-                row["note"] = _join_notes(row.get("note"), f"{row['cells_dropped']} unmatched or unscored cells dropped")
+                row["note"] = join_notes(row.get("note"), f"{row['cells_dropped']} unmatched or unscored cells dropped")
             paired_rows.append(row)
-        for row, p in zip(paired_rows, _holm([r.get("p_value", math.nan) for r in paired_rows])):
+        for row, p in zip(paired_rows, holm_adjust([r.get("p_value", math.nan) for r in paired_rows])):
             row["p_holm"] = p
         rows += paired_rows
         if len(levels) > 2:
@@ -444,15 +340,15 @@ def factor_effects(
             row.update(_rm_anova(complete.to_numpy(dtype=float)))
             row["cells_dropped"] = int(counts.sum() - complete.size)
             if row["cells_dropped"]:
-                row["note"] = _join_notes(row.get("note"), f"{row['cells_dropped']} cells in incomplete blocks dropped")
+                row["note"] = join_notes(row.get("note"), f"{row['cells_dropped']} cells in incomplete blocks dropped")
             rows.append(row)
     frame = pd.DataFrame(rows, columns=_EFFECT_COLUMNS)
-    frame["note"] = _fill_notes(frame["note"])
+    frame["note"] = fill_notes(frame["note"])
     return frame
 
 
 # ---------------------------------------------------------------------------------------------------
-# 2. variance decomposition
+# variance decomposition
 
 
 _VARIANCE_COLUMNS = [
@@ -558,7 +454,7 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
         :func:`psychometrics.statistics.scoring.scale_scores` output of one run.
     factors
         Factors in entry order. Default: every condition column except ``mode`` and ``sample`` that has
-        more than one level, in :data:`FACTORS` order. ``sample`` is left in the residual by default
+        more than one level, in :data:`~psychometrics.conditions.FACTORS` order. ``sample`` is left in the residual by default
         because sample indices are exchangeable replicates (sample 0 of one cell has nothing in common
         with sample 0 of another); pass it explicitly to test that anyway. A listed factor with a single
         level gets a row with ``df = 0`` and note ``not varied``.
@@ -597,7 +493,7 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
 
     if factors is not None:
         for factor in factors:
-            _check_factor(factor)
+            check_factor(factor)
             if factor not in scores.columns:
                 raise ValueError(f"scores have no {factor!r} column")
         if len(set(factors)) != len(factors):
@@ -607,8 +503,8 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
         base = {"inventory": inventory, "mode": mode, "kind": kind, "scale": scale}
         unscored = int(part["score"].isna().sum())
         part = part[part["score"].notna()]
-        listed = list(factors) if factors is not None else [f for f in FACTORS if f != "sample" and _varied(part, f)]
-        active = [f for f in listed if _varied(part, f)]
+        listed = list(factors) if factors is not None else [f for f in FACTORS if f != "sample" and varied(part, f)]
+        active = [f for f in listed if varied(part, f)]
         n = len(part)
         y = part["score"].to_numpy(dtype=float)
         group_notes = []
@@ -616,11 +512,11 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
             group_notes.append(f"{unscored} unscored cells dropped")
         if n == 0:
             rows.append({**base, "source": "residual", "n": 0, "balanced": False,
-                         "note": _join_notes(*group_notes, "no scored cells")})
+                         "note": join_notes(*group_notes, "no scored cells")})
             continue
         centred = y - y.mean()
         ss_total = float((centred * centred).sum())
-        constant = ss_total <= (_EPS**2) * max(1.0, float((y * y).sum()))
+        constant = ss_total <= (TOLERANCE**2) * max(1.0, float((y * y).sum()))
         levels = {f: ordered_levels(part[f], f) for f in active}
         blocks = [_dummies(part[f], levels[f]) for f in active]
         term_effects, residual_effects = _sequential_effects(blocks, centred)
@@ -680,7 +576,7 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
             if truncated:
                 group_notes.append("negative variance component truncated at zero: " + ", ".join(truncated))
         total_component = sum(components.values()) if components else math.nan
-        group_note = _join_notes(*group_notes)
+        group_note = join_notes(*group_notes)
         for entry in entries + [{"source": "residual", "df": df_e, "sum_sq": ss_e}]:
             row = {**base, "source": entry["source"], "df": entry["df"], "sum_sq": entry["sum_sq"], "n": n,
                    "balanced": balanced}
@@ -695,16 +591,16 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
                 row["variance_component"] = components[entry["source"]]
                 row["component_share"] = (components[entry["source"]] / total_component
                                           if total_component > 0 else math.nan)
-            row["note"] = _join_notes(entry.get("note"), group_note)
+            row["note"] = join_notes(entry.get("note"), group_note)
             rows.append(row)
     frame = pd.DataFrame(rows, columns=_VARIANCE_COLUMNS)
-    frame["note"] = _fill_notes(frame["note"])
+    frame["note"] = fill_notes(frame["note"])
     frame["balanced"] = frame["balanced"].astype(bool)
     return frame
 
 
 # ---------------------------------------------------------------------------------------------------
-# 3. option-order flips
+# option-order flips
 
 
 _FLIP_COLUMNS = [
@@ -714,10 +610,6 @@ _FLIP_COLUMNS = [
 ]
 
 
-def _valid_answers(responses: pd.DataFrame) -> pd.DataFrame:
-    valid = responses[(responses["outcome"] == "valid") & responses["value"].notna()].copy()
-    valid["value"] = valid["value"].astype(float)
-    return valid
 
 
 def _pairs(frame: pd.DataFrame, keys: list[str], within: str) -> pd.DataFrame:
@@ -735,9 +627,9 @@ def _pair_flips(frame: pd.DataFrame, keys: list[str], within: str, tau: float) -
     them: 1,667 samples of an item make 1.4 million), from each group's values sorted by rank.
     Equal to counting the listed pairs up to rounding exactly at the threshold."""
     group = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
-    if tau + _EPS <= 0 or pd.DataFrame({"g": group, "w": frame[within].map(str).to_numpy()}).duplicated().any():
+    if tau + TOLERANCE <= 0 or pd.DataFrame({"g": group, "w": frame[within].map(str).to_numpy()}).duplicated().any():
         pairs = _pairs(frame, keys, within)  # rows sharing a level of ``within`` are not pairs: list them
-        return len(pairs), int(((pairs["value_a"] - pairs["value_b"]).abs() > tau + _EPS).sum())
+        return len(pairs), int(((pairs["value_a"] - pairs["value_b"]).abs() > tau + TOLERANCE).sum())
     values = frame["value"].to_numpy(dtype=float)
     sizes = np.bincount(group)
     total = int((sizes * (sizes - 1) // 2).sum())
@@ -746,7 +638,7 @@ def _pair_flips(frame: pd.DataFrame, keys: list[str], within: str, tau: float) -
     base = group.astype(np.int64) * width
     keys_sorted = np.sort(base + np.searchsorted(levels, values))
     # for each row, the rows of its group whose value exceeds it by more than tau (each pair counted once)
-    above = np.searchsorted(levels, values + (tau + _EPS), side="right")
+    above = np.searchsorted(levels, values + (tau + TOLERANCE), side="right")
     flips = np.searchsorted(keys_sorted, base + width, side="left") - np.searchsorted(keys_sorted, base + above, side="left")
     return total, int(flips.sum())
 
@@ -777,7 +669,7 @@ def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) 
     Parameters
     ----------
     responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
+        :func:`psychometrics.run.frame.responses_frame` output.
     threshold
         Smallest change counted as a flip (default 0 for text, 0.5 for probs mode).
 
@@ -800,7 +692,7 @@ def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) 
     LLM personality. *Proceedings of the 7th BlackboxNLP Workshop*, 301-314 (option-order symmetry).
     """
     rows: list[dict] = []
-    others = _present(responses, [f for f in FACTORS if f not in ("option_order",)])
+    others = present(responses, [f for f in FACTORS if f not in ("option_order",)])
     for (inventory, mode), part in responses.groupby(_GROUP, sort=False, dropna=False):
         tau = threshold if threshold is not None else (0.5 if mode == "probs" else 0.0)
         orders = ordered_levels(part["option_order"], "option_order")
@@ -808,7 +700,7 @@ def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) 
         if len(orders) < 2:
             rows.append({**row, "note": "not varied: one option order"})
             continue
-        valid = _valid_answers(part)
+        valid = valid_answers(part)
         unit_keys = ["item_id", *others]
         all_units = part.groupby(unit_keys, dropna=False).ngroups
         if valid.empty:
@@ -822,12 +714,12 @@ def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) 
         if units == 0:
             rows.append({**row, "note": "no item answered validly under two option orders"})
             continue
-        flips = int((change > tau + _EPS).sum())
-        large = int((change > 1 + _EPS).sum())
+        flips = int((change > tau + TOLERANCE).sum())
+        large = int((change > 1 + TOLERANCE).sum())
         pairs = _pairs(valid, unit_keys, "option_order")
         diff = (pairs["value_a"] - pairs["value_b"]).abs()
         row.update(flips=flips, flip_rate=flips / units, large_flips=large, large_flip_rate=large / units,
-                   pairs=len(pairs), pair_flips=int((diff > tau + _EPS).sum()),
+                   pairs=len(pairs), pair_flips=int((diff > tau + TOLERANCE).sum()),
                    mean_abs_diff=float(diff.mean()))
         row["pair_flip_rate"] = row["pair_flips"] / row["pairs"]
         if "sample" in valid.columns and valid["sample"].nunique() > 1:
@@ -839,410 +731,5 @@ def option_order_flips(responses: pd.DataFrame, threshold: float | None = None) 
             row.update(resample_pairs=0, note="one sample per cell: no resampling baseline")
         rows.append(row)
     frame = pd.DataFrame(rows, columns=_FLIP_COLUMNS)
-    frame["note"] = _fill_notes(frame["note"])
-    return frame
-
-
-# ---------------------------------------------------------------------------------------------------
-# 4. position bias
-
-
-_POSITION_COLUMNS = [
-    "inventory", "mode", "scheme", "option_orders", "content_balanced", "position", "count", "rate",
-    "expected_rate", "residual", "n", "chi_square", "df", "p_value", "first_rate", "last_rate", "note",
-]
-
-
-def order_scheme(option_order: str) -> str:
-    """The scheme an option order belongs to: ``latin3`` -> ``latin``, ``rotation2`` -> ``rotation``,
-    ``random1`` -> ``random``; ``original`` and ``reversed`` are their own schemes."""
-    return re.sub(r"\d+$", "", str(option_order))
-
-
-def _known_orders(values: list[int]) -> dict[str, tuple[int, ...]]:
-    named = expand_option_orders(["original", "reversed", "rotations", "latin-square"], values, seed=0)
-    known = dict(named)
-    known.update({f"rotation{r}": tuple(values[r:] + values[:r]) for r in range(len(values))})
-    return known
-
-
-def _content_balanced(orders: list[str], values: list[int]) -> bool | None:
-    """Whether the orders (equally weighted) show every response value at every position equally
-    often, so that a preference for a *value* cannot look like a preference for a *position*.
-    ``None`` when an order is not known by name (``random`` orders depend on the run seed)."""
-    known = _known_orders(values)
-    if any(o not in known for o in orders):
-        return None
-    k = len(values)
-    table = np.zeros((k, k))
-    for name in orders:
-        for position, value in enumerate(known[name]):
-            table[position, values.index(value)] += 1
-    return bool(np.allclose(table, table[0, 0]))
-
-
-def position_bias(responses: pd.DataFrame, inventories: Iterable[Inventory]) -> pd.DataFrame:
-    """How often each displayed position is chosen, against the uniform :math:`1/K`.
-
-    Per inventory x mode x option-order *scheme* (:func:`order_scheme`: ``original``, ``reversed``,
-    ``rotation``, ``latin``, ``random``; and ``all`` pooling every order when there are several
-    schemes), the valid answers' chosen positions :math:`0..K-1` are counted (in probability mode, the
-    modal position) and tested with Pearson's goodness-of-fit test against the uniform distribution:
-    :math:`X^2 = \\sum_p (O_p - E_p)^2 / E_p`, :math:`E_p = n/K`, ``df`` :math:`= K-1`. Each position's
-    row also has its ``rate`` :math:`O_p/n`, ``expected_rate`` :math:`1/K` and Pearson ``residual``
-    :math:`(O_p - E_p)/\\sqrt{E_p}`; ``first_rate`` and ``last_rate`` (repeated on every row of the
-    group) are the rates of positions 0 and :math:`K-1`.
-
-    Reading it: a respondent with a real trait prefers *values*, which under a single option order
-    are fixed positions, so uniformity fails without any position bias. ``content_balanced`` is true
-    when the pooled orders show every value at every position equally often (all rotations, a full
-    Williams square): there a significant test is position bias. Under ``original`` and ``reversed``
-    separately, position bias shows as a high first (or last) rate under *both* orders, because the
-    same position holds opposite values.
-
-    Parameters
-    ----------
-    responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
-    inventories
-        The inventories administered (for the number of response options :math:`K`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per inventory x mode x scheme x ``position`` (0-based): ``scheme, option_orders`` (how
-        many orders pooled), ``content_balanced, position, count, rate, expected_rate, residual, n,
-        chi_square, df, p_value, first_rate, last_rate, note``.
-
-    Matches R: ``chisq.test(counts)`` (statistic, parameter, p.value, residuals; ``p`` uniform).
-
-    Differences from R
-    ------------------
-    * ``chisq.test`` warns "Chi-squared approximation may be incorrect" when an expected count is
-      below 5; here the note says so. No Monte-Carlo p value is offered.
-
-    References
-    ----------
-    Pearson, K. (1900). On the criterion that a given system of deviations from the probable ...
-    *Philosophical Magazine*, 50(302), 157-175.
-    Zheng, C., Zhou, H., Meng, F., Zhou, J., & Huang, M. (2024). Large language models are not robust
-    multiple choice selectors. *ICLR 2024*.
-    Dominguez-Olmedo, R., Hardt, M., & Mendler-Dünner, C. (2023). Questioning the survey responses of
-    large language models. arXiv:2306.07951.
-    """
-    from scipy import stats
-
-    by_id = {inventory.id: inventory for inventory in inventories}
-    rows: list[dict] = []
-    for (inventory_id, mode), part in responses.groupby(_GROUP, sort=False, dropna=False):
-        inventory = by_id.get(inventory_id)
-        if inventory is None:
-            raise ValueError(f"responses include inventory {inventory_id!r}, which is not among the inventories given")
-        values = inventory.response_scale.values
-        k = len(values)
-        part = part.assign(scheme=part["option_order"].map(order_scheme))
-        schemes = ordered_levels(part["scheme"], "option_order")
-        groups = [(s, part[part["scheme"] == s]) for s in schemes]
-        if len(schemes) > 1:
-            groups.append(("all", part))
-        for scheme, group in groups:
-            orders = ordered_levels(group["option_order"], "option_order")
-            valid = group[(group["outcome"] == "valid") & group["position"].notna()]
-            positions = valid["position"].astype(int).to_numpy()
-            if positions.size and (positions.min() < 0 or positions.max() >= k):
-                raise ValueError(f"{inventory_id}: a chosen position is outside 0..{k - 1}")
-            counts = np.bincount(positions, minlength=k).astype(float)
-            n = int(counts.sum())
-            head = {"inventory": inventory_id, "mode": mode, "scheme": scheme, "option_orders": len(orders),
-                    "content_balanced": _content_balanced(orders, values), "n": n, "df": k - 1}
-            note = ""
-            if n == 0:
-                note = "no valid answers"
-            else:
-                expected = n / k
-                chi_square = float(((counts - expected) ** 2 / expected).sum())
-                head.update(chi_square=chi_square, p_value=float(stats.chi2.sf(chi_square, k - 1)),
-                            first_rate=counts[0] / n, last_rate=counts[-1] / n)
-                if expected < 5:
-                    note = "expected count below 5: chi-square approximation may be poor"
-            for position in range(k):
-                row = {**head, "position": position, "count": int(counts[position]), "expected_rate": 1 / k, "note": note}
-                if n:
-                    row["rate"] = counts[position] / n
-                    row["residual"] = (counts[position] - n / k) / math.sqrt(n / k)
-                rows.append(row)
-    frame = pd.DataFrame(rows, columns=_POSITION_COLUMNS)
-    frame["note"] = _fill_notes(frame["note"])
-    return frame
-
-
-# ---------------------------------------------------------------------------------------------------
-# 5. acquiescence
-
-
-_ACQUIESCENCE_COLUMNS = [
-    "inventory", "mode", "scale", "scales_used", "scales_excluded", "midpoint", "n_answers", "n_cells",
-    "mean_raw", "mean_raw_minus_midpoint", "mean_positive_raw", "mean_reverse_raw", "balanced_acquiescence",
-    "ci_low", "ci_high", "statistic", "df", "p_value", "n_pairs", "agree_both", "agree_both_rate",
-    "disagree_both", "disagree_both_rate", "note",
-]
-
-
-def _acquiescence_summary(valid: pd.DataFrame, cells: list[str], midpoint: float, confidence: float) -> dict:
-    """Acquiescence statistics over the valid answers of the scales in ``valid`` (columns: scale, reverse)."""
-    from scipy import stats
-
-    out: dict = {"n_answers": len(valid), "n_cells": int(valid.groupby(cells, dropna=False).ngroups)}
-    if valid.empty:
-        out["note"] = "no valid answers on scales with both keying directions"
-        return out
-    out["mean_raw"] = float(valid["value"].mean())
-    out["mean_raw_minus_midpoint"] = out["mean_raw"] - midpoint
-    out["mean_positive_raw"] = float(valid.loc[~valid["reverse"], "value"].mean())
-    out["mean_reverse_raw"] = float(valid.loc[valid["reverse"], "value"].mean())
-    # direction-balanced index per cell x scale, then averaged over scales within a cell
-    by_direction = valid.groupby([*cells, "scale", "reverse"], dropna=False)["value"].mean().unstack("reverse")
-    by_direction = by_direction.dropna(subset=[c for c in (False, True) if c in by_direction.columns])
-    notes = []
-    if {False, True} <= set(by_direction.columns) and len(by_direction):
-        per_scale = (by_direction[False] + by_direction[True]) / 2 - midpoint
-        per_cell = per_scale.groupby(level=list(range(len(cells))), dropna=False).mean().to_numpy(dtype=float)
-        out["balanced_acquiescence"] = float(per_cell.mean())
-        m = per_cell.size
-        if m >= 2:
-            sd = float(per_cell.std(ddof=1))
-            if sd > _EPS * max(1.0, abs(out["balanced_acquiescence"])):
-                se = sd / math.sqrt(m)
-                t = out["balanced_acquiescence"] / se
-                crit = float(stats.t.ppf(0.5 + confidence / 2, m - 1))
-                out.update(statistic=t, df=m - 1, p_value=float(2 * stats.t.sf(abs(t), m - 1)),
-                           ci_low=out["balanced_acquiescence"] - crit * se,
-                           ci_high=out["balanced_acquiescence"] + crit * se)
-            else:
-                notes.append("balanced index identical in every cell: no test")
-        else:
-            notes.append("one cell: no test across cells")
-    else:
-        notes.append("no cell answered both keying directions of a scale validly")
-    # pairs (positively keyed, reverse-keyed answer) of one cell and scale, counted per group rather
-    # than listed (30 x 30 items per scale and cell would make 15 rows per answer)
-    positive = ~valid["reverse"].to_numpy(dtype=bool)
-    above = valid["value"].to_numpy(dtype=float) > midpoint + _EPS
-    below = valid["value"].to_numpy(dtype=float) < midpoint - _EPS
-    flags = valid[[*cells, "scale"]].assign(
-        pos=positive, rev=~positive, pos_above=positive & above, rev_above=~positive & above,
-        pos_below=positive & below, rev_below=~positive & below)
-    counts = flags.groupby([*cells, "scale"], dropna=False, sort=False).sum()
-    n_pairs = int((counts["pos"] * counts["rev"]).sum())
-    out["n_pairs"] = n_pairs
-    if n_pairs:
-        agree = int((counts["pos_above"] * counts["rev_above"]).sum())
-        disagree = int((counts["pos_below"] * counts["rev_below"]).sum())
-        out.update(agree_both=agree, agree_both_rate=agree / n_pairs,
-                   disagree_both=disagree, disagree_both_rate=disagree / n_pairs)
-    out["note"] = _join_notes(*notes)
-    return out
-
-
-def acquiescence(
-    responses: pd.DataFrame, inventories: Iterable[Inventory], *, per_scale: bool = False, confidence: float = 0.95
-) -> pd.DataFrame:
-    """Acquiescence (yea-saying): agreement regardless of what the item says.
-
-    Only scales with items keyed in both directions are used (fully or partially balanced; a scale
-    whose items all point one way confounds agreement with the trait and is listed in
-    ``scales_excluded``). On the raw values :math:`x` (before reverse keying) of valid answers, with the
-    scale midpoint :math:`m = (\\min + \\max)/2`:
-
-    * ``mean_raw_minus_midpoint`` :math:`= \\bar x - m` over every answer to those scales (positive =
-      yea-saying). With partially balanced scales this still carries some trait content (the
-      majority direction weighs more);
-    * ``balanced_acquiescence``: per cell and scale :math:`(\\bar x_{+} + \\bar x_{-})/2 - m`, the two
-      keying directions weighted equally so that the trait cancels (it raises one mean and lowers the
-      other), averaged over scales within a cell and then over cells; ``statistic``, ``df``,
-      ``p_value``, ``ci_low``, ``ci_high``: one-sample t-test of the cell values against 0 (cells are
-      design conditions of one model, so this asks whether yea-saying persists across conditions);
-    * ``agree_both_rate``: over every (positively keyed item, reverse-keyed item) pair of the same scale
-      answered in the same cell, the share where both answers are above the midpoint, i.e. agreeing
-      with a statement and with its opposite (``disagree_both_rate``: both below, nay-saying).
-
-    In probability mode :math:`x` is the expected value of the model's distribution over the options.
-
-    Parameters
-    ----------
-    responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
-    inventories
-        The inventories administered (keying, scale membership, response scale).
-    per_scale
-        Also report each scale separately (rows with ``scale`` = the scale id; the pooled row has
-        ``scale = "all"``).
-    confidence
-        Level of the interval for the balanced index.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per inventory x mode (x scale): ``scale, scales_used, scales_excluded`` (";"-separated
-        ids), ``midpoint, n_answers, n_cells, mean_raw, mean_raw_minus_midpoint, mean_positive_raw,
-        mean_reverse_raw, balanced_acquiescence, ci_low, ci_high, statistic, df, p_value, n_pairs,
-        agree_both, agree_both_rate, disagree_both, disagree_both_rate, note``.
-
-    Matches R: the same quantities computed directly in R (``aggregate``, ``merge``, ``t.test``).
-
-    Differences from R
-    ------------------
-    None known; there is no packaged R function (``psych`` has none for acquiescence).
-
-    References
-    ----------
-    Paulhus, D. L. (1991). Measurement and control of response bias. In J. P. Robinson, P. R. Shaver,
-    & L. S. Wrightsman (Eds.), *Measures of personality and social psychological attitudes*
-    (pp. 17-59). Academic Press.
-    Winkler, J. D., Kanouse, D. E., & Ware, J. E. (1982). Controlling for acquiescence response set in
-    scale development. *Journal of Applied Psychology*, 67(5), 555-561.
-    Soto, C. J., John, O. P., Gosling, S. D., & Potter, J. (2008). The developmental psychometrics of
-    Big Five self-reports. *Journal of Personality and Social Psychology*, 94(4), 718-737.
-    """
-    by_id = {inventory.id: inventory for inventory in inventories}
-    cells = _present(responses, FACTORS)
-    rows: list[dict] = []
-    for (inventory_id, mode), part in responses.groupby(_GROUP, sort=False, dropna=False):
-        inventory = by_id.get(inventory_id)
-        if inventory is None:
-            raise ValueError(f"responses include inventory {inventory_id!r}, which is not among the inventories given")
-        rs = inventory.response_scale
-        midpoint = (rs.min + rs.max) / 2
-        reverse = {item.id: item.reverse_keyed for item in inventory.items}
-        used, excluded = [], []
-        for scale in inventory.scales:
-            keys = {reverse[i] for i in scale.items}
-            (used if keys == {False, True} else excluded).append(scale.id)
-        head = {"inventory": inventory_id, "mode": mode, "scales_used": ";".join(used),
-                "scales_excluded": ";".join(excluded), "midpoint": midpoint}
-        if not used:
-            rows.append({**head, "scale": "all", "n_answers": 0, "n_cells": 0,
-                         "note": "no scale has both keying directions: acquiescence not separable from the trait"})
-            continue
-        valid = _valid_answers(part[[*cells, "item_id", "outcome", "value"]])  # only the columns needed
-        valid["scale"] = valid["item_id"].map(inventory.scale_of_item)
-        valid = valid[valid["scale"].isin(used)]
-        valid["reverse"] = valid["item_id"].map(reverse).astype(bool)
-        targets = [("all", valid)]
-        if per_scale:
-            targets += [(s, valid[valid["scale"] == s]) for s in used]
-        for name, subset in targets:
-            row = {**head, "scale": name}
-            row.update(_acquiescence_summary(subset, cells, midpoint, confidence))
-            rows.append(row)
-        if per_scale:
-            rows += [{**head, "scale": s, "n_answers": 0, "note": "scale has items keyed in one direction only"}
-                     for s in excluded]
-    frame = pd.DataFrame(rows, columns=_ACQUIESCENCE_COLUMNS)
-    frame["note"] = _fill_notes(frame["note"])
-    return frame
-
-
-# ---------------------------------------------------------------------------------------------------
-# 6. response-style rates
-
-
-_STYLE_COLUMNS = [
-    "inventory", "mode", "factor", "level", "n", "n_valid", "errors", "midpoint_rate", "extreme_rate",
-    "valid_rate", "refusal_rate", "out_of_range_rate", "multiple_rate", "unparseable_rate", "invalid_rate",
-    "note",
-]
-
-
-def response_style_rates(
-    responses: pd.DataFrame, inventories: Iterable[Inventory], factors: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Midpoint, extreme, refusal and invalid response rates, overall and per level of each factor.
-
-    Per inventory x mode, first over all answers (``factor = level = "all"``), then per level of each
-    factor in ``factors`` (default: every condition column but ``mode`` with more than one level):
-
-    * ``n``: replies (rows whose request got a reply; failed requests, outcome ``error``, are counted
-      in ``errors`` and left out of every rate);
-    * ``valid_rate``, ``refusal_rate``, ``out_of_range_rate``, ``multiple_rate``, ``unparseable_rate``:
-      each reply outcome's share of ``n``; ``invalid_rate`` :math:`= 1 -` ``valid_rate``;
-    * ``midpoint_rate``: share of valid answers at the middle response value (odd number of options
-      only; with an even number there is no midpoint and the note says so);
-    * ``extreme_rate``: share of valid answers at the lowest or highest value.
-
-    In probability mode the value is the expected value of the distribution; the midpoint and
-    extreme rates use the nearest response option to it.
-
-    Parameters
-    ----------
-    responses
-        :func:`psychometrics.statistics.scoring.responses_frame` output.
-    inventories
-        The inventories administered (response scale).
-    factors
-        Condition columns to break the rates down by.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per inventory x mode x factor x level: ``n, n_valid, errors, midpoint_rate,
-        extreme_rate, valid_rate, refusal_rate, out_of_range_rate, multiple_rate, unparseable_rate,
-        invalid_rate, note``.
-
-    Matches R: shares computed directly in R (``tapply``/``mean``).
-
-    Differences from R
-    ------------------
-    None known.
-
-    References
-    ----------
-    Baumgartner, H., & Steenkamp, J.-B. E. M. (2001). Response styles in marketing research: a
-    cross-national investigation. *Journal of Marketing Research*, 38(2), 143-156.
-    """
-    by_id = {inventory.id: inventory for inventory in inventories}
-    if factors is not None:
-        for factor in factors:
-            _check_factor(factor)
-    rows: list[dict] = []
-    for (inventory_id, mode), part in responses.groupby(_GROUP, sort=False, dropna=False):
-        inventory = by_id.get(inventory_id)
-        if inventory is None:
-            raise ValueError(f"responses include inventory {inventory_id!r}, which is not among the inventories given")
-        rs = inventory.response_scale
-        has_midpoint = (rs.max - rs.min) % 2 == 0
-        midpoint = (rs.min + rs.max) / 2
-        chosen = _present(part, factors) if factors is not None else [f for f in FACTORS if _varied(part, f)]
-        targets = [("all", "all", part)]
-        for factor in chosen:
-            levels = ordered_levels(part[factor], factor)
-            for level, rows_of_level in zip(levels, _level_rows(part[factor], levels)):
-                targets.append((factor, level, part.iloc[rows_of_level]))
-        for factor, level, subset in targets:
-            replies = subset[subset["outcome"] != "error"]
-            n = len(replies)
-            row = {"inventory": inventory_id, "mode": mode, "factor": factor, "level": level, "n": n,
-                   "errors": int(len(subset) - n)}
-            notes = []
-            if n == 0:
-                notes.append("no replies")
-            else:
-                for outcome in REPLY_OUTCOMES:
-                    row[f"{outcome}_rate"] = float((replies["outcome"] == outcome).mean())
-                row["invalid_rate"] = 1.0 - row["valid_rate"]
-            valid = _valid_answers(replies)
-            row["n_valid"] = len(valid)
-            if len(valid):
-                nearest = np.floor(valid["value"].to_numpy(dtype=float) + 0.5)
-                row["extreme_rate"] = float(((nearest == rs.min) | (nearest == rs.max)).mean())
-                if has_midpoint:
-                    row["midpoint_rate"] = float((nearest == midpoint).mean())
-                else:
-                    notes.append("even number of response options: no midpoint")
-            elif n:
-                notes.append("no valid answers")
-            row["note"] = _join_notes(*notes)
-            rows.append(row)
-    frame = pd.DataFrame(rows, columns=_STYLE_COLUMNS)
-    frame["note"] = _fill_notes(frame["note"])
+    frame["note"] = fill_notes(frame["note"])
     return frame
