@@ -743,7 +743,7 @@ def main(argv: list[str] | None = None) -> None:
         result = app(args=argv, prog_name="psytest", standalone_mode=False)
     except PsytestError as exc:
         echo_error(exc)
-        sys.exit(exc.exit_code)
+        sys.exit(2)
     except click_exceptions.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "psytest"
         echo_error(f"{exc.format_message()} (see '{command} --help')")
