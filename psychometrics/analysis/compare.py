@@ -81,7 +81,8 @@ class RunScores:
         return str(self.run_dir)
 
 
-def _check_run_dir(run_dir: Path) -> dict:
+def check_run_dir(run_dir: Path) -> dict:
+    """The manifest of a questionnaire run that has answers to read; one line for anything else."""
     from psychometrics.run.directory import RESPONSES, read_manifest
 
     run_dir = Path(run_dir)
@@ -98,11 +99,11 @@ def _check_run_dir(run_dir: Path) -> dict:
 
 def run_inventories(run_dir: Path, manifest: dict) -> list:
     """The inventories of a run, from ``inventory_sources``, each checked against its content hash."""
-    from psychometrics.analysis.tables import _inventory_for
+    from psychometrics.analysis.tables import checked_inventory
     from psychometrics.inventories.library import resolve_inventory
 
     sources = manifest.get("inventory_sources", {})
-    return [_inventory_for(entry, sources.get(entry["id"], entry["id"]), resolve_inventory)
+    return [checked_inventory(entry, sources.get(entry["id"], entry["id"]), resolve_inventory)
             for entry in manifest["inventories"]]
 
 
@@ -117,7 +118,7 @@ def load_run_scores(run_dir: Path) -> RunScores:
     from psychometrics.run.store import RunStore
 
     run_dir = Path(run_dir)
-    manifest = _check_run_dir(run_dir)
+    manifest = check_run_dir(run_dir)
     inventories = run_inventories(run_dir, manifest)
     with RunStore(run_dir / RESPONSES) as store:
         responses = responses_frame(store, [inv.id for inv in inventories])
@@ -380,7 +381,7 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
     run_dirs = [Path(p) for p in run_dirs]
     if len(run_dirs) < 2:
         raise PsytestError("compare needs at least two run directories: the reference first, then the runs to compare")
-    manifests = [_check_run_dir(p) for p in run_dirs]
+    manifests = [check_run_dir(p) for p in run_dirs]
     labels = [str(p) for p in run_dirs]
     check_same_inventories(manifests, labels)
     runs = [load_run_scores(p) for p in run_dirs]

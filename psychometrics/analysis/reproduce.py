@@ -680,10 +680,10 @@ def reproduce(
     rows to keep (all are counted). Raises :class:`PsytestError` for a directory that is not a run, a run
     with no tables to check and no ``rerun``, and (``rerun``) a non-deterministic or changed model or inputs.
     """
-    from psychometrics.analysis.compare import _check_run_dir
+    from psychometrics.analysis.compare import check_run_dir
 
     run_dir = Path(run_dir)
-    manifest = _check_run_dir(run_dir)
+    manifest = check_run_dir(run_dir)
     has_tables = any((run_dir / "analysis").glob("*.csv")) or any((run_dir / "report").glob("*.csv"))
     if not has_tables and not rerun:
         raise PsytestError(f"{run_dir}: no analysis/*.csv to check; run psytest score {run_dir} first, or use --rerun "

@@ -274,7 +274,7 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
 
     manifest = read_manifest(run_dir)
     sources = manifest.get("inventory_sources", {})
-    inventories = [_inventory_for(entry, sources.get(entry["id"], entry["id"]), resolve_inventory)
+    inventories = [checked_inventory(entry, sources.get(entry["id"], entry["id"]), resolve_inventory)
                    for entry in manifest["inventories"]]
     by = tuple(by or CONDITION_FIELDS)
     unknown = [f for f in by if f not in CONDITION_FIELDS]
@@ -333,7 +333,7 @@ def _with_value_notes(summary: pd.DataFrame, value_checks: pd.DataFrame) -> pd.D
     return summary.assign(note=notes)
 
 
-def _inventory_for(entry: dict, source: str, resolve) -> Inventory:
+def checked_inventory(entry: dict, source: str, resolve) -> Inventory:
     """The inventory a run used, checked against the content hash in its manifest."""
     inventory = resolve(source)
     if inventory.content_hash != entry["content_hash"]:

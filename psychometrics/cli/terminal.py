@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 
-from psychometrics.textsafe import _SUSPECT, _json_escape, hidden, json_text, printable  # noqa: F401 - re-exported
+from psychometrics.textsafe import hidden, json_escaped, json_text, printable  # noqa: F401 - re-exported
 
 
 def echo(message: object = "", err: bool = False) -> None:
@@ -47,11 +47,10 @@ def print_json(payload: object) -> None:
 
 
 def print_json_text(text: str) -> None:
-    """Print a JSON document read from a file, its hidden characters escaped as in :func:`json_text`
-    (inside strings, the only place a valid JSON document can have them, an escape means the same)."""
+    """Print a JSON document read from a file, its hidden characters escaped as in :func:`json_text`."""
     import typer
 
-    typer.echo(_SUSPECT.sub(lambda m: _json_escape(m.group()) if hidden(m.group()) else m.group(), text.rstrip("\n")))
+    typer.echo(json_escaped(text.rstrip("\n")))
 
 
 def console(stderr: bool = False):

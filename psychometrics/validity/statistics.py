@@ -135,7 +135,7 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     data of :func:`selfreport_reliability`.
     """
     from psychometrics.design.plan import CONDITION_FIELDS
-    from psychometrics.analysis.tables import _inventory_for
+    from psychometrics.analysis.tables import checked_inventory
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.run.directory import RESPONSES, read_manifest
     from psychometrics.statistics.scoring import item_matrix, responses_frame, scale_scores
@@ -149,7 +149,7 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
             raise PsytestError(f"{run_dir}: not a questionnaire run (no {RESPONSES}); self-report comes from "
                                "runs made by 'psytest administer'")
         sources = manifest.get("inventory_sources", {})
-        run_inventories = [_inventory_for(e, sources.get(e["id"], e["id"]), resolve_inventory)
+        run_inventories = [checked_inventory(e, sources.get(e["id"], e["id"]), resolve_inventory)
                            for e in manifest.get("inventories", [])]
         for inventory in run_inventories:
             known = inventories.setdefault(inventory.id, inventory)
