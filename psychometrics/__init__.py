@@ -28,12 +28,13 @@ __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
-    if name in _API:
-        from psychometrics import api
+    if name in _API or name == "api":
+        import importlib
 
-        return getattr(api, name)
+        api = importlib.import_module("psychometrics.api")  # not "from psychometrics import api": that asks here again
+        return api if name == "api" else getattr(api, name)
     raise AttributeError(f"module 'psychometrics' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_API})
+    return sorted({*globals(), *_API, "api"})
