@@ -1,8 +1,10 @@
 """Errors a user can fix.
 
-Every error raised for bad input is a :class:`PsytestError`. Its message is one line that names the
-file, field or option at fault and says what to do; the CLI prints it without a traceback and exits
-with the error's ``exit_code``.
+Every error raised for bad input (a file, a field, an option, a run directory, or the environment a
+command needs) is a :class:`PsytestError`. Its message is one line that names the file, field or option
+at fault and says what to do. It is a :class:`ValueError`, so Python code that calls psytest catches it
+as the bad value it is; which exit code it means is the command line's business
+(:mod:`psychometrics.cli`), not the error's.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from __future__ import annotations
 from psychometrics.textsafe import printable  # noqa: F401 - re-exported: errors and messages use it
 
 
-class PsytestError(Exception):
+class PsytestError(ValueError):
     """A problem with the user's input or environment, reported as one line."""
-
-    exit_code = 2
 
     def __init__(self, message: str):
         super().__init__(printable(" ".join(str(message).split())))

@@ -44,8 +44,13 @@ def json_text(payload: object) -> str:
     for a JSON reader; ``json.dumps`` alone leaves C1 controls and bidi overrides raw)."""
     import json
 
-    text = json.dumps(payload, indent=2, ensure_ascii=False)
-    return _SUSPECT.sub(lambda m: _json_escape(m.group()) if hidden(m.group()) else m.group(), text)
+    return json_escaped(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def json_escaped(document: str) -> str:
+    """A JSON document with every :func:`hidden` character written as a JSON escape (inside strings, the
+    only place a valid JSON document can have them, the escape means the same character)."""
+    return _SUSPECT.sub(lambda m: _json_escape(m.group()) if hidden(m.group()) else m.group(), document)
 
 
 def _json_escape(char: str) -> str:

@@ -218,14 +218,15 @@ def parse_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise PsytestError(f"{source}: nested too deeply to read; flatten the file") from None
     try:
-        if expanded_size(data) > MAX_VALUES:
-            raise PsytestError(
-                f"{source}: its aliases expand to more than {MAX_VALUES:,} values; write the values out "
-                "instead of nesting aliases"
-            )
+        values = expanded_size(data)
     except (ValueError, RecursionError) as exc:
         problem = str(exc) if isinstance(exc, ValueError) else "nested too deeply to read"
         raise PsytestError(f"{source}: {problem}; write the values out instead") from None
+    if values > MAX_VALUES:
+        raise PsytestError(
+            f"{source}: its aliases expand to more than {MAX_VALUES:,} values; write the values out "
+            "instead of nesting aliases"
+        )
     if "\\u" in text or "\\U" in text:  # only escapes can make a surrogate
         try:
             data = _join_surrogates(data, set())

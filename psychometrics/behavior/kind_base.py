@@ -134,6 +134,8 @@ class Kind:
                 if len(filled) > limits.LONG_TEXT:
                     raise fail(f"turn {number}: {len(filled):,} characters once its placeholders are filled, more "
                                f"than the {limits.LONG_TEXT:,} allowed; shorten it or its params")
+        except TaskError:  # a ValueError too, but already the one line to show
+            raise
         except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
             raise fail(f"field 'turns': cannot fill the placeholders ({exc}); check the format specs") from None
         self.check_variant(task, variant, where)

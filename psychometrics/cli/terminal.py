@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 
-from psychometrics.textsafe import _SUSPECT, _json_escape, hidden, json_text, printable  # noqa: F401 - re-exported
+from psychometrics.textsafe import hidden, json_escaped, json_text, printable  # noqa: F401 - re-exported
 
 
 def echo(message: object = "", err: bool = False) -> None:
@@ -47,11 +47,10 @@ def print_json(payload: object) -> None:
 
 
 def print_json_text(text: str) -> None:
-    """Print a JSON document read from a file, its hidden characters escaped as in :func:`json_text`
-    (inside strings, the only place a valid JSON document can have them, an escape means the same)."""
+    """Print a JSON document read from a file, its hidden characters escaped as in :func:`json_text`."""
     import typer
 
-    typer.echo(_SUSPECT.sub(lambda m: _json_escape(m.group()) if hidden(m.group()) else m.group(), text.rstrip("\n")))
+    typer.echo(json_escaped(text.rstrip("\n")))
 
 
 def console(stderr: bool = False):
@@ -91,6 +90,59 @@ def cell(value: object, style: str = ""):
     from rich.text import Text
 
     return Text(printable(str(value)), style=style)
+
+
+def print_inventory_list(summaries: list[dict]) -> None:
+    """``psytest inventories list``: one row per shipped inventory."""
+    from rich.table import Table
+
+    table = Table(title="Shipped inventories")
+    table.add_column("id", no_wrap=True)
+    for column in ("items", "reversed"):
+        table.add_column(column, justify="right")
+    table.add_column("scales")
+    for column in ("facets", "paraphrased", "norm groups"):
+        table.add_column(column, justify="right")
+    table.add_column("name")
+    for s in summaries:
+        table.add_row(*(cell(v) for v in (s["id"], s["items"], s["reverse_keyed"], " ".join(s["scales"]), s["facets"],
+                                           s["paraphrased_items"], s["norm_groups"], s["name"])))
+    console().print(table)
+
+
+def print_inventory(inv) -> None:
+    """``psytest inventories show``: metadata, scales, norms and every item (text from the file is shown as
+    written, escaped, never as rich markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    out.print(Text.assemble(cell(inv.name, "bold"), cell(f" ({inv.id}, version {inv.version})")))
+    if inv.description:
+        out.print(inv.description)
+    out.print(f"Citation: {inv.citation}")
+    out.print(f"Licence: {inv.licence}")
+    if inv.stem:
+        out.print(f"Stem: {inv.stem}")
+    rs = inv.response_scale
+    out.print("Responses: " + ", ".join(f"{v} {rs.labels[v]}" for v in rs.values))
+    scales = Table(title="Scales")
+    for column in ("id", "name", "trait", "scoring", "items", "reversed"):
+        scales.add_column(column)
+    for s in inv.scales:
+        reversed_count = sum(inv.item_by_id[i].reverse_keyed for i in s.items)
+        trait = (("-" if s.trait_sign < 0 else "") + s.trait) if s.trait else ""
+        scales.add_row(*(cell(v) for v in (s.id, s.name, trait, s.scoring, len(s.items), reversed_count)))
+    out.print(scales)
+    if inv.norms:
+        out.print(f"Norms: {len(inv.norms)} group(s): " + "; ".join(n.group for n in inv.norms))
+    items = Table(title="Items")
+    for column in ("id", "text", "scale", "facet", "R", "paraphrases"):
+        items.add_column(column)
+    for record in inv.item_records():
+        items.add_row(*(cell(v) for v in (record["id"], record["text"], record["scale"] or "", record["facet"] or "",
+                                          "R" if record["reverse_keyed"] else "", len(record["paraphrases"]))))
+    out.print(items)
 
 
 class RunProgress:

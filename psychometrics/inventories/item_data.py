@@ -13,6 +13,8 @@ reverse-keyed item::
       A: agreeableness
 
 With ``--inventory NAME`` instead, the CSV's columns are that inventory's item ids.
+``--reference-loadings FILE`` (:func:`read_reference_loadings`) is a CSV of items x factors that EFA
+loadings are compared with (Tucker congruence).
 """
 
 from __future__ import annotations
@@ -193,3 +195,31 @@ def keyed(matrix: pd.DataFrame, inventory: Inventory) -> pd.DataFrame:
         if item.reverse_keyed and item.id in out:
             out[item.id] = rs.min + rs.max - out[item.id]
     return out
+
+
+def read_reference_loadings(path: Path | None) -> pd.DataFrame | None:
+    """A reference loading matrix (``--reference-loadings``): first column the item ids, one numeric column
+    per factor; each item and factor once (pandas would rename a repeated column and keep both rows of a
+    repeated item)."""
+    if path is None:
+        return None
+    path = Path(path)
+    try:
+        limits.check_regular_file(path, limits.JSON_BYTES, "CSV of loadings")
+    except OSError as exc:
+        raise PsytestError(f"--reference-loadings {path}: cannot read ({exc})") from None
+    try:
+        frame = pd.read_csv(path, index_col=0)
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = [name.strip() for name in next(csv.reader(handle), [])]
+    except (OSError, ValueError, csv.Error) as exc:
+        raise PsytestError(f"--reference-loadings {path}: cannot read ({exc})") from None
+    repeated = next((n for i, n in enumerate(header) if n and n in header[:i]), None)
+    if repeated is None and frame.index.has_duplicates:
+        repeated = str(frame.index[frame.index.duplicated()][0])
+    if repeated is not None:
+        raise PsytestError(f"--reference-loadings {path}: '{repeated}' appears twice; give each item one row and "
+                           "each factor one column")
+    if frame.empty or not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
+        raise PsytestError(f"--reference-loadings {path}: expected item ids then numeric loadings, one column per factor")
+    return frame

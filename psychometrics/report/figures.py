@@ -20,7 +20,7 @@ Tables = dict[str, pd.DataFrame]
 
 # Factors that change how a question is asked (persona changes who answers, so it is not one of them).
 METHOD_FACTORS = ("option_order", "template", "wording", "item_order", "sample")
-_WIDTH = 9.0
+FIGURE_WIDTH = 9.0
 _MAX_HEIGHT = 30.0
 
 
@@ -42,11 +42,13 @@ def _ordered(values: pd.Series, reverse: bool = False) -> pd.Categorical:
     return pd.Categorical(values.astype(str), categories=levels[::-1] if reverse else levels)
 
 
-def _height(rows: float, per_row: float, base: float) -> float:
+def figure_height(rows: float, per_row: float, base: float) -> float:
+    """Inches for a figure of ``rows`` rows (facets or bars): ``base`` + ``per_row`` each, capped."""
     return float(min(_MAX_HEIGHT, base + per_row * rows))
 
 
-def _theme(width: float, height: float):
+def figure_theme(width: float, height: float):
+    """The look every report figure shares (the validity section too), at ``width`` x ``height`` inches."""
     from plotnine import element_text, theme, theme_bw
 
     return theme_bw(base_size=10) + theme(figure_size=(width, height), legend_position="bottom",
@@ -85,7 +87,7 @@ def trait_profile(tables: Tables):
             + scale_color_manual(values=["#d95f02", "#1b4f72"], breaks=["human norm mean (each norm group)",
                                                                         "model: mean and 95% bootstrap CI"])
             + labs(x="scale", y="scale score", color="")
-            + _theme(_WIDTH, _height(np.ceil(panels / 2), 3.0, 1.2)))
+            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2), 3.0, 1.2)))
 
 
 def variance_shares(tables: Tables):
@@ -108,7 +110,7 @@ def variance_shares(tables: Tables):
             + coord_flip() + facet_wrap("panel", scales="free", ncol=min(panels, 2))
             + scale_fill_brewer(type="qual", palette="Set2")
             + labs(x="scale", y="share of score variance", fill="source")
-            + _theme(_WIDTH, _height(np.ceil(panels / 2) * rows, 0.3, 1.8)))
+            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2) * rows, 0.3, 1.8)))
 
 
 def factor_effects(tables: Tables):
@@ -135,7 +137,7 @@ def factor_effects(tables: Tables):
             + geom_point(color="#1b4f72", size=2)
             + facet_grid("contrast ~ panel", scales="free_y")
             + labs(x="d_z (level minus reference), 95% CI", y="scale")
-            + _theme(_WIDTH, _height(rows, 0.28, 1.5)))
+            + figure_theme(FIGURE_WIDTH, figure_height(rows, 0.28, 1.5)))
 
 
 def position_bias(tables: Tables):
@@ -157,7 +159,7 @@ def position_bias(tables: Tables):
             + facet_grid("panel ~ scheme")
             + labs(x="displayed position (1 = first shown)", y="share of valid answers",
                    caption="orange: rate expected without position bias")
-            + _theme(_WIDTH, _height(panels, 2.2, 1.2)))
+            + figure_theme(FIGURE_WIDTH, figure_height(panels, 2.2, 1.2)))
 
 
 def response_distribution(tables: Tables):
@@ -182,7 +184,7 @@ def response_distribution(tables: Tables):
     plot += geom_col(aes(fill="mode"), position="dodge") if counts["mode"].nunique() > 1 else geom_col(fill="#7fa7c9")
     return (plot + facet_wrap("panel", ncol=ncol, scales="free_y")
             + labs(x="response value (semantic, before reverse keying)", y="answers")
-            + _theme(_WIDTH, _height(np.ceil(panels / ncol), 1.7, 1.0)))
+            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / ncol), 1.7, 1.0)))
 
 
 def _panel_order(tables: Tables, panels: pd.Series) -> list[str]:
@@ -226,7 +228,7 @@ def item_heatmap(tables: Tables):
             + scale_fill_cmap("viridis")
             + scale_y_discrete(labels=lambda labels: [label.split(":", 1)[1] for label in labels])
             + labs(x="level", y="item", fill="mean value")
-            + _theme(_WIDTH, _height(items, 0.12, 1.8))
+            + figure_theme(FIGURE_WIDTH, figure_height(items, 0.12, 1.8))
             + theme(axis_text_y=element_text(size=label_size), axis_text_x=element_text(rotation=30, ha="right")))
 
 
@@ -252,7 +254,7 @@ def mtmm_heatmap(tables: Tables):
             + geom_text(aes(label="label"), size=6 if len(labels) <= 12 else 4)
             + scale_fill_gradient2(low="#2166ac", mid="white", high="#b2182b", midpoint=0, limits=(-1, 1))
             + labs(x="", y="", fill="r")
-            + _theme(min(size + 1.5, 14.0), min(size, 14.0))
+            + figure_theme(min(size + 1.5, 14.0), min(size, 14.0))
             + theme(axis_text_x=element_text(rotation=45, ha="right")))
 
 

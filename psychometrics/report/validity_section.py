@@ -48,7 +48,7 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
     data["status"] = np.where(data["confirmed"], "confirmed", "not confirmed")
     scopes = data["scope"].nunique()
     height = 1.2 + 0.28 * data["label"].nunique() * (1 if scopes == 1 else np.ceil(scopes / 2))
-    from psychometrics.report.figures import _theme, _WIDTH
+    from psychometrics.report.figures import FIGURE_WIDTH, figure_theme
 
     return (ggplot(data, aes("label", "r_expected", color="status"))
             + geom_hline(yintercept=0, linetype="dashed", color="#888888")
@@ -57,7 +57,7 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
             + facet_wrap("scope", ncol=min(scopes, 2))
             + scale_color_manual(values={"confirmed": "#1b7837", "not confirmed": "#b2182b"})
             + labs(x="", y="r in the declared direction (95% CI)", color="")
-            + _theme(_WIDTH, height))
+            + figure_theme(FIGURE_WIDTH, height))
 
 
 def manipulation_plot(tables: dict[str, pd.DataFrame]):
@@ -72,13 +72,13 @@ def manipulation_plot(tables: dict[str, pd.DataFrame]):
         return None
     data["measure_label"] = np.where(data["kind"] == "self-report", "self-report", "task: " + data["measure"])
     traits = data["trait"].nunique()
-    from psychometrics.report.figures import _height, _theme, _WIDTH
+    from psychometrics.report.figures import FIGURE_WIDTH, figure_height, figure_theme
 
     return (ggplot(data, aes("measure_label", "r", color="kind"))
             + geom_point(size=3)
             + facet_wrap("trait", scales="free_x", ncol=min(traits, 4))
             + labs(x="", y="r with the persona's target level", color="")
-            + _theme(_WIDTH, _height(np.ceil(traits / 4), 2.6, 1.6))
+            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(traits / 4), 2.6, 1.6))
             + theme(axis_text_x=element_text(rotation=60, ha="right")))
 
 

@@ -1,0 +1,98 @@
+"""``psytest administer``: options in, :func:`psychometrics.api.administer` called, summary out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from psychometrics.cli.common import DEFAULT_MODEL, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
+from psychometrics.cli.terminal import echo, print_json
+
+
+def administer(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m",
+            help="local/qwen2.5-0.5b, local/smollm2-135m, gguf:PATH, a litellm model (openai/gpt-4o-mini, ...), "
+            "or a simulated respondent (sim/extraversion=1.5,seed=2).",
+        ),
+    ] = DEFAULT_MODEL,
+    api_base: Annotated[
+        Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...).")
+    ] = None,
+    threads: Threads = None,
+    threads_batch: ThreadsBatch = None,
+    inventory: Annotated[
+        list[str], typer.Option("--inventory", "-i", help="Inventory name or YAML path; repeat for several.")
+    ] = ["mini-ipip"],  # noqa: B006 - typer needs a list default
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<time>-<model>).")] = None,
+    design: Annotated[Optional[Path], typer.Option("--design", help="Design YAML; options given here override it.")] = None,
+    option_orders: Annotated[
+        Optional[str],
+        typer.Option(help="Comma list of: original, reversed, rotations, latin-square, random:N."),
+    ] = None,
+    templates: Annotated[Optional[str], typer.Option(help="Comma list of instruction templates (see 'psytest templates').")] = None,
+    paraphrases: Annotated[Optional[str], typer.Option(help="none: item text only; all: also every paraphrase.")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Repeated samples per design cell.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Run seed; per-request seeds are derived from it.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Answer mode: text, probs or both.")] = None,
+    personas: Personas = None,
+    persona_ids: PersonaIds = None,
+    items_per_request: Annotated[Optional[int], typer.Option(help="Items asked together in one request.")] = None,
+    item_orders: Annotated[
+        Optional[int], typer.Option(help="Seeded shuffled item orders (with several items per request).")
+    ] = None,
+    invalid: Annotated[
+        Optional[str], typer.Option(help="Invalid text replies: missing, drop (listwise) or reask:N.")
+    ] = None,
+    max_retries: MaxRetries = 5,
+    retry_base: Annotated[
+        float, typer.Option(min=0.0, max=600.0, help="Seconds before the first retry; doubles each retry (plus jitter).")
+    ] = 1.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the number of requests and tokens; send nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
+) -> None:
+    """Administer inventories to a model under a factorial design; store every answer; score."""
+    from psychometrics import api
+
+    progress = None
+    if not as_json and not dry_run:
+        from psychometrics.cli.terminal import RunProgress
+
+        progress = RunProgress()
+    outcome = api.administer(
+        model, api_base=api_base, threads=threads, threads_batch=threads_batch, inventory=inventory, out=out,
+        design=design, option_orders=option_orders, templates=templates, paraphrases=paraphrases, samples=samples,
+        temperature=temperature, seed=seed, mode=mode, personas=personas, persona_ids=persona_ids,
+        items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_retries=max_retries,
+        retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
+    )
+    if dry_run:
+        if as_json:
+            print_json(outcome)
+        else:
+            echo(
+                f"dry run: {outcome['requests_planned']} requests planned, {outcome['already_answered']} "
+                f"already answered, {outcome['to_send']} to send; about {outcome['estimated_input_tokens']:,} "
+                f"input tokens and at most {outcome['estimated_output_tokens_max']:,} output tokens. "
+                "Nothing was sent."
+            )
+        return
+    if as_json:
+        print_json(outcome.as_dict())
+    else:
+        from psychometrics.cli.terminal import print_run_summary
+
+        print_run_summary(outcome.as_dict(), outcome.summary)
+    finish_run(outcome.stats, "requests")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``administer`` to the main app."""
+    app.command()(administer)

@@ -1,0 +1,46 @@
+"""What the command modules share: option types used by several commands, and the end of a sending run.
+
+A command whose work finished but whose result is a failure (requests that failed after their
+retries, drift beyond tolerance, a run that does not reproduce) raises :class:`CommandFailed`;
+:func:`psychometrics.cli.main` turns it into exit code 1.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from psychometrics.cli.terminal import echo
+
+# psychometrics.models.DEFAULT_MODEL, written out: importing the models package would slow down --help
+DEFAULT_MODEL = "local/qwen2.5-0.5b"
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Threads = Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: generation threads.")]
+ThreadsBatch = Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: prompt-evaluation threads.")]
+MaxRetries = Annotated[int, typer.Option(min=0, max=100, help="Retries of rate limits, 5xx and timeouts.")]
+Personas = Annotated[
+    Optional[str], typer.Option(help="Persona set: trait-shaping, neutral-biographies, or a YAML path.")
+]
+PersonaIds = Annotated[Optional[str], typer.Option(help="Comma list of persona ids to use from the set.")]
+
+
+class CommandFailed(Exception):
+    """The command ran, and its result is a failure: exit code 1, after ``message`` (if any) on stderr."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or "")
+        self.message = message
+
+
+def finish_run(stats, noun: str) -> None:
+    """After a run's summary: a note when timed-out requests were sent again (possibly billed twice), and
+    :class:`CommandFailed` with one line when requests failed."""
+    if stats.timeouts_retried:
+        echo(f"psytest: note: {stats.timeouts_retried} timed-out {noun} were sent again; the server may "
+             "have received, and billed, both", err=True)
+    if stats.failed:
+        reason = " ".join((stats.first_error or "unknown error").split())
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise CommandFailed(f"psytest: {stats.failed} of {stats.sent} {noun} failed ({reason}); re-run the same "
+                            "command to retry them")
