@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/demo-qwen
 
-.PHONY: setup run test clean
+.PHONY: setup run test lint clean
 
 # llama-cpp-python is compiled from source: portable CPU flags (a -march=native build crashes on some
 # CPUs), about 12 minutes on 2 cores the first time; pip reuses the built wheel afterwards.
@@ -26,6 +26,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Errors and likely bugs (ruff), types (mypy; see [tool.mypy] in pyproject.toml for the modules not yet clean).
+lint: setup
+	$(BIN)/ruff check psychometrics tests benchmarks examples
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

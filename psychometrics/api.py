@@ -478,6 +478,7 @@ def analyze(
     else:
         from psychometrics.inventories.library import resolve_inventory
 
+        assert inventory is not None  # one of the two was given (checked above)
         inv = resolve_inventory(inventory)
     out_dir = _path(out) or data.with_name(f"{data.stem}-analysis")
     claim_directory(out_dir, "item-analysis", create=False)
@@ -560,7 +561,8 @@ def check(run: PathLike, *, baseline: Union[PathLike, dict], tolerance: Optional
         raise PsytestError(f"--unit must be sd or raw, got {unit!r}")
     with _reading_only():
         reference = baseline if isinstance(baseline, dict) else load_baseline(Path(baseline))
-        return check_run(Path(run), reference, DEFAULT_TOLERANCE if tolerance is None else tolerance, unit)
+        return check_run(Path(run), reference, DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                         "sd" if unit == "sd" else "raw")
 
 
 def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:

@@ -99,7 +99,7 @@ def test_counted_pair_flips_on_a_run(runs):
     frames, _ = runs
     valid = valid_answers(frames["probs_text_personas"][0])
     keys = ["item_id", "option_order", "template", "persona", "wording", "item_order"]
-    for mode, part in valid.groupby("mode"):
+    for _mode, part in valid.groupby("mode"):
         for tau in (0.0, 0.5):
             pairs, flips = design_effects._pair_flips(part, keys, "sample", tau)
             assert (pairs, flips) == _listed(part, keys, "sample", tau) and pairs > 0

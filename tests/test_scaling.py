@@ -409,6 +409,6 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     before = store_bytes(store)
     assert "responses.sqlite-wal" in before
-    for reader in range(2):  # twice: the first read also rebuilds the log's index the dead writer left
+    for _ in range(2):  # twice: the first read also rebuilds the log's index the dead writer left
         assert read_every_way(run, tmp_path) == [BIG_RUN_ROWS - 7] * 3
         assert store_bytes(store) == before

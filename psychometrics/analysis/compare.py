@@ -280,10 +280,6 @@ class CompareResult:
         return int(self.differences["exceeds_noise"].sum()) if not self.differences.empty else 0
 
     @property
-    def any_exceeds(self) -> bool:
-        return self.n_exceeding > 0
-
-    @property
     def verdict(self) -> str:
         pairs = [(run, part) for run, part in self.differences.groupby("run", sort=False)]
         what = "facet and scale" if (self.differences["kind"] == "facet").any() else "scale"

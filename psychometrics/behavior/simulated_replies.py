@@ -17,10 +17,6 @@ def normal_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def _logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 _OPTION_LINE = re.compile(r"(?m)^[ \t>*_]*\(?([A-H])[.)]\s+(.+?)\s*$")
 _ITEM_LINE = re.compile(r"(?m)^[ \t>*_]*(\d{1,2})[.)]\s+(.+?)\s*$")
 

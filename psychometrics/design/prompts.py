@@ -63,7 +63,6 @@ TEMPLATES: dict[str, Template] = {
         ),
     )
 }
-DEFAULT_TEMPLATE = "numbered"
 
 
 @dataclass(frozen=True)

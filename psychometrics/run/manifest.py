@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Union
 
@@ -180,7 +181,7 @@ def _where(loc: tuple) -> str:
     return text
 
 
-def _problem(error: dict) -> str:
+def _problem(error: Mapping[str, Any]) -> str:
     """One pydantic error as the sentence a user reads."""
     loc = tuple(p for p in error["loc"] if p not in ("QuestionnaireManifest", "BehaviorManifest"))
     name = _where(loc) or "the top level"

@@ -60,7 +60,7 @@ def oblimin(a: np.ndarray, eps: float = 1e-5, maxit: int = 1000):
     al = 1.0
     s = math.inf
     iteration = 0
-    for iteration in range(maxit + 1):
+    for iteration in range(maxit + 1):  # noqa: B007 - read after the loop (iterations used)
         gp = g - t * np.sum(t * g, axis=0)
         s = math.sqrt(float(np.sum(gp * gp)))
         if s < eps:
