@@ -432,13 +432,13 @@ def score(
     """
     from psychometrics.analysis.tables import analyze_run
     from psychometrics.inventories.item_data import read_reference_loadings
-    from psychometrics.run.manifest import read_manifest
     from psychometrics.run.outputs import DerivedSet, claim_directory
+    from psychometrics.run.owner import open_run
 
     run, loadings_file = Path(run), _path(reference_loadings)
     factors = _levels(by)
     with _reading_only():
-        read_manifest(run)  # a behaviour run, or no run at all, is named before any output is considered
+        open_run(run)  # a behaviour run, or no run at all, is named before any output is considered
     out_dir = _path(out) or run / "analysis"
     owned = _is_default(out_dir, run / "analysis")
     claim_directory(out_dir, "analysis", owned=owned, create=False)

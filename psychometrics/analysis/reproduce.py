@@ -49,10 +49,10 @@ where possible: ``--by`` from the condition columns of ``scores.csv``, ``--no-st
 of ``cfa_fit.csv``. ``--reference-loadings`` cannot be recovered: pass the same file.
 
 ``reproduce(RUN, rerun=True)`` also re-sends every stored request, in the stored order (``rowid``), to a
-deterministic backend and checks the raw replies: the model is resolved from ``manifest["model"]`` (its
+deterministic backend and checks the raw replies: the model is resolved from the manifest's ``model`` (its
 settings must equal ``backend_params``), the inventories from ``inventory_sources`` (checked against their
 content hashes), the persona set from ``design.personas`` (checked likewise) and the design from
-``manifest["design"]``; the plan is rebuilt with :func:`psychometrics.design.plan.plan_requests` so every stored
+the manifest's ``design``; the plan is rebuilt with :func:`psychometrics.design.plan.plan_requests` so every stored
 request id is found again, and the backend is called directly (nothing is stored). Deterministic backends
 are simulated respondents (seeded per request at any temperature) and local models (``local/...``,
 ``gguf:...``) at temperature 0; remote litellm models are refused, as are local models sampling text at a
@@ -712,10 +712,9 @@ def _check_sets(run_dir: Path, copy: "Run", notes: list[str]) -> list[dict]:
     """Problems with the derived sets of ``run_dir`` (analysis/, report/) as their provenance records show
     them (:func:`psychometrics.run.outputs.check_provenance`): a write cut short, a file changed or left from
     another set, or a set made from an earlier state of the store."""
-    from psychometrics.run.outputs import check_provenance, file_sha256
+    from psychometrics.run.outputs import check_provenance
 
-    with copy.store() as store:
-        current = {"manifest_sha256": file_sha256(copy.path / "manifest.json"), "store": store.fingerprint()}
+    current = copy.state()
     found = []
     for name in ("analysis", "report"):
         directory = run_dir / name
@@ -736,17 +735,19 @@ def _check_request_ids(run_dir: Path, copy: "Run", notes: list[str]) -> list[dic
     send: a template or rendering changed, or another study was mixed in), and the plan's hash must be the
     one the manifest recorded (format 2 on)."""
     from psychometrics.run.identity import plan_hash, unplanned
+    from psychometrics.run.manifest import MANIFEST
+    from psychometrics.run.owner import RESPONSES
 
     planned = [p.request_id for p in copy.plan()]
     found = []
     strays = unplanned(copy.stored_ids(), planned)
     if strays:
-        found.append({"file": "responses.sqlite", "column": "request_id", "problem": "not planned",
+        found.append({"file": RESPONSES, "column": "request_id", "problem": "not planned",
                       "stored": f"{len(strays)} request ids", "recomputed": "not in the plan rebuilt from the manifest",
                       "row_key": f"e.g. {strays[0][:12]}"})
     recorded = copy.questionnaire.prompts
     if recorded is not None and recorded.plan != plan_hash(planned):
-        found.append({"file": "manifest.json", "column": "prompts.plan", "problem": "plan",
+        found.append({"file": MANIFEST, "column": "prompts.plan", "problem": "plan",
                       "stored": recorded.plan[:12], "recomputed": plan_hash(planned)[:12]})
     if not found:
         notes.append(f"the {len(planned):,} planned requests, rebuilt from the manifest, include every stored one")

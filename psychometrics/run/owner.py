@@ -175,9 +175,12 @@ class Run:
         return scale_scores(responses, self.inventories, by, listwise)
 
     def inputs(self) -> dict:
-        """What a derived file of this run is made from (manifest sha256, store fingerprint)."""
-        if self.kind == "questionnaire":
-            return self.answers().inputs
+        """What a derived file of this run is made from (manifest sha256, store fingerprint); for a
+        questionnaire run, as of the snapshot its answers were read from."""
+        return self.answers().inputs if self.kind == "questionnaire" else self.state()
+
+    def state(self) -> dict:
+        """The manifest's sha256 and the store's fingerprint now, without reading the answers."""
         from psychometrics.run.outputs import file_sha256
 
         with self.store() as store:
