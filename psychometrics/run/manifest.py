@@ -11,7 +11,7 @@ versions are migrated on reading (:data:`MIGRATIONS`, one function per version s
 written back until a run is resumed); a newer or unknown version is refused, as is anything that does
 not fit the model: every problem is one line naming the file and the field, never a KeyError deep in
 an analysis. Commands read a manifest through :func:`read_manifest` (or the run owner,
-:func:`psychometrics.run.open_run`), never as a dict.
+:func:`psychometrics.run.owner.open_run`), never as a dict.
 
 Version history:
 
