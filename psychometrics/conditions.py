@@ -183,9 +183,9 @@ def expand_option_orders(schemes: list[str], values: list[int], seed: int) -> li
             count = int(scheme.split(":")[1])
             rng = random.Random(f"option-orders:{seed}:{k}")
             for i in range(count):
-                order = list(values)
-                rng.shuffle(order)
-                named.append((f"random{i + 1}", tuple(order)))
+                shuffled = list(values)
+                rng.shuffle(shuffled)
+                named.append((f"random{i + 1}", tuple(shuffled)))
     unique: dict[tuple[int, ...], str] = {}
     for name, order in named:
         unique.setdefault(order, name)

@@ -55,7 +55,7 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
 
 def _merge_sources(node: yaml.Node) -> list[yaml.Node]:
     """The mappings that ``node``'s merge keys name (``<<: *a`` or ``<<: [*a, *b]``)."""
-    sources = []
+    sources: list[yaml.Node] = []
     for key_node, value_node in node.value if isinstance(node, yaml.MappingNode) else ():
         if key_node.tag == "tag:yaml.org,2002:merge":
             sources += value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]

@@ -93,6 +93,7 @@ def reliability_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict)
             half_note = halves.note
         n_factors = 3 if len(scale.items) >= 9 else 1
         complete = block.dropna()
+        omega_note: str | None
         if len(complete) <= len(scale.items):
             om, omega_note = None, (f"omega not computed: {len(complete)} complete respondents for {len(scale.items)} "
                                     "items (a factor model needs more respondents than items; add samples or cells)")

@@ -84,7 +84,8 @@ class Design(BaseModel):
     def _each_level_once(cls, levels: list[str] | None) -> list[str] | None:
         """A level given twice would be planned twice: every request of it counted as already answered
         once it is sent (and its cells weighted double), so a repeat is an error, not a silent merge."""
-        repeated = next((level for index, level in enumerate(levels or []) if level in levels[:index]), None)
+        given = levels or []
+        repeated = next((level for index, level in enumerate(given) if level in given[:index]), None)
         if repeated is not None:
             raise ValueError(f"{repeated!r} is given twice; give each level once")
         return levels
@@ -277,8 +278,8 @@ def plan_requests(
                 for persona in personas:
                     for wording in _wordings(inventory, design):
                         for sequence_name, sequence in sequences:
-                            worded = [(item, _wording_text(item, wording)) for item in sequence]
-                            worded = [(item, text) for item, text in worded if text is not None]
+                            texts = [(item, _wording_text(item, wording)) for item in sequence]
+                            worded = [(item, text) for item, text in texts if text is not None]
                             for start in range(0, len(worded), design.items_per_request):
                                 chunk = worded[start : start + design.items_per_request]
                                 prompt = render_items(

@@ -159,7 +159,7 @@ def _read_csv(path: Path) -> tuple[list[str] | None, list[list[str]]]:
             reader = csv.reader(_bounded_lines(handle, path))
             try:
                 header = next(reader, None)
-                rows = []
+                rows: list[list[str]] = []
                 for row in reader:
                     if len(rows) == limits.ITEM_DATA_ROWS:
                         raise PsytestError(f"{path}: more than {limits.ITEM_DATA_ROWS:,} rows; analyse a sample")

@@ -282,12 +282,12 @@ def check_consistency(inv: Inventory, source: str) -> None:
     texts = {item.text.casefold(): item.id for item in inv.items}
     for item in inv.items:
         for paraphrase in item.paraphrases:
-            other = texts.get(paraphrase.casefold())
-            if other is not None and other != item.id:
+            same_as = texts.get(paraphrase.casefold())
+            if same_as is not None and same_as != item.id:
                 raise InventoryError(
                     source,
                     f"item '{item.id}'",
-                    f"paraphrase {paraphrase!r} is the text of item '{other}'; a paraphrase must not duplicate another item",
+                    f"paraphrase {paraphrase!r} is the text of item '{same_as}'; a paraphrase must not duplicate another item",
                 )
 
     scale_of: dict[str, str] = {}

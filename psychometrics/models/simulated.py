@@ -348,7 +348,7 @@ class SimulatedRespondent(ModelBackend):
         ranks = [self.bank.label_rank.get(_normalize(t)) for t in option_texts] if option_texts else None
         if not ranks or any(r is None for r in ranks):
             return None, None
-        return option_texts, np.argsort(ranks, kind="stable")
+        return option_texts, np.argsort(np.asarray(ranks, dtype=float), kind="stable")
 
     def _probabilities(self, statement: str, order: np.ndarray, rng: np.random.Generator, persona=None) -> np.ndarray:
         """GRM probabilities with biases, by display position, for the item found in ``statement``."""

@@ -138,7 +138,7 @@ def responses_table(run: "Run") -> pd.DataFrame:
     """Every stored answer, long: request, inventory, item, its scale, condition columns, outcome, value, reply
     (as the analysis reads them: :meth:`psychometrics.run.owner.Run.answers`)."""
     frame = run.answers().responses.copy()
-    scale_of = {}
+    scale_of: dict[tuple[str, str], str] = {}
     for inventory in run.inventories:
         for scale in inventory.scales:
             for item in scale.items:

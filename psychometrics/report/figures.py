@@ -226,7 +226,7 @@ def item_heatmap(tables: Tables):
     return (ggplot(data, aes("level", "item", fill="value")) + geom_tile()
             + facet_grid("inventory ~ factor", scales="free", space="free")
             + scale_fill_cmap("viridis")
-            + scale_y_discrete(labels=lambda labels: [label.split(":", 1)[1] for label in labels])
+            + scale_y_discrete(labels=lambda labels: [str(label).split(":", 1)[1] for label in labels])
             + labs(x="level", y="item", fill="mean value")
             + figure_theme(FIGURE_WIDTH, figure_height(items, 0.12, 1.8))
             + theme(axis_text_y=element_text(size=label_size), axis_text_x=element_text(rotation=30, ha="right")))

@@ -59,6 +59,8 @@ class FactorMatch:
 
 
 def _as_loadings(x, what: str) -> tuple[np.ndarray, list[str] | None, list[str] | None]:
+    rows: list[str] | None
+    cols: list[str] | None
     if isinstance(x, EFAResult):
         x = x.loadings
     if isinstance(x, pd.Series):

@@ -103,6 +103,7 @@ import re
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -113,6 +114,9 @@ from psychometrics.statistics.correlation import (
 )
 from psychometrics.errors import PsytestError
 from psychometrics.statistics.mixed_model import random_intercept_reml
+
+if TYPE_CHECKING:
+    from psychometrics.inventories.model import Inventory
 
 SELFREPORT_COLUMNS = ("model", "persona", "inventory", "scale", "trait", "trait_sign", "score", "cell")
 ITEM_COLUMNS = ("model", "persona", "inventory", "scale", "trait", "item", "value")
@@ -138,7 +142,9 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
     from psychometrics.run.owner import open_run
     from psychometrics.statistics.scoring import item_matrix
 
-    scores, frames, inventories = [], [], {}
+    scores: list[pd.DataFrame] = []
+    frames: list[pd.DataFrame] = []
+    inventories: dict[str, Inventory] = {}
     for index, run_dir in enumerate(run_dirs):
         run = open_run(run_dir)  # the run's own inventories (hash-checked), answers and invalid-answer policy
         run_inventories = run.inventories
@@ -249,7 +255,7 @@ def variant_sets(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | N
     of variants. Respondents whose sets differ (an incomplete run, runs with different ``--variants``, or
     stored leftovers) would otherwise average different variants; scores and split-halves use ``common``.
     """
-    out = {}
+    out: dict[str, dict] = {}
     if behavior.empty:
         return out
     sets = behavior.groupby([*RESPONDENT, "task"])["variant"].agg(frozenset)
@@ -380,7 +386,7 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
                     notes.append("the two halves correlate negatively: the variants do not measure one thing "
                                  "(reliability not estimable)")
                 if r is not None:
-                    notes.append(few_off_mode_note(both["a"], both["b"], groups, ("half-A", "half-B")))
+                    notes.append(few_off_mode_note(both["a"], both["b"], groups, ("half-A", "half-B")) or "")
             row["note"] = _join(notes)
             rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "task", "trait", "direction", "n", "n_variants", "n_variants_min",

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pandas as pd
 
 from psychometrics.errors import PsytestError
+
+if TYPE_CHECKING:
+    from psychometrics.behavior.task import Task
 
 
 @dataclass
@@ -85,7 +88,10 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         if resolved in seen:  # its respondents would enter twice
             raise PsytestError(f"{option} {run_dir}: this run is given twice ({seen[resolved]} too); give each run once")
         seen[resolved] = f"{option} {run_dir}"
-    frames, variant_order, run_notes, all_tasks = [], {}, [], {}
+    frames: list[pd.DataFrame] = []
+    variant_order: dict[str, list[str]] = {}
+    run_notes: list[tuple[str, str]] = []
+    all_tasks: dict[str, Task] = {}
     for run_dir in behavior_dirs:
         run = open_run(run_dir, expect="behavior")
         manifests.append(run.manifest)
@@ -135,11 +141,12 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     from psychometrics.run.outputs import DerivedSet, claim_directory
     from psychometrics.run.owner import open_run
 
-    default = Path(behavior_dirs[0]) / "validity" if behavior_dirs else None
+    if not behavior_dirs:
+        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+    default = Path(behavior_dirs[0]) / "validity"
     out_dir = Path(out) if out is not None else default
-    owned = default is not None and out_dir.resolve() == default.resolve()
-    if out_dir is not None:
-        claim_directory(out_dir, "validity", owned=owned, create=False)  # refused before the work, not after
+    owned = out_dir.resolve() == default.resolve()
+    claim_directory(out_dir, "validity", owned=owned, create=False)  # refused before the work, not after
     tables = compute_validity(selfreport_dirs, behavior_dirs, n_boot=n_boot, seed=seed)
     sources = [str(d) for d in [*selfreport_dirs, *behavior_dirs]]
     run_info = pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]})
