@@ -212,7 +212,7 @@ def test_a_behaviour_run_given_where_a_questionnaire_run_belongs_is_named(good_r
         assert code == 2 and len(err.splitlines()) == 1, (args, err)
         assert f"{run}: a behaviour run" in err or f"--selfreport {run}: a behaviour run" in err, (args, err)
     code, _, err = cli(capsys, "export", run, "--csv", tmp_path / "x.csv")
-    assert code == 2 and f"{run}: no responses.sqlite" in err
+    assert code == 2 and f"{run}: a behaviour run" in err, err
     other = tmp_path / "q2"  # a second questionnaire run (the same one twice is refused as given twice)
     shutil.copytree(good_runs / "q", other)
     code, _, err = cli(capsys, "validity", "-s", good_runs / "q", "-b", other)

@@ -333,7 +333,7 @@ def test_export_command_writes_the_store_to_csv_and_duckdb_in_chunks(big_run, tm
 @pytest.mark.parametrize("args, message", [
     (["RUN"], "give --csv FILE, --duckdb FILE or both"),
     (["RUN", "--csv", "x.csv", "--chunksize", "0"], "--chunksize must be at least 1"),
-    (["NOWHERE", "--csv", "x.csv"], "no responses.sqlite"),
+    (["NOWHERE", "--csv", "x.csv"], "nowhere: no such run directory"),
     (["RUN", "--duckdb", "x.duckdb", "--table", "a b"], "not a plain SQL name"),
 ])
 def test_export_bad_input_is_one_line(big_run, tmp_path, args, message):
