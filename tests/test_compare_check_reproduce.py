@@ -320,3 +320,51 @@ def test_a_column_name_is_unit_scale_only_in_the_table_where_it_is_a_coefficient
     nudged = {**keys, "ci_low": [8e-10, 1e-3]}
     assert _cells(tmp_path, stored, nudged, "analysis/retest.csv") == set()  # an ICC bound: scale 1
     assert _cells(tmp_path, stored, nudged, "analysis/score_summary.csv") == {("ci_low", 0)}  # scale 1e-3
+
+
+def test_rerun_retries_transient_failures_and_reports_a_failed_resend_as_a_difference(runs, tmp_path, monkeypatch):
+    """Re-sending goes through the send engine: a transient failure is retried (and noted), a request the
+    model refuses is one ``error`` difference, not a crash; the run itself is never written."""
+    import psychometrics.models as models
+    from psychometrics.models.base import ModelBackend, TransientModelError
+    from psychometrics.run.owner import open_run
+
+    run = _copy(runs["reference"], tmp_path / "run")
+    with closing(sqlite3.connect(f"{(run / 'responses.sqlite').as_uri()}?immutable=1", uri=True)) as conn:
+        refused_row, refused_id = conn.execute(
+            "SELECT rowid, request_id FROM responses ORDER BY rowid LIMIT 1 OFFSET 4").fetchone()
+    before = _tree_fingerprint(run)
+    refused = next(p.request for p in open_run(run).plan() if p.request_id == refused_id)
+    assert _tree_fingerprint(run) == before
+    resolve = models.resolve_model
+
+    class Flaky(ModelBackend):
+        """The run's model, but its first call is overloaded and one request is refused for good."""
+
+        def __init__(self, inner):
+            self.inner, self.name, self.calls = inner, inner.name, 0
+
+        @property
+        def params(self):
+            return self.inner.params
+
+        def prepare(self, inventories, persona_set=None):
+            self.inner.prepare(inventories, persona_set)
+
+        async def complete(self, request):
+            self.calls += 1
+            if self.calls == 1:
+                raise TransientModelError("overloaded")
+            if request == refused:
+                raise ValueError("refused")
+            return await self.inner.complete(request)
+
+    made = []
+    monkeypatch.setattr(models, "resolve_model", lambda model, **kw: made.append(Flaky(resolve(model, **kw))) or made[-1])
+    result = reproduce(run, rerun=True)
+    assert len(made) == 1 and made[0].calls == 1600 + 1
+    assert not result.passed and result.rerun.n_mismatches == 1 and result.rerun.requests_checked == 1600
+    found = result.rerun.mismatches.iloc[0]
+    assert (found["field"], found["rowid"], found["replayed"]) == ("error", refused_row, "ValueError: refused")
+    assert any("1 transient failures of the model were retried" in note for note in result.rerun.notes)
+    assert _tree_fingerprint(run) == before

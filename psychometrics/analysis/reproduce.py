@@ -564,16 +564,65 @@ def _logprobs_differ(stored: dict | None, replayed: dict | None, tol: float) -> 
     return any(_values_differ(stored[k], replayed[k], tol) if tol else stored[k] != replayed[k] for k in stored)
 
 
-async def _replay(backend, planned, reasks: int):
-    """(first reply, final text, re-ask history, parsed items) as administer would have produced them."""
-    from psychometrics.engine.send import converse
+class _CompareSink:
+    """A sink of the send engine (:class:`psychometrics.engine.pool.Sink`) that compares each re-sent
+    request's rows with the stored ones instead of storing anything: the run is never written. Every
+    stored request is to be sent (none counts as answered), and no other process shares the work."""
 
-    reply, final, history, parsed = await converse(backend.complete, planned, reasks)
-    return reply, final, history or None, parsed
+    def __init__(self, stored: dict[str, list[dict]], by_id: dict, *, logprob_tol: float, value_tol: float):
+        self.stored, self.by_id = stored, by_id
+        self.logprob_tol, self.value_tol = logprob_tol, value_tol
+        self.differences: dict[str, list[tuple]] = {}  # request id -> (stored row, field, stored, replayed)
+
+    def answered_ids(self) -> set[str]:
+        return set()
+
+    def failed_attempts(self) -> dict[str, int]:
+        return {}
+
+    def claims(self, *, since=None, lease_s=None):
+        from psychometrics.engine.pool import Unshared
+
+        return Unshared()
+
+    def write_and_claim(self, items, claims) -> list[str | None]:
+        for rows, _, _ in items:
+            self.differences[rows[0].request_id] = self._compare(rows)
+        return [None if following is None else claims.claim_in_transaction(following) for *_, following in items]
+
+    def _compare(self, replayed: list) -> list[tuple]:
+        planned = self.by_id[replayed[0].request_id]
+        found = []
+        for row in self.stored[replayed[0].request_id]:
+            index = row["item_index"]
+            if index >= len(planned.items) or planned.items[index].id != row["item_id"]:
+                found.append((row, "item_id", row["item_id"], planned.items[index].id if index < len(planned.items) else None))
+                continue
+            now = replayed[index]
+            if now.error is not None:  # the re-send failed (after retries): no reply to compare
+                found.append((row, "error", row["error"], now.error))
+                continue
+            if row["raw_reply"] != now.raw_reply:
+                found.append((row, "raw_reply", row["raw_reply"], now.raw_reply))
+            if (row["reask_replies"] or None) != (now.reask_replies or None):
+                found.append((row, "reask_replies", row["reask_replies"], now.reask_replies or None))
+            if _logprobs_differ(row["choice_logprobs"], now.choice_logprobs, self.logprob_tol):
+                found.append((row, "choice_logprobs", row["choice_logprobs"], now.choice_logprobs))
+            if row["outcome"] != now.outcome:
+                found.append((row, "outcome", row["outcome"], now.outcome))
+            if row["position"] != now.position:
+                found.append((row, "position", row["position"], now.position))
+            if _values_differ(row["value"], now.value, self.value_tol):
+                found.append((row, "value", row["value"], now.value))
+        return found
 
 
 def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
-    from psychometrics.engine.send import answer_rows
+    """Re-send every stored answered request through the send engine, one at a time, with the unit of work
+    and retries ``administer`` uses (:class:`psychometrics.engine.send.RequestWork`), comparing instead of
+    storing."""
+    from psychometrics.engine.pool import send_all
+    from psychometrics.engine.send import RequestWork
     from psychometrics.run.owner import RESPONSES
 
     backend, design, by_id = _rebuild_plan(run)
@@ -591,44 +640,30 @@ def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
             found.append({"rowid": row["rowid"], "request_id": row["request_id"], "item_id": row["item_id"],
                           "field": field_name, "stored": was, "replayed": now})
 
-    async def run_all() -> None:
+    to_send = [rows for rows in stored if not any(r["error"] is not None for r in rows) and rows[0]["request_id"] in by_id]
+    sink = _CompareSink({rows[0]["request_id"]: rows for rows in to_send}, by_id, logprob_tol=logprob_tol,
+                        value_tol=value_tol)
+
+    async def send():
         try:
-            for rows in stored:
-                first = rows[0]
-                if any(r["error"] is not None for r in rows):
-                    counts["failed"] += 1
-                    continue
-                planned = by_id.get(first["request_id"])
-                if planned is None:
-                    counts["not_in_plan"] += 1
-                    add(first, "request", "stored", "not in the plan rebuilt from the manifest")
-                    continue
-                reply, final, history, parsed = await _replay(backend, planned, design.reasks)
-                derived = answer_rows(planned, reply, 0.0, 1, parsed)
-                counts["requests"] += 1
-                for row in rows:
-                    counts["items"] += 1
-                    index = row["item_index"]
-                    if index >= len(planned.items) or planned.items[index].id != row["item_id"]:
-                        add(row, "item_id", row["item_id"], planned.items[index].id if index < len(planned.items) else None)
-                        continue
-                    if row["raw_reply"] != final:
-                        add(row, "raw_reply", row["raw_reply"], final)
-                    if (row["reask_replies"] or None) != history:
-                        add(row, "reask_replies", row["reask_replies"], history)
-                    if _logprobs_differ(row["choice_logprobs"], reply.choice_logprobs, logprob_tol):
-                        add(row, "choice_logprobs", row["choice_logprobs"], reply.choice_logprobs)
-                    expected = derived[index]
-                    if row["outcome"] != expected.outcome:
-                        add(row, "outcome", row["outcome"], expected.outcome)
-                    if row["position"] != expected.position:
-                        add(row, "position", row["position"], expected.position)
-                    if _values_differ(row["value"], expected.value, value_tol):
-                        add(row, "value", row["value"], expected.value)
+            return await send_all([by_id[rows[0]["request_id"]] for rows in to_send], sink, RequestWork(design.reasks),
+                           backend=backend, concurrency=1)
         finally:
             await backend.aclose()
 
-    asyncio.run(run_all())
+    stats = asyncio.run(send())
+    for rows in stored:  # in stored order, as the rows were written
+        first = rows[0]
+        if any(r["error"] is not None for r in rows):
+            counts["failed"] += 1
+        elif first["request_id"] not in by_id:
+            counts["not_in_plan"] += 1
+            add(first, "request", "stored", "not in the plan rebuilt from the manifest")
+        else:
+            counts["requests"] += 1
+            counts["items"] += len(rows)
+            for difference in sink.differences[first["request_id"]]:
+                add(*difference)
     notes = []
     answered = {rows[0]["request_id"] for rows in stored}
     unanswered = sum(1 for request_id in by_id if request_id not in answered)
@@ -636,6 +671,8 @@ def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
         notes.append(f"{unanswered} planned requests have no stored answer (the run is incomplete); they were not sent")
     if counts["failed"]:
         notes.append(f"{counts['failed']} requests stored as failures were skipped (no reply to compare)")
+    if stats.retries:
+        notes.append(f"{stats.retries} transient failures of the model were retried while re-sending")
     if kind == "local":
         notes.append(f"local model: log-probabilities compared within {LOCAL_LOGPROB_TOL:g} absolute (the prompt-cache "
                      "path changes the evaluation order); texts compared exactly. This holds on the CPU and llama.cpp "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from psychometrics import limits
-from psychometrics.engine.send import RetryPolicy, RunStats, call_with_retries, failure_reason
+from psychometrics.engine.pool import Result, RetryPolicy, RunStats, failure_reason, send_all
 from psychometrics.behavior.kinds import Rendered, Scored, get_kind
-from psychometrics.engine.claims import CLAIMED, HELD
 from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
 from psychometrics.behavior.task import Task, Variant
 from psychometrics.errors import PsytestError
@@ -172,35 +170,24 @@ def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered,
     return Scored(scored.outcome, scored.score, {**(scored.detail or {}), "truncated": True}) if cut else scored
 
 
-async def run_conversations(
-    backend: ModelBackend,
-    planned: list[PlannedConversation],
-    store: BehaviorStore,
-    *,
-    design: BehaviorDesign,
-    concurrency: int = 4,
-    timeout_s: float | None = None,
-    retry: RetryPolicy = RetryPolicy(),
-    on_answer: Callable[[list], None] | None = None,
-) -> RunStats:
-    """Send every unfinished conversation; commit each reply as it arrives and each conversation's score.
+class ConversationWork:
+    """How to do one behaviour conversation (:class:`~psychometrics.engine.pool.Work`): send its turns in
+    order, each with the earlier replies in the transcript, committing each reply to ``store`` as it
+    arrives (a resumed conversation starts at its first turn without a stored reply); then score it into
+    a :class:`ConversationRow`. A failed call ends the conversation as a failure row saying why (its
+    replies so far stay stored, and are not sent again)."""
 
-    Each conversation is claimed in the store before it is sent (:mod:`psychometrics.engine.claims`): a second
-    process on the same run directory skips it (``claimed_elsewhere``) instead of paying for it twice."""
-    answered = store.answered_ids()
-    todo = [p for p in planned if p.request_id not in answered]
-    stats = RunStats(planned=len(planned), already_answered=len(planned) - len(todo))
-    queue = iter(todo)
-    jitter = random.Random()
-    started = time.perf_counter()
+    def __init__(self, store: BehaviorStore, design: BehaviorDesign):
+        self.store = store
+        self.design = design
 
-    async def converse(conversation: PlannedConversation) -> ConversationRow:
+    async def __call__(self, conversation: PlannedConversation, attempts: int, call, stats: RunStats) -> Result:
+        store = self.store
         stored = {t.turn: t for t in store.turns(conversation.request_id)}
         replies: list[str | None] = []
         latency = 0.0
         tokens_in = tokens_out = 0
         turn_tokens: list[int | None] = []
-        attempts = store.previous_attempts(conversation.request_id) + 1
         row = ConversationRow(
             conversation.request_id, conversation.task.id, conversation.variant.id, conversation.task.trait,
             conversation.task.direction, conversation.persona, conversation.sample, list(conversation.rendered.display),
@@ -212,12 +199,11 @@ async def run_conversations(
                     reply = stored[turn]
                 else:
                     request = ModelRequest(
-                        conversation.messages(replies, turn), (), "text", design.temperature,
+                        conversation.messages(replies, turn), (), "text", self.design.temperature,
                         _seed(conversation.seed, turn), conversation.task.max_tokens,
                     )
                     t0 = time.perf_counter()
-                    answer = await call_with_retries(backend, request, timeout_s=timeout_s, retry=retry, stats=stats,
-                                                     jitter=jitter)
+                    answer = await call(request)
                     reply = TurnReply(turn, answer.text, time.perf_counter() - t0, answer.input_tokens, answer.output_tokens)
                     store.write_turn(conversation.request_id, reply)
                 replies.append(reply.reply)
@@ -237,37 +223,27 @@ async def run_conversations(
             scored = score_conversation(conversation.task, conversation.variant, conversation.rendered, replies,
                                         truncated_turns(conversation.task, turn_tokens))
             row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
-        return row
+        return Result([row])
 
-    claims = store.claims(since=time.time())
 
-    async def worker() -> None:
-        for conversation in queue:
-            status = claims.claim(conversation.request_id)
-            if status != CLAIMED:
-                if status == HELD:
-                    stats.claimed_elsewhere += 1
-                continue
-            row = await converse(conversation)
-            store.write(row, claims=claims)  # a row SQLite refuses comes back as a failure
-            stats.sent += 1
-            if row.error is not None:
-                stats.failed += 1
-                stats.first_error = stats.first_error or row.error
-            stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
-            stats.items_answered += row.error is None
-            if on_answer is not None:
-                on_answer([row])
-
-    async with claims.keep_alive():
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            stats.elapsed_s = time.perf_counter() - started
-    return stats
+async def run_conversations(
+    backend: ModelBackend,
+    planned: list[PlannedConversation],
+    store: BehaviorStore,
+    *,
+    design: BehaviorDesign,
+    concurrency: int = 4,
+    timeout_s: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    on_answer: Callable[[list], None] | None = None,
+    lease_s: float | None = None,
+) -> RunStats:
+    """Send every unfinished conversation; commit each reply as it arrives and each conversation's score
+    (:func:`psychometrics.engine.pool.send_all` with :class:`ConversationWork`). Each conversation is
+    claimed in the store before it is sent: a second process on the same run directory skips it
+    (``claimed_elsewhere``) instead of paying for it twice."""
+    return await send_all(planned, store, ConversationWork(store, design), backend=backend, concurrency=concurrency,
+                          timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
 
 
 def behavior_manifest(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None,

@@ -106,10 +106,6 @@ class BehaviorStore:
         """Conversations that finished without an error (failures are retried)."""
         return {row[0] for row in self.conn.execute("SELECT request_id FROM conversations WHERE error IS NULL")}
 
-    def previous_attempts(self, request_id: str) -> int:
-        row = self.conn.execute("SELECT attempts FROM conversations WHERE request_id = ?", (request_id,)).fetchone()
-        return int(row[0]) if row else 0
-
     def turns(self, request_id: str) -> list[TurnReply]:
         """The replies already stored for a conversation, in turn order."""
         cursor = self.conn.execute(
@@ -142,28 +138,48 @@ class BehaviorStore:
 
         return Claims(self.conn, done=done, lease_s=lease_s or DEFAULT_LEASE_S)
 
+    def failed_attempts(self) -> dict[str, int]:
+        """Attempts so far of every conversation stored as a failure (one query for a whole run)."""
+        return dict(self.conn.execute("SELECT request_id, attempts FROM conversations WHERE error IS NOT NULL"))
+
     def write(self, row: ConversationRow, claims=None) -> bool:
         """Commit a finished or failed conversation, replacing an earlier failure of it (never an
         answer), and release its claim in the same transaction. A row SQLite refuses is stored as a
         failure saying why (``row`` changed to match). Returns whether it was stored."""
-        row.answered_at = row.answered_at or time.time()
         with self._transaction():
-            if claims is not None:
-                claims.release(row.request_id)
-            if self.conn.execute(
-                "SELECT 1 FROM conversations WHERE request_id = ? AND error IS NULL", (row.request_id,)
-            ).fetchone():
-                return False  # another process answered it meanwhile: keep that answer
-            self.conn.execute("SAVEPOINT psytest_conversation")
-            try:
-                self._insert(row)
-            except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
-                self.conn.execute("ROLLBACK TO psytest_conversation")
-                row.error = clean_text(f"could not store the conversation ({type(exc).__name__}: {exc})")[:2000]
-                row.outcome, row.score, row.detail, row.input_tokens, row.output_tokens = "error", None, None, None, None
-                row.transcript = [[clean_text(str(part)) for part in message] for message in row.transcript]
-                self._insert(row)
-            self.conn.execute("RELEASE psytest_conversation")
+            return self._write_one(row, claims)
+
+    def write_and_claim(self, items: list[tuple[list[ConversationRow], object, str | None]], claims) -> list[str | None]:
+        """:meth:`write` for each (rows, unused, next conversation id) item, and a claim on each next
+        conversation (None where there is none), all in one transaction: the send engine's group commit
+        (:func:`psychometrics.engine.pool.send_all`). Returns each claim's status."""
+        with self._transaction():
+            statuses = []
+            for rows, _, following in items:
+                for row in rows:
+                    self._write_one(row, claims)
+                statuses.append(None if following is None else claims.claim_in_transaction(following))
+        return statuses
+
+    def _write_one(self, row: ConversationRow, claims) -> bool:
+        """:meth:`write` inside the caller's transaction, the row in a savepoint of its own."""
+        row.answered_at = row.answered_at or time.time()
+        if claims is not None:
+            claims.release(row.request_id)
+        if self.conn.execute(
+            "SELECT 1 FROM conversations WHERE request_id = ? AND error IS NULL", (row.request_id,)
+        ).fetchone():
+            return False  # another process answered it meanwhile: keep that answer
+        self.conn.execute("SAVEPOINT psytest_conversation")
+        try:
+            self._insert(row)
+        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
+            self.conn.execute("ROLLBACK TO psytest_conversation")
+            row.error = clean_text(f"could not store the conversation ({type(exc).__name__}: {exc})")[:2000]
+            row.outcome, row.score, row.detail, row.input_tokens, row.output_tokens = "error", None, None, None, None
+            row.transcript = [[clean_text(str(part)) for part in message] for message in row.transcript]
+            self._insert(row)
+        self.conn.execute("RELEASE psytest_conversation")
         return True
 
     def _insert(self, row: ConversationRow) -> None:

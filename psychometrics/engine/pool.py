@@ -1,0 +1,297 @@
+"""The send engine: every unit of a plan sent at most once, each result committed before the next is awaited.
+
+One engine sends questionnaire requests (``administer``), behaviour conversations (``behave``) and the
+re-sent requests of ``reproduce --rerun``. What differs is handed to it:
+
+* a *unit* is one thing to send, named by its ``request_id`` (a planned request, a planned conversation);
+* a *work* (:class:`Work`) does one unit: it talks to the model through the ``call`` it is given and
+  returns the unit's rows (a failure is rows saying why, never an exception);
+* a *sink* (:class:`Sink`) is where results go: the run store, the behaviour store, or a comparison.
+
+The engine owns the rest. Units the sink has answered are skipped before anything is sent; earlier
+failures are sent again, their attempts counted on (``failed_attempts``). A fixed pool of ``concurrency``
+workers shares one iterator over the rest, so memory stays flat for millions of units. A worker claims
+a unit in the store before sending it (:mod:`psychometrics.engine.claims`), so two processes on one run
+directory share the plan instead of both paying for it: units another process has claimed (or answered,
+or failed, since this run started) are skipped and counted in ``claimed_elsewhere``. A unit's rows are
+committed, and the worker's next unit claimed, in one transaction (``write_and_claim``) before the worker
+goes on: an interrupted run loses at most the units in flight, and resuming sends only those. Claims and
+commits that arrive in the same turn of the event loop share one transaction (:class:`TurnBatch`).
+
+Transient failures (rate limits, overload, timeouts, dropped connections) are retried with exponential
+backoff and jitter, waiting at least as long as the server's Retry-After asks (:func:`call_with_retries`).
+A timed-out request was probably received, so its retry may be billed twice; such retries are counted
+(``timeouts_retried``). Every reply is made safe to store on arrival (:meth:`ModelReply.cleaned`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
+
+from psychometrics.engine.claims import CLAIMED
+from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError, clean_text
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient failures: ``max_retries`` more tries. Our own backoff waits ``base_s * 2**k``
+    (with jitter, at most ``cap_s``); a server's Retry-After is waited in full, however long, up to
+    ``max_retry_after_s``: a longer one ends the request as failed (retried on the next run), never sooner."""
+
+    max_retries: int = 5
+    base_s: float = 1.0
+    cap_s: float = 120.0
+    max_retry_after_s: float = 3600.0
+
+    def wait(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        backoff = min(self.cap_s, self.base_s * 2 ** min(retry, 64)) * (0.5 + rng.random() / 2)
+        return backoff if retry_after is None else max(retry_after, backoff)
+
+
+@dataclass
+class RunStats:
+    planned: int = 0
+    already_answered: int = 0
+    sent: int = 0
+    failed: int = 0
+    retries: int = 0
+    timeouts_retried: int = 0  # retries after a timeout: the server probably got the first send (billed twice?)
+    reasks: int = 0
+    reasks_failed: int = 0  # re-asks that failed after retries (the reply before each is kept)
+    first_error: str | None = None  # the reason of this run's first failed unit
+    claimed_elsewhere: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    items_answered: int = 0
+
+    @property
+    def per_second(self) -> float:
+        """Items answered per second of wall time in this run."""
+        return self.items_answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def failure_reason(error: BaseException) -> str:
+    """``Type: message``, storable (no unpaired surrogates), at most 2000 characters."""
+    return clean_text(f"{type(error).__name__}: {error}".strip().rstrip(":"))[:2000]
+
+
+async def call_with_retries(
+    backend: ModelBackend, request: ModelRequest, *, timeout_s: float | None, retry: RetryPolicy, stats: RunStats,
+    jitter: random.Random,
+) -> ModelReply:
+    """One model call, retrying transient failures (:class:`RetryPolicy`); the reply made safe to store.
+
+    Counts retries in ``stats.retries``, and those after a timeout also in ``stats.timeouts_retried``."""
+    for attempt in range(retry.max_retries + 1):
+        try:
+            if timeout_s:
+                reply = await asyncio.wait_for(backend.complete(request), timeout_s)
+            else:
+                reply = await backend.complete(request)
+            return reply.cleaned()
+        except (TransientModelError, asyncio.TimeoutError) as exc:
+            if not isinstance(exc, TransientModelError):
+                exc = TransientModelError(f"no answer within {timeout_s:g} s", timed_out=True)
+            if attempt == retry.max_retries:
+                raise exc from None
+            if exc.retry_after is not None and exc.retry_after > retry.max_retry_after_s:
+                raise TransientModelError(
+                    f"{exc}; the server asks to wait {exc.retry_after:g} s, longer than the "
+                    f"{retry.max_retry_after_s:g} s psytest waits: re-run later"
+                ) from None
+            stats.retries += 1
+            stats.timeouts_retried += bool(exc.timed_out)
+            await asyncio.sleep(retry.wait(attempt, exc.retry_after, jitter))
+    raise AssertionError("unreachable")
+
+
+class TurnBatch:
+    """Calls ``many(items)`` once per turn of the event loop with every item submitted during that turn:
+    the answers (or claims) of all workers that got there together go into one SQLite transaction, one
+    commit instead of one each, which at hundreds of answers a second is most of the time the loop
+    would spend in SQLite. Each caller waits for its own result, so a worker's answer is committed
+    before it takes another unit. If the batch fails, each item is tried again on its own, so one
+    bad item fails only its own caller."""
+
+    def __init__(self, many: Callable[[list], list]):
+        self.many = many
+        self._pending: list[tuple[object, asyncio.Future]] = []
+
+    async def __call__(self, item):
+        loop = asyncio.get_running_loop()
+        result = loop.create_future()
+        self._pending.append((item, result))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)  # after the callbacks already ready: the items of this turn
+        return await result
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            results = self.many([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - one item at a time: only the bad one fails
+            if len(batch) == 1:
+                _settle(batch[0][1], error=exc)
+                return
+            for item, result in batch:
+                try:
+                    _settle(result, self.many([item])[0])
+                except Exception as one:  # noqa: BLE001 - handed to the caller of that item
+                    _settle(result, error=one)
+            return
+        except BaseException as exc:  # noqa: BLE001 - an interrupt: every waiting caller sees it
+            for _, result in batch:
+                _settle(result, error=exc)
+            return
+        for (_, result), value in zip(batch, results):
+            _settle(result, value)
+
+
+def _settle(future: asyncio.Future, value=None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+@dataclass
+class Result:
+    """What one unit produced: its ``rows`` (each with ``outcome`` and ``error``, None when answered; the
+    sink stores them and ``on_answer`` receives them) and ``extra``, stored with them (a request's prompt)."""
+
+    rows: list
+    extra: Any = None
+
+
+Call = Callable[[ModelRequest], Awaitable[ModelReply]]
+
+
+class Work(Protocol):
+    """How to do one unit: ``await work(unit, attempts, call, stats)``. ``attempts`` counts this try
+    (earlier failed tries plus one); ``call`` sends one model request with retries; ``stats`` is the run's,
+    for counts only the work knows (re-asks). A failure comes back as rows saying why, never raised."""
+
+    def __call__(self, unit: Any, attempts: int, call: Call, stats: RunStats) -> Awaitable[Result]: ...
+
+
+class Sink(Protocol):
+    """Where the engine commits results (:class:`~psychometrics.run.store.RunStore`,
+    :class:`~psychometrics.behavior.store.BehaviorStore`, or a sink that only compares)."""
+
+    def answered_ids(self) -> set[str]:
+        """Units answered already (never sent again)."""
+
+    def failed_attempts(self) -> dict[str, int]:
+        """Attempts so far of every unit stored as a failure."""
+
+    def claims(self, *, since: float | None = None, lease_s: float | None = None):
+        """Claims of this run (:class:`~psychometrics.engine.claims.Claims`, or :class:`Unshared`)."""
+
+    def write_and_claim(self, items: list[tuple[list, Any, str | None]], claims) -> list[str | None]:
+        """Commit each (rows, extra, next unit id) and claim each next unit, in one transaction; the
+        claims' statuses (None where there is no next unit). Rows that cannot be stored are stored as a
+        failure saying why, and changed in place to match."""
+
+
+class Unshared:
+    """Claims for a sink no other process works on (a comparison): every unit is this run's to send."""
+
+    def claim_many(self, request_ids: list[str]) -> list[str]:
+        return [CLAIMED] * len(request_ids)
+
+    def claim_in_transaction(self, request_id: str) -> str:
+        return CLAIMED
+
+    def release(self, request_id: str) -> None:
+        pass
+
+    @asynccontextmanager
+    async def keep_alive(self) -> AsyncIterator["Unshared"]:
+        yield self
+
+
+def pending(units: Iterable, sink: Sink) -> tuple[list, int]:
+    """The units not yet answered (each id once, first of each kept), and how many were already answered."""
+    answered = sink.answered_ids()
+    todo: dict[str, Any] = {}
+    done = 0
+    for unit in units:
+        if unit.request_id in answered:
+            done += 1
+        else:
+            todo.setdefault(unit.request_id, unit)
+    return list(todo.values()), done
+
+
+async def send_all(
+    units: list,
+    sink: Sink,
+    work: Work,
+    *,
+    backend: ModelBackend,
+    concurrency: int = 4,
+    timeout_s: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    on_answer: Callable[[list], None] | None = None,
+    lease_s: float | None = None,
+) -> RunStats:
+    """Send every unit of ``units`` that ``sink`` has not answered and no other process has claimed, with
+    ``work`` and at most ``concurrency`` at once; commit each result to ``sink`` as it arrives, then call
+    ``on_answer(rows)``. ``lease_s``: how long a claim of this run outlives it if it dies on another host
+    (a dead process on this host frees its claims at once). Cancelling it cancels the units in flight
+    (their claims are released; nothing of theirs is stored)."""
+    claims = sink.claims(since=time.time(), lease_s=lease_s)
+    todo, done = pending(units, sink)
+    tried = sink.failed_attempts()  # attempts of earlier failures, counted on in this run
+    stats = RunStats(planned=len(units), already_answered=done)
+    queue = iter(todo)
+    started = time.perf_counter()
+    jitter = random.Random()
+
+    async def call(request: ModelRequest) -> ModelReply:
+        return await call_with_retries(backend, request, timeout_s=timeout_s, retry=retry, stats=stats, jitter=jitter)
+
+    claim = TurnBatch(claims.claim_many)
+    commit = TurnBatch(lambda batch: sink.write_and_claim(batch, claims))
+
+    async def worker() -> None:
+        unit = next(queue, None)  # a shared iterator: each unit goes to exactly one worker
+        status = await claim(unit.request_id) if unit is not None else None
+        while unit is not None:
+            if status != CLAIMED:
+                stats.claimed_elsewhere += 1
+                unit = next(queue, None)
+                status = await claim(unit.request_id) if unit is not None else None
+                continue
+            result = await work(unit, tried.get(unit.request_id, 0) + 1, call, stats)
+            following = next(queue, None)
+            # this result committed, and the next unit claimed, in one transaction before going on
+            status = await commit((result.rows, result.extra, following.request_id if following is not None else None))
+            rows = result.rows
+            stats.sent += 1
+            if rows[0].error is not None:  # failed, or (rows changed by the sink) could not be stored
+                stats.failed += 1
+                stats.first_error = stats.first_error or rows[0].error
+            for row in rows:
+                stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
+            stats.items_answered += sum(row.error is None for row in rows)
+            if on_answer is not None:
+                on_answer(rows)
+            unit = following
+
+    async with claims.keep_alive():
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            stats.elapsed_s = time.perf_counter() - started
+    return stats
