@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # types only: the modules behind them are imported when a fun
     from psychometrics.behavior.task import Task, Variant
     from psychometrics.design.personas import PersonaSet
     from psychometrics.design.prompts import RenderedPrompt
-    from psychometrics.engine.send import RunStats
+    from psychometrics.engine.pool import RunStats
     from psychometrics.inventories.model import Inventory
     from psychometrics.models.base import ModelBackend
     from psychometrics.report import ReportPaths
@@ -309,7 +309,7 @@ def administer(
         from psychometrics.run.directory import estimate_requests
 
         return estimate_requests(backend, inventories, plan, persona_set, _path(out))
-    from psychometrics.engine.send import RetryPolicy
+    from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import administer as run_administer
     from psychometrics.run.directory import default_run_dir
 
@@ -388,7 +388,7 @@ def behave(
         backend.prepare_tasks(chosen)
         return estimate_conversations(chosen, plan, backend, persona_set, _path(out))
     from psychometrics.behavior.runner import behave as run_behave
-    from psychometrics.engine.send import RetryPolicy
+    from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import default_run_dir
 
     default = default_run_dir(model_name)

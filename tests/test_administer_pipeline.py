@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from psychometrics.engine.send import RetryPolicy
+from psychometrics.engine.pool import RetryPolicy
 from psychometrics.conditions import expand_option_orders, williams_square
 from psychometrics.design.plan import Design, design_from_mapping, plan_requests
 from psychometrics.errors import PsytestError
@@ -317,7 +317,7 @@ def _gaps_after(log, fault: str) -> list[float]:
 
 
 def test_a_server_retry_after_longer_than_the_cap_is_honoured_through_http(tmp_path):
-    from psychometrics.engine.send import RetryPolicy
+    from psychometrics.engine.pool import RetryPolicy
     from psychometrics.models import resolve_model
     from psychometrics.testing.openai_server import start_server
 
@@ -332,7 +332,7 @@ def test_a_server_retry_after_longer_than_the_cap_is_honoured_through_http(tmp_p
 
 
 def test_a_retry_after_longer_than_psytest_waits_fails_at_once_saying_so(tmp_path):
-    from psychometrics.engine.send import RetryPolicy
+    from psychometrics.engine.pool import RetryPolicy
     from psychometrics.models import resolve_model
     from psychometrics.testing.openai_server import start_server
 

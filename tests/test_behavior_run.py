@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psychometrics.engine.send import RetryPolicy
+from psychometrics.engine.pool import RetryPolicy
 from psychometrics.behavior.analysis import behavior_frame, behavior_tables
 from psychometrics.behavior.runner import BehaviorDesign, behave, plan_conversations
 from psychometrics.behavior.store import BehaviorStore

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from psychometrics.engine.send import RetryPolicy
+from psychometrics.engine.pool import RetryPolicy
 from psychometrics.design.plan import Design, plan_requests
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.library import resolve_inventory

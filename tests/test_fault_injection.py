@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from psychometrics.engine.send import RetryPolicy
+from psychometrics.engine.pool import RetryPolicy
 from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import Message, ModelRequest

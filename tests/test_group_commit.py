@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from psychometrics.engine.send import TurnBatch
+from psychometrics.engine.pool import TurnBatch
 from psychometrics.design.plan import Design
 from psychometrics.inventories.library import resolve_inventory
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest

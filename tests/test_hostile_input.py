@@ -447,7 +447,7 @@ class HalfEmoji:
 
 @pytest.mark.parametrize("backend_kind", ["aiohttp", "litellm"])
 def test_half_an_emoji_is_stored_safely_and_nothing_is_lost(tmp_path, backend_kind, monkeypatch):
-    from psychometrics.engine.send import RetryPolicy
+    from psychometrics.engine.pool import RetryPolicy
     from psychometrics.design.plan import Design
     from psychometrics.inventories.library import resolve_inventory
     from psychometrics.models.simulated import SimulatedRespondent

@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from psychometrics.engine.send import RetryPolicy  # noqa: E402
+from psychometrics.engine.pool import RetryPolicy  # noqa: E402
 from psychometrics.design.plan import Design  # noqa: E402
 from psychometrics.errors import ModelSpecError  # noqa: E402
 from psychometrics.inventories.library import resolve_inventory  # noqa: E402

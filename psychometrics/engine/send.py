@@ -18,18 +18,12 @@ from typing import Callable
 
 from psychometrics.design.plan import PlannedRequest, messages_hash
 from psychometrics.engine.parse import ParsedReply, parse_many, parse_reply
-from psychometrics.engine.pool import (
-    Call, Result, RetryPolicy, RunStats, TurnBatch, call_with_retries, failure_reason, pending, send_all,
-)
+from psychometrics.engine.pool import Call, Result, RetryPolicy, RunStats, failure_reason, send_all
 from psychometrics.models.base import Message, ModelBackend, ModelReply, ModelRequest
 from psychometrics.run.store import ResponseRow, RunStore
 
-#: The engine's names, re-exported: callers of the questionnaire path import them from here.
-__all__ = [
-    "REASK_RULES", "REASK_TEXT", "RequestWork", "Result", "RetryPolicy", "RunStats", "TurnBatch", "answer_rows",
-    "call_with_retries", "converse", "distribution_summary", "failure_reason", "failure_rows", "parse_items",
-    "pending", "run_requests",
-]
+__all__ = ["REASK_RULES", "REASK_TEXT", "RequestWork", "answer_rows", "converse", "distribution_summary",
+           "failure_rows", "parse_items", "run_requests"]
 
 REASK_TEXT = "I could not read an answer in your reply. {rule}"
 REASK_RULES = {

@@ -22,7 +22,8 @@ from pathlib import Path
 from psychometrics import __version__, limits
 from psychometrics.design.personas import PersonaSet
 from psychometrics.design.plan import Design, PlannedRequest, plan_requests
-from psychometrics.engine.send import RetryPolicy, RunStats, run_requests
+from psychometrics.engine.pool import RetryPolicy, RunStats
+from psychometrics.engine.send import run_requests
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
 from psychometrics.models.base import ModelBackend
@@ -189,7 +190,7 @@ def estimate_requests(
     Input tokens are estimated at four characters per token plus a few per message for the chat
     template; output tokens are an upper bound (``max_tokens`` per text request, one per scored one).
     """
-    from psychometrics.engine.send import pending
+    from psychometrics.engine.pool import pending
 
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     answered = 0
