@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from psychometrics.models.base import clean_text
-from psychometrics.run.schema import Column, StoreSchema, Table, column, table_of
+from psychometrics.run.schema import Column, StoreSchema, Table, column, read_rows, table_of
 from psychometrics.run.store import check_contents, open_store
 
 @dataclass
@@ -200,13 +200,7 @@ class BehaviorStore:
         return tokens
 
     def rows(self) -> Iterator[ConversationRow]:
-        cursor = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM conversations ORDER BY rowid")
-        for record in cursor:
-            data = dict(zip(COLUMNS, record))
-            for name in _JSON_FIELDS:
-                if data[name] is not None:
-                    data[name] = json.loads(data[name])
-            yield ConversationRow(**data)
+        return read_rows(self.conn, CONVERSATIONS, tuple(COLUMNS), ConversationRow)
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0])

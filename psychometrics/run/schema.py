@@ -16,7 +16,9 @@ or one whose tables are gone, is refused.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -157,3 +159,15 @@ def add_missing_columns(table: Table, version: int) -> Callable[[sqlite3.Connect
                 conn.execute(f"ALTER TABLE {table.name} ADD COLUMN {col.ddl()}")
 
     return migrate
+
+
+def read_rows(conn: sqlite3.Connection, table: Table, columns: tuple[str, ...], make: Callable[..., Any]) -> Iterator:
+    """Every row of ``table`` in the order it was written, its JSON columns decoded, as ``make(**row)``;
+    ``columns``: the ones to read (an older store lacks columns added later)."""
+    decode = [name for name in columns if name in table.json_columns]
+    for record in conn.execute(f"SELECT {', '.join(columns)} FROM {table.name} ORDER BY rowid"):
+        data = dict(zip(columns, record))
+        for name in decode:
+            if data[name] is not None:
+                data[name] = json.loads(data[name])
+        yield make(**data)

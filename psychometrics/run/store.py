@@ -36,7 +36,7 @@ from typing import Any, Iterator
 from psychometrics.engine.claims import Claims
 from psychometrics.errors import PsytestError
 from psychometrics.models.base import clean_text
-from psychometrics.run.schema import Column, StoreSchema, Table, add_missing_columns, column, table_of
+from psychometrics.run.schema import Column, StoreSchema, Table, add_missing_columns, column, read_rows, table_of
 
 @dataclass
 class ResponseRow:
@@ -486,13 +486,7 @@ class RunStore:
         self.conn.execute("COMMIT")
 
     def rows(self) -> Iterator[ResponseRow]:
-        cursor = self.conn.execute(f"SELECT {', '.join(self._columns)} FROM responses ORDER BY rowid")
-        for record in cursor:
-            data = dict(zip(self._columns, record))
-            for name in _JSON_FIELDS:
-                if data[name] is not None:
-                    data[name] = json.loads(data[name])
-            yield ResponseRow(**data)
+        return read_rows(self.conn, RESPONSES, self._columns, ResponseRow)
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
