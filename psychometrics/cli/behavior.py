@@ -27,9 +27,13 @@ def tasks_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        sign = "+" if row["direction"] > 0 else "-"
-        echo(f"{row['id']}: {row['trait']} ({sign}), {row['kind']}, {row['variants']} variants. {row['measure']}")
+    from psychometrics.cli.tables import Column, print_fitted
+
+    print_fitted("Behavioural tasks", rows, [
+        Column("id", kind="key"), Column("trait", kind="key"),
+        Column("direction", "dir", kind="key", fmt=lambda r: "+" if r["direction"] > 0 else "-"),
+        Column("kind", kind="key", drop=2), Column("variants", "var", drop=1), Column("measure", kind="text"),
+    ], max_rows=1000)
 
 
 @tasks_app.command("show")

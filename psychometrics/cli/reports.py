@@ -52,7 +52,9 @@ def compare(
         print_json({"verdict": result.verdict, "differences": as_json_records(result.differences),
                     "notes": result.notes})
         return
-    echo(result.summary())
+    from psychometrics.cli.terminal import print_comparison
+
+    print_comparison(result)
 
 
 def baseline(
@@ -83,7 +85,9 @@ def check(
         print_json({"passed": result.passed, "verdict": result.verdict, "rows": as_json_records(result.rows),
                     "notes": result.notes})
     else:
-        echo(result.summary())
+        from psychometrics.cli.terminal import print_check
+
+        print_check(result)
     if not result.passed:
         raise CommandFailed()
 
@@ -103,7 +107,9 @@ def reproduce(
         print_json({"passed": result.passed, "verdict": result.verdict, "files_checked": result.files_checked,
                     "mismatches": as_json_records(result.mismatches), "notes": result.notes})
     else:
-        echo(result.summary())
+        from psychometrics.cli.terminal import print_lines
+
+        print_lines(result.summary())
     if not result.passed:
         raise CommandFailed()
 
