@@ -369,3 +369,70 @@ def print_lines(text: str) -> None:
             continue
         seen.add(line)
         print_wrapped(line, indent="  ")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def print_plan(plan: dict) -> None:
+    """``administer --dry-run``: every factor with its levels, the product per inventory, tokens and time."""
+    from psychometrics.cli.tables import Column, print_fitted, print_wrapped
+    from psychometrics.design.breakdown import short_names
+
+    def levels(row: dict) -> str:
+        value = row["levels"]
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+
+    print_fitted(f"Plan (nothing is sent): {plan['requests_planned']:,} requests", plan["factors"], [
+        Column("factor", kind="key"), Column("levels", kind="key", fmt=levels),
+        Column("names", "level names", kind="text",
+               fmt=lambda r: short_names(r["names"]) + (f" ({r['note']})" if r.get("note") else "")),
+    ], max_rows=100)
+    for row in plan["inventories"]:
+        print_wrapped(f"{row['inventory']}: {row['formula']}; to send {row['to_send']:,}: about "
+                      f"{row['input_tokens']:,} input tokens, at most {row['output_tokens_max']:,} output tokens",
+                      indent="  ")
+    print_wrapped(f"total: {plan['requests_planned']:,} requests planned, {plan['already_answered']:,} already "
+                  f"answered, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input tokens and "
+                  f"at most {plan['estimated_output_tokens_max']:,} output tokens (estimated: {plan['token_basis']})",
+                  indent="  ")
+    _print_time(plan.get("time"))
+    print_wrapped("Nothing was sent.")
+
+
+def _print_time(time: dict | None) -> None:
+    from psychometrics.cli.tables import print_wrapped
+
+    if not time:
+        return
+    if time.get("seconds") is None:
+        print_wrapped(f"time: no estimate ({time['basis']})", indent="  ")
+    else:
+        print_wrapped(f"time: about {_duration(time['seconds'])} (an estimate, {time['basis']})", indent="  ")
+
+
+def print_behavior_plan(plan: dict) -> None:
+    """``behave --dry-run``: tasks, variants, personas and samples, conversations, tokens and time."""
+    from psychometrics.cli.tables import Column, print_fitted, print_wrapped
+    from psychometrics.design.breakdown import short_names
+
+    print_fitted(f"Plan (nothing is sent): {plan['conversations_planned']:,} conversations", plan["factors"], [
+        Column("factor", kind="key"), Column("levels", kind="key"),
+        Column("names", "level names", kind="text",
+               fmt=lambda r: short_names(r["names"]) + (f" ({r['note']})" if r.get("note") else "")),
+    ], max_rows=100)
+    print_wrapped(plan["formula"], indent="  ")
+    print_wrapped(f"total: {plan['conversations_planned']:,} conversations planned, {plan['already_answered']:,} "
+                  f"already answered, {plan['to_send']:,} to send ({plan['turns_to_send']:,} turns); about "
+                  f"{plan['estimated_input_tokens']:,} input tokens and at most "
+                  f"{plan['estimated_output_tokens_max']:,} output tokens (estimated: {plan['token_basis']})",
+                  indent="  ")
+    _print_time(plan.get("time"))
+    print_wrapped("Nothing was sent.")
