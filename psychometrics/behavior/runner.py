@@ -321,7 +321,25 @@ def estimate_conversations(tasks: list[Task], design: BehaviorDesign, backend: M
     input_tokens = sum(
         (len(p.persona_text or "") + sum(len(t) for t in p.rendered.turns)) // 4 * len(p.rendered.turns) for p in todo
     )
+    personas = ([p.id for p in persona_set.select(list(design.persona_ids) if design.persona_ids else None)]
+                if persona_set else ["none"])
+    variant_counts = {t.id: len(t.variants[: design.variants or None]) for t in tasks}
+    factors = [
+        {"factor": "task", "levels": len(tasks), "names": [t.id for t in tasks]},
+        {"factor": "variant", "levels": sum(variant_counts.values()),
+         "names": [f"{task}: {n}" for task, n in variant_counts.items()], "note": "variants per task, summed"},
+        {"factor": "persona", "levels": len(personas), "names": personas},
+        {"factor": "sample", "levels": design.samples, "names": [str(s) for s in range(design.samples)],
+         "note": f"temperature {design.temperature:g}"},
+    ]
     return {
+        "factors": factors,
+        "formula": (f"{sum(variant_counts.values())} task variants x {len(personas)} personas x {design.samples} "
+                    f"samples = {len(planned):,} conversations"),
+        "token_basis": "input: 4 characters per token of the persona and every turn so far, per turn; output: at most "
+                       "each task's max_tokens per turn",
+        "time": {"seconds": None, "basis": "not estimated for behaviour runs: conversations differ in turns and reply "
+                 "lengths; time a few with --variants 1 first"},
         "conversations_planned": len(planned),
         "already_answered": len(planned) - len(todo),
         "to_send": len(todo),

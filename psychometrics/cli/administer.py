@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from psychometrics.cli.common import DEFAULT_MODEL, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
-from psychometrics.cli.terminal import echo, print_json
+from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
+from psychometrics.cli.terminal import print_json
 
 
 def administer(
@@ -21,41 +21,41 @@ def administer(
         ),
     ] = DEFAULT_MODEL,
     api_base: Annotated[
-        Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...).")
+        Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, ...).", show_default="the provider's")
     ] = None,
     threads: Threads = None,
     threads_batch: ThreadsBatch = None,
     inventory: Annotated[
         list[str], typer.Option("--inventory", "-i", help="Inventory name or YAML path; repeat for several.")
     ] = ["mini-ipip"],  # noqa: B006 - typer needs a list default
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<time>-<model>).")] = None,
-    design: Annotated[Optional[Path], typer.Option("--design", help="Design YAML; options given here override it.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory.", show_default="runs/<time>-<model>")] = None,
+    design: Annotated[Optional[Path], typer.Option("--design", help="Design YAML; options given here override it.", show_default="none")] = None,
     option_orders: Annotated[
         Optional[str],
-        typer.Option(help="Comma list of: original, reversed, rotations, latin-square, random:N."),
+        typer.Option(help="Comma list of: original, reversed, rotations, latin-square, random:N.", show_default="original"),
     ] = None,
-    templates: Annotated[Optional[str], typer.Option(help="Comma list of instruction templates (see 'psytest templates').")] = None,
-    paraphrases: Annotated[Optional[str], typer.Option(help="none: item text only; all: also every paraphrase.")] = None,
-    samples: Annotated[Optional[int], typer.Option(help="Repeated samples per design cell.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Run seed; per-request seeds are derived from it.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Answer mode: text, probs or both.")] = None,
+    templates: Annotated[Optional[str], typer.Option(help="Comma list of instruction templates (see 'psytest templates').", show_default="numbered")] = None,
+    paraphrases: Annotated[Optional[str], typer.Option(help="none: item text only; all: also every paraphrase.", show_default="none")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Repeated samples per design cell.", show_default="1")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).", show_default="0.0")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Run seed; per-request seeds are derived from it.", show_default="0")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Answer mode: text, probs or both.", show_default="text")] = None,
     personas: Personas = None,
     persona_ids: PersonaIds = None,
-    items_per_request: Annotated[Optional[int], typer.Option(help="Items asked together in one request.")] = None,
+    items_per_request: Annotated[Optional[int], typer.Option(help="Items asked together in one request.", show_default="1")] = None,
     item_orders: Annotated[
-        Optional[int], typer.Option(help="Seeded shuffled item orders (with several items per request).")
+        Optional[int], typer.Option(help="Seeded shuffled item orders (with several items per request).", show_default="1")
     ] = None,
     invalid: Annotated[
-        Optional[str], typer.Option(help="Invalid text replies: missing, drop (listwise) or reask:N.")
+        Optional[str], typer.Option(help="Invalid text replies: missing, drop (listwise) or reask:N.", show_default="missing")
     ] = None,
     max_retries: MaxRetries = 5,
     retry_base: Annotated[
         float, typer.Option(min=0.0, max=600.0, help="Seconds before the first retry; doubles each retry (plus jitter).")
     ] = 1.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
-    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the number of requests and tokens; send nothing.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan: each factor's levels, requests, tokens and (local models) a time estimate; send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
 ) -> None:
     """Administer inventories to a model under a factorial design; store every answer; score."""
@@ -77,12 +77,9 @@ def administer(
         if as_json:
             print_json(outcome)
         else:
-            echo(
-                f"dry run: {outcome['requests_planned']} requests planned, {outcome['already_answered']} "
-                f"already answered, {outcome['to_send']} to send; about {outcome['estimated_input_tokens']:,} "
-                f"input tokens and at most {outcome['estimated_output_tokens_max']:,} output tokens. "
-                "Nothing was sent."
-            )
+            from psychometrics.cli.terminal import print_plan
+
+            print_plan(outcome)
         return
     if as_json:
         print_json(outcome.as_dict())

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from psychometrics.api import Analysis
 
 ReferenceLoadings = Annotated[
-    Optional[Path], typer.Option(help="CSV of reference loadings (items x factors) for Tucker congruence.")
+    Optional[Path], typer.Option(help="CSV of reference loadings (items x factors) for Tucker congruence.", show_default="none")
 ]
 TablesAsJson = Annotated[bool, typer.Option("--json", help="Print the tables as JSON for scripts.")]
 
@@ -31,9 +31,10 @@ def score(
     run: Annotated[Path, typer.Argument(help="A run directory (with manifest.json and responses.sqlite).")],
     by: Annotated[
         Optional[str],
-        typer.Option(help="Factors that define a respondent (default: every design factor), e.g. persona,sample."),
+        typer.Option(help="Factors that define a respondent, e.g. persona,sample.",
+                     show_default="every design factor"),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables (default RUN/analysis).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables.", show_default="RUN/analysis")] = None,
     reference_loadings: ReferenceLoadings = None,
     structure: Annotated[bool, typer.Option(help="Also run EFA and CFA (slower on large inventories).")] = True,
     as_json: TablesAsJson = False,
@@ -46,12 +47,12 @@ def score(
 
 def analyze(
     data: Annotated[Path, typer.Argument(help="CSV of item responses: one row per respondent, one column per item.")],
-    keys: Annotated[Optional[Path], typer.Option(help="Keys YAML: response_range and scales (-item = reversed).")] = None,
+    keys: Annotated[Optional[Path], typer.Option(help="Keys YAML: response_range and scales (-item = reversed).", show_default="none")] = None,
     inventory: Annotated[
-        Optional[str], typer.Option("--inventory", "-i", help="Or an inventory whose item ids are the columns.")
+        Optional[str], typer.Option("--inventory", "-i", help="Or an inventory whose item ids are the columns.", show_default="none")
     ] = None,
     reference_loadings: ReferenceLoadings = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables (default DATA-analysis/).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables.", show_default="DATA-analysis/")] = None,
     structure: Annotated[bool, typer.Option(help="Also run EFA and CFA.")] = True,
     as_json: TablesAsJson = False,
 ) -> None:

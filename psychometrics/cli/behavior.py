@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from psychometrics import limits
-from psychometrics.cli.common import DEFAULT_MODEL, JsonFlag, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
+from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, JsonFlag, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
 from psychometrics.cli.terminal import echo, print_json
 
 tasks_app = typer.Typer(help="List, show and validate behavioural tasks.", no_args_is_help=True, rich_markup_mode=None)
@@ -27,15 +27,19 @@ def tasks_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        sign = "+" if row["direction"] > 0 else "-"
-        echo(f"{row['id']}: {row['trait']} ({sign}), {row['kind']}, {row['variants']} variants. {row['measure']}")
+    from psychometrics.cli.tables import Column, print_fitted
+
+    print_fitted("Behavioural tasks", rows, [
+        Column("id", kind="key"), Column("trait", kind="key"),
+        Column("direction", "dir", kind="key", fmt=lambda r: "+" if r["direction"] > 0 else "-"),
+        Column("kind", kind="key", drop=2), Column("variants", "var", drop=1), Column("measure", kind="text"),
+    ], max_rows=1000)
 
 
 @tasks_app.command("show")
 def tasks_show(
     name: Annotated[str, typer.Argument(help="A shipped task or a path to a task file.")],
-    variant: Annotated[Optional[str], typer.Option(help="Show this variant as the model sees it.")] = None,
+    variant: Annotated[Optional[str], typer.Option(help="Show this variant as the model sees it.", show_default="the first")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the option order shown.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
@@ -77,19 +81,19 @@ def behave(
     personas: Personas = None,
     persona_ids: PersonaIds = None,
     variants: Annotated[
-        Optional[int], typer.Option(min=1, max=limits.VARIANTS, help="Use the first N variants of each task (default: all).")
+        Optional[int], typer.Option(min=1, max=limits.VARIANTS, help="Use the first N variants of each task.", show_default="all")
     ] = None,
     samples: Annotated[int, typer.Option(min=1, max=limits.SAMPLES, help="Repeated samples per variant and persona.")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Run seed: option orders and per-turn seeds derive from it.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<time>-<model>-behavior).")] = None,
-    api_base: Annotated[Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory.", show_default="runs/<time>-<model>-behavior")] = None,
+    api_base: Annotated[Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server.", show_default="the provider's")] = None,
     threads: Threads = None,
     threads_batch: ThreadsBatch = None,
     max_retries: MaxRetries = 5,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Conversations in flight at once.")] = 4,
-    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a call counts as failed.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a call counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan: tasks, variants, personas, conversations, tokens and (local models) a time estimate; send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
 ) -> None:
     """Run behavioural tasks on a model (a session separate from questionnaires); store and score every reply."""
@@ -109,12 +113,9 @@ def behave(
         if as_json:
             print_json(outcome)
         else:
-            echo(
-                f"dry run: {outcome['conversations_planned']} conversations planned, {outcome['already_answered']} "
-                f"already answered, {outcome['to_send']} to send ({outcome['turns_to_send']} turns); about "
-                f"{outcome['estimated_input_tokens']:,} input tokens and at most "
-                f"{outcome['estimated_output_tokens_max']:,} output tokens. Nothing was sent."
-            )
+            from psychometrics.cli.terminal import print_behavior_plan
+
+            print_behavior_plan(outcome)
         return
     if as_json:
         print_json(outcome.as_dict())
@@ -126,9 +127,9 @@ def behave(
 
 
 def validity(
-    selfreport: Annotated[list[Path], typer.Option("--selfreport", "-s", help="Questionnaire run directory; repeat for several.")],
-    behavior: Annotated[list[Path], typer.Option("--behavior", "-b", help="Behaviour run directory; repeat for several.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory for the tables and validity.html.")] = None,
+    selfreport: Annotated[list[Path], typer.Option("--selfreport", "-s", help="Questionnaire run directory; repeat for several.", show_default="required")],
+    behavior: Annotated[list[Path], typer.Option("--behavior", "-b", help="Behaviour run directory; repeat for several.", show_default="required")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory for the tables and validity.html.", show_default="validity/ in the first behaviour run")] = None,
     bootstrap: Annotated[int, typer.Option(min=100, max=100_000, help="Bootstrap resamples for the CIs.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the key tables as JSON.")] = False,

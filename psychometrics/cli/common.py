@@ -16,13 +16,17 @@ from psychometrics.cli.terminal import echo
 # psychometrics.models.DEFAULT_MODEL, written out: importing the models package would slow down --help
 DEFAULT_MODEL = "local/qwen2.5-0.5b"
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-Threads = Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: generation threads.")]
-ThreadsBatch = Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: prompt-evaluation threads.")]
+Threads = Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: generation threads.", show_default="1")]
+ThreadsBatch = Annotated[Optional[int], typer.Option(min=1, max=256, help="Local models: prompt-evaluation threads.",
+                                                      show_default="2")]
 MaxRetries = Annotated[int, typer.Option(min=0, max=100, help="Retries of rate limits, 5xx and timeouts.")]
 Personas = Annotated[
-    Optional[str], typer.Option(help="Persona set: trait-shaping, neutral-biographies, or a YAML path.")
+    Optional[str], typer.Option(help="Persona set: trait-shaping, neutral-biographies, or a YAML path.", show_default="none")
 ]
-PersonaIds = Annotated[Optional[str], typer.Option(help="Comma list of persona ids to use from the set.")]
+PersonaIds = Annotated[Optional[str], typer.Option(help="Comma list of persona ids to use from the set.",
+                                                   show_default="all in the set")]
+# What --timeout None means: the HTTP backend's limit (openai_http.DEFAULT_TIMEOUT_S), litellm's own otherwise
+TIMEOUT_DEFAULT = "600 s for OpenAI-compatible servers, litellm's own for providers; none for local models"
 
 
 class CommandFailed(Exception):

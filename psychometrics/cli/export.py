@@ -24,9 +24,9 @@ from psychometrics.cli.terminal import echo, print_json
 
 def export(
     run: Annotated[Path, typer.Argument(help="A run directory written by psytest administer.")],
-    csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the answers to this CSV file.")] = None,
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Write the answers to this CSV file.", show_default="none")] = None,
     duckdb: Annotated[
-        Optional[Path], typer.Option("--duckdb", help="Copy the answers into this DuckDB database file.")
+        Optional[Path], typer.Option("--duckdb", help="Copy the answers into this DuckDB database file.", show_default="none")
     ] = None,
     table: Annotated[str, typer.Option(help="The DuckDB table to (re)create.")] = "responses",
     chunksize: Annotated[int, typer.Option(help="Rows read from the store at a time (bounds the memory used).")] = 100_000,

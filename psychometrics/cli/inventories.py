@@ -123,8 +123,10 @@ def personas_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        echo(f"{row['id']}: {row['personas']} personas. {row['description']}")
+    from psychometrics.cli.tables import Column, print_fitted
+
+    print_fitted("Persona sets", rows, [Column("id", kind="key"), Column("personas"),
+                                        Column("description", kind="text")], max_rows=1000)
 
 
 @personas_app.command("show")

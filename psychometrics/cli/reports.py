@@ -17,11 +17,11 @@ from psychometrics.cli.terminal import echo, print_json
 
 def report(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default RUN/report).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the report.", show_default="RUN/report")] = None,
     behavior: Annotated[
         Optional[list[Path]],
         typer.Option("--behavior", "-b", help="Behaviour run(s) of the same model(s) and personas: adds the "
-                     "self-report vs behaviour section."),
+                     "self-report vs behaviour section.", show_default="none"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary for scripts.")] = False,
 ) -> None:
@@ -39,7 +39,7 @@ def report(
 
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Two or more run directories; the first is the reference.")],
-    out: Annotated[Optional[Path], typer.Option(help="Also write differences.csv and compare.html here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write differences.csv and compare.html here.", show_default="none")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Differences per scale between runs, with CIs, effect sizes, and whether they exceed run noise."""
@@ -52,12 +52,14 @@ def compare(
         print_json({"verdict": result.verdict, "differences": as_json_records(result.differences),
                     "notes": result.notes})
         return
-    echo(result.summary())
+    from psychometrics.cli.terminal import print_comparison
+
+    print_comparison(result)
 
 
 def baseline(
     run: Annotated[Path, typer.Argument(help="A run directory to take as the baseline.")],
-    out: Annotated[Optional[Path], typer.Option(help="Baseline file to write (default RUN/baseline.json).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Baseline file to write.", show_default="RUN/baseline.json")] = None,
 ) -> None:
     """Write a baseline file of the run's scale scores, for 'psytest check'."""
     from psychometrics import api
@@ -68,8 +70,8 @@ def baseline(
 
 def check(
     run: Annotated[Path, typer.Argument(help="The run to check.")],
-    baseline: Annotated[Path, typer.Option("--baseline", help="A file written by 'psytest baseline'.")],
-    tolerance: Annotated[Optional[float], typer.Option(min=0.0, help="Allowed difference (default 0.5 SD units).")] = None,
+    baseline: Annotated[Path, typer.Option("--baseline", help="A file written by 'psytest baseline'.", show_default="required")],
+    tolerance: Annotated[Optional[float], typer.Option(min=0.0, help="Allowed difference, in --unit.", show_default="0.5")] = None,
     unit: Annotated[str, typer.Option(help="Tolerance unit: sd (baseline SD over cells) or raw (scale points).")] = "sd",
     as_json: JsonFlag = False,
 ) -> None:
@@ -83,7 +85,9 @@ def check(
         print_json({"passed": result.passed, "verdict": result.verdict, "rows": as_json_records(result.rows),
                     "notes": result.notes})
     else:
-        echo(result.summary())
+        from psychometrics.cli.terminal import print_check
+
+        print_check(result)
     if not result.passed:
         raise CommandFailed()
 
@@ -103,7 +107,9 @@ def reproduce(
         print_json({"passed": result.passed, "verdict": result.verdict, "files_checked": result.files_checked,
                     "mismatches": as_json_records(result.mismatches), "notes": result.notes})
     else:
-        echo(result.summary())
+        from psychometrics.cli.terminal import print_lines
+
+        print_lines(result.summary())
     if not result.passed:
         raise CommandFailed()
 

@@ -94,27 +94,23 @@ def cell(value: object, style: str = ""):
 
 def print_inventory_list(summaries: list[dict]) -> None:
     """``psytest inventories list``: one row per shipped inventory."""
-    from rich.table import Table
+    from psychometrics.cli.tables import Column, print_fitted
 
-    table = Table(title="Shipped inventories")
-    table.add_column("id", no_wrap=True)
-    for column in ("items", "reversed"):
-        table.add_column(column, justify="right")
-    table.add_column("scales")
-    for column in ("facets", "paraphrased", "norm groups"):
-        table.add_column(column, justify="right")
-    table.add_column("name")
-    for s in summaries:
-        table.add_row(*(cell(v) for v in (s["id"], s["items"], s["reverse_keyed"], " ".join(s["scales"]), s["facets"],
-                                           s["paraphrased_items"], s["norm_groups"], s["name"])))
-    console().print(table)
+    columns = [
+        Column("id", kind="key"), Column("items"), Column("reverse_keyed", "rev"),
+        Column("facets", drop=2), Column("paraphrased_items", "para", drop=3), Column("norm_groups", "norms", drop=4),
+        Column("scales", kind="text", drop=1, fmt=lambda r: " ".join(r["scales"])),
+        Column("name", kind="text"),
+    ]
+    print_fitted("Shipped inventories", summaries, columns, where="--json")
 
 
 def print_inventory(inv) -> None:
     """``psytest inventories show``: metadata, scales, norms and every item (text from the file is shown as
     written, escaped, never as rich markup)."""
-    from rich.table import Table
     from rich.text import Text
+
+    from psychometrics.cli.tables import Column, print_fitted
 
     out = console()
     out.print(Text.assemble(cell(inv.name, "bold"), cell(f" ({inv.id}, version {inv.version})")))
@@ -126,23 +122,19 @@ def print_inventory(inv) -> None:
         out.print(f"Stem: {inv.stem}")
     rs = inv.response_scale
     out.print("Responses: " + ", ".join(f"{v} {rs.labels[v]}" for v in rs.values))
-    scales = Table(title="Scales")
-    for column in ("id", "name", "trait", "scoring", "items", "reversed"):
-        scales.add_column(column)
-    for s in inv.scales:
-        reversed_count = sum(inv.item_by_id[i].reverse_keyed for i in s.items)
-        trait = (("-" if s.trait_sign < 0 else "") + s.trait) if s.trait else ""
-        scales.add_row(*(cell(v) for v in (s.id, s.name, trait, s.scoring, len(s.items), reversed_count)))
-    out.print(scales)
+    scales = [{"id": s.id, "name": s.name, "trait": (("-" if s.trait_sign < 0 else "") + s.trait) if s.trait else "",
+               "scoring": s.scoring, "items": len(s.items),
+               "reversed": sum(inv.item_by_id[i].reverse_keyed for i in s.items)} for s in inv.scales]
+    print_fitted("Scales", scales, [Column("id", kind="key"), Column("name", kind="text"), Column("trait", kind="key"),
+                                    Column("scoring", kind="key", drop=1), Column("items"), Column("reversed", "rev")],
+                 max_rows=1000)
     if inv.norms:
         out.print(f"Norms: {len(inv.norms)} group(s): " + "; ".join(n.group for n in inv.norms))
-    items = Table(title="Items")
-    for column in ("id", "text", "scale", "facet", "R", "paraphrases"):
-        items.add_column(column)
-    for record in inv.item_records():
-        items.add_row(*(cell(v) for v in (record["id"], record["text"], record["scale"] or "", record["facet"] or "",
-                                          "R" if record["reverse_keyed"] else "", len(record["paraphrases"]))))
-    out.print(items)
+    items = [{**r, "scale": r["scale"] or "", "facet": r["facet"] or "", "R": "R" if r["reverse_keyed"] else "",
+              "paraphrases": len(r["paraphrases"])} for r in inv.item_records()]
+    print_fitted("Items", items, [Column("id", kind="key"), Column("text", kind="text"), Column("scale", kind="key"),
+                                  Column("facet", kind="key", drop=1), Column("R", kind="key"),
+                                  Column("paraphrases", "para", drop=2)], max_rows=10_000, where="--json")
 
 
 class RunProgress:
@@ -192,9 +184,11 @@ class RunProgress:
 
 
 def print_run_summary(payload: dict, summary) -> None:
-    out = console()
+    """The closing lines of ``psytest administer``: counts, then the scale scores."""
+    from psychometrics.cli.tables import print_wrapped
+
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
-    out.print(
+    print_wrapped(
         f"Run {payload['run_dir']}: {payload['requests_planned']} requests planned, "
         f"{payload['already_answered']} already answered, {payload['sent']} sent "
         f"({payload['items_per_second']} items/s), {payload['failed']} failed"
@@ -202,49 +196,50 @@ def print_run_summary(payload: dict, summary) -> None:
            if payload.get("claimed_elsewhere") else "")
         + f"; outcomes: {outcomes}"
     )
-    out.print(_table("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
-                     ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
-    out.print(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/")
+    _print_scores("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
+                  f"{payload['analysis_dir']}/score_summary.csv")
+    print_wrapped(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/")
 
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+    from psychometrics.cli.tables import number
+
+    return number(value)
 
 
-def _table(title: str, frame, columns: list[str]):
-    from rich.table import Table
+def _print_scores(title: str, scales, where: str) -> None:
+    from psychometrics.cli.tables import Column, interval, print_fitted, records_of
 
-    table = Table(title=title)
-    present = [c for c in columns if c in frame.columns]
-    for column in present:
-        table.add_column(column)
-    for record in frame[present].to_dict(orient="records"):
-        table.add_row(*(cell(_fmt(record[c])) for c in present))
-    return table
+    columns = [Column("inventory", kind="key"), Column("mode", kind="key"), Column("scale", kind="key"),
+               Column("mean"), Column("sd"), Column("n"), Column("ci", "95% CI", fmt=interval("ci_low", "ci_high")),
+               Column("note", kind="note")]
+    print_fitted(title, records_of(scales), columns, where=where)
 
 
 def print_analysis(tables: dict, written: list) -> None:
-    """The headline tables of an analysis, and where the full CSVs are."""
-    out = console()
+    """The headline tables of an analysis (bounded in rows, fitted to the width), and where the full CSVs are."""
+    from psychometrics.cli.tables import Column, interval, print_fitted, print_wrapped, records_of
+
+    where = str(written[0].parent) if written else "-"
     summary = tables.get("score_summary")
     if summary is not None and not summary.empty:
         scales = summary[summary["kind"] == "scale"]
-        out.print(_table("Scale scores (mean over respondents, bootstrap 95% CI)", scales,
-                         ["inventory", "mode", "scale", "mean", "sd", "n", "ci_low", "ci_high"]))
+        _print_scores("Scale scores (mean over respondents, bootstrap 95% CI)", scales,
+                      f"{where}/score_summary.csv")
     reliability = tables.get("reliability")
     if reliability is not None and not reliability.empty:
-        out.print(_table("Reliability", reliability,
-                         ["inventory", "mode", "scale", "n_respondents", "alpha", "alpha_ci_low", "alpha_ci_high",
-                          "omega_total", "omega_hierarchical", "lambda6", "split_half_mean", "note"]))
+        columns = [Column("inventory", kind="key"), Column("mode", kind="key"), Column("scale", kind="key"),
+                   Column("n_respondents", "n"), Column("alpha"),
+                   Column("alpha_ci", "alpha 95% CI", drop=5, fmt=interval("alpha_ci_low", "alpha_ci_high")),
+                   Column("omega_total", "omega", drop=4), Column("omega_hierarchical", "omega_h", drop=1),
+                   Column("lambda6", "lambda6", drop=2), Column("split_half_mean", "split-half", drop=3),
+                   Column("note", kind="note")]
+        print_fitted("Reliability", records_of(reliability), columns, where=f"{where}/reliability.csv")
     variance = tables.get("variance_decomposition")
     if variance is not None and not variance.empty:
-        out.print(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
-                  f"({len(variance)} rows)")
-    out.print(f"{len(written)} tables written to {written[0].parent if written else '-'}")
+        print_wrapped(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "
+                      f"({len(variance)} rows)")
+    print_wrapped(f"{len(written)} tables written to {where}")
 
 
 def print_behavior_summary(payload: dict, summary) -> None:
@@ -312,3 +307,132 @@ def _fmt2(value, digits: int = 2) -> str:
     import math
 
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _scale_label(record: dict) -> str:
+    return str(record.get("scale")) + (" (facet)" if record.get("kind") == "facet" else "")
+
+
+def print_comparison(result) -> None:
+    """``psytest compare``: one fitted table per compared run, the notes once, the verdict."""
+    from psychometrics.cli.tables import Column, number, print_fitted, print_wrapped, records_of
+
+    print_wrapped(f"reference: {result.runs[0]} ({result.models[0]})")
+    columns = [
+        Column("inventory", kind="key"), Column("mode", kind="key"), Column("scale", kind="key", fmt=_scale_label),
+        Column("mean_ref", "ref"), Column("mean_run", "run"),
+        Column("diff", "diff", fmt=lambda r: number(r.get("diff"), signed=True)),
+        Column("diff_ci", "diff 95% CI", drop=3, fmt=lambda r: f"{number(r.get('diff_ci_low'), signed=True)}.."
+               f"{number(r.get('diff_ci_high'), signed=True)}"),
+        Column("hedges_g", "g", drop=2, fmt=lambda r: number(r.get("hedges_g"), 2, signed=True)),
+        Column("noise_se", "noise SE", drop=1),
+        Column("exceeds_noise", "exceeds", kind="key", fmt=lambda r: "YES" if r.get("exceeds_noise") else "no"),
+    ]
+    for run, model in zip(result.runs[1:], result.models[1:]):
+        part = result.differences[result.differences["run"] == run]
+        print_wrapped("")
+        print_wrapped(f"{run} ({model}) vs reference: {int(part['exceeds_noise'].sum())} of {len(part)} exceed noise")
+        print_fitted("", records_of(part), columns, max_rows=60, where="compare --json or --out DIR")
+    for note in dict.fromkeys(result.notes):
+        print_wrapped(f"note: {note}")
+    print_wrapped("exceeds noise = |diff| > 2 x noise SE (from repeated samples) and the Welch 95% CI excludes 0")
+    print_wrapped(result.verdict)
+
+
+def print_check(result) -> None:
+    """``psytest check``: the scales against the baseline (fitted), the notes once, the verdict."""
+    from psychometrics.cli.tables import Column, number, print_fitted, print_wrapped, records_of
+
+    columns = [
+        Column("inventory", kind="key"), Column("mode", kind="key"), Column("scale", kind="key", fmt=_scale_label),
+        Column("baseline_mean", "baseline"), Column("current_mean", "current"),
+        Column("difference", "diff", fmt=lambda r: number(r.get("difference"), signed=True)),
+        Column("difference_sd", "diff SD", drop=1, fmt=lambda r: number(r.get("difference_sd"), 2, signed=True)),
+        Column("within", "within", kind="key", fmt=lambda r: "yes" if r.get("within") else "NO"),
+        Column("reason", kind="note"),
+    ]
+    rows = records_of(result.rows)
+    present = set(result.rows.columns)
+    print_fitted("", rows, [c for c in columns if c.key in present], max_rows=60, where="check --json")
+    for note in dict.fromkeys(result.notes):
+        print_wrapped(f"note: {note}")
+    print_wrapped(result.verdict)
+
+
+def print_lines(text: str) -> None:
+    """Plain text (a result's summary), each line wrapped at the console's width, repeated lines once."""
+    from psychometrics.cli.tables import print_wrapped
+
+    seen: set[str] = set()
+    for line in str(text).split("\n"):
+        if line.startswith("note: ") and line in seen:
+            continue
+        seen.add(line)
+        print_wrapped(line, indent="  ")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def print_plan(plan: dict) -> None:
+    """``administer --dry-run``: every factor with its levels, the product per inventory, tokens and time."""
+    from psychometrics.cli.tables import Column, print_fitted, print_wrapped
+    from psychometrics.design.breakdown import short_names
+
+    def levels(row: dict) -> str:
+        value = row["levels"]
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+
+    print_fitted(f"Plan (nothing is sent): {plan['requests_planned']:,} requests", plan["factors"], [
+        Column("factor", kind="key"), Column("levels", kind="key", fmt=levels),
+        Column("names", "level names", kind="text",
+               fmt=lambda r: short_names(r["names"]) + (f" ({r['note']})" if r.get("note") else "")),
+    ], max_rows=100)
+    for row in plan["inventories"]:
+        print_wrapped(f"{row['inventory']}: {row['formula']}; to send {row['to_send']:,}: about "
+                      f"{row['input_tokens']:,} input tokens, at most {row['output_tokens_max']:,} output tokens",
+                      indent="  ")
+    print_wrapped(f"total: {plan['requests_planned']:,} requests planned, {plan['already_answered']:,} already "
+                  f"answered, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input tokens and "
+                  f"at most {plan['estimated_output_tokens_max']:,} output tokens (estimated: {plan['token_basis']})",
+                  indent="  ")
+    _print_time(plan.get("time"))
+    print_wrapped("Nothing was sent.")
+
+
+def _print_time(time: dict | None) -> None:
+    from psychometrics.cli.tables import print_wrapped
+
+    if not time:
+        return
+    if time.get("seconds") is None:
+        print_wrapped(f"time: no estimate ({time['basis']})", indent="  ")
+    else:
+        print_wrapped(f"time: about {_duration(time['seconds'])} (an estimate, {time['basis']})", indent="  ")
+
+
+def print_behavior_plan(plan: dict) -> None:
+    """``behave --dry-run``: tasks, variants, personas and samples, conversations, tokens and time."""
+    from psychometrics.cli.tables import Column, print_fitted, print_wrapped
+    from psychometrics.design.breakdown import short_names
+
+    print_fitted(f"Plan (nothing is sent): {plan['conversations_planned']:,} conversations", plan["factors"], [
+        Column("factor", kind="key"), Column("levels", kind="key"),
+        Column("names", "level names", kind="text",
+               fmt=lambda r: short_names(r["names"]) + (f" ({r['note']})" if r.get("note") else "")),
+    ], max_rows=100)
+    print_wrapped(plan["formula"], indent="  ")
+    print_wrapped(f"total: {plan['conversations_planned']:,} conversations planned, {plan['already_answered']:,} "
+                  f"already answered, {plan['to_send']:,} to send ({plan['turns_to_send']:,} turns); about "
+                  f"{plan['estimated_input_tokens']:,} input tokens and at most "
+                  f"{plan['estimated_output_tokens_max']:,} output tokens (estimated: {plan['token_basis']})",
+                  indent="  ")
+    _print_time(plan.get("time"))
+    print_wrapped("Nothing was sent.")

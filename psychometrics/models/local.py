@@ -300,6 +300,69 @@ class LocalModel(ModelBackend):
             text, n_in, n_out = self._generate(request)
             return ModelReply(text=text, input_tokens=n_in, output_tokens=n_out)
 
+    def probe_speed(self, requests: list[ModelRequest], distinct: int = 4) -> dict:
+        """Time this model on this machine with the first requests of a plan, for ``--dry-run``'s time
+        estimate: loading, one prompt evaluated from an empty cache, the next ``distinct`` different
+        prompts evaluated after their shared prefix (as a run evaluates them), and one greedy text reply.
+
+        Returns seconds per prompt token evaluated after a shared prefix, per generated token, the
+        characters of message text per token, the tokens every prompt adds beyond its message text, and
+        the tokens of the greedy reply. Nothing is stored; the numbers vary with the machine's load.
+        """
+        import time
+
+        started = time.perf_counter()
+        llm = self._load()
+        load_s = time.perf_counter() - started
+        llm.n_tokens = 0
+        seen: list[ModelRequest] = []
+        for request in requests:
+            if not seen or request.messages != seen[-1].messages:
+                seen.append(request)
+            if len(seen) > distinct:
+                break
+        first = seen[0]
+        tokens = self.prompt_tokens(first)
+        chars = sum(len(m.content) for m in first.messages)
+        started = time.perf_counter()
+        self._eval_with_prefix_reuse(tokens)
+        full_s = time.perf_counter() - started
+        chars_per_token = chars / max(1, len(tokens))
+        new_tokens, new_s, tails = 0, 0.0, []
+        previous, previous_text = tokens, "".join(m.content for m in first.messages)
+        for request in seen[1:]:
+            current = self.prompt_tokens(request)
+            text = "".join(m.content for m in request.messages)
+            common = next((i for i, (a, b) in enumerate(zip(previous, current)) if a != b), min(len(previous),
+                                                                                             len(current)))
+            common_chars = next((i for i, (a, b) in enumerate(zip(previous_text, text)) if a != b),
+                                min(len(previous_text), len(text)))
+            started = time.perf_counter()
+            self._eval_with_prefix_reuse(current)
+            new_s += time.perf_counter() - started
+            added = len(current) - min(common, len(current) - 1)
+            new_tokens += added
+            tails.append(added - (len(text) - common_chars) / chars_per_token)
+            previous, previous_text = current, text
+        if not new_tokens:  # one distinct prompt: its full evaluation is the only measurement
+            new_tokens, new_s = len(tokens), full_s
+        text_request = next((r for r in requests if r.mode == "text"), None)
+        reply_tokens, per_output_s = 0, None
+        if text_request is not None:
+            greedy = ModelRequest(messages=text_request.messages, choices=text_request.choices, mode="text",
+                                  temperature=0.0, seed=0, max_tokens=text_request.max_tokens)
+            self._eval_with_prefix_reuse(self.prompt_tokens(greedy))  # the prompt cached: time the reply alone
+            started = time.perf_counter()
+            _, _, reply_tokens = self._generate(greedy)
+            per_output_s = (time.perf_counter() - started) / max(1, reply_tokens)
+        return {
+            "load_s": load_s, "first_prompt_tokens": len(tokens), "first_prompt_s": full_s,
+            "prompt_tokens_measured": new_tokens, "seconds_per_prompt_token": new_s / new_tokens,
+            "seconds_per_output_token": per_output_s, "reply_tokens": reply_tokens,
+            "chars_per_token": chars_per_token, "template_tokens": max(0.0, sum(tails) / len(tails)) if tails else 0.0,
+            "threads": {"generation": self._threads[0], "prompt": self._threads[1]},
+        }
+
     async def complete(self, request: ModelRequest) -> ModelReply:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")

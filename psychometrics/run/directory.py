@@ -178,32 +178,109 @@ def administer(
     return RunResult(run_dir, stats, planned)
 
 
+CHARS_PER_TOKEN = 4  # the rule of thumb for English text with BPE tokenisers, used when no tokenizer is at hand
+TOKENS_PER_MESSAGE = 4  # what a chat template adds around each message, roughly
+
+
 def estimate_requests(
     backend: ModelBackend,
     inventories: list[Inventory],
     design: Design,
     persona_set: PersonaSet | None,
     run_dir: Path | None,
+    probe: bool = True,
 ) -> dict:
-    """What a run would send (``--dry-run``): requests planned, already answered, to send, and tokens.
+    """What a run would send (``--dry-run``): the plan factor by factor, requests planned, already
+    answered and to send, tokens per inventory, and for a local model an estimated time.
 
-    Input tokens are estimated at four characters per token plus a few per message for the chat
-    template; output tokens are an upper bound (``max_tokens`` per text request, one per scored one).
+    Input tokens are estimated at four characters of message text per token plus four per message for
+    the chat template; output tokens are an upper bound (``max_tokens`` per text request, one per scored
+    one). For a local model (``probe``), a few of the plan's own requests are timed on this machine
+    (:meth:`~psychometrics.models.local.LocalModel.probe_speed`); the time estimate adds, request by
+    request in plan order, the tokens not shared with the previous prompt (the part a run evaluates: the
+    shared prefix stays in the model's cache) at the measured speed, and the measured reply length of a
+    greedy text reply at the measured generation speed.
     """
+    from psychometrics.design.breakdown import plan_breakdown
     from psychometrics.engine.pool import pending
 
+    breakdown = plan_breakdown(inventories, design, persona_set)
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     answered = 0
     todo = planned
     if run_dir is not None and (run_dir / RESPONSES).exists():
         with RunStore(run_dir / RESPONSES, read_only=True) as store:
             todo, answered = pending(planned, store)
-    input_tokens = sum(sum(len(m.content) for m in p.request.messages) // 4 + 4 * len(p.request.messages) for p in todo)
-    output_tokens = sum(p.request.max_tokens if p.request.mode == "text" else 1 for p in todo)
-    return {
+    per_inventory: dict[str, dict] = {row["inventory"]: {**row, "to_send": 0, "input_tokens": 0, "output_tokens_max": 0}
+                                      for row in breakdown["inventories"]}
+    for p in todo:
+        row = per_inventory[p.inventory.id]
+        row["to_send"] += 1
+        row["input_tokens"] += (sum(len(m.content) for m in p.request.messages) // CHARS_PER_TOKEN
+                                + TOKENS_PER_MESSAGE * len(p.request.messages))
+        row["output_tokens_max"] += p.request.max_tokens if p.request.mode == "text" else 1
+    result = {
         "requests_planned": len(planned),
         "already_answered": answered,
         "to_send": len(todo),
-        "estimated_input_tokens": input_tokens,
-        "estimated_output_tokens_max": output_tokens,
+        "estimated_input_tokens": sum(r["input_tokens"] for r in per_inventory.values()),
+        "estimated_output_tokens_max": sum(r["output_tokens_max"] for r in per_inventory.values()),
+        "token_basis": (f"input: {CHARS_PER_TOKEN} characters of message text per token plus "
+                        f"{TOKENS_PER_MESSAGE} per message; output: at most max_tokens ({design.max_tokens} per item) "
+                        "per text request, 1 per probability request"),
+        "factors": breakdown["factors"],
+        "inventories": list(per_inventory.values()),
+        "time": _time_estimate(backend, [p.request for p in todo], probe),
+    }
+    return result
+
+
+def shared_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix of two strings (binary search on slices: fast for long ones)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _time_estimate(backend: ModelBackend, requests: list, probe: bool) -> dict:
+    """An estimated sending time: measured for local models, stated as unknown otherwise."""
+    from psychometrics.models.local import LocalModel
+
+    if backend.name.startswith("sim/"):
+        return {"seconds": None, "basis": "a simulated respondent: no model time (about 1,000+ requests/s here)"}
+    if not isinstance(backend, LocalModel):
+        return {"seconds": None, "basis": "a remote model: the time depends on the server's latency, concurrency and "
+                "rate limits; send a small run first and read its items/s"}
+    if not requests:
+        return {"seconds": 0.0, "basis": "nothing to send"}
+    if not probe:
+        return {"seconds": None, "basis": "not measured (no probe)"}
+    speed = backend.probe_speed(requests)
+    cpt, per_token, tail = speed["chars_per_token"], speed["seconds_per_prompt_token"], speed["template_tokens"]
+    prompt_tokens = 0.0
+    previous = ""
+    for request in requests:
+        text = "".join(m.content for m in request.messages)
+        shared = shared_prefix(previous, text)
+        prompt_tokens += max(1.0, (len(text) - shared) / cpt + tail)
+        previous = text
+    texts = sum(r.mode == "text" for r in requests)
+    output_tokens = texts * min(max(1, speed["reply_tokens"]), max((r.max_tokens for r in requests), default=1))
+    seconds = speed["load_s"] + prompt_tokens * per_token + output_tokens * (speed["seconds_per_output_token"] or 0.0)
+    return {
+        "seconds": seconds,
+        "prompt_tokens_evaluated": round(prompt_tokens),
+        "output_tokens": output_tokens,
+        "probe": speed,
+        "basis": (f"measured here on {speed['prompt_tokens_measured']} prompt tokens of this plan's first requests "
+                  f"({per_token * 1000:.2f} ms per prompt token after the cached prefix"
+                  + (f", {speed['seconds_per_output_token'] * 1000:.1f} ms per generated token, "
+                     f"{speed['reply_tokens']} token(s) in a greedy reply" if speed["seconds_per_output_token"] else "")
+                  + f", {speed['load_s']:.1f} s to load); {round(prompt_tokens):,} prompt tokens not shared with the "
+                  "previous request; an estimate: the machine's load changes it"),
     }
