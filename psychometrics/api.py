@@ -214,8 +214,9 @@ def _analysis_options(by: list[str] | None, structure: bool, reference_loadings:
             "reference_loadings_sha256": file_sha256(reference_loadings) if reference_loadings else None}
 
 
-def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, threads_batch) -> ModelBackend:
-    """The backend ``model`` names (a ``--model`` string), or ``model`` itself when it is one already."""
+def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, threads_batch, inventories=()) -> ModelBackend:
+    """The backend ``model`` names (a ``--model`` string), or ``model`` itself when it is one already;
+    ``inventories`` are the ones it will be given (a simulated respondent's model string may name their traits)."""
     if not isinstance(model, str):
         given = [name for name, value in (("api_base", api_base), ("threads", threads),
                                           ("threads_batch", threads_batch)) if value is not None]
@@ -224,7 +225,8 @@ def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, thread
         return model
     from psychometrics.models import resolve_model
 
-    return resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch)
+    return resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch,
+                         inventories=inventories)
 
 
 def _sending(progress: Optional[Progress]) -> dict:
@@ -303,7 +305,7 @@ def administer(
 
         persona_set = resolve_persona_set(plan.personas)
         persona_set.select(plan.persona_ids)
-    backend = _backend(model, api_base, timeout, threads, threads_batch)
+    backend = _backend(model, api_base, timeout, threads, threads_batch, inventories)
     model_name = model if isinstance(model, str) else backend.name
     if dry_run:
         from psychometrics.run.directory import estimate_requests
