@@ -201,7 +201,7 @@ def validate_baseline(baseline: object, source: str = "baseline") -> None:
         raise PsytestError(f"{source}: not a psytest baseline (no 'psytest_baseline' key); {hint}")
     version = baseline["psytest_baseline"]
     if isinstance(version, bool) or version not in READABLE_FORMATS:
-        raise PsytestError(f"{source}: baseline format {str(version)[:40]!r} is not supported "
+        raise PsytestError(f"{source}: baseline format {repr(version)[:40]} is not supported "
                            f"(this psytest reads formats {', '.join(map(str, READABLE_FORMATS))}); {hint}")
     for key, kind in (("model", str), ("inventories", dict), ("scales", list)):
         if not isinstance(baseline.get(key), kind):
@@ -376,10 +376,10 @@ def check_run(run_dir: Path, baseline: dict, tolerance: float | None = None,
     _validate_tolerance(tolerance, unit)  # type: ignore[arg-type]
     tolerance = float(tolerance)  # type: ignore[arg-type]
     validate_baseline(baseline)
+    run_dir = Path(run_dir)
+    run = load_run_scores(run_dir)  # a run that cannot be read is named before the baseline's spread
     if unit == "sd":
         refuse_without_spread(baseline)
-    run_dir = Path(run_dir)
-    run = load_run_scores(run_dir)
     manifest = run.manifest
     include_facets = any(entry["kind"] == "facet" for entry in baseline["scales"])
     current = scale_statistics(run.scores, include_facets=include_facets)
