@@ -150,6 +150,11 @@ class BaselineFile:
         scales = self.data.get("scales", []) if isinstance(self.data, dict) else []
         return len(scales)
 
+    @property
+    def warnings(self) -> list[str]:
+        """One-line warnings recorded in the file (scales without run-to-run spread)."""
+        return list(self.data.get("warnings") or []) if isinstance(self.data, dict) else []
+
 
 @dataclass
 class RenderedTemplate:
@@ -214,8 +219,9 @@ def _analysis_options(by: list[str] | None, structure: bool, reference_loadings:
             "reference_loadings_sha256": file_sha256(reference_loadings) if reference_loadings else None}
 
 
-def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, threads_batch) -> ModelBackend:
-    """The backend ``model`` names (a ``--model`` string), or ``model`` itself when it is one already."""
+def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, threads_batch, inventories=()) -> ModelBackend:
+    """The backend ``model`` names (a ``--model`` string), or ``model`` itself when it is one already;
+    ``inventories`` are the ones it will be given (a simulated respondent's model string may name their traits)."""
     if not isinstance(model, str):
         given = [name for name, value in (("api_base", api_base), ("threads", threads),
                                           ("threads_batch", threads_batch)) if value is not None]
@@ -224,7 +230,8 @@ def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, thread
         return model
     from psychometrics.models import resolve_model
 
-    return resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch)
+    return resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch,
+                         inventories=inventories)
 
 
 def _sending(progress: Optional[Progress]) -> dict:
@@ -303,7 +310,7 @@ def administer(
 
         persona_set = resolve_persona_set(plan.personas)
         persona_set.select(plan.persona_ids)
-    backend = _backend(model, api_base, timeout, threads, threads_batch)
+    backend = _backend(model, api_base, timeout, threads, threads_batch, inventories)
     model_name = model if isinstance(model, str) else backend.name
     if dry_run:
         from psychometrics.run.directory import estimate_requests
@@ -540,8 +547,9 @@ def compare(runs: Sequence[PathLike], *, out: Optional[PathLike] = None) -> Comp
 
 
 def baseline(run: PathLike, *, out: Optional[PathLike] = None) -> BaselineFile:
-    """Write a baseline of the run's scale scores for :func:`check` (``psytest baseline``); ``out``
-    defaults to ``RUN/baseline.json``."""
+    """Write a baseline of the run's scale scores and their run-to-run noise for :func:`check` (``psytest
+    baseline``); ``out`` defaults to ``RUN/baseline.json``. Scales without spread (one scored cell, or
+    identical repeated samples) are listed in ``warnings``."""
     from psychometrics.analysis.baseline import write_baseline
 
     path = _path(out) or Path(run) / "baseline.json"
@@ -553,16 +561,17 @@ def baseline(run: PathLike, *, out: Optional[PathLike] = None) -> BaselineFile:
 def check(run: PathLike, *, baseline: Union[PathLike, dict], tolerance: Optional[float] = None,
           unit: str = "sd") -> CheckResult:
     """Compare a run with a baseline (a file from :func:`baseline`, or its contents): ``result.passed``
-    when every scale is within ``tolerance`` (default 0.5) in ``unit`` ``sd`` (the baseline's SD over
-    design cells) or ``raw`` (scale points) (``psytest check``, a CI drift gate)."""
-    from psychometrics.analysis.baseline import DEFAULT_TOLERANCE, check_run, load_baseline
+    when every scale is within ``tolerance`` of it (``psytest check``, a CI drift gate). ``unit`` ``sd``:
+    in SDs of the run-to-run noise of a difference of two means (default tolerance 3; refused with a
+    one-line error when a baseline scale has no spread); ``raw``: in score points (default 0.5). See
+    :mod:`psychometrics.analysis.baseline`."""
+    from psychometrics.analysis.baseline import check_run, load_baseline
 
     if unit not in ("sd", "raw"):
         raise PsytestError(f"--unit must be sd or raw, got {unit!r}")
     with _reading_only():
         reference = baseline if isinstance(baseline, dict) else load_baseline(Path(baseline))
-        return check_run(Path(run), reference, DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                         "sd" if unit == "sd" else "raw")
+        return check_run(Path(run), reference, tolerance, "sd" if unit == "sd" else "raw")
 
 
 def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:

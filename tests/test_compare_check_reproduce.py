@@ -128,11 +128,20 @@ def test_baseline_then_check_passes_on_a_rerun_of_the_same_model(runs, tmp_path)
     assert baseline["design_cells"] == [{"inventory": "mini-ipip", "mode": "text", "cells": 80}]
     entry = baseline["scales"][0]
     assert entry["n"] == 80 and entry["sd"] > 0 and 0 < entry["noise_sd"] and entry["noise_method"] == "samples"
+    assert entry["noise_se"] == pytest.approx(entry["noise_sd"] / math.sqrt(80)) and entry["spread"]
+    assert baseline["warnings"] == [] and baseline["psytest_baseline"] == 2
+    # A noise-only re-run (same simulated respondent, other sampling seeds) passes.
     result = check_run(runs["same_model"], baseline)
-    assert result.passed and result.tolerance == DEFAULT_TOLERANCE and result.unit == "sd"
-    assert result.verdict.startswith("PASS: all 5 scales within 0.5 SD")
-    assert (result.rows["sd_unit"] == result.rows["baseline_sd"]).all()
-    assert (result.rows["difference_sd"].abs() < 0.5).all()
+    assert result.passed and result.tolerance == DEFAULT_TOLERANCE == 3 and result.unit == "sd"
+    assert result.verdict.startswith("PASS: all 5 scales within 3 SD of run-to-run noise")
+    rows = result.rows
+    expected_se = (rows["baseline_noise_sd"] ** 2 / rows["n_baseline"] + rows["current_noise_sd"] ** 2
+                   / rows["n_current"]) ** 0.5
+    assert (rows["noise_se"] - expected_se).abs().max() < 1e-12
+    assert ((rows["difference_sd"] - rows["difference"] / rows["noise_se"]).abs() < 1e-12).all()
+    assert ((rows["allowed"] - 3 * rows["noise_se"]).abs() < 1e-12).all()
+    assert (rows["difference_sd"].abs() < 3).all() and (rows["noise_se"] > 0).all()
+    assert any("fails by chance with probability" in note for note in result.notes)
 
 
 def test_check_fails_when_scores_are_shifted(runs, tmp_path):
@@ -179,8 +188,9 @@ def test_check_fails_on_what_the_run_lacks_and_rejects_bad_options(runs, tmp_pat
 
     zero = make_baseline(runs["reference"])
     zero["scales"] = [{**zero["scales"][0], "sd": 0.0, "noise_sd": 0.0}]
-    row = check_run(runs["same_model"], zero).rows.iloc[0]
-    assert math.isinf(row["difference_sd"]) and not row["within"]
+    with pytest.raises(PsytestError, match="no run-to-run spread for mini-ipip/text/E.*--unit raw") as refused:
+        check_run(runs["same_model"], zero)
+    assert "\n" not in str(refused.value)
     assert check_run(runs["same_model"], zero, tolerance=1.0, unit="raw").passed
 
     with pytest.raises(PsytestError, match="--tolerance"):
@@ -368,3 +378,78 @@ def test_rerun_retries_transient_failures_and_reports_a_failed_resend_as_a_diffe
     assert (found["field"], found["rowid"], found["replayed"]) == ("error", refused_row, "ValueError: refused")
     assert any("1 transient failures of the model were retried" in note for note in result.rerun.notes)
     assert _tree_fingerprint(run) == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# the drift gate: zero spread, noise only, a real shift
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "psychometrics", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_check_fails_on_a_real_shift_of_one_sd_naming_the_scale(runs, tmp_path):
+    baseline = make_baseline(runs["reference"])
+    shifted = _administer(SIM + ",e=1", tmp_path / "e1", seed=4)  # extraversion moved by 1 SD, other draws
+    result = check_run(shifted, baseline)
+    assert not result.passed and list(result.failures["scale"]) == ["E"]
+    row = result.failures.iloc[0]
+    assert row["difference"] > row["allowed"] > 0 and row["difference_sd"] > 3
+    assert result.verdict.startswith("FAIL: 1 of 5 scales outside 3 SD of run-to-run noise")
+    assert "mini-ipip/text/E" in result.verdict and f"allowed ±{row['allowed']:.3f}" in result.verdict
+    # The other scales stay within noise: the simulated respondent keys Mini-IPIP items as Mini-IPIP does.
+    assert result.rows.set_index("scale").drop(index="E")["within"].all()
+
+
+@pytest.mark.parametrize("model, design", [
+    ("sim/seed=2,noise=0.4", dict(personas=None, samples=1, temperature=0.0)),  # one cell
+    # Repeated samples of label probabilities from a respondent without state noise: all identical.
+    ("sim/seed=2", dict(personas=None, samples=3, temperature=0.0, modes=["probs"])),
+], ids=["one-cell", "greedy-probs"])
+def test_a_baseline_without_spread_warns_and_is_refused_in_sd_units(tmp_path, model, design):
+    reference = _administer(model, tmp_path / "ref", seed=1, **design)
+    rerun = _administer(model, tmp_path / "rerun", seed=2, **design)
+    written = _cli("baseline", str(reference), "--out", str(tmp_path / "b.json"))
+    assert written.returncode == 0, written.stderr
+    warning = written.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("psytest: warning: 5 scale(s) have no run-to-run spread")
+    baseline = load_baseline(tmp_path / "b.json")
+    assert baseline["warnings"] and not any(entry["spread"] for entry in baseline["scales"])
+
+    refused = _cli("check", str(rerun), "--baseline", str(tmp_path / "b.json"))
+    assert refused.returncode == 2 and refused.stdout == ""
+    line = refused.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line and "inf" not in line
+    assert "no run-to-run spread for mini-ipip/" in line and "--unit raw" in line and "repeated samples" in line
+    with pytest.raises(PsytestError, match="no run-to-run spread"):
+        check_run(rerun, baseline)
+
+    raw = _cli("check", str(rerun), "--baseline", str(tmp_path / "b.json"), "--unit", "raw")
+    assert raw.returncode == 0 and "PASS: all 5 scales within 0.5 points" in raw.stdout
+    moved = _administer(model + ",e=2", tmp_path / "moved", seed=1, **design)
+    failed = check_run(moved, baseline, tolerance=0.25, unit="raw")
+    assert list(failed.failures["scale"]) == ["E"] and failed.failures.iloc[0]["difference"] > 0.25
+
+
+def test_a_format_1_baseline_is_read_and_gives_the_same_verdict(runs, tmp_path):
+    current = make_baseline(runs["reference"])
+    old = {k: v for k, v in current.items() if k not in ("warnings", "noise")}
+    old["psytest_baseline"] = 1
+    old["scales"] = [{k: v for k, v in e.items() if k not in ("noise_se", "noise_df", "spread")} for e in current["scales"]]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    for other in ("same_model", "extraverted"):
+        new_rows = check_run(runs[other], current).rows
+        old_rows = check_run(runs[other], load_baseline(tmp_path / "old.json")).rows
+        pd.testing.assert_frame_equal(new_rows, old_rows)
+    lacking = {**old, "scales": [{k: v for k, v in e.items() if k != "noise_sd"} for e in old["scales"]]}
+    (tmp_path / "lacking.json").write_text(json.dumps(lacking))
+    with pytest.raises(PsytestError, match=r"scales\[0\] lacks noise_sd") as error:
+        load_baseline(tmp_path / "lacking.json")
+    assert "\n" not in str(error.value)
+    for version in (3, "1", True, None):
+        (tmp_path / "future.json").write_text(json.dumps({**old, "psytest_baseline": version}))
+        with pytest.raises(PsytestError, match="not supported"):
+            load_baseline(tmp_path / "future.json")

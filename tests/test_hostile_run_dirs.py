@@ -25,7 +25,8 @@ from psychometrics.cli import main
 from psychometrics.limits import JSON_BYTES
 
 CORPUS = sorted((Path(__file__).parent / "data" / "hostile" / "run_dirs").glob("*.yaml"))
-ADMINISTER = ["administer", "--model", "sim/e=1,seed=2", "-i", "mini-ipip", "--samples", "2"]
+# Two samples at temperature 1: the baseline has run-to-run spread, so check --unit sd can run on it.
+ADMINISTER = ["administer", "--model", "sim/e=1,seed=2", "-i", "mini-ipip", "--samples", "2", "--temperature", "1"]
 BEHAVE = ["behave", "--model", "sim/a=1,seed=2", "--tasks", "dictator-game,social-choice", "--variants", "3"]
 
 
@@ -187,7 +188,7 @@ BASELINES = {
                             "inventories.mini-ipip must be a content hash"),
     "design-list": (_baseline_case(lambda d: d.update(design=[])), "'design' and 'backend_params' must be objects"),
     "model-missing": (_baseline_case(lambda d: d.pop("model")), "'model' is missing or not a str"),
-    "format-2": (_baseline_case(lambda d: d.update(psytest_baseline=2)), "baseline format 2 is not supported"),
+    "format-3": (_baseline_case(lambda d: d.update(psytest_baseline=3)), "baseline format 3 is not supported"),
 }
 
 

@@ -513,7 +513,7 @@ def _rebuild_plan(run: "Run"):
     manifest = run.questionnaire
     model, design = manifest.model, manifest.design
     _refuse_nondeterministic(model, design)
-    backend = resolve_model(model)
+    backend = resolve_model(model, inventories=run.inventories)
     params = json.loads(json.dumps(backend.params))
     if params != manifest.backend_params:
         differing = sorted(k for k in set(params) | set(manifest.backend_params)

@@ -61,18 +61,22 @@ def baseline(
     run: Annotated[Path, typer.Argument(help="A run directory to take as the baseline.")],
     out: Annotated[Optional[Path], typer.Option(help="Baseline file to write.", show_default="RUN/baseline.json")] = None,
 ) -> None:
-    """Write a baseline file of the run's scale scores, for 'psytest check'."""
+    """Write a baseline file of the run's scale scores and their run-to-run noise, for 'psytest check'."""
     from psychometrics import api
 
     written = api.baseline(run, out=out)
+    for warning in written.warnings:
+        echo(f"psytest: warning: {warning}", err=True)
     echo(f"baseline written to {written.path}" + (f" ({written.scales} scales)" if written.scales else ""))
 
 
 def check(
     run: Annotated[Path, typer.Argument(help="The run to check.")],
     baseline: Annotated[Path, typer.Option("--baseline", help="A file written by 'psytest baseline'.", show_default="required")],
-    tolerance: Annotated[Optional[float], typer.Option(min=0.0, help="Allowed difference, in --unit.", show_default="0.5")] = None,
-    unit: Annotated[str, typer.Option(help="Tolerance unit: sd (baseline SD over cells) or raw (scale points).")] = "sd",
+    tolerance: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Allowed difference, in --unit.", show_default="3 with --unit sd, 0.5 with --unit raw")] = None,
+    unit: Annotated[str, typer.Option(help="Tolerance unit: sd (SDs of the run-to-run noise of a difference of "
+                                      "two means) or raw (score points).")] = "sd",
     as_json: JsonFlag = False,
 ) -> None:
     """Exit 0 when every scale is within tolerance of the baseline, 1 otherwise (a CI drift gate)."""

@@ -304,6 +304,7 @@ def plan_requests(
                                             temperature=design.temperature,
                                             seed=seed,
                                             max_tokens=design.max_tokens * len(chunk),
+                                            inventory=inventory.id,
                                         )
                                         planned.append(
                                             PlannedRequest(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import replace
 from typing import Callable
 
 from psychometrics.design.plan import PlannedRequest, messages_hash
@@ -134,7 +135,7 @@ def _reask_request(planned: PlannedRequest, replies: list[str], round_: int) -> 
     for reply in replies:
         messages += [Message("assistant", reply), Message("user", REASK_TEXT.format(rule=rule))]
     seed = None if request.seed is None else (request.seed + 7919 * round_) & 0x7FFFFFFF
-    return ModelRequest(tuple(messages), request.choices, request.mode, request.temperature, seed, request.max_tokens)
+    return replace(request, messages=tuple(messages), seed=seed)
 
 
 async def converse(complete, planned: PlannedRequest, reasks: int, failures: list | None = None):

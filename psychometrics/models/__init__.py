@@ -15,8 +15,13 @@ Backends import their heavy libraries only when constructed, so listing or valid
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Sequence
+
 from psychometrics.errors import ModelSpecError
 from psychometrics.models.base import ModelBackend
+
+if TYPE_CHECKING:
+    from psychometrics.inventories.model import Inventory
 
 DEFAULT_MODEL = "local/qwen2.5-0.5b"
 
@@ -28,8 +33,10 @@ def resolve_model(
     timeout_s: float | None = None,
     threads: int | None = None,
     threads_batch: int | None = None,
+    inventories: Sequence["Inventory"] = (),
 ) -> ModelBackend:
-    """Build the backend named by ``model``."""
+    """Build the backend named by ``model``. ``inventories``: user inventories a simulated respondent
+    should know from the start (their traits are valid keys of a ``sim/`` model string)."""
     if api_base is not None and (model.startswith(("sim/", "local/", "gguf:", "router:")) or model == "sim"):
         raise ModelSpecError(
             f"--api-base is for models served over HTTP (openai/NAME, ...); --model {model} does not use it"
@@ -41,7 +48,7 @@ def resolve_model(
     if model.startswith("sim/") or model == "sim":
         from psychometrics.models.simulated import SimulatedRespondent
 
-        return SimulatedRespondent(model)
+        return SimulatedRespondent(model, inventories)
     if model.startswith(("local/", "gguf:")):
         from psychometrics.models.local import LocalModel
 

@@ -143,6 +143,9 @@ class ModelRequest:
     mode : ``text`` (generate a reply) or ``probs`` (score the choices).
     temperature, seed : sampling settings; the seed is derived per request by the caller.
     max_tokens : generation limit in ``text`` mode.
+    inventory : the id of the inventory whose items the prompt asks (None for any other prompt). Never
+        sent to a model and not part of the request's identity; a simulated respondent keys the items
+        as this inventory keys them (the same item text can be keyed differently elsewhere).
     """
 
     messages: tuple[Message, ...]
@@ -151,6 +154,7 @@ class ModelRequest:
     temperature: float = 0.0
     seed: int | None = None
     max_tokens: int = 16
+    inventory: str | None = None
 
 
 @dataclass

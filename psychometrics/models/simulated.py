@@ -40,10 +40,21 @@ as a real model's.
 Reference: Samejima, F. (1969). Estimation of latent ability using a response pattern of graded
 scores. Psychometrika Monograph Supplement, 34(4, Pt. 2), 100.
 
+Items are keyed as the inventory they are asked from keys them: the request names its inventory
+(:attr:`~psychometrics.models.base.ModelRequest.inventory`, set by the planner), and the respondent looks
+the statement up among that inventory's items only. An item text two inventories share with different
+keys (IPIP "Am not really interested in others": agreeableness in Mini-IPIP, extraversion in IPIP-NEO-300)
+therefore takes the key of the inventory being administered. A request that does not name its inventory
+(a hand-made prompt, a sim served over HTTP) is matched against the inventories given to
+:meth:`SimulatedRespondent.prepare` first, then the shipped ones; only a wording that several of those
+key differently and nothing in the prompt tells apart is given the mean of their keys.
+
 Model strings: ``sim/default`` or ``sim/`` followed by comma-separated ``key=value`` pairs, e.g.
 ``sim/extraversion=1.5,neuroticism=-1,acquiescence=0.8,seed=3``. Keys are trait names (the ``trait``
-vocabulary of the inventories; ``e a c n o`` abbreviate the Big Five) and the parameters in
-:data:`PARAMETERS`.
+vocabulary of the shipped inventories, the behavioural tasks' traits, the traits persona sets target and
+those of the inventories the respondent is made with; ``e a c n o`` abbreviate the Big Five), the
+parameters in :data:`PARAMETERS` and ``traits``. Any other key is refused (a typo such as
+``extroversion`` would otherwise leave the intended trait at 0), with the closest valid key suggested.
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -103,8 +114,46 @@ class SimConfig:
         return self.params.get(name, PARAMETERS[name][0])
 
 
-def parse_sim_spec(model: str) -> SimConfig:
-    """Parse ``sim/k=v,...``; bad keys or values raise a one-line :class:`ModelSpecError`."""
+def shipped_traits() -> frozenset[str]:
+    """Trait names a simulated respondent knows without being told: those of the shipped inventories'
+    scales, the behavioural tasks' traits and the traits the shipped persona sets target."""
+    global _SHIPPED_TRAITS
+    if _SHIPPED_TRAITS is None:
+        from psychometrics.behavior.task import TRAITS
+        from psychometrics.design.personas import resolve_persona_set, shipped_persona_sets
+        from psychometrics.inventories.library import load_all_shipped
+
+        names = set(TRAITS) | set(TRAIT_ALIASES.values())
+        names |= {scale.trait for inventory in load_all_shipped() for scale in inventory.scales if scale.trait}
+        for set_name in shipped_persona_sets():
+            names |= {t for persona in resolve_persona_set(set_name).personas for t in persona.targets}
+        _SHIPPED_TRAITS = frozenset(names)
+    return _SHIPPED_TRAITS
+
+
+_SHIPPED_TRAITS: frozenset[str] | None = None
+
+
+def _unknown_key(model: str, key: str, traits: frozenset[str]) -> ModelSpecError:
+    """The one-line error for a key that is neither a parameter nor a known trait: the closest valid
+    key when there is a near miss, then every valid key."""
+    import difflib
+
+    parameters = sorted((*PARAMETERS, "traits"))
+    trait_keys = sorted(traits)
+    close = difflib.get_close_matches(key, [*parameters, *trait_keys, *TRAIT_ALIASES], n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ModelSpecError(
+        f"--model {model}: unknown key {key!r}{hint}; valid keys are the parameters {', '.join(parameters)}, "
+        f"the traits {', '.join(trait_keys)} and the abbreviations {', '.join(TRAIT_ALIASES)}"
+    )
+
+
+def parse_sim_spec(model: str, extra_traits: Iterable[str] = ()) -> SimConfig:
+    """Parse ``sim/k=v,...``; bad keys or values raise a one-line :class:`ModelSpecError`.
+
+    Trait keys must be in :func:`shipped_traits` or ``extra_traits`` (the traits of user inventories
+    the respondent is made with)."""
     body = model.split("/", 1)[1] if "/" in model else ""
     if body in ("", "default"):
         return SimConfig()
@@ -138,6 +187,9 @@ def parse_sim_spec(model: str) -> SimConfig:
                 raise ModelSpecError(f"--model {model}: {key} must be a whole number, got {raw}")
             params[key] = value
         elif re.fullmatch(r"[a-z][a-z0-9_]*", key):
+            known = shipped_traits() | set(extra_traits)
+            if TRAIT_ALIASES.get(key, key) not in known:
+                raise _unknown_key(model, key, frozenset(known))
             if abs(value) > 6:
                 raise ModelSpecError(f"--model {model}: trait {key} must be between -6 and 6 (SD units), got {raw}")
             traits[TRAIT_ALIASES.get(key, key)] = value
@@ -162,24 +214,39 @@ class _ItemKnowledge:
 
 
 class ItemBank:
-    """What the simulated respondent 'understands': which trait each wording expresses, and which way,
-    and where each response label sits on the agreement continuum."""
+    """What the simulated respondent 'understands', per inventory: which trait each wording of the
+    inventory's items expresses and which way, and where each of its response labels sits on the
+    agreement continuum (0 = lowest option, 1 = highest)."""
 
     def __init__(self) -> None:
-        self.wordings: dict[str, _ItemKnowledge] = {}
-        self.label_rank: dict[str, float] = {}
-        self._known: set[str] = set()
+        #: inventory id -> normalised wording (alone, or joined to the stem) -> what it measures there
+        self.inventories: dict[str, dict[str, _ItemKnowledge]] = {}
+        #: inventory id -> normalised label -> rank
+        self.label_ranks: dict[str, dict[str, float]] = {}
+        #: inventory id -> normalised instructions (to tell inventories apart in a prompt)
+        self.instructions: dict[str, str] = {}
+        self.label_rank: dict[str, float] = {}  # any inventory's labels: for prompts that name none
+        self._known: dict[str, str] = {}  # inventory id -> content hash learned
+        self.preferred: list[str] = []  # inventories given to prepare(), most recent first
 
-    def learn(self, inventory: Inventory) -> None:
-        if inventory.content_hash in self._known:
+    def learn(self, inventory: Inventory, *, prefer: bool = False) -> None:
+        """Learn ``inventory`` (replacing an earlier inventory of the same id); ``prefer`` puts it
+        first among the inventories a request that names none is matched against."""
+        if prefer:
+            self.preferred = [inventory.id, *(i for i in self.preferred if i != inventory.id)]
+        if self._known.get(inventory.id) == inventory.content_hash:
             return
-        self._known.add(inventory.content_hash)
+        self._known[inventory.id] = inventory.content_hash
         rs = inventory.response_scale
-        for value, label in rs.labels.items():
-            self.label_rank.setdefault(_normalize(label), (value - rs.min) / (rs.max - rs.min))
+        ranks = {_normalize(label): (value - rs.min) / (rs.max - rs.min) for value, label in rs.labels.items()}
+        self.label_ranks[inventory.id] = ranks
+        for label, rank in ranks.items():
+            self.label_rank.setdefault(label, rank)
+        self.instructions[inventory.id] = _normalize(inventory.instructions or "")
         scales = {s.id: s for s in inventory.scales}
         from psychometrics.design.prompts import statement_text
 
+        wordings: dict[str, _ItemKnowledge] = {}
         for item in inventory.items:
             scale = scales[inventory.scale_of_item[item.id]]
             if scale.trait is None:
@@ -188,27 +255,66 @@ class ItemBank:
             canonical = _normalize(item.text)
             for wording in (item.text, *item.paraphrases):
                 for form in {_normalize(wording), _normalize(statement_text(inventory, wording))}:
-                    entry = self.wordings.setdefault(form, _ItemKnowledge(canonical, []))
+                    entry = wordings.setdefault(form, _ItemKnowledge(canonical, []))
                     if (scale.trait, sign) not in entry.loadings:
                         entry.loadings.append((scale.trait, sign))
+        self.inventories[inventory.id] = wordings
 
-    def find_item(self, text: str) -> _ItemKnowledge | None:
-        """The longest known wording contained in ``text``.
+    def labels_of(self, inventory: str | None) -> dict[str, float]:
+        """Label ranks of ``inventory`` (all known labels when it is unknown)."""
+        return self.label_ranks.get(inventory or "", self.label_rank)
+
+    def find_item(self, text: str, inventory: str | None = None, context: str = "") -> _ItemKnowledge | None:
+        """What the statement in ``text`` measures, keyed as ``inventory`` keys it.
+
+        Without ``inventory`` (or when that inventory does not have the statement) the inventories
+        that have it are narrowed down: those given to :meth:`SimulatedRespondent.prepare`, then those
+        whose instructions ``context`` (the system message) contains; if they still key it
+        differently, the result carries every key they give (the respondent averages them).
+        """
+        words = _normalize(text).split()
+        if inventory in self.inventories:
+            found = self._longest(words, [inventory])
+            if found:
+                return found[0][1]
+        found = self._longest(words, list(self.inventories))
+        if not found:
+            return None
+        candidates = found
+        preferred = [f for f in candidates if f[0] in self.preferred]
+        if preferred:
+            candidates = preferred
+        context = _normalize(context)
+        if context and len(candidates) > 1:
+            instructed = [f for f in candidates if self.instructions.get(f[0]) and self.instructions[f[0]] in context]
+            candidates = instructed or candidates
+        if len({tuple(k.loadings) for _, k in candidates}) == 1:
+            return candidates[0][1]
+        loadings: list[tuple[str, int]] = []
+        for _, knowledge in candidates:
+            loadings += [pair for pair in knowledge.loadings if pair not in loadings]
+        return _ItemKnowledge(candidates[0][1].canonical, loadings)
+
+    def _longest(self, words: list[str], inventories: list[str]) -> list[tuple[str, _ItemKnowledge]]:
+        """(inventory, knowledge) for the longest known wording in ``words`` among ``inventories``.
 
         Templates put the statement last, so the longest known suffix is tried first (fast); a scan
         of every known wording is the fallback.
         """
-        words = _normalize(text).split()
         for start in range(len(words)):
-            knowledge = self.wordings.get(" ".join(words[start:]))
-            if knowledge is not None:
-                return knowledge
+            suffix = " ".join(words[start:])
+            hits = [(inv, self.inventories[inv][suffix]) for inv in inventories if suffix in self.inventories[inv]]
+            if hits:
+                return hits
         haystack = f" {' '.join(words)} "
-        best: tuple[int, _ItemKnowledge] | None = None
-        for wording, knowledge in self.wordings.items():
-            if len(wording) > (best[0] if best else 0) and f" {wording} " in haystack:
-                best = (len(wording), knowledge)
-        return best[1] if best else None
+        best_length, hits = 0, []
+        for inv in inventories:
+            for wording, knowledge in self.inventories[inv].items():
+                if len(wording) >= best_length and f" {wording} " in haystack:
+                    if len(wording) > best_length:
+                        best_length, hits = len(wording), []
+                    hits.append((inv, knowledge))
+        return hits
 
 
 def grm_probabilities(eta: float, discrimination: float, thresholds: np.ndarray) -> np.ndarray:
@@ -223,13 +329,18 @@ class SimulatedRespondent(ModelBackend):
     """A respondent with known trait levels (SD units) and configurable response biases."""
 
     def __init__(self, model: str, inventories: Sequence[Inventory] | None = None):
+        """``inventories``: user inventories to know from the start (their traits become valid keys of
+        the model string; :meth:`prepare` teaches the ones a run administers)."""
         self.name = model
-        self.config = parse_sim_spec(model)
+        self.config = parse_sim_spec(
+            model, {scale.trait for inventory in inventories or () for scale in inventory.scales if scale.trait})
         self.bank = ItemBank()
         from psychometrics.inventories.library import load_all_shipped
 
-        for inventory in (*load_all_shipped(), *(inventories or ())):
+        for inventory in load_all_shipped():
             self.bank.learn(inventory)
+        for inventory in inventories or ():
+            self.bank.learn(inventory, prefer=True)
         from psychometrics.design.personas import resolve_persona_set, shipped_persona_sets
 
         self.personas: dict[str, tuple[str, dict[str, int]]] = {}
@@ -295,8 +406,10 @@ class SimulatedRespondent(ModelBackend):
         }
 
     def prepare(self, inventories: Sequence[Inventory], persona_set=None) -> None:
+        """Learn the inventories a run administers (replacing shipped ones of the same id; a request that
+        names no inventory is matched against these first) and its personas."""
         for inventory in inventories:
-            self.bank.learn(inventory)
+            self.bank.learn(inventory, prefer=True)
         if persona_set is not None:
             self._learn_personas(persona_set)
 
@@ -342,18 +455,24 @@ class SimulatedRespondent(ModelBackend):
                 return None
         return texts
 
-    def _display_order(self, prompt: str, choices: tuple[str, ...]):
+    def _display_order(self, prompt: str, choices: tuple[str, ...], inventory: str | None = None):
         """Displayed option texts and, for each semantic category, its display position (or None)."""
         option_texts = self._option_texts(prompt, choices)
-        ranks = [self.bank.label_rank.get(_normalize(t)) for t in option_texts] if option_texts else None
+        ranks = None
+        for known in (self.bank.labels_of(inventory), self.bank.label_rank):
+            ranks = [known.get(_normalize(t)) for t in option_texts] if option_texts else None
+            if ranks and all(r is not None for r in ranks):
+                break
         if not ranks or any(r is None for r in ranks):
             return None, None
         return option_texts, np.argsort(np.asarray(ranks, dtype=float), kind="stable")
 
-    def _probabilities(self, statement: str, order: np.ndarray, rng: np.random.Generator, persona=None) -> np.ndarray:
-        """GRM probabilities with biases, by display position, for the item found in ``statement``."""
+    def _probabilities(self, statement: str, order: np.ndarray, rng: np.random.Generator, persona=None,
+                       inventory: str | None = None, context: str = "") -> np.ndarray:
+        """GRM probabilities with biases, by display position, for the item found in ``statement``, keyed
+        as ``inventory`` keys it (see :meth:`ItemBank.find_item`)."""
         k = len(order)
-        knowledge = self.bank.find_item(statement)
+        knowledge = self.bank.find_item(statement, inventory, context)
         cfg = self.config
         seed = int(cfg.get("seed"))
         if knowledge is not None:
@@ -395,7 +514,7 @@ class SimulatedRespondent(ModelBackend):
                 if refuse:
                     return ModelReply(text=REFUSAL_TEXT, input_tokens=len(prompt.split()), output_tokens=18)
                 return self._behave(request, known, persona, rng)
-        option_texts, order = self._display_order(prompt, request.choices)
+        option_texts, order = self._display_order(prompt, request.choices, request.inventory)
         n_in = sum(len(m.content.split()) for m in request.messages)
         if order is None:
             if request.mode == "probs":
@@ -406,11 +525,12 @@ class SimulatedRespondent(ModelBackend):
         if request.mode == "text" and not refuse and len(statements) > 1:
             lines = []
             for number, statement in statements:
-                position = self._choose(self._probabilities(statement, order, rng, persona), request.temperature, rng)
+                probabilities = self._probabilities(statement, order, rng, persona, request.inventory, system)
+                position = self._choose(probabilities, request.temperature, rng)
                 lines.append(f"S{number}: {request.choices[position]}")
             text = "\n".join(lines)
             return ModelReply(text=text, input_tokens=n_in, output_tokens=len(text.split()))
-        probabilities = self._probabilities(prompt, order, rng, persona)
+        probabilities = self._probabilities(prompt, order, rng, persona, request.inventory, system)
         if request.mode == "probs":
             on_options = 1.0 - self.config.get("refusal")
             logprobs = {c: math.log(max(p * on_options, 1e-300)) for c, p in zip(request.choices, probabilities)}
