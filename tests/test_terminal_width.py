@@ -40,7 +40,7 @@ def _commands(root):
         ["score", str(root / "a"), "--by", "persona,mode"],
         ["score", str(root / "a")],
         ["compare", str(root / "a"), str(root / "b")],
-        ["check", str(root / "b"), "--baseline", str(root / "base.json")],
+        ["check", str(root / "b"), "--baseline", str(root / "base.json"), "--unit", "raw"],
         ["reproduce", str(root / "a")],
         ["inventories", "list"], ["tasks", "list"], ["personas", "list"], ["inventories", "show", "sd3"],
         ["administer", "-m", "sim/e=1", "-i", "mini-ipip", "-i", "sd3", "--option-orders",
