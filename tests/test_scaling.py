@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from psychometrics.errors import ModelSpecError, PsytestError
+from psychometrics.inventories.library import resolve_inventory
 from psychometrics.run.export import RESPONSE_COLUMNS, iter_responses, to_duckdb
 from psychometrics.models import resolve_model
 from psychometrics.models.simulated import SimulatedRespondent
@@ -59,13 +60,20 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
+def _respondent() -> SimulatedRespondent:
+    respondent = SimulatedRespondent(SIM)
+    respondent.prepare([resolve_inventory("mini-ipip")], None)
+    return respondent
+
+
 @pytest.fixture(scope="module")
 def router_run(tmp_path_factory):
     """80 requests through a router over two servers; then half of them resumed with a third server added."""
     root = tmp_path_factory.mktemp("router")
-    with start_server(SimulatedRespondent(SIM), api_key=KEY) as node1, \
-            start_server(SimulatedRespondent(SIM), api_key=KEY) as node2, \
-            start_server(SimulatedRespondent(SIM), api_key=KEY) as node3:
+    # Each replica knows the inventory it is asked from, as the respondent asked directly does (a request
+    # over HTTP does not name its inventory; see SimulatedRespondent.prepare).
+    with start_server(_respondent(), api_key=KEY) as node1, start_server(_respondent(), api_key=KEY) as node2, \
+            start_server(_respondent(), api_key=KEY) as node3:
         cluster = cluster_file(root / "cluster.yaml", [node1.base_url, node2.base_url])
         args = ("administer", "--model", f"router:{cluster}", "-i", "mini-ipip", "--option-orders",
                 "original,reversed", "--samples", "2", "--temperature", "1", "--concurrency", "8", "--out", "run",

@@ -201,12 +201,18 @@ def print_fitted(title: str, records: list[dict], columns: Sequence[Column], *, 
 
 
 def print_wrapped(text: str, indent: str = "") -> None:
-    """A long line of prose wrapped at the console's width (words whole; nothing elided)."""
+    """A long line of prose wrapped at the console's width (words whole; nothing elided). Piped output
+    without ``COLUMNS`` is not wrapped: a script that greps it finds each message on one line."""
+    import os
     import textwrap
 
     from psychometrics.cli.terminal import printable
 
     out = console()
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        for paragraph in str(text).split("\n"):
+            out.print(printable(paragraph), soft_wrap=True)
+        return
     width = max(20, out.width)
     for paragraph in str(text).split("\n"):
         wrapped = textwrap.wrap(printable(paragraph), width=width, subsequent_indent=indent, break_long_words=True,
