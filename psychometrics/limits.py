@@ -44,6 +44,7 @@ ITEM_ORDERS = 1_000
 MAX_TOKENS = 4_096  # reply limit of a design or a task
 PLANNED_REQUESTS = 2_000_000  # one questionnaire run
 PLANNED_CONVERSATIONS = 2_000_000  # one behaviour run
+STUDY_MODELS = 1_000  # models in one study file
 
 # -- behavioural tasks ------------------------------------------------------------------------------
 VARIANTS = 1_000  # per task
@@ -83,6 +84,7 @@ TABLE: list[tuple[str, str, str]] = [
     ("max_tokens (design, task)", f"{MAX_TOKENS:,}", ""),
     ("requests planned by one run", f"{PLANNED_REQUESTS:,}", "counted before planning, --dry-run too"),
     ("conversations planned by one behaviour run", f"{PLANNED_CONVERSATIONS:,}", "counted before planning"),
+    ("models in a study file", f"{STUDY_MODELS:,}", "each model's run has the limits above"),
     ("variants of a task", f"{VARIANTS:,}", ""),
     ("turns of a variant", f"{TURNS:,}", ""),
     ("options, listed items, checks of a variant", f"{TASK_OPTIONS:,}, {TASK_ITEMS:,}, {CHECKS:,}", ""),
