@@ -221,12 +221,16 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
     write_manifest(result, "running")
     for run in runs:
         shown = progress(run.model, run.kind) if progress else None
-        if run.kind == "questionnaire":
-            outcome = api.administer(run.model, inventory=inventories, design=study.design(), out=run.run_dir,
-                                     concurrency=concurrency, max_retries=max_retries, timeout=timeout, progress=shown)
-        else:
-            outcome = api.behave(run.model, out=run.run_dir, concurrency=concurrency, max_retries=max_retries,
-                                 timeout=timeout, progress=shown, **_behave_options(study))
+        try:
+            if run.kind == "questionnaire":
+                outcome = api.administer(run.model, inventory=inventories, design=study.design(), out=run.run_dir,
+                                         concurrency=concurrency, max_retries=max_retries, timeout=timeout,
+                                         progress=shown)
+            else:
+                outcome = api.behave(run.model, out=run.run_dir, concurrency=concurrency, max_retries=max_retries,
+                                     timeout=timeout, progress=shown, **_behave_options(study))
+        except PsytestError as exc:  # e.g. the run's identity check: the study file changed what it would send
+            raise PsytestError(f"{study.path}: models: {run.model} ({run.kind}): {exc}") from None
         assert isinstance(outcome, api.RunOutcome)  # not a dry run
         stats = outcome.stats
         run.planned, run.already_answered, run.sent, run.failed = (stats.planned, stats.already_answered,

@@ -42,6 +42,7 @@ from psychometrics.errors import PsytestError
 BEHAVIOR_SUFFIX = "-behavior"
 SLUG_CHARS = 80  # a slug's length before a hash of the full model string is appended instead
 _UNSAFE = re.compile(r"[^a-z0-9._-]+")
+_DOTS = re.compile(r"\.{2,}")
 # Names some file systems reserve (Windows devices), whatever the extension
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
@@ -77,9 +78,9 @@ class StudySpec(BaseModel):
 
 def model_slug(model: str) -> str:
     """``model`` as a directory name: lower case, runs of anything but ``a-z 0-9 . _ -`` as one ``-``,
-    no leading dot or dash; a name too long, empty or reserved gets a hash of the full string, so
+    runs of dots as one, no leading or trailing dot or dash; a name too long, empty or reserved gets a hash of the full string, so
     distinct models rarely collide (those that do are refused by :func:`check_slugs`)."""
-    slug = _UNSAFE.sub("-", model.lower()).strip("-.")
+    slug = _DOTS.sub(".", _UNSAFE.sub("-", model.lower())).strip("-.")
     digest = hashlib.sha256(model.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     if len(slug) > SLUG_CHARS:
         slug = slug[:SLUG_CHARS].rstrip("-.") + "-" + digest
@@ -156,8 +157,10 @@ def _field_error(exc: ValidationError, source: str) -> PsytestError:
     error = exc.errors()[0]
     field = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        allowed = StudySpec.model_fields if len(error["loc"]) == 1 else BehaviorOptions.model_fields
-        return PsytestError(f"{source}: unknown key '{field}'; a study file takes {', '.join(allowed)}")
+        if len(error["loc"]) == 1:
+            return PsytestError(f"{source}: unknown key '{field}'; a study file takes "
+                                f"{', '.join(StudySpec.model_fields)}")
+        return PsytestError(f"{source}: unknown key '{field}'; behavior takes {', '.join(BehaviorOptions.model_fields)}")
     if error["type"] == "missing":
         return PsytestError(f"{source}: '{field}' is missing; a study needs models and inventories")
     return PsytestError(f"{source}: {field}: {error['msg'].removeprefix('Value error, ')}")
