@@ -51,22 +51,43 @@ def study(
 
 
 def _print_plan(plan: dict) -> None:
+    """Each run's size (requests or conversations, to send, tokens, estimated time), the design's factors
+    (the same for every model: the first questionnaire run's breakdown) and the total."""
     from psychometrics.cli.tables import Column, print_fitted, print_wrapped
+    from psychometrics.cli.terminal import duration
+    from psychometrics.design.breakdown import short_names
+
+    def seconds(p: dict):
+        return (p["plan"].get("time") or {}).get("seconds")
 
     rows = [{"model": p["model"], "kind": p["kind"],
              "planned": p["plan"].get("requests_planned", p["plan"].get("conversations_planned", 0)),
              "to_send": p["plan"]["to_send"], "input_tokens": p["plan"]["estimated_input_tokens"],
-             } for p in plan["runs"]]
+             "time": "-" if seconds(p) is None else duration(seconds(p))} for p in plan["runs"]]
+    first = next(p["plan"] for p in plan["runs"] if p["kind"] == "questionnaire")
+    print_fitted("Each model's questionnaire design", first["factors"], [
+        Column("factor", kind="key"),
+        Column("levels", kind="key", fmt=lambda r: ", ".join(f"{k}: {v}" for k, v in r["levels"].items())
+               if isinstance(r["levels"], dict) else str(r["levels"])),
+        Column("names", "level names", kind="text", fmt=lambda r: short_names(r["names"])),
+    ], max_rows=100)
+    for row in first["inventories"]:
+        print_wrapped(f"{row['inventory']}: {row['formula']}", indent="  ")
     print_fitted(f"Study plan (nothing is sent): {plan['study_dir']}", rows, [
-        Column("model", kind="text"), Column("kind", kind="key"),
+        Column("model", kind="text"), Column("kind", kind="key", fmt=lambda r: r["kind"][:13]),
         Column("planned", fmt=lambda r: f"{r['planned']:,}"), Column("to_send", "to send", fmt=lambda r: f"{r['to_send']:,}"),
         Column("input_tokens", "input tokens", fmt=lambda r: f"{r['input_tokens']:,}", drop=1),
+        Column("time", "est. time", kind="key", drop=2),
     ], max_rows=10_000)
     conversations = f" and {plan['conversations_planned']:,} conversations" if plan["conversations_planned"] else ""
     print_wrapped(f"total: {plan['requests_planned']:,} requests{conversations} planned, {plan['already_answered']:,} "
                   f"already answered, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input "
                   f"tokens and at most {plan['estimated_output_tokens_max']:,} output tokens", indent="  ")
-    print_wrapped("Each model's factors: psytest administer --dry-run with the study's design. Nothing was sent.")
+    measured = [seconds(p) for p in plan["runs"] if seconds(p) is not None]
+    if measured:
+        print_wrapped(f"time: about {duration(sum(measured))} for the {len(measured)} run(s) with a measured estimate "
+                      "(local models, measured here); simulated and remote models are not included", indent="  ")
+    print_wrapped("Nothing was sent.")
 
 
 def _print_outcome(outcome) -> None:
