@@ -205,3 +205,28 @@ def test_distinct_long_models_get_distinct_slugs():
     first, second = "openai/" + "x" * 200 + "1", "openai/" + "x" * 200 + "2"
     assert model_slug(first) != model_slug(second)
     assert set(check_slugs([first, second], "s.yaml").values()) == {model_slug(first), model_slug(second)}
+
+
+def test_the_readme_states_the_example_studys_size():
+    """examples/study.yaml's plan, counted without loading its local models, is what the README says."""
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.design.personas import resolve_persona_set
+    from psychometrics.design.plan import count_requests, design_from_mapping
+    from psychometrics.inventories.library import resolve_inventory
+    from psychometrics.study.spec import load_study
+
+    root = Path(__file__).resolve().parent.parent
+    example = load_study(root / "examples" / "study.yaml")
+    design = design_from_mapping(example.design(), "example")
+    personas = resolve_persona_set(design.personas or "")
+    chosen = personas.select(design.persona_ids)
+    per_model = count_requests([resolve_inventory(name) for name in example.spec.inventories], design, personas)
+    variants = example.spec.behavior.variants if example.spec.behavior else None
+    conversations = sum(min(variants or len(t.variants), len(t.variants)) for t in resolve_tasks(example.tasks or ""))
+    models = len(example.spec.models)
+    requests, conversations = models * per_model, models * conversations * len(chosen)
+    assert models == 5 and example.out == root / "examples" / "study"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert f"plans\n{requests:,} requests and {conversations} conversations" in readme
+    assert f"study.yaml               # 5 models, 2 inventories, personas, a task: {requests:,} requests + " \
+           f"{conversations} conversations" in readme
