@@ -154,6 +154,8 @@ def test_an_edited_study_that_changes_a_run_is_refused_by_its_identity_check(tmp
     ("models: []\ninventories: [mini-ipip]\n", "models"),
     ("inventories: [mini-ipip]\n", "'models' is missing"),
     ("- sim/e=1\n", "must be a mapping"),
+    ("models: [sim/e=1,seed=1]\ninventories: [mini-ipip]\n", "'seed=1' is not a model; a list in brackets splits "
+     "'sim/e=1' at its commas"),
     ("models: [sim/e=1]\ninventories: [mini-ipip]\npersona_ids: [baseline]\n", "persona_ids needs personas"),
 ])
 def test_a_bad_study_file_is_one_line_and_exit_2(tmp_path, text, expected):
@@ -230,3 +232,21 @@ def test_the_readme_states_the_example_studys_size():
     assert f"plans\n{requests:,} requests and {conversations} conversations" in readme
     assert f"study.yaml               # 5 models, 2 inventories, personas, a task: {requests:,} requests + " \
            f"{conversations} conversations" in readme
+
+
+def test_a_study_directory_left_by_a_manifest_write_cut_short_is_still_the_studys(tmp_path):
+    path = write_study(tmp_path, "models:\n  - sim/e=1,seed=1\ninventories: [mini-ipip]\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / ".study.json.4242.0123abcd.tmp").write_text("{", encoding="utf-8")
+    result = psytest("study", path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "study" / "study.json").read_text(encoding="utf-8"))["state"] == "complete"
+
+
+def test_a_damaged_study_manifest_is_one_line(tmp_path):
+    path = write_study(tmp_path, "models:\n  - sim/e=1,seed=1\ninventories: [mini-ipip]\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.json").write_text('{"kind": "something else"}', encoding="utf-8")
+    result = psytest("study", path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "study.json is not a psytest study's" in result.stderr

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from psychometrics.errors import PsytestError
+from psychometrics.run.outputs import is_temporary
 from psychometrics.study.spec import Study
 
 if TYPE_CHECKING:
@@ -115,8 +116,8 @@ def claim_study_directory(directory: Path, create: bool = True) -> None:
             if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
                 raise PsytestError(f"study out {directory}: its {MANIFEST} is not a psytest study's; give the "
                                    "study its own directory")
-        else:
-            entries = sorted(p.name for p in directory.iterdir())
+        else:  # a temporary file left by a manifest write cut short is psytest's, not the user's
+            entries = sorted(p.name for p in directory.iterdir() if not is_temporary(p.name))
             if entries:
                 shown = ", ".join(entries[:3]) + (" ..." if len(entries) > 3 else "")
                 raise PsytestError(f"study out {directory}: holds files psytest did not write ({shown}); give the "
@@ -217,8 +218,8 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
     runs = [StudyRun(model, study.slugs[model], kind, study.run_dir(model, kind))
             for model in study.spec.models for kind in kinds]
     result = StudyResult(study, runs)
+    write_manifest(result, "running")  # first: from now on the directory is known as a study's
     (study.out / LAYOUT["runs"]).mkdir(exist_ok=True)
-    write_manifest(result, "running")
     for run in runs:
         shown = progress(run.model, run.kind) if progress else None
         try:

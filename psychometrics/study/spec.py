@@ -192,6 +192,11 @@ def load_study(path: Path, out: Optional[Path] = None) -> Study:
         raise PsytestError(f"{path}: persona_ids needs personas (a persona set name or file)")
     if spec.behavior is not None and spec.tasks is None:
         raise PsytestError(f"{path}: behavior: give tasks too (the behaviour tasks these options are for)")
+    for index, model in enumerate(spec.models):
+        if "=" in model and "/" not in model and ":" not in model:  # "seed=1" from [sim/e=1,seed=1]
+            raise PsytestError(f"{path}: models: '{model}' is not a model; a list in brackets splits "
+                               f"'{spec.models[index - 1] if index else model}' at its commas: write each model on its "
+                               "own '- ' line, or quote it")
     slugs = check_slugs(list(spec.models), str(path))
     if out is None:
         out = (path.parent / Path(spec.out).expanduser()) if spec.out else path.with_suffix("")
