@@ -154,6 +154,9 @@ def test_an_edited_study_that_changes_a_run_is_refused_by_its_identity_check(tmp
     ("models: []\ninventories: [mini-ipip]\n", "models"),
     ("inventories: [mini-ipip]\n", "'models' is missing"),
     ("- sim/e=1\n", "must be a mapping"),
+    ("models: [sim/e=1]\ninventories: [mini-ipip]\nout: \"a\\0b\"\n", "out: a path cannot hold a NUL"),
+    ("models: [sim/e=1]\ninventories: [mini-ipip]\ntasks: []\n", "tasks: List should have at least 1 item"),
+    ("models: [sim/e=1]\ninventories: [mini-ipip]\ntasks: no-such-task\n", "tasks: "),
     ("models: [sim/e=1,seed=1]\ninventories: [mini-ipip]\n", "'seed=1' is not a model; a list in brackets splits "
      "'sim/e=1' at its commas"),
     ("models: [sim/e=1]\ninventories: [mini-ipip]\npersona_ids: [baseline]\n", "persona_ids needs personas"),

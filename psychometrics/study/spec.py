@@ -32,9 +32,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional, Union
+from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from psychometrics import limits
 from psychometrics.errors import PsytestError
@@ -71,9 +71,22 @@ class StudySpec(BaseModel):
     design: Optional[dict] = None
     personas: Optional[Name] = None
     persona_ids: Annotated[list[Name], Field(min_length=1, max_length=limits.PERSONAS)] | None = None
-    tasks: Union[Name, Annotated[list[Name], Field(min_length=1, max_length=1_000)], None] = None
+    tasks: Annotated[list[Name], Field(min_length=1, max_length=1_000)] | None = None
     behavior: Optional[BehaviorOptions] = None
     out: Optional[Name] = None
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """``tasks`` as behave's comma list ("dictator-game, sycophancy") or a YAML list."""
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("out")
+    @classmethod
+    def _a_path(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and "\x00" in value:
+            raise ValueError("a path cannot hold a NUL character")
+        return value
 
 
 def model_slug(model: str) -> str:
@@ -131,10 +144,7 @@ class Study:
     def tasks(self) -> Optional[str]:
         """``tasks`` as behave's comma list, task files read from the study's folder; None when none given."""
         given = self.spec.tasks
-        if given is None:
-            return None
-        names = [part.strip() for part in given.split(",")] if isinstance(given, str) else list(given)
-        return ",".join(self.local(name) for name in names if name)
+        return None if given is None else ",".join(self.local(name) for name in given)
 
     def design(self) -> dict:
         """The questionnaire design: the ``design`` mapping with the study's personas (files read from the
@@ -198,6 +208,8 @@ def load_study(path: Path, out: Optional[Path] = None) -> Study:
                                f"'{spec.models[index - 1] if index else model}' at its commas: write each model on its "
                                "own '- ' line, or quote it")
     slugs = check_slugs(list(spec.models), str(path))
+    if out is not None and "\x00" in str(out):
+        raise PsytestError("--out: a path cannot hold a NUL character; give another directory")
     if out is None:
         out = (path.parent / Path(spec.out).expanduser()) if spec.out else path.with_suffix("")
         if out == path:
