@@ -11,7 +11,7 @@ which is :data:`TABLE` (``tests/test_hostile_crashes.py`` checks that the two ag
 from __future__ import annotations
 
 # -- files ------------------------------------------------------------------------------------------
-YAML_BYTES = 2_000_000  # an inventory, persona, design, task, keys or router file
+YAML_BYTES = 2_000_000  # an inventory, persona, design, task, keys, router or study file
 YAML_VALUES = 1_000_000  # values after expanding every alias
 YAML_MERGED = 100_000  # entries that merge keys ('<<') bring in
 JSON_BYTES = 20_000_000  # manifest.json, baseline.json
@@ -59,7 +59,7 @@ PATTERN_CHARS = 1_000  # a regular expression in a task file
 PATTERN_SECONDS = 1.0  # one search of one reply by such a pattern (see psychometrics.behavior.patterns)
 
 TABLE: list[tuple[str, str, str]] = [
-    ("YAML file (inventory, personas, design, task, keys, router)", f"{YAML_BYTES:,} bytes",
+    ("YAML file (inventory, personas, design, task, keys, router, study)", f"{YAML_BYTES:,} bytes",
      "read no further"),
     ("YAML values after expanding aliases", f"{YAML_VALUES:,}", "refused without expanding"),
     ("YAML entries brought in by merge keys", f"{YAML_MERGED:,}", "counted before PyYAML merges"),
