@@ -9,15 +9,15 @@ here too::
     run = pm.administer("sim/extraversion=1,seed=7", inventory="bfi-44", out="runs/demo")
     pm.score("runs/demo", by="persona").tables["score_summary"]
 
-``report`` and ``validity`` are the exceptions: here those names are the subpackages
-:mod:`psychometrics.report` and :mod:`psychometrics.validity`, so call ``psychometrics.api.report`` and
-``psychometrics.api.validity``. Importing the package is cheap on purpose (the CLI must start
+``report``, ``validity`` and ``study`` are the exceptions: here those names are the subpackages
+:mod:`psychometrics.report`, :mod:`psychometrics.validity` and :mod:`psychometrics.study`, so call
+``psychometrics.api.report``, ``psychometrics.api.validity`` and ``psychometrics.api.study``. Importing the package is cheap on purpose (the CLI must start
 instantly): the API is imported on first use, and heavy libraries only by the modules that need them.
 """
 
 __version__ = "0.1.0"
 
-# The names of psychometrics.api offered here; report and validity would hide the subpackages.
+# The names of psychometrics.api offered here; report, validity and study would hide the subpackages.
 _API = (
     "administer", "behave", "score", "analyze", "compare", "baseline", "check", "reproduce", "export",
     "list_inventories", "get_inventory", "validate_inventory", "render_templates", "list_persona_sets",

@@ -17,16 +17,16 @@ command shows. Outcomes that are not errors are results: a run with failed reque
 counted (``result.stats.failed``), a drift check or a reproduction says ``passed``; the command line
 turns those into exit code 1.
 
-``report`` and ``validity`` are called as ``psychometrics.api.report`` and ``psychometrics.api.validity``:
-at the package root those names are the subpackages :mod:`psychometrics.report` and
-:mod:`psychometrics.validity`. Everything else is also importable from ``psychometrics`` itself.
+``report``, ``validity`` and ``study`` are called as ``psychometrics.api.report`` (and so on): at the
+package root those names are the subpackages :mod:`psychometrics.report`, :mod:`psychometrics.validity`
+and :mod:`psychometrics.study`. Everything else is also importable from ``psychometrics`` itself.
 
 Heavy libraries are imported inside the functions, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +47,12 @@ if TYPE_CHECKING:  # types only: the modules behind them are imported when a fun
     from psychometrics.inventories.model import Inventory
     from psychometrics.models.base import ModelBackend
     from psychometrics.report import ReportPaths
+    from psychometrics.study.runner import StudyResult
     from psychometrics.validity.tables import ValidityResult
 
 __all__ = [
     "administer", "behave", "score", "analyze", "report", "compare", "baseline", "check", "reproduce", "validity",
-    "export", "list_inventories", "get_inventory", "validate_inventory", "render_templates", "list_persona_sets",
+    "export", "study", "list_inventories", "get_inventory", "validate_inventory", "render_templates", "list_persona_sets",
     "get_persona_set", "list_tasks", "get_task", "render_task", "validate_task",
     "RunOutcome", "Analysis", "BaselineFile", "RenderedTemplate", "RenderedTask", "Progress",
 ]
@@ -600,6 +601,45 @@ def validity(
     with _reading_only():
         return run_validity([Path(p) for p in _names(selfreport)], [Path(p) for p in _names(behavior)],
                             _path(out), n_boot=bootstrap, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# studies across models
+
+
+def study(
+    study_file: PathLike,
+    *,
+    out: Optional[PathLike] = None,
+    concurrency: int = 4,
+    max_retries: int = 5,
+    timeout: Optional[float] = None,
+    dry_run: bool = False,
+    progress: Optional[Callable[[str, str], Optional[Progress]]] = None,
+) -> Union[StudyResult, dict]:
+    """Run a study file: its models x inventories x design (and tasks) into one study directory, then
+    compare the models and, with tasks, relate self-report to behaviour (``psytest study``).
+
+    Each model gets ``STUDY/runs/<slug>/`` (and ``<slug>-behavior/``), written by :func:`administer` and
+    :func:`behave`, so each is resumable as they are. ``out`` overrides the file's ``out``. With
+    ``dry_run`` nothing is sent or written and a dict is returned: ``runs`` (each run's plan as
+    ``administer``/``behave`` ``dry_run`` give it) and the totals. ``progress(model, kind)`` gives each
+    run's :class:`Progress`. Requests that fail do not stop the other models: see
+    ``result.failed_models``. See :mod:`psychometrics.study`.
+    """
+    from psychometrics.study.runner import plan_study, run_study
+    from psychometrics.study.spec import load_study
+
+    loaded = load_study(Path(study_file), _path(out))
+    if dry_run:
+        plans = plan_study(loaded)
+        total = {key: sum(p["plan"].get(key, 0) for p in plans)
+                 for key in ("estimated_input_tokens", "estimated_output_tokens_max", "to_send", "already_answered")}
+        return {"study_dir": str(loaded.out), "runs": plans,
+                "requests_planned": sum(p["plan"]["requests_planned"] for p in plans if p["kind"] == "questionnaire"),
+                "conversations_planned": sum(p["plan"]["conversations_planned"] for p in plans if p["kind"] == "behavior"),
+                **total}
+    return run_study(loaded, concurrency=concurrency, max_retries=max_retries, timeout=timeout, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ which is :data:`TABLE` (``tests/test_hostile_crashes.py`` checks that the two ag
 from __future__ import annotations
 
 # -- files ------------------------------------------------------------------------------------------
-YAML_BYTES = 2_000_000  # an inventory, persona, design, task, keys or router file
+YAML_BYTES = 2_000_000  # an inventory, persona, design, task, keys, router or study file
 YAML_VALUES = 1_000_000  # values after expanding every alias
 YAML_MERGED = 100_000  # entries that merge keys ('<<') bring in
 JSON_BYTES = 20_000_000  # manifest.json, baseline.json
@@ -44,6 +44,7 @@ ITEM_ORDERS = 1_000
 MAX_TOKENS = 4_096  # reply limit of a design or a task
 PLANNED_REQUESTS = 2_000_000  # one questionnaire run
 PLANNED_CONVERSATIONS = 2_000_000  # one behaviour run
+STUDY_MODELS = 1_000  # models in one study file
 
 # -- behavioural tasks ------------------------------------------------------------------------------
 VARIANTS = 1_000  # per task
@@ -58,7 +59,7 @@ PATTERN_CHARS = 1_000  # a regular expression in a task file
 PATTERN_SECONDS = 1.0  # one search of one reply by such a pattern (see psychometrics.behavior.patterns)
 
 TABLE: list[tuple[str, str, str]] = [
-    ("YAML file (inventory, personas, design, task, keys, router)", f"{YAML_BYTES:,} bytes",
+    ("YAML file (inventory, personas, design, task, keys, router, study)", f"{YAML_BYTES:,} bytes",
      "read no further"),
     ("YAML values after expanding aliases", f"{YAML_VALUES:,}", "refused without expanding"),
     ("YAML entries brought in by merge keys", f"{YAML_MERGED:,}", "counted before PyYAML merges"),
@@ -83,6 +84,7 @@ TABLE: list[tuple[str, str, str]] = [
     ("max_tokens (design, task)", f"{MAX_TOKENS:,}", ""),
     ("requests planned by one run", f"{PLANNED_REQUESTS:,}", "counted before planning, --dry-run too"),
     ("conversations planned by one behaviour run", f"{PLANNED_CONVERSATIONS:,}", "counted before planning"),
+    ("models in a study file", f"{STUDY_MODELS:,}", "each model's run has the limits above"),
     ("variants of a task", f"{VARIANTS:,}", ""),
     ("turns of a variant", f"{TURNS:,}", ""),
     ("options, listed items, checks of a variant", f"{TASK_OPTIONS:,}, {TASK_ITEMS:,}, {CHECKS:,}", ""),

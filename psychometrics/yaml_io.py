@@ -261,6 +261,12 @@ def content_hash(model: Any) -> str:
 
 def load_yaml_file(path: Path) -> Any:
     """Read and parse a YAML file; missing, unreadable or malformed files raise :class:`PsytestError`."""
+    return parse_yaml(read_yaml_text(path), str(path))
+
+
+def read_yaml_text(path: Path) -> str:
+    """The text of a YAML file, read at most :data:`MAX_BYTES` (a device or a huge file is not read whole);
+    missing, unreadable or non-UTF-8 files raise :class:`PsytestError`."""
     try:
         with path.open("rb") as handle:  # bounded read: a device or a huge file is not read whole
             raw = handle.read(MAX_BYTES + 1)
@@ -277,4 +283,4 @@ def load_yaml_file(path: Path) -> Any:
         raise PsytestError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
     except OSError as exc:
         raise PsytestError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_yaml(text, str(path))
+    return text

@@ -102,6 +102,13 @@ def _hostile_files(root: Path) -> dict[str, Path]:
                                             allow_unicode=False), encoding="utf-8")
     rows = ["e1,e2,e3,a1,a2"] + [",".join(str(1 + (r * 7 + c * 3) % 5) for c in range(5)) for r in range(30)]
     files["data"].write_text("\n".join(rows) + "\n", encoding="utf-8")
+    study = {"models": ["sim/e=1,seed=2", "sim/e=-1,seed=3"], "inventories": [str(files["inventory"])],
+             "personas": str(files["personas"]), "tasks": [str(files["task"])], "behavior": {"variants": 2},
+             "out": f"s{H}"}
+    files["study"], files["bad-study"] = root / "study.yaml", root / "bad-study.yaml"
+    files["study"].write_text(yaml.safe_dump(study, allow_unicode=False), encoding="utf-8")
+    files["bad-study"].write_text(yaml.safe_dump(dict(study, **{f"unknown {H}": 1}, models=[f"sim/x{H}=1"]),
+                                                 allow_unicode=False), encoding="utf-8")
     bad = dict(inventory, **{f"unknown {H}": 1})
     files["bad-inventory"] = root / "bad-inventory.yaml"
     files["bad-inventory"].write_text(yaml.safe_dump(bad, allow_unicode=False), encoding="utf-8")
@@ -190,6 +197,9 @@ def _cases(files: dict[str, Path], root: Path, server: str) -> dict[str, list[li
         "validity": [["validity", "-s", run, "-b", brun, "--out", f"v{H}", "--bootstrap", "100"],
                      ["validity", "-s", run, "-b", brun, "--bootstrap", "100", "--json"]],
         "export": [["export", run, "--csv", f"x{H}.csv"], ["export", run, "--csv", f"x{H}.csv", "--json"]],
+        "study": [["study", str(files["study"]), "--dry-run"], ["study", str(files["study"])],
+                  ["study", str(files["study"]), "--json"], ["study", str(files["bad-study"])],
+                  ["study", str(files["study"]), "--out", f"s2{H}", "--dry-run", "--json"]],
     }
 
 
@@ -221,7 +231,8 @@ def hostile_outputs(tmp_path_factory):
 
 def test_every_command_has_a_hostile_case():
     assert _commands() == set(_cases({k: Path(k) for k in ("inventory", "personas", "task", "keys", "data",
-                                                            "bad-inventory")}, Path("."), "http://x"))
+                                                            "bad-inventory", "study", "bad-study")}, Path("."),
+                                     "http://x"))
 
 
 def _raw(text: str) -> list[str]:

@@ -11,6 +11,7 @@ characters). The groups:
 ``cli.reports``             ``report``, ``compare``, ``baseline``, ``check``, ``reproduce``
 ``cli.behavior``            ``tasks list|show|validate``, ``behave``, ``validity``
 ``cli.export``              ``export``
+``cli.study``               ``study``
 ``cli.common``              option types several commands share; :class:`CommandFailed`
 ==========================  =============================================================
 
@@ -40,7 +41,7 @@ from typing import Annotated, Optional
 import typer
 
 from psychometrics import __version__
-from psychometrics.cli import administer, analysis, behavior, export, inventories, reports
+from psychometrics.cli import administer, analysis, behavior, export, inventories, reports, study
 from psychometrics.cli.common import CommandFailed
 from psychometrics.cli.terminal import echo, echo_error
 from psychometrics.errors import PsytestError
@@ -77,7 +78,7 @@ def _root(
     """Measure the personality an LLM presents, with the rigour of a psychometrics lab."""
 
 
-for _group in (inventories, administer, analysis, reports, behavior, export):
+for _group in (inventories, administer, analysis, reports, behavior, export, study):
     _group.register(app)
 
 

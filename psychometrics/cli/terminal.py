@@ -371,7 +371,7 @@ def print_lines(text: str) -> None:
         print_wrapped(line, indent="  ")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -415,7 +415,7 @@ def _print_time(time: dict | None) -> None:
     if time.get("seconds") is None:
         print_wrapped(f"time: no estimate ({time['basis']})", indent="  ")
     else:
-        print_wrapped(f"time: about {_duration(time['seconds'])} (an estimate, {time['basis']})", indent="  ")
+        print_wrapped(f"time: about {duration(time['seconds'])} (an estimate, {time['basis']})", indent="  ")
 
 
 def print_behavior_plan(plan: dict) -> None:

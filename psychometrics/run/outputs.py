@@ -50,6 +50,11 @@ KILL_AFTER_FILES = "PSYTEST_TEST_KILL_AFTER_FILES"
 _TEMPORARY = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_write`'s temporary files (left by a write cut short)."""
+    return bool(_TEMPORARY.match(name))
+
+
 def _fsync_directory(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
