@@ -5,17 +5,8 @@ text and its paraphrases) x samples. Each cell is one :class:`PlannedRequest` wi
 seed derived from the run seed and the cell (one fixed seed for all requests would correlate the
 draws across items).
 
-Option-order schemes, for K response options:
-
-``original``        1..K as the inventory lists them
-``reversed``        K..1
-``rotations``       the K cyclic rotations of the original order
-``latin-square``    a Williams balanced Latin square: every option appears once in every position and
-                    (for even K; odd K adds the mirrored rows) follows every other option equally often
-``random:N``        N seeded random permutations
-
-Reference: Williams, E. J. (1949). Experimental designs balanced for the estimation of residual effects
-of treatments. Australian Journal of Scientific Research, 2(3), 149-168.
+The option-order schemes (``original``, ``reversed``, ``rotations``, ``latin-square``, ``random:N``) are
+defined in :mod:`psychometrics.conditions`.
 """
 
 from __future__ import annotations
