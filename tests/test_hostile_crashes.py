@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from psychometrics import limits
-from psychometrics.cli import main
+from psychometrics.testing.cli import cli
 
 BAD_LOGPROBS = {
     "800": 800,
@@ -29,13 +29,6 @@ BAD_LOGPROBS = {
     "list": [-1.0],
     "boolean": True,
 }
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
 
 
 # -- log-probabilities ------------------------------------------------------------------------------

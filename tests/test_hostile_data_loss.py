@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from psychometrics.cli import main
+from psychometrics.testing.cli import cli, one_line_error
 from psychometrics.run.outputs import KILL_AFTER_FILES, read_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,25 +34,9 @@ MINIMAL = ROOT / "tests" / "data" / "inventories" / "valid-minimal.yaml"
 SIM = "sim/e=1,seed=3"
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
-
-
 def psytest(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "psychometrics", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=600)
-
-
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("psytest: error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from psychometrics.cli import main
+from psychometrics.testing.cli import cli
 from psychometrics.errors import PsytestError, printable
 from psychometrics.design.personas import load_persona_set
 from psychometrics.yaml_io import MAX_BYTES, MAX_VALUES, expanded_size, parse_yaml
@@ -34,14 +34,6 @@ def expected(path: Path) -> str:
     first = path.read_bytes().split(b"\n", 1)[0].decode("utf-8")
     assert first.startswith("# expect: "), path
     return first.removeprefix("# expect: ")
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> str:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from psychometrics.cli import main
+from psychometrics.testing.cli import cli
 from psychometrics.limits import JSON_BYTES
 
 CORPUS = sorted((Path(__file__).parent / "data" / "hostile" / "run_dirs").glob("*.yaml"))
@@ -34,13 +35,6 @@ def case(path: Path) -> tuple[str, dict]:
     first, rest = path.read_text(encoding="utf-8").split("\n", 1)
     assert first.startswith("# expect: "), path
     return first.removeprefix("# expect: "), yaml.safe_load(rest)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from psychometrics.cli import main
+from psychometrics.testing.cli import cli, one_line_error
 from psychometrics.design.plan import Design
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import inventory_from_data, load_inventory
@@ -41,22 +41,6 @@ LABELS = """    1: Very inaccurate
     4: Moderately accurate
     5: Very accurate
 """
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("psytest: error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def minimal_with(tmp_path: Path, name: str, old: str, new: str) -> Path:
