@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from psychometrics.design.personas import PersonaSet
     from psychometrics.inventories.model import Inventory
 
-__all__ = ["COLUMNS", "FRAGILE_RANGE_SHARE", "FRAGILE_SD", "LABELS", "LABEL_RULES", "MAX_FLIP_RATE",
+__all__ = ["COLUMNS", "PROFILE_COLUMNS", "persona_profile", "FRAGILE_RANGE_SHARE", "FRAGILE_SD", "LABELS", "LABEL_RULES", "MAX_FLIP_RATE",
            "MIN_VALID_SHARE", "summary_fields", "verdict_table"]
 
 #: Below this share of valid answers a scale is not measurable.
@@ -145,6 +145,46 @@ def summary_fields(verdict: pd.DataFrame) -> dict:
     records = json.loads(verdict.to_json(orient="records")) if not verdict.empty else []
     return {"verdict": records,
             "verdict_rules": [{"label": label, "rule": rule} for label, rule in LABEL_RULES]}
+
+
+PROFILE_COLUMNS = ["inventory", "mode", "scale", "scale_name", "trait", "persona", "targets", "role", "n_samples",
+                   "score", "unit"]
+
+
+def persona_profile(scores: pd.DataFrame, inventories: list["Inventory"],
+                    personas: "PersonaSet | Mapping[str, Mapping] | Iterable | None" = None) -> pd.DataFrame:
+    """Each persona's score per scale (kind ``scale``): its respondents' scores (each averaged over design cells)
+    averaged over samples, for the per-persona profile; empty when the run has one persona or none.
+
+    ``targets`` is the persona's trait targets as text (``extraversion=+2``); ``role`` says how the persona
+    relates to the scale: ``untargeted`` (no targets), ``shaped high`` / ``shaped low`` (it targets this scale's
+    trait, signed by the scale's ``trait_sign``), or ``shapes another trait``."""
+    if scores is None or scores.empty or "persona" not in scores or scores["persona"].nunique() < 2:
+        return pd.DataFrame(columns=PROFILE_COLUMNS)
+    targets = _targets(personas)
+    per_respondent = respondent_scores(scores[scores["kind"] == "scale"])
+    means = (per_respondent.groupby(["inventory", "mode", "scale", "persona"], sort=False, dropna=False)["score"]
+             .agg(score="mean", n_samples="count").reset_index())
+    scales = {(inv.id, s.id): s for inv in inventories for s in inv.scales}
+    rows = []
+    for record in means.to_dict("records"):
+        scale = scales.get((record["inventory"], record["scale"]))
+        aims = targets.get(str(record["persona"]), {})
+        level = aims.get(scale.trait) if scale is not None and scale.trait else None
+        if not aims:
+            role = "untargeted"
+        elif level is None or level == 0:
+            role = "shapes another trait"
+        else:
+            role = "shaped high" if level * (scale.trait_sign if scale is not None else 1) > 0 else "shaped low"
+        rows.append({**record, "scale_name": scale.name if scale is not None else record["scale"],
+                     "trait": scale.trait if scale is not None else None,
+                     "targets": ", ".join(f"{t}={v:+d}" for t, v in aims.items()), "role": role,
+                     "unit": "one persona: mean over its samples of each respondent's mean over design cells"})
+    order = {key: index for index, key in enumerate(scales)}
+    frame = pd.DataFrame(rows, columns=PROFILE_COLUMNS)
+    frame["_order"] = [order.get(key, len(order)) for key in zip(frame["inventory"], frame["scale"])]
+    return frame.sort_values(["_order", "mode"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------------
