@@ -118,8 +118,8 @@ def trait_profile(tables: Tables):
                               inherit_aes=False, fill="#d8e6f3", color="#8fb3d9", width=0.7, size=0.4)
     moved = data[data["cell_min"].notna() & data["cell_max"].notna()]
     if not moved.empty:
-        plot += geom_linerange(aes(ymin="cell_min", ymax="cell_max"), data=moved, size=5, color="#b9bfc6",
-                               alpha=0.7)
+        plot += geom_linerange(aes(ymin="cell_min", ymax="cell_max"), data=moved, size=7, color="#8c959f",
+                               alpha=0.75)
     ci = data[data["ci_low"].notna() & data["ci_high"].notna()].copy()
     if not ci.empty:  # drawn within the response range (a t interval of few respondents can reach beyond it)
         ci["ci_low"] = ci["ci_low"].clip(lower=ci["scale_min"])
