@@ -174,6 +174,7 @@ def test_a_screenshot_of_the_first_screen_shows_the_verdict(rich, tmp_path):
 
 def test_captions_claim_no_norms_and_no_interval_the_data_lack(bare, rich):
     html = bare.html.read_text(encoding="utf-8")
+    assert "mini-ipip (20 items); text answers; 1 design cell; 1 respondent (no persona, 1 sample); 20 answers" in html
     caption = re.search(r'id="figure-trait_profile".*?<figcaption>(.*?)</figcaption>', html, re.S).group(1)
     assert "No human norms exist" in caption and "No interval: 1 respondent" in caption
     assert "One design cell" in caption and "Blue band" not in caption and "Black bars" not in caption
@@ -183,6 +184,8 @@ def test_captions_claim_no_norms_and_no_interval_the_data_lack(bare, rich):
     assert set(verdict["label"]) == {"untested"} and verdict["ci_low"].isna().all()
 
     html = rich.html.read_text(encoding="utf-8")
+    assert ("4 design cells (2 option orders x 2 templates); 6 respondents (3 personas x 2 samples); 1,056 answers"
+            in html)
     caption = re.search(r'id="figure-trait_profile".*?<figcaption>(.*?)</figcaption>', html, re.S).group(1)
     assert "Blue band: human norm mean" in caption and "Black bars: 95% t interval" in caption
     assert 'id="figure-persona_profile"' in html and 'id="figure-option_order_flips"' in html

@@ -159,17 +159,20 @@ def what_was_run(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFra
     inventories = ", ".join(f"{inv} ({n} items)" for inv, n in items.items())
     modes = " and ".join({"text": "text answers", "probs": "option probabilities"}.get(m, str(m))
                          for m in dict.fromkeys(responses["mode"]))
-    varied = [(f, responses[f].nunique(dropna=False)) for f in CELL_FIELDS if f in responses]
-    cells = 1
-    for _, n in varied:
-        cells *= n
-    factors = " x ".join(f"{n} {f.replace('_', ' ')}s" for f, n in varied if n > 1)
+    fields = [f for f in CELL_FIELDS if f in responses]
+    cells = int(responses.groupby(fields, dropna=False).ngroups) if fields else 1
+    factors = " x ".join(f"{n} {f.replace('_', ' ')}s" for f in fields
+                         if (n := responses[f].nunique(dropna=False)) > 1)
     design = f"{cells} design cell{'s' if cells != 1 else ''}" + (f" ({factors})" if factors else "")
-    personas = responses["persona"].nunique(dropna=False) if "persona" in responses else 1
+    personas = list(responses["persona"].dropna().unique()) if "persona" in responses else []
     samples = responses["sample"].nunique(dropna=False) if "sample" in responses else 1
-    respondents = personas * samples
-    who = (f"{respondents} respondent{'s' if respondents != 1 else ''} ({personas} persona{'s' if personas != 1 else ''}"
-           f" x {samples} sample{'s' if samples != 1 else ''})")
+    sample_words = f"{samples} sample{'s' if samples != 1 else ''}"
+    if not personas or personas == ["none"]:
+        who = f"{samples} respondent{'s' if samples != 1 else ''} (no persona, {sample_words})"
+    else:
+        respondents = len(personas) * samples
+        who = (f"{respondents} respondent{'s' if respondents != 1 else ''} ({len(personas)} persona"
+               f"{'s' if len(personas) != 1 else ''} x {sample_words})")
     valid = (responses["outcome"] == "valid").mean()
     return f"{inventories}; {modes}; {design}; {who}; {len(responses):,} answers, {valid:.0%} valid."
 

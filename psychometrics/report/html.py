@@ -205,13 +205,17 @@ def figure_entry(key: str, title: str, caption: str, png: Optional[bytes], probl
     return {"key": key, "title": title, "caption": caption, "png_base64": data, "problem": problem}
 
 
+#: What a page without a verdict (the validity page) leaves out.
+PAGE_DEFAULTS = {"what_was_run": "", "verdict": None, "evidence": []}
+
+
 def render_html(context: dict) -> str:
-    """Render the report template with autoescaping on for everything."""
+    """Render the report template with autoescaping on for everything (``PAGE_DEFAULTS`` for what is not given)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html.j2").render(**context)
+    return env.get_template("report.html.j2").render(**{**PAGE_DEFAULTS, **context})
 
 
 # ---------------------------------------------------------------------------------------------------
