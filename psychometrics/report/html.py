@@ -206,7 +206,7 @@ def figure_entry(key: str, title: str, caption: str, png: Optional[bytes], probl
 
 
 #: What a page without a verdict (the validity page) leaves out.
-PAGE_DEFAULTS = {"what_was_run": "", "verdict": None, "evidence": []}
+PAGE_DEFAULTS: dict[str, object] = {"what_was_run": "", "verdict": None, "evidence": []}
 
 
 def render_html(context: dict) -> str:
