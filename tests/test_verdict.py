@@ -116,7 +116,7 @@ def test_half_the_items_flipping_with_the_option_order_is_not_measurable(flips, 
     assert np.isnan(row["resample_flip_rate"]) and row["flip_excess"] == pytest.approx(flips / 6)
     assert row["label"] == label
     if label == "not measurable":
-        assert "50%" in row["reason"] and "position" in row["reason"] and "no chance baseline" in row["reason"]
+        assert "50%" in row["reason"] and "where the options are shown" in row["reason"] and "no chance baseline" in row["reason"]
 
 
 @pytest.mark.parametrize("noisy, label", [(3, "not measurable"), (4, "interpretable")])

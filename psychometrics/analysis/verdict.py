@@ -80,7 +80,7 @@ LABEL_RULES: list[tuple[str, str]] = [
      f"fewer than {MIN_VALID_SHARE:.0%} of the scale's answers were valid (or no score could be formed), or, "
      f"when the options were shown in more than one order, the share of items whose answer changed with the order "
      f"alone exceeds the share that changed between samples under the same order (chance) by at least "
-     f"{MAX_FLIP_EXCESS:.0%}: the model answers the position, not the statement"),
+     f"{MAX_FLIP_EXCESS:.0%}: the answer depends on where the options are shown, not on the statement alone"),
     (FRAGILE,
      f"the design (option order, template, wording, item order) moves the score by at least {FRAGILE_SD:g} human "
      f"SD (the first norm group's SD; without norms {FRAGILE_RANGE_SHARE:.1%} of the response range, 0.5 points "
@@ -320,8 +320,8 @@ def _label(row: dict, asked_cells: int) -> tuple[str, str]:
         between = (f", {chance:.0%} between samples under the same order" if _has(chance)
                    else " (one sample per cell: no chance baseline)")
         return NOT_MEASURABLE, (f"the answer changed with the option order alone for {flips:.0%} of the items"
-                                f"{between}; {MAX_FLIP_EXCESS:.0%} more than chance is the limit: it follows the "
-                                "position, not the statement")
+                                f"{between}; {MAX_FLIP_EXCESS:.0%} more than chance is the limit: the answer depends on "
+                                "where the options are shown, not on the statement alone")
 
     threshold = num("fragile_threshold")
     moved = num("movement_points")
