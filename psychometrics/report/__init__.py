@@ -269,12 +269,15 @@ def reliability_headline(tables: dict[str, pd.DataFrame]) -> list[dict]:
 
 
 def variance_headline(shares: Optional[pd.DataFrame]) -> list[dict]:
-    """Per inventory, mode and source: the mean share of scale-score variance over scales."""
+    """Per inventory, mode and source: the mean share of scale-score variance over scales and, in score
+    points, the mean SD of the variance component (``component_sd``, balanced designs only)."""
     if shares is None or shares.empty:
         return []
     scale_rows = shares[shares["kind"] == "scale"] if "kind" in shares else shares
-    mean = scale_rows.groupby(["inventory", "mode", "source"], sort=False)["share"].mean().reset_index()
-    return _records(mean.rename(columns={"share": "mean_share"}), ["inventory", "mode", "source", "mean_share"])
+    columns = [c for c in ("share", "component_sd") if c in scale_rows]
+    mean = scale_rows.groupby(["inventory", "mode", "source"], sort=False)[columns].mean().reset_index()
+    return _records(mean.rename(columns={"share": "mean_share", "component_sd": "mean_component_sd"}),
+                    ["inventory", "mode", "source", "mean_share", "mean_component_sd"])
 
 
 def _median(values: Optional[pd.Series]) -> Optional[float]:
