@@ -237,7 +237,7 @@ def print_analysis(tables: dict, written: list) -> None:
                    Column("omega_total", "omega", drop=4), Column("omega_hierarchical", "omega_h", drop=1),
                    Column("lambda6", "lambda6", drop=2), Column("split_half_mean", "split-half", drop=3),
                    Column("note", kind="note")]
-        print_fitted("Reliability (across respondents, persona x sample, within each design cell)",
+        print_fitted("Reliability (across respondents within each design cell)",
                      records_of(reliability), columns, where=f"{where}/reliability.csv")
     variance = tables.get("variance_decomposition")
     if variance is not None and not variance.empty:
