@@ -185,6 +185,27 @@ def test_b_within_cell_alpha_matches_r(respondent_run):
     assert len(retest) == 2 * 5 and (retest["n_targets"] == 12).all() and retest["icc2_1"].notna().all()
 
 
+def test_b_a_cell_with_too_few_respondents_is_left_out_and_named_once(respondent_run):
+    from psychometrics.analysis.tables import _within_cell_item_tables
+    from psychometrics.conditions import CONDITION_FIELDS
+    from psychometrics.run.owner import open_run
+
+    run = open_run(respondent_run)
+    responses = run.answers().responses
+    # the reversed cell keeps two personas x two samples: 4 respondents, one fewer than reliability needs
+    keep = ~((responses["option_order"] == "reversed") & ~responses["persona"].isin(["bio01", "bio02"]))
+    tables = _within_cell_item_tables(responses[keep], run.inventories, CONDITION_FIELDS, structure=True,
+                                      reference_loadings=None)
+    reliability = tables["reliability"]
+    computed = reliability[reliability["scale"].notna()]
+    assert set(computed["option_order"]) == {"original"} and len(computed) == 5
+    assert computed["alpha"].notna().all()
+    named = reliability[reliability["scale"].isna()]
+    assert len(named) == 1 and named["n_respondents"].iloc[0] == 4
+    assert "in 1 of 2 design cells" in named["note"].iloc[0]
+    assert set(tables["efa_fit"]["option_order"]) == {"original"}
+
+
 def test_b_score_summary_intervals_are_over_respondents(respondent_run):
     tables = analyze_run(respondent_run)
     summary = tables["score_summary"]

@@ -303,7 +303,10 @@ def _within_cell_item_tables(responses: pd.DataFrame, inventories: list[Inventor
     (reliability) or :func:`~psychometrics.analysis.units.min_respondents_structure` (EFA, CFA) gets no
     row; when no cell of an inventory x mode has enough, one row says so. Rows a respondent is in are the
     groups of the respondent fields in ``by``; without them every cell has one respondent."""
-    reliability, item_total, parts, absent = [], [], [], {"reliability": [], "efa_fit": [], "cfa_fit": []}
+    reliability: list[pd.DataFrame] = []
+    item_total: list[pd.DataFrame] = []
+    parts: list[Tables] = []
+    absent: dict[str, list[pd.DataFrame]] = {"reliability": [], "efa_fit": [], "cfa_fit": []}
     who = [f for f in RESPONDENT_FIELDS if f in by]
     for inventory in inventories:
         modes = responses.loc[responses["inventory"] == inventory.id, "mode"].dropna().unique()
@@ -327,10 +330,17 @@ def _within_cell_item_tables(responses: pd.DataFrame, inventories: list[Inventor
                     structured += 1
                     parts.append(structure_tables(block, inventory, labels, reference_loadings))
             most = max(counts, default=0)
+            needed = units.MIN_RESPONDENTS_RELIABILITY
             if not reliable:
-                absent["reliability"].append(_absent_row(base, len(counts), most, units.MIN_RESPONDENTS_RELIABILITY,
+                absent["reliability"].append(_absent_row(base, len(counts), most, needed,
                                                          "Reliability (alpha, omega, lambda-6, split-half, "
                                                          "item-total)"))
+            elif reliable < len(counts):
+                skipped = sum(n < needed for n in counts)
+                row = _absent_row(base, len(counts), min(counts), needed, "")
+                row["note"] = (f"reliability not computed in {skipped} of {len(counts)} design cells: fewer than "
+                               f"{needed} respondents (persona x sample) there")
+                absent["reliability"].append(row)
             if structure and not structured:
                 for name, what in (("efa_fit", "EFA"), ("cfa_fit", "CFA")):
                     absent[name].append(_absent_row(base, len(counts), most, needed_structure, what))
@@ -405,9 +415,9 @@ def mtmm_tables(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence
     cell_of = index[group_fields].astype(str).agg(" | ".join, axis=1) if group_fields else pd.Series("all", index=index.index)
     sizes = cell_of.map(cell_of.value_counts())
     if int(sizes.max()) < units.MIN_RESPONDENTS_RELIABILITY:
-        methods = list(dict.fromkeys(wide.columns.get_level_values("method")))
-        if len(methods) < 2:
-            return pd.DataFrame(), pd.DataFrame()
+        traits = pd.Series(wide.columns.get_level_values("trait")).value_counts()
+        if len(set(wide.columns.get_level_values("method"))) < 2 or (traits >= 2).sum() < 2:
+            return pd.DataFrame(), pd.DataFrame()  # no two instruments share two traits: no MTMM to speak of
         note = units.too_few_respondents(int(sizes.max()), units.MIN_RESPONDENTS_RELIABILITY, "MTMM")
         return pd.DataFrame([{"n_cells": int(cell_of.nunique()), "n": int(sizes.max()), "note": note}]), pd.DataFrame()
     keep = (sizes >= 2).to_numpy()
