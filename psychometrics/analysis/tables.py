@@ -273,15 +273,16 @@ def norm_table(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[
 POOLED = "all"
 
 
-def _cells(frame: pd.DataFrame, by: Sequence[str]):
-    """(cell labels, rows) for each design cell of ``frame`` (a frame indexed or columned by ``by``);
-    cell fields left out of ``by`` read :data:`POOLED`."""
+def _cells(frame: pd.DataFrame, by: Sequence[str], *, in_index: bool = False):
+    """(cell labels, rows) for each design cell of ``frame``, whose columns (or, ``in_index``, index levels:
+    a respondents x items matrix, whose columns are item ids) hold the fields of ``by``; cell fields left
+    out of ``by`` read :data:`POOLED`."""
     cell_by = [f for f in CELL_FIELDS if f in by]
     pooled = {f: POOLED for f in CELL_FIELDS if f not in by}
     if not cell_by:
         yield dict(pooled), frame
         return
-    keys = frame.index.to_frame(index=False)[cell_by] if not set(cell_by) <= set(frame.columns) else frame[cell_by]
+    keys = frame.index.to_frame(index=False)[cell_by] if in_index else frame[cell_by]
     for key, rows in frame.groupby([keys[c].to_numpy() for c in cell_by], sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         labels = {**dict(zip(cell_by, key)), **pooled}
@@ -316,7 +317,7 @@ def _within_cell_item_tables(responses: pd.DataFrame, inventories: list[Inventor
             matrix = matrix.dropna(axis=0, how="all")
             base = {"inventory": inventory.id, "mode": mode}
             counts, reliable, structured = [], 0, 0
-            for cell, rows in _cells(matrix, by):
+            for cell, rows in _cells(matrix, by, in_index=True):
                 block = rows.droplevel([n for n in rows.index.names if n not in who]) if who else \
                     rows.reset_index(drop=True)
                 counts.append(len(block))
