@@ -435,8 +435,11 @@ def score(
 ) -> Analysis:
     """Recompute every derived table of a run from its store, never calling a model (``psytest score``).
 
-    ``by``: the design factors that define a respondent (default: every factor, one respondent per design
-    cell). The tables are written to ``out`` (default ``RUN/analysis``) and returned.
+    ``by``: the condition fields scores are grouped by (default: every field, one row per respondent and
+    design cell; the fields left out are averaged). Reliability and structure are computed across
+    respondents (persona x sample) within each design cell whatever ``by`` is
+    (:mod:`psychometrics.analysis.units`). The tables are written to ``out`` (default ``RUN/analysis``) and
+    returned.
     """
     from psychometrics.analysis.tables import analyze_run
     from psychometrics.inventories.item_data import read_reference_loadings

@@ -65,16 +65,23 @@ def test_run_analysis_produces_every_table(varied_run):
                  "efa_loadings", "cfa_fit", "factor_effects", "variance_decomposition", "option_order_flips",
                  "position_bias", "acquiescence", "response_styles", "mtmm", "mtmm_summary"):
         assert not tables[name].empty, name
-    reliability = tables["reliability"].set_index(["inventory", "scale"])
-    assert reliability.loc[("bfi-44", "E"), "alpha"] > 0.7
-    assert tables["efa_fit"].set_index("inventory").loc["bfi-44", "congruence_mean"] > 0.8
-    assert (tables["retest"]["icc2_1"] > 0.5).all()
+    reliability = tables["reliability"]
+    extraversion = reliability[(reliability["inventory"] == "bfi-44") & (reliability["scale"] == "E")]
+    # one row per design cell (the two option orders), across its 40 personas x 2 samples
+    assert sorted(extraversion["option_order"]) == ["original", "reversed"]
+    assert (extraversion["n_respondents"] == 80).all() and (extraversion["alpha"] > 0.7).all()
+    efa = tables["efa_fit"][tables["efa_fit"]["inventory"] == "bfi-44"]
+    assert len(efa) == 2 and (efa["congruence_mean"] > 0.8).all()
+    retest = tables["retest"]
+    assert (retest["icc2_1"] > 0.5).all() and (retest["n_targets"] == 40).all()
+    assert set(retest["option_order"]) == {"original", "reversed"}
     position = tables["position_bias"]
     pooled = position[(position["option_orders"].notna()) & (position["position"] == 0)]
     assert (pooled["rate"] > 0.2).any()
     assert (tables["acquiescence"]["balanced_acquiescence"] > 0).all()
     convergent = tables["mtmm"][tables["mtmm"]["kind"] == "convergent"]
     assert (convergent["r"] > 0.6).all() and len(convergent) == 5
+    assert (convergent["n_cells"] == 2).all() and (convergent["df"] == convergent["n"] - 2 - 1).all()
     shares = tables["variance_decomposition"]
     assert set(shares["source"]) >= {"option_order", "persona", "residual"}
 
@@ -84,6 +91,13 @@ def test_grouping_respondents_by_fewer_factors(varied_run):
     scores = tables["scores"]
     assert scores.groupby(["inventory", "scale"]).size().max() == 40  # one respondent per biography
     assert set(scores["mode"]) == {"text"}
+    # a persona averaged over samples and option orders is one respondent; the pooled cell reads "all"
+    reliability = tables["reliability"]
+    assert (reliability["option_order"] == "all").all() and (reliability["n_respondents"] == 40).all()
+    # without persona and sample every cell has one respondent: nothing across cells, a sentence instead
+    by_cell = analyze_run(varied_run, by=["option_order"], structure=False)
+    assert by_cell["reliability"].filter(like="alpha").isna().all().all()
+    assert by_cell["reliability"]["note"].str.contains("1 respondent").all()
     with pytest.raises(PsytestError, match="--by: unknown factor 'colour'"):
         analyze_run(varied_run, by=["colour"])
 

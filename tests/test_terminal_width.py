@@ -69,14 +69,23 @@ def test_numbers_shown_at_80_are_the_csv_values(runs):
 
     out = _run(["score", str(runs / "a")], 80)
     summary = pd.read_csv(runs / "a" / "analysis" / "reliability.csv")
-    shown = [_cells(line) for line in out.splitlines()]
-    rows = [c for c in shown if len(c) >= 5 and c[0] in ("mini-ipip", "sd3") and c[1] in ("text", "probs")
-            and c[3].isdigit() and (NUMBER.match(c[4]) or c[4] == "-")]
-    assert len(rows) == len(summary)
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Reliability"))
+    header = _cells(lines[start + 1])
+    # the design cell's columns (option order and template vary here) come before the scale
+    assert header[:5] == ["inventory", "mode", "option_order", "template", "scale"] and header[5:7] == ["n", "alpha"]
+    shown = [_cells(line) for line in lines[start + 2:]]
+    rows = [c for c in shown if len(c) >= 7 and c[0] in ("mini-ipip", "sd3") and c[1] in ("text", "probs")
+            and c[5].isdigit() and (NUMBER.match(c[6]) or c[6] == "-")]
+    assert len(summary) == (5 + 3) * 4 * 2  # scales x design cells x modes: one row per cell
+    assert len(rows) == min(len(summary), 40)  # the terminal shows the first 40 rows
     for cells in rows:
-        row = summary[(summary["inventory"] == cells[0]) & (summary["mode"] == cells[1]) & (summary["scale"] == cells[2])]
+        row = summary[(summary["inventory"] == cells[0]) & (summary["mode"] == cells[1])
+                      & (summary["option_order"] == cells[2]) & (summary["template"] == cells[3])
+                      & (summary["scale"] == cells[4])]
+        assert len(row) == 1 and int(cells[5]) == row["n_respondents"].iloc[0] == 6
         alpha = row["alpha"].iloc[0]
-        assert cells[4] == ("-" if pd.isna(alpha) else f"{alpha:.3f}")
+        assert cells[6] == ("-" if pd.isna(alpha) else f"{alpha:.3f}")
 
 
 def test_at_200_columns_nothing_is_left_out(runs):

@@ -1,19 +1,30 @@
 """Everything derived from a run's responses (or from item data): the tables behind every report.
 
-A *respondent* is a design cell by default: one combination of option order, template, persona,
-wording, item order, sample and answer mode, which answered every item once. ``by`` chooses a coarser
-grouping (e.g. only ``persona`` and ``mode``): item values are then averaged over the other factors
-within each group first.
+The unit of analysis is defined once, in :mod:`psychometrics.analysis.units`: a *respondent* is one
+persona answering one sample (persona x sample); a *design cell* is one combination of option order,
+template, wording and item order; the answer mode stratifies everything. Reliability, item-total, EFA,
+CFA, MTMM and test-retest are computed across the respondents within each design cell (rows carry the
+cell's columns), and only where a cell has enough respondents; otherwise one row per inventory x mode
+says what to add. Across design cells psytest reports stability (the sensitivity tables). Every table
+has a column ``unit`` that says what its rows were computed over.
+
+``by`` chooses a coarser grouping (e.g. only ``persona`` and ``mode``): item values are then averaged over
+the conditions left out within each group first. Left-out respondent fields coarsen the respondents (a
+persona averaged over its samples is one respondent); left-out cell fields pool those cells (their cell
+column reads ``all``). A grouping without ``persona`` and ``sample`` has one respondent per cell, so
+no reliability or structure is computed from it: design cells are never the rows of those analyses.
 
 Tables (each a tidy DataFrame, written as ``<name>.csv``):
 
 ``scores``                one row per respondent x scale/facet (reverse keying and the scoring rule applied)
-``score_summary``         per scale: mean over respondents, SD, bootstrap CI of the mean over design cells
-``norms``                 per scale and norm group: z, T, percentile, Hedges' g (or d vs norm) with CI
+``score_summary``         per scale: mean over respondents (each averaged over its design cells), SD over
+                          respondents and over cell means, bootstrap CI over respondents
+``norms``                 per scale and norm group: z, T, percentile, Hedges' g (or d vs norm) with CI, the
+                          respondents (averaged over cells) as the sample
 ``reliability``           per scale: alpha (Feldt CI), standardized alpha, lambda-6, omega total and
                           hierarchical, split-half (min, mean, max), with notes where undefined
 ``item_total``            corrected item-total correlation of each item
-``retest``                test-retest ICCs across repeated samples
+``retest``                test-retest ICCs across repeated samples, personas as targets, per design cell
 ``efa_loadings``, ``efa_fit``     EFA with as many factors as scales (minres, oblimin), and its congruence
                           with the instrument's intended structure
 ``cfa_fit``               CFA of the instrument's model
@@ -32,6 +43,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from psychometrics.analysis import units
+from psychometrics.analysis.units import CELL_FIELDS, RESPONDENT_FIELDS
 from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
@@ -96,7 +109,7 @@ def reliability_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict)
         omega_note: str | None
         if len(complete) <= len(scale.items):
             om, omega_note = None, (f"omega not computed: {len(complete)} complete respondents for {len(scale.items)} "
-                                    "items (a factor model needs more respondents than items; add samples or cells)")
+                                    "items (a factor model needs more respondents than items; add personas or samples)")
         else:
             om, omega_note = _safe(omega, complete, n_factors=n_factors, drop_constant=True)
         if om is not None:
@@ -141,7 +154,7 @@ def structure_tables(matrix: pd.DataFrame, inventory: Inventory, labels: dict,
         tables["efa_fit"] = pd.DataFrame([fit_row])
     elif len(data) <= matrix.shape[1]:
         fit_row["note"] = (f"EFA not run: {len(data)} complete respondents for {matrix.shape[1]} items (the correlation "
-                           "matrix is singular and loadings would be arbitrary); vary the design or add samples")
+                           "matrix is singular and loadings would be arbitrary); add personas or samples")
         tables["efa_fit"] = pd.DataFrame([fit_row])
     else:
         result, note = _safe(efa, data, n_factors=k, method="minres", rotation="oblimin", drop_constant=True)
@@ -192,22 +205,50 @@ def _concat(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("inventory", "mode", "kind", "scale")) -> pd.DataFrame:
+def _respondent_means(group: pd.DataFrame, respondent: Sequence[str]) -> np.ndarray:
+    """Each respondent's mean score over the design cells it was scored in (NaN scores skipped)."""
+    who = [c for c in respondent if c in group.columns]
+    valid = group[group["score"].notna()]
+    if not who:
+        return valid["score"].to_numpy(dtype=float)[:1] if len(valid) else np.array([])
+    return valid.groupby(who, sort=False, dropna=False)["score"].mean().to_numpy(dtype=float)
+
+
+def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("inventory", "mode", "kind", "scale"),
+                  respondent: Sequence[str] = RESPONDENT_FIELDS) -> pd.DataFrame:
+    """Per scale: the mean over respondents, each first averaged over the design cells it was scored in.
+
+    ``n`` counts scored respondent x cell rows, ``n_respondents`` and ``n_cells`` the two units; ``sd`` is
+    the SD over respondents and the bootstrap CI (percentile, 2000 resamples) is taken over respondents:
+    they are the sampled units, design cells are conditions the researcher fixed. ``sd_over_cells`` is the
+    SD of the cell means (each averaged over respondents): the design's spread in score points."""
     from psychometrics.statistics.norms import bootstrap_mean_ci
 
     rows = []
     for key, group in scores.groupby(list(by), sort=False):
-        values = group["score"].to_numpy(dtype=float)
-        valid = values[~np.isnan(values)]
-        low, high = bootstrap_mean_ci(valid)
-        rows.append({**dict(zip(by, key)), "mean": float(valid.mean()) if valid.size else None,
-                     "sd": float(valid.std(ddof=1)) if valid.size > 1 else None, "n": int(valid.size),
-                     "ci_low": low, "ci_high": high,
-                     "note": None if valid.size > 1 else "fewer than two scored respondents: no interval"})
+        valid = group[group["score"].notna()]
+        means = _respondent_means(valid, respondent)
+        cells = [c for c in CELL_FIELDS if c in valid.columns]
+        cell_means = (valid.groupby(cells, sort=False, dropna=False)["score"].mean().to_numpy(dtype=float)
+                      if cells and len(valid) else means[:0])
+        low, high = bootstrap_mean_ci(means)
+        note = None
+        if len(means) == 0:
+            note = "no scored respondent"
+        elif len(means) == 1:
+            note = ("one respondent (persona x sample): no interval over respondents; the spread over design "
+                    "cells is sd_over_cells (variance_decomposition.csv)")
+        rows.append({**dict(zip(by, key)), "mean": float(means.mean()) if len(means) else None,
+                     "sd": float(means.std(ddof=1)) if len(means) > 1 else None, "n": int(len(valid)),
+                     "n_respondents": int(len(means)), "n_cells": int(len(cell_means)) if cells else 1,
+                     "sd_over_cells": float(cell_means.std(ddof=1)) if len(cell_means) > 1 else None,
+                     "ci_low": low, "ci_high": high, "note": note})
     return pd.DataFrame(rows)
 
 
-def norm_table(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[str] = ("mode",)) -> pd.DataFrame:
+def norm_table(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[str] = ("mode",),
+               respondent: Sequence[str] = RESPONDENT_FIELDS) -> pd.DataFrame:
+    """The respondents (each averaged over its design cells) against each inventory's human norms."""
     from psychometrics.statistics.norms import compare_to_norm
 
     rows = []
@@ -218,7 +259,7 @@ def norm_table(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[
                 for target, stat in table.items():
                     selected = part[(part["kind"] == kind) & (part["scale"] == target)]
                     for key, group in selected.groupby(list(by), sort=False) if by else [((), selected)]:
-                        result = compare_to_norm(group["score"].to_numpy(dtype=float), norm.group, stat.mean,
+                        result = compare_to_norm(_respondent_means(group, respondent), norm.group, stat.mean,
                                                  stat.sd, norm.n)
                         if result is None:
                             continue
@@ -228,28 +269,163 @@ def norm_table(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[
     return pd.DataFrame(rows)
 
 
+#: What a cell column reads when ``by`` pooled that field's levels (items averaged over them).
+POOLED = "all"
+
+
+def _cells(frame: pd.DataFrame, by: Sequence[str], *, in_index: bool = False):
+    """(cell labels, rows) for each design cell of ``frame``, whose columns (or, ``in_index``, index levels:
+    a respondents x items matrix, whose columns are item ids) hold the fields of ``by``; cell fields left
+    out of ``by`` read :data:`POOLED`."""
+    cell_by = [f for f in CELL_FIELDS if f in by]
+    pooled = {f: POOLED for f in CELL_FIELDS if f not in by}
+    if not cell_by:
+        yield dict(pooled), frame
+        return
+    keys = frame.index.to_frame(index=False)[cell_by] if in_index else frame[cell_by]
+    for key, rows in frame.groupby([keys[c].to_numpy() for c in cell_by], sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        labels = {**dict(zip(cell_by, key)), **pooled}
+        yield {f: labels[f] for f in CELL_FIELDS}, rows
+
+
+def _absent_row(labels: dict, n_cells: int, most: int, needed: int, what: str) -> pd.DataFrame:
+    """The one row per inventory x mode that says a statistic was computed in no design cell, and why."""
+    row = {**labels, **{f: None for f in CELL_FIELDS}, "n_cells": n_cells, "n_respondents": most,
+           "note": units.too_few_respondents(most, needed, what)}
+    return pd.DataFrame([row])
+
+
+def _within_cell_item_tables(responses: pd.DataFrame, inventories: list[Inventory], by: Sequence[str], *,
+                             structure: bool, reference_loadings: pd.DataFrame | None) -> Tables:
+    """Reliability, item-total, EFA and CFA of each inventory x mode x design cell, across its respondents.
+
+    A cell with fewer respondents than :data:`~psychometrics.analysis.units.MIN_RESPONDENTS_RELIABILITY`
+    (reliability) or :func:`~psychometrics.analysis.units.min_respondents_structure` (EFA, CFA) gets no
+    row; when no cell of an inventory x mode has enough, one row says so. Rows a respondent is in are the
+    groups of the respondent fields in ``by``; without them every cell has one respondent."""
+    reliability: list[pd.DataFrame] = []
+    item_total: list[pd.DataFrame] = []
+    parts: list[Tables] = []
+    absent: dict[str, list[pd.DataFrame]] = {"reliability": [], "efa_fit": [], "cfa_fit": []}
+    who = [f for f in RESPONDENT_FIELDS if f in by]
+    for inventory in inventories:
+        modes = responses.loc[responses["inventory"] == inventory.id, "mode"].dropna().unique()
+        needed_structure = units.min_respondents_structure(len(inventory.items))
+        for mode in modes:
+            matrix = item_matrix(responses[responses["mode"] == mode], inventory, by)
+            matrix = matrix.dropna(axis=0, how="all")
+            base = {"inventory": inventory.id, "mode": mode}
+            counts, reliable, structured = [], 0, 0
+            for cell, rows in _cells(matrix, by, in_index=True):
+                block = rows.droplevel([n for n in rows.index.names if n not in who]) if who else \
+                    rows.reset_index(drop=True)
+                counts.append(len(block))
+                labels = {**base, **cell}
+                if len(block) >= units.MIN_RESPONDENTS_RELIABILITY:
+                    reliable += 1
+                    rel, items = reliability_tables(block, inventory, labels)
+                    reliability.append(rel)
+                    item_total.append(items)
+                if structure and len(block) >= needed_structure:
+                    structured += 1
+                    parts.append(structure_tables(block, inventory, labels, reference_loadings))
+            most = max(counts, default=0)
+            needed = units.MIN_RESPONDENTS_RELIABILITY
+            if not reliable:
+                absent["reliability"].append(_absent_row(base, len(counts), most, needed,
+                                                         "Reliability (alpha, omega, lambda-6, split-half, "
+                                                         "item-total)"))
+            elif reliable < len(counts):
+                skipped = sum(n < needed for n in counts)
+                row = _absent_row(base, len(counts), min(counts), needed, "")
+                row["note"] = (f"reliability not computed in {skipped} of {len(counts)} design cells: fewer than "
+                               f"{needed} respondents (persona x sample) there")
+                absent["reliability"].append(row)
+            if structure and not structured:
+                for name, what in (("efa_fit", "EFA"), ("cfa_fit", "CFA")):
+                    absent[name].append(_absent_row(base, len(counts), most, needed_structure, what))
+    tables: Tables = {"reliability": _concat([*reliability, *absent["reliability"]]),
+                      "item_total": _concat(item_total)}
+    if structure:
+        for name in ("efa_fit", "cfa_fit"):
+            tables[name] = _concat([*(part.get(name) for part in parts), *absent[name]])
+        tables["efa_loadings"] = _concat(part.get("efa_loadings") for part in parts)
+    return tables
+
+
 def retest_table(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """ICCs across repeated samples: targets are the respondents with the sample index removed."""
+    """ICC across repeated samples within each design cell: the targets are the personas, the samples the
+    occasions; never cells (a cell is a condition, not a person).
+
+    Needs ``persona`` and ``sample`` in ``by``, two or more samples, and at least
+    :data:`~psychometrics.analysis.units.MIN_RESPONDENTS_RELIABILITY` personas scored in every sample of a
+    cell; otherwise one row per inventory x mode says what to add."""
     from psychometrics.statistics import reliability as rel
 
-    targets = [c for c in by if c not in ("sample", "mode")]
-    if "sample" not in by or not targets or scores["sample"].nunique() < 2:
-        return pd.DataFrame()
     rows = []
+    needed = units.MIN_RESPONDENTS_RELIABILITY
     scales = scores[scores["kind"] == "scale"]
-    for (inventory, mode, scale), group in scales.groupby(["inventory", "mode", "scale"], sort=False):
-        wide = group.pivot_table(index=targets, columns="sample", values="score").dropna()
-        result, note = _safe(rel.icc, wide)
-        row = {"inventory": inventory, "mode": mode, "scale": scale, "n_targets": len(wide),
-               "n_samples": wide.shape[1]}
-        if result is not None:
-            form = result.test_retest
-            row.update(icc2_1=form.icc, ci_low=form.ci_low, ci_high=form.ci_high, f=form.f, p=form.p,
-                       icc3_1=result["ICC3"].icc, icc2_k=result["ICC2k"].icc)
-            note = result.note
-        row["note"] = note
-        rows.append(row)
+    for (inventory, mode), part in scales.groupby(["inventory", "mode"], sort=False):
+        base = {"inventory": inventory, "mode": mode}
+        if "sample" not in by or part["sample"].nunique() < 2:
+            rows.append({**base, "note": "test-retest not computed: each respondent answered one sample; run "
+                                         "--samples 2 or more at a temperature above 0"})
+            continue
+        if "persona" not in by:
+            rows.append({**base, "note": "test-retest not computed: the grouping has no persona to be the target; "
+                                         "keep persona in --by"})
+            continue
+        computed, most, n_cells = 0, 0, 0
+        for cell, cell_part in _cells(part, by):
+            n_cells += 1
+            for scale, group in cell_part.groupby("scale", sort=False):
+                wide = group.pivot_table(index="persona", columns="sample", values="score").dropna()
+                most = max(most, len(wide))
+                if len(wide) < needed or wide.shape[1] < 2:
+                    continue
+                result, note = _safe(rel.icc, wide)
+                row = {**base, **cell, "scale": scale, "n_targets": len(wide), "n_samples": wide.shape[1]}
+                if result is not None:
+                    form = result.test_retest
+                    row.update(icc2_1=form.icc, ci_low=form.ci_low, ci_high=form.ci_high, f=form.f, p=form.p,
+                               icc3_1=result["ICC3"].icc, icc2_k=result["ICC2k"].icc)
+                    note = result.note
+                row["note"] = note
+                rows.append(row)
+                computed += 1
+        if not computed:
+            rows.append({**base, "n_cells": n_cells, "n_targets": most,
+                         "note": f"test-retest not computed: {most} persona(s) scored in every sample of a design "
+                                 f"cell at most, {needed} needed; add personas (--personas)"})
     return pd.DataFrame(rows)
+
+
+def mtmm_tables(scores: pd.DataFrame, inventories: list[Inventory], by: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MTMM across respondents, pooled over design cells with the cell (and mode) as a fixed effect: each
+    correlation is computed from scores centred within cell (:func:`psychometrics.statistics.mtmm.mtmm_matrix`
+    with the cells as groups), over the cells with at least two respondents. Absent, with one sentence,
+    when no cell has :data:`~psychometrics.analysis.units.MIN_RESPONDENTS_RELIABILITY` respondents."""
+    from psychometrics.statistics.mtmm import mtmm_matrix, trait_matrix
+
+    wide = trait_matrix(scores, inventories)
+    if wide.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    index = wide.index.to_frame(index=False)
+    group_fields = [f for f in (*CELL_FIELDS, "mode") if f in index.columns]
+    cell_of = index[group_fields].astype(str).agg(" | ".join, axis=1) if group_fields else pd.Series("all", index=index.index)
+    sizes = cell_of.map(cell_of.value_counts())
+    if int(sizes.max()) < units.MIN_RESPONDENTS_RELIABILITY:
+        traits = pd.Series(wide.columns.get_level_values("trait")).value_counts()
+        if len(set(wide.columns.get_level_values("method"))) < 2 or (traits >= 2).sum() < 2:
+            return pd.DataFrame(), pd.DataFrame()  # no two instruments share two traits: no MTMM to speak of
+        note = units.too_few_respondents(int(sizes.max()), units.MIN_RESPONDENTS_RELIABILITY, "MTMM")
+        return pd.DataFrame([{"n_cells": int(cell_of.nunique()), "n": int(sizes.max()), "note": note}]), pd.DataFrame()
+    keep = (sizes >= 2).to_numpy()
+    table, summary = mtmm_matrix(wide[keep], groups=cell_of[keep].to_numpy())
+    if not table.empty:
+        table.insert(table.columns.get_loc("n"), "n_cells", int(cell_of[keep].nunique()))
+    return table, summary
 
 
 def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventories: list[Inventory]) -> Tables:
@@ -275,7 +451,6 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     computed from (the manifest's sha256 and the store's fingerprint, read in the same transaction as the
     answers): the provenance of the files they are written to."""
     from psychometrics.run.owner import open_run
-    from psychometrics.statistics.mtmm import mtmm
 
     run = open_run(run_dir)
     by = tuple(by or CONDITION_FIELDS)
@@ -296,25 +471,42 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else run.scores(by)
     tables: Tables = {"scores": grouped, "score_summary": _with_value_notes(score_summary(grouped), value_checks),
                       "norms": norm_table(grouped, inventories), "value_checks": value_checks}
-    reliability, item_total, structure_parts = [], [], []
-    for inventory in inventories:
-        modes = responses.loc[responses["inventory"] == inventory.id, "mode"].dropna().unique()
-        for mode in modes:
-            matrix = item_matrix(responses[responses["mode"] == mode], inventory, by)
-            labels = {"inventory": inventory.id, "mode": mode}
-            rel, items = reliability_tables(matrix, inventory, labels)
-            reliability.append(rel)
-            item_total.append(items)
-            if structure:
-                structure_parts.append(structure_tables(matrix, inventory, labels, reference_loadings))
-    tables["reliability"] = _concat(reliability)
-    tables["item_total"] = _concat(item_total)
+    tables.update(_within_cell_item_tables(responses, inventories, by, structure=structure,
+                                           reference_loadings=reference_loadings))
     tables["retest"] = retest_table(grouped, by)
-    for name in ("efa_fit", "efa_loadings", "cfa_fit"):
-        tables[name] = _concat(part.get(name) for part in structure_parts)
     tables.update(sensitivity_tables(responses, cell_scores, inventories))
-    tables["mtmm"], tables["mtmm_summary"] = mtmm(grouped, inventories)
-    return tables
+    tables["mtmm"], tables["mtmm_summary"] = mtmm_tables(grouped, inventories, by)
+    return with_units(tables, _run_units(by))
+
+
+#: The unit of each table of a run (:mod:`psychometrics.analysis.units`), apart from ``scores``.
+RUN_UNITS = {
+    "score_summary": units.OVER_RESPONDENTS, "norms": units.OVER_RESPONDENTS, "value_checks": units.ANSWERS,
+    **{name: units.WITHIN_CELL for name in ("reliability", "item_total", "efa_fit", "efa_loadings", "cfa_fit",
+                                            "retest", "mtmm", "mtmm_summary")},
+    **{name: units.ACROSS_CELLS for name in ("factor_effects", "variance_decomposition", "option_order_flips",
+                                             "position_bias", "acquiescence", "response_styles")},
+}
+
+
+def _run_units(by: Sequence[str]) -> dict[str, str]:
+    """:data:`RUN_UNITS` with the unit of ``scores``: a respondent in a cell, or the coarser group of ``by``."""
+    if set(CONDITION_FIELDS) <= set(by):
+        scores_unit = units.PER_RESPONDENT
+    else:
+        scores_unit = f"one group of {' x '.join(by)} (items averaged over the conditions left out)"
+    return {**RUN_UNITS, "scores": scores_unit}
+
+
+def with_units(tables: Tables, unit_of: dict[str, str], default: str | None = None) -> Tables:
+    """``tables`` with a column ``unit`` (what the rows were computed over) in every table that has rows."""
+    labelled: Tables = {}
+    for name, table in tables.items():
+        unit = unit_of.get(name, default)
+        if table is not None and not table.empty and unit is not None and "unit" not in table.columns:
+            table = table.assign(unit=unit)
+        labelled[name] = table
+    return labelled
 
 
 def _with_value_notes(summary: pd.DataFrame, value_checks: pd.DataFrame) -> pd.DataFrame:
@@ -332,19 +524,22 @@ def _with_value_notes(summary: pd.DataFrame, value_checks: pd.DataFrame) -> pd.D
 
 def analyze_item_data(matrix: pd.DataFrame, inventory: Inventory, *, structure: bool = True,
                       reference_loadings: pd.DataFrame | None = None) -> Tables:
-    """The same tables for respondents x items data (raw values; keyed here)."""
+    """The same tables for respondents x items data (raw values; keyed here): each row is a person, the
+    unit of every table (``unit`` = ``person``)."""
     from psychometrics.inventories.item_data import keyed
 
     keyed_matrix = keyed(matrix, inventory)
     scores = scores_from_matrix(keyed_matrix, inventory)
     scores["mode"] = "data"
     labels = {"inventory": inventory.id}
+    people = [name or "respondent" for name in keyed_matrix.index.names]
     reliability, item_total = reliability_tables(keyed_matrix, inventory, labels)
-    tables: Tables = {"scores": scores, "score_summary": score_summary(scores),
-                      "norms": norm_table(scores, [inventory]), "reliability": reliability, "item_total": item_total}
+    tables: Tables = {"scores": scores, "score_summary": score_summary(scores, respondent=people),
+                      "norms": norm_table(scores, [inventory], respondent=people), "reliability": reliability,
+                      "item_total": item_total}
     if structure:
         tables.update(structure_tables(keyed_matrix, inventory, labels, reference_loadings))
-    return tables
+    return with_units(tables, {}, default=units.PERSON)
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

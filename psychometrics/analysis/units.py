@@ -51,12 +51,23 @@ WITHIN_CELL = "respondents (persona x sample) within a design cell"
 ACROSS_CELLS = "design cells (stability of the measurement)"
 #: ... of tables with one row per respondent and cell.
 PER_RESPONDENT = "one respondent (persona x sample) in one design cell"
+#: ... of summaries over respondents, each respondent's score first averaged over its design cells.
+OVER_RESPONDENTS = "respondents (persona x sample), each averaged over its design cells"
+#: ... of tables of stored answers (one row per answer, or counts of answers).
+ANSWERS = "stored answers"
+#: ... of every table of item data (rows are people).
+PERSON = "person"
 
 
 def too_few_respondents(n: int, needed: int, what: str) -> str:
     """The one plain sentence shown where a statistic is absent for lack of respondents."""
-    return (f"{what} not computed: {n} respondent(s) in this design cell, {needed} needed; a respondent is "
+    return (f"{what} not computed: {n} respondent(s) in a design cell at most, {needed} needed; a respondent is "
             "persona x sample, so add personas (--personas) or samples (--samples at a temperature above 0)")
+
+
+def min_respondents_structure(n_items: int) -> int:
+    """The fewest respondents in a cell for EFA, CFA and omega of ``n_items`` items."""
+    return max(MIN_RESPONDENTS_STRUCTURE, n_items + 1)
 
 
 def respondent_scores(scores, keys: tuple[str, ...] = ("inventory", "mode", "kind", "scale")):
@@ -67,5 +78,10 @@ def respondent_scores(scores, keys: tuple[str, ...] = ("inventory", "mode", "kin
     Intervals of a model's score are taken over these rows: respondents are the sampled units, design cells
     are conditions the researcher fixed."""
     present = [k for k in keys if k in scores.columns]
-    grouped = scores.groupby([*present, *RESPONDENT_FIELDS], sort=False, dropna=False)["score"]
+    who = [f for f in RESPONDENT_FIELDS if f in scores.columns]  # a grouping without them is one respondent
+    if not [*present, *who]:
+        import pandas as pd
+
+        return pd.DataFrame({"score": [scores["score"].mean()], "n_cells": [int(scores["score"].count())]})
+    grouped = scores.groupby([*present, *who], sort=False, dropna=False)["score"]
     return grouped.agg(score="mean", n_cells="count").reset_index()

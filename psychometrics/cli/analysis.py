@@ -31,8 +31,10 @@ def score(
     run: Annotated[Path, typer.Argument(help="A run directory (with manifest.json and responses.sqlite).")],
     by: Annotated[
         Optional[str],
-        typer.Option(help="Factors that define a respondent, e.g. persona,sample.",
-                     show_default="every design factor"),
+        typer.Option(help="Condition fields to group scores by, e.g. persona,mode (the others are averaged). "
+                          "Reliability and structure stay across respondents (persona x sample) within a design "
+                          "cell: without persona and sample there is one respondent per cell and none is computed.",
+                     show_default="every condition field"),
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the CSV tables.", show_default="RUN/analysis")] = None,
     reference_loadings: ReferenceLoadings = None,

@@ -228,13 +228,17 @@ def print_analysis(tables: dict, written: list) -> None:
                       f"{where}/score_summary.csv")
     reliability = tables.get("reliability")
     if reliability is not None and not reliability.empty:
-        columns = [Column("inventory", kind="key"), Column("mode", kind="key"), Column("scale", kind="key"),
+        varied = [c for c in ("option_order", "template", "wording", "item_order")
+                  if c in reliability and reliability[c].nunique() > 1]  # the design cell, where it varies
+        columns = [Column("inventory", kind="key"), Column("mode", kind="key"),
+                   *(Column(c, kind="key") for c in varied), Column("scale", kind="key"),
                    Column("n_respondents", "n"), Column("alpha"),
                    Column("alpha_ci", "alpha 95% CI", drop=5, fmt=interval("alpha_ci_low", "alpha_ci_high")),
                    Column("omega_total", "omega", drop=4), Column("omega_hierarchical", "omega_h", drop=1),
                    Column("lambda6", "lambda6", drop=2), Column("split_half_mean", "split-half", drop=3),
                    Column("note", kind="note")]
-        print_fitted("Reliability", records_of(reliability), columns, where=f"{where}/reliability.csv")
+        print_fitted("Reliability (across respondents within each design cell)",
+                     records_of(reliability), columns, where=f"{where}/reliability.csv")
     variance = tables.get("variance_decomposition")
     if variance is not None and not variance.empty:
         print_wrapped(f"Sensitivity to design factors: see variance_decomposition.csv and factor_effects.csv "

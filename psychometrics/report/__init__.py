@@ -36,6 +36,10 @@ __all__ = ["ReportPaths", "build_report", "responses_table"]
 
 REPORT_DIR = "report"
 
+#: The ``unit`` of ``responses.csv`` and ``run_info.csv`` (the analysis tables carry theirs).
+ANSWER_UNIT = "one stored answer"
+RUN_UNIT = "the run"
+
 
 @dataclass(frozen=True)
 class ReportPaths:
@@ -115,7 +119,7 @@ def _write_report(report, run_dir: Path, manifest: "QuestionnaireManifest", tabl
         "verdict": verdict_view(tables.get("verdict"), manifest.model),
         "evidence": [drawn[key] for key in figs.EVIDENCE if key in drawn],
         "run_dir": str(run_dir),
-        "run_info": list(run_info.itertuples(index=False, name=None)),
+        "run_info": list(run_info[["key", "value"]].itertuples(index=False, name=None)),
         "sections": build_sections(tables, drawn) + _validity_sections(validity, dpi),
         "replies": reply_sample(tables["responses"]),
         "files": summary["files"],
@@ -194,7 +198,7 @@ def responses_table(run: "Run") -> pd.DataFrame:
                 scale_of.setdefault((inventory.id, item), scale.id)
     scales = [scale_of.get(key) for key in zip(frame["inventory"], frame["item_id"])]
     frame.insert(frame.columns.get_loc("item_id") + 1, "scale", scales)
-    return frame
+    return frame.assign(unit=ANSWER_UNIT)
 
 
 def run_info_table(manifest: "QuestionnaireManifest", responses: pd.DataFrame) -> pd.DataFrame:
@@ -213,7 +217,8 @@ def run_info_table(manifest: "QuestionnaireManifest", responses: pd.DataFrame) -
         ("psytest", manifest.packages.get("psytest")),
         ("report created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
     ]
-    return pd.DataFrame([(key, "" if value is None else str(value)) for key, value in rows], columns=["key", "value"])
+    frame = pd.DataFrame([(key, "" if value is None else str(value)) for key, value in rows], columns=["key", "value"])
+    return frame.assign(unit=RUN_UNIT)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,7 +233,8 @@ def _records(frame: Optional[pd.DataFrame], columns: list[str]) -> list[dict]:
 
 
 def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]) -> dict:
-    """The headline numbers of a run, for machines (CI drift checks, comparisons)."""
+    """The headline numbers of a run, for machines (CI drift checks, comparisons); ``unit`` says what a
+    respondent and a design cell are and which statistics are computed over which."""
     from psychometrics.analysis.units import UNIT
     from psychometrics.analysis.verdict import summary_fields
     from psychometrics.report.html import largest_effects
@@ -259,14 +265,15 @@ def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]
         "model": manifest.model,
         "backend_params": manifest.backend_params,
         "created_at": manifest.created_at,
+        "unit": UNIT,
         "inventories": [{"id": entry.id, "name": getattr(inventories.get(entry.id), "name", None),
                          "items": len(inventories[entry.id].items) if entry.id in inventories else None,
                          "content_hash": entry.content_hash} for entry in manifest.inventories],
         "personas": manifest.personas.model_dump() if manifest.personas else None,
         "design": manifest.design.model_dump(mode="json"),
-        "unit": UNIT,
         **summary_fields(tables.get("verdict", pd.DataFrame())),
-        "scales": _records(scales, ["inventory", "mode", "scale", "trait", "mean", "sd", "n", "ci_low", "ci_high"]),
+        "scales": _records(scales, ["inventory", "mode", "scale", "trait", "mean", "sd", "n", "n_respondents",
+                                    "n_cells", "sd_over_cells", "ci_low", "ci_high", "note"]),
         "norms": _records(norms, ["inventory", "mode", "scale", "group", "z", "t_score", "percentile", "effect",
                                   "effect_size", "ci_low", "ci_high"]),
         "reliability": reliability_headline(tables),
@@ -281,15 +288,23 @@ def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]
 
 
 def reliability_headline(tables: dict[str, pd.DataFrame]) -> list[dict]:
-    """Per inventory and mode: median and lowest alpha, median omega total, median test-retest ICC."""
+    """Per inventory and mode, over the scales x design cells computed (each across the respondents of one
+    cell): median and lowest alpha, median omega total, median test-retest ICC, the number of cells; or,
+    where none was computed, the sentence that says what to add (``note``)."""
     reliability = tables.get("reliability")
     if reliability is None or reliability.empty:
         return []
+    from psychometrics.analysis.units import CELL_FIELDS
+
     retest = tables.get("retest")
     rows = []
-    for (inventory, mode), group in reliability.groupby(["inventory", "mode"], sort=False):
-        alpha = group["alpha"].dropna() if "alpha" in group else pd.Series(dtype=float)
-        row = {"inventory": inventory, "mode": mode, "scales": int(len(group)),
+    for (inventory, mode), group in reliability.groupby(["inventory", "mode"], sort=False, dropna=False):
+        alpha = pd.to_numeric(group["alpha"], errors="coerce").dropna() if "alpha" in group else pd.Series(dtype=float)
+        computed = group[group["scale"].notna()] if "scale" in group else group.iloc[:0]
+        cells = [c for c in CELL_FIELDS if c in computed.columns]
+        row = {"inventory": inventory, "mode": mode,
+               "scales": int(computed["scale"].nunique()) if len(computed) else 0,
+               "design_cells": int(len(computed[cells].drop_duplicates())) if cells and len(computed) else 0,
                "alpha_median": float(alpha.median()) if len(alpha) else None,
                "alpha_min": float(alpha.min()) if len(alpha) else None,
                "alpha_min_scale": str(group.loc[alpha.idxmin(), "scale"]) if len(alpha) else None,
@@ -297,17 +312,23 @@ def reliability_headline(tables: dict[str, pd.DataFrame]) -> list[dict]:
         if retest is not None and not retest.empty and "icc2_1" in retest:
             part = retest[(retest["inventory"] == inventory) & (retest["mode"] == mode)]
             row["retest_icc2_1_median"] = _median(part["icc2_1"])
+        if not len(computed):
+            notes = group["note"].dropna() if "note" in group else pd.Series(dtype=object)
+            row["note"] = str(notes.iloc[0]) if len(notes) else None
         rows.append(row)
     return rows
 
 
 def variance_headline(shares: Optional[pd.DataFrame]) -> list[dict]:
-    """Per inventory, mode and source: the mean share of scale-score variance over scales."""
+    """Per inventory, mode and source: the mean share of scale-score variance over scales and, in score
+    points, the mean SD of the variance component (``component_sd``, balanced designs only)."""
     if shares is None or shares.empty:
         return []
     scale_rows = shares[shares["kind"] == "scale"] if "kind" in shares else shares
-    mean = scale_rows.groupby(["inventory", "mode", "source"], sort=False)["share"].mean().reset_index()
-    return _records(mean.rename(columns={"share": "mean_share"}), ["inventory", "mode", "source", "mean_share"])
+    columns = [c for c in ("share", "component_sd") if c in scale_rows]
+    mean = scale_rows.groupby(["inventory", "mode", "source"], sort=False)[columns].mean().reset_index()
+    return _records(mean.rename(columns={"share": "mean_share", "component_sd": "mean_component_sd"}),
+                    ["inventory", "mode", "source", "mean_share", "mean_component_sd"])
 
 
 def _median(values: Optional[pd.Series]) -> Optional[float]:

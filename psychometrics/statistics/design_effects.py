@@ -353,7 +353,7 @@ def factor_effects(
 
 _VARIANCE_COLUMNS = [
     "inventory", "mode", "kind", "scale", "source", "df", "sum_sq", "mean_sq", "statistic", "p_value",
-    "share", "variance_component", "component_share", "n", "balanced", "note",
+    "share", "variance_component", "component_share", "component_sd", "n", "balanced", "note",
 ]
 
 
@@ -446,7 +446,9 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
     :math:`\\hat\\sigma^2_f = \\max\\{0, (MS_f - MS_e)\\,n_f/N\\}` and :math:`\\hat\\sigma^2_e = MS_e`.
     ``component_share`` is each component over their sum: the generalizability-theory view of how much
     of the variance of a single score is due to each design facet, and how much is left (the residual:
-    interactions of the facets and sampling noise).
+    interactions of the facets and sampling noise). ``component_sd`` :math:`= \\hat\\sigma_f` is the same
+    component in score points (the scale's own units): how far, as a standard deviation, a score moves
+    with that facet's levels, which a share alone does not say (a 40 % share of a tiny variance is tiny).
 
     Parameters
     ----------
@@ -463,12 +465,14 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
     -------
     pandas.DataFrame
         One row per inventory x mode x scale x ``source`` (each factor, then ``residual``): ``df,
-        sum_sq, mean_sq, statistic, p_value, share, variance_component, component_share, n`` (scores
+        sum_sq, mean_sq, statistic, p_value, share, variance_component, component_share, component_sd,
+        n`` (scores
         used), ``balanced``, ``note``.
 
     Matches R: ``summary(aov(score ~ f1 + f2 + ...))`` (Df, Sum Sq, Mean Sq, F value, Pr(>F)) to 1e-8,
     on balanced and unbalanced data; for a balanced design with no component at the boundary,
-    ``VarCorr(lmer(score ~ 1 + (1 | f1) + (1 | f2) + ..., REML = TRUE))`` to 1e-4.
+    ``VarCorr(lmer(score ~ 1 + (1 | f1) + (1 | f2) + ..., REML = TRUE))`` to 1e-4 (``vcov``; ``component_sd``
+    against its ``sdcor``).
 
     Differences from R
     ------------------
@@ -591,6 +595,7 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
                 row["variance_component"] = components[entry["source"]]
                 row["component_share"] = (components[entry["source"]] / total_component
                                           if total_component > 0 else math.nan)
+                row["component_sd"] = math.sqrt(components[entry["source"]])
             row["note"] = join_notes(entry.get("note"), group_note)
             rows.append(row)
     frame = pd.DataFrame(rows, columns=_VARIANCE_COLUMNS)

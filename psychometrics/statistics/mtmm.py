@@ -2,8 +2,9 @@
 
 When one run administers two or more inventories that measure the same traits (e.g. BFI-44 and
 IPIP-NEO-120 both measure the Big Five), each inventory is a *method*. Scale scores are matched by
-respondent (the design cell: the same option order, template, persona, wording, sample and mode across
-inventories) and correlated across respondents. Scales are aligned by their shared ``trait`` name and
+respondent and design cell (the same persona, sample, option order, template, wording, item order and mode
+across inventories) and correlated across respondents; a run's analysis passes the design cells as
+``groups`` (:func:`psychometrics.analysis.tables.mtmm_tables`), so that cells are never the units. Scales are aligned by their shared ``trait`` name and
 ``trait_sign`` (IPIP-50 Emotional Stability counts as reversed neuroticism).
 
 Correlations are classified as

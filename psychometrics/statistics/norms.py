@@ -132,7 +132,8 @@ def compare_to_norm(
 
 
 def bootstrap_mean_ci(values: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0):
-    """Percentile bootstrap CI of the mean over design cells; ``None`` bounds for fewer than 2 cells."""
+    """Percentile bootstrap CI of the mean of ``values`` (the respondents' scores); ``None`` bounds for fewer
+    than 2 values."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if values.size < 2:

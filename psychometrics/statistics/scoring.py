@@ -1,8 +1,9 @@
 """Scale and facet scores from an answer frame (:func:`psychometrics.run.frame.responses_frame`).
 
-A respondent is one cell of the design (by default model x option order x template x persona x
-wording x item order x sample x answer mode): every cell answered every item once, so each cell is one
-complete questionnaire.
+Scores are computed per respondent (persona x sample) and design cell (option order x template x wording x
+item order), per answer mode: every such combination answered every item once, so each is one complete
+questionnaire. Which statistics are computed over which of the two is defined in
+:mod:`psychometrics.analysis.units`.
 
 Scoring follows the inventory: reverse-keyed responses become ``min + max - response``; a scale's
 score is the mean of its keyed items (``mean`` rule) or that mean times the number of items (``sum``
@@ -73,8 +74,8 @@ def impossible_values(frame: "pd.DataFrame", inventories: Iterable[Inventory]) -
 def item_matrix(frame: "pd.DataFrame", inventory: Inventory, by: Iterable[str] = CONDITION_COLUMNS) -> "pd.DataFrame":
     """Respondents x items of keyed values (NaN where no valid answer), one row per group of ``by``.
 
-    With the default grouping a row is one design cell; coarser groupings average each item's keyed
-    values over the other factors first.
+    With the default grouping a row is one respondent in one design cell; coarser groupings average each
+    item's keyed values over the other factors first.
     """
     part = frame[frame["inventory"] == inventory.id].copy()
     part["keyed"] = keyed_values(part, inventory)
