@@ -18,7 +18,7 @@ Tables (each a tidy DataFrame, written as ``<name>.csv``):
 
 ``scores``                one row per respondent x scale/facet (reverse keying and the scoring rule applied)
 ``score_summary``         per scale: mean over respondents (each averaged over its design cells), SD over
-                          respondents and over cell means, bootstrap CI over respondents
+                          respondents and over cell means, t interval over respondents
 ``norms``                 per scale and norm group: z, T, percentile, Hedges' g (or d vs norm) with CI, the
                           respondents (averaged over cells) as the sample
 ``reliability``           per scale: alpha (Feldt CI), standardized alpha, lambda-6, omega total and
@@ -219,10 +219,10 @@ def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("inventory", "mode"
     """Per scale: the mean over respondents, each first averaged over the design cells it was scored in.
 
     ``n`` counts scored respondent x cell rows, ``n_respondents`` and ``n_cells`` the two units; ``sd`` is
-    the SD over respondents and the bootstrap CI (percentile, 2000 resamples) is taken over respondents:
-    they are the sampled units, design cells are conditions the researcher fixed. ``sd_over_cells`` is the
+    the SD over respondents and the 95% Student-t interval (R's ``t.test``) is taken over respondents, as
+    the verdict's (:mod:`psychometrics.analysis.verdict`): they are the sampled units, design cells are conditions the researcher fixed. ``sd_over_cells`` is the
     SD of the cell means (each averaged over respondents): the design's spread in score points."""
-    from psychometrics.statistics.norms import bootstrap_mean_ci
+    from psychometrics.statistics.norms import t_mean_ci
 
     rows = []
     for key, group in scores.groupby(list(by), sort=False):
@@ -231,7 +231,7 @@ def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("inventory", "mode"
         cells = [c for c in CELL_FIELDS if c in valid.columns]
         cell_means = (valid.groupby(cells, sort=False, dropna=False)["score"].mean().to_numpy(dtype=float)
                       if cells and len(valid) else means[:0])
-        low, high = bootstrap_mean_ci(means)
+        low, high = t_mean_ci(means)
         note = None
         if len(means) == 0:
             note = "no scored respondent"

@@ -116,7 +116,7 @@ SECTIONS: list[tuple[str, str, str, list[str], list[tuple[str, str, Optional[lis
     ("scores", "Scores", "Scale scores over respondents (persona x sample, each averaged over its design cells), "
      "and where they fall among people.",
      [],
-     [("score_summary", "Score summary (bootstrap 95% CI over respondents)",
+     [("score_summary", "Score summary (95% t interval over respondents)",
        ["inventory", "mode", "kind", "scale", "mean", "sd", "n_respondents", "n_cells", "sd_over_cells", "ci_low",
         "ci_high", "note"], None),
       ("norms", "Against human norms",
