@@ -507,12 +507,23 @@ def analyze(
 def report(run: PathLike, *, out: Optional[PathLike] = None,
            behavior: Union[PathLike, Sequence[PathLike], None] = None) -> ReportPaths:
     """Write a run's self-contained HTML report, its CSV tables and ``summary.json`` (``psytest report``).
+    Given a study directory (``psytest study``'s), write the study's combined report of its models
+    instead (:mod:`psychometrics.report.study_report`, default ``STUDY/report``).
 
     ``behavior``: behaviour runs of the same model(s) and personas, for the self-report vs behaviour
     section. Written to ``out`` (default ``RUN/report``)."""
+    from psychometrics.analysis.across_models import is_study_directory
     from psychometrics.report import build_report
 
     behavior_runs = [Path(b) for b in _names(behavior)] if behavior else None
+    if is_study_directory(Path(run)):  # a study's combined report: its own runs, its behaviour runs included
+        if behavior_runs:
+            raise PsytestError(f"--behavior: {run} is a study directory, whose report takes the study's own "
+                               "behaviour runs; leave --behavior out")
+        from psychometrics.report.study_report import build_study_report
+
+        with _reading_only():
+            return build_study_report(Path(run), _path(out))
     with _reading_only():
         return build_report(Path(run), _path(out), behavior_runs=behavior_runs)
 
@@ -577,10 +588,21 @@ def check(run: PathLike, *, baseline: Union[PathLike, dict], tolerance: Optional
 
 def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:
     """Check a run's store and recompute every derived file from it, comparing with what is stored;
-    ``rerun`` also re-sends every request on a deterministic backend (``psytest reproduce``)."""
+    ``rerun`` also re-sends every request on a deterministic backend (``psytest reproduce``). Given a
+    study directory, recompute its report, comparison and validity tables from its runs instead
+    (:mod:`psychometrics.analysis.reproduce_study`)."""
+    from psychometrics.analysis.across_models import is_study_directory
     from psychometrics.analysis.reproduce import reproduce as reproduce_run
 
     run = Path(run)
+    if is_study_directory(run):
+        if rerun:
+            raise PsytestError(f"--rerun: {run} is a study directory; re-send a run's requests with psytest reproduce "
+                               f"{run}/runs/<model> --rerun")
+        from psychometrics.analysis.reproduce_study import reproduce_study
+
+        with _reading_only():
+            return reproduce_study(run)
     with _reading_only():
         return reproduce_run(run, rerun=rerun)
 

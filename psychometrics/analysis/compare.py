@@ -421,9 +421,9 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
         which = single[0] if len(single) == 1 else ("all runs" if len(single) == len(labels) else
                                                     f"{len(single)} runs ({', '.join(single[:3])}{' ...' if len(single) > 3 else ''})")
         notes.append(f"{which}: {NOISE_NOTE_CELLS}")
-    statistics = pd.concat([t.assign(run=label, run_dir=str(path)) for label, path, t in zip(labels, run_dirs, stats)],
-                           ignore_index=True)
-    statistics = statistics[["run", "run_dir", *[c for c in statistics.columns if c not in ("run", "run_dir")]]]
+    # Labels, not paths, in the tables: a comparison's CSVs do not depend on where the runs were read from
+    statistics = pd.concat([t.assign(run=label) for label, t in zip(labels, stats)], ignore_index=True)
+    statistics = statistics[["run", *[c for c in statistics.columns if c != "run"]]]
     differences = pd.concat(parts, ignore_index=True)
     return CompareResult(labels, [m.model for m in manifests], differences, statistics, notes,
                          [str(p) for p in run_dirs])

@@ -107,8 +107,8 @@ def _print_outcome(outcome) -> None:
     for name, path in outcome.paths().items():
         if path is not None:
             print_wrapped(f"{name}: {path}", indent="  ")
-    print_wrapped("Each run's report: psytest report STUDY/runs/<model>. A combined report of the models is not "
-                  "written yet.", indent="  ")
+    print_wrapped("Each run's own report: psytest report STUDY/runs/<model>; the combined report again: psytest "
+                  "report STUDY; check it: psytest reproduce STUDY.", indent="  ")
 
 
 def register(app: typer.Typer) -> None:
