@@ -83,8 +83,9 @@ def profiles(tables: Tables):
     data = verdict.copy()
     data["panel"] = _ordered(_panels(data))
     data["y"] = _models_axis(data, order)
-    data["ci_low"] = data["ci_low"].fillna(data["score"])
-    data["ci_high"] = data["ci_high"].fillna(data["score"])
+    # an interval drawn past the scale's end would claim scores nobody can have: clipped at the range
+    data["ci_low"] = data["ci_low"].fillna(data["score"]).clip(lower=data["scale_min"])
+    data["ci_high"] = data["ci_high"].fillna(data["score"]).clip(upper=data["scale_max"])
     data["label"] = data["label"].fillna("unlabelled")
     panels = data["panel"].cat.categories
     ranges = data.drop_duplicates("panel")[["panel", "scale_min", "scale_max", "norm_mean", "norm_sd"]]

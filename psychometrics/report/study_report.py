@@ -22,6 +22,7 @@ Nothing in the page is not in a CSV, and the runs are only read.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -134,7 +135,8 @@ def verdict_grid(verdict: pd.DataFrame) -> dict:
         for inv, scale, mode in keys:
             record = cells.get((model, inv, scale, mode))
             label = str(record.get("label") or "unlabelled") if record else "absent"
-            score = format_cell(record.get("score")) if record else ""
+            value = record.get("score") if record else None
+            score = f"{value:.2f}" if isinstance(value, float) and math.isfinite(value) else format_cell(value)
             row.append({"score": score, "label": label, "css": "v-" + label.replace(" ", "-"),
                         "reason": str(record.get("reason") or "") if record else "not administered"})
         rows.append({"model": model, "cells": row})
