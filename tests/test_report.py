@@ -67,11 +67,18 @@ def test_report_writes_tables_responses_and_summary(report):
     assert len(summary["scales"]) == 10
     for scale in summary["scales"]:
         assert scale["ci_low"] <= scale["mean"] <= scale["ci_high"] and scale["trait"]
+    verdict = summary["verdict"]
+    assert len(verdict) == 10 and {r["label"] for r in verdict} <= {"interpretable", "fragile", "untested", "not measurable"}
+    assert [r["label"] for r in summary["verdict_rules"]] == ["not measurable", "fragile", "untested", "interpretable"]
+    assert all(r["n_respondents"] == 10 and r["n_cells"] == 4 and r["ci_low"] <= r["score"] <= r["ci_high"]
+               for r in verdict)  # 5 untargeted personas x 2 samples, each over 2 orders x 2 templates
+    assert {r["norm_group"] is not None for r in verdict if r["inventory"] == "bfi-44"} == {True}
+    assert summary["unit"]["respondent"] == "persona x sample"
     assert {n["scale"] for n in summary["norms"]} == {"E", "A", "C", "N", "O"}
     assert all(0 <= n["percentile"] <= 100 for n in summary["norms"])
     headline = {r["inventory"]: r for r in summary["reliability"]}
     assert headline["bfi-44"]["alpha_median"] > 0.7 and headline["bfi-44"]["alpha_min"] <= headline["bfi-44"]["alpha_median"]
-    effects = [abs(e["d_z"]) for e in summary["largest_method_effects"]]
+    effects = [abs(e["mean_diff"]) for e in summary["largest_method_effects"]]  # points: d_z can be undefined
     assert effects and effects == sorted(effects, reverse=True)
     assert {e["factor"] for e in summary["largest_method_effects"]} <= {"option_order", "template", "sample"}
     rates = {r["inventory"]: r for r in summary["outcome_rates"]}
@@ -87,9 +94,9 @@ def test_html_is_self_contained_and_shows_model_text_only_escaped(report):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
     assert not re.search(r"url\(|@import|<link|<script|<iframe|<object|<embed", html, re.I)
     assert "Content-Security-Policy" in html
-    assert html.count('<img src="data:image/png;base64,') == len(figures.FIGURES) == 7
+    assert html.count('<img src="data:image/png;base64,') == len(figures.FIGURES) == 9
     images = re.findall(r"<img\b[^>]*>", html, re.I)
-    assert len(images) == 7 and all(i.startswith('<img src="data:image/png;base64,') for i in images)
+    assert len(images) == 9 and all(i.startswith('<img src="data:image/png;base64,') for i in images)
     assert not re.search(r"<[^>]*\son\w+\s*=", html, re.I)  # no event-handler attribute in any tag
     assert html.count("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;") == 2
     assert html.count("&lt;img src=x onerror=&#34;document.title=&#39;pwned&#39;&#34;&gt;") == 2
@@ -104,7 +111,7 @@ class _Tables(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         if tag == "table":
-            self.tables.append({"columns": [], "rows": [], "source": None})
+            self.tables.append({"columns": [], "rows": [], "source": None, "class": dict(attrs).get("class")})
         elif tag == "tr" and self.tables and self.tables[-1]["source"] is None:
             self.tables[-1]["rows"].append([])
         elif tag in ("th", "td"):
@@ -132,7 +139,8 @@ def test_every_number_in_the_html_tables_is_in_the_named_csv(report):
     parser.feed(paths.html.read_text(encoding="utf-8"))
     assert len(parser.tables) >= 14
     checked = 0
-    for table in parser.tables:
+    assert parser.tables[0]["class"] == "verdict" and parser.tables[0]["source"] == "verdict.csv"
+    for table in parser.tables[1:]:  # the verdict combines columns (tests/test_report_screenshot.py checks it)
         csv = pd.read_csv(paths.out_dir / table["source"], keep_default_na=False, na_values=[""])
         for index, column in enumerate(table["columns"]):
             assert column in csv.columns, (table["source"], column)
@@ -150,7 +158,8 @@ def test_every_number_in_the_html_tables_is_in_the_named_csv(report):
 def test_figures_are_none_without_data():
     for _, _, _, function in figures.FIGURES:
         assert function({}) is None
-        assert function({name: pd.DataFrame() for name in ("score_summary", "norms", "responses", "mtmm")}) is None
+        assert function({name: pd.DataFrame() for name in ("score_summary", "norms", "responses", "mtmm", "verdict",
+                                                           "persona_profile")}) is None
 
 
 def test_importing_the_report_and_the_cli_loads_no_plotting_library():

@@ -5,10 +5,15 @@
 ``*.csv``          every analysis table (:func:`psychometrics.analysis.tables.analyze_run`), ``responses.csv``
                    (one row per answer: condition columns, item, scale, raw reply, outcome, value) and
                    ``run_info.csv`` (model and design settings)
-``report.html``    figures (PNG, base64-embedded), the key tables and a sample of raw replies; no
-                   external resources, no scripts, model text escaped
-``summary.json``   model, inventories, scale means with CIs, norm percentiles, reliability headline,
-                   largest design-factor effects and outcome rates
+``verdict.csv``    per inventory x mode x scale: the score over respondents, its interval, the human norm,
+                   the design's movement and a label (:mod:`psychometrics.analysis.verdict`);
+                   ``persona_profile.csv`` each persona's score per scale (runs with personas)
+``report.html``    the verdict first (with the rules that give its labels), then the figures that carry the
+                   evidence (profile, per-persona profile, option-order flips, position bias), then the
+                   tables, the raw replies and the run's settings; figures are base64 PNG; no external
+                   resources, no scripts, model text escaped
+``summary.json``   model, inventories, ``verdict`` and ``verdict_rules``, scale means with CIs, norm
+                   percentiles, reliability headline, largest design-factor effects and outcome rates
 
 Every number in the HTML is in one of the CSVs. The run is only read, never changed.
 """
@@ -61,6 +66,7 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     inputs: dict = {}
     tables = analyze_run(run_dir, inputs=inputs)
     tables["responses"] = responses_table(run)
+    tables.update(verdict_tables(run))
     manifest = run.questionnaire
     run_info = run_info_table(manifest, tables["responses"])
     validity = {}
@@ -80,7 +86,7 @@ def _write_report(report, run_dir: Path, manifest: "QuestionnaireManifest", tabl
     """The report's files, in the set ``report`` (:class:`psychometrics.run.outputs.DerivedSet`): everything is
     computed first (figures take seconds), then the CSVs, the page and the summary are written."""
     from psychometrics.report import figures as figs
-    from psychometrics.report.html import build_sections, figure_entry, render_html, reply_sample
+    from psychometrics.report.html import build_sections, figure_entry, render_html, reply_sample, verdict_view
 
     out_dir = report.directory
     all_tables = {**tables, **validity, "run_info": run_info}
@@ -91,9 +97,10 @@ def _write_report(report, run_dir: Path, manifest: "QuestionnaireManifest", tabl
         try:
             plot = function(tables)
             if plot is not None:
-                drawn[key] = figure_entry(key, title, caption, figs.png_bytes(plot, dpi=dpi))
+                text = caption(tables) if callable(caption) else caption
+                drawn[key] = figure_entry(key, title, text, figs.png_bytes(plot, dpi=dpi))
         except Exception as exc:  # one broken figure must not cost the whole report; the page says why
-            drawn[key] = figure_entry(key, title, caption, None, f"{type(exc).__name__}: {exc}")
+            drawn[key] = figure_entry(key, title, "", None, f"{type(exc).__name__}: {exc}")
 
     summary = summarize(manifest, tables)
     if validity:
@@ -104,6 +111,9 @@ def _write_report(report, run_dir: Path, manifest: "QuestionnaireManifest", tabl
     summary["files"] = sorted(csv_names + ["report.html", "summary.json"])
     context = {
         "title": f"psytest report: {manifest.model}",
+        "what_was_run": what_was_run(manifest, tables),
+        "verdict": verdict_view(tables.get("verdict"), manifest.model),
+        "evidence": [drawn[key] for key in figs.EVIDENCE if key in drawn],
         "run_dir": str(run_dir),
         "run_info": list(run_info.itertuples(index=False, name=None)),
         "sections": build_sections(tables, drawn) + _validity_sections(validity, dpi),
@@ -126,6 +136,42 @@ def _validity_sections(validity: dict, dpi: int) -> list:
 
     section = validity_section({("notes" if k == "validity_notes" else k): v for k, v in validity.items()}, dpi=dpi)
     return [section] if section else []
+
+
+def verdict_tables(run: "Run") -> dict[str, pd.DataFrame]:
+    """``verdict`` and ``persona_profile`` (:mod:`psychometrics.analysis.verdict`) of a run: from its scores per
+    respondent x design cell and its answers."""
+    from psychometrics.analysis.verdict import persona_profile, verdict_table
+
+    scores = run.scores()
+    return {"verdict": verdict_table(scores, run.answers().responses, run.inventories, run.persona_set),
+            "persona_profile": persona_profile(scores, run.inventories, run.persona_set)}
+
+
+def what_was_run(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]) -> str:
+    """One line: the inventories, the answer modes, the design cells (what varied), the respondents, the answers."""
+    from psychometrics.analysis.units import CELL_FIELDS
+
+    responses = tables.get("responses")
+    if responses is None or responses.empty:
+        return f"{', '.join(e.id for e in manifest.inventories)}: no answers stored yet"
+    items = responses.groupby("inventory", sort=False)["item_id"].nunique()
+    inventories = ", ".join(f"{inv} ({n} items)" for inv, n in items.items())
+    modes = " and ".join({"text": "text answers", "probs": "option probabilities"}.get(m, str(m))
+                         for m in dict.fromkeys(responses["mode"]))
+    varied = [(f, responses[f].nunique(dropna=False)) for f in CELL_FIELDS if f in responses]
+    cells = 1
+    for _, n in varied:
+        cells *= n
+    factors = " x ".join(f"{n} {f.replace('_', ' ')}s" for f, n in varied if n > 1)
+    design = f"{cells} design cell{'s' if cells != 1 else ''}" + (f" ({factors})" if factors else "")
+    personas = responses["persona"].nunique(dropna=False) if "persona" in responses else 1
+    samples = responses["sample"].nunique(dropna=False) if "sample" in responses else 1
+    respondents = personas * samples
+    who = (f"{respondents} respondent{'s' if respondents != 1 else ''} ({personas} persona{'s' if personas != 1 else ''}"
+           f" x {samples} sample{'s' if samples != 1 else ''})")
+    valid = (responses["outcome"] == "valid").mean()
+    return f"{inventories}; {modes}; {design}; {who}; {len(responses):,} answers, {valid:.0%} valid."
 
 
 def _inventories(manifest: "QuestionnaireManifest"):
@@ -180,7 +226,9 @@ def _records(frame: Optional[pd.DataFrame], columns: list[str]) -> list[dict]:
 
 def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]) -> dict:
     """The headline numbers of a run, for machines (CI drift checks, comparisons)."""
-    from psychometrics.report.figures import METHOD_FACTORS
+    from psychometrics.analysis.units import UNIT
+    from psychometrics.analysis.verdict import summary_fields
+    from psychometrics.report.html import largest_effects
 
     inventories = {inv.id: inv for inv in _inventories(manifest)}
     summary_table = tables.get("score_summary")
@@ -194,13 +242,13 @@ def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]
         norms = norms[norms["kind"] == "scale"]
     effects = tables.get("factor_effects")
     largest = []
-    if effects is not None and not effects.empty:
-        paired = effects[(effects["effect_size_type"] == "d_z") & effects["factor"].isin(METHOD_FACTORS)]
-        paired = paired.reindex(paired["effect_size"].abs().sort_values(ascending=False).index).head(10)
-        largest = _records(paired.rename(columns={"effect_size": "d_z", "effect_size_ci_low": "d_z_ci_low",
-                                                  "effect_size_ci_high": "d_z_ci_high"}),
-                           ["inventory", "mode", "scale", "factor", "reference", "level", "n", "mean_diff", "d_z",
-                            "d_z_ci_low", "d_z_ci_high", "p_holm"])
+    if effects is not None and not effects.empty and "mean_diff" in effects:
+        paired = largest_effects(effects, 10)
+        d_z = paired["effect_size_type"] == "d_z"
+        paired = paired.assign(d_z=paired["effect_size"].where(d_z), d_z_ci_low=paired["effect_size_ci_low"].where(d_z),
+                               d_z_ci_high=paired["effect_size_ci_high"].where(d_z))
+        largest = _records(paired, ["inventory", "mode", "scale", "factor", "reference", "level", "n", "mean_diff",
+                                    "ci_low", "ci_high", "d_z", "d_z_ci_low", "d_z_ci_high", "p_holm", "note"])
     styles = tables.get("response_styles")
     if styles is not None and not styles.empty:
         styles = styles[styles["factor"] == "all"]
@@ -213,6 +261,8 @@ def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]
                          "content_hash": entry.content_hash} for entry in manifest.inventories],
         "personas": manifest.personas.model_dump() if manifest.personas else None,
         "design": manifest.design.model_dump(mode="json"),
+        "unit": UNIT,
+        **summary_fields(tables.get("verdict", pd.DataFrame())),
         "scales": _records(scales, ["inventory", "mode", "scale", "trait", "mean", "sd", "n", "ci_low", "ci_high"]),
         "norms": _records(norms, ["inventory", "mode", "scale", "group", "z", "t_score", "percentile", "effect",
                                   "effect_size", "ci_low", "ci_high"]),

@@ -55,39 +55,196 @@ def figure_theme(width: float, height: float):
                                           strip_text=element_text(size=9))
 
 
-def trait_profile(tables: Tables):
-    """Scale means per inventory with bootstrap 95% CIs over design cells, beside the human norm means."""
-    from plotnine import aes, facet_wrap, geom_point, geom_pointrange, ggplot, labs, scale_color_manual
+LABEL_COLOURS = {"interpretable": "#1a7f37", "fragile": "#c26a00", "untested": "#6e7781",
+                 "not measurable": "#b42318"}
 
-    summary = _table(tables, "score_summary")
-    if summary is None or "kind" not in summary:
+
+def scale_names(tables: Tables) -> dict[tuple[str, str], str]:
+    """(inventory, scale id) -> the scale's name, from the verdict table (scale ids are letters)."""
+    verdict = _table(tables, "verdict")
+    if verdict is None or "scale_name" not in verdict:
+        return {}
+    return {(str(i), str(s)): str(n) for i, s, n in zip(verdict["inventory"], verdict["scale"], verdict["scale_name"])}
+
+
+def _named(frame: pd.DataFrame, tables: Tables, width: int = 14) -> pd.Series:
+    """The scale column as names (wrapped to ``width`` characters per line) where the verdict knows them."""
+    import textwrap
+
+    names = scale_names(tables)
+    return pd.Series([textwrap.fill(names.get((str(i), str(s)), str(s)), width, break_long_words=False)
+                      for i, s in zip(frame["inventory"], frame["scale"])], index=frame.index)
+
+
+def _response_range(data: pd.DataFrame) -> pd.DataFrame:
+    """Two invisible points per panel at the scale's minimum and maximum: the y axis spans the full range."""
+    low = data[["panel", "scale_label", "scale_min"]].rename(columns={"scale_min": "y"})
+    high = data[["panel", "scale_label", "scale_max"]].rename(columns={"scale_max": "y"})
+    return pd.concat([low, high], ignore_index=True)
+
+
+def _facets(data: pd.DataFrame):
+    """facet_wrap by panel: one column for one panel, else two; y shared when every panel has one range."""
+    from plotnine import facet_wrap
+
+    panels = data["panel"].nunique()
+    same = data[["scale_min", "scale_max"]].drop_duplicates().shape[0] == 1
+    return facet_wrap("panel", scales="free_x" if same else "free", ncol=min(panels, 2)), panels
+
+
+def trait_profile(tables: Tables):
+    """The verdict's scores per scale on the full response range: point coloured by the label, 95% interval
+    over respondents, the range of the design-cell means (grey bar) and the human norm mean +- 1 SD (band)."""
+    from plotnine import (aes, geom_blank, geom_crossbar, geom_errorbar, geom_linerange, geom_point, ggplot, labs,
+                          scale_color_manual, scale_y_continuous)
+
+    verdict = _table(tables, "verdict")
+    if verdict is None or "score" not in verdict:
         return None
-    data = summary[(summary["kind"] == "scale") & summary["mean"].notna()].copy()
+    data = verdict[verdict["score"].notna()].copy()
     if data.empty:
         return None
     data["panel"] = _panel(data)
-    data["ci_low"] = data["ci_low"].fillna(data["mean"])
-    data["ci_high"] = data["ci_high"].fillna(data["mean"])
-    data["what"] = "model: mean and 95% bootstrap CI"
-    data["scale"] = _ordered(data["scale"])
-    plot = (ggplot(data, aes("scale", "mean", color="what"))
-            + geom_pointrange(aes(ymin="ci_low", ymax="ci_high"), size=0.6))
-    norms = _table(tables, "norms")
-    if norms is not None:
-        marks = norms[(norms["kind"] == "scale")].drop_duplicates(["inventory", "mode", "scale", "group"]).copy()
-        marks = marks[marks["scale"].isin(data["scale"].astype(str))]
-        if not marks.empty:
-            marks["panel"] = _panel(marks)
-            marks["what"] = "human norm mean (each norm group)"
-            marks["scale"] = pd.Categorical(marks["scale"], categories=data["scale"].cat.categories)
-            plot += geom_point(aes("scale", "norm_mean", color="what"), data=marks, shape="D", size=2.5,
-                               fill="none", alpha=0.8)
+    data["scale_label"] = _ordered(_named(data, tables))
+    data["label"] = pd.Categorical(data["label"], categories=list(LABEL_COLOURS))
+    facets, panels = _facets(data)
+    plot = ggplot(data, aes("scale_label", "score"))
+    plot += geom_blank(aes("scale_label", "y"), data=_response_range(data), inherit_aes=False)
+    normed = data[data["norm_mean"].notna() & data["norm_sd"].notna()].copy()
+    if not normed.empty:
+        normed["band_low"] = normed["norm_mean"] - normed["norm_sd"]
+        normed["band_high"] = normed["norm_mean"] + normed["norm_sd"]
+        plot += geom_crossbar(aes("scale_label", "norm_mean", ymin="band_low", ymax="band_high"), data=normed,
+                              inherit_aes=False, fill="#d8e6f3", color="#8fb3d9", width=0.7, size=0.4)
+    moved = data[data["cell_min"].notna() & data["cell_max"].notna()]
+    if not moved.empty:
+        plot += geom_linerange(aes(ymin="cell_min", ymax="cell_max"), data=moved, size=5, color="#b9bfc6",
+                               alpha=0.7)
+    ci = data[data["ci_low"].notna() & data["ci_high"].notna()]
+    if not ci.empty:
+        plot += geom_errorbar(aes(ymin="ci_low", ymax="ci_high"), data=ci, width=0.25, size=0.7, color="#1c2733")
+    return (plot + geom_point(aes(color="label"), size=3.5)
+            + facets
+            + scale_color_manual(values=LABEL_COLOURS, drop=False)
+            + scale_y_continuous(expand=(0.02, 0))
+            + labs(x="", y="score (axis: the full response range)", color="verdict")
+            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2), 3.2, 1.2)))
+
+
+def trait_profile_caption(tables: Tables) -> str:
+    """What the profile shows, true of this run's data (norms, intervals and design cells only when there)."""
+    verdict = _table(tables, "verdict")
+    if verdict is None:
+        return ""
+    parts = ["Dots: the verdict's score per scale (verdict.csv), coloured by its label; the y axis spans the "
+             "scale's full response range."]
+    respondents = int(verdict["n_respondents"].max()) if verdict["n_respondents"].notna().any() else 0
+    if verdict["ci_low"].notna().any():
+        parts.append(f"Black bars: 95% t interval over respondents (persona x sample; up to {respondents}).")
+    else:
+        parts.append(f"No interval: {respondents} respondent (persona x sample); add samples or personas for one.")
+    if (verdict["n_cells"].fillna(0) >= 2).any():
+        parts.append("Grey bar: lowest to highest mean over the design cells (how far the design moves the score).")
+    else:
+        parts.append("One design cell: how far the design moves the score is not measured.")
+    if verdict["norm_mean"].notna().any():
+        groups = ", ".join(dict.fromkeys(verdict["norm_group"].dropna().astype(str)))
+        parts.append(f"Blue band: human norm mean \u00b1 1 SD ({groups}).")
+    else:
+        parts.append("No human norms exist for these scales, so no band is drawn.")
+    return " ".join(parts)
+
+
+PERSONA_ROLES = {"untargeted": "#1c2733", "shaped high": "#c0392b", "shaped low": "#2166ac",
+                 "shapes another trait": "#b9bfc6"}
+
+
+def persona_profile(tables: Tables):
+    """Each persona's score per scale on the full response range, coloured by how the persona relates to the
+    scale (untargeted, shaped toward high or low on this trait, or shaping another trait)."""
+    from plotnine import aes, geom_blank, geom_jitter, ggplot, labs, scale_color_manual, scale_y_continuous
+
+    profile = _table(tables, "persona_profile")
+    verdict = _table(tables, "verdict")
+    if profile is None or verdict is None or "score" not in profile:
+        return None
+    data = profile[profile["score"].notna()].copy()
+    if data.empty:
+        return None
+    ranges = verdict[["inventory", "mode", "scale", "scale_min", "scale_max"]].drop_duplicates(["inventory", "mode",
+                                                                                                  "scale"])
+    data = data.merge(ranges, on=["inventory", "mode", "scale"], how="left")
+    data["scale_min"] = data["scale_min"].fillna(data["score"].min())
+    data["scale_max"] = data["scale_max"].fillna(data["score"].max())
+    data["panel"] = _panel(data)
+    data["scale_label"] = _ordered(_named(data, tables))
+    data["role"] = pd.Categorical(data["role"], categories=list(PERSONA_ROLES))
+    data = data.sort_values("role", ascending=False)  # untargeted drawn last, on top
+    facets, panels = _facets(data)
+    return (ggplot(data, aes("scale_label", "score", color="role"))
+            + geom_blank(aes("scale_label", "y"), data=_response_range(data), inherit_aes=False)
+            + geom_jitter(width=0.18, height=0, size=2.2, alpha=0.85, random_state=0)
+            + facets
+            + scale_color_manual(values=PERSONA_ROLES, drop=True)
+            + scale_y_continuous(expand=(0.02, 0))
+            + labs(x="", y="score (axis: the full response range)", color="persona")
+            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2), 3.2, 1.2)))
+
+
+def persona_profile_caption(tables: Tables) -> str:
+    profile = _table(tables, "persona_profile")
+    if profile is None:
+        return ""
+    personas = profile["persona"].nunique()
+    shaped = (profile["role"] != "untargeted").any()
+    what = ("red/blue: personas that set this scale's trait high/low, light grey: personas that set another "
+            "trait, black: untargeted" if shaped else "every persona is untargeted (no trait set)")
+    return (f"One dot per persona and scale ({personas} personas; persona_profile.csv): the persona's score, "
+            f"averaged over its samples and the design cells; {what}. Points are spread sideways to stay visible.")
+
+
+def option_order_flips(tables: Tables):
+    """Per scale, the share of items whose answer changed with the option order alone, against the share that
+    changed between samples under the same order, with the verdict's limit."""
+    from plotnine import aes, coord_flip, geom_col, geom_hline, geom_point, ggplot, labs, scale_y_continuous
+
+    verdict = _table(tables, "verdict")
+    if verdict is None or "flip_rate" not in verdict:
+        return None
+    data = verdict[verdict["flip_rate"].notna()].copy()
+    if data.empty:
+        return None
+    from psychometrics.analysis.verdict import MAX_FLIP_RATE
+
+    data["panel"] = _panel(data)
+    data["scale_label"] = _ordered(_named(data, tables, width=30), reverse=True)
+    data["not_measurable"] = data["label"] == "not measurable"
     panels = data["panel"].nunique()
-    return (plot + facet_wrap("panel", scales="free", ncol=min(panels, 2))
-            + scale_color_manual(values=["#d95f02", "#1b4f72"], breaks=["human norm mean (each norm group)",
-                                                                        "model: mean and 95% bootstrap CI"])
-            + labs(x="scale", y="scale score", color="")
-            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2), 3.0, 1.2)))
+    rows = data.groupby("panel")["scale_label"].nunique().max()
+    plot = (ggplot(data, aes("scale_label", "flip_rate")) + geom_col(aes(fill="not_measurable"), width=0.7)
+            + geom_hline(yintercept=MAX_FLIP_RATE, linetype="dashed", color="#b42318"))
+    chance = data[data["resample_flip_rate"].notna()]
+    if not chance.empty:
+        plot += geom_point(aes("scale_label", "resample_flip_rate"), data=chance, shape="|", size=8, color="#1c2733")
+    from plotnine import facet_wrap, scale_fill_manual
+
+    return (plot + coord_flip() + facet_wrap("panel", scales="free_y", ncol=min(panels, 2))
+            + scale_fill_manual(values={True: "#b42318", False: "#7fa7c9"}, guide=None)
+            + scale_y_continuous(limits=(0, 1), labels=lambda v: [f"{x:.0%}" for x in v])
+            + labs(x="", y="items whose answer changed when only the option order changed")
+            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2) * rows, 0.35, 1.4)))
+
+
+def option_order_flips_caption(tables: Tables) -> str:
+    from psychometrics.analysis.verdict import MAX_FLIP_RATE
+
+    verdict = _table(tables, "verdict")
+    chance = verdict is not None and "resample_flip_rate" in verdict and verdict["resample_flip_rate"].notna().any()
+    return (f"Share of item answers that changed when only the order of the options changed (verdict.csv, "
+            f"flip_rate; text answers: any change, option probabilities: a change of the expected value by more "
+            f"than 0.5). Dashed line: {MAX_FLIP_RATE:.0%}, at or above which the verdict is 'not measurable' (red "
+            f"bars)." + (" Black tick: the share that changed between samples under the same order (chance)."
+                         if chance else " One sample per cell: no chance baseline."))
 
 
 def variance_shares(tables: Tables):
@@ -103,7 +260,7 @@ def variance_shares(tables: Tables):
     data["panel"] = _panel(data)
     sources = [s for s in dict.fromkeys(data["source"]) if s != "residual"] + ["residual"]
     data["source"] = pd.Categorical(data["source"], categories=[s for s in sources if s in set(data["source"])])
-    data["scale"] = _ordered(data["scale"], reverse=True)
+    data["scale"] = _ordered(_named(data, tables, width=30), reverse=True)
     panels = data["panel"].nunique()
     rows = data.groupby("panel")["scale"].nunique().max()
     return (ggplot(data, aes("scale", "share", fill="source")) + geom_col(position="stack")
@@ -128,7 +285,7 @@ def factor_effects(tables: Tables):
     data["contrast"] = (data["factor"].astype(str) + ":\n" + data["level"].astype(str) + " vs "
                         + data["reference"].astype(str))
     data["contrast"] = _ordered(data["contrast"])
-    data["scale"] = _ordered(data["scale"], reverse=True)
+    data["scale"] = _ordered(_named(data, tables, width=30), reverse=True)
     data["ci_low"] = data["effect_size_ci_low"].fillna(data["effect_size"])
     data["ci_high"] = data["effect_size_ci_high"].fillna(data["effect_size"])
     rows = data["contrast"].nunique() * data.groupby("panel")["scale"].nunique().max()
@@ -174,7 +331,7 @@ def response_distribution(tables: Tables):
     if valid.empty:
         return None
     valid["value"] = valid["value"].astype(float).round().astype(int)
-    valid["panel"] = _panel(valid) + ": " + valid["scale"].astype(str)
+    valid["panel"] = _distribution_panel(valid, tables)
     counts = valid.groupby(["panel", "mode", "value"], sort=False).size().reset_index(name="count")
     counts["panel"] = pd.Categorical(counts["panel"], categories=_panel_order(tables, counts["panel"]))
     counts["value"] = counts["value"].astype(str)
@@ -187,13 +344,22 @@ def response_distribution(tables: Tables):
             + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / ncol), 1.7, 1.0)))
 
 
+def _distribution_panel(frame: pd.DataFrame, tables: Tables) -> pd.Series:
+    """A facet strip per scale: its name (wrapped to fit a fifth of the figure), under the inventory and mode
+    only when the run has more than one of them."""
+    named = _named(frame, tables, width=18)
+    responses = _table(tables, "responses")
+    several = responses is not None and (responses["inventory"].nunique() > 1 or responses["mode"].nunique() > 1)
+    return (_panel(frame) + "\n" + named) if several else named
+
+
 def _panel_order(tables: Tables, panels: pd.Series) -> list[str]:
     """"inventory: scale" panels in the order of the score summary (the inventory's own scale order)."""
     order = []
     summary = _table(tables, "score_summary")
     if summary is not None and "kind" in summary:
         scales = summary[summary["kind"] == "scale"]
-        order = list(dict.fromkeys(_panel(scales) + ": " + scales["scale"].astype(str)))
+        order = list(dict.fromkeys(_distribution_panel(scales, tables)))
     present = set(panels)
     return [p for p in order if p in present] + [p for p in dict.fromkeys(panels) if p not in set(order)]
 
@@ -260,23 +426,28 @@ def mtmm_heatmap(tables: Tables):
 
 FigureFunction = Callable[[Tables], object]
 
-# (key, title, caption, function), in report order.
-FIGURES: list[tuple[str, str, str, FigureFunction]] = [
-    ("trait_profile", "Trait profile", "Scale means over design cells with 95% bootstrap CIs, and human norm "
-     "means (score_summary.csv, norms.csv).", trait_profile),
+# (key, title, caption, function): the caption is text or a function of the tables (true of the run's data).
+FIGURES: list[tuple[str, str, "str | Callable[[Tables], str]", FigureFunction]] = [
+    ("trait_profile", "Profile: score per scale on the full response range", trait_profile_caption, trait_profile),
+    ("persona_profile", "Profile per persona", persona_profile_caption, persona_profile),
+    ("option_order_flips", "Answers that flip with the option order", option_order_flips_caption,
+     option_order_flips),
+    ("position_bias", "Position bias", "Share of valid answers at each displayed position (bars) against the "
+     "share expected without position bias (orange), per option-order scheme (position_bias.csv).", position_bias),
     ("response_distribution", "Response distribution", "Valid answers at each response value per scale "
      "(responses.csv).", response_distribution),
     ("variance_shares", "Sensitivity: variance shares", "Share of scale-score variance due to each design "
      "factor (variance_decomposition.csv).", variance_shares),
     ("factor_effects", "Sensitivity: paired effects", "d_z of scale scores between levels of each method factor, "
      "95% CI (factor_effects.csv).", factor_effects),
-    ("position_bias", "Position bias", "Share of answers at each displayed position against the expected share "
-     "(position_bias.csv).", position_bias),
     ("item_heatmap", "Item means by design level", "Mean response value of each item at each level of the varied "
      "method factors (responses.csv).", item_heatmap),
     ("mtmm", "Multitrait-multimethod matrix", "Correlations of trait scores within and across instruments "
      "(mtmm.csv).", mtmm_heatmap),
 ]
+
+#: Figures shown at the top, after the verdict (the evidence); the rest go with their sections.
+EVIDENCE = ("trait_profile", "persona_profile", "option_order_flips", "position_bias")
 
 
 def png_bytes(plot, dpi: int = 96) -> bytes:

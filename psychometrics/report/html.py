@@ -90,11 +90,20 @@ def _css_class(column: pd.Series) -> str:
 Select = Optional[Callable[[pd.DataFrame], pd.DataFrame]]
 
 
-def _largest_effects(frame: pd.DataFrame) -> pd.DataFrame:
+def largest_effects(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """The ``rows`` paired effects of method factors that move a scale score most, in points (``mean_diff``):
+    d_z is undefined where the differences do not vary (one pair, or every pair the same), the points are not."""
     from psychometrics.report.figures import METHOD_FACTORS
 
-    paired = frame[(frame["effect_size_type"] == "d_z") & frame["factor"].isin(METHOD_FACTORS)]
-    return paired.reindex(paired["effect_size"].abs().sort_values(ascending=False).index).head(25)
+    paired = frame[frame["factor"].isin(METHOD_FACTORS) & frame["mean_diff"].notna()]
+    if "kind" in paired:
+        paired = paired[paired["kind"] == "scale"]
+    order = paired["mean_diff"].abs().sort_values(ascending=False, kind="stable").index
+    return paired.reindex(order).head(rows)
+
+
+def _largest_effects(frame: pd.DataFrame) -> pd.DataFrame:
+    return largest_effects(frame, 25)
 
 
 SECTIONS: list[tuple[str, str, str, list[str], list[tuple[str, str, Optional[list[str]], Select]]]] = [
@@ -104,11 +113,12 @@ SECTIONS: list[tuple[str, str, str, list[str], list[tuple[str, str, Optional[lis
        ["inventory", "mode", "n", "errors", "valid_rate", "refusal_rate", "out_of_range_rate", "multiple_rate",
         "unparseable_rate", "invalid_rate", "midpoint_rate", "extreme_rate", "note"],
        lambda t: t[t["factor"] == "all"])]),
-    ("scores", "Scores", "Scale scores over design cells, and where they fall among people.",
-     ["trait_profile"],
-     [("score_summary", "Score summary (bootstrap 95% CI over design cells)",
-       ["inventory", "mode", "kind", "scale", "mean", "sd", "n", "ci_low", "ci_high", "note"], None),
-      ("norms", "Against human norms",
+    ("scores", "Scores", "Scale and facet scores over every respondent x design-cell row (the verdict's score "
+     "and interval are over respondents), and where they fall among people.",
+     [],
+     [("score_summary", "Mean over every respondent x design-cell row",
+       ["inventory", "mode", "kind", "scale", "mean", "sd", "n", "note"], None),
+      ("norms", "Against human norms (over respondent x design-cell rows)",
        ["inventory", "mode", "scale", "group", "norm_mean", "norm_sd", "norm_n", "model_mean", "z", "t_score",
         "percentile", "effect", "effect_size", "ci_low", "ci_high", "note"], None)]),
     ("reliability", "Reliability", "Internal consistency per scale, and agreement across repeated samples.",
@@ -126,11 +136,11 @@ SECTIONS: list[tuple[str, str, str, list[str], list[tuple[str, str, Optional[lis
         "rmsea_ci_upper", "srmr", "converged", "note"], None),
       ("mtmm_summary", "Campbell-Fiske criteria", None, None)]),
     ("sensitivity", "Sensitivity to the design", "How much the scores depend on how the questions were asked.",
-     ["variance_shares", "factor_effects", "position_bias", "item_heatmap"],
+     ["variance_shares", "factor_effects", "item_heatmap"],
      [("variance_decomposition", "Variance decomposition",
        ["inventory", "mode", "scale", "source", "df", "share", "statistic", "p_value", "component_share", "note"],
        None),
-      ("factor_effects", "Largest paired effects of method factors",
+      ("factor_effects", "Largest paired effects of method factors (ranked by the difference in points)",
        ["inventory", "mode", "scale", "factor", "reference", "level", "n", "mean_diff", "ci_low", "ci_high",
         "p_holm", "effect_size", "effect_size_ci_low", "effect_size_ci_high"], _largest_effects),
       ("option_order_flips", "Answer flips when only the option order changes",
@@ -202,3 +212,75 @@ def render_html(context: dict) -> str:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html.j2").render(**context)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the verdict at the top
+
+
+LABEL_CLASSES = {"interpretable": "ok", "fragile": "fragile", "untested": "untested", "not measurable": "bad"}
+
+
+def _num(value: object, digits: int = 2) -> Optional[str]:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _percent(value: object) -> str:
+    shown = _num(value, 6)
+    return f"{float(shown):.0%}" if shown is not None else "–"
+
+
+def verdict_view(verdict: Optional[pd.DataFrame], model: str) -> Optional[dict]:
+    """The verdict table as text cells for the template: score with its interval, the norm's mean and SD,
+    the design's movement in points and as a share of the human SD (or of the range without norms), the
+    valid and flip shares, and the label with its reason. Numbers are rounded to two decimals; all of them
+    are in verdict.csv."""
+    if verdict is None or verdict.empty:
+        return None
+    from psychometrics.analysis.verdict import LABEL_RULES
+
+    modes = verdict["mode"].nunique() > 1
+    inventories = verdict["inventory"].nunique() > 1
+    rows = []
+    for r in verdict.to_dict("records"):
+        score = _num(r.get("score"))
+        low, high = _num(r.get("ci_low")), _num(r.get("ci_high"))
+        score_note = ""
+        if score is None:
+            score_text = "no score"
+        elif low is not None:
+            score_text = f"{score} [{low}, {high}]"
+        else:
+            score_text, score_note = score, f"no CI: {int(r['n_respondents'])} respondent"
+        norm_mean, norm_sd = _num(r.get("norm_mean")), _num(r.get("norm_sd"))
+        norm_text = f"{norm_mean} ± {norm_sd}" if norm_mean is not None else "none"
+        z = _num(r.get("z"))
+        moved = _num(r.get("movement_points"))
+        if moved is None:
+            moved_text = "not varied" if (r.get("n_cells") or 0) < 2 else "–"
+        elif norm_sd is not None:
+            moved_text = f"{moved} ({_num(r.get('movement_share_sd'))} SD)"
+        else:
+            moved_text = f"{moved} ({_percent(r.get('movement_share_range'))} of range)"
+        cells = _num(r.get("cell_min")), _num(r.get("cell_max"))
+        rows.append({
+            "where": " ".join(str(x) for x in ((r["inventory"] if inventories else None), (r["mode"] if modes else None))
+                              if x),
+            "scale": str(r["scale_name"]), "scale_id": str(r["scale"]),
+            "range": f"{_num(r['scale_min'], 0)}–{_num(r['scale_max'], 0)}",
+            "score": score_text, "score_note": score_note, "norm": norm_text, "norm_group": r.get("norm_group") or "", "z": z or "",
+            "moved": moved_text, "cells": f"{cells[0]}–{cells[1]}" if moved is not None else "",
+            "valid": _percent(r.get("valid_share")), "flips": _percent(r.get("flip_rate")),
+            "label": str(r["label"]), "css": LABEL_CLASSES.get(str(r["label"]), "untested"), "reason": str(r["reason"]),
+        })
+    respondents = list(dict.fromkeys(verdict["respondents"].astype(str)))
+    norms = bool(verdict["norm_mean"].notna().any())
+    return {"model": model, "norms": norms, "rows": rows, "rules": [{"label": label, "rule": rule, "css": LABEL_CLASSES[label]}
+                                    for label, rule in LABEL_RULES],
+            "respondents": "; ".join(respondents), "show_where": modes or inventories,
+            "where_title": " / ".join(t for t, shown in (("inventory", inventories), ("mode", modes)) if shown),
+            "counts": {label: sum(1 for row in rows if row["label"] == label) for label, _ in LABEL_RULES}}

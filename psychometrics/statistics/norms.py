@@ -141,3 +141,21 @@ def bootstrap_mean_ci(values: np.ndarray, *, reps: int = 2000, confidence: float
     means = values[rng.integers(0, values.size, size=(reps, values.size))].mean(axis=1)
     alpha = (1 - confidence) / 2
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def t_mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float | None, float | None]:
+    r"""Student-t confidence interval of a mean over independent units (respondents).
+
+    :math:`\bar x \pm t_{(1+c)/2,\,n-1}\, s / \sqrt{n}`, as R's ``t.test(x)$conf.int``. Missing values
+    are skipped; ``None`` bounds for fewer than 2 values (no spread to estimate), and the mean itself
+    for values that do not vary (a zero-width interval, as R gives)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    n = values.size
+    if n < 2:
+        return None, None
+    mean = float(values.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return mean - half, mean + half
