@@ -147,43 +147,9 @@ def model_verdicts(opened: dict[str, "Run"]) -> pd.DataFrame:
 
 
 def _verdict_of(run: "Run") -> pd.DataFrame:
-    try:
-        from psychometrics.analysis.verdict import verdict_table
-    except ImportError:  # until the verdict module is merged: the score and movement, unlabelled
-        return _unlabelled_verdict(run)
+    from psychometrics.analysis.verdict import verdict_table
+
     return verdict_table(run.scores(), run.answers().responses, run.inventories, run.persona_set)
-
-
-def _unlabelled_verdict(run: "Run") -> pd.DataFrame:
-    from scipy import stats
-
-    from psychometrics.analysis.units import CELL_FIELDS, respondent_scores
-
-    scores = run.scores()
-    scores = scores[scores["kind"] == "scale"]
-    rows = []
-    for inventory in run.inventories:
-        rs = inventory.response_scale
-        norm = inventory.norms[0] if inventory.norms else None
-        for scale in inventory.scales:
-            part = scores[(scores["inventory"] == inventory.id) & (scores["scale"] == scale.id)]
-            for mode, in_mode in part.groupby("mode", sort=False):
-                resp = respondent_scores(in_mode)["score"].dropna().to_numpy(dtype=float)
-                cells = in_mode.groupby([c for c in CELL_FIELDS if c in in_mode.columns], dropna=False)["score"].mean()
-                n = len(resp)
-                mean = float(resp.mean()) if n else math.nan
-                half = float(stats.t.ppf(0.975, n - 1) * resp.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-                k = len(scale.items) if scale.scoring == "sum" else 1
-                stat = norm.scales.get(scale.id) if norm else None
-                movement = float(cells.max() - cells.min()) if cells.notna().any() else math.nan
-                rows.append({"inventory": inventory.id, "mode": mode, "scale": scale.id, "scale_name": scale.name,
-                             "n_respondents": n, "n_cells": int(cells.notna().sum()), "score": mean,
-                             "ci_low": mean - half, "ci_high": mean + half, "scale_min": rs.min * k,
-                             "scale_max": rs.max * k, "norm_mean": stat.mean if stat else math.nan,
-                             "norm_sd": stat.sd if stat else math.nan, "movement_points": movement,
-                             "movement_share_sd": movement / stat.sd if stat else math.nan,
-                             "flip_rate": math.nan, "label": "unlabelled", "reason": "verdict rules not applied"})
-    return pd.DataFrame(rows)
 
 
 def fragility(opened: dict[str, "Run"], verdict: pd.DataFrame) -> pd.DataFrame:

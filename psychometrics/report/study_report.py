@@ -145,10 +145,8 @@ def verdict_grid(verdict: pd.DataFrame) -> dict:
 
 
 def _label_rules() -> list[tuple[str, str]]:
-    try:
-        from psychometrics.analysis.verdict import LABEL_RULES
-    except ImportError:
-        return []
+    from psychometrics.analysis.verdict import LABEL_RULES
+
     return list(LABEL_RULES)
 
 
