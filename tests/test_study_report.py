@@ -110,7 +110,7 @@ def test_the_verdict_grid_comes_first_with_every_model_and_scale(study):
     assert [name for name, _ in rows] == MODELS
     header = re.findall(r"<th title=\"[^\"]*\">([^<]*)<br>([^<]*)</th>", grid)
     assert header == [(inv, scale) for inv, ids in scales.items() for scale in ids]
-    for (name, cells), (_, part) in zip(rows, verdict.groupby("model", sort=False)):
+    for (_, cells), (_, part) in zip(rows, verdict.groupby("model", sort=False)):
         shown = re.findall(r'<td class="v-([a-z-]+)" title="[^"]*">([^<]*)</td>', cells)
         assert [(label.replace("-", " "), float(score)) for label, score in shown] == [
             (label, round(score, 2)) for label, score in zip(part["label"], part["score"])]

@@ -159,16 +159,17 @@ def render_study_page(study_dir: Path, tables: dict[str, pd.DataFrame], summary:
     from psychometrics.report.figures import png_bytes
     from psychometrics.report.html import TEMPLATES, Section, figure_entry, table_view
 
-    drawn = {}
+    drawn: dict[str, dict] = {}
     for name, (key, title, caption, function) in figs.FIGURES.items():
         try:
             plot = function(tables)
-            drawn[name] = figure_entry(key, title, caption, png_bytes(plot, dpi=dpi)) if plot is not None else None
+            if plot is not None:
+                drawn[name] = figure_entry(key, title, caption, png_bytes(plot, dpi=dpi))
         except Exception as exc:  # one broken figure must not cost the report; the page says why
             drawn[name] = figure_entry(key, title, caption, None, f"{type(exc).__name__}: {exc}")
 
     def figures(*names: str) -> list[dict]:
-        return [drawn[n] for n in names if drawn.get(n)]
+        return [drawn[n] for n in names if n in drawn]
 
     sections = [
         Section("profiles", "Profiles", "All models on every scale, on the same full-range axes.", figures("profiles")),
