@@ -640,7 +640,8 @@ def study(
     progress: Optional[Callable[[str, str], Optional[Progress]]] = None,
 ) -> Union[StudyResult, dict]:
     """Run a study file: its models x inventories x design (and tasks) into one study directory, then
-    compare the models and, with tasks, relate self-report to behaviour (``psytest study``).
+    compare the models, with tasks relate self-report to behaviour, and write the combined report
+    ``STUDY/report`` (``psytest study``; :mod:`psychometrics.report.study_report`).
 
     Each model gets ``STUDY/runs/<slug>/`` (and ``<slug>-behavior/``), written by :func:`administer` and
     :func:`behave`, so each is resumable as they are. ``out`` overrides the file's ``out``. With
