@@ -194,8 +194,12 @@ def test_a_model_whose_requests_fail_does_not_stop_the_others(tmp_path):
     assert status == {"sim/e=1,seed=1": "complete", "openai/nothing-listens-here": "failed",
                       "sim/e=-1,seed=2": "complete"}
     statistics = pd.read_csv(tmp_path / "study" / "comparison" / "statistics.csv")
-    assert {Path(run).name for run in statistics["run"]} == {"sim-e-1-seed-1", "sim-e--1-seed-2"}
+    assert set(statistics["run"]) == {"sim/e=1,seed=1", "sim/e=-1,seed=2"}  # labelled by model
     assert any("left out of the comparison" in note for note in summary["notes"])
+    # the combined report has the complete models and names the one left out
+    report = json.loads((tmp_path / "study" / "report" / "summary.json").read_text(encoding="utf-8"))
+    assert [m["model"] for m in report["models"]] == ["sim/e=1,seed=1", "sim/e=-1,seed=2"]
+    assert report["left_out"] == ["openai/nothing-listens-here (questionnaire): failed"]
 
 
 @pytest.mark.parametrize("model", ["sim/e=1,seed=1", "gguf:/models/../../etc/passwd", "../../x", ".hidden", "con",
