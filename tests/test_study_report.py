@@ -360,3 +360,27 @@ def test_figures_grow_with_the_number_of_models_and_keep_names_apart():
     for small, large in zip(heights[3], heights[20]):
         assert large - small >= 17 * figs.ROW_INCHES * 0.99  # a fixed height per model row, so rows stay legible
         assert large < 30
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda d: d["runs"][0].update(run_dir="../../outside"), "is outside the study directory"),
+    (lambda d: d["runs"][0].update(run_dir="."), "is outside the study directory"),
+    (lambda d: d.update(runs=[1]), "an entry is not a run record"),
+    (lambda d: d.update(kind="something-else"), "not a psytest study manifest"),
+    (lambda d: [r.update(status="pending") for r in d["runs"]], "no complete questionnaire run"),
+    (lambda d: d["runs"][0].update(run_dir="runs/nothing"), "no such run directory"),
+])
+@pytest.mark.parametrize("command", ["report", "reproduce"])
+def test_a_damaged_study_manifest_is_one_line(study, tmp_path, capsys, edit, needle, command):
+    from psychometrics.testing.cli import cli, one_line_error
+
+    root, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("*-behavior"))
+    manifest = json.loads((copy / "study.json").read_text(encoding="utf-8"))
+    edit(manifest)
+    (copy / "study.json").write_text(json.dumps(manifest), encoding="utf-8")
+    before = {p: p.read_bytes() for p in (copy / "report").iterdir()}
+    code, _, err = cli(capsys, command, copy)
+    one_line_error(code, err, needle)
+    assert {p: p.read_bytes() for p in (copy / "report").iterdir()} == before  # nothing written
