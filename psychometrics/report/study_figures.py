@@ -113,14 +113,15 @@ def profiles(tables: Tables):
 
 
 def _heatmap(frame: pd.DataFrame, value: str, title: str, digits: int, low: str, high: str,
-             limits: Optional[tuple[float, float]] = None):
+             limits: Optional[tuple[float, float]] = None, text: Optional[str] = None):
+    """Models (rows) x scales (columns), filled by ``value`` and labelled with ``text`` (default ``value``)."""
     from plotnine import aes, geom_text, geom_tile, ggplot, labs, scale_fill_gradient, theme, element_text
 
     data = frame.copy()
     order = list(dict.fromkeys(data["model"]))
     data["y"] = _models_axis(data, order)
     data["x"] = _ordered(_panels(data))
-    data["text"] = data[value].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+    data["text"] = data[text or value].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
     columns = data["x"].nunique()
     width = min(WIDTH + 4, max(6.0, 3.0 + 0.55 * columns))
     return (ggplot(data, aes("x", "y", fill=value)) + geom_tile(color="white")
@@ -144,13 +145,14 @@ def reliability_map(tables: Tables):
     table = tables.get("reliability")
     if table is None or table.empty or table["alpha_median"].notna().sum() == 0:
         return None
-    data = table.assign(alpha_median=table["alpha_median"].clip(lower=0.0))
-    return _heatmap(data, "alpha_median", "median alpha\n(negative as 0)", 2, "#fff7ec", "#2b8cbe", (0.0, 1.0))
+    data = table.assign(alpha_fill=table["alpha_median"].clip(lower=0.0))  # the colour clipped, the number as is
+    return _heatmap(data, "alpha_fill", "median alpha\n(colour: negative as 0)", 2, "#fff7ec", "#2b8cbe", (0.0, 1.0),
+                    text="alpha_median")
 
 
 def model_variance_bars(tables: Tables):
     """Share of each scale's score variance that is the model, each design factor and the residual."""
-    from plotnine import aes, coord_flip, geom_col, ggplot, labs, scale_fill_brewer
+    from plotnine import aes, coord_flip, geom_col, ggplot, labs, position_stack, scale_fill_brewer
 
     table = tables.get("model_variance")
     if table is None or table.empty:
@@ -162,7 +164,7 @@ def model_variance_bars(tables: Tables):
     data["source"] = pd.Categorical(data["source"], categories=[s for s in sources if s in set(data["source"])])
     panels = _panels(data)
     data["panel"] = pd.Categorical(panels, categories=list(dict.fromkeys(panels))[::-1])
-    return (ggplot(data, aes("panel", "share", fill="source")) + geom_col(position="stack")
+    return (ggplot(data, aes("panel", "share", fill="source")) + geom_col(position=position_stack(reverse=True))
             + coord_flip() + scale_fill_brewer(type="qual", palette="Set2")
             + labs(x="", y="share of score variance (sequential sums of squares)", fill="source")
             + figure_theme(WIDTH, min(30.0, 1.8 + 0.28 * data["panel"].nunique())))
