@@ -86,14 +86,17 @@ def test_a_scale_without_answers_or_scores_is_not_measurable():
 # --- not measurable: option-order flips ------------------------------------------------------------
 
 
-def _flipping(flips: int, samples: int = 1, resample_changes: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two option orders x two templates x 3 items = 6 units; the first ``flips`` units change with the order."""
+def _flipping(flips: int, noisy: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two option orders x two templates x 3 items = 6 units; the first ``flips`` units change with the order.
+    With ``noisy`` > 0 there are two samples, and the last ``noisy`` units also change between them (under both
+    orders, by the same amount, so the order pairs of those units do not change because of it)."""
     rows, score_rows, unit = [], [], 0
+    samples = 2 if noisy else 1
     for template in ("numbered", "worded"):
         for item in E_ITEMS:
-            changed = unit < flips
+            changed, wobbly = unit < flips, unit >= 6 - noisy
             for sample in range(samples):
-                wobble = 1.0 if (resample_changes and sample % 2) else 0.0
+                wobble = 1.0 if (wobbly and sample == 1) else 0.0
                 rows.append((_cell("original", template, sample=sample), item, 3.0 + wobble, "valid"))
                 rows.append((_cell("reversed", template, sample=sample), item, (4.0 if changed else 3.0) + wobble,
                              "valid"))
@@ -110,17 +113,24 @@ def test_half_the_items_flipping_with_the_option_order_is_not_measurable(flips, 
     scores, answers = _flipping(flips)
     row = _row(verdict_table(scores, answers, [_inventory()]))
     assert row["flip_rate"] == pytest.approx(flips / 6) and row["option_orders"] == 2
+    assert np.isnan(row["resample_flip_rate"]) and row["flip_excess"] == pytest.approx(flips / 6)
     assert row["label"] == label
     if label == "not measurable":
-        assert "50%" in row["reason"] and "position" in row["reason"]
+        assert "50%" in row["reason"] and "position" in row["reason"] and "no chance baseline" in row["reason"]
 
 
-def test_flips_no_more_frequent_than_between_samples_are_chance_not_position():
-    scores, answers = _flipping(6, samples=2, resample_changes=True)
+@pytest.mark.parametrize("noisy, label", [(3, "not measurable"), (4, "interpretable")])
+def test_flips_count_beyond_the_changes_between_samples(noisy, label):
+    """All 6 units flip with the order; 3 of 6 (or 4 of 6) also change between samples: 100% - 50% = 50%
+    beyond chance is position-driven, 100% - 67% is not."""
+    scores, answers = _flipping(6, noisy=noisy)
     row = _row(verdict_table(scores, answers, [_inventory()]))
-    assert row["flip_rate"] >= v.MAX_FLIP_RATE
-    assert row["resample_flip_rate"] >= row["flip_rate"]
-    assert row["label"] != "not measurable"
+    assert row["flip_rate"] == pytest.approx(1.0)
+    assert row["resample_flip_rate"] == pytest.approx(noisy / 6)
+    assert row["flip_excess"] == pytest.approx(1 - noisy / 6)
+    assert row["label"] == label
+    if label == "not measurable":
+        assert "between samples" in row["reason"]
 
 
 def test_one_option_order_has_no_flip_rate():

@@ -7,12 +7,14 @@ against, how far the measurement design moves it, and one of four labels, decide
 
 ``not measurable``
     Fewer than :data:`MIN_VALID_SHARE` of the scale's answers were valid, or no score could be formed;
-    or, when the options were shown in more than one order, the answers to at least
-    :data:`MAX_FLIP_RATE` of the item pairs changed with the order alone (a *flip* as
-    :func:`psychometrics.statistics.design_effects.option_order_flips` defines it: the semantic answer
-    moves by more than 0 points in text mode, 0.5 in probability mode), more often than answers change
-    between samples under the same order. Such a model answers the position, not the statement: its
-    score is an artefact of how the options were laid out.
+    or, when the options were shown in more than one order, the share of items whose answer changed
+    with the order alone (a *flip* as :func:`psychometrics.statistics.design_effects.option_order_flips`
+    defines it: the semantic answer moves by more than 0 points in text mode, 0.5 in probability mode,
+    over pairs of orders) exceeds the share that changed between samples under the same order (chance,
+    at a temperature above 0; 0 with one sample) by at least :data:`MAX_FLIP_EXCESS`. Such a model
+    answers the position, not the statement: its score is an artefact of how the options were laid out.
+    Net of chance, because at a high temperature answers change between any two askings: a model whose
+    answers change as often between samples as between orders is noisy, not position-driven.
 ``fragile``
     The design moves the score (the range of its means over design cells) by at least
     :data:`FRAGILE_SD` human SDs, or its 95% interval over respondents is at least that wide on either
@@ -56,13 +58,13 @@ if TYPE_CHECKING:
     from psychometrics.design.personas import PersonaSet
     from psychometrics.inventories.model import Inventory
 
-__all__ = ["COLUMNS", "PROFILE_COLUMNS", "persona_profile", "FRAGILE_RANGE_SHARE", "FRAGILE_SD", "LABELS", "LABEL_RULES", "MAX_FLIP_RATE",
+__all__ = ["COLUMNS", "PROFILE_COLUMNS", "persona_profile", "FRAGILE_RANGE_SHARE", "FRAGILE_SD", "LABELS", "LABEL_RULES", "MAX_FLIP_EXCESS",
            "MIN_VALID_SHARE", "summary_fields", "verdict_table"]
 
 #: Below this share of valid answers a scale is not measurable.
 MIN_VALID_SHARE = 0.5
-#: At or above this share of option-order flips (and above the between-sample rate) a scale is not measurable.
-MAX_FLIP_RATE = 0.5
+#: At or above this share of option-order flips beyond the between-sample share a scale is not measurable.
+MAX_FLIP_EXCESS = 0.5
 #: Movement over design cells, or CI half-width, at or above this many human SDs makes a score fragile.
 FRAGILE_SD = 0.5
 #: ... without norms: this share of the response range (0.5 points on 1-5).
@@ -76,9 +78,9 @@ LABELS = (NOT_MEASURABLE, FRAGILE, UNTESTED, INTERPRETABLE)
 LABEL_RULES: list[tuple[str, str]] = [
     (NOT_MEASURABLE,
      f"fewer than {MIN_VALID_SHARE:.0%} of the scale's answers were valid (or no score could be formed), or, "
-     f"when the options were shown in more than one order, the answer changed with the order alone for at least "
-     f"{MAX_FLIP_RATE:.0%} of the items (more often than between samples under the same order): the model "
-     "answers the position, not the statement"),
+     f"when the options were shown in more than one order, the share of items whose answer changed with the order "
+     f"alone exceeds the share that changed between samples under the same order (chance) by at least "
+     f"{MAX_FLIP_EXCESS:.0%}: the model answers the position, not the statement"),
     (FRAGILE,
      f"the design (option order, template, wording, item order) moves the score by at least {FRAGILE_SD:g} human "
      f"SD (the first norm group's SD; without norms {FRAGILE_RANGE_SHARE:.1%} of the response range, 0.5 points "
@@ -99,6 +101,7 @@ COLUMNS = ["inventory", "mode", "scale", "scale_name", "trait", "respondents", "
            "ci_low", "ci_high", "ci_half_width", "scale_min", "scale_max", "norm_group", "norm_mean", "norm_sd", "z",
            "cell_min", "cell_max", "movement_points", "movement_share_sd", "movement_share_range",
            "fragile_threshold", "n_answers", "valid_share", "option_orders", "flip_rate", "resample_flip_rate",
+           "flip_excess",
            "label", "reason", "unit"]
 
 
@@ -288,6 +291,8 @@ def _scale_row(inventory, scale, mode, chosen: Optional[set], who: str, scores: 
             first = flips.iloc[0]
             row["flip_rate"] = _number(first.get("pair_flip_rate"))
             row["resample_flip_rate"] = _number(first.get("resample_flip_rate"))
+            chance = row["resample_flip_rate"]
+            row["flip_excess"] = row["flip_rate"] - (0.0 if math.isnan(chance) else chance)
 
     row["label"], row["reason"] = _label(row, asked_cells=_cells_asked(items))
     return row
@@ -300,8 +305,8 @@ def _label(row: dict, asked_cells: int) -> tuple[str, str]:
 
     sd_word = f"human SD ({row['norm_group']})" if _has(num("norm_sd")) else "of the response range"
     n_resp = row["n_respondents"]
-    no_interval = ("; no interval: one respondent (persona x sample), add samples (--samples N with "
-                   "--temperature above 0) or personas (--personas)") if n_resp == 1 else ""
+    no_interval = ("; no interval with one respondent (add --samples N at a --temperature above 0, or "
+                   "--personas)") if n_resp == 1 else ""
 
     valid = num("valid_share")
     if not _has(valid) or valid < MIN_VALID_SHARE:
@@ -310,12 +315,13 @@ def _label(row: dict, asked_cells: int) -> tuple[str, str]:
     if not _has(num("score")):
         return NOT_MEASURABLE, (f"no score: {valid:.0%} of answers were valid, but no respondent answered every item "
                                 "of the scale in any design cell")
-    flips, chance = num("flip_rate"), num("resample_flip_rate")
-    if _has(flips) and flips >= MAX_FLIP_RATE and (not _has(chance) or flips > chance):
-        between = f", {chance:.0%} between samples" if _has(chance) else ""
+    flips, chance, excess = num("flip_rate"), num("resample_flip_rate"), num("flip_excess")
+    if _has(excess) and excess >= MAX_FLIP_EXCESS - 1e-12:
+        between = (f", {chance:.0%} between samples under the same order" if _has(chance)
+                   else " (one sample per cell: no chance baseline)")
         return NOT_MEASURABLE, (f"the answer changed with the option order alone for {flips:.0%} of the items"
-                                f"{between} (at most {MAX_FLIP_RATE:.0%} allowed): it follows the position, "
-                                "not the statement")
+                                f"{between}; {MAX_FLIP_EXCESS:.0%} more than chance is the limit: it follows the "
+                                "position, not the statement")
 
     threshold = num("fragile_threshold")
     moved = num("movement_points")

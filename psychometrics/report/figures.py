@@ -84,12 +84,12 @@ def _response_range(data: pd.DataFrame) -> pd.DataFrame:
 
 
 def _facets(data: pd.DataFrame):
-    """facet_wrap by panel: one column for one panel, else two; y shared when every panel has one range."""
+    """facet_wrap by panel, one panel a row (scale names need the width); y shared when every panel has one range."""
     from plotnine import facet_wrap
 
     panels = data["panel"].nunique()
     same = data[["scale_min", "scale_max"]].drop_duplicates().shape[0] == 1
-    return facet_wrap("panel", scales="free_x" if same else "free", ncol=min(panels, 2)), panels
+    return facet_wrap("panel", scales="free_x" if same else "free", ncol=1), panels
 
 
 def trait_profile(tables: Tables):
@@ -118,17 +118,19 @@ def trait_profile(tables: Tables):
                               inherit_aes=False, fill="#d8e6f3", color="#8fb3d9", width=0.7, size=0.4)
     moved = data[data["cell_min"].notna() & data["cell_max"].notna()]
     if not moved.empty:
-        plot += geom_linerange(aes(ymin="cell_min", ymax="cell_max"), data=moved, size=5, color="#b9bfc6",
-                               alpha=0.7)
-    ci = data[data["ci_low"].notna() & data["ci_high"].notna()]
-    if not ci.empty:
+        plot += geom_linerange(aes(ymin="cell_min", ymax="cell_max"), data=moved, size=7, color="#8c959f",
+                               alpha=0.75)
+    ci = data[data["ci_low"].notna() & data["ci_high"].notna()].copy()
+    if not ci.empty:  # drawn within the response range (a t interval of few respondents can reach beyond it)
+        ci["ci_low"] = ci["ci_low"].clip(lower=ci["scale_min"])
+        ci["ci_high"] = ci["ci_high"].clip(upper=ci["scale_max"])
         plot += geom_errorbar(aes(ymin="ci_low", ymax="ci_high"), data=ci, width=0.25, size=0.7, color="#1c2733")
     return (plot + geom_point(aes(color="label"), size=3.5)
             + facets
             + scale_color_manual(values=LABEL_COLOURS, drop=False)
             + scale_y_continuous(expand=(0.02, 0))
-            + labs(x="", y="score (axis: the full response range)", color="verdict")
-            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2), 3.2, 1.2)))
+            + labs(x="", y="score (full response range)", color="verdict")
+            + figure_theme(FIGURE_WIDTH, figure_height(panels, 2.8, 1.0)))
 
 
 def trait_profile_caption(tables: Tables) -> str:
@@ -140,7 +142,8 @@ def trait_profile_caption(tables: Tables) -> str:
              "scale's full response range."]
     respondents = int(verdict["n_respondents"].max()) if verdict["n_respondents"].notna().any() else 0
     if verdict["ci_low"].notna().any():
-        parts.append(f"Black bars: 95% t interval over respondents (persona x sample; up to {respondents}).")
+        parts.append(f"Black bars: 95% t interval over respondents (persona x sample; up to {respondents}), cut at "
+                     "the ends of the range.")
     else:
         parts.append(f"No interval: {respondents} respondent (persona x sample); add samples or personas for one.")
     if (verdict["n_cells"].fillna(0) >= 2).any():
@@ -187,8 +190,8 @@ def persona_profile(tables: Tables):
             + facets
             + scale_color_manual(values=PERSONA_ROLES, drop=True)
             + scale_y_continuous(expand=(0.02, 0))
-            + labs(x="", y="score (axis: the full response range)", color="persona")
-            + figure_theme(FIGURE_WIDTH, figure_height(np.ceil(panels / 2), 3.2, 1.2)))
+            + labs(x="", y="score (full response range)", color="persona")
+            + figure_theme(FIGURE_WIDTH, figure_height(panels, 2.8, 1.0)))
 
 
 def persona_profile_caption(tables: Tables) -> str:
@@ -206,7 +209,7 @@ def persona_profile_caption(tables: Tables) -> str:
 def option_order_flips(tables: Tables):
     """Per scale, the share of items whose answer changed with the option order alone, against the share that
     changed between samples under the same order, with the verdict's limit."""
-    from plotnine import aes, coord_flip, geom_col, geom_hline, geom_point, ggplot, labs, scale_y_continuous
+    from plotnine import aes, coord_flip, geom_col, geom_point, ggplot, labs, scale_y_continuous
 
     verdict = _table(tables, "verdict")
     if verdict is None or "flip_rate" not in verdict:
@@ -214,19 +217,22 @@ def option_order_flips(tables: Tables):
     data = verdict[verdict["flip_rate"].notna()].copy()
     if data.empty:
         return None
-    from psychometrics.analysis.verdict import MAX_FLIP_RATE
+    from plotnine import facet_wrap, scale_fill_manual
+
+    from psychometrics.analysis.verdict import MAX_FLIP_EXCESS
 
     data["panel"] = _panel(data)
     data["scale_label"] = _ordered(_named(data, tables, width=30), reverse=True)
-    data["not_measurable"] = data["label"] == "not measurable"
+    data["position_driven"] = data["flip_excess"] >= MAX_FLIP_EXCESS - 1e-12
+    data["chance"] = data["resample_flip_rate"].fillna(0.0)
+    data["limit"] = data["chance"] + MAX_FLIP_EXCESS
     panels = data["panel"].nunique()
     rows = data.groupby("panel")["scale_label"].nunique().max()
-    plot = (ggplot(data, aes("scale_label", "flip_rate")) + geom_col(aes(fill="not_measurable"), width=0.7)
-            + geom_hline(yintercept=MAX_FLIP_RATE, linetype="dashed", color="#b42318"))
-    chance = data[data["resample_flip_rate"].notna()]
-    if not chance.empty:
-        plot += geom_point(aes("scale_label", "resample_flip_rate"), data=chance, shape="|", size=8, color="#1c2733")
-    from plotnine import facet_wrap, scale_fill_manual
+    plot = ggplot(data, aes("scale_label", "flip_rate")) + geom_col(aes(fill="position_driven"), width=0.7)
+    if data["resample_flip_rate"].notna().any():
+        plot += geom_point(aes("scale_label", "chance"), data=data, shape="|", size=9, color="#1c2733")
+    plot += geom_point(aes("scale_label", "limit"), data=data[data["limit"] <= 1], shape="|", size=9,
+                       color="#b42318")
 
     return (plot + coord_flip() + facet_wrap("panel", scales="free_y", ncol=min(panels, 2))
             + scale_fill_manual(values={True: "#b42318", False: "#7fa7c9"}, guide=None)
@@ -236,15 +242,16 @@ def option_order_flips(tables: Tables):
 
 
 def option_order_flips_caption(tables: Tables) -> str:
-    from psychometrics.analysis.verdict import MAX_FLIP_RATE
+    from psychometrics.analysis.verdict import MAX_FLIP_EXCESS
 
     verdict = _table(tables, "verdict")
     chance = verdict is not None and "resample_flip_rate" in verdict and verdict["resample_flip_rate"].notna().any()
-    return (f"Share of item answers that changed when only the order of the options changed (verdict.csv, "
-            f"flip_rate; text answers: any change, option probabilities: a change of the expected value by more "
-            f"than 0.5). Dashed line: {MAX_FLIP_RATE:.0%}, at or above which the verdict is 'not measurable' (red "
-            f"bars)." + (" Black tick: the share that changed between samples under the same order (chance)."
-                         if chance else " One sample per cell: no chance baseline."))
+    return ("Bars: share of items whose answer changed when only the order of the options changed (verdict.csv, "
+            "flip_rate; text answers: any change, option probabilities: a change of the expected value by more "
+            "than 0.5)." + (" Black tick: the share that changed between samples under the same order (chance)."
+                            if chance else " One sample per cell: no chance baseline (taken as 0).")
+            + f" Red tick: chance + {MAX_FLIP_EXCESS:.0%}, the limit; a bar that reaches it (red) makes the "
+            "verdict 'not measurable'.")
 
 
 def variance_shares(tables: Tables):

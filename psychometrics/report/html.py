@@ -234,53 +234,53 @@ def _percent(value: object) -> str:
     return f"{float(shown):.0%}" if shown is not None else "–"
 
 
+MODE_WORDS = {"text": "text answers", "probs": "option probabilities"}
+
+
 def verdict_view(verdict: Optional[pd.DataFrame], model: str) -> Optional[dict]:
-    """The verdict table as text cells for the template: score with its interval, the norm's mean and SD,
-    the design's movement in points and as a share of the human SD (or of the range without norms), the
-    valid and flip shares, and the label with its reason. Numbers are rounded to two decimals; all of them
-    are in verdict.csv."""
+    """The verdict table for the template, grouped by inventory and answer mode (the group's heading names the
+    norm group): per scale the score with its interval, the norm's mean and SD with z, the design's movement in
+    points and as a share of the human SD (or of the range without norms), the valid and flip shares, and the
+    label with its reason. A cell is a list of lines, each kept whole. Numbers are rounded to two decimals;
+    all of them are in verdict.csv."""
     if verdict is None or verdict.empty:
         return None
     from psychometrics.analysis.verdict import LABEL_RULES
 
-    modes = verdict["mode"].nunique() > 1
-    inventories = verdict["inventory"].nunique() > 1
-    rows = []
+    groups: dict[tuple, dict] = {}
     for r in verdict.to_dict("records"):
-        score = _num(r.get("score"))
-        low, high = _num(r.get("ci_low")), _num(r.get("ci_high"))
-        score_note = ""
-        if score is None:
-            score_text = "no score"
-        elif low is not None:
-            score_text = f"{score} [{low}, {high}]"
-        else:
-            score_text, score_note = score, f"no CI: {int(r['n_respondents'])} respondent"
-        norm_mean, norm_sd = _num(r.get("norm_mean")), _num(r.get("norm_sd"))
-        norm_text = f"{norm_mean} ± {norm_sd}" if norm_mean is not None else "none"
-        z = _num(r.get("z"))
-        moved = _num(r.get("movement_points"))
-        if moved is None:
-            moved_text = "not varied" if (r.get("n_cells") or 0) < 2 else "–"
-        elif norm_sd is not None:
-            moved_text = f"{moved} ({_num(r.get('movement_share_sd'))} SD)"
-        else:
-            moved_text = f"{moved} ({_percent(r.get('movement_share_range'))} of range)"
-        cells = _num(r.get("cell_min")), _num(r.get("cell_max"))
-        rows.append({
-            "where": " ".join(str(x) for x in ((r["inventory"] if inventories else None), (r["mode"] if modes else None))
-                              if x),
-            "scale": str(r["scale_name"]), "scale_id": str(r["scale"]),
-            "range": f"{_num(r['scale_min'], 0)}–{_num(r['scale_max'], 0)}",
-            "score": score_text, "score_note": score_note, "norm": norm_text, "norm_group": r.get("norm_group") or "", "z": z or "",
-            "moved": moved_text, "cells": f"{cells[0]}–{cells[1]}" if moved is not None else "",
-            "valid": _percent(r.get("valid_share")), "flips": _percent(r.get("flip_rate")),
-            "label": str(r["label"]), "css": LABEL_CLASSES.get(str(r["label"]), "untested"), "reason": str(r["reason"]),
-        })
-    respondents = list(dict.fromkeys(verdict["respondents"].astype(str)))
-    norms = bool(verdict["norm_mean"].notna().any())
-    return {"model": model, "norms": norms, "rows": rows, "rules": [{"label": label, "rule": rule, "css": LABEL_CLASSES[label]}
-                                    for label, rule in LABEL_RULES],
-            "respondents": "; ".join(respondents), "show_where": modes or inventories,
-            "where_title": " / ".join(t for t, shown in (("inventory", inventories), ("mode", modes)) if shown),
+        key = (r["inventory"], r["mode"])
+        if key not in groups:
+            norm_group = r["norm_group"] if isinstance(r.get("norm_group"), str) else None
+            groups[key] = {"title": f"{r['inventory']}, {MODE_WORDS.get(str(r['mode']), str(r['mode']))}",
+                           "norms": f"human norms: {norm_group}" if norm_group else "no human norms", "rows": []}
+        groups[key]["rows"].append(_verdict_row(r))
+    rows = [row for group in groups.values() for row in group["rows"]]
+    return {"model": model, "norms": bool(verdict["norm_mean"].notna().any()), "groups": list(groups.values()),
+            "rules": [{"label": label, "rule": rule, "css": LABEL_CLASSES[label]} for label, rule in LABEL_RULES],
+            "respondents": "; ".join(dict.fromkeys(verdict["respondents"].astype(str))),
             "counts": {label: sum(1 for row in rows if row["label"] == label) for label, _ in LABEL_RULES}}
+
+
+def _verdict_row(r: dict) -> dict:
+    score = _num(r.get("score"))
+    low, high = _num(r.get("ci_low")), _num(r.get("ci_high"))
+    if score is None:
+        score_lines = ["no score"]
+    elif low is not None:
+        score_lines = [score, f"[{low}, {high}]"]
+    else:
+        score_lines = [score, f"no CI ({int(r['n_respondents'])} respondent)"]
+    norm_mean, norm_sd, z = _num(r.get("norm_mean")), _num(r.get("norm_sd")), _num(r.get("z"))
+    moved = _num(r.get("movement_points"))
+    if moved is None:
+        moved_lines = ["not varied" if (r.get("n_cells") or 0) < 2 else "–"]
+    else:
+        share = (f"{_num(r.get('movement_share_sd'))} SD" if norm_sd is not None
+                 else f"{_percent(r.get('movement_share_range'))} of range")
+        moved_lines = [f"{moved} ({share})", f"cells {_num(r.get('cell_min'))}–{_num(r.get('cell_max'))}"]
+    return {"scale": str(r["scale_name"]), "scale_id": f"{r['scale']}, {_num(r['scale_min'], 0)}–{_num(r['scale_max'], 0)}",
+            "score": score_lines, "norm": [f"{norm_mean} ± {norm_sd}"] if norm_mean is not None else ["none"],
+            "z": [z] if z is not None else [], "moved": moved_lines,
+            "valid": [_percent(r.get("valid_share"))], "flips": [_percent(r.get("flip_rate"))],
+            "label": str(r["label"]), "css": LABEL_CLASSES.get(str(r["label"]), "untested"), "reason": str(r["reason"])}
