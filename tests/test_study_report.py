@@ -149,8 +149,8 @@ def test_the_model_factor_is_in_the_variance_decomposition(study):
     e = table[(table["inventory"] == "mini-ipip") & (table["scale"] == "E")].set_index("source")
     assert e.loc["model", "share"] > 0.5 and e.loc["model", "df"] == 2 and bool(e.loc["model", "balanced"])
     assert math.isclose(e["share"].sum(), 1.0) and math.isclose(e["component_share"].sum(), 1.0)
-    assert math.isclose(e.loc["model", "sd_points"], math.sqrt(e.loc["model", "variance_component"]))
-    assert e.loc["model", "sd_points"] > 1  # e = +2 vs -2 vs 0: the models' E differ by points, not decimals
+    assert math.isclose(e.loc["model", "component_sd"], math.sqrt(e.loc["model", "variance_component"]))
+    assert e.loc["model", "component_sd"] > 1  # e = +2 vs -2 vs 0: the models' E differ by points, not decimals
 
 
 def test_the_report_command_rebuilds_it_and_refuses_what_a_study_report_is_not(study, tmp_path):

@@ -128,13 +128,16 @@ def model_variance(stacked: pd.DataFrame) -> pd.DataFrame:
     + persona + wording + item order (those varied). ``share`` is each source's sequential sum of squares
     over the total (eta squared); with the same balanced design for every model the factors are orthogonal
     and the shares do not depend on the order. ``variance_component`` (balanced designs) is in squared
-    score points; ``sd_points`` is its square root, the typical shift in score points a source makes. The
+    score points; ``component_sd`` is its square root, the typical shift in score points a source makes. The
     residual holds the interactions, among them model x design: models that the design moves differently.
     """
     from psychometrics.statistics.design_effects import variance_decomposition
 
     table = variance_decomposition(stacked[stacked["kind"] == "scale"], extra_factors=["model"])
-    table["sd_points"] = table["variance_component"].map(lambda v: math.sqrt(v) if pd.notna(v) and v >= 0 else math.nan)
+    if "component_sd" not in table.columns:  # the component as an SD, in score points, if not given already
+        at = list(table.columns).index("component_share") + 1
+        table.insert(at, "component_sd", table["variance_component"].map(
+            lambda v: math.sqrt(v) if pd.notna(v) and v >= 0 else math.nan))
     return table
 
 
@@ -241,7 +244,7 @@ def study_summary(runs: StudyRuns, tables: dict[str, pd.DataFrame]) -> dict:
         "unit": UNIT,
         "verdict": records(tables.get("verdict"), [*MODEL_KEYS, "score", "ci_low", "ci_high", "norm_mean", "norm_sd",
                                                     "movement_points", "movement_share_sd", "flip_rate", "label"]),
-        "model_share": records(model_rows, ["inventory", "mode", "scale", "share", "component_share", "sd_points",
+        "model_share": records(model_rows, ["inventory", "mode", "scale", "share", "component_share", "component_sd",
                                             "p_value", "balanced"]),
         "validity_mixed": records(tables.get("validity_mixed"), ["trait", "task", "n", "n_models", "within",
                                                                  "within_p", "between", "between_p", "note"]),

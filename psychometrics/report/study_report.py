@@ -180,12 +180,12 @@ def render_study_page(study_dir: Path, tables: dict[str, pd.DataFrame], summary:
                 "summarised over the cells.", figures("reliability"),
                 [v for v in [table_view("Within-cell reliability", "reliability.csv", tables.get("reliability"))] if v]),
         Section("model-variance", "Model vs design", "Which model answered, against how it was asked: the shares "
-                "of the score variance and the variance components in squared score points (sd_points: their "
+                "of the score variance and the variance components in squared score points (component_sd: their "
                 "square root).", figures("model_variance"),
                 [v for v in [table_view("Variance decomposition with model as a factor", "model_variance.csv",
                                         tables.get("model_variance"),
                                         ["inventory", "mode", "scale", "source", "df", "share", "variance_component",
-                                         "sd_points", "component_share", "p_value", "n", "balanced", "note"],
+                                         "component_sd", "component_share", "p_value", "n", "balanced", "note"],
                                         max_rows=200)] if v]),
     ]
     validity = {name: frame for name, frame in tables.items() if name not in OWN_TABLES}
