@@ -102,18 +102,19 @@ def test_the_verdict_grid_comes_first_with_every_model_and_scale(study):
     assert len(verdict) == len(MODELS) * 8 and verdict["label"].isin(
         ["interpretable", "fragile", "untested", "not measurable"]).all()
     page = (root / "report" / "report.html").read_text(encoding="utf-8")
-    grid = page[page.index('<table class="grid">'):]
-    grid = grid[:grid.index("</table>")]
     assert page.index('id="verdict"') < page.index('id="profiles"') < page.index('id="fragility"') < page.index(
         'id="reliability"') < page.index('id="model-variance"') < page.index('id="validity"')
-    rows = re.findall(r"<tr><td class=\"model\">(.*?)</td>(.*?)</tr>", grid, re.S)
-    assert [name for name, _ in rows] == MODELS
-    header = re.findall(r"<th title=\"[^\"]*\">([^<]*)<br>([^<]*)</th>", grid)
-    assert header == [(inv, scale) for inv, ids in scales.items() for scale in ids]
-    for (_, cells), (_, part) in zip(rows, verdict.groupby("model", sort=False)):
-        shown = re.findall(r'<td class="v-([a-z-]+)" title="[^"]*">([^<]*)</td>', cells)
-        assert [(label.replace("-", " "), float(score)) for label, score in shown] == [
-            (label, round(score, 2)) for label, score in zip(part["label"], part["score"])]
+    verdict_section = page[page.index('id="verdict"'):page.index('id="profiles"')]
+    grids = re.findall(r'<h3>([^<]*)</h3>\s*<div class="scroll"><table class="grid">(.*?)</table>', verdict_section, re.S)
+    assert [inventory for inventory, _ in grids] == list(scales)  # one grid per inventory
+    for (inventory, grid), (_, part) in zip(grids, verdict.groupby("inventory", sort=False)):
+        assert re.findall(r'<th title="[^"]*">([^<]*)</th>', grid) == scales[inventory]
+        rows = re.findall(r"<tr><td class=\"model\">(.*?)</td>(.*?)</tr>", grid, re.S)
+        assert [name for name, _ in rows] == MODELS
+        for (_, cells), (_, of_model) in zip(rows, part.groupby("model", sort=False)):
+            shown = re.findall(r'<td class="v-([a-z-]+)" title="[^"]*">([^<]*)</td>', cells)
+            assert [(label.replace("-", " "), float(score)) for label, score in shown] == [
+                (label, round(score, 2)) for label, score in zip(of_model["label"], of_model["score"])]
     # the planted traits show in the grid's scores: E of e=2 far above E of e=-2
     e = verdict[verdict["scale"] == "E"].set_index("model")["score"]
     assert e[MODELS[0]] - e[MODELS[1]] > 2

@@ -113,35 +113,37 @@ def build_study_report(study_dir: Path, out_dir: Optional[Path] = None, *, dpi: 
 # the page
 
 
-def verdict_grid(verdict: pd.DataFrame) -> dict:
-    """The grid models x scales for the template: ``columns`` (inventory, scale, mode, name) and ``rows``
-    (model and one cell per column: score text, label and its CSS class, the reason as a tooltip)."""
+def verdict_grids(verdict: pd.DataFrame) -> list[dict]:
+    """One grid per inventory for the template, models x scales: ``inventory``, ``columns`` (scale id, with
+    the answer mode when the study has two, and its name) and ``rows`` (the models that took the inventory,
+    each with one cell per column: score to two decimals, label and its CSS class, the reason as a tooltip);
+    ``labels``: the labels shown, for the key."""
     from psychometrics.report.html import format_cell
 
     if verdict is None or verdict.empty:
-        return {"columns": [], "rows": [], "labels": []}
+        return []
     two_modes = verdict["mode"].nunique() > 1
-    keys = list(dict.fromkeys(zip(verdict["inventory"], verdict["scale"], verdict["mode"])))
-    columns = [{"inventory": inv, "scale": scale + (f" ({mode})" if two_modes else ""),
-                "name": ""} for inv, scale, mode in keys]
-    if "scale_name" in verdict.columns:
-        names = dict(zip(zip(verdict["inventory"], verdict["scale"], verdict["mode"]), verdict["scale_name"]))
-        for column, key in zip(columns, keys):
-            column["name"] = str(names.get(key) or "")
-    cells = {(r["model"], r["inventory"], r["scale"], r["mode"]): r for r in verdict.to_dict(orient="records")}
-    rows = []
-    for model in dict.fromkeys(verdict["model"]):
-        row = []
-        for inv, scale, mode in keys:
-            record = cells.get((model, inv, scale, mode))
-            label = str(record.get("label") or "unlabelled") if record else "absent"
-            value = record.get("score") if record else None
-            score = f"{value:.2f}" if isinstance(value, float) and math.isfinite(value) else format_cell(value)
-            row.append({"score": score, "label": label, "css": "v-" + label.replace(" ", "-"),
-                        "reason": str(record.get("reason") or "") if record else "not administered"})
-        rows.append({"model": model, "cells": row})
-    labels = list(dict.fromkeys(c["label"] for r in rows for c in r["cells"]))
-    return {"columns": columns, "rows": rows, "labels": labels}
+    grids = []
+    for inventory, part in verdict.groupby("inventory", sort=False):
+        keys = list(dict.fromkeys(zip(part["scale"], part["mode"])))
+        names = dict(zip(zip(part["scale"], part["mode"]), part.get("scale_name", part["scale"])))
+        columns = [{"scale": scale + (f" ({mode})" if two_modes else ""), "name": str(names.get((scale, mode)) or "")}
+                   for scale, mode in keys]
+        cells = {(r["model"], r["scale"], r["mode"]): r for r in part.to_dict(orient="records")}
+        rows = []
+        for model in dict.fromkeys(part["model"]):
+            row = []
+            for scale, mode in keys:
+                record = cells.get((model, scale, mode))
+                label = str(record.get("label") or "unlabelled") if record else "absent"
+                value = record.get("score") if record else None
+                score = f"{value:.2f}" if isinstance(value, float) and math.isfinite(value) else format_cell(value)
+                row.append({"score": score, "label": label, "css": "v-" + label.replace(" ", "-"),
+                            "reason": str(record.get("reason") or "") if record else "not administered"})
+            rows.append({"model": model, "cells": row})
+        labels = list(dict.fromkeys(c["label"] for r in rows for c in r["cells"]))
+        grids.append({"inventory": str(inventory), "columns": columns, "rows": rows, "labels": labels})
+    return grids
 
 
 def _label_rules() -> list[tuple[str, str]]:
@@ -199,12 +201,14 @@ def render_study_page(study_dir: Path, tables: dict[str, pd.DataFrame], summary:
                 section.tables.insert(0, mixed)
             sections.append(section)
     csv_names = [f"{name}.csv" for name, table in tables.items() if table is not None and not table.empty]
+    grids = verdict_grids(tables.get("verdict"))
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     page = env.get_template("study_report.html.j2").render(
         title=f"psytest study: {len(summary['models'])} models",
         study_dir=str(study_dir), study_sha256=str(summary.get("study_sha256") or ""),
-        grid=verdict_grid(tables.get("verdict")), rules=_label_rules(),
+        grids=grids, labels=list(dict.fromkeys(label for grid in grids for label in grid["labels"])),
+        rules=_label_rules(),
         models=table_view("Models and their runs", "models.csv", tables.get("models"), max_rows=10_000),
         sections=sections, left_out=summary.get("left_out") or [],
         files=sorted(csv_names + ["report.html", "summary.json"]), generator=f"psytest {__version__}")
