@@ -241,6 +241,7 @@ def study_summary(runs: StudyRuns, tables: dict[str, pd.DataFrame]) -> dict:
         "kind": "psytest-study-report",
         "study_sha256": runs.manifest.get("study_sha256"),
         "models": [{"model": label, "model_string": runs.models[label]} for label in runs.labels],
+        "study_models": [m.get("model") for m in runs.manifest.get("models") or [] if isinstance(m, dict)],
         "unit": UNIT,
         "verdict": records(tables.get("verdict"), [*MODEL_KEYS, "score", "ci_low", "ci_high", "norm_mean", "norm_sd",
                                                     "movement_points", "movement_share_sd", "flip_rate", "label"]),

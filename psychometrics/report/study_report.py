@@ -146,6 +146,11 @@ def verdict_grids(verdict: pd.DataFrame) -> list[dict]:
     return grids
 
 
+def _title(summary: dict) -> str:
+    shown, planned = len(summary["models"]), len(summary.get("study_models") or [])
+    return f"psytest study: {shown} of {planned} models" if planned > shown else f"psytest study: {shown} models"
+
+
 def _label_rules() -> list[tuple[str, str]]:
     from psychometrics.analysis.verdict import LABEL_RULES
 
@@ -205,7 +210,7 @@ def render_study_page(study_dir: Path, tables: dict[str, pd.DataFrame], summary:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     page = env.get_template("study_report.html.j2").render(
-        title=f"psytest study: {len(summary['models'])} models",
+        title=_title(summary),
         study_dir=str(study_dir), study_sha256=str(summary.get("study_sha256") or ""),
         grids=grids, labels=list(dict.fromkeys(label for grid in grids for label in grid["labels"])),
         rules=_label_rules(),
