@@ -46,11 +46,11 @@ MODEL_KEYS = ["model", "inventory", "mode", "scale"]
 @dataclass
 class StudyRuns:
     """A study directory's complete runs: ``questionnaire`` and ``behavior`` map each model's label to its
-    run directory (study order); ``models`` maps a label to the model string; ``manifest`` is
+    run directory (study order); ``models`` maps a label to the model string; ``record`` is
     ``study.json``; ``skipped`` names the runs left out (incomplete) and why."""
 
     root: Path
-    manifest: dict
+    record: dict
     questionnaire: dict[str, Path]
     behavior: dict[str, Path]
     models: dict[str, str]
@@ -79,29 +79,29 @@ def study_runs(root: Path) -> StudyRuns:
     path = root / MANIFEST
     if not path.is_file():
         raise PsytestError(f"{root}: not a study directory (no {MANIFEST}); give the directory psytest study wrote")
-    manifest = limits.read_json(path, "study manifest")
-    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND or not isinstance(manifest.get("runs"), list):
+    record = limits.read_json(path, "study manifest")
+    if not isinstance(record, dict) or record.get("kind") != MANIFEST_KIND or not isinstance(record.get("runs"), list):
         raise PsytestError(f"{path}: not a psytest study manifest; give the directory psytest study wrote")
     complete: dict[str, dict[str, Path]] = {"questionnaire": {}, "behavior": {}}
     skipped = []
-    for record in manifest["runs"]:
-        if not isinstance(record, dict) or not isinstance(record.get("model"), str) or \
-                record.get("kind") not in complete or not isinstance(record.get("run_dir"), str):
+    for entry in record["runs"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or \
+                entry.get("kind") not in complete or not isinstance(entry.get("run_dir"), str):
             raise PsytestError(f"{path}: runs: an entry is not a run record; give the directory psytest study wrote")
-        run_dir = (root / record["run_dir"]).resolve()
+        run_dir = (root / entry["run_dir"]).resolve()
         if root.resolve() not in run_dir.parents:  # the manifest names its own runs, nothing outside
-            raise PsytestError(f"{path}: runs: '{record['run_dir']}' is outside the study directory")
-        if record.get("status") != "complete":
-            skipped.append(f"{record['model']} ({record['kind']}): {record.get('status')}")
+            raise PsytestError(f"{path}: runs: '{entry['run_dir']}' is outside the study directory")
+        if entry.get("status") != "complete":
+            skipped.append(f"{entry['model']} ({entry['kind']}): {entry.get('status')}")
             continue
-        complete[record["kind"]][record["model"]] = root / record["run_dir"]
+        complete[entry["kind"]][entry["model"]] = root / entry["run_dir"]
     models = list(complete["questionnaire"])
     if not models:
         raise PsytestError(f"{root}: no complete questionnaire run in the study; run psytest study again to "
                            "complete them")
     labels = run_labels(models, [complete["questionnaire"][m] for m in models])
     by_model = dict(zip(models, labels))
-    return StudyRuns(root, manifest, {by_model[m]: complete["questionnaire"][m] for m in models},
+    return StudyRuns(root, record, {by_model[m]: complete["questionnaire"][m] for m in models},
                      {by_model[m]: d for m, d in complete["behavior"].items() if m in by_model},
                      {label: model for model, label in by_model.items()}, skipped)
 
@@ -239,9 +239,9 @@ def study_summary(runs: StudyRuns, tables: dict[str, pd.DataFrame]) -> dict:
     model_rows = variance[variance["source"] == "model"] if variance is not None and not variance.empty else None
     return {
         "kind": "psytest-study-report",
-        "study_sha256": runs.manifest.get("study_sha256"),
+        "study_sha256": runs.record.get("study_sha256"),
         "models": [{"model": label, "model_string": runs.models[label]} for label in runs.labels],
-        "study_models": [m.get("model") for m in runs.manifest.get("models") or [] if isinstance(m, dict)],
+        "study_models": [m.get("model") for m in runs.record.get("models") or [] if isinstance(m, dict)],
         "unit": UNIT,
         "verdict": records(tables.get("verdict"), [*MODEL_KEYS, "score", "ci_low", "ci_high", "norm_mean", "norm_sd",
                                                     "movement_points", "movement_share_sd", "flip_rate", "label"]),

@@ -66,7 +66,7 @@ def study_report_tables(study_dir: Path, inputs: Optional[dict] = None) -> dict[
             validity = {"notes": pd.DataFrame([{"table": "validity", "note": str(exc)}])}
         tables.update({name: frame for name, frame in validity.items() if name != "run_info" and name not in OWN_TABLES})
     if inputs is not None:
-        inputs["study_sha256"] = runs.manifest.get("study_sha256")
+        inputs["study_sha256"] = runs.record.get("study_sha256")
         inputs["runs"] = [{"model": label, "run": path.relative_to(runs.root).as_posix(), **opened[label].inputs()}
                           for label, path in runs.questionnaire.items()]
         inputs["behavior_runs"] = [{"model": label, "run": path.relative_to(runs.root).as_posix(),
