@@ -510,12 +510,23 @@ def analyze(
 def report(run: PathLike, *, out: Optional[PathLike] = None,
            behavior: Union[PathLike, Sequence[PathLike], None] = None) -> ReportPaths:
     """Write a run's self-contained HTML report, its CSV tables and ``summary.json`` (``psytest report``).
+    Given a study directory (``psytest study``'s), write the study's combined report of its models
+    instead (:mod:`psychometrics.report.study_report`, default ``STUDY/report``).
 
     ``behavior``: behaviour runs of the same model(s) and personas, for the self-report vs behaviour
     section. Written to ``out`` (default ``RUN/report``)."""
+    from psychometrics.analysis.across_models import is_study_directory
     from psychometrics.report import build_report
 
     behavior_runs = [Path(b) for b in _names(behavior)] if behavior else None
+    if is_study_directory(Path(run)):  # a study's combined report: its own runs, its behaviour runs included
+        if behavior_runs:
+            raise PsytestError(f"--behavior: {run} is a study directory, whose report takes the study's own "
+                               "behaviour runs; leave --behavior out")
+        from psychometrics.report.study_report import build_study_report
+
+        with _reading_only():
+            return build_study_report(Path(run), _path(out))
     with _reading_only():
         return build_report(Path(run), _path(out), behavior_runs=behavior_runs)
 
@@ -580,10 +591,21 @@ def check(run: PathLike, *, baseline: Union[PathLike, dict], tolerance: Optional
 
 def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:
     """Check a run's store and recompute every derived file from it, comparing with what is stored;
-    ``rerun`` also re-sends every request on a deterministic backend (``psytest reproduce``)."""
+    ``rerun`` also re-sends every request on a deterministic backend (``psytest reproduce``). Given a
+    study directory, recompute its report, comparison and validity tables from its runs instead
+    (:mod:`psychometrics.analysis.reproduce_study`)."""
+    from psychometrics.analysis.across_models import is_study_directory
     from psychometrics.analysis.reproduce import reproduce as reproduce_run
 
     run = Path(run)
+    if is_study_directory(run):
+        if rerun:
+            raise PsytestError(f"--rerun: {run} is a study directory; re-send a run's requests with psytest reproduce "
+                               f"{run}/runs/<model> --rerun")
+        from psychometrics.analysis.reproduce_study import reproduce_study
+
+        with _reading_only():
+            return reproduce_study(run)
     with _reading_only():
         return reproduce_run(run, rerun=rerun)
 
@@ -621,7 +643,8 @@ def study(
     progress: Optional[Callable[[str, str], Optional[Progress]]] = None,
 ) -> Union[StudyResult, dict]:
     """Run a study file: its models x inventories x design (and tasks) into one study directory, then
-    compare the models and, with tasks, relate self-report to behaviour (``psytest study``).
+    compare the models, with tasks relate self-report to behaviour, and write the combined report
+    ``STUDY/report`` (``psytest study``; :mod:`psychometrics.report.study_report`).
 
     Each model gets ``STUDY/runs/<slug>/`` (and ``<slug>-behavior/``), written by :func:`administer` and
     :func:`behave`, so each is resumable as they are. ``out`` overrides the file's ``out``. With

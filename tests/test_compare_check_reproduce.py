@@ -82,16 +82,20 @@ def test_compare_detects_a_trait_difference_beyond_noise(runs):
     assert rows.drop(index="E")["exceeds_noise"].sum() <= 1
     assert result.verdict.startswith(f"{result.n_exceeding} of 5 scale differences exceed run-to-run noise")
     summary = result.summary()
+    assert result.runs == [SIM, SIM + ",e=1.5"]  # labelled by model: each model once, no directory needed
     assert "YES" in summary and str(runs["extraverted"]) in summary and result.verdict in summary
 
 
 def test_compare_same_model_with_other_seeds_stays_within_noise(runs):
     result = compare_runs([runs["reference"], runs["same_model"], runs["reference"]])
-    same = result.differences[result.differences["run"] == str(runs["same_model"])]
+    # one model three times: told apart by the run directory's name, the directory given twice by #2
+    assert result.runs == [f"{SIM} [reference]", f"{SIM} [same-model]", f"{SIM} [reference] #2"]
+    assert result.directories == [str(runs["reference"]), str(runs["same_model"]), str(runs["reference"])]
+    same = result.differences[result.differences["run"] == f"{SIM} [same-model]"]
     assert len(same) == 5 and same["exceeds_noise"].sum() <= 1
-    itself = result.differences[result.differences["run"] == str(runs["reference"])]
+    itself = result.differences[result.differences["run"] == f"{SIM} [reference] #2"]
     assert (itself["diff"] == 0).all() and not itself["exceeds_noise"].any()
-    assert set(result.statistics["run"]) == {str(runs["reference"]), str(runs["same_model"])}
+    assert list(dict.fromkeys(result.statistics["run"])) == result.runs
 
 
 def test_compare_refuses_bad_input(runs, tmp_path):

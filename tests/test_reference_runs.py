@@ -11,9 +11,15 @@ from pathlib import Path
 import pytest
 
 from psychometrics.analysis.reproduce import reproduce
+from psychometrics.analysis.reproduce_study import reproduce_study
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = sorted(p for p in (ROOT / "reports").iterdir() if (p / "manifest.json").is_file())
+#: The committed studies (``psytest study``): every study directory under reports/, and its questionnaire runs.
+STUDIES = sorted(p.parent for p in (ROOT / "reports").rglob("study.json"))
+STUDY_RUNS = sorted(run.parent for study in STUDIES for run in (study / "runs").glob("*/manifest.json")
+                    if (run.parent / "analysis").is_dir() and not run.parent.name.endswith("-behavior"))
+FIVE_MODELS = ROOT / "reports" / "five-models" / "study"
 
 
 def test_the_qwen_reference_run_is_committed_with_its_design():
@@ -25,7 +31,29 @@ def test_the_qwen_reference_run_is_committed_with_its_design():
     assert (ROOT / "reports" / "qwen2.5-0.5b" / "report" / "report.html").is_file()
 
 
-@pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
+def test_the_five_model_study_is_committed_complete_with_its_report():
+    """Issue 15: five models (three simulated respondents, Qwen 0.5B, SmolLM2 135M), two inventories, personas,
+    one command (examples/five-models.yaml); its combined report is committed and reproduced below."""
+    manifest = json.loads((FIVE_MODELS / "study.json").read_text(encoding="utf-8"))
+    assert manifest["state"] == "complete" and manifest["failed_models"] == []
+    models = [m["model"] for m in manifest["models"]]
+    assert len(models) >= 5 and {"local/qwen2.5-0.5b", "local/smollm2-135m"} <= set(models)
+    assert sum(m.startswith("sim/") for m in models) >= 3
+    assert all(run["status"] == "complete" for run in manifest["runs"])
+    assert FIVE_MODELS in STUDIES and (FIVE_MODELS / "report" / "report.html").is_file()
+    verdict = (FIVE_MODELS / "report" / "verdict.csv").read_text(encoding="utf-8")
+    assert all(model in verdict for model in models)
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.relative_to(ROOT / "reports").as_posix())
+def test_reference_study_reproduces(study):
+    """The study's report, comparison and validity tables recomputed from its runs match what is committed."""
+    result = reproduce_study(study)
+    assert result.passed, result.summary()
+    assert {"report/verdict.csv", "report/model_variance.csv", "comparison/differences.csv"} <= set(result.files_checked)
+
+
+@pytest.mark.parametrize("run", RUNS + STUDY_RUNS, ids=lambda p: p.relative_to(ROOT / "reports").as_posix())
 def test_reference_run_reproduces(run):
     result = reproduce(run)
     assert result.passed, result.summary()

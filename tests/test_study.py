@@ -87,14 +87,15 @@ def test_the_manifest_records_the_study_file_and_every_run(study):
         f"runs/{model_slug(m)}{suffix}" for m in MODELS for suffix in ("", "-behavior")}
     assert all(run["status"] == "complete" for run in manifest["runs"])
     assert manifest["comparison"] == "comparison" and manifest["validity"] == "validity"
+    assert manifest["report"] == "report" and (root / "report" / "report.html").is_file()
 
 
 def test_compare_and_validity_cover_all_models(study):
     _, root, _ = study
     statistics = pd.read_csv(root / "comparison" / "statistics.csv")
-    assert {Path(run).name for run in statistics["run"]} == {model_slug(m) for m in MODELS}
+    assert list(dict.fromkeys(statistics["run"])) == MODELS  # labelled by model, in study order
     page = (root / "comparison" / "compare.html").read_text(encoding="utf-8")
-    assert all(model_slug(m) in page for m in MODELS)
+    assert all(m in page and model_slug(m) in page for m in MODELS)  # the label and its run directory
     validity = json.loads((root / "validity" / "validity.json").read_text(encoding="utf-8"))
     assert validity and (root / "validity" / "validity.html").is_file()
     scores = pd.read_csv(root / "validity" / "validity_scores.csv")
@@ -193,8 +194,12 @@ def test_a_model_whose_requests_fail_does_not_stop_the_others(tmp_path):
     assert status == {"sim/e=1,seed=1": "complete", "openai/nothing-listens-here": "failed",
                       "sim/e=-1,seed=2": "complete"}
     statistics = pd.read_csv(tmp_path / "study" / "comparison" / "statistics.csv")
-    assert {Path(run).name for run in statistics["run"]} == {"sim-e-1-seed-1", "sim-e--1-seed-2"}
+    assert set(statistics["run"]) == {"sim/e=1,seed=1", "sim/e=-1,seed=2"}  # labelled by model
     assert any("left out of the comparison" in note for note in summary["notes"])
+    # the combined report has the complete models and names the one left out
+    report = json.loads((tmp_path / "study" / "report" / "summary.json").read_text(encoding="utf-8"))
+    assert [m["model"] for m in report["models"]] == ["sim/e=1,seed=1", "sim/e=-1,seed=2"]
+    assert report["left_out"] == ["openai/nothing-listens-here (questionnaire): failed"]
 
 
 @pytest.mark.parametrize("model", ["sim/e=1,seed=1", "gguf:/models/../../etc/passwd", "../../x", ".hidden", "con",

@@ -1,7 +1,8 @@
 """Comparing runs: is run B's score on a scale different from run A's, beyond run-to-run noise?
 
 ``compare_runs([A, B, C, ...])`` takes the first run as the reference and compares every other run with
-it, for every inventory x answer mode x scale that both runs scored. The unit of analysis is the design
+it, for every inventory x answer mode x scale that both runs scored. Runs are labelled by their model
+(:func:`run_labels`): a model given twice is told apart by its run directory's name (then its path). The unit of analysis is the design
 cell (one complete questionnaire, see :mod:`psychometrics.analysis.tables`); each run's score on a scale is the
 mean over its cells.
 
@@ -262,7 +263,8 @@ class CompareResult:
     ``differences``: one row per (other run, inventory, mode, kind, scale) in both runs (columns
     :data:`DIFFERENCE_COLUMNS`). ``statistics``: per run and scale the mean, SD, n and noise SD used.
     ``notes``: run-level caveats (designs or models that differ, scales only one run has, one sample per
-    cell). ``verdict``: one line. ``summary()``: a terminal-friendly table.
+    cell). ``runs``: each run's label (:func:`run_labels`), ``directories`` its run directory, in the order
+    given. ``verdict``: one line. ``summary()``: a terminal-friendly table.
     """
 
     runs: list[str]
@@ -270,6 +272,7 @@ class CompareResult:
     differences: pd.DataFrame
     statistics: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)
 
     @property
     def n_compared(self) -> int:
@@ -285,18 +288,22 @@ class CompareResult:
         what = "facet and scale" if (self.differences["kind"] == "facet").any() else "scale"
         head = (f"{self.n_exceeding} of {self.n_compared} {what} differences exceed run-to-run noise"
                 if self.n_exceeding else f"no {what} difference exceeds run-to-run noise ({self.n_compared} compared)")
-        if len(pairs) > 1:
+        if 1 < len(pairs) <= 4:
             head += " (" + "; ".join(f"{run}: {int(p['exceeds_noise'].sum())} of {len(p)}" for run, p in pairs) + ")"
+        elif len(pairs) > 4:  # twenty models: a count, the per-run numbers are in the table
+            differing = sum(1 for _, p in pairs if p["exceeds_noise"].any())
+            head += f" ({differing} of {len(pairs)} runs differ from the reference on at least one)"
         return f"{head}; reference {self.runs[0]}"
 
     def summary(self) -> str:
         """Plain-text tables, one per compared run, for a terminal (no colours, fixed width)."""
-        lines = [f"reference: {self.runs[0]} ({self.models[0]})"]
+        lines = [f"reference: {self.runs[0]} ({self.directories[0] if self.directories else ''})"]
         header = ["inventory", "mode", "scale", "ref", "run", "diff [95% CI]", "g [95% CI]", "noise SE", "exceeds"]
-        for (run, model) in zip(self.runs[1:], self.models[1:]):
+        for run, directory in zip(self.runs[1:], (self.directories or self.runs)[1:]):
             part = self.differences[self.differences["run"] == run]
             lines.append("")
-            lines.append(f"{run} ({model}) vs reference: {int(part['exceeds_noise'].sum())} of {len(part)} exceed noise")
+            lines.append(f"{run} ({directory}) vs reference: {int(part['exceeds_noise'].sum())} of {len(part)} "
+                         "exceed noise")
             table = [header]
             for r in part.to_dict(orient="records"):
                 scale = r["scale"] if r["kind"] == "scale" else f"{r['scale']} (facet)"
@@ -345,6 +352,33 @@ def design_differences(a: "Design", b: "Design") -> list[str]:
     return [k for k in sorted(set(x) | set(y)) if k != "seed" and x.get(k) != y.get(k)]
 
 
+def run_labels(models: Sequence[str], run_dirs: Sequence[Path]) -> list[str]:
+    """A label per run: its model; a model given more than once becomes ``model [directory name]``, then
+    ``model [path]`` when two different directories have the same name; the same directory given again
+    gets ``#2``, ``#3``.
+
+    The labels are distinct, so tables keyed by them (``differences.csv``) never mix two runs."""
+    def counts(labels: list[str]) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        for label in labels:
+            seen[label] = seen.get(label, 0) + 1
+        return seen
+
+    named = counts(list(models))
+    labels = [f"{model} [{Path(path).name}]" if named[model] > 1 else model for model, path in zip(models, run_dirs)]
+    places: dict[str, set[str]] = {}
+    for label, path in zip(labels, run_dirs):
+        places.setdefault(label, set()).add(str(Path(path).resolve()))
+    labels = [f"{model} [{path}]" if len(places[label]) > 1 else label
+              for label, model, path in zip(labels, models, run_dirs)]
+    seen: dict[str, int] = {}
+    distinct = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        distinct.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return distinct
+
+
 def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> CompareResult:
     """Compare every run with the first (the reference); see the module docstring for the statistics.
 
@@ -358,8 +392,8 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
 
     opened = [open_run(p) for p in run_dirs]
     manifests = [r.questionnaire for r in opened]
-    labels = [str(p) for p in run_dirs]
-    check_same_inventories(manifests, labels)
+    check_same_inventories(manifests, [str(p) for p in run_dirs])
+    labels = run_labels([m.model for m in manifests], run_dirs)
     runs = [RunScores(r, r.scores()) for r in opened]
     stats = [scale_statistics(r.scores, include_facets=include_facets) for r in runs]
     notes: list[str] = []
@@ -369,7 +403,7 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
         pair = compare_statistics(stats[0], stats[index], labels[0], labels[index])
         if pair.empty:
             raise PsytestError(
-                f"{labels[index]} and {labels[0]} share no inventory and answer mode; compare runs that "
+                f"{run_dirs[index]} and {run_dirs[0]} share no inventory and answer mode; compare runs that "
                 "administered the same inventory in the same mode"
             )
         parts.append(pair)
@@ -382,13 +416,17 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
         if differing:
             notes.append(f"{labels[index]}: design differs from the reference in {', '.join(differing)}; means over "
                          "cells can differ for that reason alone")
-    for label, table in zip(labels, stats):
-        if (table["noise_method"] == "cells").any():
-            notes.append(f"{label}: {NOISE_NOTE_CELLS}")
+    single = [label for label, table in zip(labels, stats) if (table["noise_method"] == "cells").any()]
+    if single:  # once, not once per run: a study of twenty models would repeat it twenty times
+        which = single[0] if len(single) == 1 else ("all runs" if len(single) == len(labels) else
+                                                    f"{len(single)} runs ({', '.join(single[:3])}{' ...' if len(single) > 3 else ''})")
+        notes.append(f"{which}: {NOISE_NOTE_CELLS}")
+    # Labels, not paths, in the tables: a comparison's CSVs do not depend on where the runs were read from
     statistics = pd.concat([t.assign(run=label) for label, t in zip(labels, stats)], ignore_index=True)
     statistics = statistics[["run", *[c for c in statistics.columns if c != "run"]]]
     differences = pd.concat(parts, ignore_index=True)
-    return CompareResult(labels, [m.model for m in manifests], differences, statistics, notes)
+    return CompareResult(labels, [m.model for m in manifests], differences, statistics, notes,
+                         [str(p) for p in run_dirs])
 
 
 def as_json_records(frame: pd.DataFrame) -> list[dict]:

@@ -16,7 +16,8 @@ from psychometrics.cli.terminal import echo, print_json
 
 
 def report(
-    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    run: Annotated[Path, typer.Argument(help="A run directory, or a study directory (psytest study's): the "
+                                             "models side by side.")],
     out: Annotated[Optional[Path], typer.Option(help="Where to write the report.", show_default="RUN/report")] = None,
     behavior: Annotated[
         Optional[list[Path]],
@@ -97,7 +98,8 @@ def check(
 
 
 def reproduce(
-    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    run: Annotated[Path, typer.Argument(help="A run directory, or a study directory (its report, comparison and "
+                                             "validity tables).")],
     rerun: Annotated[bool, typer.Option("--rerun", help="Also re-send every request (deterministic backends only).")] = False,
     as_json: JsonFlag = False,
 ) -> None:

@@ -23,8 +23,9 @@ def study(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print each model's plan size and the total; send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
 ) -> None:
-    """Run a study across models: a run per model (each resumable), then compare them and, with tasks,
-    relate self-report to behaviour. Exit 1 names the models whose requests failed."""
+    """Run a study across models: a run per model (each resumable), then compare them, with tasks relate
+    self-report to behaviour, and write the combined report (STUDY/report). Exit 1 names the models whose
+    requests failed."""
     from psychometrics import api
 
     def progress(model: str, kind: str):
@@ -107,8 +108,8 @@ def _print_outcome(outcome) -> None:
     for name, path in outcome.paths().items():
         if path is not None:
             print_wrapped(f"{name}: {path}", indent="  ")
-    print_wrapped("Each run's report: psytest report STUDY/runs/<model>. A combined report of the models is not "
-                  "written yet.", indent="  ")
+    print_wrapped("Each run's own report: psytest report STUDY/runs/<model>; the combined report again: psytest "
+                  "report STUDY; check it: psytest reproduce STUDY.", indent="  ")
 
 
 def register(app: typer.Typer) -> None:

@@ -318,10 +318,26 @@ def _scale_label(record: dict) -> str:
 
 
 def print_comparison(result) -> None:
-    """``psytest compare``: one fitted table per compared run, the notes once, the verdict."""
+    """``psytest compare``: two runs as one fitted table per scale; three or more as a matrix per inventory
+    and mode (runs x scales, the difference from the reference, ``*`` beyond noise), so twenty models stay
+    readable at 80 columns; then the notes once and the verdict."""
+    from psychometrics.cli.tables import print_wrapped
+
+    directories = result.directories or result.runs
+    print_wrapped(f"reference: {result.runs[0]} ({directories[0]})")
+    if len(result.runs) > 2:
+        _print_comparison_matrix(result)
+    else:
+        _print_comparison_pairs(result)
+    for note in dict.fromkeys(result.notes):
+        print_wrapped(f"note: {note}")
+    print_wrapped("exceeds noise = |diff| > 2 x noise SE (from repeated samples) and the Welch 95% CI excludes 0")
+    print_wrapped(result.verdict)
+
+
+def _print_comparison_pairs(result) -> None:
     from psychometrics.cli.tables import Column, number, print_fitted, print_wrapped, records_of
 
-    print_wrapped(f"reference: {result.runs[0]} ({result.models[0]})")
     columns = [
         Column("inventory", kind="key"), Column("mode", kind="key"), Column("scale", kind="key", fmt=_scale_label),
         Column("mean_ref", "ref"), Column("mean_run", "run"),
@@ -332,15 +348,51 @@ def print_comparison(result) -> None:
         Column("noise_se", "noise SE", drop=1),
         Column("exceeds_noise", "exceeds", kind="key", fmt=lambda r: "YES" if r.get("exceeds_noise") else "no"),
     ]
-    for run, model in zip(result.runs[1:], result.models[1:]):
+    for run, directory in zip(result.runs[1:], (result.directories or result.runs)[1:]):
         part = result.differences[result.differences["run"] == run]
         print_wrapped("")
-        print_wrapped(f"{run} ({model}) vs reference: {int(part['exceeds_noise'].sum())} of {len(part)} exceed noise")
+        print_wrapped(f"{run} ({directory}) vs reference: {int(part['exceeds_noise'].sum())} of {len(part)} "
+                      "exceed noise")
         print_fitted("", records_of(part), columns, max_rows=60, where="compare --json or --out DIR")
-    for note in dict.fromkeys(result.notes):
-        print_wrapped(f"note: {note}")
-    print_wrapped("exceeds noise = |diff| > 2 x noise SE (from repeated samples) and the Welch 95% CI excludes 0")
-    print_wrapped(result.verdict)
+
+
+#: Width of a scale column of the comparison matrix ("+1.23*" and a gap).
+_MATRIX_CELL = 8
+
+
+def _print_comparison_matrix(result) -> None:
+    """Per inventory x mode: one row per compared run, one column per scale (as many scales per table as
+    fit the width; more tables below for the rest), each cell the difference from the reference."""
+    from psychometrics.cli.tables import Column, number, print_fitted, print_wrapped
+
+    width = console().width
+    differences = result.differences
+    for (inventory, mode), part in differences.groupby(["inventory", "mode"], sort=False):
+        scales = list(dict.fromkeys(part["scale"] + part["kind"].map(lambda k: "" if k == "scale" else " (facet)")))
+        label = part["scale"] + part["kind"].map(lambda k: "" if k == "scale" else " (facet)")
+        cells = {(run, scale): row for run, scale, row in zip(part["run"], label, part.to_dict(orient="records"))}
+        per_table = max(1, (width - 24) // _MATRIX_CELL)
+        for start in range(0, len(scales), per_table):
+            shown = scales[start:start + per_table]
+            records = []
+            for run in result.runs[1:]:
+                record = {"run": run}
+                for scale in shown:
+                    row = cells.get((run, scale))
+                    record[scale] = ("" if row is None else
+                                     number(row["diff"], 2, signed=True) + ("*" if row["exceeds_noise"] else " "))
+                records.append(record)
+            columns = [Column("run", "model", kind="text")] + [
+                Column(scale, scale, kind="num", fmt=lambda r, s=scale: r[s]) for scale in shown]
+            print_wrapped("")
+            more = f", scales {start + 1}-{start + len(shown)} of {len(scales)}" if len(scales) > len(shown) else ""
+            print_wrapped(f"{inventory} ({mode}): difference from the reference{more}; * exceeds noise")
+            print_fitted("", records, columns, max_rows=len(records), where="compare --json or --out DIR")
+    counts = differences.groupby("run", sort=False)["exceeds_noise"].agg(["sum", "size"])
+    print_wrapped("")
+    for run in result.runs[1:]:
+        if run in counts.index:
+            print_wrapped(f"{run}: {int(counts.loc[run, 'sum'])} of {int(counts.loc[run, 'size'])} exceed noise")
 
 
 def print_check(result) -> None:

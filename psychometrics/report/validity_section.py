@@ -30,8 +30,11 @@ INTRO = (
 
 def declared_forest(tables: dict[str, pd.DataFrame]):
     """r with its 95% CI for every declared trait-task pair (the point alone where no CI is reported), signed
-    so that the expected direction is to the right, coloured by whether the pair was confirmed."""
-    from plotnine import aes, coord_flip, facet_wrap, geom_hline, geom_pointrange, ggplot, labs, scale_color_manual
+    so that the expected direction is to the right, coloured by whether the pair was confirmed. One row per
+    scope (the pooled respondents first, then each model), one panel per pair: twenty models stay legible."""
+    from plotnine import aes, facet_wrap, geom_point, geom_segment, geom_vline, ggplot, labs, scale_color_manual
+
+    from psychometrics.report.study_figures import ROW_INCHES, plot_labels
 
     pairs = tables.get("validity_pairs")
     if pairs is None or pairs.empty:
@@ -43,21 +46,29 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
     data["r_expected"] = data["r"] * sign
     low, high = data["ci_low"] * sign, data["ci_high"] * sign
     data["lo"], data["hi"] = np.minimum(low, high).fillna(data["r_expected"]), np.maximum(low, high).fillna(data["r_expected"])
-    data["label"] = data["trait"] + ": " + data["task"]
-    data["label"] = pd.Categorical(data["label"], categories=sorted(data["label"].unique(), reverse=True))
+    data["label"] = (data["trait"] + ": " + data["task"]).str.replace("$", r"\$", regex=False)
+    data["label"] = pd.Categorical(data["label"], categories=list(dict.fromkeys(data["label"])))
+    from psychometrics.validity.statistics import POOLED
+
+    scopes = list(dict.fromkeys(data["scope"].astype(str)))
+    scopes = [s for s in scopes if s == POOLED] + [s for s in scopes if s != POOLED]  # pooled on top
+    shown = plot_labels(scopes)
+    data["scope_label"] = pd.Categorical(data["scope"].astype(str).map(shown),
+                                         categories=[shown[s] for s in scopes][::-1])
     data["status"] = np.where(data["confirmed"], "confirmed", "not confirmed")
-    scopes = data["scope"].nunique()
-    height = 1.2 + 0.28 * data["label"].nunique() * (1 if scopes == 1 else np.ceil(scopes / 2))
+    panels = data["label"].nunique()
+    columns = min(panels, 3)
+    height = 1.6 + np.ceil(panels / columns) * (0.45 + ROW_INCHES * len(scopes))
     from psychometrics.report.figures import FIGURE_WIDTH, figure_theme
 
-    return (ggplot(data, aes("label", "r_expected", color="status"))
-            + geom_hline(yintercept=0, linetype="dashed", color="#888888")
-            + geom_pointrange(aes(ymin="lo", ymax="hi"))
-            + coord_flip()
-            + facet_wrap("scope", ncol=min(scopes, 2))
+    return (ggplot(data, aes(y="scope_label", color="status"))
+            + geom_vline(xintercept=0, linetype="dashed", color="#888888")
+            + geom_segment(aes(x="lo", xend="hi", yend="scope_label"), size=0.7)
+            + geom_point(aes(x="r_expected"), size=2)
+            + facet_wrap("label", ncol=columns)
             + scale_color_manual(values={"confirmed": "#1b7837", "not confirmed": "#b2182b"})
-            + labs(x="", y="r in the declared direction (95% CI)", color="")
-            + figure_theme(FIGURE_WIDTH, height))
+            + labs(x="r in the declared direction (95% CI)", y="", color="")
+            + figure_theme(FIGURE_WIDTH, float(min(40.0, height))))
 
 
 def manipulation_plot(tables: dict[str, pd.DataFrame]):

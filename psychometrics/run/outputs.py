@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 PROVENANCE = "provenance.json"
 PROVENANCE_FORMAT = 1
 #: Kinds of derived directories (a directory of one kind is never written as another).
-KINDS = ("analysis", "behavior-analysis", "item-analysis", "report", "comparison", "validity")
+KINDS = ("analysis", "behavior-analysis", "item-analysis", "report", "comparison", "validity", "study-report")
 #: Test hook: after this many files of a derived set, the writing process SIGKILLs itself (a real kill
 #: between two writes of the real code path; used by tests/test_hostile_data_loss.py).
 KILL_AFTER_FILES = "PSYTEST_TEST_KILL_AFTER_FILES"

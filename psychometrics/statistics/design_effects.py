@@ -420,7 +420,8 @@ def _sequential_effects(terms: Sequence[np.ndarray], y: np.ndarray) -> tuple[lis
 _ROUNDING = 1e-9
 
 
-def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None = None) -> pd.DataFrame:
+def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None = None, *,
+                           extra_factors: Sequence[str] = ()) -> pd.DataFrame:
     """How much of the variance in scale scores each design factor explains.
 
     Per inventory x mode x scale (and facet), a main-effects linear model
@@ -460,6 +461,11 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
         because sample indices are exchangeable replicates (sample 0 of one cell has nothing in common
         with sample 0 of another); pass it explicitly to test that anyway. A listed factor with a single
         level gets a row with ``df = 0`` and note ``not varied``.
+    extra_factors
+        Columns of ``scores`` that are not design conditions, entered before the factors: ``model`` when
+        the scores of several models' runs are stacked (:mod:`psychometrics.analysis.across_models`), so
+        the model's share is what the models differ by, and each design factor's share what it moves
+        the scores by beyond that. A listed column with a single level gets a ``not varied`` row.
 
     Returns
     -------
@@ -502,12 +508,20 @@ def variance_decomposition(scores: pd.DataFrame, factors: Sequence[str] | None =
                 raise ValueError(f"scores have no {factor!r} column")
         if len(set(factors)) != len(factors):
             raise ValueError("a factor is listed twice")
+    for factor in extra_factors:
+        if factor in FACTORS or factor in ("mode", "score", *_SCALE_GROUP):
+            raise ValueError(f"extra factor {factor!r} is a design factor or a key column; give it in factors")
+        if factor not in scores.columns:
+            raise ValueError(f"scores have no {factor!r} column")
+    if len(set(extra_factors)) != len(extra_factors):
+        raise ValueError("a factor is listed twice")
     rows: list[dict] = []
     for (inventory, mode, kind, scale), part in scores.groupby(_SCALE_GROUP, sort=False, dropna=False):
         base = {"inventory": inventory, "mode": mode, "kind": kind, "scale": scale}
         unscored = int(part["score"].isna().sum())
         part = part[part["score"].notna()]
-        listed = list(factors) if factors is not None else [f for f in FACTORS if f != "sample" and varied(part, f)]
+        listed = [*extra_factors,
+                  *(list(factors) if factors is not None else [f for f in FACTORS if f != "sample" and varied(part, f)])]
         active = [f for f in listed if varied(part, f)]
         n = len(part)
         y = part["score"].to_numpy(dtype=float)

@@ -7,7 +7,8 @@ The study directory::
     STUDY/runs/<slug>-behavior/      one behaviour run per model, when the study has tasks
     STUDY/comparison/                psytest compare of all the questionnaire runs (the first model is the reference)
     STUDY/validity/                  psytest validity of all self-report and behaviour runs, when there are tasks
-    STUDY/report/                    reserved for the combined side-by-side report of the models
+    STUDY/report/                    the combined report of the models side by side (psytest report STUDY
+                                     rebuilds it; psychometrics.report.study_report)
 
 Each run goes through the same path as ``psytest administer`` / ``psytest behave`` with ``--out`` its
 directory, so it is resumable exactly as they are: running the study again sends only what is missing, and a
@@ -33,6 +34,7 @@ from psychometrics.study.spec import Study
 
 if TYPE_CHECKING:
     from psychometrics.analysis.compare import CompareResult
+    from psychometrics.report import ReportPaths
     from psychometrics.validity.tables import ValidityResult
 
 MANIFEST = "study.json"
@@ -76,6 +78,7 @@ class StudyResult:
     runs: list[StudyRun]
     comparison: Optional[CompareResult] = None
     validity: Optional[ValidityResult] = None
+    report: Optional[ReportPaths] = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -93,7 +96,8 @@ class StudyResult:
         root = self.study.out
         return {"study": root / MANIFEST, "runs": root / LAYOUT["runs"],
                 "comparison": root / LAYOUT["comparison"] if self.comparison is not None else None,
-                "validity": root / LAYOUT["validity"] if self.validity is not None else None}
+                "validity": root / LAYOUT["validity"] if self.validity is not None else None,
+                "report": self.report.html if self.report is not None else None}
 
     def as_dict(self) -> dict:
         return {"study_dir": str(self.study.out), "failed_models": self.failed_models,
@@ -142,6 +146,7 @@ def write_manifest(result: StudyResult, state: str) -> Path:
         "runs": [run.record(root) for run in result.runs],
         "comparison": LAYOUT["comparison"] if made["comparison"] else None,
         "validity": LAYOUT["validity"] if made["validity"] else None,
+        "report": LAYOUT["report"] if made["report"] else None,
         "layout": dict(LAYOUT), "failed_models": result.failed_models, "notes": result.notes,
     }
     return atomic_write(root / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", fsync=True)
@@ -242,6 +247,7 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
     _compare(result, [run for run in runs if run.kind == "questionnaire" and run.model in complete])
     if study.tasks is not None:
         _validity(result, [run for run in runs if run.model in complete])
+    _report(result)
     write_manifest(result, "complete")
     return result
 
@@ -272,3 +278,16 @@ def _validity(result: StudyResult, runs: list[StudyRun]) -> None:
                                        out=result.study.out / LAYOUT["validity"])
     except PsytestError as exc:  # e.g. too few respondents: the runs stand; say why there are no tables
         result.notes.append(f"no validity tables: {exc}")
+
+
+def _report(result: StudyResult) -> None:
+    """The combined report (``STUDY/report``) of the models whose runs completed."""
+    from psychometrics import api
+
+    if not any(run.kind == "questionnaire" and run.failed == 0 for run in result.runs):
+        result.notes.append("no combined report: no model's questionnaire run completed")
+        return
+    try:
+        result.report = api.report(result.study.out)
+    except PsytestError as exc:  # the runs stand; say why there is no report
+        result.notes.append(f"no combined report: {exc}")

@@ -124,6 +124,10 @@ def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str
     section = validity_section(tables, dpi=dpi)
     context = {
         "title": title,
+        # the run report's verdict-first head has nothing to say about a validity page
+        "what_was_run": f"Self-report vs behaviour of {len(sources)} runs.",
+        "verdict": None,
+        "evidence": [],
         "run_dir": ", ".join(sources),
         "run_info": [("runs", ", ".join(sources))],
         "sections": [section] if section else [],
