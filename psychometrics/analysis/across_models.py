@@ -186,6 +186,10 @@ def fragility(opened: dict[str, "Run"], verdict: pd.DataFrame) -> pd.DataFrame:
     return base.reset_index(drop=True)
 
 
+#: The ``scale`` of a reliability row that speaks for every scale of an inventory x mode (none computed).
+ALL_SCALES = "(all scales)"
+
+
 def reliability_by_model(runs: StudyRuns) -> pd.DataFrame:
     """Per model x inventory x mode x scale: the run's reliability rows (across respondents, within design
     cells: :mod:`psychometrics.analysis.tables`) summarised over the cells: ``n_cells`` with an alpha, the
@@ -198,8 +202,11 @@ def reliability_by_model(runs: StudyRuns) -> pd.DataFrame:
         if table is None or table.empty:
             continue
         table = table[table["kind"] == "scale"] if "kind" in table.columns else table
-        for (inventory, mode, scale), part in table.groupby(["inventory", "mode", "scale"], sort=False):
-            alpha = pd.to_numeric(part.get("alpha"), errors="coerce").dropna()
+        if "scale" not in table.columns:  # no design cell had enough respondents: one sentence per inventory x mode
+            table = table.assign(scale=math.nan)
+        for (inventory, mode, scale), part in table.groupby(["inventory", "mode", "scale"], sort=False, dropna=False):
+            scale = ALL_SCALES if pd.isna(scale) else scale
+            alpha = pd.to_numeric(part.get("alpha", pd.Series(dtype=float)), errors="coerce").dropna()
             omega = pd.to_numeric(part.get("omega_total", pd.Series(dtype=float)), errors="coerce").dropna()
             notes = [n for n in part.get("note", pd.Series(dtype=object)).dropna().astype(str).unique()]
             rows.append({"model": label, "inventory": inventory, "mode": mode, "scale": scale,

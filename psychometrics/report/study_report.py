@@ -117,7 +117,8 @@ def verdict_grids(verdict: pd.DataFrame) -> list[dict]:
     """One grid per inventory for the template, models x scales: ``inventory``, ``columns`` (scale id, with
     the answer mode when the study has two, and its name) and ``rows`` (the models that took the inventory,
     each with one cell per column: score to two decimals, label and its CSS class, the reason as a tooltip);
-    ``labels``: the labels shown, for the key."""
+    ``labels``: the labels shown, for the key; ``reasons``: model, scale, label and reason of every cell
+    that is not interpretable, printed under the grid (a tooltip alone is lost on paper and screenshots)."""
     from psychometrics.report.html import format_cell
 
     if verdict is None or verdict.empty:
@@ -142,7 +143,11 @@ def verdict_grids(verdict: pd.DataFrame) -> list[dict]:
                             "reason": str(record.get("reason") or "") if record else "not administered"})
             rows.append({"model": model, "cells": row})
         labels = list(dict.fromkeys(c["label"] for r in rows for c in r["cells"]))
-        grids.append({"inventory": str(inventory), "columns": columns, "rows": rows, "labels": labels})
+        reasons = [{"model": r["model"], "scale": column["name"] or column["scale"], "label": c["label"],
+                    "reason": c["reason"]}
+                   for r in rows for column, c in zip(columns, r["cells"]) if c["label"] != "interpretable"]
+        grids.append({"inventory": str(inventory), "columns": columns, "rows": rows, "labels": labels,
+                      "reasons": reasons})
     return grids
 
 
