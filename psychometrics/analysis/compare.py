@@ -191,7 +191,7 @@ def _compare_scale(ref: dict, other: dict) -> dict:
     n1, n2 = int(ref["n"]), int(other["n"])
     m1, m2, s1, s2 = ref["mean"], other["mean"], ref["sd"], other["sd"]
     row = {"n_ref": n1, "n_run": n2, "mean_ref": m1, "mean_run": m2, "sd_ref": s1, "sd_run": s2}
-    notes = [n for n in (ref.get("note"), other.get("note")) if n]
+    notes = [n for n in (ref.get("note"), other.get("note")) if isinstance(n, str) and n]
     diff, low, high, df = welch_interval(m1, s1, n1, m2, s2, n2)
     if _is_zero(diff, m1, m2):
         diff = 0.0
@@ -207,7 +207,7 @@ def _compare_scale(ref: dict, other: dict) -> dict:
             notes.append("no spread over cells in either run: Hedges' g undefined")
     row.update(hedges_g=g, g_ci_low=g_low, g_ci_high=g_high)
     noise1, noise2 = ref["noise_sd"], other["noise_sd"]
-    methods = {m for m in (ref["noise_method"], other["noise_method"]) if m}
+    methods = {m for m in (ref["noise_method"], other["noise_method"]) if isinstance(m, str) and m}  # NaN: unscored
     row.update(noise_sd_ref=noise1, noise_sd_run=noise2,
                noise_method="+".join(sorted(methods)) if methods else None)
     if n1 >= 1 and n2 >= 1 and math.isfinite(noise1) and math.isfinite(noise2):

@@ -29,6 +29,7 @@ refused.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,8 @@ def load_study(path: Path, out: Optional[Path] = None) -> Study:
     if out is not None and "\x00" in str(out):
         raise PsytestError("--out: a path cannot hold a NUL character; give another directory")
     if out is None:
-        out = (path.parent / Path(spec.out).expanduser()) if spec.out else path.with_suffix("")
+        # normalised ("examples/../reports/x" is shown as "reports/x"), as a user would have written it
+        out = Path(os.path.normpath(path.parent / Path(spec.out).expanduser())) if spec.out else path.with_suffix("")
         if out == path:
             out = path.with_name(path.name + "-study")
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
