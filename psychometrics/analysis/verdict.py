@@ -317,11 +317,10 @@ def _label(row: dict, asked_cells: int) -> tuple[str, str]:
                                 "of the scale in any design cell")
     flips, chance, excess = num("flip_rate"), num("resample_flip_rate"), num("flip_excess")
     if _has(excess) and excess >= MAX_FLIP_EXCESS - 1e-12:
-        between = (f", {chance:.0%} between samples under the same order" if _has(chance)
+        between = (f" ({chance:.0%} between samples under the same order)" if _has(chance)
                    else " (one sample per cell: no chance baseline)")
-        return NOT_MEASURABLE, (f"the answer changed with the option order alone for {flips:.0%} of the items"
-                                f"{between}; {MAX_FLIP_EXCESS:.0%} more than chance is the limit: the answer depends on "
-                                "where the options are shown, not on the statement alone")
+        return NOT_MEASURABLE, (f"{flips:.0%} of the items changed answer with the option order alone{between}; "
+                                f"limit {MAX_FLIP_EXCESS:.0%} above chance: the answer follows where the options are shown")
 
     threshold = num("fragile_threshold")
     moved = num("movement_points")
