@@ -469,14 +469,16 @@ def _check_tables(run_dir: Path, snapshot: Path, work: Path, *, by, structure, r
 
 
 def _auto_report_tables(run: Path) -> dict[str, pd.DataFrame]:
-    """The report's tables beyond the analysis ones (``responses.csv``), if the report module provides them."""
+    """The report's tables beyond the analysis ones (``responses.csv``, ``verdict.csv``,
+    ``persona_profile.csv``), if the report module provides them."""
     try:
-        from psychometrics.report import responses_table
+        from psychometrics.report import responses_table, verdict_tables
     except ImportError:
         return {}
     from psychometrics.run.owner import open_run
 
-    return {"responses": responses_table(open_run(run))}
+    opened = open_run(run)
+    return {"responses": responses_table(opened), **verdict_tables(opened)}
 
 
 # ---------------------------------------------------------------------------------------------------
