@@ -90,6 +90,9 @@ class RunOutcome:
     tables: dict[str, pd.DataFrame]
     written: list[Path]
     kind: str = "questionnaire"  # or "behavior"
+    #: questionnaire runs: the verdict per inventory x mode x scale (:mod:`psychometrics.analysis.verdict`),
+    #: printed first; it is not part of the analysis set (``psytest report`` writes it as ``verdict.csv``)
+    verdict: Optional[pd.DataFrame] = None
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -120,6 +123,7 @@ class RunOutcome:
             "reasks": stats.reasks, "reasks_failed": stats.reasks_failed,
             "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
             "items_per_second": round(stats.per_second, 3),
+            "verdict": json.loads(self.verdict.to_json(orient="records")) if self.verdict is not None else [],
             "scales": json.loads(self.summary.to_json(orient="records")),
         }
 
@@ -339,7 +343,11 @@ def administer(
     with DerivedSet(run_dir / "analysis", "analysis", inputs=inputs, options=_analysis_options(None, True, None),
                     owned=True) as analysis:
         written = analysis.write_tables(tables)
-    return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written)
+    from psychometrics.report import verdict_tables
+    from psychometrics.run.owner import open_run
+
+    verdict = verdict_tables(open_run(run_dir))["verdict"]
+    return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict)
 
 
 def behave(

@@ -304,3 +304,24 @@ def test_a_simulated_respondent_gets_the_label_its_biases_predict(tmp_path, spec
     else:
         assert (frame["movement_points"] < v.FRAGILE_RANGE_SHARE * 4).all()
     del run
+
+
+def test_administer_ends_on_the_verdict_in_the_terminal_and_in_json(tmp_path, capsys):
+    """The main job's last screen is the answer: one verdict row per scale (label and the numbers it rests
+    on), the rules in short, and where the evidence is; --json carries the same rows."""
+    from psychometrics.testing.cli import cli
+
+    args = ("administer", "--model", "sim/position_first=8,seed=1", "-i", "mini-ipip",
+            "--option-orders", "original,reversed", "--templates", "numbered,worded")
+    code, out, _ = cli(capsys, *args, "--out", str(tmp_path / "run"))
+    assert code == 0
+    head = out[out.index("Verdict: can these scores be read?"):]
+    rows = [line for line in head.splitlines() if line.startswith("mini-ipip")]
+    assert len(rows) == 5 and all("not measurable" in line and "100%" in line for line in rows), head
+    assert "Rules, first that holds" in head and f"psytest report {tmp_path / 'run'}" in " ".join(head.split())
+    assert "bootstrap" not in out
+
+    code, out, _ = cli(capsys, *args, "--out", str(tmp_path / "run"), "--json")
+    payload = json.loads(out)
+    assert code == 0 and [row["label"] for row in payload["verdict"]] == ["not measurable"] * 5
+    assert {row["scale"] for row in payload["verdict"]} == {"E", "A", "C", "N", "I"}

@@ -86,7 +86,7 @@ def administer(
     else:
         from psychometrics.cli.terminal import print_run_summary
 
-        print_run_summary(outcome.as_dict(), outcome.summary)
+        print_run_summary(outcome.as_dict(), outcome.summary, outcome.verdict)
     finish_run(outcome.stats, "requests")
 
 

@@ -183,8 +183,8 @@ class RunProgress:
         self.progress.stop()
 
 
-def print_run_summary(payload: dict, summary) -> None:
-    """The closing lines of ``psytest administer``: counts, then the scale scores."""
+def print_run_summary(payload: dict, summary, verdict=None) -> None:
+    """The closing lines of ``psytest administer``: counts, then the verdict (the scale scores without one)."""
     from psychometrics.cli.tables import print_wrapped
 
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(payload["outcomes"].items())) or "none"
@@ -196,9 +196,37 @@ def print_run_summary(payload: dict, summary) -> None:
            if payload.get("claimed_elsewhere") else "")
         + f"; outcomes: {outcomes}"
     )
-    _print_scores("Scale scores over design cells (mean, SD, bootstrap 95% CI of the mean)", summary,
-                  f"{payload['analysis_dir']}/score_summary.csv")
-    print_wrapped(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/")
+    verdict = verdict if verdict is not None else []
+    if len(verdict):
+        print_verdict(verdict)
+    else:
+        _print_scores("Scale scores (mean over respondents, 95% t interval)", summary,
+                      f"{payload['analysis_dir']}/score_summary.csv")
+    print_wrapped(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/; "
+                  f"the report with the evidence: psytest report {payload['run_dir']}")
+
+
+def print_verdict(verdict) -> None:
+    """The verdict per inventory x mode x scale (``psychometrics.analysis.verdict``), and its rules in short."""
+    from psychometrics.analysis.verdict import FRAGILE_SD, MAX_FLIP_EXCESS, MIN_VALID_SHARE
+    from psychometrics.cli.tables import Column, interval, print_fitted, print_wrapped, records_of
+
+    def percent(key):
+        return lambda row: "-" if row.get(key) is None or row.get(key) != row.get(key) else f"{row[key]:.0%}"
+
+    columns = [Column("inventory", kind="key"), Column("mode", kind="key"), Column("scale", kind="key"),
+               Column("score"),
+               *([Column("ci", "95% CI", drop=1, fmt=interval("ci_low", "ci_high"))]
+                 if verdict["ci_low"].notna().any() else []),  # one respondent: no interval anywhere
+               Column("movement_points", "moved", drop=3), Column("valid_share", "valid", drop=2, fmt=percent("valid_share")),
+               Column("flip_rate", "flips", drop=4, fmt=percent("flip_rate")), Column("label", "verdict", kind="text"),
+               Column("reason", kind="note")]
+    print_fitted("Verdict: can these scores be read? (score over respondents; moved: range over design cells, "
+                 "points)", records_of(verdict), columns, where="psytest report RUN writes it as verdict.csv")
+    print_wrapped(f"Rules, first that holds: not measurable (< {MIN_VALID_SHARE:.0%} valid, or option-order flips "
+                  f"{MAX_FLIP_EXCESS:.0%} above chance); fragile (the design or the interval moves the score by "
+                  f">= {FRAGILE_SD:g} human SD, or 1/8 of the range without norms); untested (one design cell); "
+                  "interpretable.")
 
 
 def _fmt(value) -> str:
@@ -224,7 +252,7 @@ def print_analysis(tables: dict, written: list) -> None:
     summary = tables.get("score_summary")
     if summary is not None and not summary.empty:
         scales = summary[summary["kind"] == "scale"]
-        _print_scores("Scale scores (mean over respondents, bootstrap 95% CI)", scales,
+        _print_scores("Scale scores (mean over respondents, 95% t interval)", scales,
                       f"{where}/score_summary.csv")
     reliability = tables.get("reliability")
     if reliability is not None and not reliability.empty:
