@@ -279,3 +279,14 @@ if __name__ == "__main__":  # regenerate the item answers units.R reads
         frame = item_answers(make_respondent_run(Path(tmp) / "run"))
     frame.to_csv(ITEMS_CSV, index=False)
     print(f"wrote {ITEMS_CSV} ({len(frame)} rows)", file=sys.stderr)
+
+
+def test_without_respondent_columns_the_summary_is_the_mean_over_the_rows_not_the_first():
+    """`score --by option_order,mode` pools respondents: each row is a cell, and there is one respondent,
+    whose score is the mean over the rows (it was the first row's score, whichever cell came first)."""
+    from psychometrics.analysis.tables import score_summary
+
+    scores = pd.DataFrame({"inventory": "mini-ipip", "mode": "text", "kind": "scale", "scale": "E",
+                           "option_order": ["original", "reversed"], "score": [2.0, 4.0]})
+    row = score_summary(scores).iloc[0]
+    assert row["mean"] == 3.0 and row["n_respondents"] == 1 and row["n"] == 2

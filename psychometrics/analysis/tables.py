@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from psychometrics.analysis import units
-from psychometrics.analysis.units import CELL_FIELDS, RESPONDENT_FIELDS
+from psychometrics.analysis.units import CELL_FIELDS, RESPONDENT_FIELDS, respondent_scores
 from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
@@ -206,12 +206,12 @@ def _concat(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _respondent_means(group: pd.DataFrame, respondent: Sequence[str]) -> np.ndarray:
-    """Each respondent's mean score over the design cells it was scored in (NaN scores skipped)."""
-    who = [c for c in respondent if c in group.columns]
+    """Each respondent's mean score over the design cells it was scored in (NaN scores skipped):
+    :func:`psychometrics.analysis.units.respondent_scores`, as an array."""
     valid = group[group["score"].notna()]
-    if not who:
-        return valid["score"].to_numpy(dtype=float)[:1] if len(valid) else np.array([])
-    return valid.groupby(who, sort=False, dropna=False)["score"].mean().to_numpy(dtype=float)
+    if valid.empty:
+        return np.array([])
+    return respondent_scores(valid, keys=(), respondent=tuple(respondent))["score"].to_numpy(dtype=float)
 
 
 def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("inventory", "mode", "kind", "scale"),

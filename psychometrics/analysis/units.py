@@ -70,15 +70,17 @@ def min_respondents_structure(n_items: int) -> int:
     return max(MIN_RESPONDENTS_STRUCTURE, n_items + 1)
 
 
-def respondent_scores(scores, keys: tuple[str, ...] = ("inventory", "mode", "kind", "scale")):
+def respondent_scores(scores, keys: tuple[str, ...] = ("inventory", "mode", "kind", "scale"),
+                      respondent: tuple[str, ...] = RESPONDENT_FIELDS):
     """Each respondent's score averaged over the design cells it was measured in.
 
     ``scores`` has one row per respondent x design cell x scale (``Run.scores()``); the result has one row
     per ``keys`` x respondent with ``score`` (the mean over cells, missing cells skipped) and ``n_cells``.
     Intervals of a model's score are taken over these rows: respondents are the sampled units, design cells
-    are conditions the researcher fixed."""
+    are conditions the researcher fixed. ``respondent``: the columns that identify one (item data: the
+    person)."""
     present = [k for k in keys if k in scores.columns]
-    who = [f for f in RESPONDENT_FIELDS if f in scores.columns]  # a grouping without them is one respondent
+    who = [f for f in respondent if f in scores.columns]  # a grouping without them is one respondent
     if not [*present, *who]:
         import pandas as pd
 
