@@ -620,19 +620,36 @@ def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:
 
 def validity(
     *,
-    selfreport: Union[PathLike, Sequence[PathLike]],
-    behavior: Union[PathLike, Sequence[PathLike]],
+    selfreport: Union[PathLike, Sequence[PathLike], None] = None,
+    behavior: Union[PathLike, Sequence[PathLike], None] = None,
     out: Optional[PathLike] = None,
     bootstrap: int = 2000,
     seed: int = 0,
+    scores: Optional[PathLike] = None,
+    pairs: Optional[PathLike] = None,
 ) -> ValidityResult:
     """Does what a model says about itself predict what it does? Self-report (questionnaire runs) vs
     behaviour (behaviour runs) across model x persona respondents (``psytest validity``). The tables,
-    ``validity.html`` and ``validity.json`` go to ``out`` (default ``validity/`` in the first behaviour run)."""
-    from psychometrics.validity.tables import run_validity
+    ``validity.html`` and ``validity.json`` go to ``out`` (default ``validity/`` in the first behaviour run).
 
+    Or scores from elsewhere: ``scores`` (a CSV, one row per observation) with the declared ``pairs`` (a YAML
+    list of ``{selfreport, behavior, sign}``), instead of runs; ``out`` is then required
+    (:mod:`psychometrics.validity.scores_input`)."""
+    from psychometrics.validity.tables import run_scores_validity, run_validity
+
+    if scores is not None or pairs is not None:
+        if _names(selfreport or []) or _names(behavior or []):
+            raise PsytestError("psytest validity: --scores/--pairs replace --selfreport/--behavior; give either "
+                               "runs or a scores file, not both")
+        if scores is None or pairs is None:
+            raise PsytestError(f"psytest validity: {'--pairs' if scores is not None else '--scores'} is missing; "
+                               "--scores SCORES.csv and --pairs PAIRS.yaml go together")
+        if out is None:
+            raise PsytestError("psytest validity --scores: give --out DIR for the tables")
+        with _reading_only():
+            return run_scores_validity(Path(scores), Path(pairs), Path(out), n_boot=bootstrap, seed=seed)
     with _reading_only():
-        return run_validity([Path(p) for p in _names(selfreport)], [Path(p) for p in _names(behavior)],
+        return run_validity([Path(p) for p in _names(selfreport or [])], [Path(p) for p in _names(behavior or [])],
                             _path(out), n_boot=bootstrap, seed=seed)
 
 

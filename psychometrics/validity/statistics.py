@@ -478,8 +478,12 @@ def _both(selfs: pd.DataFrame, behaviours: pd.DataFrame, info: pd.DataFrame) -> 
 
 def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
                    self_reliability: pd.DataFrame | None = None, behavior_reliability: pd.DataFrame | None = None,
-                   seed: int = 0, n_boot: int = 2000, ci_method: str = "bca") -> pd.DataFrame:
+                   seed: int = 0, n_boot: int = 2000, ci_method: str = "bca",
+                   declared: dict[tuple[str, str], int] | None = None) -> pd.DataFrame:
     """Every trait x task pair in every scope (each model; pooled when several): see the module docstring.
+
+    ``declared`` (``{(trait, task): sign}``) gives the declared pairs and their expected signs explicitly
+    (``psytest validity --pairs``); by default a pair is declared when the task belongs to the trait.
 
     Only respondents with both self-report and behaviour enter (give reliabilities computed on the same
     respondents, as :func:`validity_tables` does). ``declared`` marks pairs whose task belongs to the
@@ -503,9 +507,12 @@ def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
             for task, (task_trait, direction) in info.iterrows():
                 x, y = selfs.loc[mask, trait].to_numpy(float), behaviours.loc[mask, task].to_numpy(float)
                 stats = correlation(x, y, groups)
-                declared = task_trait == trait
+                if declared is None:
+                    is_declared, sign = task_trait == trait, direction
+                else:
+                    is_declared, sign = (trait, task) in declared, declared.get((trait, task))
                 row = {"scope": scope, "trait": trait, "task": task, "task_trait": task_trait,
-                       "declared": declared, "expected_sign": direction if declared else None,
+                       "declared": is_declared, "expected_sign": sign if is_declared else None,
                        "n": stats["n"], "r": stats["r"], "ci_low": None, "ci_high": None,
                        "fisher_low": None, "fisher_high": None, "p": stats["p"],
                        "power_r30": power_r(stats["n"] - stats["k"] - 1)}
@@ -578,7 +585,8 @@ def dissociation_index(pairs: pd.DataFrame) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------- mixed model
 
 
-def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFrame:
+def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame,
+                declared: dict[tuple[str, str], int] | None = None) -> pd.DataFrame:
     """Within- and between-model association of each declared pair (needs two or more models).
 
     Over the respondents with both scores, self-report and behaviour are z-standardized, and
@@ -591,14 +599,17 @@ def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFram
     between models' mean self-report and mean behaviour. The t tests use between-within degrees of
     freedom (SAS ``DDFM=BETWITHIN``): :math:`n - k - 1` for :math:`\\beta_w` and :math:`k - 2` for
     :math:`\\beta_b` with k models, so :math:`\\beta_b` rests honestly on k model means (no test for k = 2).
+    ``declared``: the pairs, as in :func:`validity_pairs` (by default each task with its own trait).
     """
     from scipy import stats
 
     selfs, behaviours = self_scores(selfreport), behavior_scores(behavior)
     index = selfs.index.intersection(behaviours.index)
     rows = []
-    for task, (trait, _direction) in task_info(behavior).iterrows():
-        if trait not in selfs.columns:
+    info = task_info(behavior)
+    wanted = list(declared) if declared is not None else [(t, task) for task, (t, _) in info.iterrows()]
+    for trait, task in wanted:
+        if trait not in selfs.columns or task not in behaviours.columns:
             continue
         data = pd.DataFrame({"s": selfs.loc[index, trait], "b": behaviours.loc[index, task]}).dropna()
         models = data.index.get_level_values("model").to_numpy()
@@ -608,9 +619,9 @@ def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFram
         between = zs - centre_within(zs, models) if len(zs) else zs
         within = zs - between
         if k < 2 or len(data) < k + 3 or not np.isfinite(zs).all() or not np.isfinite(zb).all() \
-                or np.abs(within).max() < 1e-12:
-            rows.append(row | {"note": "needs 2 or more models, scores varying within models and more respondents "
-                                       "than models + 2"})
+                or np.abs(within).max() < 1e-12 or np.ptp(between) < 1e-12:
+            rows.append(row | {"note": "needs 2 or more models, self-report varying within and between models and "
+                                       "more respondents than models + 2"})
             continue
         fit = random_intercept_reml(zb, np.column_stack([np.ones(len(zs)), within, between]), models)
         (_, b_w, b_b), (_, se_w, se_b) = fit["beta"], fit["se"]
@@ -787,7 +798,8 @@ TABLE_NAMES = ("validity_pairs", "dissociation", "validity_mixed", "manipulation
 
 def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame | None = None, *,
                     items: pd.DataFrame | None = None, variant_order: dict[str, list[str]] | None = None,
-                    seed: int = 0, n_boot: int = 2000, ci_method: str = "bca") -> dict[str, pd.DataFrame]:
+                    seed: int = 0, n_boot: int = 2000, ci_method: str = "bca",
+                    declared: dict[tuple[str, str], int] | None = None) -> dict[str, pd.DataFrame]:
     """Every validity table (see the module docstring), plus ``notes`` saying what could not be computed.
 
     Everything is computed over the respondents with both self-report and behaviour (a note says how
@@ -797,6 +809,7 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     :func:`read_selfreport`) gives the self-report reliabilities; without it the correlations are not
     corrected for unreliability. ``targets`` (:func:`targets_frame`) enables the manipulation check.
     ``ci_method`` chooses the interval of r (:func:`~psychometrics.statistics.correlation.r_interval`: ``"fisher"`` or ``"bca"``).
+    ``declared`` (``{(trait, task): sign}``) declares the pairs explicitly (:func:`validity_pairs`).
     """
     _check(selfreport, SELFREPORT_COLUMNS, "self-report data")
     _check(behavior, BEHAVIOR_COLUMNS, "behaviour data")
@@ -839,12 +852,12 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     tables["validity_scores"] = _scores_long(selfreport, behavior)
     pairs = validity_pairs(selfreport, behavior, self_reliability=tables["selfreport_reliability"],
                            behavior_reliability=tables["behavior_reliability"], seed=seed, n_boot=n_boot,
-                           ci_method=ci_method)
+                           ci_method=ci_method, declared=declared)
     tables["validity_pairs"], tables["dissociation"] = pairs, dissociation_index(pairs)
     if not pairs["declared"].any():
         notes.append(("dissociation", "no task measures a trait of the self-report; nothing was declared"))
     if len({model for model, _ in both}) >= 2:
-        tables["validity_mixed"] = mixed_model(selfreport, behavior)
+        tables["validity_mixed"] = mixed_model(selfreport, behavior, declared)
     else:
         notes.append(("validity_mixed", "one model only: within- and between-model associations need 2 or more"))
     if targets is not None and (targets["level"] != 0).any():

@@ -115,7 +115,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
 
 
 def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str], csv_names: list[str],
-                  dpi: int = 96) -> str:
+                  dpi: int = 96, what_was_run: str | None = None) -> str:
     """``validity.html``: the validity section alone, in the report's self-contained page."""
     from psychometrics import __version__
     from psychometrics.report.html import render_html
@@ -125,11 +125,11 @@ def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str
     context = {
         "title": title,
         # the run report's verdict-first head has nothing to say about a validity page
-        "what_was_run": f"Self-report vs behaviour of {len(sources)} runs.",
+        "what_was_run": what_was_run or f"Self-report vs behaviour of {len(sources)} runs.",
         "verdict": None,
         "evidence": [],
         "run_dir": ", ".join(sources),
-        "run_info": [("runs", ", ".join(sources))],
+        "run_info": [("runs" if what_was_run is None else "inputs", ", ".join(sources))],
         "sections": [section] if section else [],
         "replies": None,
         "files": sorted(csv_names) + ["validity.html", "validity.json"],
@@ -160,6 +160,55 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     result = ValidityResult(out_dir, tables, [])
     inputs = {"runs": [{"run": str(d), **open_run(d, expect=None).inputs()} for d in [*selfreport_dirs, *behavior_dirs]]}
     with DerivedSet(out_dir, "validity", inputs=inputs, owned=owned,
+                    options={"bootstrap": n_boot, "seed": seed}) as validity:
+        result.files += validity.write_tables({**tables, "run_info": run_info})
+        result.files.append(validity.write_text("validity.html", page))
+        result.files.append(validity.write_text(
+            "validity.json", json.dumps(result.headline(), indent=2, ensure_ascii=False) + "\n"))
+    return result
+
+
+def _file_fingerprint(path: Path) -> dict:
+    import hashlib
+
+    return {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
+def compute_scores_validity(scores: Path, pairs: Path, *, n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Every validity table for scores from elsewhere (:mod:`psychometrics.validity.scores_input`): the
+    declared pairs of ``pairs`` over the respondents of ``scores``."""
+    from psychometrics.validity.scores_input import scores_input
+    from psychometrics.validity.statistics import validity_tables
+
+    data = scores_input(Path(scores), Path(pairs))
+    tables = validity_tables(data.selfreport, data.behavior, data.targets, seed=seed, n_boot=n_boot,
+                             declared=data.declared)
+    notes = [*data.notes, ("behavior_reliability", "one score per observation (no task variants): no split-half "
+                           "reliability, so no correction for unreliability")]
+    tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(notes, columns=["table", "note"])], ignore_index=True)
+    return tables
+
+
+def run_scores_validity(scores: Path, pairs: Path, out: Path, *, n_boot: int = 2000, seed: int = 0) -> ValidityResult:
+    """``psytest validity --scores SCORES.csv --pairs PAIRS.yaml --out DIR``: compute and write every table,
+    ``validity.html`` and ``validity.json`` as :func:`run_validity` does for runs."""
+    from psychometrics.run.outputs import DerivedSet, claim_directory
+
+    if out is None:
+        raise PsytestError("psytest validity --scores: give --out DIR for the tables")
+    out_dir = Path(out)
+    claim_directory(out_dir, "validity", owned=False, create=False)
+    tables = compute_scores_validity(scores, pairs, n_boot=n_boot, seed=seed)
+    sources = [Path(scores).name, Path(pairs).name]
+    run_info = pd.DataFrame({"field": ["scores", "pairs"], "value": sources})
+    csv_names = [f"{name}.csv" for name, table in {**tables, "run_info": run_info}.items()
+                 if table is not None and not table.empty]
+    page = validity_page(tables, "psytest: self-report vs behaviour (scores from a file)", sources, csv_names,
+                         what_was_run=f"Self-report vs behaviour of the scores in {sources[0]}, pairs declared in "
+                                      f"{sources[1]}.")
+    result = ValidityResult(out_dir, tables, [])
+    inputs = {"scores": _file_fingerprint(Path(scores)), "pairs": _file_fingerprint(Path(pairs))}
+    with DerivedSet(out_dir, "validity", inputs=inputs, owned=False,
                     options={"bootstrap": n_boot, "seed": seed}) as validity:
         result.files += validity.write_tables({**tables, "run_info": run_info})
         result.files.append(validity.write_text("validity.html", page))
