@@ -601,11 +601,21 @@ def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:
     """Check a run's store and recompute every derived file from it, comparing with what is stored;
     ``rerun`` also re-sends every request on a deterministic backend (``psytest reproduce``). Given a
     study directory, recompute its report, comparison and validity tables from its runs instead
-    (:mod:`psychometrics.analysis.reproduce_study`)."""
+    (:mod:`psychometrics.analysis.reproduce_study`); given the output of ``psytest validity --scores``,
+    its tables from the scores and pairs files (:mod:`psychometrics.analysis.reproduce_scores`)."""
     from psychometrics.analysis.across_models import is_study_directory
     from psychometrics.analysis.reproduce import reproduce as reproduce_run
 
     run = Path(run)
+    from psychometrics.analysis.reproduce_scores import is_scores_validity
+
+    if is_scores_validity(run):  # psytest validity --scores: recomputed from the files it names
+        if rerun:
+            raise PsytestError(f"--rerun: {run} was computed from a scores file; nothing was sent to re-send")
+        from psychometrics.analysis.reproduce_scores import reproduce_scores_validity
+
+        with _reading_only():
+            return reproduce_scores_validity(run)
     if is_study_directory(run):
         if rerun:
             raise PsytestError(f"--rerun: {run} is a study directory; re-send a run's requests with psytest reproduce "

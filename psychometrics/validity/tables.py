@@ -168,10 +168,15 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     return result
 
 
-def _file_fingerprint(path: Path) -> dict:
-    import hashlib
+def scores_inputs(scores: Path, pairs: Path, out_dir: Path) -> dict:
+    """The provenance ``inputs`` of a ``--scores`` validity set: each file's path relative to the set's
+    directory (so a committed directory is checked where it is checked out) and its sha256."""
+    import os
 
-    return {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    from psychometrics.run.outputs import file_sha256
+
+    return {key: {"file": Path(os.path.relpath(Path(path).resolve(), Path(out_dir).resolve())).as_posix(),
+                  "sha256": file_sha256(Path(path))} for key, path in (("scores", scores), ("pairs", pairs))}
 
 
 def compute_scores_validity(scores: Path, pairs: Path, *, n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -183,9 +188,13 @@ def compute_scores_validity(scores: Path, pairs: Path, *, n_boot: int = 2000, se
     data = scores_input(Path(scores), Path(pairs))
     tables = validity_tables(data.selfreport, data.behavior, data.targets, seed=seed, n_boot=n_boot,
                              declared=data.declared)
-    notes = [*data.notes, ("behavior_reliability", "one score per observation (no task variants): no split-half "
-                           "reliability, so no correction for unreliability")]
-    tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(notes, columns=["table", "note"])], ignore_index=True)
+    notes = tables["notes"]
+    notes = notes[~notes["note"].str.startswith(("no self-report item data", "no persona targets"))]
+    added = [*data.notes, ("validity_pairs", "scores from a file: no item data or task variants, so no reliabilities "
+                           "and no correction for unreliability")]
+    if data.targets is None:
+        added.append(("manipulation_check", "no target_<trait> columns: no manipulation check"))
+    tables["notes"] = pd.concat([notes, pd.DataFrame(added, columns=["table", "note"])], ignore_index=True)
     return tables
 
 
@@ -207,7 +216,7 @@ def run_scores_validity(scores: Path, pairs: Path, out: Path, *, n_boot: int = 2
                          what_was_run=f"Self-report vs behaviour of the scores in {sources[0]}, pairs declared in "
                                       f"{sources[1]}.")
     result = ValidityResult(out_dir, tables, [])
-    inputs = {"scores": _file_fingerprint(Path(scores)), "pairs": _file_fingerprint(Path(pairs))}
+    inputs = scores_inputs(Path(scores), Path(pairs), out_dir)
     with DerivedSet(out_dir, "validity", inputs=inputs, owned=False,
                     options={"bootstrap": n_boot, "seed": seed}) as validity:
         result.files += validity.write_tables({**tables, "run_info": run_info})
