@@ -26,6 +26,20 @@ INTRO = (
     "the CSV), none where the bootstrap shows r resting on a few respondents. Corrected r divides by the "
     "square root of both reliabilities, computed on the same respondents."
 )
+#: The intro of a page computed from a scores file (``psytest validity --scores``).
+SCORES_INTRO = (
+    "Does what the model says about itself predict what it does? Each respondent is one model x respondent of "
+    "the scores file, its rows (samples) averaged; for every declared pair of the pairs file, the self-report "
+    "column is correlated across respondents with the behaviour column. Only respondents with both enter; "
+    "scores from a file carry no item data or task variants, so no correction for unreliability is made. "
+    "A declared pair is confirmed when r has the declared sign and its Benjamini-Hochberg adjusted p is below "
+    ".05; the dissociation index is the share of declared pairs not confirmed. Not confirmed can mean too few "
+    "respondents: beside it stand the share of declared pairs with the declared sign (.5 by chance), their mean "
+    "r in the declared direction and their mean power to detect r = .3. Intervals are 95% BCa bootstrap CIs over "
+    "respondents (Fisher's z interval beside them in the CSV), none where the bootstrap shows r resting on a few "
+    "respondents. With several models the pooled rows are within-model (both scores centred within model); the "
+    "between-model association (model means) is the 'between' coefficient of the mixed model."
+)
 
 
 def declared_forest(tables: dict[str, pd.DataFrame]):
@@ -46,7 +60,7 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
     data["r_expected"] = data["r"] * sign
     low, high = data["ci_low"] * sign, data["ci_high"] * sign
     data["lo"], data["hi"] = np.minimum(low, high).fillna(data["r_expected"]), np.maximum(low, high).fillna(data["r_expected"])
-    data["label"] = (data["trait"] + ": " + data["task"]).str.replace("$", r"\$", regex=False)
+    data["label"] = (data["trait"] + ":\n" + data["task"]).str.replace("$", r"\$", regex=False)
     data["label"] = pd.Categorical(data["label"], categories=list(dict.fromkeys(data["label"])))
     from psychometrics.validity.statistics import POOLED
 
@@ -94,8 +108,8 @@ def manipulation_plot(tables: dict[str, pd.DataFrame]):
 
 
 FIGURES = [
-    ("validity_forest", "Declared associations", "r between self-report and behaviour for each task's own trait, "
-     "in the declared direction, with 95% CIs where they can be trusted (validity_pairs.csv).", declared_forest),
+    ("validity_forest", "Declared associations", "r between self-report and behaviour for each declared pair (with "
+     "runs: each task and its own trait), in the declared direction, with 95% CIs where they can be trusted (validity_pairs.csv).", declared_forest),
     ("manipulation_check", "Manipulation check", "Correlation of the persona's target level with the achieved "
      "self-report and behaviour, over the trait's own personas and the baseline (manipulation_check.csv; "
      "means per level in manipulation_levels.csv).", manipulation_plot),
@@ -139,11 +153,12 @@ TABLES = [
 ]
 
 
-def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96) -> Optional[Section]:
-    """The section (figures drawn, non-empty tables), or None when there is nothing to show."""
+def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96, intro: str = INTRO) -> Optional[Section]:
+    """The section (figures drawn, non-empty tables), or None when there is nothing to show; ``intro``: its
+    opening paragraph (:data:`SCORES_INTRO` for scores from a file)."""
     from psychometrics.report import figures as figs
 
-    section = Section("validity", "Self-report vs behaviour", INTRO)
+    section = Section("validity", "Self-report vs behaviour", intro)
     for key, title, caption, function in FIGURES:
         try:
             plot = function(tables)

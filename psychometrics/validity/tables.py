@@ -115,13 +115,13 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
 
 
 def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str], csv_names: list[str],
-                  dpi: int = 96, what_was_run: str | None = None) -> str:
+                  dpi: int = 96, what_was_run: str | None = None, intro: str | None = None) -> str:
     """``validity.html``: the validity section alone, in the report's self-contained page."""
     from psychometrics import __version__
     from psychometrics.report.html import render_html
-    from psychometrics.report.validity_section import validity_section
+    from psychometrics.report.validity_section import INTRO, validity_section
 
-    section = validity_section(tables, dpi=dpi)
+    section = validity_section(tables, dpi=dpi, intro=intro or INTRO)
     context = {
         "title": title,
         # the run report's verdict-first head has nothing to say about a validity page
@@ -201,6 +201,7 @@ def compute_scores_validity(scores: Path, pairs: Path, *, n_boot: int = 2000, se
 def run_scores_validity(scores: Path, pairs: Path, out: Path, *, n_boot: int = 2000, seed: int = 0) -> ValidityResult:
     """``psytest validity --scores SCORES.csv --pairs PAIRS.yaml --out DIR``: compute and write every table,
     ``validity.html`` and ``validity.json`` as :func:`run_validity` does for runs."""
+    from psychometrics.report.validity_section import SCORES_INTRO
     from psychometrics.run.outputs import DerivedSet, claim_directory
 
     if out is None:
@@ -213,7 +214,7 @@ def run_scores_validity(scores: Path, pairs: Path, out: Path, *, n_boot: int = 2
     csv_names = [f"{name}.csv" for name, table in {**tables, "run_info": run_info}.items()
                  if table is not None and not table.empty]
     page = validity_page(tables, "psytest: self-report vs behaviour (scores from a file)", sources, csv_names,
-                         what_was_run=f"Self-report vs behaviour of the scores in {sources[0]}, pairs declared in "
+                         intro=SCORES_INTRO, what_was_run=f"Self-report vs behaviour of the scores in {sources[0]}, pairs declared in "
                                       f"{sources[1]}.")
     result = ValidityResult(out_dir, tables, [])
     inputs = scores_inputs(Path(scores), Path(pairs), out_dir)
