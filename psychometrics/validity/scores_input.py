@@ -2,7 +2,9 @@
 
 Published or hand-collected data enter the same analysis as psytest's own runs. ``SCORES.csv`` has one
 row per observation: ``model`` and ``respondent`` (required), an optional ``sample``, optional
-``target_<trait>`` columns (the persona's target level on a trait, constant within a respondent), then one
+``target_<trait>`` columns (the persona's target level on a trait, constant within a respondent; ``<trait>``
+is the name of the self-report column it targets, which is how the manipulation check and the analyses
+given the target levels find it), then one
 numeric column per measure (an empty cell or ``NA`` is missing). ``PAIRS.yaml`` is a list of
 ``{selfreport: COLUMN, behavior: COLUMN, sign: 1|-1}``: which self-report measure is expected to go with
 which behaviour measure, and in which direction.
