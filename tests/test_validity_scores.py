@@ -191,6 +191,18 @@ def test_the_command_line_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert missing.returncode == 2 and "nope.csv" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_any_measure_name_is_a_measure(tmp_path):
+    """Column names psytest uses inside (line, persona, score, task) are plain measures in a scores file."""
+    text = "model,respondent,line,persona,score,task\n" + "".join(
+        f"m,r{i},{i},{i % 4},{i * i},{(i * 7) % 5}\n" for i in range(8))
+    pairs = "- {selfreport: line, behavior: score, sign: 1}\n- {selfreport: persona, behavior: task, sign: -1}\n"
+    scores, pairs_path = _write(tmp_path, text, pairs)
+    api.validity(scores=scores, pairs=pairs_path, out=tmp_path / "out", bootstrap=200)
+    table = pd.read_csv(tmp_path / "out" / "validity_pairs.csv").set_index(["trait", "task"])
+    assert table.loc[("line", "score"), "r"] == pytest.approx(np.corrcoef(np.arange(8), np.arange(8) ** 2)[0, 1])
+    assert table.loc[("persona", "task"), "expected_sign"] == -1
+
+
 def test_model_names_from_a_file_are_inert_in_the_page(tmp_path):
     text = GOOD.replace("m,", "<script>alert(1)</script>,")
     scores, pairs = _write(tmp_path, text, GOOD_PAIRS)

@@ -68,8 +68,8 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
 
 
 def read_scores(path: Path) -> pd.DataFrame:
-    """``SCORES.csv`` as a frame: ``model``, ``respondent``, ``sample`` (text; the row's line number when the
-    file has no sample column), ``line`` (its line in the file) and every other column as floats."""
+    """``SCORES.csv`` as a frame indexed by each row's line in the file: ``model``, ``respondent``, ``sample``
+    (text; the line number when the file has no sample column) and every other column as floats."""
     from psychometrics.inventories.item_data import _read_csv
 
     path = Path(path)
@@ -96,13 +96,14 @@ def read_scores(path: Path) -> pd.DataFrame:
     for name in measures:
         if name.startswith(TARGET_PREFIX) and not name[len(TARGET_PREFIX):]:
             raise PsytestError(f"--scores {path}: column '{name}' names no trait; call it target_<trait>")
-    records = []
+    records, lines = [], []
     for line, row in numbered:
         if len(row) != len(header) and any(cell.strip() for cell in row[len(header):]) or len(row) < len(header):
             raise PsytestError(f"--scores {path}: row {line} has {len(row)} cells but the header has {len(header)}; "
                                "give every row one cell per column (quote cells that contain commas)")
         cells = dict(zip(header, row))
-        record = {"line": line}
+        record = {}
+        lines.append(line)
         for name in (*REQUIRED, "sample"):
             if name not in cells:
                 continue
@@ -114,10 +115,10 @@ def read_scores(path: Path) -> pd.DataFrame:
         for name in measures:
             record[name] = _number(path, line, name, cells[name])
         records.append(record)
-    frame = pd.DataFrame(records, columns=["line", *REQUIRED, "sample", *measures])
+    frame = pd.DataFrame(records, columns=[*REQUIRED, "sample", *measures], index=pd.Index(lines, name="line"))
     repeated = frame.duplicated(["model", "respondent", "sample"], keep=False)
     if repeated.any():
-        first, second = frame.loc[repeated, "line"].iloc[:2]
+        first, second = frame.index[repeated][:2]
         raise PsytestError(f"--scores {path}: rows {first} and {second} are the same model, respondent and sample; "
                            "give each observation once (number repeated draws in a sample column)")
     return frame
@@ -143,7 +144,7 @@ def read_pairs(path: Path, scores: pd.DataFrame, scores_path: Path) -> list[dict
                            "sign: 1 or -1}}")
     if len(data) > MAX_PAIRS:
         raise PsytestError(f"--pairs {path}: more than {MAX_PAIRS:,} pairs; declare the pairs you expect")
-    measures = [c for c in scores.columns if c not in ("line", *REQUIRED, "sample")
+    measures = [c for c in scores.columns if c not in (*REQUIRED, "sample")
                 and not c.startswith(TARGET_PREFIX)]
     role: dict[str, tuple[str, int]] = {}
     seen: dict[tuple[str, str], int] = {}
@@ -203,11 +204,11 @@ def _targets(scores: pd.DataFrame, path: Path) -> pd.DataFrame | None:
         for respondent, part in scores.groupby("respondent", sort=True):
             values = part[column].dropna()
             if values.empty:
-                raise PsytestError(f"--scores {path}: row {int(part['line'].iloc[0])}, column {column}: respondent "
+                raise PsytestError(f"--scores {path}: row {int(part.index[0])}, column {column}: respondent "
                                    f"'{respondent}' has no target level; give it on every row (0 for no target)")
             if values.nunique() > 1:
-                lines = part.loc[part[column] != values.iloc[0], "line"]
-                raise PsytestError(f"--scores {path}: row {int(lines.iloc[0])}, column {column}: respondent "
+                lines = part.index[(part[column].notna() & (part[column] != values.iloc[0])).to_numpy()]
+                raise PsytestError(f"--scores {path}: row {int(lines[0])}, column {column}: respondent "
                                    f"'{respondent}' has more than one target level; a respondent's target is one "
                                    "level (give respondents of different models distinct ids if their targets differ)")
             rows.append((respondent, trait, float(values.iloc[0])))
@@ -221,7 +222,7 @@ def scores_input(scores_path: Path, pairs_path: Path) -> ScoresInput:
     selfs = list(dict.fromkeys(p["selfreport"] for p in pairs))
     behaviours = list(dict.fromkeys(p["behavior"] for p in pairs))
     notes = []
-    unused = [c for c in scores.columns if c not in ("line", *REQUIRED, "sample", *selfs, *behaviours)
+    unused = [c for c in scores.columns if c not in (*REQUIRED, "sample", *selfs, *behaviours)
               and not c.startswith(TARGET_PREFIX)]
     if unused:
         notes.append(("validity_pairs", f"column(s) in no pair, not analysed: {', '.join(unused)}"))
