@@ -133,13 +133,28 @@ def mtmm_square(table: pd.DataFrame) -> pd.DataFrame:
     square = square.loc[:, square.notna().any()]
     return square.rename_axis("measure").reset_index()
 
+def _pooled_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows first (the headline; the page shows only a table's first rows), then each model's."""
+    from psychometrics.validity.statistics import POOLED
+
+    if "scope" not in frame:
+        return frame
+    return frame.iloc[np.argsort((frame["scope"] != POOLED).to_numpy(), kind="stable")]
+
+
+def _without_empty_reliabilities(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs without the reliability columns when none has a value (scores from a file have none)."""
+    empty = [c for c in ("rel_self", "rel_behavior", "r_corrected") if c in pairs and pairs[c].isna().all()]
+    return pairs.drop(columns=empty) if len(empty) == 3 else pairs
+
+
 TABLES = [
     ("dissociation", "Declared associations confirmed (dissociation index = 1 - share), with sign, mean r and power",
      ["scope", "trait", "declared", "tested", "confirmed", "share_confirmed", "dissociation", "share_expected_sign",
-      "mean_signed_r", "mean_power_r30"], None),
+      "mean_signed_r", "mean_power_r30"], lambda t: _pooled_first(t)),
     ("validity_pairs", "Self-report vs behaviour: declared pairs",
      ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared", "confirmed",
-      "power_r30", "rel_self", "rel_behavior", "r_corrected", "note"], lambda t: t[t["declared"]]),
+      "power_r30", "rel_self", "rel_behavior", "r_corrected", "note"], lambda t: _without_empty_reliabilities(_pooled_first(t[t["declared"]]))),
     ("validity_mixed", "Within- and between-model association (random intercept per model, REML)", None, None),
     ("manipulation_check", "Manipulation check: r and slope on the target level (own personas and baseline)",
      None, None),

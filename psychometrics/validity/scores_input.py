@@ -13,8 +13,11 @@ The rows become the frames of :mod:`psychometrics.validity.statistics`: the resp
 ``model x respondent`` (the ``persona`` of a run), each self-report column a trait measured by one scale
 (inventory ``scores``), each behaviour column a task with one variant, and every row of a respondent one
 sample; scores are averaged within the respondent, as run data are. The declared pairs replace the tasks'
-own traits (:func:`~psychometrics.validity.statistics.validity_tables` with ``declared``). A column named in
-no pair is not analysed (a note says so): only the pairs tell self-report from behaviour.
+own traits (:func:`~psychometrics.validity.statistics.validity_tables` with ``declared``); where a table
+needs one trait per behaviour column (the manipulation check, behaviour as a method in the MTMM matrix), a
+column's trait is that of its first pair. A column named in no pair is not analysed (a note says so): only
+the pairs tell self-report from behaviour. Scores carry no items or variants, so no reliability is
+estimated and no correlation corrected.
 
 Every problem with either file is one :class:`~psychometrics.errors.PsytestError` naming the file, the
 column or pairs entry, and the row.

@@ -188,6 +188,7 @@ def compute_scores_validity(scores: Path, pairs: Path, *, n_boot: int = 2000, se
     data = scores_input(Path(scores), Path(pairs))
     tables = validity_tables(data.selfreport, data.behavior, data.targets, seed=seed, n_boot=n_boot,
                              declared=data.declared)
+    tables["behavior_reliability"] = pd.DataFrame()  # one score per observation: no variants to split
     notes = tables["notes"]
     notes = notes[~notes["note"].str.startswith(("no self-report item data", "no persona targets"))]
     added = [*data.notes, ("validity_pairs", "scores from a file: no item data or task variants, so no reliabilities "
