@@ -75,7 +75,8 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
     from psychometrics.validity.statistics import read_selfreport, validity_tables
 
     if not selfreport_dirs or not behavior_dirs:
-        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run, or --scores "
+                           "SCORES.csv --pairs PAIRS.yaml")
     manifests = []
     for run_dir in selfreport_dirs:
         run = open_run(run_dir, expect=None)
@@ -146,7 +147,8 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     from psychometrics.run.owner import open_run
 
     if not behavior_dirs:
-        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run, or --scores "
+                           "SCORES.csv --pairs PAIRS.yaml")
     default = Path(behavior_dirs[0]) / "validity"
     out_dir = Path(out) if out is not None else default
     owned = out_dir.resolve() == default.resolve()
