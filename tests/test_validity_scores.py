@@ -260,3 +260,26 @@ def test_reproduce_notices_a_changed_scores_file(tmp_path):
     result = reproduce_scores_validity(copy / "validity")
     assert not result.passed
     assert "stale" in set(result.mismatches["problem"])
+
+
+def test_the_published_data_report_equals_r():
+    """Committed validity_pairs (declared rows) and validity_mixed against tests/reference/personality_illusion.R:
+    respondent means, cor.test per model, lm(b ~ s + model) pooled, p.adjust BH, lmer within/between."""
+    golden = pd.read_csv(ROOT / "tests" / "reference" / "golden" / "personality_illusion.csv")
+    pairs = pd.read_csv(REPORT / "validity" / "validity_pairs.csv")
+    declared = pairs[pairs["declared"]].set_index(["scope", "trait", "task"])
+    correlations = golden[golden["scope"] != "mixed"]
+    assert len(correlations) == len(declared) == 13 * 8
+    for row in correlations.itertuples(index=False):
+        mine = declared.loc[(row.scope, row.trait, row.task)]
+        assert mine["n"] == row.n
+        if np.isnan(row.r):
+            assert np.isnan(mine["r"])
+            continue
+        assert mine["r"] == pytest.approx(row.r, abs=1e-9)
+        assert mine["p"] == pytest.approx(row.p, abs=1e-9, rel=1e-6)
+        assert mine["p_bh_declared"] == pytest.approx(row.p_bh_declared, abs=1e-9, rel=1e-6)
+    mixed = pd.read_csv(REPORT / "validity" / "validity_mixed.csv").set_index(["trait", "task"])
+    for row in golden[golden["scope"] == "mixed"].itertuples(index=False):
+        assert mixed.loc[(row.trait, row.task), "within"] == pytest.approx(row.within, abs=1e-6)
+        assert mixed.loc[(row.trait, row.task), "between"] == pytest.approx(row.between, abs=1e-6)
