@@ -286,18 +286,14 @@ def _variant_means(behavior: pd.DataFrame) -> pd.Series:
 
 
 def behavior_scores(behavior: pd.DataFrame) -> pd.DataFrame:
-    """Respondents x tasks: mean over variants of each variant's mean valid score over samples.
+    """Respondents x tasks: the variant-centred score over *every* variant the respondent has
+    (:func:`psychometrics.validity.behavior_scores.centred_scores`: the respondent level of an additive
+    respondent + variant model within each model, multiplicative for ratio tasks), so a respondent that
+    lost a variant with a high or low mean keeps its level. With every cell observed it is the plain mean
+    over variants of each variant's mean over samples (ratio tasks: divided by the model's mean)."""
+    from psychometrics.validity.behavior_scores import centred_scores
 
-    Only the variants every respondent of the task has are used (:func:`common_variants`), so every
-    respondent's score averages the same variants. A task without such a variant has no scores (NaN).
-    """
-    tasks = sorted(set(behavior["task"]))
-    means = _variant_means(common_variants(behavior))
-    respondents = pd.MultiIndex.from_frame(behavior[RESPONDENT].drop_duplicates()).sort_values()
-    if means.empty:
-        return pd.DataFrame(np.nan, index=respondents, columns=pd.Index(tasks, name="task"))
-    wide = means.groupby([*RESPONDENT, "task"]).mean().unstack("task")
-    return wide.reindex(index=wide.index.union(respondents), columns=pd.Index(tasks, name="task"))
+    return centred_scores(behavior)[0]
 
 
 def _in_scope(index: pd.Index, scope: str) -> np.ndarray:
@@ -330,7 +326,16 @@ def _join(notes: Iterable[str | None]) -> str | None:
 
 
 def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """Split-half reliability of each behaviour score across variants, per model and pooled.
+    """Reliability of each behaviour score across variants, per model and pooled: Cronbach's alpha with
+    Feldt's interval, and the split-half beside it.
+
+    ``reliability`` (the value that corrects correlations), ``reliability_low`` / ``reliability_high``
+    (95%) and ``reliability_method`` (``"alpha"``) come from
+    :func:`psychometrics.validity.behavior_scores.variant_alpha` on the respondent x variant table of
+    every variant with 3+ respondents (missing cells pairwise; ratio tasks relative to each variant's
+    mean; pooled: centred within model); ``n_alpha`` / ``k_alpha`` are its respondents and variants.
+    With few variants one split-half is one arbitrary split; alpha is the mean over all of them
+    (Cronbach, 1951) and uses every variant.
 
     Only the variants every respondent of the task has are used (:func:`variant_sets`), in the task
     file's order (``variant_order``; by default the natural order of their ids, v01, v02, ...). For each
@@ -343,8 +348,11 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
     the fewest and most variants a respondent of the scope has, with a note when they differ from it.
     ``missing_rate`` is the share of the used conversations without a valid score.
     """
+    from psychometrics.validity.behavior_scores import ratio_tasks, variant_alpha, variant_matrix
+
     _check(behavior, ("model", "persona", "task", "variant", "trait", "direction", "score"), "behaviour data")
     info = task_info(behavior)
+    ratio = ratio_tasks(behavior)
     sets = variant_sets(behavior, variant_order)
     used = common_variants(behavior, variant_order)
     means = _variant_means(used)
@@ -364,11 +372,14 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
                    "n_variants": len(order), "n_variants_min": fewest, "n_variants_max": most,
                    "r_half": None, "spearman_brown": None,
                    "missing_rate": float(in_task["score"].isna().mean()) if len(in_task) else None, "note": None}
-            notes = []
+            alpha = variant_alpha(variant_matrix(behavior, task, None if scope == POOLED else [scope], task in ratio))
+            row.update(reliability=alpha["reliability"], reliability_low=alpha["low"], reliability_high=alpha["high"],
+                       reliability_method="alpha", n_alpha=alpha["n"], k_alpha=alpha["k"])
+            notes = [alpha["note"] and f"alpha: {alpha['note']}"]
             if most > len(order):
                 here = f"{fewest} to {most}" if most != fewest else f"{most}"
-                notes.append(f"respondents' variant sets differ: the score and split-half use the {len(order)} "
-                             f"variant(s) every respondent has ({here} per respondent in this scope)")
+                notes.append(f"respondents' variant sets differ: the split-half uses the {len(order)} variant(s) "
+                             f"every respondent has ({here} per respondent in this scope), the score and alpha all")
             if len(order) < 2:
                 notes.append("split-half needs at least 2 variants")
             else:
@@ -390,7 +401,9 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
             row["note"] = _join(notes)
             rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "task", "trait", "direction", "n", "n_variants", "n_variants_min",
-                                       "n_variants_max", "r_half", "spearman_brown", "missing_rate", "note"])
+                                       "n_variants_max", "r_half", "spearman_brown", "missing_rate", "reliability",
+                                       "reliability_low", "reliability_high", "reliability_method", "n_alpha",
+                                       "k_alpha", "note"])
 
 
 def selfreport_reliability(items: pd.DataFrame, selfreport: pd.DataFrame) -> pd.DataFrame:
@@ -465,7 +478,7 @@ def _reliability_lookup(table: pd.DataFrame | None, key: str) -> dict:
         table = table.assign(rank=(table["inventory"] != "composite").astype(int)).sort_values("rank")
         table = table.drop_duplicates(["scope", "trait"])
         return {(s, t): r for s, t, r in zip(table["scope"], table["trait"], table["reliability"])}
-    return {(s, t): r for s, t, r in zip(table["scope"], table["task"], table["spearman_brown"])}
+    return {(s, t): r for s, t, r in zip(table["scope"], table["task"], table["reliability"])}
 
 
 # -------------------------------------------------------------------------------------------- pairs
@@ -776,12 +789,18 @@ def _scores_long(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFra
     selfs = selfs.assign(kind="self-report", trait=selfs["measure"], direction=1)
     behaviours = behaviours.assign(kind="behavior", trait=info.loc[behaviours["measure"], "trait"].to_numpy(),
                                    direction=info.loc[behaviours["measure"], "direction"].to_numpy())
-    columns = [*RESPONDENT, "kind", "measure", "trait", "direction", "score"]
-    return pd.concat([selfs[columns], behaviours[columns]], ignore_index=True)
+    from psychometrics.validity.behavior_scores import missing_shares
+
+    shares = missing_shares(behavior)
+    keys = pd.MultiIndex.from_frame(behaviours[[*RESPONDENT, "measure"]])
+    behaviours = behaviours.assign(missing_share=shares["missing_share"].reindex(keys).to_numpy(),
+                                   variants=shares["variants"].reindex(keys).to_numpy())
+    columns = [*RESPONDENT, "kind", "measure", "trait", "direction", "score", "missing_share", "variants"]
+    return pd.concat([selfs.reindex(columns=columns), behaviours[columns]], ignore_index=True)
 
 
 TABLE_NAMES = ("validity_pairs", "dissociation", "validity_mixed", "manipulation_check", "manipulation_levels",
-               "behavior_reliability", "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
+               "behavior_reliability", "behavior_missingness", "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
                "validity_scores")
 
 
@@ -830,8 +849,18 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     for task, entry in variant_sets(behavior, variant_order).items():
         if int(entry["counts"].max()) > len(entry["common"]):
             notes.append(("behavior_reliability", f"task '{task}': respondents' variant sets differ "
-                          f"({int(entry['counts'].min())} to {int(entry['counts'].max())} variants); its scores and "
-                          f"split-half use the {len(entry['common'])} variant(s) every respondent has"))
+                          f"({int(entry['counts'].min())} to {int(entry['counts'].max())} variants); its "
+                          f"variant-centred scores and alpha use every variant, the split-half the "
+                          f"{len(entry['common'])} every respondent has"))
+    from psychometrics.validity.behavior_scores import centred_scores, missingness_table
+
+    scores, score_notes = centred_scores(behavior)
+    notes += [("validity_scores", note) for note in score_notes]
+    tables["behavior_missingness"] = missingness_table(behavior, self_scores(selfreport), scores, task_info(behavior),
+                                                       _scopes(behavior["model"]))
+    for row in tables["behavior_missingness"].itertuples():
+        if row.flag:
+            notes.append(("behavior_missingness", f"task '{row.task}' ({row.scope}): {row.note}"))
     if items is not None and not selfreport.empty:
         tables["selfreport_reliability"] = selfreport_reliability(_only(items, both), selfreport)
     else:
