@@ -48,9 +48,9 @@ at the mercy of one split.
 Missingness (:func:`missingness_table`): per scope and task, each respondent's share of conversations
 without a valid score; the test that these shares are equal across respondents (Pearson's chi-square on
 the respondents x {valid, missing} counts, summed over models when pooled) and their correlation with
-the self-report of the task's trait and with the score. A task is flagged when missingness differs
-across respondents *and* tracks either (both p < .05): its scores or validity may then reflect what was
-lost, whatever the centring.
+the self-report of the task's trait and with the score. A task is flagged when the shares differ or
+track either (p < .05; the chi-square has little power with a few conversations per respondent, the
+correlations more): its scores or validity may then reflect what was lost, whatever the centring.
 
 Checked against R in ``tests/reference/behavior_scores.R`` (``lm``, ``glm(family = quasipoisson)``,
 ``psych::alpha`` and its ``feldt`` interval, ``chisq.test``, ``cor.test``).
@@ -361,9 +361,10 @@ def missingness_table(behavior: pd.DataFrame, selfs: pd.DataFrame, scores: pd.Da
             uneven = row["chi2_p"] is not None and row["chi2_p"] < 0.05
             tracks = [name for name, p in (("self-report", row["p_self"]), ("score", row["p_score"]))
                       if p is not None and p < 0.05]
-            row["flag"] = bool(uneven and tracks)
-            row["note"] = (f"missingness differs across respondents and tracks the {' and the '.join(tracks)}: "
-                           "scores and validity may reflect what was lost") if row["flag"] else None
+            reasons = (["missing shares differ across respondents (chi-square p < .05)"] if uneven else []) + \
+                ([f"missingness tracks the {' and the '.join(tracks)} (p < .05)"] if tracks else [])
+            row["flag"] = bool(reasons)
+            row["note"] = "; ".join(reasons) + ": scores and validity may reflect what was lost" if reasons else None
             rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "task", "trait", "n", "missing_rate", "missing_min", "missing_max",
                                        "chi2", "chi2_df", "chi2_p", "r_self", "p_self", "r_score", "p_score", "flag",
