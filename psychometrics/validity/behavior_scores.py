@@ -41,7 +41,8 @@ s_{vw}}\\right)`, from pairwise-complete covariances as ``psych::alpha`` compute
 out pair by pair), with Feldt's 95% interval :math:`1 - (1-\\alpha)\\,F_{1-p,\\;n-1,\\;(n-1)(k-1)}`
 (Feldt, Woodruff & Salih, 1987; ``psych::alpha``'s ``feldt``, with n the respondents with any cell).
 Ratio tasks enter divided by each variant's mean in the model (their scale); pooled over models every
-variant is centred within model first (the within-model reliability). Alpha uses every variant with 3 or
+variant is centred within model first (the within-model reliability; a cell alone in its model and
+variant is left out, as it would centre to 0). Alpha uses every variant with 3 or
 more respondents, so it rests on more variants than the split-half over the shared ones and is not
 at the mercy of one split.
 
@@ -253,7 +254,8 @@ def variant_matrix(behavior: pd.DataFrame, task: str, models: list[str] | None, 
     if ratio:
         variant_mean = wide.groupby(groups).transform("mean")
         wide = wide / variant_mean.where(variant_mean > 0)
-    if len(set(groups)) > 1:
+    if len(set(groups)) > 1:  # a cell alone in its model and variant would centre to 0: left out
+        wide = wide.where(wide.groupby(groups).transform("count") >= 2)
         wide = wide - wide.groupby(groups).transform("mean")
     return wide
 

@@ -60,7 +60,7 @@ alpha_of <- function(column, models, ratio) {
   g <- wide$model
   mean_in <- function(v) ave(v, g, FUN = function(u) mean(u, na.rm = TRUE))
   if (ratio) y <- apply(y, 2, function(v) v / mean_in(v))
-  if (length(models) > 1) y <- apply(y, 2, function(v) v - mean_in(v))
+  if (length(models) > 1) y <- apply(y, 2, function(v) { v[ave(!is.na(v), g, FUN = sum) < 2] <- NA; v - mean_in(v) })
   fit <- suppressWarnings(suppressMessages(psych::alpha(y, check.keys = FALSE, use = "pairwise")))
   list(column = column, scope = if (length(models) > 1) "pooled" else models, reliability = fit$total$raw_alpha,
        low = as.numeric(fit$feldt$lower.ci), high = as.numeric(fit$feldt$upper.ci), n = nrow(y), k = ncol(y))

@@ -210,7 +210,10 @@ for (scope in scopes) for (k in tasks$task) {
   wide <- reshape(d[, c("key", "model", "variant", "score")], idvar = c("key", "model"), timevar = "variant",
                   direction = "wide")
   x <- as.matrix(wide[, -(1:2)])
-  if (scope == "pooled") x <- apply(x, 2, function(v) v - ave(v, wide$model, FUN = function(u) mean(u, na.rm = TRUE)))
+  if (scope == "pooled") x <- apply(x, 2, function(v) {
+    v[ave(!is.na(v), wide$model, FUN = sum) < 2] <- NA  # alone in its model: would centre to 0
+    v - ave(v, wide$model, FUN = function(u) mean(u, na.rm = TRUE))
+  })
   x <- x[, colSums(!is.na(x)) >= 3 & apply(x, 2, var, na.rm = TRUE) > 0]
   x <- x[rowSums(!is.na(x)) > 0, ]
   fit <- suppressWarnings(suppressMessages(psych::alpha(x, check.keys = FALSE, use = "pairwise")))
