@@ -133,25 +133,32 @@ def _keep_largest_group(table: np.ndarray) -> tuple[np.ndarray, int]:
 def fit_additive(table: np.ndarray) -> np.ndarray:
     """Least-squares respondent levels :math:`\\hat a_r` of ``m = a_r + b_v`` (sum-to-zero b) on the
     observed cells of a respondents x variants table; NaN for rows without a cell. The table must be
-    connected (:func:`_keep_largest_group`)."""
-    rows, cols = np.nonzero(~np.isnan(table))
+    connected (:func:`_keep_largest_group`).
+
+    Solved exactly through the variants' reduced normal equations (respondents eliminated):
+    :math:`(C + J/k)\\,b = q` with :math:`C = \\mathrm{diag}(n_v) - N^\\top D_r^{-1} N` (N the 0/1 table
+    of observed cells, :math:`D_r` each respondent's number of cells) and
+    :math:`q_v = \\sum_{r \\ni v} (m_{rv} - \\bar m_r)`; then :math:`\\hat a_r` is the mean of
+    :math:`m_{rv} - b_v` over the respondent's cells. k x k, whatever the number of respondents.
+    """
+    observed = ~np.isnan(table)
     out = np.full(table.shape[0], np.nan)
-    if len(rows) == 0:
+    rows = observed.any(axis=1)
+    cols = observed.any(axis=0)
+    if not rows.any():
         return out
-    used_rows, row_codes = np.unique(rows, return_inverse=True)
-    used_cols, col_codes = np.unique(cols, return_inverse=True)
-    k = len(used_cols)
-    design = np.zeros((len(rows), len(used_rows) + k - 1))
-    design[np.arange(len(rows)), row_codes] = 1.0
-    if k > 1:  # sum contrasts: variant j < k-1 is its own column, the last one is minus all of them
-        contrast = np.vstack([np.eye(k - 1), -np.ones((1, k - 1))])
-        design[:, len(used_rows):] = contrast[col_codes]
-    coef, *_ = np.linalg.lstsq(design, table[rows, cols], rcond=None)
-    out[used_rows] = coef[: len(used_rows)]
+    seen, values = observed[rows][:, cols].astype(float), np.where(observed, table, 0.0)[rows][:, cols]
+    per_row = seen.sum(axis=1)
+    row_mean = values.sum(axis=1) / per_row
+    k = seen.shape[1]
+    c = np.diag(seen.sum(axis=0)) - (seen / per_row[:, None]).T @ seen
+    q = (values - seen * row_mean[:, None]).sum(axis=0)
+    b = np.linalg.solve(c + np.full((k, k), 1.0 / k), q)
+    out[rows] = ((values - seen * b[None, :]).sum(axis=1)) / per_row
     return out
 
 
-def fit_multiplicative(table: np.ndarray, *, tol: float = 1e-14, max_iter: int = 100_000) -> tuple[np.ndarray, bool]:
+def fit_multiplicative(table: np.ndarray, *, tol: float = 1e-14, max_iter: int = 10_000) -> tuple[np.ndarray, bool]:
     """Poisson quasi-likelihood respondent factors of ``E m = alpha_r beta_v`` on the observed cells,
     divided by their mean (1 = the average respondent); NaN for rows without a cell. Returns the scores
     and whether the iteration converged. Cells must be >= 0; a variant whose cells are all 0 carries no
