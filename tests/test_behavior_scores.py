@@ -155,3 +155,27 @@ def test_respondents_sharing_no_variant_with_the_others_get_no_score_and_a_note(
     assert scores.loc[("m", "q1"), "t"] != scores.loc[("m", "q1"), "t"]  # NaN
     assert scores["t"].notna().sum() == 12
     assert len(notes) == 1 and "2 respondent(s) share no variant with the others" in notes[0]
+
+
+def test_odd_tables_give_scores_or_nan_never_an_error():
+    frame = _additive(ratio=True)
+    # A zero-word reply (kept as data) is a valid ratio cell; a variant nobody answered is ignored.
+    zero = frame.copy()
+    zero.loc[(zero["persona"] == "p01") & (zero["variant"] == "v1"), "score"] = 0.0
+    scores, notes = centred_scores(zero)
+    assert scores["t"].notna().all() and notes == []
+    assert scores.loc[("m", "p01"), "t"] < centred_scores(frame)[0].loc[("m", "p01"), "t"]
+    silent = frame.copy()
+    silent.loc[silent["variant"] == "v4", "score"] = 0.0
+    assert centred_scores(silent)[0]["t"].notna().all()
+    # Every reply unreadable: no score; one variant: the cell itself (interval) or relative to the mean (ratio).
+    assert centred_scores(frame.assign(score=np.nan))[0]["t"].isna().all()
+    one = _additive()[lambda f: f["variant"] == "v1"]
+    assert centred_scores(one)[0]["t"].to_numpy() == pytest.approx(one["score"].to_numpy(), abs=1e-12)
+    # Negative values on a "ratio" task: scored as an interval measure, with a note.
+    negative = _additive().assign(ratio=True)
+    scores, notes = centred_scores(negative)
+    assert scores["t"].notna().all() and "negative scores on a ratio measure" in notes[0]
+    # Alpha with one variant, or with too few respondents: None and why.
+    assert variant_alpha(variant_matrix(one, "t", None, ratio=False))["reliability"] is None
+    assert "2 or more variants" in variant_alpha(variant_matrix(one, "t", None, ratio=False))["note"]
