@@ -48,6 +48,12 @@ def test_centred_scores_match_lm_and_glm(frame):
     lost = [ref["persona"].index(p) for p in ("p09", "p10", "p11", "p12")]
     shift = np.array(ref["interval"])[lost] - np.array(ref["plain_interval"])[lost]
     assert (shift > 0.05).all()
+    # Cross-check: with variant as a random effect (lmer, crossed with the respondent) the respondents'
+    # predicted levels order them as the centred scores do; the plain mean does not.
+    index = pd.MultiIndex.from_arrays([["a"] * len(ref["persona"]), ref["persona"]])
+    ours = scores.loc[index, "give"].to_numpy()
+    assert np.corrcoef(ours, ref["mixed_interval"])[0, 1] > 0.9999
+    assert np.corrcoef(ref["plain_interval"], ref["mixed_interval"])[0, 1] < 0.98
 
 
 def test_alpha_and_feldt_interval_match_psych(frame):

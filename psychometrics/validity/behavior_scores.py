@@ -53,8 +53,12 @@ the self-report of the task's trait and with the score. A task is flagged when t
 track either (p < .05; the chi-square has little power with a few conversations per respondent, the
 correlations more): its scores or validity may then reflect what was lost, whatever the centring.
 
-Checked against R in ``tests/reference/behavior_scores.R`` (``lm``, ``glm(family = quasipoisson)``,
-``psych::alpha`` and its ``feldt`` interval, ``chisq.test``, ``cor.test``).
+Checked against R in ``tests/reference/behavior_scores.R`` and ``validity.R`` (``lm``,
+``glm(family = quasipoisson)``, ``psych::alpha`` and its ``feldt`` interval, ``chisq.test``, ``cor.test``).
+Cross-check: with the variant as a random effect instead (``lmer(m ~ 1 + (1 | respondent) + (1 |
+variant))``), the predicted respondent levels correlate above .9999 with these scores on the reference
+data where the plain mean's correlate .96 (the random-effect version shrinks levels toward the mean;
+the fixed-effect one is used as it needs no variance estimate from a handful of variants).
 
 References
 ----------

@@ -1,13 +1,14 @@
 # Reference values for psychometrics/validity/behavior_scores.py: variant-centred scores with missing
 # variants, for an interval task (lm with sum contrasts) and a ratio task (glm, quasipoisson), and alpha
-# with Feldt's interval (psych::alpha) on the respondent x variant table.
+# with Feldt's interval (psych::alpha) on the respondent x variant table; as a cross-check the respondent
+# levels of lmer(m ~ 1 + (1 | respondent) + (1 | variant)), variant as a random effect.
 #
 #   cd tests/reference && Rscript behavior_scores.R   # writes data/behavior-scores.csv, golden/behavior_scores.json
 #
 # Two models x 12 personas x 5 variants x 2 samples. Variant means differ a lot (reply length: 40 to 210
 # words); each respondent's level is persona-specific. Missing: the high-mean variant v03 is lost by the
 # personas with the highest level (p09-p12) in model a, and single unreadable samples are scattered.
-suppressPackageStartupMessages({library(psych); library(jsonlite)})
+suppressPackageStartupMessages({library(psych); library(jsonlite); library(lme4)})
 args <- commandArgs(trailingOnly = FALSE)
 script <- sub("^--file=", "", args[grep("^--file=", args)])
 if (length(script) == 1) setwd(dirname(normalizePath(script)))
@@ -48,8 +49,11 @@ for (m in c("a", "b")) {
                                                                                                  maxit = 200))
   ratio <- exp(coef(fit)[paste0("persona", levels(w$persona))])
   plain <- aggregate(x ~ persona, a, mean)$x
+  # Cross-check: variant as a random effect (crossed with the respondent), the respondent's predicted level.
+  mixed <- lmer(x ~ 1 + (1 | persona) + (1 | variant), a, REML = TRUE)
+  blup <- fixef(mixed)[1] + ranef(mixed)$persona[levels(a$persona), 1]
   scores[[m]] <- list(persona = levels(a$persona), interval = unname(interval), ratio = unname(ratio / mean(ratio)),
-                      plain_interval = plain)
+                      plain_interval = plain, mixed_interval = unname(blup))
 }
 
 alpha_of <- function(column, models, ratio) {
@@ -70,6 +74,7 @@ for (column in c("amount", "words")) for (models in list("a", "b", c("a", "b")))
   alphas[[length(alphas) + 1]] <- alpha_of(column, models, column == "words")
 
 write_json(list(meta = list(r_version = R.version.string, psych = as.character(packageVersion("psych")),
+                            lme4 = as.character(packageVersion("lme4")),
                             generated_by = "tests/reference/behavior_scores.R"),
                 scores = scores, alpha = alphas),
            "golden/behavior_scores.json", auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE)
