@@ -280,7 +280,7 @@ def variant_alpha(wide: pd.DataFrame, confidence: float = 0.95) -> dict:
     """
     from scipy import stats
 
-    out = {"reliability": None, "low": None, "high": None, "n": 0, "k": 0, "note": None}
+    out: dict = {"reliability": None, "low": None, "high": None, "n": 0, "k": 0, "note": None}
     if wide.empty:
         out["note"] = "no valid scores"
         return out
@@ -354,7 +354,7 @@ def missingness_table(behavior: pd.DataFrame, selfs: pd.DataFrame, scores: pd.Da
             chi2, df = 0.0, 0
             for _, block in part.groupby(level="model"):
                 value, block_df = _homogeneity(block)
-                if value is not None:
+                if value is not None and block_df is not None:
                     chi2, df = chi2 + value, df + block_df
             row = {"scope": scope, "task": task, "trait": trait, "n": len(part),
                    "missing_rate": float(part["missing"].sum() / part["conversations"].sum()),
