@@ -159,7 +159,12 @@ TABLES = [
     ("manipulation_check", "Manipulation check: r and slope on the target level (own personas and baseline)",
      None, None),
     ("manipulation_levels", "Manipulation check: achieved scores per target level", None, None),
-    ("behavior_reliability", "Reliability of behaviour scores (split-half across variants)", None, None),
+    ("behavior_reliability", "Reliability of behaviour scores (alpha across variants with Feldt's 95% CI; "
+     "split-half beside it)", ["scope", "task", "trait", "n_alpha", "k_alpha", "reliability", "reliability_low",
+                               "reliability_high", "r_half", "spearman_brown", "missing_rate", "note"], None),
+    ("behavior_missingness", "Missing behaviour scores: do they differ across respondents and track anything?",
+     ["scope", "task", "n", "missing_rate", "missing_min", "missing_max", "chi2_p", "r_self", "p_self", "r_score",
+      "p_score", "flag", "note"], None),
     ("selfreport_reliability", "Reliability of self-report scores (Cronbach's alpha; composite: Mosier)",
      ["scope", "trait", "inventory", "scale", "reliability", "n", "k", "note"], None),
     ("validity_mtmm", "MTMM matrix with behaviour as a method (r within model, pairwise complete)", None, mtmm_square),

@@ -9,10 +9,13 @@ the behaviour run are unrelated), so every score is averaged within the responde
 * self-report of trait T: the mean over design cells of each inventory's scale for T, signed by the
   scale's ``trait_sign``; when several inventories measure T, their respondent scores are z-standardized
   over the respondents and averaged (the composite);
-* behaviour on a task: the mean over samples within each variant, then the mean over the variants
-  *every* respondent of the task has (:func:`variant_sets`; every variant weighs the same however many
-  of its conversations were readable, and no respondent averages more or other variants than the rest).
-  Unreadable replies are missing, never 0.
+* behaviour on a task: the mean over samples within each variant, then the respondent's level in a
+  respondent + variant model fitted within each model over *every* variant
+  (:mod:`psychometrics.validity.behavior_scores`: additive, ``lm(m ~ respondent + variant)``; for ratio
+  measures such as reply length multiplicative, relative to the model's mean respondent). A respondent
+  that lost a variant with a high or a low mean keeps its level; with every variant readable the score
+  is the plain mean over variants. Unreadable replies are missing, never 0; each respondent's missing
+  share is reported, and whether it differs across respondents or tracks the self-report or the score.
 
 Respondents. Every table is computed over the respondents with both self-report and behaviour
 (:func:`validity_tables` notes how many of each kind were left out): the reliabilities that correct a
@@ -49,25 +52,36 @@ Tables (:func:`validity_tables`):
     (signed by the task's direction), over the trait's own personas and the baseline personas (no
     target): r and slope across levels, and n, mean and SD per target level.
 ``behavior_reliability`` / ``selfreport_reliability``
-    split-half reliability of each behaviour score across variants (Spearman-Brown; with the fewest and
-    most variants a respondent has) and Cronbach's alpha of each self-report scale across respondents
-    (composite reliability for several inventories).
+    Cronbach's alpha of each behaviour score across variants with Feldt's 95% interval (``reliability``,
+    ``reliability_low``, ``reliability_high``; pairwise-complete covariances over every variant with 3+
+    respondents), the split-half over the variants every respondent has beside it (Spearman-Brown; with
+    the fewest and most variants a respondent has), and Cronbach's alpha of each self-report scale across
+    respondents (composite reliability for several inventories).
+``behavior_missingness``
+    per task: respondents' missing shares, the chi-square test that they are equal, and their
+    correlation with the self-report of the task's trait and with the score; ``flag`` when either is
+    significant.
 ``validity_mtmm`` / ``validity_mtmm_summary``
     the MTMM matrix with behaviour as one more method (:mod:`psychometrics.statistics.mtmm`; within-model r of each
     pair's complete respondents, tested with n - k - 1 df).
 ``validity_scores``
-    the respondent-level scores everything above is computed from.
+    the respondent-level scores everything above is computed from, with each behaviour score's
+    ``missing_share`` (conversations without a valid score) and ``variants`` (with one).
 
 Checked against R (``tests/reference/validity.R``): ``cor``, ``cor.test`` (r, p and its Fisher interval),
 ``lm``, ``psych::r.con``, ``p.adjust(method = "BH")``, ``psych::alpha``, ``lme4::lmer(REML = TRUE)``,
 ``boot::boot.ci(type = "bca")`` on the resamples boot drew, the power formula of ``pwr::pwr.r.test``
-(and a simulation of it), per-level ``mean``/``sd``, and the variant sets and respondents used.
+(and a simulation of it), per-level ``mean``/``sd``, the variant sets and respondents used, the
+variant-centred scores (``lm``), alpha and its Feldt interval (``psych::alpha``) and the missingness
+table (``chisq.test``, ``cor.test``); ``tests/reference/behavior_scores.R`` checks ratio scores
+(``glm(family = quasipoisson)``) and alpha on ratio tasks.
 
 Reliabilities for the correction. Self-report: Cronbach's alpha over respondents of the item values
 averaged within each respondent (:func:`selfreport_reliability`; the items come from
 :func:`read_selfreport`), i.e. the reliability of the very score that is correlated; without item data
-no correction is made. Behaviour: split-half across variants with the Spearman-Brown step-up
-(:func:`behavior_reliability`). Pooled rows use the within-model (centred) versions of both.
+no correction is made. Behaviour: Cronbach's alpha across variants (:func:`behavior_reliability`; with
+2 to 4 variants one split-half is a single arbitrary split, alpha the mean over all of them and it uses
+every variant). Pooled rows use the within-model (centred) versions of both.
 
 Differences from R
 ------------------
@@ -77,7 +91,8 @@ Differences from R
   (see that module). The results equal ``lmer``'s to its optimiser's tolerance (about 1e-8). lme4 gives no p values; here they are t tests with between-within degrees of
   freedom.
 * ``psych::alpha`` uses pairwise-complete item covariances; :func:`~psychometrics.statistics.reliability.cronbach_alpha`
-  drops respondents with a missing item (identical on complete data).
+  (self-report) drops respondents with a missing item (identical on complete data). Behaviour alpha
+  uses pairwise-complete covariances as psych does.
 * Bootstrap resamples use NumPy's random stream (seeded per scope, trait and task) and cannot match R's;
   given the same resamples the BCa interval equals ``boot.ci``'s.
 
@@ -92,6 +107,9 @@ Mosier, C. I. (1943). On the reliability of a weighted composite. Psychometrika,
 Cohen, J. (1988). Statistical power analysis for the behavioral sciences (2nd ed.). Erlbaum.
 Efron, B. (1987). Better bootstrap confidence intervals. JASA, 82, 171-185.
 Davison, A. C., & Hinkley, D. V. (1997). Bootstrap methods and their application. Cambridge University Press.
+Cronbach, L. J. (1951). Coefficient alpha and the internal structure of tests. Psychometrika, 16, 297-334.
+Feldt, L. S., Woodruff, D. J., & Salih, F. A. (1987). Statistical inference for coefficient alpha.
+Applied Psychological Measurement, 11, 93-103.
 Campbell, D. T., & Fiske, D. W. (1959). Convergent and discriminant validation by the multitrait-multimethod
 matrix. Psychological Bulletin, 56, 81-105.
 """
@@ -253,7 +271,8 @@ def variant_sets(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | N
     file's order (``variant_order``; by default the natural order of the ids), ``common`` the variants
     *every* respondent with the task has (in that order), ``counts`` a Series of each respondent's number
     of variants. Respondents whose sets differ (an incomplete run, runs with different ``--variants``, or
-    stored leftovers) would otherwise average different variants; scores and split-halves use ``common``.
+    stored leftovers) cannot be split alike: the split-half uses ``common`` (the variant-centred scores and
+    alpha use every variant).
     """
     out: dict[str, dict] = {}
     if behavior.empty:
@@ -286,18 +305,14 @@ def _variant_means(behavior: pd.DataFrame) -> pd.Series:
 
 
 def behavior_scores(behavior: pd.DataFrame) -> pd.DataFrame:
-    """Respondents x tasks: mean over variants of each variant's mean valid score over samples.
+    """Respondents x tasks: the variant-centred score over *every* variant the respondent has
+    (:func:`psychometrics.validity.behavior_scores.centred_scores`: the respondent level of an additive
+    respondent + variant model within each model, multiplicative for ratio tasks), so a respondent that
+    lost a variant with a high or low mean keeps its level. With every cell observed it is the plain mean
+    over variants of each variant's mean over samples (ratio tasks: divided by the model's mean)."""
+    from psychometrics.validity.behavior_scores import centred_scores
 
-    Only the variants every respondent of the task has are used (:func:`common_variants`), so every
-    respondent's score averages the same variants. A task without such a variant has no scores (NaN).
-    """
-    tasks = sorted(set(behavior["task"]))
-    means = _variant_means(common_variants(behavior))
-    respondents = pd.MultiIndex.from_frame(behavior[RESPONDENT].drop_duplicates()).sort_values()
-    if means.empty:
-        return pd.DataFrame(np.nan, index=respondents, columns=pd.Index(tasks, name="task"))
-    wide = means.groupby([*RESPONDENT, "task"]).mean().unstack("task")
-    return wide.reindex(index=wide.index.union(respondents), columns=pd.Index(tasks, name="task"))
+    return centred_scores(behavior)[0]
 
 
 def _in_scope(index: pd.Index, scope: str) -> np.ndarray:
@@ -330,21 +345,33 @@ def _join(notes: Iterable[str | None]) -> str | None:
 
 
 def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """Split-half reliability of each behaviour score across variants, per model and pooled.
+    """Reliability of each behaviour score across variants, per model and pooled: Cronbach's alpha with
+    Feldt's interval, and the split-half beside it.
 
-    Only the variants every respondent of the task has are used (:func:`variant_sets`), in the task
+    ``reliability`` (the value that corrects correlations), ``reliability_low`` / ``reliability_high``
+    (95%) and ``reliability_method`` (``"alpha"``) come from
+    :func:`psychometrics.validity.behavior_scores.variant_alpha` on the respondent x variant table of
+    every variant with 3+ respondents (missing cells pairwise; ratio tasks relative to each variant's
+    mean; pooled: centred within model); ``n_alpha`` / ``k_alpha`` are its respondents and variants.
+    With few variants one split-half is one arbitrary split; alpha is the mean over all of them
+    (Cronbach, 1951) and uses every variant.
+
+    The split-half uses the variants every respondent of the task has (:func:`variant_sets`), in the task
     file's order (``variant_order``; by default the natural order of their ids, v01, v02, ...). For each
     respondent, half A is the mean over the 1st, 3rd, 5th ... of them (each variant first averaged over
     samples) and half B over the 2nd, 4th, ...; :math:`r_{AB}` is their correlation across respondents
     (centred within model when pooled) and the Spearman-Brown reliability of the full score is
     :math:`2 r_{AB} / (1 + r_{AB})` (Brown, 1910; none when :math:`r_{AB} < 0`).
 
-    ``n_variants`` is the number of shared variants the score uses; ``n_variants_min`` / ``n_variants_max``
+    ``n_variants`` is the number of shared variants the split-half uses; ``n_variants_min`` / ``n_variants_max``
     the fewest and most variants a respondent of the scope has, with a note when they differ from it.
-    ``missing_rate`` is the share of the used conversations without a valid score.
+    ``missing_rate`` is the share of those variants' conversations without a valid score.
     """
+    from psychometrics.validity.behavior_scores import ratio_tasks, variant_alpha, variant_matrix
+
     _check(behavior, ("model", "persona", "task", "variant", "trait", "direction", "score"), "behaviour data")
     info = task_info(behavior)
+    ratio = ratio_tasks(behavior)
     sets = variant_sets(behavior, variant_order)
     used = common_variants(behavior, variant_order)
     means = _variant_means(used)
@@ -364,11 +391,14 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
                    "n_variants": len(order), "n_variants_min": fewest, "n_variants_max": most,
                    "r_half": None, "spearman_brown": None,
                    "missing_rate": float(in_task["score"].isna().mean()) if len(in_task) else None, "note": None}
-            notes = []
+            alpha = variant_alpha(variant_matrix(behavior, task, None if scope == POOLED else [scope], task in ratio))
+            row.update(reliability=alpha["reliability"], reliability_low=alpha["low"], reliability_high=alpha["high"],
+                       reliability_method="alpha", n_alpha=alpha["n"], k_alpha=alpha["k"])
+            notes = [alpha["note"] and f"alpha: {alpha['note']}"]
             if most > len(order):
                 here = f"{fewest} to {most}" if most != fewest else f"{most}"
-                notes.append(f"respondents' variant sets differ: the score and split-half use the {len(order)} "
-                             f"variant(s) every respondent has ({here} per respondent in this scope)")
+                notes.append(f"respondents' variant sets differ: the split-half uses the {len(order)} variant(s) "
+                             f"every respondent has ({here} per respondent in this scope), the score and alpha all")
             if len(order) < 2:
                 notes.append("split-half needs at least 2 variants")
             else:
@@ -390,7 +420,9 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
             row["note"] = _join(notes)
             rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "task", "trait", "direction", "n", "n_variants", "n_variants_min",
-                                       "n_variants_max", "r_half", "spearman_brown", "missing_rate", "note"])
+                                       "n_variants_max", "r_half", "spearman_brown", "missing_rate", "reliability",
+                                       "reliability_low", "reliability_high", "reliability_method", "n_alpha",
+                                       "k_alpha", "note"])
 
 
 def selfreport_reliability(items: pd.DataFrame, selfreport: pd.DataFrame) -> pd.DataFrame:
@@ -465,7 +497,7 @@ def _reliability_lookup(table: pd.DataFrame | None, key: str) -> dict:
         table = table.assign(rank=(table["inventory"] != "composite").astype(int)).sort_values("rank")
         table = table.drop_duplicates(["scope", "trait"])
         return {(s, t): r for s, t, r in zip(table["scope"], table["trait"], table["reliability"])}
-    return {(s, t): r for s, t, r in zip(table["scope"], table["task"], table["spearman_brown"])}
+    return {(s, t): r for s, t, r in zip(table["scope"], table["task"], table["reliability"])}
 
 
 # -------------------------------------------------------------------------------------------- pairs
@@ -787,12 +819,18 @@ def _scores_long(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFra
     selfs = selfs.assign(kind="self-report", trait=selfs["measure"], direction=1)
     behaviours = behaviours.assign(kind="behavior", trait=info.loc[behaviours["measure"], "trait"].to_numpy(),
                                    direction=info.loc[behaviours["measure"], "direction"].to_numpy())
-    columns = [*RESPONDENT, "kind", "measure", "trait", "direction", "score"]
-    return pd.concat([selfs[columns], behaviours[columns]], ignore_index=True)
+    from psychometrics.validity.behavior_scores import missing_shares
+
+    shares = missing_shares(behavior)
+    keys = pd.MultiIndex.from_frame(behaviours[[*RESPONDENT, "measure"]])
+    behaviours = behaviours.assign(missing_share=shares["missing_share"].reindex(keys).to_numpy(),
+                                   variants=shares["variants"].reindex(keys).to_numpy())
+    columns = [*RESPONDENT, "kind", "measure", "trait", "direction", "score", "missing_share", "variants"]
+    return pd.concat([selfs.reindex(columns=columns), behaviours[columns]], ignore_index=True)
 
 
 TABLE_NAMES = ("validity_pairs", "dissociation", "validity_mixed", "manipulation_check", "manipulation_levels",
-               "behavior_reliability", "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
+               "behavior_reliability", "behavior_missingness", "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
                "validity_scores")
 
 
@@ -804,8 +842,10 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
 
     Everything is computed over the respondents with both self-report and behaviour (a note says how
     many of each were left out), so the reliabilities that correct a correlation, the correlation itself,
-    the manipulation check and the MTMM matrix describe the same respondents; behaviour scores use the
-    variants every respondent of the task has (:func:`variant_sets`). ``items`` (from
+    the manipulation check and the MTMM matrix describe the same respondents; behaviour scores are
+    variant-centred over every variant (:func:`behavior_scores`). A ``ratio`` column (True for ratio
+    measures, :func:`psychometrics.validity.behavior_scores.mark_ratio_tasks`) selects the multiplicative
+    model for those tasks. ``items`` (from
     :func:`read_selfreport`) gives the self-report reliabilities; without it the correlations are not
     corrected for unreliability. ``targets`` (:func:`targets_frame`) enables the manipulation check.
     ``ci_method`` chooses the interval of r (:func:`~psychometrics.statistics.correlation.r_interval`: ``"fisher"`` or ``"bca"``).
@@ -843,8 +883,18 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     for task, entry in variant_sets(behavior, variant_order).items():
         if int(entry["counts"].max()) > len(entry["common"]):
             notes.append(("behavior_reliability", f"task '{task}': respondents' variant sets differ "
-                          f"({int(entry['counts'].min())} to {int(entry['counts'].max())} variants); its scores and "
-                          f"split-half use the {len(entry['common'])} variant(s) every respondent has"))
+                          f"({int(entry['counts'].min())} to {int(entry['counts'].max())} variants); its "
+                          f"variant-centred scores and alpha use every variant, the split-half the "
+                          f"{len(entry['common'])} every respondent has"))
+    from psychometrics.validity.behavior_scores import centred_scores, missingness_table
+
+    scores, score_notes = centred_scores(behavior)
+    notes += [("validity_scores", note) for note in score_notes]
+    tables["behavior_missingness"] = missingness_table(behavior, self_scores(selfreport), scores, task_info(behavior),
+                                                       _scopes(behavior["model"]))
+    for row in tables["behavior_missingness"].itertuples():
+        if row.flag:
+            notes.append(("behavior_missingness", f"task '{row.task}' ({row.scope}): {row.note}"))
     if items is not None and not selfreport.empty:
         tables["selfreport_reliability"] = selfreport_reliability(_only(items, both), selfreport)
     else:

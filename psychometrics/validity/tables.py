@@ -70,7 +70,8 @@ def _persona_targets(manifests: list):
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
                      seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs."""
-    from psychometrics.behavior.analysis import planned_behavior_frame, relative_to_model
+    from psychometrics.behavior.analysis import planned_behavior_frame
+    from psychometrics.validity.behavior_scores import mark_ratio_tasks
     from psychometrics.run.owner import open_run
     from psychometrics.validity.statistics import read_selfreport, validity_tables
 
@@ -106,7 +107,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         frames.append(frame)
         run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
-    behavior = relative_to_model(pd.concat(frames, ignore_index=True), all_tasks)  # reply length per model
+    behavior = mark_ratio_tasks(pd.concat(frames, ignore_index=True), all_tasks)  # reply length: a ratio measure
     tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
                              variant_order=variant_order, seed=seed, n_boot=n_boot)
     if run_notes:
