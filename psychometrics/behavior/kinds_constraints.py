@@ -22,11 +22,16 @@ from psychometrics.behavior.task import TaskError, Variant
 
 
 class ConstraintsKind(Kind):
-    """Share of the variant's ``checks`` the reply satisfies; each check is verified by code."""
+    """Share of the variant's ``checks`` the reply satisfies; each check is verified by code.
+
+    The measure is compliance, so a reply that does not attempt the writing asked for complies with
+    nothing: a refusal, a reply that only repeats the prompt (``refusals = "fail"``) scores 0, though
+    it would pass "do not use X" or "no commas" by omission. A reply cut off at ``max_tokens`` (every
+    shipped variant caps its length well below it) is judged as written: it did not stop as asked."""
 
     name = "constraints"
     uses = "checks"
-    truncation = "missing"  # an unfinished reply fails "end with ..." and length checks for want of room
+    refusals = "fail"
 
     @staticmethod
     def parsed(variant: Variant) -> list[tuple[str, Any]]:
@@ -76,9 +81,13 @@ class ConstraintsKind(Kind):
                 raise fail(f"field 'checks': {problem}; the checks cannot all be met")
 
     def score(self, task, variant, rendered, replies):
-        reply, missing = self._free_text(rendered, replies)
-        if missing is not None:
+        own, missing, refused = self._free_text(rendered, replies)
+        if missing is not None and missing.outcome == "empty":
             return missing
+        if missing is not None or refused:
+            why = "refusal" if refused else missing.detail.get("reason", missing.outcome)
+            return valid_score(0.0, passed=[], failed=[k for k, _ in self.parsed(variant)], not_attempted=why)
+        reply = self._last(rendered, replies)
         passed, failed = [], []
         for kind, value in self.parsed(variant):
             (passed if check_passes(kind, value, reply) else failed).append(kind)

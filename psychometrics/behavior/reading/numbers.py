@@ -36,7 +36,8 @@ _RANGE_JOINS = frozenset(("-", "–", "—", "to", "or"))
 _TOKEN = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|[^\W\d_]+(?:['’][^\W\d_]+)*|[^\w\s]")
 _KEPT_BEFORE = re.compile(
     r"\b(?:keep|keeps|keeping|kept|retain|retaining|hold(?:ing)? (?:on to|onto|back)|save|saving"
-    r"|i(?:'d| would|'ll| will)? (?:get|receive|have(?! to\b)|end up with|be left with|take home)"
+    r"|i(?:'d| would|'ll| will) (?:get|receive|have(?! to\b)|end up with|be left with|take home)"
+    r"|i (?:get|end up with|am left with|take home)"
     r"|(?:leaves?|leaving|left) (?:me|myself)(?: with)?|(?:that|which|this) leaves|leaving|left with|for myself)"
     r"\b\W*(?:[^\W\d]+\W+){0,2}?$")
 _KEPT_AFTER = re.compile(
@@ -335,10 +336,17 @@ def _is_echo(m: _Mention, echoes: set[float]) -> bool:
     return (m.form == "number" and m.value in echoes) or (m.form == "range" and {m.value, m.high} <= echoes)
 
 
-def _choose(mentions: list[_Mention], echoes: set[float], total: float | None, split: bool) -> NumberReading:
-    """One value from the mentions, or the reason there is none."""
+def _choose(mentions: list[_Mention], echoes: set[float], total: float | None, split: bool,
+            bare: bool = False, opening: int = 0) -> NumberReading:
+    """One value from the mentions, or the reason there is none. Numbers copied from the prompt count only
+    when nothing else is there and the reply is little more than the number (``bare``: "100", "All 100
+    dollars."), opens with it (at ``opening``: "0, no need to get back at them") or a verb governs it
+    ("I pass 100"); "I now hold 30 dollars" restates the task."""
     live = [m for m in mentions if m.role != "negated"]
-    live = [m for m in live if not _is_echo(m, echoes)] or live
+    own = [m for m in live if not _is_echo(m, echoes)]
+    if not own and live and not bare and not any(m.start == opening for m in live):
+        return NumberReading(None, reason="echo")
+    live = own or live
     if not live:
         return NumberReading(None)
     for role in ("bound", "operand"):
@@ -375,7 +383,8 @@ def read_number(reply: str, prompt: str, *, verbs: Sequence[str] = (), marks: Se
     ``verbs`` govern the answer ("pass 30"), ``marks`` follow it ("4 right"); ``total`` turns percentages,
     fractions and "all" into amounts; ``split`` (the reply divides ``total`` between the respondent and
     someone else) reads a kept amount as the rest of the total. With an ``Answer:`` line, only numbers on
-    the last such line count. Numbers copied from the prompt are ignored when others are there, and an
+    the last such line count. Numbers copied from the prompt are ignored when others are there, and
+    alone count only when governed or in a reply of a few words (else missing, reason ``echo``); an
     ungoverned "all" or "none" counts only in a reply of a few words or as its first word.
     """
     text = _number_text(reply)
@@ -391,8 +400,12 @@ def read_number(reply: str, prompt: str, *, verbs: Sequence[str] = (), marks: Se
             mentions, method = on_line, "answer_line"
             break
     echoes = {m.value for m in _mentions(_number_text(prompt)) if m.form == "number"}
-    reading = _choose(mentions, echoes, total, split)
+    bare = method == "answer_line" or sum(not t.text[0].isdigit() for t in words) <= _BARE_WORDS
+    reading = _choose(mentions, echoes, total, split, bare, words[0].start if words else 0)
     return NumberReading(reading.value, method) if reading.value is not None and method else reading
+
+
+_BARE_WORDS = 2  # words besides digits: "100", "100 dollars.", "All 100 dollars": the number is the reply
 
 
 def _mark_pattern(words: Sequence[str]) -> re.Pattern | None:
