@@ -52,23 +52,26 @@ _COPY_MIN_WORDS = 4  # a shorter sentence ("Thank you.") may be the model's own 
 def without_copied(text: str, sources: Sequence[str]) -> str:
     """``text`` without the sentences and lines it copies from ``sources`` (the user's turns, or an earlier
     reply): a model that repeats the question, the task's rules or its previous turn has not answered with
-    those words. A piece counts as copied when it has at least four words and its normalised text occurs in
-    a source; shorter pieces stay (they may be the model's own by chance)."""
+    those words. A piece counts as copied when its normalised text occurs in a source and it has at least
+    four words, or, in a reply that copies such a piece, any number ("Requirements:", "- no commas"); a
+    short piece in a reply that copies nothing longer stays (it may be the model's own by chance)."""
     haystacks = [f" {normalized_text(s)} " for s in sources if s and s.strip()]
     if not haystacks:
         return text.strip()
+    lines = [re.split(r"(?<=[.!?])\s+", line.strip()) for line in text.splitlines()]
+    copying = any(_is_copied(p, haystacks, _COPY_MIN_WORDS) for pieces in lines for p in pieces)
+    least = 1 if copying else _COPY_MIN_WORDS
     kept = []
-    for line in text.splitlines():
-        pieces = re.split(r"(?<=[.!?])\s+", line.strip())
-        own = [p for p in pieces if not _is_copied(p, haystacks)]
+    for line, pieces in zip(text.splitlines(), lines):
+        own = [p for p in pieces if not _is_copied(p, haystacks, least)]
         if own:
             kept.append(" ".join(own) if len(own) < len(pieces) else line.strip())
     return "\n".join(kept).strip()
 
 
-def _is_copied(piece: str, haystacks: list[str]) -> bool:
+def _is_copied(piece: str, haystacks: list[str], least: int) -> bool:
     words = normalized_text(piece)
-    return len(words.split()) >= _COPY_MIN_WORDS and any(f" {words} " in h for h in haystacks)
+    return len(words.split()) >= least and any(f" {words} " in h for h in haystacks)
 
 
 def repeats_turn(text: str, sources: Sequence[str]) -> bool:
