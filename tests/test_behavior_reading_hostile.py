@@ -158,3 +158,23 @@ def test_planted_error_corrections_must_be_the_corrected_number():
     assert near.score == 0.0, near.detail
     right = score("planted-errors", "v01", ["The pipe should be 50.0 and the subtotal 221.00."])
     assert right.score == pytest.approx(0.4), right.detail
+
+
+# ------------------------------------------------------------------ a generation that broke down
+
+
+@pytest.mark.parametrize("task_id,reply", [
+    ("expressiveness", "Açúcar, " * 80),
+    ("insult-reply", "I'm sorry. " * 40),
+    ("setback-writing", "sad sad sad " * 10),
+])
+def test_one_word_over_and_over_is_not_a_reply(task_id, reply):
+    """Counted, "sugar, sugar, ..." to the reply limit would be the most talkative reply of the run."""
+    result = score(task_id, "v01", [reply])
+    assert (result.outcome, result.detail.get("reason")) == ("unparseable", "degenerate"), result
+
+
+def test_a_loop_with_content_is_still_a_reply():
+    reply = "I'd tell her she earned it and that the team is lucky. " + "I would be proud of her. " * 30
+    result = score("expressiveness", "v01", [reply])
+    assert result.outcome == "valid" and result.score == 12 + 6 * 30

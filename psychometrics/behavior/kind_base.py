@@ -29,7 +29,7 @@ from psychometrics import limits
 from psychometrics.behavior.placeholders import (
     fill_placeholders, join_labels, option_label, option_lines, placeholder_names,
 )
-from psychometrics.behavior.reading.text import is_short_refusal, repeats_turn, without_copied
+from psychometrics.behavior.reading.text import is_degenerate, is_short_refusal, repeats_turn, without_copied
 from psychometrics.behavior.task import Task, TaskError, Variant
 
 OUTCOMES = ("valid", "unparseable", "out_of_range", "refusal", "empty", "truncated")
@@ -243,7 +243,7 @@ class Kind:
 
         The own text is the last reply without the sentences it copies from the user's turns or the earlier
         replies (:func:`without_copied`). Missing: ``empty``; ``unparseable`` (reason ``repeats_turn``) when
-        nothing of its own is left; ``refusal`` for a short reply that declines when refusals are
+        nothing of its own is left, or (reason ``degenerate``) when it is one word over and over; ``refusal`` for a short reply that declines when refusals are
         ``missing`` (``refusals`` overrides :attr:`refusals`; a long reply that only disclaims is kept)."""
         reply = self._last(rendered, replies)
         if reply is None:
@@ -252,6 +252,8 @@ class Kind:
         own = without_copied(reply, [*rendered.turns, *earlier])
         if repeats_turn(reply, [*rendered.turns, *earlier]):
             return None, missing_score("unparseable", reason="repeats_turn"), False
+        if is_degenerate(own):
+            return None, missing_score("unparseable", reason="degenerate"), False
         refused = is_short_refusal(own)
         if refused and (refusals or self.refusals) == "missing":
             return None, missing_score("refusal"), True

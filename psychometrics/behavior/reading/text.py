@@ -78,3 +78,10 @@ def repeats_turn(text: str, sources: Sequence[str]) -> bool:
     """Whether a reply only repeats ``sources`` (the prompt or an earlier turn): nothing with a word is left
     once the copied sentences are removed, though the reply had words."""
     return bool(words_of(text)) and not words_of(without_copied(text, sources))
+
+
+def is_degenerate(text: str) -> bool:
+    """A reply whose generation broke down into one word or phrase over and over ("sugar, sugar, sugar,
+    ..."): twenty words or more, at most three of them different. It says nothing to score."""
+    words = [w.casefold() for w in words_of(text)]
+    return len(words) >= 20 and len(set(words)) <= 3
