@@ -37,6 +37,9 @@ from tests.test_behavior_replies import _task, score
     ("dictator-game", "v02", "I put 40 euros into the second envelope.", "valid", 1.0),
     ("trust-return", "v01", "30. They trusted me with everything.", "valid", 1.0),
     ("noise-blast", "v01", "0, no need to get back at them.", "valid", 0.0),
+    ("die-roll", "v01", "I would go with 6.", "valid", 6),
+    ("dictator-game", "v01", "I'd say 100.", "valid", 1.0),
+    ("dictator-game", "v01", "The total is 100 dollars.", "unparseable", None),
 ])
 def test_a_number_from_the_prompt_is_the_choice_only_when_chosen(task_id, variant_id, reply, outcome, expected):
     result = score(task_id, variant_id, [reply])

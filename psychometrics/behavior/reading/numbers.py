@@ -336,15 +336,30 @@ def _is_echo(m: _Mention, echoes: set[float]) -> bool:
     return (m.form == "number" and m.value in echoes) or (m.form == "range" and {m.value, m.high} <= echoes)
 
 
+# A phrase that makes the number after it the respondent's pick, whatever the task's verbs: "I would go
+# with 6", "I'd say 40", "my answer is 100" (not "the total is 100", which restates).
+_CHOSEN_BEFORE = re.compile(
+    r"(?:\b(?:i|i'd|i'll|i'm|we|we'd|would|will|to|just|so|then|let's)\s+(?:\w+ly\s+)?"
+    r"(?:go(?:ing)? with|choose|choosing|pick|picking|select|opt for|settle on|decide on|say|make it)"
+    r"|\b(?:my|our|the)\s+(?:final\s+)?(?:answer|choice|pick|decision|number)\s*(?:is|would be|will be|:)"
+    r"|^\s*(?:go(?:ing)? with|choose|pick|select|say|make it))\W*(?:[^\W\d]+\W+){0,2}?$")
+
+
+def _chosen(text: str, m: _Mention, previous_end: int) -> bool:
+    """Whether the words just before mention ``m`` pick it ("I would go with 6")."""
+    return bool(_CHOSEN_BEFORE.search(text[max(previous_end, m.start - 60):m.start].casefold()))
+
+
 def _choose(mentions: list[_Mention], echoes: set[float], total: float | None, split: bool,
-            bare: bool = False, opening: int = 0) -> NumberReading:
+            bare: bool = False, opening: int = 0, chosen: frozenset[int] = frozenset()) -> NumberReading:
     """One value from the mentions, or the reason there is none. Numbers copied from the prompt count only
     when nothing else is there and the reply is little more than the number (``bare``: "100", "All 100
-    dollars."), opens with it (at ``opening``: "0, no need to get back at them") or a verb governs it
-    ("I pass 100"); "I now hold 30 dollars" restates the task."""
+    dollars."), opens with it (at ``opening``: "0, no need to get back at them"), a verb governs it ("I
+    pass 100") or a choosing phrase picks it (starts in ``chosen``: "I would go with 6"); "I now hold 30
+    dollars" restates the task."""
     live = [m for m in mentions if m.role != "negated"]
     own = [m for m in live if not _is_echo(m, echoes)]
-    if not own and live and not bare and not any(m.start == opening for m in live):
+    if not own and live and not bare and not any(m.start == opening or m.start in chosen for m in live):
         return NumberReading(None, reason="echo")
     live = own or live
     if not live:
@@ -401,7 +416,8 @@ def read_number(reply: str, prompt: str, *, verbs: Sequence[str] = (), marks: Se
             break
     echoes = {m.value for m in _mentions(_number_text(prompt)) if m.form == "number"}
     bare = method == "answer_line" or sum(not t.text[0].isdigit() for t in words) <= _BARE_WORDS
-    reading = _choose(mentions, echoes, total, split, bare, words[0].start if words else 0)
+    chosen = frozenset(m.start for k, m in enumerate(mentions) if _chosen(text, m, mentions[k - 1].end if k else 0))
+    reading = _choose(mentions, echoes, total, split, bare, words[0].start if words else 0, chosen)
     return NumberReading(reading.value, method) if reading.value is not None and method else reading
 
 
