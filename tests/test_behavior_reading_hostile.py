@@ -40,6 +40,10 @@ from tests.test_behavior_replies import _task, score
     ("die-roll", "v01", "I would go with 6.", "valid", 6),
     ("dictator-game", "v01", "I'd say 100.", "valid", 1.0),
     ("dictator-game", "v01", "The total is 100 dollars.", "unparseable", None),
+    # the task's rule restated in the second person is what is allowed, not what the respondent does
+    ("dictator-game", "v02", "Since you can move any number of euros, you can only move one.", "unparseable", None),
+    ("dictator-game", "v01", "You may pass any whole number of dollars, from 0 to 100. I pass 25.", "valid", 0.25),
+    ("trust-return", "v06", "You are allowed to send back 18 gems. I send back 9.", "valid", 0.5),
 ])
 def test_a_number_from_the_prompt_is_the_choice_only_when_chosen(task_id, variant_id, reply, outcome, expected):
     result = score(task_id, variant_id, [reply])

@@ -3,7 +3,7 @@
 A reply is read as a list of number *mentions* (digits, number words, percentages, fractions, ranges,
 "all"/"nothing"), each with a *role* taken from the words around it: governed by the task's action verb
 ("pass 30"), the kept amount ("keep 70", "70 for me"), an alternative ("or maybe 40"), a bound ("up to
-30") or negated ("I won't pass 100"). One value is chosen only when the mentions agree; competing
+30"), negated ("I won't pass 100") or a rule restated ("you can move up to 40"). One value is chosen only when the mentions agree; competing
 numbers, ranges and amounts that need a total the task does not declare are missing (``ambiguous``),
 never a guessed value.
 """
@@ -275,8 +275,15 @@ def _own_verb(before_verb: str) -> bool:
     return last in _OWN_VERB_BEFORE or last.endswith("ly")
 
 
+# The task's rule restated in the second person ("you can only move one", "you may pass 0 to 100"): what is
+# allowed, not what the respondent does.
+_RULE_BEFORE = re.compile(r"\byou\s+(?:can|could|may|might|are (?:allowed|able|free) to)\b(?:\s+[^\W\d]+){0,4}\W*$")
+
+
 def _role(before: str, after: str, verbs: re.Pattern | None, marks: re.Pattern | None, split: bool) -> str:
     """The role of a number from the text just before and just after it (casefolded)."""
+    if _RULE_BEFORE.search(before):
+        return "rule"
     if split and _KEPT_AFTER.search(after):
         return "kept"
     if marks and marks.search(after):
@@ -357,7 +364,7 @@ def _choose(mentions: list[_Mention], echoes: set[float], total: float | None, s
     dollars."), opens with it (at ``opening``: "0, no need to get back at them"), a verb governs it ("I
     pass 100") or a choosing phrase picks it (starts in ``chosen``: "I would go with 6"); "I now hold 30
     dollars" restates the task."""
-    live = [m for m in mentions if m.role != "negated"]
+    live = [m for m in mentions if m.role not in ("negated", "rule")]
     own = [m for m in live if not _is_echo(m, echoes)]
     if not own and live and not bare and not any(m.start == opening or m.start in chosen for m in live):
         return NumberReading(None, reason="echo")
