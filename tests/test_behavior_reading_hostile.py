@@ -105,6 +105,19 @@ def test_a_refusal_meets_no_formatting_rule_in_any_variant(reply):
         assert (result.outcome, result.score) == ("valid", 0.0), (variant.id, result.detail)
 
 
+@pytest.mark.parametrize("reply", ["Okay.", "Sure! Here is the note:", "Sure, here is a product description for "
+                                   "your online shop:\n\n", "Done"])
+def test_a_reply_without_the_text_asked_for_meets_no_formatting_rule(reply):
+    for variant in _task("formatting-constraints").variants:
+        result = score("formatting-constraints", variant.id, [reply])
+        assert (result.outcome, result.score, result.detail["not_attempted"]) == ("valid", 0.0, "no_text"), variant.id
+
+
+def test_a_short_attempt_is_still_judged_rule_by_rule():
+    result = score("formatting-constraints", "v01", ['"Mountain Water Bottle: A Personalized, Sustainable Choice"'])
+    assert result.score == pytest.approx(3 / 6) and "not_attempted" not in result.detail, result.detail
+
+
 @pytest.mark.parametrize("reply", REFUSALS)
 def test_a_refusal_finds_no_planted_error(reply):
     for variant in _task("planted-errors").variants:
