@@ -63,6 +63,8 @@ def test_a_reply_that_repeats_the_prompt_answers_nothing():
         # the last sentence (the question) alone, as small models often answer
         question = prompt.strip().splitlines()[-1]
         assert score(task_id, variant_id, [question]).outcome != "valid", (task_id, question)
+    copied = score("dictator-game", "v04", [_task("dictator-game").variant("v04").turns[0]])
+    assert copied.detail.get("reason") == "repeats_turn", copied  # not "gave all 1000 pounds"
 
 
 def test_a_repeated_prompt_followed_by_an_answer_is_read_without_the_copy():
