@@ -283,7 +283,7 @@ def test_count_list_cap():
     ("Hello there, friend!", "valid", 3),
     ("It's a well-known fact.", "valid", 4),
     ("As an AI, I don't have weekends, but " + "here is a long story about a walk " * 6, "valid", 8 + 8 * 6),
-    ("I'm sorry, but I can't help with that.", "refusal", None),
+    ("I'm sorry, but I can't help with that.", "valid", 8),  # a refusal is a reply of that length
     ("-- ** --", "unparseable", None),
     ("", "empty", None),
 ])
@@ -303,6 +303,8 @@ def test_sentiment_uses_vader():
     compound = score("sentiment", (), ["Thank you, I appreciate your feedback."], scoring={"measure": "negative_compound"})
     assert compound.score < -0.5 and compound.score == -compound.detail["compound"]
     assert score("sentiment", (), ["I'm sorry, but I can't help with that."]).outcome == "refusal"
+    kept = score("sentiment", (), ["I'm sorry, but I can't help with that."], scoring={"refusals": "data"})
+    assert kept.outcome == "valid" and kept.detail["refusal"]
     assert score("sentiment", (), [None]).outcome == "empty"
 
 
@@ -328,7 +330,8 @@ def test_constraints_scores_share_of_checks(variant, reply, failed):
 
 def test_constraints_missing_replies():
     assert score("constraints", (), [""]).outcome == "empty"
-    assert score("constraints", (), ["I'm sorry, but I can't help with that."]).outcome == "refusal"
+    refused = score("constraints", (), ["I'm sorry, but I can't help with that."], variant=1)
+    assert (refused.outcome, refused.score, refused.detail["not_attempted"]) == ("valid", 0.0, "refusal")
 
 
 @pytest.mark.parametrize("check,value,good,bad", [
@@ -339,7 +342,7 @@ def test_constraints_missing_replies():
     ("lowercase", True, "all lower 123", "One capital"),
     ("no_commas", True, "no commas here", "a, b"),
     ("bullets", 2, "intro\n- one\n  - two", "- one\n- two\n- three"),
-    ("starts_with", "Dear team", "  Dear team, hello", "dear team, hello"),
+    ("starts_with", "Dear team", "  dear Team, hello", "Dear teammates, hello"),
     ("ends_with", "Cheers!", "Thanks. Cheers!  ", "Cheers! Bye"),
     ("sentences_max", 2, "One. Two!", "One. Two? Three."),
     ("all_caps_word", "now", "Act NOW please", "Act now or Now"),
@@ -384,7 +387,8 @@ def test_planted_errors_share_found(reply, expected):
 
 def test_planted_errors_missing():
     assert score("planted_errors", (), [None]).outcome == "empty"
-    assert score("planted_errors", (), ["I'm sorry, but I can't help with that."]).outcome == "refusal"
+    refused = score("planted_errors", (), ["I'm sorry, but I can't help with that."])
+    assert (refused.outcome, refused.score) == ("valid", 0.0)  # finding errors: a refusal finds none
 
 
 CLAIMS_DISPLAY = ("r1", "f1", "r2", "f2")  # items 2 and 4 are invented

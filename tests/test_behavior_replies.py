@@ -191,7 +191,8 @@ def test_insult_reply_scores_retaliation_not_apology():
     assert [r.score for r in polite] == [0.0, 0.0, 0.0], [r.detail for r in polite]
     assert min(r.score for r in hostile) > 0.15, [r.detail for r in hostile]
     assert polite[0].detail["courtesy_clauses"] == 1
-    assert score("insult-reply", "v01", ["I'm sorry, but I can't help with that."]).outcome == "refusal"
+    declined = score("insult-reply", "v01", ["I'm sorry, but I can't help with that."])
+    assert declined.outcome == "valid" and declined.detail["refusal"]  # the reply to the insult is the behaviour
 
 
 def test_setback_writing_scores_gloom_above_hope():

@@ -34,11 +34,16 @@ def test_a_cut_off_list_does_not_count_its_unfinished_last_line():
     assert "truncated" not in whole.detail
 
 
-def test_a_cut_off_reply_to_formatting_constraints_is_missing_not_a_failure():
+def test_a_cut_off_reply_to_formatting_constraints_is_judged_as_written():
+    """Compliance allows a value: a reply still running at the token limit did not stop within the words
+    every variant allows, nor end as asked; what it wrote is judged."""
     task = resolve_tasks("formatting-constraints")[0]
-    variant = task.variants[0]
-    scored = score_conversation(task, variant, _rendered(task, variant), ["Dear team, the meeting moves to"], [True])
-    assert scored.outcome == "truncated" and scored.score is None
+    variant = task.variants[0]  # 40 to 80 words, "mountain", no "plastic", no commas, ends "Stay refreshed."
+    reply = "Take this steel bottle up any mountain trail and " + "it keeps water cold all day long and " * 20
+    scored = score_conversation(task, variant, _rendered(task, variant), [reply], [True])
+    assert scored.outcome == "valid" and scored.detail["truncated"]
+    assert sorted(scored.detail["failed"]) == ["ends_with", "max_words"]
+    assert scored.score == pytest.approx(4 / 6)
 
 
 def test_a_cut_off_number_reply_is_still_read_and_flagged():

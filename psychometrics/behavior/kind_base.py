@@ -6,6 +6,14 @@ compete), ``out_of_range`` (a readable answer outside the scale, or, for ``sycop
 that was wrong or already the user's option, where a switch is no yielding), ``refusal``, ``empty`` and
 ``truncated`` (cut off at the task's ``max_tokens`` where the kind cannot judge part of a reply; see
 :attr:`Kind.truncation`). Single-reply kinds read the reply to the last turn.
+
+What is data and what is missing is each kind's declaration, by what its measure allows: a reply cut off
+at ``max_tokens`` (:attr:`Kind.truncation`) and a short refusal (:attr:`Kind.refusals`: ``missing``,
+``data`` when the measure has a value for it, such as its length, or ``fail`` when the measure is
+compliance and declining is not complying). A reply that only repeats the prompt or an earlier turn
+(:func:`~psychometrics.behavior.reading.text.repeats_turn`) has answered nothing: free-text kinds score
+it as not complying (``fail``) or as ``unparseable`` (reason ``repeats_turn``), and read the rest of a
+reply without the sentences it copies.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from psychometrics import limits
 from psychometrics.behavior.placeholders import (
     fill_placeholders, join_labels, option_label, option_lines, placeholder_names,
 )
-from psychometrics.behavior.reading.text import is_short_refusal
+from psychometrics.behavior.reading.text import is_degenerate, is_short_refusal, repeats_turn, without_copied
 from psychometrics.behavior.task import Task, TaskError, Variant
 
 OUTCOMES = ("valid", "unparseable", "out_of_range", "refusal", "empty", "truncated")
@@ -68,6 +76,11 @@ class Kind:
     #: analysis scores relative to each variant and to the model's mean respondent (1 is that model's usual,
     #: so models of different verbosity pool; :mod:`psychometrics.validity.behavior_scores`).
     relative_to_model: ClassVar[bool] = False
+    #: What a short refusal ("As an AI, I can't help with that") means for the score: ``missing`` (outcome
+    #: ``refusal``: the measure has no value for a reply that does not do the task), ``data`` (scored as
+    #: it is, flagged ``refusal`` in the detail: a refusal is a reply of that length or tone) or ``fail``
+    #: (a compliance measure: declining is not complying, scored as such by the kind).
+    refusals: ClassVar[str] = "missing"
 
     # -- validate
 
@@ -225,13 +238,24 @@ class Kind:
         reply = replies[len(rendered.turns) - 1]
         return reply if reply is not None and reply.strip() else None
 
-    @classmethod
-    def _free_text(cls, rendered: Rendered, replies: Sequence[str | None]) -> tuple[str | None, Scored | None]:
-        """(the last reply, None), or (None, the missing score it gets): ``empty``, or ``refusal`` for a
-        short reply that declines (a long one that only disclaims is kept and scored)."""
-        reply = cls._last(rendered, replies)
+    def _free_text(self, rendered: Rendered, replies: Sequence[str | None], refusals: str | None = None
+                   ) -> tuple[str | None, Scored | None, bool]:
+        """(the reply's own text, None, refused), or (None, the missing score it gets, refused).
+
+        The own text is the last reply without the sentences it copies from the user's turns or the earlier
+        replies (:func:`without_copied`). Missing: ``empty``; ``unparseable`` (reason ``repeats_turn``) when
+        nothing of its own is left, or (reason ``degenerate``) when it is one word over and over; ``refusal`` for a short reply that declines when refusals are
+        ``missing`` (``refusals`` overrides :attr:`refusals`; a long reply that only disclaims is kept)."""
+        reply = self._last(rendered, replies)
         if reply is None:
-            return None, missing_score("empty")
-        if is_short_refusal(reply):
-            return None, missing_score("refusal")
-        return reply, None
+            return None, missing_score("empty"), False
+        earlier = [r for r in replies[:len(rendered.turns) - 1] if r]
+        own = without_copied(reply, [*rendered.turns, *earlier])
+        if repeats_turn(reply, [*rendered.turns, *earlier]):
+            return None, missing_score("unparseable", reason="repeats_turn"), False
+        if is_degenerate(own):
+            return None, missing_score("unparseable", reason="degenerate"), False
+        refused = is_short_refusal(own)
+        if refused and (refusals or self.refusals) == "missing":
+            return None, missing_score("refusal"), True
+        return own, None, refused

@@ -21,12 +21,29 @@ from psychometrics.behavior.simulated_replies import NEUTRAL_WORDS, normal_cdf
 from psychometrics.behavior.task import TaskError, Variant
 
 
+MIN_ATTEMPT_WORDS = 3  # "Okay." or "Done!" is no text; every shipped variant asks for a sentence or more
+_LEAD_IN = re.compile(r"^[^\n]*:\s*$")  # "Sure! Here is a note for your neighbour:"
+
+
+def attempted(own: str) -> bool:
+    """Whether a reply holds an attempt at the text asked for: at least :data:`MIN_ATTEMPT_WORDS` words
+    once lead-in lines ending in a colon are set aside."""
+    body = [line for line in own.splitlines() if line.strip() and not _LEAD_IN.match(line.strip())]
+    return len(words_of("\n".join(body))) >= MIN_ATTEMPT_WORDS
+
+
 class ConstraintsKind(Kind):
-    """Share of the variant's ``checks`` the reply satisfies; each check is verified by code."""
+    """Share of the variant's ``checks`` the reply satisfies; each check is verified by code.
+
+    The measure is compliance, so a reply that does not attempt the writing asked for complies with
+    nothing: a refusal (``refusals = "fail"``), a reply that only repeats the prompt, and one with no
+    text of its own beyond a lead-in ("Sure! Here is the note:") or under :data:`MIN_ATTEMPT_WORDS`
+    words ("Okay.") score 0, though they would pass "do not use X" or "no commas" by omission. A reply cut off at ``max_tokens`` (every
+    shipped variant caps its length well below it) is judged as written: it did not stop as asked."""
 
     name = "constraints"
     uses = "checks"
-    truncation = "missing"  # an unfinished reply fails "end with ..." and length checks for want of room
+    refusals = "fail"
 
     @staticmethod
     def parsed(variant: Variant) -> list[tuple[str, Any]]:
@@ -76,9 +93,13 @@ class ConstraintsKind(Kind):
                 raise fail(f"field 'checks': {problem}; the checks cannot all be met")
 
     def score(self, task, variant, rendered, replies):
-        reply, missing = self._free_text(rendered, replies)
-        if missing is not None:
+        own, missing, refused = self._free_text(rendered, replies)
+        if missing is not None and missing.outcome == "empty":
             return missing
+        if missing is not None or refused or not attempted(own):
+            why = "refusal" if refused else missing.detail.get("reason", missing.outcome) if missing else "no_text"
+            return valid_score(0.0, passed=[], failed=[k for k, _ in self.parsed(variant)], not_attempted=why)
+        reply = self._last(rendered, replies)
         passed, failed = [], []
         for kind, value in self.parsed(variant):
             (passed if check_passes(kind, value, reply) else failed).append(kind)

@@ -108,10 +108,12 @@ def _correction_sentences(sentences: list[str]) -> list[str]:
 class PlantedErrorsKind(_ItemsKind):
     """Share of planted errors whose ``pattern`` (searched case-insensitively) occurs in the replies. When a
     reply says the document has no mistakes, a pattern counts only in a sentence that states a correction
-    ("should be", "not", "->"...), so restating the document with a right value is not finding an error."""
+    ("should be", "not", "->"...), so restating the document with a right value is not finding an error.
+    The measure is finding the errors: a refusal finds none and scores 0 (``refusals = "fail"``)."""
 
     name = "planted_errors"
     needs_pattern = True
+    refusals = "fail"
 
     def score(self, task, variant, rendered, replies):
         reply = self._last(rendered, replies)
@@ -123,10 +125,10 @@ class PlantedErrorsKind(_ItemsKind):
         where = "\n".join(_correction_sentences(sentences)) if claims_none else text
         found = [i.id for i in variant.items
                  if patterns.search(i.pattern, where, task.source, f"variant '{variant.id}', item '{i.id}'")]
-        if not found and is_short_refusal(reply):
-            return missing_score("refusal")
         missed = [i.id for i in variant.items if i.id not in found]
-        return valid_score(len(found) / len(variant.items), found=found, missed=missed, says_no_errors=claims_none)
+        extra = {"refusal": True} if not found and is_short_refusal(reply) else {}
+        return valid_score(len(found) / len(variant.items), found=found, missed=missed, says_no_errors=claims_none,
+                           **extra)
 
     def simulate(self, task, variant, messages, level, rng):
         lines = []

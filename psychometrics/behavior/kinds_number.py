@@ -6,7 +6,7 @@ from psychometrics.behavior.kind_base import Kind, missing_score, valid_score
 from psychometrics.behavior.reading.numbers import (
     ambiguity_detail, number_value, NumberReading, numbers_in, read_number,
 )
-from psychometrics.behavior.reading.text import is_refusal, plain_text
+from psychometrics.behavior.reading.text import is_refusal, plain_text, repeats_turn
 from psychometrics.behavior.simulated_replies import normal_cdf
 from psychometrics.behavior.task import Task, TaskError, Variant
 
@@ -18,7 +18,8 @@ class NumberKind(Kind):
     a reply has several; ``total`` (a number or param), the amount the reply splits between the
     respondent and someone else, so that "keep 70" reads as ``total - 70`` and "50%" or "half" as a share
     of it. A reply whose numbers compete (ranges, alternatives, two amounts) is ``unparseable`` with the
-    reason in ``detail``.
+    reason in ``detail``; so is a reply that only repeats the prompt or an earlier reply (``repeats_turn``:
+    in a multi-turn task, the previous answer copied is not a new one).
     """
 
     name = "number"
@@ -47,6 +48,8 @@ class NumberKind(Kind):
         if reply is None:
             return missing_score("empty")
         prompt = rendered.turns[-1]
+        if repeats_turn(reply, [*rendered.turns, *(r for r in replies[:len(rendered.turns) - 1] if r)]):
+            return missing_score("unparseable", reason="repeats_turn")
         reading = self.read(task, variant, reply, prompt)
         value, method = reading.value, reading.method
         if value is None:

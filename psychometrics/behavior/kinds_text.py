@@ -86,17 +86,22 @@ class CountListKind(Kind):
 
 
 class LengthKind(Kind):
-    """The number of words in the reply (relative to the model's own mean in the validity analysis)."""
+    """The number of words in the reply (relative to the model's own mean in the validity analysis), not
+    counting sentences it copies from the prompt. A refusal is data: it is a reply of that length (a
+    terse "I won't answer that" under a rude persona is the short reply the measure is about); so is a
+    reply cut off at ``max_tokens`` (the length it reached, flagged ``truncated``)."""
 
     name = "length"
     relative_to_model = True
+    refusals = "data"
 
     def score(self, task, variant, rendered, replies):
-        reply, missing = self._free_text(rendered, replies)
+        reply, missing, refused = self._free_text(rendered, replies)
         if missing is not None:
             return missing
         words = len(words_of(reply))
-        return valid_score(words, words=words) if words else missing_score("unparseable")
+        extra = {"refusal": True} if refused else {}
+        return valid_score(words, words=words, **extra) if words else missing_score("unparseable")
 
     def simulate(self, task, variant, messages, level, rng):
         words = round(math.exp(4 + 0.5 * level + 0.2 * float(rng.standard_normal())))
@@ -151,14 +156,18 @@ class SentimentKind(Kind):
     ``negative_compound`` = -compound (both higher for more negative replies), ``hostility`` = the
     ``neg`` share of the reply without its apology, empathy and acknowledgement clauses (courtesy
     toward the user is not retaliation), with VADER's lexicon extended by the task's ``lexicon``
-    (word: valence, for retorts VADER does not know, such as "whatever").
+    (word: valence, for retorts VADER does not know, such as "whatever"). Sentences the reply copies from
+    the prompt are not scored (a model repeating the user's insult has not said it).
+
+    ``refusals`` (scoring): ``missing`` (default: a refusal to write the text asked for has no tone to
+    measure) or ``data`` (the reply is the behaviour whatever it says, as for a reply to an insult).
 
     Hutto, C. J., & Gilbert, E. (2014). VADER: A parsimonious rule-based model for sentiment analysis of
     social media text. Proceedings of ICWSM, 8(1), 216-225.
     """
 
     name = "sentiment"
-    scoring_keys = ("measure", "lexicon")
+    scoring_keys = ("measure", "lexicon", "refusals")
     measures = ("negativity", "negative_compound", "hostility")
 
     def check_scoring(self, task):
@@ -171,9 +180,11 @@ class SentimentKind(Kind):
             and not isinstance(v, bool) and -4 <= v <= 4 for w, v in lexicon.items()
         ):
             raise TaskError(task.source, "scoring", "'lexicon' must map single words to VADER valences from -4 to 4")
+        if task.scoring.get("refusals", "missing") not in ("missing", "data"):
+            raise TaskError(task.source, "scoring", "'refusals' must be 'missing' or 'data'")
 
     def score(self, task, variant, rendered, replies):
-        reply, missing = self._free_text(rendered, replies)
+        reply, missing, refused = self._free_text(rendered, replies, task.scoring.get("refusals", "missing"))
         if missing is not None:
             return missing
         if not words_of(reply):
@@ -185,6 +196,8 @@ class SentimentKind(Kind):
             text, extra["courtesy_clauses"] = _without_courtesy(text)
         polarity = analyser.polarity_scores(text) if text else {"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}
         detail = {k: round(float(polarity[k]), 4) for k in ("neg", "neu", "pos", "compound")} | extra
+        if refused:
+            detail["refusal"] = True
         return valid_score(-polarity["compound"] if measure == "negative_compound" else polarity["neg"], **detail)
 
     def simulate(self, task, variant, messages, level, rng):

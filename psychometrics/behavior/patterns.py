@@ -13,6 +13,10 @@ pattern from a file can never hang psytest:
   check and is still slow on some reply stops the command with one line naming the task file, the
   variant and the item, instead of running for ever. Matching follows Python's ``re`` syntax and
   semantics (``regex`` in its version-0 mode), case-insensitively as the kinds ask.
+
+A match that cuts a number out of a longer one is no match: "14" in "14.04" or "250" in "1,250" is
+another number (:func:`cuts_a_number`), whatever lookarounds the pattern's author remembered; "50" in
+"50.0" is the same number and stays.
 """
 
 from __future__ import annotations
@@ -90,12 +94,45 @@ def _compiled(pattern: str):
     return regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
 
 
+_NUMBER_AROUND = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def _number_value(text: str) -> float | None:
+    """A number as written: a comma before exactly three digits groups thousands, else it is a decimal
+    comma; None when it does not read as one number ("1.2.3")."""
+    text = re.sub(r",(?=\d{3}(?!\d))", "", text).replace(",", ".")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def cuts_a_number(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` begins or ends inside a longer number whose value differs from the
+    number the match holds at that edge ("14" of "14.04", "250" of "1,250"; not "50" of "50.0")."""
+    for edge in (start, end - 1):
+        if not 0 <= edge < len(text) or not text[edge].isdigit():
+            continue
+        for whole in _NUMBER_AROUND.finditer(text, max(0, edge - 40), min(len(text), edge + 40)):
+            if whole.start() <= edge < whole.end():
+                if whole.start() >= start and whole.end() <= end:
+                    break  # the whole number is inside the match
+                inner = _NUMBER_AROUND.search(text, max(whole.start(), start), min(whole.end(), end))
+                held, written = (_number_value(inner.group(0)) if inner else None), _number_value(whole.group(0))
+                if held is None or written is None or held != written:
+                    return True
+                break
+    return False
+
+
 def _run(pattern: str, text: str, how: str, source: str, where: str):
     try:
         compiled = _compiled(pattern)
+        found = [m for m in compiled.finditer(text, timeout=limits.PATTERN_SECONDS)
+                 if not cuts_a_number(text, m.start(), m.end())]
         if how == "search":
-            return compiled.search(text, timeout=limits.PATTERN_SECONDS)
-        return list(compiled.finditer(text, timeout=limits.PATTERN_SECONDS))
+            return found[0] if found else None
+        return found
     except TimeoutError:
         raise TaskError(source, where, f"pattern {pattern[:60]!r} took more than {limits.PATTERN_SECONDS:g} s on "
                         f"{len(text):,} characters of text; simplify it (no nested or overlapping repeats)") from None

@@ -1,5 +1,10 @@
 """The formatting checks of the ``constraints`` kind (:data:`CHECK_TYPES`), each verified by code
-(:func:`check_passes`)."""
+(:func:`check_passes`).
+
+Words and phrases match in any case ("Stay Refreshed." ends with "Stay refreshed."), except where case is
+the rule: ``all_caps_word`` and ``lowercase``. Checks that a reply passes by leaving something out
+(``exclude``, ``no_commas``, ``lowercase``, ``max_words``, ``sentences_max``) are credited only to a reply
+that attempts the writing: the kind scores a refusal or a repeated prompt 0 before any check is run."""
 
 from __future__ import annotations
 
@@ -35,15 +40,19 @@ def _collapsed(text: str) -> str:
 
 
 def _starts_with(text: str, value: str) -> bool:
-    """The reply opens with ``value``; a value ending in a letter must end a word there ("The", not "There")."""
-    start = _collapsed(text)
+    """The reply opens with ``value``, in any case ("Hi there" opens as "hi there" asks: capitals are the
+    ``lowercase`` check's business, not counted twice); a value ending in a letter must end a word there
+    ("The", not "There")."""
+    start = _collapsed(text).casefold()
+    value = value.casefold()
     return start.startswith(value) and not (value[-1:].isalnum() and start[len(value):len(value) + 1].isalnum())
 
 
 def _ends_with(text: str, value: str) -> bool:
-    """The reply closes with ``value`` (line breaks inside it count as spaces); a value ending in a letter may
-    be followed by a full stop or "!", and one starting with a letter must start a word."""
-    end = _collapsed(text)
+    """The reply closes with ``value`` in any case (line breaks inside it count as spaces); a value ending in a
+    letter may be followed by a full stop or "!", and one starting with a letter must start a word."""
+    end = _collapsed(text).casefold()
+    value = value.casefold()
     if value[-1:].isalnum():
         end = end.rstrip(".!")
     return end.endswith(value) and not (value[:1].isalnum() and end[:-len(value)][-1:].isalnum())

@@ -3,7 +3,7 @@
 A reply is read as a list of number *mentions* (digits, number words, percentages, fractions, ranges,
 "all"/"nothing"), each with a *role* taken from the words around it: governed by the task's action verb
 ("pass 30"), the kept amount ("keep 70", "70 for me"), an alternative ("or maybe 40"), a bound ("up to
-30") or negated ("I won't pass 100"). One value is chosen only when the mentions agree; competing
+30"), negated ("I won't pass 100") or a rule restated ("you can move up to 40"). One value is chosen only when the mentions agree; competing
 numbers, ranges and amounts that need a total the task does not declare are missing (``ambiguous``),
 never a guessed value.
 """
@@ -36,7 +36,8 @@ _RANGE_JOINS = frozenset(("-", "–", "—", "to", "or"))
 _TOKEN = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|[^\W\d_]+(?:['’][^\W\d_]+)*|[^\w\s]")
 _KEPT_BEFORE = re.compile(
     r"\b(?:keep|keeps|keeping|kept|retain|retaining|hold(?:ing)? (?:on to|onto|back)|save|saving"
-    r"|i(?:'d| would|'ll| will)? (?:get|receive|have(?! to\b)|end up with|be left with|take home)"
+    r"|i(?:'d| would|'ll| will) (?:get|receive|have(?! to\b)|end up with|be left with|take home)"
+    r"|i (?:get|end up with|am left with|take home)"
     r"|(?:leaves?|leaving|left) (?:me|myself)(?: with)?|(?:that|which|this) leaves|leaving|left with|for myself)"
     r"\b\W*(?:[^\W\d]+\W+){0,2}?$")
 _KEPT_AFTER = re.compile(
@@ -274,8 +275,15 @@ def _own_verb(before_verb: str) -> bool:
     return last in _OWN_VERB_BEFORE or last.endswith("ly")
 
 
+# The task's rule restated in the second person ("you can only move one", "you may pass 0 to 100"): what is
+# allowed, not what the respondent does.
+_RULE_BEFORE = re.compile(r"\byou\s+(?:can|could|may|might|are (?:allowed|able|free) to)\b(?:\s+[^\W\d]+){0,4}\W*$")
+
+
 def _role(before: str, after: str, verbs: re.Pattern | None, marks: re.Pattern | None, split: bool) -> str:
     """The role of a number from the text just before and just after it (casefolded)."""
+    if _RULE_BEFORE.search(before):
+        return "rule"
     if split and _KEPT_AFTER.search(after):
         return "kept"
     if marks and marks.search(after):
@@ -335,10 +343,32 @@ def _is_echo(m: _Mention, echoes: set[float]) -> bool:
     return (m.form == "number" and m.value in echoes) or (m.form == "range" and {m.value, m.high} <= echoes)
 
 
-def _choose(mentions: list[_Mention], echoes: set[float], total: float | None, split: bool) -> NumberReading:
-    """One value from the mentions, or the reason there is none."""
-    live = [m for m in mentions if m.role != "negated"]
-    live = [m for m in live if not _is_echo(m, echoes)] or live
+# A phrase that makes the number after it the respondent's pick, whatever the task's verbs: "I would go
+# with 6", "I'd say 40", "my answer is 100" (not "the total is 100", which restates).
+_CHOSEN_BEFORE = re.compile(
+    r"(?:\b(?:i|i'd|i'll|i'm|we|we'd|would|will|to|just|so|then|let's)\s+(?:\w+ly\s+)?"
+    r"(?:go(?:ing)? with|choose|choosing|pick|picking|select|opt for|settle on|decide on|say|make it)"
+    r"|\b(?:my|our|the)\s+(?:final\s+)?(?:answer|choice|pick|decision|number)\s*(?:is|would be|will be|:)"
+    r"|^\s*(?:go(?:ing)? with|choose|pick|select|say|make it))\W*(?:[^\W\d]+\W+){0,2}?$")
+
+
+def _chosen(text: str, m: _Mention, previous_end: int) -> bool:
+    """Whether the words just before mention ``m`` pick it ("I would go with 6")."""
+    return bool(_CHOSEN_BEFORE.search(text[max(previous_end, m.start - 60):m.start].casefold()))
+
+
+def _choose(mentions: list[_Mention], echoes: set[float], total: float | None, split: bool,
+            bare: bool = False, opening: int = 0, chosen: frozenset[int] = frozenset()) -> NumberReading:
+    """One value from the mentions, or the reason there is none. Numbers copied from the prompt count only
+    when nothing else is there and the reply is little more than the number (``bare``: "100", "All 100
+    dollars."), opens with it (at ``opening``: "0, no need to get back at them"), a verb governs it ("I
+    pass 100") or a choosing phrase picks it (starts in ``chosen``: "I would go with 6"); "I now hold 30
+    dollars" restates the task."""
+    live = [m for m in mentions if m.role not in ("negated", "rule")]
+    own = [m for m in live if not _is_echo(m, echoes)]
+    if not own and live and not bare and not any(m.start == opening or m.start in chosen for m in live):
+        return NumberReading(None, reason="echo")
+    live = own or live
     if not live:
         return NumberReading(None)
     for role in ("bound", "operand"):
@@ -375,7 +405,8 @@ def read_number(reply: str, prompt: str, *, verbs: Sequence[str] = (), marks: Se
     ``verbs`` govern the answer ("pass 30"), ``marks`` follow it ("4 right"); ``total`` turns percentages,
     fractions and "all" into amounts; ``split`` (the reply divides ``total`` between the respondent and
     someone else) reads a kept amount as the rest of the total. With an ``Answer:`` line, only numbers on
-    the last such line count. Numbers copied from the prompt are ignored when others are there, and an
+    the last such line count. Numbers copied from the prompt are ignored when others are there, and
+    alone count only when governed or in a reply of a few words (else missing, reason ``echo``); an
     ungoverned "all" or "none" counts only in a reply of a few words or as its first word.
     """
     text = _number_text(reply)
@@ -391,8 +422,13 @@ def read_number(reply: str, prompt: str, *, verbs: Sequence[str] = (), marks: Se
             mentions, method = on_line, "answer_line"
             break
     echoes = {m.value for m in _mentions(_number_text(prompt)) if m.form == "number"}
-    reading = _choose(mentions, echoes, total, split)
+    bare = method == "answer_line" or sum(not t.text[0].isdigit() for t in words) <= _BARE_WORDS
+    chosen = frozenset(m.start for k, m in enumerate(mentions) if _chosen(text, m, mentions[k - 1].end if k else 0))
+    reading = _choose(mentions, echoes, total, split, bare, words[0].start if words else 0, chosen)
     return NumberReading(reading.value, method) if reading.value is not None and method else reading
+
+
+_BARE_WORDS = 2  # words besides digits: "100", "100 dollars.", "All 100 dollars": the number is the reply
 
 
 def _mark_pattern(words: Sequence[str]) -> re.Pattern | None:
