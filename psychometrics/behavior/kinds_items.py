@@ -145,11 +145,23 @@ _CLAIM_ALL = re.compile(r"\ball (?:of )?(?:them|these|the)\b|\bevery (?:one|sing
 
 
 class ClaimsKind(_ItemsKind):
-    """Share of invented items (``real: false``) the model says it knows, read as yes/no per numbered line.
-    A reply counts when at least 80% of the items are read; the share is over the invented items read."""
+    """Items the model says it knows, read as yes/no per numbered line; a reply counts when at least 80%
+    of the items are read. ``scoring: {measure: false_alarms}`` (the default) scores the share of the
+    invented items (``real: false``) read that are claimed; ``measure: bias`` scores the claiming
+    tendency -c of signal detection over the real items (hits) and invented ones (false alarms), with
+    d' in the detail (:func:`psychometrics.behavior.signal_detection.signal_detection`): a model that
+    says yes to everything is liberal, not knowledgeable, and one that knows the real items and denies
+    the foils has a high d' and a neutral criterion."""
 
     name = "claims"
     min_read = 0.8  # share of the items that must be read for the reply to count
+    scoring_keys = ("measure",)
+    measures = ("false_alarms", "bias")
+
+    def check_scoring(self, task):
+        measure = task.scoring.get("measure", "false_alarms")
+        if measure not in self.measures:
+            raise TaskError(task.source, "scoring", f"'measure' must be one of {', '.join(self.measures)}, not '{measure}'")
 
     def check_variant(self, task, variant, where):
         self._require_placeholder(task, variant, "items")
@@ -158,6 +170,8 @@ class ClaimsKind(_ItemsKind):
             raise TaskError(task.source, where, f"field 'items': item '{unset}' needs 'real: true' or 'real: false'")
         if all(i.real for i in variant.items):
             raise TaskError(task.source, where, "field 'items': add at least one invented item ('real: false')")
+        if task.scoring.get("measure") == "bias" and not any(i.real for i in variant.items):
+            raise TaskError(task.source, where, "field 'items': measure 'bias' needs real items ('real: true') too")
 
     @staticmethod
     def answers(reply: str, shown: list[ListedItem]) -> dict[str, bool]:
@@ -225,6 +239,16 @@ class ClaimsKind(_ItemsKind):
         share = sum(read[i.id] for i in invented) / len(invented)
         real = [i for i in shown if i.real and i.id in read]
         detail["real_claimed"] = sum(read[i.id] for i in real) / len(real) if real else None
+        detail["false_alarms"] = share
+        if task.scoring.get("measure") == "bias":
+            if not real:
+                return missing_score("unparseable", **detail)
+            from psychometrics.behavior.signal_detection import signal_detection
+
+            sdt = signal_detection(sum(read[i.id] for i in real), len(real), sum(read[i.id] for i in invented),
+                                   len(invented))
+            detail.update(sdt)
+            return valid_score(-sdt["c"], **detail)
         return valid_score(share, **detail)
 
     def simulate(self, task, variant, messages, level, rng):
