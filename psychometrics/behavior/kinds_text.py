@@ -20,15 +20,37 @@ from psychometrics.behavior.simulated_replies import (
 )
 from psychometrics.behavior.task import TaskError
 
-_FILLER_PIECE = re.compile(
-    r"^(?:sure|certainly|of course|absolutely|okay|ok|great question|here (?:are|is|'s)|these are|i hope|hope this"
-    r"|let me know|feel free|happy to help)\b",
+# Pieces that are not uses: openers, sign-offs, meta comments and headings ("Here are some ideas",
+# "There are many uses", "Note that...", "Practical uses").
+_NON_USE = re.compile(
+    r"^(?:here(?: are|'s| is)|these (?:are|were|include|can)|there are (?:many|several|lots|plenty|a few|some|countless"
+    r"|numerous|endless)|i hope|hope (?:this|these|that|you)|let me know|feel free|note\b|remember\b|in (?:summary"
+    r"|conclusion|short)|overall\b|to (?:sum|conclude)|(?:some|a few) (?:other |more )?(?:ideas|uses|ways|options"
+    r"|suggestions)\b|(?:other|more|creative|practical|possible|fun|unusual|alternative)?\s*(?:ideas|uses|ways"
+    r"|options|suggestions)(?: (?:for|include|are))?\s*$|as an ai|i(?:'m| am) (?:sorry|happy|glad)|sure\b"
+    r"|certainly|of course|absolutely|great question|okay|ok\b|enjoy\b|good luck|thank|you can (?:also )?use "
+    r"(?:it|them) (?:in|for) (?:many|various|lots)|(?:the )?possibilities are)",
     re.IGNORECASE,
 )
+_STOP = frozenset("a an the it its them they this that these those of for to as in on into with and or be can "
+                  "could use used using make making made turn create build your you my one some".split())
+
+
+def _content_words(text: str) -> frozenset[str]:
+    """The words of an idea that say what it is (no articles, no "use it as", no numbers), each
+    without a plural s, so "use it as a doorstop" and "doorstops" are one idea."""
+    words = [w for w in normalized_text(text).split() if w not in _STOP and not w.isdigit()]
+    return frozenset(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words)
 
 
 class CountListKind(Kind):
-    """The number of distinct ideas: bullet or numbered lines, else comma/semicolon/sentence pieces."""
+    """The number of distinct uses: bullet or numbered lines, else comma/semicolon/sentence pieces.
+
+    A piece counts once (its content words, without articles, "use it as", numbers and plural s, are
+    compared, so a reply that loops over the same use counts it once), and only if it is a use: not
+    an opener, a sign-off or a heading (:data:`_NON_USE`, or a line ending in a colon), and not a repeat
+    of the prompt (every content word taken from the prompt: "a wooden clothes peg"). The count is
+    capped at ``cap`` (default 40) (Guilford, 1967: fluency of distinct uses)."""
 
     name = "count_list"
     scoring_keys = ("cap",)
@@ -40,8 +62,9 @@ class CountListKind(Kind):
             raise TaskError(task.source, "scoring", "'cap' must be a whole number of at least 1")
 
     @staticmethod
-    def ideas(reply: str) -> tuple[list[str], str]:
-        """Distinct normalised ideas and how they were found (``lines`` or ``pieces``)."""
+    def ideas(reply: str, prompt: str = "") -> tuple[list[str], str]:
+        """Distinct normalised uses and how they were found (``lines`` or ``pieces``); ``prompt`` is
+        the question, whose own words are not a use."""
         plain = plain_text(reply)
         lines = [line.strip() for line in plain.splitlines() if line.strip()]
         bullet = re.compile(r"^(?:[-*•+–]|\d{1,3}[.)])\s+(.+)$")
@@ -54,21 +77,28 @@ class CountListKind(Kind):
                     continue
                 line = line.split(":", 1)[1] if ":" in line else line
                 pieces += re.split(r"[;,]|(?<=[.!?])\s+", line)
+        prompt_words = _content_words(prompt)
         ideas: list[str] = []
+        seen: set[frozenset[str]] = set()
         for piece in pieces:
             head = re.split(r"\s*(?::|\s[-–—]\s)", piece.strip(), maxsplit=1)[0]
             key = normalized_text(re.sub(r"^(?:and|or|also|then)\s+", "", head.strip(), flags=re.IGNORECASE))
             key = re.sub(r"^(?:use (?:it|them|this) (?:as|for|to)|use as|as|turn (?:it|them) into)\s+", "", key)
             key = re.sub(r"^(?:a|an|the|some)\s+", "", key)
-            if key and not (method == "pieces" and _FILLER_PIECE.match(head.strip())) and key not in ideas:
-                ideas.append(key)
+            words = _content_words(key)
+            if not key or not words or _NON_USE.match(head.strip()) or words in seen:
+                continue
+            if prompt_words and words <= prompt_words:
+                continue  # the object or the question restated
+            seen.add(words)
+            ideas.append(key)
         return ideas, method
 
     def score(self, task, variant, rendered, replies):
         reply = self._last(rendered, replies)
         if reply is None:
             return missing_score("empty")
-        ideas, method = self.ideas(reply)
+        ideas, method = self.ideas(reply, "\n".join(rendered.turns))
         if method == "pieces" and is_refusal(reply):
             return missing_score("refusal")
         if not ideas:
