@@ -59,6 +59,7 @@ class CalibrationKind(_ItemsKind):
     recognises it; a match right after a negation does not count); items with ``real: false`` have none
     (unanswerable, or about an invented entity), so any confidence given to an answer is misplaced. An
     answer that abstains ("I don't know", "no such country") claims nothing: its confidence counts as 0.
+    A single confidence in a paragraph after the answers, which carry none, is every answer's.
     The score is mean confidence / 100 minus the share answered correctly, over the items whose
     confidence could be read (at least 80% of them): -1 to 1, 0 is calibrated, positive is
     overconfident (Moore & Healy, 2008, "overestimation")."""
@@ -92,11 +93,14 @@ class CalibrationKind(_ItemsKind):
     def read_items(self, task, variant, shown, reply) -> dict[str, dict]:
         """Per item read: its confidence (0 when it abstains), whether it abstained and was correct."""
         segments = numbered_segments(unicodedata.normalize("NFKC", reply), len(shown))
+        overall = self._overall_confidence(segments, len(shown))
         read = {}
         for number, item in enumerate(shown, 1):
             if number not in segments:
                 continue
             confidence, answer = read_confidence(segments[number])
+            if overall is not None:
+                confidence, answer = overall, segments[number].split("\n\n")[0]
             abstains = bool(_ABSTAIN.search(answer))
             if confidence is None or confidence > 100:
                 if not abstains:
@@ -110,6 +114,20 @@ class CalibrationKind(_ItemsKind):
             read[item.id] = {"confidence": 0.0 if abstains else confidence, "correct": correct,
                              "abstains": abstains}
         return read
+
+    @staticmethod
+    def _overall_confidence(segments: dict[int, str], n: int) -> float | None:
+        """One confidence for every answer: the answers carry none, and a paragraph after the last one
+        gives a single confidence ("6\n\nconfidence: 95%")."""
+        last = segments.get(n)
+        if last is None or "\n\n" not in last.strip():
+            return None
+        answer, _, after = last.strip().partition("\n\n")
+        if any(read_confidence(segments[k])[0] is not None for k in segments if k < n) \
+                or read_confidence(answer)[0] is not None or len(_CONFIDENCE.findall(after)) != 1:
+            return None
+        value = read_confidence(after)[0]
+        return value if value is not None and value <= 100 else None
 
     def score(self, task, variant, rendered, replies):
         reply = self._last(rendered, replies)

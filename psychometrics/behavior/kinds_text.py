@@ -43,11 +43,19 @@ def _content_words(text: str) -> frozenset[str]:
     return frozenset(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words)
 
 
+def _same_use(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Two ideas are one use when they share at least half their content words (Jaccard >= .5): "keep
+    the garage tidy" and "keep the garage neat", or "cleaning" and "cleaning and storage" (a loop that
+    varies one word, or combines earlier uses), but not "plant pot" and "pen pot"."""
+    return len(a & b) >= 0.5 * len(a | b)
+
+
 class CountListKind(Kind):
     """The number of distinct uses: bullet or numbered lines, else comma/semicolon/sentence pieces.
 
     A piece counts once (its content words, without articles, "use it as", numbers and plural s, are
-    compared, so a reply that loops over the same use counts it once), and only if it is a use: not
+    compared, and a piece sharing half of them with an earlier one is the same use, so a reply that
+    loops over one use, varying a word, counts it once), and only if it is a use: not
     an opener, a sign-off or a heading (:data:`_NON_USE`, or a line ending in a colon), and not a repeat
     of the prompt (every content word taken from the prompt: "a wooden clothes peg"). The count is
     capped at ``cap`` (default 40) (Guilford, 1967: fluency of distinct uses)."""
@@ -79,18 +87,18 @@ class CountListKind(Kind):
                 pieces += re.split(r"[;,]|(?<=[.!?])\s+", line)
         prompt_words = _content_words(prompt)
         ideas: list[str] = []
-        seen: set[frozenset[str]] = set()
+        seen: list[frozenset[str]] = []
         for piece in pieces:
             head = re.split(r"\s*(?::|\s[-–—]\s)", piece.strip(), maxsplit=1)[0]
             key = normalized_text(re.sub(r"^(?:and|or|also|then)\s+", "", head.strip(), flags=re.IGNORECASE))
             key = re.sub(r"^(?:use (?:it|them|this) (?:as|for|to)|use as|as|turn (?:it|them) into)\s+", "", key)
             key = re.sub(r"^(?:a|an|the|some)\s+", "", key)
             words = _content_words(key)
-            if not key or not words or _NON_USE.match(head.strip()) or words in seen:
+            if not key or not words or _NON_USE.match(head.strip()) or any(_same_use(words, w) for w in seen):
                 continue
             if prompt_words and words <= prompt_words:
                 continue  # the object or the question restated
-            seen.add(words)
+            seen.append(words)
             ideas.append(key)
         return ideas, method
 
