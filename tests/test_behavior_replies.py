@@ -167,6 +167,11 @@ CASES = [
                             "\n4. I'm not aware of such a country (confidence: 100)\n5. 8 (confidence: 80)\n"
                             "6. 1990 (confidence: 50)"], "valid", 320 / 600 - 2 / 6),
     ("calibration", "v01", ["1. Canberra\n2. Rex\n3. Mars\n4. Veltra\n5. 6\n6. 1975"], "unparseable", None),
+    # the prompt's own example copied is no confidence (SmolLM2-135M)
+    ("calibration", "v02", ["1. Shakespeare\n2. Eggs\n3. Au\n4. Thames\n5. Pacific\n6. Frost\n\nThe answer is 1. Your "
+                            "answer - confidence: 80."], "unparseable", None),
+    ("calibration", "v02", ["1. Shakespeare\n2. Eggs\n3. Au\n4. Thames\n5. Pacific\n6. Frost\n\nMy confidence: 80."],
+     "valid", 0.8 - 3 / 6),
     # one confidence for all the answers, after them (Qwen2.5-0.5B)
     ("calibration", "v01", ["1. Canberra\n2. Rex\n3. Mars\n4. Veltra\n5. 8\n6. 1949\n\nconfidence: 95%"], "valid",
      0.95 - 2 / 6),

@@ -15,7 +15,7 @@ from psychometrics.behavior.placeholders import placeholder_names
 from psychometrics.behavior.reading.answers import numbered_segments
 from psychometrics.behavior.reading.choices import negated_in_clause
 from psychometrics.behavior.reading.numbers import ambiguity_detail, read_number
-from psychometrics.behavior.reading.text import is_refusal, is_short_refusal
+from psychometrics.behavior.reading.text import is_refusal, is_short_refusal, normalized_text
 from psychometrics.behavior.regex_examples import item_example
 from psychometrics.behavior.simulated_replies import normal_cdf, shown_items, shown_options, user_turns
 from psychometrics.behavior.task import TaskError
@@ -39,12 +39,22 @@ _ABSTAIN = re.compile(
 )
 
 
-def read_confidence(segment: str) -> tuple[float | None, str]:
+def _echoes_prompt(segment: str, match: re.Match, prompt: str) -> bool:
+    """Whether a confidence mention copies the prompt's own example ("your answer - confidence: 80"):
+    the mention with the two words before it occurs in the prompt."""
+    if not prompt:
+        return False
+    before = normalized_text(segment[:match.start()]).split()[-2:]
+    quoted = " ".join([*before, normalized_text(match.group(0))])
+    return len(before) == 2 and f" {quoted} " in f" {normalized_text(prompt)} "
+
+
+def read_confidence(segment: str, prompt: str = "") -> tuple[float | None, str]:
     """The confidence (0-100) an answer line states, and the answer text before it.
 
     The last confidence mention on the line counts ("1989 - confidence: 90%"); a bare number is not a
-    confidence (it may be the answer)."""
-    matches = list(_CONFIDENCE.finditer(segment))
+    confidence (it may be the answer), nor is a copy of the prompt's example."""
+    matches = [m for m in _CONFIDENCE.finditer(segment) if not _echoes_prompt(segment, m, prompt)]
     if not matches:
         return None, segment
     last = matches[-1]
@@ -90,15 +100,15 @@ class CalibrationKind(_ItemsKind):
             raise TaskError(task.source, where, "field 'items': give both answerable items (with a 'pattern') and "
                             "items without a right answer ('real: false')")
 
-    def read_items(self, task, variant, shown, reply) -> dict[str, dict]:
+    def read_items(self, task, variant, shown, reply, prompt: str = "") -> dict[str, dict]:
         """Per item read: its confidence (0 when it abstains), whether it abstained and was correct."""
         segments = numbered_segments(unicodedata.normalize("NFKC", reply), len(shown))
-        overall = self._overall_confidence(segments, len(shown))
+        overall = self._overall_confidence(segments, len(shown), prompt)
         read = {}
         for number, item in enumerate(shown, 1):
             if number not in segments:
                 continue
-            confidence, answer = read_confidence(segments[number])
+            confidence, answer = read_confidence(segments[number], prompt)
             if overall is not None:
                 confidence, answer = overall, segments[number].split("\n\n")[0]
             abstains = bool(_ABSTAIN.search(answer))
@@ -116,17 +126,17 @@ class CalibrationKind(_ItemsKind):
         return read
 
     @staticmethod
-    def _overall_confidence(segments: dict[int, str], n: int) -> float | None:
+    def _overall_confidence(segments: dict[int, str], n: int, prompt: str = "") -> float | None:
         """One confidence for every answer: the answers carry none, and a paragraph after the last one
         gives a single confidence ("6\n\nconfidence: 95%")."""
         last = segments.get(n)
         if last is None or "\n\n" not in last.strip():
             return None
         answer, _, after = last.strip().partition("\n\n")
-        if any(read_confidence(segments[k])[0] is not None for k in segments if k < n) \
-                or read_confidence(answer)[0] is not None or len(_CONFIDENCE.findall(after)) != 1:
+        if any(read_confidence(segments[k], prompt)[0] is not None for k in segments if k < n) \
+                or read_confidence(answer, prompt)[0] is not None or len(_CONFIDENCE.findall(after)) != 1:
             return None
-        value = read_confidence(after)[0]
+        value = read_confidence(after, prompt)[0]
         return value if value is not None and value <= 100 else None
 
     def score(self, task, variant, rendered, replies):
@@ -134,7 +144,7 @@ class CalibrationKind(_ItemsKind):
         if reply is None:
             return missing_score("empty")
         shown = self._displayed(variant, rendered)
-        read = self.read_items(task, variant, shown, reply)
+        read = self.read_items(task, variant, shown, reply, rendered.turns[-1])
         detail = {"items": len(shown), "read": len(read), "per_item": read}
         if not read and is_refusal(reply):
             return missing_score("refusal")

@@ -32,6 +32,14 @@ _NON_USE = re.compile(
     r"(?:it|them) (?:in|for) (?:many|various|lots)|(?:the )?possibilities are)",
     re.IGNORECASE,
 )
+# A statement about uses in general, not a use: "is used for a variety of purposes", "each with its own
+# unique role", "has many practical applications".
+_GENERIC = re.compile(
+    r"\b(?:(?:a )?(?:variety|number|range|lot|lots|plenty|host|multitude|array) of (?:\w+ )?(?:purposes|uses|ways"
+    r"|things|applications|tasks)|(?:many|various|several|numerous|different|countless|multiple|endless) (?:\w+ )?"
+    r"(?:purposes|uses|ways|applications)|(?:its|their) own (?:unique )?(?:role|purpose|use)s?)\b",
+    re.IGNORECASE,
+)
 _STOP = frozenset("a an the it its them they this that these those of for to as in on into with and or be can "
                   "could use used using make making made turn create build your you my one some".split())
 
@@ -56,7 +64,8 @@ class CountListKind(Kind):
     A piece counts once (its content words, without articles, "use it as", numbers and plural s, are
     compared, and a piece sharing half of them with an earlier one is the same use, so a reply that
     loops over one use, varying a word, counts it once), and only if it is a use: not
-    an opener, a sign-off or a heading (:data:`_NON_USE`, or a line ending in a colon), and not a repeat
+    an opener, a sign-off or a heading (:data:`_NON_USE`, or a line ending in a colon), not a statement
+    about uses in general (:data:`_GENERIC`: "used for a variety of purposes"), and not a repeat
     of the prompt (every content word taken from the prompt: "a wooden clothes peg"). The count is
     capped at ``cap`` (default 40) (Guilford, 1967: fluency of distinct uses)."""
 
@@ -94,7 +103,8 @@ class CountListKind(Kind):
             key = re.sub(r"^(?:use (?:it|them|this) (?:as|for|to)|use as|as|turn (?:it|them) into)\s+", "", key)
             key = re.sub(r"^(?:a|an|the|some)\s+", "", key)
             words = _content_words(key)
-            if not key or not words or _NON_USE.match(head.strip()) or any(_same_use(words, w) for w in seen):
+            if not key or not words or _NON_USE.match(head.strip()) or _GENERIC.search(head) \
+                    or any(_same_use(words, w) for w in seen):
                 continue
             if prompt_words and words <= prompt_words:
                 continue  # the object or the question restated
