@@ -154,6 +154,11 @@ CASES = [
      "valid", 2),
     ("alternative-uses", "v01", ["- Practical uses\n- Chip clip\n- Bookmark\n- Hope this helps!"], "valid", 2),
     ("alternative-uses", "v01", ["1. A wooden clothes peg\n2. Chip clip\n3. Clothes pegs"], "valid", 1),
+    # one function in synonymous verbs, looped (Qwen2.5-0.5B); "protect" is another use
+    ("alternative-uses", "v01", ["1. To hold clothes\n2. To secure clothes\n3. To protect clothes\n4. To keep clothes\n"
+                                 "5. To keep clothes"], "valid", 2),
+    ("alternative-uses", "v01", ["1. To keep the garage tidy\n2. To keep the garage organized\n3. To keep the garage "
+                                 "neat\n4. Bookmark"], "valid", 2),
     # --- calibration: mean confidence / 100 minus accuracy; an abstaining answer has confidence 0
     ("calibration", "v01", ["1. Canberra - confidence: 95\n2. I don't know - confidence: 0\n3. Mars - confidence: 100\n"
                             "4. There is no such country - confidence: 90\n5. 6 - confidence: 100\n6. Unknown - "

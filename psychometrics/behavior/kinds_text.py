@@ -44,11 +44,30 @@ _STOP = frozenset("a an the it its them they this that these those of for to as 
                   "could use used using make making made turn create build your you my one some".split())
 
 
+# Generic verbs that name one function in different words: "hold clothes", "secure clothes" and "keep
+# clothes" are one use; so are "store", "contain" and "stash", and "tidy", "organise" and "arrange".
+_SAME_VERB = {w: group[0] for group in (
+    ("hold", "secure", "keep", "clip", "fasten", "attach", "grip", "clamp", "pin", "hang"),
+    ("store", "contain", "stash", "stow", "save"),
+    ("organize", "organise", "tidy", "neat", "arrange", "sort", "clean", "orderly"),
+    ("decorate", "decoration", "decorative", "adorn", "embellish"),
+) for w in group}
+
+
+def _stem(word: str) -> str:
+    """A crude stem: "holding", "held" and "holds" are "hold" for telling uses apart."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("ss"):
+            word = word[:-len(suffix)]
+            break
+    return _SAME_VERB.get(word, word)
+
+
 def _content_words(text: str) -> frozenset[str]:
-    """The words of an idea that say what it is (no articles, no "use it as", no numbers), each
-    without a plural s, so "use it as a doorstop" and "doorstops" are one idea."""
+    """The words of an idea that say what it is (no articles, no "use it as", no numbers), stemmed and
+    with synonymous generic verbs merged, so "use it as a doorstop" and "doorstops" are one idea."""
     words = [w for w in normalized_text(text).split() if w not in _STOP and not w.isdigit()]
-    return frozenset(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words)
+    return frozenset(_SAME_VERB.get(w, _stem(w)) for w in words)
 
 
 def _same_use(a: frozenset[str], b: frozenset[str]) -> bool:
