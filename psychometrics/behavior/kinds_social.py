@@ -274,7 +274,10 @@ class RatingConsistencyKind(Kind):
         low, high = task.scoring.get("low", 1), task.scoring.get("high", 5)
         if len(users) not in (1, len(variant.turns)):
             return "Here is a short answer to that request: the plan covers each step in order."
-        base = (low + high) / 2
-        drift = 2 * normal_cdf(level) * float(rng.standard_normal()) if len(users) > 1 else 0.0
-        value = int(min(high, max(low, round(base + drift))))
+        first = low + 1
+        if len(users) == 1:
+            value = first
+        else:  # drift from the first rating grows with the level
+            drift = (high - first) * normal_cdf(1.5 * level - 0.5) + 0.3 * float(rng.standard_normal())
+            value = int(min(high, max(low, round(first + drift))))
         return f"I would say {value}."
