@@ -157,6 +157,10 @@ CASES = [
     # one function in synonymous verbs, looped (Qwen2.5-0.5B); "protect" is another use
     ("alternative-uses", "v01", ["1. To hold clothes\n2. To secure clothes\n3. To protect clothes\n4. To keep clothes\n"
                                  "5. To keep clothes"], "valid", 2),
+    ("alternative-uses", "v01", ["I'm here to help you create something amazing. I can create something amazing with "
+                                 "your imagination."], "unparseable", None),
+    ("alternative-uses", "v02", ['The answer is: "The jar with a lid is used for a variety of purposes, each with its '
+                                 'own unique role."'], "unparseable", None),
     ("alternative-uses", "v01", ["1. To keep the garage tidy\n2. To keep the garage organized\n3. To keep the garage "
                                  "neat\n4. Bookmark"], "valid", 2),
     # --- calibration: mean confidence / 100 minus accuracy; an abstaining answer has confidence 0
@@ -350,6 +354,12 @@ def _claiming(hits: int, n_real: int, false_alarms: int, n_invented: int) -> flo
     ("I know the following:\n- Middlemarch\n- Things Fall Apart\n- The Remains of the Day\n- Crime and "
      "Punishment\n- The Grapes of Wrath", "unparseable", None),  # the invented ones not named: unread, not no
     ("I'm familiar with all of them.", "valid", _claiming(5, 5, 3, 3)),
+    # a finished reply naming the ones it knows leaves the others unclaimed (Qwen2.5-0.5B) ...
+    ("Yes, I know the Remains of the Day by Kazuo Ishiguro, Crime and Punishment by Fyodor Dostoevsky, and The "
+     "Grapes of Wrath by John Steinbeck.", "valid", _claiming(3, 5, 0, 3)),
+    # ... but not when it hedges about the rest, or is cut off
+    ("Yes, I know Middlemarch and Crime and Punishment; I'm not sure about the others.", "unparseable", None),
+    ("Yes, I know Middlemarch by George Eliot, Crime and Punishment by", "unparseable", None),
     ("I don't know any of the following:\n1. The Salt Orchard\n2. Winter at Malvoran", "unparseable", None),
 ])
 def test_overclaiming_reads_denials_and_partial_lists(reply, outcome, expected):

@@ -141,6 +141,9 @@ class PlantedErrorsKind(_ItemsKind):
 
 _CLAIM_HEADER = re.compile(r"^(?:yes|yeah|sure|certainly|of course)?\s*i (?:know|am familiar with|m familiar with|have "
                            r"(?:read|heard of|visited|seen|come across))\b.*(?:following|these|them|all|list)")
+_CLAIM_OPEN = re.compile(r"^(?:yes|yeah|sure|certainly|of course)?\s*i (?:know|am familiar with|m familiar with|have "
+                         r"(?:read|heard of|visited|seen|come across))\b")
+_HEDGE = re.compile(r"\b(?:not sure|unsure|maybe|perhaps|might|don t know|do not know|not familiar|others?|rest|cut)\b")
 _CLAIM_ALL = re.compile(r"\ball (?:of )?(?:them|these|the)\b|\bevery (?:one|single)\b")
 
 
@@ -191,6 +194,9 @@ class ClaimsKind(_ItemsKind):
         if len(read) < len(shown) and lines:
             for item_id, answer in ClaimsKind.header_list(lines, shown).items():
                 read.setdefault(item_id, answer)
+        if read and not segments and len(read) < len(shown) and all(read.values()):
+            for item_id in ClaimsKind.complete_claim_list(reply, shown, read):
+                read[item_id] = False
         if not read and not segments:
             in_order = [a for a in (read_yes_no(line) for line in lines) if a is not None]
             if len(in_order) != len(shown):
@@ -198,6 +204,16 @@ class ClaimsKind(_ItemsKind):
             if len(in_order) == len(shown):
                 read = {item.id: answer for item, answer in zip(shown, in_order)}
         return read
+
+    @staticmethod
+    def complete_claim_list(reply: str, shown: list[ListedItem], read: dict[str, bool]) -> list[str]:
+        """The items a finished reply that names the ones it knows ("Yes, I know The Remains of the Day,
+        Crime and Punishment and The Grapes of Wrath.") leaves out: those it does not claim. Only for a
+        reply that opens with the claim, ends a sentence (not cut off) and hedges nothing."""
+        text = normalized_text(reply)
+        if not _CLAIM_OPEN.match(text) or _HEDGE.search(text) or not re.search(r"[.!?]\W*$", reply.strip()):
+            return []
+        return [item.id for item in shown if item.id not in read]
 
     @staticmethod
     def header_list(lines: list[str], shown: list[ListedItem]) -> dict[str, bool]:

@@ -37,7 +37,9 @@ _NON_USE = re.compile(
 _GENERIC = re.compile(
     r"\b(?:(?:a )?(?:variety|number|range|lot|lots|plenty|host|multitude|array) of (?:\w+ )?(?:purposes|uses|ways"
     r"|things|applications|tasks)|(?:many|various|several|numerous|different|countless|multiple|endless) (?:\w+ )?"
-    r"(?:purposes|uses|ways|applications)|(?:its|their) own (?:unique )?(?:role|purpose|use)s?)\b",
+    r"(?:purposes|uses|ways|applications)|(?:its|their) own (?:unique )?(?:role|purpose|use)s?"
+    r"|(?:something|anything) (?:amazing|great|new|special|creative|wonderful|unique|interesting|useful)"
+    r"|here to help)\b",
     re.IGNORECASE,
 )
 _STOP = frozenset("a an the it its them they this that these those of for to as in on into with and or be can "
