@@ -176,7 +176,7 @@ CASES = [
                             "\n4. I'm not aware of such a country (confidence: 100)\n5. 8 (confidence: 80)\n"
                             "6. 1990 (confidence: 50)"], "valid", 320 / 600 - 2 / 6),
     ("calibration", "v01", ["1. Canberra\n2. Rex\n3. Mars\n4. Veltra\n5. 6\n6. 1975"], "unparseable", None),
-    # the prompt's own example copied is no confidence (SmolLM2-135M)
+    # the prompt's own example copied is no confidence (SmolLM2-135M; the example once read "confidence: 80")
     ("calibration", "v02", ["1. Shakespeare\n2. Eggs\n3. Au\n4. Thames\n5. Pacific\n6. Frost\n\nThe answer is 1. Your "
                             "answer - confidence: 80."], "unparseable", None),
     ("calibration", "v02", ["1. Shakespeare\n2. Eggs\n3. Au\n4. Thames\n5. Pacific\n6. Frost\n\nMy confidence: 80."],

@@ -40,12 +40,13 @@ _ABSTAIN = re.compile(
 
 
 def _echoes_prompt(segment: str, match: re.Match, prompt: str) -> bool:
-    """Whether a confidence mention copies the prompt's own example ("your answer - confidence: 80"):
-    the mention with the two words before it occurs in the prompt."""
+    """Whether a confidence mention copies the prompt's own example ("your answer - confidence: N"):
+    the two words before it and the word "confidence" (or the whole mention) occur so in the prompt."""
     if not prompt:
         return False
     before = normalized_text(segment[:match.start()]).split()[-2:]
-    quoted = " ".join([*before, normalized_text(match.group(0))])
+    said = normalized_text(match.group(0)).split()
+    quoted = " ".join([*before, *(said[:1] if said and said[0].startswith("confiden") else said)])
     return len(before) == 2 and f" {quoted} " in f" {normalized_text(prompt)} "
 
 
