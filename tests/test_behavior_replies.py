@@ -157,6 +157,9 @@ CASES = [
     # one function in synonymous verbs, looped (Qwen2.5-0.5B); "protect" is another use
     ("alternative-uses", "v01", ["1. To hold clothes\n2. To secure clothes\n3. To protect clothes\n4. To keep clothes\n"
                                  "5. To keep clothes"], "valid", 2),
+    ("alternative-uses", "v01", ["1. To hold clothes together\n2. To protect clothes\n3. To make clothes easier to clean\n"
+                                 "4. To make clothes easier to wear\n5. To make clothes easier to fold and hang"], "valid", 3),
+    ("alternative-uses", "v02", ["- Plant pot\n- Pen pot\n- Store buttons\n- Store coins"], "valid", 4),
     ("alternative-uses", "v01", ["I'm here to help you create something amazing. I can create something amazing with "
                                  "your imagination."], "unparseable", None),
     ("alternative-uses", "v02", ['The answer is: "The jar with a lid is used for a variety of purposes, each with its '

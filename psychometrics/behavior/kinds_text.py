@@ -73,18 +73,20 @@ def _content_words(text: str) -> frozenset[str]:
 
 
 def _same_use(a: frozenset[str], b: frozenset[str]) -> bool:
-    """Two ideas are one use when they share at least half their content words (Jaccard >= .5): "keep
-    the garage tidy" and "keep the garage neat", or "cleaning" and "cleaning and storage" (a loop that
-    varies one word, or combines earlier uses), but not "plant pot" and "pen pot"."""
-    return len(a & b) >= 0.5 * len(a | b)
+    """Two ideas are one use when more than half the words of the shorter are in the other (overlap
+    coefficient > .5): "keep the garage tidy" and "keep the garage neat", "make clothes easier to clean"
+    and "make clothes easier to fold and hang" (a loop varying a word), "cleaning" and "cleaning and
+    storage" (a combination of an earlier use); not "plant pot" and "pen pot", nor "hold clothes" and
+    "protect clothes"."""
+    return len(a & b) > 0.5 * min(len(a), len(b))
 
 
 class CountListKind(Kind):
     """The number of distinct uses: bullet or numbered lines, else comma/semicolon/sentence pieces.
 
     A piece counts once (its content words, without articles, "use it as", numbers and plural s, are
-    compared, and a piece sharing half of them with an earlier one is the same use, so a reply that
-    loops over one use, varying a word, counts it once), and only if it is a use: not
+    compared, and a piece sharing more than half of them with an earlier one is the same use, so a
+    reply that loops over one use, varying a word, counts it once), and only if it is a use: not
     an opener, a sign-off or a heading (:data:`_NON_USE`, or a line ending in a colon), not a statement
     about uses in general (:data:`_GENERIC`: "used for a variety of purposes"), and not a repeat
     of the prompt (every content word taken from the prompt: "a wooden clothes peg"). The count is
