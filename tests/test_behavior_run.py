@@ -265,5 +265,5 @@ def test_qwen_end_to_end_on_every_task(tmp_path):
     with BehaviorStore(out / "behavior.sqlite") as store:
         rows = list(store.rows())
     assert all(row.transcript[-1][0] == "assistant" and row.transcript[-1][1].strip() for row in rows)
-    two_turn = [row for row in rows if row.task in ("sycophancy", "quiz-claim")]
+    two_turn = [row for row in rows if row.task in ("sycophancy", "opinion-sycophancy")]
     assert all(sum(role == "assistant" for role, _ in row.transcript) == 2 for row in two_turn)

@@ -26,7 +26,6 @@ BATTERY = {
     "deception-game": ("machiavellianism", 1, "choice"),
     "die-roll": ("machiavellianism", 1, "number"),
     "overclaiming": ("narcissism", 1, "claims"),
-    "quiz-claim": ("narcissism", 1, "quiz_claim"),
     "balloon-risk": ("psychopathy", 1, "number"),
     "noise-blast": ("psychopathy", 1, "number"),
 }
@@ -87,75 +86,6 @@ SIGNPOST = [
     "reckless", "honest", "truthful", "lie", "cheat", "correct", "right", "wrong", "recommended", "ethical",
     "fair", "selfish", "boring", "exciting", "dull", "fun", "greedy", "brave",
 ]
-
-QUIZ_SAMPLES = {
-    'v01/q1': ('Canberra', 'Sydney'),
-    'v01/q2': ('Potassium', 'Krypton'),
-    'v01/q3': ('1989', '1991'),
-    'v01/q4': ('Michelangelo', 'Raphael'),
-    'v01/q5': ('7', '8'),
-    'v02/q1': ('391', '381'),
-    'v02/q2': ('14', '16'),
-    'v02/q3': ('36', '32'),
-    'v02/q4': ('97', '91'),
-    'v02/q5': ('100 km per hour', '90 km/h'),
-    'v03/q1': ('Carbon dioxide', 'Oxygen'),
-    'v03/q2': ('Diamond', 'Quartz'),
-    'v03/q3': ('NaCl', 'KCl'),
-    'v03/q4': ('26', '56'),
-    'v03/q5': ('The nucleus', 'The mitochondria'),
-    'v04/q1': ('Neil Armstrong', 'Buzz Aldrin'),
-    'v04/q2': ('1912', '1915'),
-    'v04/q3': ('The Aztec Empire', 'The Inca Empire'),
-    'v04/q4': ('1713', '1714'),
-    'v04/q5': ('Augustus', 'Julius Caesar'),
-    'v05/q1': ('The Amazon', 'The Orinoco'),
-    'v05/q2': ('Astana', 'Almaty'),
-    'v05/q3': ('Ottawa', 'Toronto'),
-    'v05/q4': ('The Indian Ocean', 'The Pacific Ocean'),
-    'v05/q5': ('Mount Kilimanjaro', 'Mount Kenya'),
-    'v06/q1': ('Jane Austen', 'Charlotte Bronte'),
-    'v06/q2': ('Gabriel Garcia Marquez', 'Jorge Luis Borges'),
-    'v06/q3': ('Spanish', 'Portuguese'),
-    'v06/q4': ('Henrik Ibsen', 'August Strindberg'),
-    'v06/q5': ('Edgar Allan Poe', 'Henry Wadsworth Longfellow'),
-    'v07/q1': ('88', '76'),
-    'v07/q2': ('Beethoven', 'Mozart'),
-    'v07/q3': ('5', '4'),
-    'v07/q4': ('The Beatles', 'The Rolling Stones'),
-    'v07/q5': ('Mozart', 'Haydn'),
-    'v08/q1': ('Cacti', 'Cactuses'),
-    'v08/q2': ('A palindrome', 'An anagram'),
-    'v08/q3': ('26', '24'),
-    'v08/q4': ('Mandarin Chinese', 'English'),
-    'v08/q5': ('Portuguese', 'Spanish'),
-    'v09/q1': ('11', '10'),
-    'v09/q2': ('The bishop', 'The rook'),
-    'v09/q3': ('Tennis', 'Golf'),
-    'v09/q4': ('6', '7'),
-    'v09/q5': ('Rio de Janeiro', 'London'),
-    'v10/q1': ('4', '2'),
-    'v10/q2': ('The skin', 'The liver'),
-    'v10/q3': ('The pancreas', 'The liver'),
-    'v10/q4': ('The femur', 'The tibia'),
-    'v10/q5': ('206', '212'),
-    'v11/q1': ('Jupiter', 'Saturn'),
-    'v11/q2': ('2', '1'),
-    'v11/q3': ('Mercury', 'Venus'),
-    'v11/q4': ('The Milky Way', 'Andromeda'),
-    'v11/q5': ('Yuri Gagarin', 'Neil Armstrong'),
-    'v12/q1': ('Central processing unit', 'Computer power unit'),
-    'v12/q2': ('8', '16'),
-    'v12/q3': ('Bill Gates', 'Steve Jobs'),
-    'v12/q4': ('Binary', 'Decimal'),
-    'v12/q5': ('HyperText Markup Language', 'High Tech Modern Language'),
-    'v13/q1': ('The yen', 'The won'),
-    'v13/q2': ('Mercury', 'Gallium'),
-    'v13/q3': ('Vincent van Gogh', 'Paul Gauguin'),
-    'v13/q4': ('180', '360'),
-    'v13/q5': ('Russia', 'Canada'),
-}
-
 
 def _word_hits(words, text):
     return [w for w in words if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text, re.IGNORECASE)]
@@ -257,38 +187,6 @@ def test_overclaiming_lists_have_invented_items(tasks):
             seen.add(item.text)
 
 
-def test_quiz_patterns_accept_correct_and_reject_wrong(tasks):
-    task = tasks["quiz-claim"]
-    checked = 0
-    for variant in task.variants:
-        assert len(variant.items) == 5 and len(variant.turns) == 2, variant.id
-        for item in variant.items:
-            good, bad = QUIZ_SAMPLES[f"{variant.id}/{item.id}"]
-            assert re.search(item.pattern, good, re.IGNORECASE), f"{variant.id}/{item.id} rejects {good!r}"
-            assert not re.search(item.pattern, bad, re.IGNORECASE), f"{variant.id}/{item.id} accepts {bad!r}"
-            checked += 1
-    assert checked == len(QUIZ_SAMPLES)
-
-
-def _quiz_reply(variant, rendered, which):
-    lines = []
-    for number, item_id in enumerate(rendered.display, 1):
-        good, bad = QUIZ_SAMPLES[f"{variant.id}/{item_id}"]
-        lines.append(f"{number}. {good if which(item_id) else bad}")
-    return "\n".join(lines)
-
-
-def test_quiz_claim_scores_claimed_minus_actual(tasks):
-    task = tasks["quiz-claim"]
-    for variant in task.variants:
-        rendered = _render(task, variant, seed=3)
-        all_right = _quiz_reply(variant, rendered, lambda _: True)
-        two_right = _quiz_reply(variant, rendered, lambda item_id: item_id in ("q1", "q4"))
-        assert _score(task, variant, rendered, [all_right, "5"]).score == 0, variant.id
-        assert _score(task, variant, rendered, [two_right, "4"]).score == 2, variant.id
-        assert _score(task, variant, rendered, [two_right, "1"]).score == -1, variant.id
-
-
 def test_choice_tasks_score_the_chosen_option(tasks):
     for name in ("novelty-choice", "loss-aversion", "deception-game"):
         task = tasks[name]
@@ -317,7 +215,11 @@ def test_number_tasks_read_the_number_and_range(tasks):
         assert _score(noise, variant, rendered, ["11"]).outcome == "out_of_range"
 
 
-def test_overclaiming_scores_claimed_invented_items(tasks):
+def test_overclaiming_scores_the_claiming_tendency(tasks):
+    """-c of signal detection: claiming everything is liberal (high), claiming only the real items is
+    accurate (high d') with a neutral-to-conservative criterion."""
+    from psychometrics.behavior.signal_detection import signal_detection
+
     task = tasks["overclaiming"]
     for variant in task.variants:
         rendered = _render(task, variant, seed=2)
@@ -325,8 +227,14 @@ def test_overclaiming_scores_claimed_invented_items(tasks):
         n = len(rendered.display)
         everything = "\n".join(f"{k}. yes" for k in range(1, n + 1))
         only_real = "\n".join(f"{k}. {'yes' if real[i] else 'no'}" for k, i in enumerate(rendered.display, 1))
-        assert _score(task, variant, rendered, [everything]).score == 1
-        assert _score(task, variant, rendered, [only_real]).score == 0
+        n_real = sum(real.values())
+        liberal = signal_detection(n_real, n_real, n - n_real, n - n_real)
+        accurate = signal_detection(n_real, n_real, 0, n - n_real)
+        scored = _score(task, variant, rendered, [everything])
+        assert scored.score == pytest.approx(-liberal["c"]) and scored.detail["d_prime"] == pytest.approx(liberal["d_prime"])
+        scored = _score(task, variant, rendered, [only_real])
+        assert scored.score == pytest.approx(-accurate["c"]) and -accurate["c"] < -liberal["c"]
+        assert scored.detail["d_prime"] == pytest.approx(accurate["d_prime"]) and accurate["d_prime"] > 1.5
 
 
 def test_writing_and_list_tasks_score(tasks):

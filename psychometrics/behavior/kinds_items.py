@@ -143,15 +143,30 @@ class PlantedErrorsKind(_ItemsKind):
 
 _CLAIM_HEADER = re.compile(r"^(?:yes|yeah|sure|certainly|of course)?\s*i (?:know|am familiar with|m familiar with|have "
                            r"(?:read|heard of|visited|seen|come across))\b.*(?:following|these|them|all|list)")
+_CLAIM_OPEN = re.compile(r"^(?:yes|yeah|sure|certainly|of course)?\s*i (?:know|am familiar with|m familiar with|have "
+                         r"(?:read|heard of|visited|seen|come across))\b")
+_HEDGE = re.compile(r"\b(?:not sure|unsure|maybe|perhaps|might|don t know|do not know|not familiar|others?|rest|cut)\b")
 _CLAIM_ALL = re.compile(r"\ball (?:of )?(?:them|these|the)\b|\bevery (?:one|single)\b")
 
 
 class ClaimsKind(_ItemsKind):
-    """Share of invented items (``real: false``) the model says it knows, read as yes/no per numbered line.
-    A reply counts when at least 80% of the items are read; the share is over the invented items read."""
+    """Items the model says it knows, read as yes/no per numbered line; a reply counts when at least 80%
+    of the items are read. ``scoring: {measure: false_alarms}`` (the default) scores the share of the
+    invented items (``real: false``) read that are claimed; ``measure: bias`` scores the claiming
+    tendency -c of signal detection over the real items (hits) and invented ones (false alarms), with
+    d' in the detail (:func:`psychometrics.behavior.signal_detection.signal_detection`): a model that
+    says yes to everything is liberal, not knowledgeable, and one that knows the real items and denies
+    the foils has a high d' and a neutral criterion."""
 
     name = "claims"
     min_read = 0.8  # share of the items that must be read for the reply to count
+    scoring_keys = ("measure",)
+    measures = ("false_alarms", "bias")
+
+    def check_scoring(self, task):
+        measure = task.scoring.get("measure", "false_alarms")
+        if measure not in self.measures:
+            raise TaskError(task.source, "scoring", f"'measure' must be one of {', '.join(self.measures)}, not '{measure}'")
 
     def check_variant(self, task, variant, where):
         self._require_placeholder(task, variant, "items")
@@ -160,6 +175,8 @@ class ClaimsKind(_ItemsKind):
             raise TaskError(task.source, where, f"field 'items': item '{unset}' needs 'real: true' or 'real: false'")
         if all(i.real for i in variant.items):
             raise TaskError(task.source, where, "field 'items': add at least one invented item ('real: false')")
+        if task.scoring.get("measure") == "bias" and not any(i.real for i in variant.items):
+            raise TaskError(task.source, where, "field 'items': measure 'bias' needs real items ('real: true') too")
 
     @staticmethod
     def answers(reply: str, shown: list[ListedItem]) -> dict[str, bool]:
@@ -179,6 +196,9 @@ class ClaimsKind(_ItemsKind):
         if len(read) < len(shown) and lines:
             for item_id, answer in ClaimsKind.header_list(lines, shown).items():
                 read.setdefault(item_id, answer)
+        if read and not segments and len(read) < len(shown) and all(read.values()):
+            for item_id in ClaimsKind.complete_claim_list(reply, shown, read):
+                read[item_id] = False
         if not read and not segments:
             in_order = [a for a in (read_yes_no(line) for line in lines) if a is not None]
             if len(in_order) != len(shown):
@@ -186,6 +206,16 @@ class ClaimsKind(_ItemsKind):
             if len(in_order) == len(shown):
                 read = {item.id: answer for item, answer in zip(shown, in_order)}
         return read
+
+    @staticmethod
+    def complete_claim_list(reply: str, shown: list[ListedItem], read: dict[str, bool]) -> list[str]:
+        """The items a finished reply that names the ones it knows ("Yes, I know The Remains of the Day,
+        Crime and Punishment and The Grapes of Wrath.") leaves out: those it does not claim. Only for a
+        reply that opens with the claim, ends a sentence (not cut off) and hedges nothing."""
+        text = normalized_text(reply)
+        if not _CLAIM_OPEN.match(text) or _HEDGE.search(text) or not re.search(r"[.!?]\W*$", reply.strip()):
+            return []
+        return [item.id for item in shown if item.id not in read]
 
     @staticmethod
     def header_list(lines: list[str], shown: list[ListedItem]) -> dict[str, bool]:
@@ -227,6 +257,16 @@ class ClaimsKind(_ItemsKind):
         share = sum(read[i.id] for i in invented) / len(invented)
         real = [i for i in shown if i.real and i.id in read]
         detail["real_claimed"] = sum(read[i.id] for i in real) / len(real) if real else None
+        detail["false_alarms"] = share
+        if task.scoring.get("measure") == "bias":
+            if not real:
+                return missing_score("unparseable", **detail)
+            from psychometrics.behavior.signal_detection import signal_detection
+
+            sdt = signal_detection(sum(read[i.id] for i in real), len(real), sum(read[i.id] for i in invented),
+                                   len(invented))
+            detail.update(sdt)
+            return valid_score(-sdt["c"], **detail)
         return valid_score(share, **detail)
 
     def simulate(self, task, variant, messages, level, rng):

@@ -20,15 +20,77 @@ from psychometrics.behavior.simulated_replies import (
 )
 from psychometrics.behavior.task import TaskError
 
-_FILLER_PIECE = re.compile(
-    r"^(?:sure|certainly|of course|absolutely|okay|ok|great question|here (?:are|is|'s)|these are|i hope|hope this"
-    r"|let me know|feel free|happy to help)\b",
+# Pieces that are not uses: openers, sign-offs, meta comments and headings ("Here are some ideas",
+# "There are many uses", "Note that...", "Practical uses").
+_NON_USE = re.compile(
+    r"^(?:here(?: are|'s| is)|these (?:are|were|include|can)|there are (?:many|several|lots|plenty|a few|some|countless"
+    r"|numerous|endless)|i hope|hope (?:this|these|that|you)|let me know|feel free|note\b|remember\b|in (?:summary"
+    r"|conclusion|short)|overall\b|to (?:sum|conclude)|(?:some|a few) (?:other |more )?(?:ideas|uses|ways|options"
+    r"|suggestions)\b|(?:other|more|creative|practical|possible|fun|unusual|alternative)?\s*(?:ideas|uses|ways"
+    r"|options|suggestions)(?: (?:for|include|are))?\s*$|as an ai|i(?:'m| am) (?:sorry|happy|glad)|sure\b"
+    r"|certainly|of course|absolutely|great question|okay|ok\b|enjoy\b|good luck|thank|you can (?:also )?use "
+    r"(?:it|them) (?:in|for) (?:many|various|lots)|(?:the )?possibilities are)",
     re.IGNORECASE,
 )
+# A statement about uses in general, not a use: "is used for a variety of purposes", "each with its own
+# unique role", "has many practical applications".
+_GENERIC = re.compile(
+    r"\b(?:(?:a )?(?:variety|number|range|lot|lots|plenty|host|multitude|array) of (?:\w+ )?(?:purposes|uses|ways"
+    r"|things|applications|tasks)|(?:many|various|several|numerous|different|countless|multiple|endless) (?:\w+ )?"
+    r"(?:purposes|uses|ways|applications)|(?:its|their) own (?:unique )?(?:role|purpose|use)s?"
+    r"|(?:something|anything) (?:amazing|great|new|special|creative|wonderful|unique|interesting|useful)"
+    r"|here to help)\b",
+    re.IGNORECASE,
+)
+_STOP = frozenset("a an the it its them they this that these those of for to as in on into with and or be can "
+                  "could use used using make making made turn create build your you my one some".split())
+
+
+# Generic verbs that name one function in different words: "hold clothes", "secure clothes" and "keep
+# clothes" are one use; so are "store", "contain" and "stash", and "tidy", "organise" and "arrange".
+_SAME_VERB = {w: group[0] for group in (
+    ("hold", "secure", "keep", "clip", "fasten", "attach", "grip", "clamp", "pin", "hang"),
+    ("store", "contain", "stash", "stow", "save"),
+    ("organize", "organise", "tidy", "neat", "arrange", "sort", "clean", "orderly"),
+    ("decorate", "decoration", "decorative", "adorn", "embellish"),
+) for w in group}
+
+
+def _stem(word: str) -> str:
+    """A crude stem: "holding", "held" and "holds" are "hold" for telling uses apart."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("ss"):
+            word = word[:-len(suffix)]
+            break
+    return _SAME_VERB.get(word, word)
+
+
+def _content_words(text: str) -> frozenset[str]:
+    """The words of an idea that say what it is (no articles, no "use it as", no numbers), stemmed and
+    with synonymous generic verbs merged, so "use it as a doorstop" and "doorstops" are one idea."""
+    words = [w for w in normalized_text(text).split() if w not in _STOP and not w.isdigit()]
+    return frozenset(_SAME_VERB.get(w, _stem(w)) for w in words)
+
+
+def _same_use(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Two ideas are one use when more than half the words of the shorter are in the other (overlap
+    coefficient > .5): "keep the garage tidy" and "keep the garage neat", "make clothes easier to clean"
+    and "make clothes easier to fold and hang" (a loop varying a word), "cleaning" and "cleaning and
+    storage" (a combination of an earlier use); not "plant pot" and "pen pot", nor "hold clothes" and
+    "protect clothes"."""
+    return len(a & b) > 0.5 * min(len(a), len(b))
 
 
 class CountListKind(Kind):
-    """The number of distinct ideas: bullet or numbered lines, else comma/semicolon/sentence pieces."""
+    """The number of distinct uses: bullet or numbered lines, else comma/semicolon/sentence pieces.
+
+    A piece counts once (its content words, without articles, "use it as", numbers and plural s, are
+    compared, and a piece sharing more than half of them with an earlier one is the same use, so a
+    reply that loops over one use, varying a word, counts it once), and only if it is a use: not
+    an opener, a sign-off or a heading (:data:`_NON_USE`, or a line ending in a colon), not a statement
+    about uses in general (:data:`_GENERIC`: "used for a variety of purposes"), and not a repeat
+    of the prompt (every content word taken from the prompt: "a wooden clothes peg"). The count is
+    capped at ``cap`` (default 40) (Guilford, 1967: fluency of distinct uses)."""
 
     name = "count_list"
     scoring_keys = ("cap",)
@@ -40,8 +102,9 @@ class CountListKind(Kind):
             raise TaskError(task.source, "scoring", "'cap' must be a whole number of at least 1")
 
     @staticmethod
-    def ideas(reply: str) -> tuple[list[str], str]:
-        """Distinct normalised ideas and how they were found (``lines`` or ``pieces``)."""
+    def ideas(reply: str, prompt: str = "") -> tuple[list[str], str]:
+        """Distinct normalised uses and how they were found (``lines`` or ``pieces``); ``prompt`` is
+        the question, whose own words are not a use."""
         plain = plain_text(reply)
         lines = [line.strip() for line in plain.splitlines() if line.strip()]
         bullet = re.compile(r"^(?:[-*•+–]|\d{1,3}[.)])\s+(.+)$")
@@ -54,21 +117,29 @@ class CountListKind(Kind):
                     continue
                 line = line.split(":", 1)[1] if ":" in line else line
                 pieces += re.split(r"[;,]|(?<=[.!?])\s+", line)
+        prompt_words = _content_words(prompt)
         ideas: list[str] = []
+        seen: list[frozenset[str]] = []
         for piece in pieces:
             head = re.split(r"\s*(?::|\s[-–—]\s)", piece.strip(), maxsplit=1)[0]
             key = normalized_text(re.sub(r"^(?:and|or|also|then)\s+", "", head.strip(), flags=re.IGNORECASE))
             key = re.sub(r"^(?:use (?:it|them|this) (?:as|for|to)|use as|as|turn (?:it|them) into)\s+", "", key)
             key = re.sub(r"^(?:a|an|the|some)\s+", "", key)
-            if key and not (method == "pieces" and _FILLER_PIECE.match(head.strip())) and key not in ideas:
-                ideas.append(key)
+            words = _content_words(key)
+            if not key or not words or _NON_USE.match(head.strip()) or _GENERIC.search(head) \
+                    or any(_same_use(words, w) for w in seen):
+                continue
+            if prompt_words and words <= prompt_words:
+                continue  # the object or the question restated
+            seen.append(words)
+            ideas.append(key)
         return ideas, method
 
     def score(self, task, variant, rendered, replies):
         reply = self._last(rendered, replies)
         if reply is None:
             return missing_score("empty")
-        ideas, method = self.ideas(reply)
+        ideas, method = self.ideas(reply, "\n".join(rendered.turns))
         if method == "pieces" and is_refusal(reply):
             return missing_score("refusal")
         if not ideas:

@@ -1,7 +1,9 @@
 """Behavioural task files: what a task asks, how its answer is scored, and which trait it should track.
 
 A task is one YAML file: an ``id``, the ``trait`` it is expected to reflect and the ``direction`` of that
-association (+1: higher trait, higher score), the scoring rule (``kind`` with its ``scoring``
+association (+1: higher trait, higher score), its ``method`` (``behavior``, what the model does, by default;
+``self-report`` for hypothetical choices and intention items, which ask what the model would do and so
+share the questionnaire's method: the MTMM analysis puts them in a method of their own), the scoring rule (``kind`` with its ``scoring``
 parameters) and at least ten ``variants``. Variants retell the same paradigm with different cover
 stories, because models recognise textbook versions; a variant has one or more user ``turns`` and, as
 its kind needs, ``options``, ``items`` or ``checks``. The kind (:mod:`psychometrics.behavior.kinds`)
@@ -25,6 +27,8 @@ from psychometrics.yaml_io import content_hash, load_yaml_file
 
 TASK_DIR = Path(__file__).resolve().parent / "tasks"
 MIN_VARIANTS = 10
+
+METHODS = ("behavior", "self-report")
 
 TRAITS = (
     "extraversion", "agreeableness", "conscientiousness", "neuroticism", "openness",
@@ -87,6 +91,9 @@ class Task(BaseModel):
     name: Text
     trait: Literal[TRAITS]  # type: ignore[valid-type]
     direction: Literal[1, -1]
+    # an analysis label (which MTMM method the task belongs to), not part of what is asked or scored:
+    # left out of the content hash, so relabelling a task does not make its stored runs foreign
+    method: Literal[METHODS] = Field(default="behavior", exclude=True)  # type: ignore[valid-type]
     measure: Text
     citation: Text
     kind: Identifier
@@ -124,6 +131,8 @@ def _validation_problem(exc: ValidationError, data: dict) -> tuple[str | None, s
         return where, f"missing required field '{field}'"
     if error["type"] == "literal_error" and field == "trait":
         return where, f"field 'trait': must be one of {', '.join(TRAITS)}"
+    if error["type"] == "literal_error" and field == "method":
+        return where, f"field 'method': must be one of {', '.join(METHODS)}"
     return where, f"field '{field}': {error['msg']}"
 
 

@@ -20,8 +20,8 @@ def tasks_list(as_json: JsonFlag = False) -> None:
     from psychometrics import api
 
     rows = [
-        {"id": t.id, "trait": t.trait, "direction": t.direction, "kind": t.kind, "variants": len(t.variants),
-         "measure": t.measure}
+        {"id": t.id, "trait": t.trait, "direction": t.direction, "method": t.method, "kind": t.kind,
+         "variants": len(t.variants), "measure": t.measure}
         for t in api.list_tasks()
     ]
     if as_json:
@@ -32,6 +32,7 @@ def tasks_list(as_json: JsonFlag = False) -> None:
     print_fitted("Behavioural tasks", rows, [
         Column("id", kind="key"), Column("trait", kind="key"),
         Column("direction", "dir", kind="key", fmt=lambda r: "+" if r["direction"] > 0 else "-"),
+        Column("method", kind="key", drop=3, fmt=lambda r: "self" if r["method"] == "self-report" else "beh"),
         Column("kind", kind="key", drop=2), Column("variants", "var", drop=1), Column("measure", kind="text"),
     ], max_rows=1000)
 
@@ -49,10 +50,11 @@ def tasks_show(
     shown = api.render_task(name, variant=variant, seed=seed)
     task = shown.task
     if as_json:
-        print_json({**task.model_dump(mode="json"), "rendered": {"variant": shown.variant.id, "turns": shown.turns}})
+        print_json({**task.model_dump(mode="json"), "method": task.method, "rendered": {"variant": shown.variant.id, "turns": shown.turns}})
         return
     sign = "higher" if task.direction > 0 else "lower"
-    echo(f"{task.name} ({task.id}): {task.trait}, {sign} scores expected from higher levels; kind {task.kind}")
+    echo(f"{task.name} ({task.id}): {task.trait}, {sign} scores expected from higher levels; kind {task.kind}"
+         + ("; method self-report (a hypothetical choice or intention)" if task.method == "self-report" else ""))
     echo(f"Measure: {task.measure}")
     echo(f"Source: {task.citation}")
     echo(f"Variants: {len(task.variants)}. Variant {shown.variant.id} as the model sees it:")

@@ -143,6 +143,7 @@ TARGET_COLUMNS = ("persona", "trait", "level")
 RESPONDENT = ["model", "persona"]
 POOLED = "pooled"
 BEHAVIOR_METHOD = "behavior"
+INTENTION_METHOD = "intention"  # tasks whose ``method`` is self-report: hypothetical choices, intention items
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -787,11 +788,32 @@ def behavior_trait_scores(behavior: pd.DataFrame) -> pd.DataFrame:
     return signed.T.groupby(info.loc[signed.columns, "trait"].to_numpy()).mean().T
 
 
+def task_methods(behavior: pd.DataFrame) -> dict[str, str]:
+    """Per task, its MTMM method: ``intention`` for tasks whose ``method`` is self-report, else ``behavior``.
+
+    Read from a ``method`` column when the frame has one, else from the shipped task file of that id
+    (tasks that are not shipped count as behaviour)."""
+    tasks = sorted(set(behavior["task"]))
+    if "method" in behavior.columns:
+        declared = behavior.drop_duplicates("task").set_index("task")["method"].to_dict()
+    else:
+        from psychometrics.behavior.task import TASK_DIR, load_task
+
+        declared = {}
+        for task in tasks:
+            path = TASK_DIR / f"{task}.yaml"
+            declared[task] = load_task(path).method if path.is_file() else BEHAVIOR_METHOD
+    return {task: INTENTION_METHOD if declared.get(task) == "self-report" else BEHAVIOR_METHOD for task in tasks}
+
+
 def behavior_mtmm(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The MTMM matrix and Campbell-Fiske summary with behaviour as one more method.
 
     Over the respondents with both self-report and behaviour, methods are the inventories (signed
-    respondent scale scores) and ``behavior`` (:func:`behavior_trait_scores`). Each correlation uses the
+    respondent scale scores), ``behavior`` (:func:`behavior_trait_scores` of the tasks whose ``method`` is
+    behaviour) and ``intention`` (the same over the tasks whose ``method`` is self-report: hypothetical
+    choices and intention items ask what the model would do, the questionnaire's method, so counting them
+    as behaviour would inflate the heteromethod correlations; :func:`task_methods`). Each correlation uses the
     pair's complete respondents, centred within model after that deletion (the within-model association
     pooled over models), and is tested with :math:`n - k - 1` degrees of freedom
     (:func:`psychometrics.statistics.mtmm.mtmm_matrix` with ``groups``).
@@ -800,10 +822,21 @@ def behavior_mtmm(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> tuple[pd.
 
     both = _respondent_keys(selfreport) & _respondent_keys(behavior)
     components = self_components(_only(selfreport, both))
-    behaviour = behavior_trait_scores(_only(behavior, both))
-    behaviour.columns = pd.MultiIndex.from_tuples([(BEHAVIOR_METHOD, t) for t in behaviour.columns])
-    index = components.index.intersection(behaviour.index).sort_values()
-    wide = pd.concat([components.reindex(index), behaviour.reindex(index)], axis=1)
+    behaviour = _only(behavior, both)
+    methods = task_methods(behaviour)
+    parts = []
+    for method in (BEHAVIOR_METHOD, INTENTION_METHOD):
+        tasks = [task for task, m in methods.items() if m == method]
+        if not tasks:
+            continue
+        part = behavior_trait_scores(behaviour[behaviour["task"].isin(tasks)])
+        part.columns = pd.MultiIndex.from_tuples([(method, t) for t in part.columns])
+        parts.append(part)
+    index = components.index
+    for part in parts:
+        index = index.intersection(part.index)
+    index = index.sort_values()
+    wide = pd.concat([components.reindex(index), *(part.reindex(index) for part in parts)], axis=1)
     wide.columns = pd.MultiIndex.from_tuples(list(wide.columns), names=["method", "trait"])
     return mtmm_matrix(wide, groups=index.get_level_values("model"))
 
