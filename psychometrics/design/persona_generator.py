@@ -6,8 +6,8 @@ extremely high), worded with adjective markers of the trait's poles (Goldberg, 1
 Paulhus & Williams, 2002, and Jones & Paulhus, 2014, for the Dark Triad). The levels come from a balanced
 design: every trait column holds each level equally often (the one left over is neutral, so each column
 sums to 0), and the columns are permuted, from a seeded start, by swaps that lower the largest |r|
-between two columns (of levels and of extremities |level|), so that the eight targets are (near) uncorrelated and a behaviour or self-report
-score can be regressed on all of them at once. Each trait pole has three adjective pairs and each trait
+between two columns (of levels and of extremities |level|), so that the eight targets are (near)
+uncorrelated and a behaviour or self-report score can be regressed on all of them at once. Each trait pole has three adjective pairs and each trait
 sentence three frames; within a trait and level the nine (pair, frame) wordings are taken in turn, so the
 wording is not confounded with the level. A baseline persona without targets comes first.
 
@@ -53,9 +53,12 @@ MARKERS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...
     "neuroticism": ((("anxious", "moody"), ("nervous", "insecure"), ("irritable", "temperamental")),
                     (("calm", "relaxed"), ("composed", "secure"), ("even-tempered", "emotionally stable"))),
     "openness": ((("imaginative", "creative"), ("curious", "intellectual"), ("artistic", "reflective")),
-                 (("unimaginative", "uncreative"), ("incurious", "unintellectual"), ("conventional", "unreflective"))),
-    "machiavellianism": ((("manipulative", "calculating"), ("scheming", "cunning"), ("deceitful", "cynical about others")),
-                         (("straightforward", "honest"), ("sincere", "principled"), ("candid", "trusting of others"))),
+                 (("unimaginative", "uncreative"), ("incurious", "unintellectual"),
+                  ("conventional", "unreflective"))),
+    "machiavellianism": ((("manipulative", "calculating"), ("scheming", "cunning"),
+                          ("deceitful", "cynical about others")),
+                         (("straightforward", "honest"), ("sincere", "principled"),
+                          ("candid", "trusting of others"))),
     "narcissism": ((("vain", "self-important"), ("boastful", "attention-seeking"), ("entitled", "arrogant")),
                    (("modest", "humble"), ("unassuming", "down-to-earth"), ("unpretentious", "self-effacing"))),
     "psychopathy": ((("callous", "reckless"), ("impulsive", "remorseless"), ("thrill-seeking", "cold-hearted")),
