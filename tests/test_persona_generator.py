@@ -120,3 +120,22 @@ def test_trait_names_are_those_of_the_shipped_inventories_and_tasks():
     for path in [*ROOT.glob("inventories/*.yaml"), *ROOT.glob("psychometrics/behavior/tasks/*.yaml")]:
         named |= set(re.findall(r"^\s*trait:\s*([a-z]+)\s*$", path.read_text(encoding="utf-8"), flags=re.M))
     assert set(generator.TRAITS) <= named
+
+
+def test_personas_show_fits_an_80_column_terminal(shipped):
+    """Every line within 80 columns, every persona's id with all eight targets, the power in the header."""
+    import os
+
+    shown = subprocess.run([sys.executable, "-m", "psychometrics", "personas", "show", "multi-trait"],
+                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "Multi-trait personas (multi-trait): 101 personas"
+    assert max(len(line) for line in lines) <= 80
+    blocks = shown.stdout.split("\n\n")[1:]
+    assert len(blocks) == len(shipped.personas)
+    for block, persona in zip(blocks, shipped.personas):
+        joined = " ".join(block.split())
+        targets = ", ".join(f"{t} {v:+d}" for t, v in persona.targets.items()) or "no targets"
+        assert joined == f"- {persona.id} [{targets}] {' '.join(persona.text.split())}"
+    assert "power 0.86" in " ".join(shown.stdout.split())

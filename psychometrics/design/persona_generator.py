@@ -239,13 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=default_path())
     parser.add_argument("--check", action="store_true", help="only compare with --out; exit 1 if it differs")
     args = parser.parse_args(argv)
+    from psychometrics.cli.terminal import echo
+
     text = render()
     if args.check:
         same = args.out.is_file() and args.out.read_text(encoding="utf-8") == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the generator output'}")
+        echo(f"{args.out}: {'up to date' if same else 'differs from the generator output'}")
         return 0 if same else 1
     args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
+    echo(f"wrote {args.out}")
     return 0
 
 

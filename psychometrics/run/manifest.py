@@ -19,6 +19,10 @@ Version history:
 2. ``kind`` (``questionnaire`` or ``behavior``) instead of ``study``, and ``prompts`` (questionnaire) or
    ``plan`` (behaviour): the identity of everything sent (:mod:`psychometrics.run.identity`), so a
    resumed run whose prompts would differ is refused and says what changed.
+
+Additions within version 2 (optional fields, absent from older runs and ignored by older readers):
+``personas.targets`` and ``personas.texts``, each respondent's persona target levels and text hash
+(:class:`PersonaSetRef`).
 """
 
 from __future__ import annotations
