@@ -231,3 +231,20 @@ def test_study_validity_and_study_report_refuse_runs_of_different_sets(tmp_path)
     assert report.returncode == 2 and "Traceback" not in report.stderr
     assert f"behaviour run {behaviour} used persona set 'rotated'" in report.stderr
     assert len(report.stderr.strip().splitlines()) == 1
+
+
+def test_compare_notes_a_persona_file_whose_content_changed_under_the_same_name(tmp_path):
+    """compare does not join on the persona (it compares scale means over cells), so it notes rather than
+    refuses; a persona file edited between two runs under the same path was silent before."""
+    from psychometrics.analysis.compare import compare_runs
+
+    mine = tmp_path / "mine.yaml"
+    shutil.copy(SHIPPED, mine)
+    first = _questionnaire(tmp_path / "first", str(mine), IDS[:3])
+    same = _questionnaire(tmp_path / "same", str(mine), IDS[:3])
+    rotated_copy(mine, set_id="trait-shaping")
+    edited = _questionnaire(tmp_path / "edited", str(mine), IDS[:3])
+    notes = compare_runs([first, same, edited]).notes
+    persona_notes = [n for n in notes if "personas" in n]
+    assert len(persona_notes) == 1 and "[edited]" in persona_notes[0]
+    assert "personas (the same name, other content)" in persona_notes[0]
