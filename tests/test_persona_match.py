@@ -248,3 +248,22 @@ def test_compare_notes_a_persona_file_whose_content_changed_under_the_same_name(
     persona_notes = [n for n in notes if "personas" in n]
     assert len(persona_notes) == 1 and "[edited]" in persona_notes[0]
     assert "personas (the same name, other content)" in persona_notes[0]
+
+
+@pytest.mark.parametrize("targets, said", [
+    ({"baseline": {"extraversion": "high"}}, "'personas.targets.baseline.extraversion' must be a whole number from -4"),
+    ({"baseline": {"extraversion": 9}}, "'personas.targets.baseline.extraversion' must be a whole number from -4 to 4"),
+    ({"baseline": {"extraversion": True}}, "'personas.targets.baseline.extraversion' must be a whole number"),
+    ({"baseline": [1, 2]}, "'personas.targets.baseline' must be an object"),
+    ("all", "'personas.targets' must be an object"),
+])
+def test_a_damaged_targets_record_is_one_line_naming_the_field(runs, tmp_path, targets, said):
+    damaged = tmp_path / "q"
+    shutil.copytree(runs["q"], damaged)
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    manifest["personas"]["targets"] = targets
+    (damaged / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PsytestError) as caught:
+        compute_validity([damaged], [runs["b"]], n_boot=100)
+    message = str(caught.value)
+    assert "\n" not in message and said in message and "manifest.json" in message, message

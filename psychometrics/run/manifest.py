@@ -81,7 +81,7 @@ class PersonaSetRef(ContentRef):
     file that moved still gives them; runs made before these were recorded have None (the set is then
     resolved by name, :func:`psychometrics.validity.tables.persona_targets`)."""
 
-    targets: dict[str, dict[str, int]] | None = None
+    targets: dict[str, dict[str, _bounded(-4, 4)]] | None = None  # type: ignore[valid-type]
     texts: dict[str, str] | None = None
 
     @classmethod
