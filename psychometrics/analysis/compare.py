@@ -413,6 +413,9 @@ def compare_runs(run_dirs: Iterable[Path], *, include_facets: bool = False) -> C
             notes.append(f"{labels[index]}: {only_ref} scale(s) only in the reference and {only_run} only in this run "
                          "were not compared")
         differing = design_differences(manifests[0].design, manifests[index].design)
+        hashes = [m.personas.content_hash if m.personas else None for m in (manifests[0], manifests[index])]
+        if "personas" not in differing and hashes[0] != hashes[1]:
+            differing.append("personas (the same name, other content)")
         if differing:
             notes.append(f"{labels[index]}: design differs from the reference in {', '.join(differing)}; means over "
                          "cells can differ for that reason alone")

@@ -252,12 +252,13 @@ def behavior_manifest(backend: ModelBackend, design: BehaviorDesign, tasks: list
     conversation ids) and where its tasks came from."""
     from psychometrics.run.directory import now_utc, package_versions
     from psychometrics.run.identity import plan_hash
-    from psychometrics.run.manifest import BehaviorDesignRecord, BehaviorManifest, ContentRef, TaskRef
+    from psychometrics.run.manifest import BehaviorDesignRecord, BehaviorManifest, PersonaSetRef, TaskRef
 
     return BehaviorManifest(
         model=backend.name, backend_params=backend.params, design=BehaviorDesignRecord(**design.as_manifest()),
         tasks=[TaskRef(id=t.id, prompt_hash=prompt_hash(t, design.variants)) for t in tasks],
-        personas=ContentRef(id=persona_set.id, content_hash=persona_set.content_hash) if persona_set else None,
+        personas=(PersonaSetRef.of(persona_set, list(design.persona_ids) if design.persona_ids else None)
+                  if persona_set else None),
         task_sources={t.id: (task_sources or {}).get(t.id, t.id) for t in tasks},
         task_content_hashes={t.id: t.content_hash for t in tasks}, conversations_planned=len(planned),
         plan=plan_hash(p.request_id for p in planned), created_at=now_utc(), packages=package_versions(),

@@ -141,10 +141,18 @@ def personas_show(
     if as_json:
         print_json(persona_set.model_dump(mode="json"))
         return
-    echo(f"{persona_set.name} ({persona_set.id}): {len(persona_set.personas)} personas")
+    from psychometrics.cli.tables import print_wrapped
+
+    # Prose wrapped at the terminal's width, one block per persona: the id and targets, then the text
+    # indented under them (a multi-trait persona has eight targets and 80 words: one line would not do).
+    print_wrapped(f"{persona_set.name} ({persona_set.id}): {len(persona_set.personas)} personas")
+    if persona_set.description:
+        print_wrapped(persona_set.description)
     for persona in persona_set.personas:
-        targets = ", ".join(f"{k}={v:+d}" for k, v in persona.targets.items()) or "no targets"
-        echo(f"- {persona.id} [{targets}]: {persona.text}")
+        targets = ", ".join(f"{k} {v:+d}" for k, v in persona.targets.items()) or "no targets"
+        echo("")
+        print_wrapped(f"- {persona.id} [{targets}]", indent="    ")
+        print_wrapped(f"  {persona.text}", indent="  ")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,7 @@
 """Persona sets: texts put before the instructions to vary (or shape) who the model answers as.
 
 A persona file is YAML with ``id``, ``name``, ``description``, ``source`` and ``personas``; each persona
-has an ``id``, a ``text`` and optional ``targets`` (trait -> intended level, -3..3, for trait-shaping
+has an ``id``, a ``text`` and optional ``targets`` (trait -> intended level, -4..4, for trait-shaping
 personas; empty for neutral ones). Two sets ship with psytest: ``trait-shaping`` (each Big Five and Dark
 Triad trait at four levels, plus a baseline) and ``neutral-biographies`` (40 biographies without trait
 cues). ``--personas`` accepts a shipped name or a path to a user's file.
@@ -31,7 +31,7 @@ class Persona(BaseModel):
 
     id: Identifier
     text: Prose
-    targets: dict[Identifier, Annotated[int, Field(ge=-3, le=3, strict=True)]] = Field(default_factory=dict)
+    targets: dict[Identifier, Annotated[int, Field(ge=-4, le=4, strict=True)]] = Field(default_factory=dict)
 
 
 class PersonaSet(BaseModel):

@@ -77,7 +77,7 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     if behavior_runs:
         from psychometrics.validity.tables import compute_validity
 
-        validity = compute_validity([run_dir], [Path(b) for b in behavior_runs])
+        validity = compute_validity([run_dir], [Path(b) for b in behavior_runs], options=("run", "--behavior"))
         validity = {("validity_notes" if name == "notes" else name): frame for name, frame in validity.items()}
         inputs["behavior_runs"] = [{"run": str(b), **open_run(b, expect="behavior").inputs()} for b in behavior_runs]
     with DerivedSet(out_dir, "report", inputs=inputs, owned=owned,

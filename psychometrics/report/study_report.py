@@ -60,8 +60,13 @@ def study_report_tables(study_dir: Path, inputs: Optional[dict] = None) -> dict[
         from psychometrics.errors import PsytestError
         from psychometrics.validity.tables import compute_validity
 
+        from psychometrics.run.persona_match import PersonaSetMismatch
+
         try:
-            validity = compute_validity([runs.questionnaire[label] for label in behavior], list(behavior.values()))
+            validity = compute_validity([runs.questionnaire[label] for label in behavior], list(behavior.values()),
+                                        options=("self-report run", "behaviour run"))
+        except PersonaSetMismatch:
+            raise  # respondents that are not the same people: refused, not a footnote
         except PsytestError as exc:  # e.g. too few respondents: the report says why there is no section
             validity = {"notes": pd.DataFrame([{"table": "validity", "note": str(exc)}])}
         tables.update({name: frame for name, frame in validity.items() if name != "run_info" and name not in OWN_TABLES})

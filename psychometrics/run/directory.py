@@ -29,8 +29,8 @@ from psychometrics.inventories.model import Inventory
 from psychometrics.models.base import ModelBackend
 from psychometrics.run.identity import check_resumable, prompt_identity
 from psychometrics.run.manifest import (
-    MANIFEST, MANIFEST_VERSION, ContentRef, Manifest, PromptIdentity, QuestionnaireManifest, read_manifest,
-    write_manifest,
+    MANIFEST, MANIFEST_VERSION, ContentRef, Manifest, PersonaSetRef, PromptIdentity, QuestionnaireManifest,
+    read_manifest, write_manifest,
 )
 from psychometrics.run.owner import BEHAVIOR_DB, RESPONSES
 from psychometrics.run.store import RunStore
@@ -153,7 +153,7 @@ def administer(
     manifest = QuestionnaireManifest(
         psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=backend.params, design=design,
         inventories=[ContentRef(id=inv.id, content_hash=inv.content_hash) for inv in inventories],
-        personas=ContentRef(id=persona_set.id, content_hash=persona_set.content_hash) if persona_set else None,
+        personas=PersonaSetRef.of(persona_set, design.persona_ids) if persona_set else None,
         # Shipped inventories by name, users' files by absolute path: where to find them again.
         inventory_sources={inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
         requests_planned=len(planned), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),

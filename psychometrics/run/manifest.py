@@ -19,6 +19,10 @@ Version history:
 2. ``kind`` (``questionnaire`` or ``behavior``) instead of ``study``, and ``prompts`` (questionnaire) or
    ``plan`` (behaviour): the identity of everything sent (:mod:`psychometrics.run.identity`), so a
    resumed run whose prompts would differ is refused and says what changed.
+
+Additions within version 2 (optional fields, absent from older runs and ignored by older readers):
+``personas.targets`` and ``personas.texts``, each respondent's persona target levels and text hash
+(:class:`PersonaSetRef`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,27 @@ class ContentRef(_Record):
     content_hash: str
 
 
+class PersonaSetRef(ContentRef):
+    """The persona set of a run: its id and content hash, and for each persona the run used (its
+    respondents) the target levels (persona id -> {trait: level}; {} for an untargeted one) and the
+    sha256 of its text. Analyses read the targets from here, not from the set's file, so a user's persona
+    file that moved still gives them; runs made before these were recorded have None (the set is then
+    resolved by name, :func:`psychometrics.validity.tables.persona_targets`)."""
+
+    targets: dict[str, dict[str, _bounded(-4, 4)]] | None = None  # type: ignore[valid-type]
+    texts: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, persona_set, persona_ids: list[str] | None) -> "PersonaSetRef":
+        """The record of ``persona_set`` with the personas ``persona_ids`` selects (all without it)."""
+        import hashlib
+
+        chosen = persona_set.select(persona_ids)
+        return cls(id=persona_set.id, content_hash=persona_set.content_hash,
+                   targets={p.id: dict(p.targets) for p in chosen},
+                   texts={p.id: hashlib.sha256(p.text.encode("utf-8")).hexdigest() for p in chosen})
+
+
 class TaskRef(_Record):
     """A behavioural task of a run: the hash of what it sends (``prompt_hash``) and of its whole file."""
 
@@ -102,7 +127,7 @@ class _Manifest(_Record):
     psytest_manifest: int = MANIFEST_VERSION
     model: str
     backend_params: dict[str, Any] = Field(default_factory=dict)
-    personas: ContentRef | None = None
+    personas: PersonaSetRef | None = None
     created_at: str | None = None
     packages: dict[str, str] = Field(default_factory=dict)
     platform: str | None = None

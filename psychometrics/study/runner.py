@@ -273,9 +273,13 @@ def _validity(result: StudyResult, runs: list[StudyRun]) -> None:
     if not selfreport or not behavior:
         result.notes.append("no validity tables: no model's questionnaire and behaviour runs both completed")
         return
+    from psychometrics.run.persona_match import PersonaSetMismatch
+
     try:
         result.validity = api.validity(selfreport=selfreport, behavior=behavior,
                                        out=result.study.out / LAYOUT["validity"])
+    except PersonaSetMismatch as exc:  # respondents that are not the same people: refused, not a footnote
+        raise PsytestError(f"{result.study.path}: {exc}") from None
     except PsytestError as exc:  # e.g. too few respondents: the runs stand; say why there are no tables
         result.notes.append(f"no validity tables: {exc}")
 

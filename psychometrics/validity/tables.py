@@ -1,9 +1,11 @@
 """``psytest validity``: read questionnaire and behaviour runs, compute the validity tables, write them.
 
 The runs are joined on the respondent (model x persona): the questionnaire and behaviour runs of a study
-use the same model(s) and persona set. Persona targets for the manipulation check come from the persona
-sets the runs used. Output: every table as CSV, ``validity.html`` (self-contained, like the run report)
-and ``validity.json`` with the headline numbers.
+use the same model(s) and persona set, and runs whose persona sets differ are refused
+(:mod:`psychometrics.run.persona_match`). Persona targets for the manipulation check come from the run
+manifests (the levels each respondent's persona set), or, for older runs, from the persona set by name.
+Output: every table as CSV, ``validity.html`` (self-contained, like the run report) and ``validity.json``
+with the headline numbers.
 """
 
 from __future__ import annotations
@@ -48,31 +50,15 @@ class ValidityResult:
         return {"out_dir": str(self.out_dir), "files": [p.name for p in self.files], **self.headline()}
 
 
-def _persona_targets(manifests: list):
-    """Targets of every persona set the runs used (trait-shaping personas have them; others give 0)."""
-    from psychometrics.design.personas import resolve_persona_set
-    from psychometrics.validity.statistics import targets_frame
-
-    frames = []
-    seen = set()
-    for manifest in manifests:
-        name = manifest.design.personas
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        try:
-            frames.append(targets_frame(resolve_persona_set(name)))
-        except PsytestError:
-            continue  # a user's persona file that moved: no manipulation check from it
-    return pd.concat(frames, ignore_index=True).drop_duplicates() if frames else None
-
-
-def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
-                     seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Every validity table for the given questionnaire and behaviour runs."""
+def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000, seed: int = 0,
+                     options: tuple[str, str] = ("--selfreport", "--behavior")) -> dict[str, pd.DataFrame]:
+    """Every validity table for the given questionnaire and behaviour runs. Runs whose persona sets differ
+    are refused (:func:`psychometrics.run.persona_match.check_same_personas`) before anything is read;
+    ``options`` name the two kinds of run in that message (the command's options)."""
     from psychometrics.behavior.analysis import planned_behavior_frame
     from psychometrics.validity.behavior_scores import mark_ratio_tasks
     from psychometrics.run.owner import open_run
+    from psychometrics.run.persona_match import check_same_personas, persona_targets
     from psychometrics.validity.statistics import read_selfreport, validity_tables
 
     if not selfreport_dirs or not behavior_dirs:
@@ -82,20 +68,22 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
     for run_dir in selfreport_dirs:
         run = open_run(run_dir, expect=None)
         if run.kind == "behavior":
-            raise PsytestError(f"--selfreport {run_dir}: a behaviour run; give it with --behavior")
+            raise PsytestError(f"{options[0]} {run_dir}: a behaviour run; give it with {options[1]}")
         manifests.append(run.manifest)
     seen: dict[Path, str] = {}
-    for option, run_dir in [*(("--selfreport", d) for d in selfreport_dirs), *(("--behavior", d) for d in behavior_dirs)]:
+    for option, run_dir in [*((options[0], d) for d in selfreport_dirs), *((options[1], d) for d in behavior_dirs)]:
         resolved = Path(run_dir).resolve()
         if resolved in seen:  # its respondents would enter twice
             raise PsytestError(f"{option} {run_dir}: this run is given twice ({seen[resolved]} too); give each run once")
         seen[resolved] = f"{option} {run_dir}"
+    behavior_runs = [open_run(run_dir, expect="behavior") for run_dir in behavior_dirs]
+    check_same_personas([*((f"{options[0]} {d}", m) for d, m in zip(selfreport_dirs, manifests)),
+                         *((f"{options[1]} {d}", r.manifest) for d, r in zip(behavior_dirs, behavior_runs))])
     frames: list[pd.DataFrame] = []
     variant_order: dict[str, list[str]] = {}
     run_notes: list[tuple[str, str]] = []
     all_tasks: dict[str, Task] = {}
-    for run_dir in behavior_dirs:
-        run = open_run(run_dir, expect="behavior")
+    for run_dir, run in zip(behavior_dirs, behavior_runs):
         manifests.append(run.manifest)
         tasks = run.tasks
         all_tasks.update(tasks)
@@ -108,7 +96,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
     behavior = mark_ratio_tasks(pd.concat(frames, ignore_index=True), all_tasks)  # reply length: a ratio measure
-    tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
+    tables = validity_tables(selfreport, behavior, persona_targets(manifests), items=items,
                              variant_order=variant_order, seed=seed, n_boot=n_boot)
     if run_notes:
         tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(run_notes, columns=["table", "note"])],
