@@ -70,7 +70,7 @@ def _persona_targets(manifests: list):
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
                      seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs."""
-    from psychometrics.behavior.analysis import planned_behavior_frame, relative_to_model
+    from psychometrics.behavior.analysis import by_measure, planned_behavior_frame, relative_to_model
     from psychometrics.run.owner import open_run
     from psychometrics.validity.statistics import read_selfreport, validity_tables
 
@@ -106,6 +106,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
     behavior = relative_to_model(pd.concat(frames, ignore_index=True), all_tasks)  # reply length per model
+    behavior, variant_order = by_measure(behavior, variant_order)  # text and probability scores: two measures
     tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
                              variant_order=variant_order, seed=seed, n_boot=n_boot)
     if run_notes:
