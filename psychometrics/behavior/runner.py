@@ -466,10 +466,18 @@ def estimate_conversations(tasks: list[Task], design: BehaviorDesign, backend: M
         {"factor": "sample", "levels": design.samples, "names": [str(s) for s in range(design.samples)],
          "note": f"temperature {design.temperature:g}"},
     ]
+    probs = sum(p.mode == "probs" for p in planned)
+    if probs:
+        factors.append({"factor": "mode", "levels": len(design.modes), "names": list(design.modes),
+                        "note": "probs: each choice variant once per rotation of its option order"})
+    text = len(planned) - probs
+    formula = (f"{sum(variant_counts.values())} task variants x {len(personas)} personas x {design.samples} "
+               f"samples = {text:,} {'text ' if probs else ''}conversations" if text else "")
+    if probs:
+        formula += ("; " if formula else "") + f"{probs:,} probability readings (one per option rotation)"
     return {
         "factors": factors,
-        "formula": (f"{sum(variant_counts.values())} task variants x {len(personas)} personas x {design.samples} "
-                    f"samples = {len(planned):,} conversations"),
+        "formula": formula,
         "token_basis": "input: 4 characters per token of the persona and every turn so far, per turn; output: at most "
                        "each task's max_tokens per turn",
         "time": {"seconds": None, "basis": "not estimated for behaviour runs: conversations differ in turns and reply "
