@@ -359,3 +359,21 @@ def test_qwen_reads_a_choice_task_from_label_probabilities(tmp_path):
             assert set(row.detail["logprobs"]) == set("ABCDEFGH"[: len(variant.options)])
             values = {o.id: o.value for o in variant.options}
             assert row.score == pytest.approx(sum(p * values[i] for i, p in row.detail["probabilities"].items()))
+
+
+def test_validity_keeps_text_and_probability_scores_apart(tmp_path):
+    """One task in both modes: validity pairs the trait with ``social-choice`` and, separately, with
+    ``social-choice@probs``; the linked simulated respondent's probability scores follow its extraversion."""
+    from psychometrics.validity.tables import compute_validity
+
+    model = "sim/seed=13,behavior_link=0.9"
+    questionnaire = tmp_path / "q"
+    api.administer(model, inventory="mini-ipip", personas="trait-shaping", mode="probs", out=questionnaire)
+    behaviour = api.behave(model, tasks="social-choice", personas="trait-shaping", variants=4, mode="both",
+                           out=tmp_path / "b").run_dir
+    tables = compute_validity([questionnaire], [behaviour], n_boot=200)
+    pairs = tables["validity_pairs"]
+    extraversion = pairs[pairs["trait"].str.contains("xtraversion")]
+    assert {"social-choice", "social-choice@probs"} <= set(extraversion["task"])
+    probs = extraversion[extraversion["task"] == "social-choice@probs"]
+    assert (probs["r"] > 0.5).all(), probs[["scope", "trait", "task", "n", "r"]]
