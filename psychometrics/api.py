@@ -350,6 +350,19 @@ def administer(
     return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict)
 
 
+def _recorded_order(run_dir: Optional[Path]) -> str:
+    """The order rule of the behaviour run in ``run_dir`` (resuming it keeps its rule), else ``balanced``."""
+    if run_dir is None or not (run_dir / "manifest.json").is_file():
+        return "balanced"
+    from psychometrics.run.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(run_dir, expect=None)
+    except PsytestError:
+        return "balanced"  # the run's own checks say what is wrong with it
+    return manifest.design.order if manifest.kind == "behavior" else "balanced"
+
+
 def behave(
     model: Union[str, ModelBackend] = DEFAULT_MODEL,
     *,
@@ -369,6 +382,8 @@ def behave(
     timeout: Optional[float] = None,
     dry_run: bool = False,
     progress: Optional[Progress] = None,
+    order: Optional[str] = None,
+    mode: str = "text",
 ) -> Union[RunOutcome, dict]:
     """Run behavioural tasks on a model in sessions of their own, store every reply and score it
     (``psytest behave``).
@@ -376,6 +391,9 @@ def behave(
     ``tasks``: ``all``, or a comma list of task names, trait names and task files. With ``dry_run``
     nothing is sent and a dict of counts and token estimates is returned; otherwise the behaviour tables
     are written to ``RUN/analysis`` and returned in a :class:`RunOutcome` (``kind == "behavior"``).
+    ``order``: the display-order rule (:mod:`psychometrics.behavior.order`); None: the rule ``out``'s run
+    recorded when it holds one (``random`` for runs made before the rule was recorded), else ``balanced``.
+    ``mode``: ``text``, ``probs`` (choice tasks read from option-label probabilities) or ``both``.
     """
     from psychometrics.behavior.runner import BehaviorDesign
     from psychometrics.behavior.task import TASK_DIR, resolve_tasks
@@ -385,8 +403,10 @@ def behave(
     sources = {t.id: t.id if Path(t.source).resolve().parent == TASK_DIR else str(Path(t.source).resolve())
                for t in chosen}
     ids = _levels(persona_ids)
+    if order is None:
+        order = _recorded_order(_path(out))
     plan = BehaviorDesign(samples=samples, temperature=temperature, seed=seed, personas=personas,
-                          persona_ids=tuple(ids) if ids else None, variants=variants)
+                          persona_ids=tuple(ids) if ids else None, variants=variants, order=order, mode=mode)
     persona_set = None
     if personas:
         from psychometrics.design.personas import resolve_persona_set

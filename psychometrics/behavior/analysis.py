@@ -11,6 +11,7 @@ would otherwise give some personas more variants than others. How many were igno
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
 
 FRAME_COLUMNS = [
     "model", "persona", "sample", "task", "variant", "trait", "direction", "outcome", "score",
-    "first_position", "truncated", "request_id",
+    "first_position", "truncated", "request_id", "mode", "first_probability", "options_shown",
 ]
+#: How a probability-mode measure is named where text and probability scores of one task must stay apart
+#: (validity, reliability): ``TASK@probs``.
+PROBS_SUFFIX = "@probs"
 
 
 def as_behavior_run(run: "Run | Path") -> "Run":
@@ -56,6 +60,7 @@ def run_plan(manifest: "BehaviorManifest", tasks: dict[str, Task]) -> dict:
     design = BehaviorDesign(
         samples=stored.samples, temperature=float(stored.temperature), seed=stored.seed, personas=stored.personas,
         persona_ids=tuple(stored.persona_ids) if stored.persona_ids else None, variants=stored.variants,
+        order=stored.order, mode=stored.mode,
     )
     ordered = [tasks[entry.id] for entry in manifest.tasks if entry.id in tasks]
     persona_set, usable = None, not design.personas
@@ -97,8 +102,12 @@ def _replies(transcript: list[list[str]]) -> list[str | None]:
 
 def behavior_frame(run_dir: "Run | Path") -> pd.DataFrame:
     """One row per planned conversation: model, persona, sample, task, variant, trait, direction, outcome,
-    score (NaN unless valid), whether the chosen option was the first displayed, and the request id.
-    Stored conversations outside the run's plan are left out (:func:`planned_behavior_frame` counts them)."""
+    score (NaN unless valid), whether the chosen option was the first displayed, whether the last reply
+    was cut off, the request id, the answer ``mode`` (``text``, or ``probs``: the score is the
+    probability-weighted value of the options), in probs mode the probability of the option displayed
+    first (``first_probability``), and the number of options or items displayed (``options_shown``, 0
+    when none). Stored conversations outside the run's plan are left out (:func:`planned_behavior_frame`
+    counts them)."""
     return planned_behavior_frame(run_dir)[0]
 
 
@@ -120,9 +129,16 @@ def planned_behavior_frame(run_dir: "Run | Path") -> tuple[pd.DataFrame, list[st
                 unmatched += in_cells
                 continue
             task = tasks.get(row.task)
-            score, outcome, first, cut = np.nan, row.outcome, np.nan, np.nan
+            score, outcome, first, cut, first_p = np.nan, row.outcome, np.nan, np.nan, np.nan
+            mode = "probs" if isinstance(row.detail, dict) and row.detail.get("mode") == "probs" else "text"
             if row.error is not None:
                 outcome = "error"
+            elif task is not None and mode == "probs":
+                scored = _score_probs(run, task, row)
+                outcome = scored.outcome
+                if scored.outcome == "valid" and scored.score is not None:
+                    score = float(scored.score)
+                    first_p = float(scored.detail["first_probability"])
             elif task is not None:
                 try:
                     variant = task.variant(row.variant)
@@ -142,8 +158,16 @@ def planned_behavior_frame(run_dir: "Run | Path") -> tuple[pd.DataFrame, list[st
                 if row.display and chosen in row.display:
                     first = float(row.display.index(chosen) == 0)
             records.append((manifest.model, row.persona, row.sample, row.task, row.variant, row.trait, row.direction,
-                            outcome, score, first, cut, row.request_id))
+                            outcome, score, first, cut, row.request_id, mode, first_p, len(row.display)))
     notes = []
+    if manifest.design.mode == "both":
+        from psychometrics.behavior.runner import BehaviorDesign, probs_tasks
+
+        design = BehaviorDesign(variants=manifest.design.variants, mode="both")
+        skipped = probs_tasks([tasks[t.id] for t in manifest.tasks if t.id in tasks], design)[1]
+        if skipped:
+            notes.append(f"{run_dir}: --mode both: {', '.join(t.id for t in skipped)} cannot be read from option-label "
+                         "probabilities (only single-turn choice tasks can); text only")
     if plan["how"] == "key":
         notes.append(f"{run_dir}: the persona set the run used could not be loaded unchanged; its plan was rebuilt "
                      "from the manifest's tasks, variants, samples and persona ids instead of request ids")
@@ -157,6 +181,41 @@ def planned_behavior_frame(run_dir: "Run | Path") -> tuple[pd.DataFrame, list[st
                      "were sent differently (another request id: persona text, rendering, seed or backend "
                      "parameters differ from what the manifest plans)")
     return pd.DataFrame.from_records(records, columns=FRAME_COLUMNS), notes
+
+
+def _score_probs(run: "Run", task: Task, row):
+    """Re-score a probability-mode conversation from the label log-probabilities its turn stored."""
+    from psychometrics.behavior.kinds import get_kind
+    from psychometrics.behavior.runner import stored_logprobs
+    from psychometrics.models.base import MalformedReply
+
+    try:
+        variant = task.variant(row.variant)
+    except KeyError:
+        raise PsytestError(f"{run.store_path}: conversation {row.request_id[:12]} names variant '{row.variant}', which "
+                           f"task '{task.id}' does not have; the store was changed or damaged: restore it, or run "
+                           "again into a new --out") from None
+    try:
+        logprobs = stored_logprobs(json.dumps((row.detail or {}).get("logprobs") or {}))
+    except MalformedReply as exc:
+        raise PsytestError(f"{run.store_path}: conversation {row.request_id[:12]}: its stored label log-probabilities "
+                           f"are not ones ({exc}); the store was changed or damaged: restore it, or run again into a "
+                           "new --out") from None
+    return get_kind(task.kind).score_probs(task, variant, Rendered(_user_turns(row.transcript), tuple(row.display)),
+                                           logprobs)
+
+
+def by_measure(frame: pd.DataFrame, variant_order: dict[str, list[str]] | None = None):
+    """``frame`` with probability-mode rows renamed to task ``TASK@probs`` (:data:`PROBS_SUFFIX`): text
+    and probability scores of one task are different measures (validity pairs, reliability, respondent
+    scores keep them apart). With ``variant_order``, also that mapping extended to the renamed tasks."""
+    if "mode" in frame.columns and (frame["mode"] == "probs").any():
+        frame = frame.copy()
+        probs = frame["mode"] == "probs"
+        frame.loc[probs, "task"] = frame.loc[probs, "task"] + PROBS_SUFFIX
+        if variant_order is not None:
+            variant_order = {**variant_order, **{t + PROBS_SUFFIX: v for t, v in variant_order.items()}}
+    return frame if variant_order is None else (frame, variant_order)
 
 
 def relative_to_model(frame: pd.DataFrame, tasks: dict[str, Task]) -> pd.DataFrame:
@@ -178,13 +237,18 @@ def relative_to_model(frame: pd.DataFrame, tasks: dict[str, Task]) -> pd.DataFra
 
 def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task: conversations, valid share, missing by reason, mean, SD and range of valid scores, the
-    share of choices that fell on the first displayed option (a position-bias check) and the share of
-    last replies cut off at the task's ``max_tokens`` (a ceiling on free-text scores)."""
+    share of choices that fell on the first displayed option (text mode) or the mean probability of the
+    first displayed option (probability mode), each beside its chance level, the mean of 1/k over the
+    conversations showing k options (position-bias checks), and the share of last replies cut off at the
+    task's ``max_tokens`` (a ceiling on free-text scores)."""
     rows = []
     for (task, trait, direction), part in frame.groupby(["task", "trait", "direction"], sort=True):
         valid = part["score"].dropna()
         reasons = part.loc[part["outcome"] != "valid", "outcome"].value_counts()
         first = part["first_position"].dropna()
+        first_p = part["first_probability"].dropna()
+        k = part.loc[part["first_position"].notna() | part["first_probability"].notna(), "options_shown"]
+        k = k[k >= 2]
         cut = part["truncated"].dropna()
         rows.append({
             "task": task, "trait": trait, "direction": int(direction), "conversations": len(part),
@@ -194,6 +258,8 @@ def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
             "sd": valid.std(ddof=1) if len(valid) > 1 else np.nan,
             "min": valid.min() if len(valid) else np.nan, "max": valid.max() if len(valid) else np.nan,
             "first_option_share": first.mean() if len(first) else np.nan,
+            "first_option_probability": first_p.mean() if len(first_p) else np.nan,
+            "first_option_chance": (1.0 / k).mean() if len(k) else np.nan,
             "truncated_share": cut.mean() if len(cut) else np.nan,
         })
     return pd.DataFrame(rows)
@@ -211,18 +277,17 @@ def behavior_tables(run_dir: "Run | Path") -> dict[str, pd.DataFrame]:
     """All tables of one behaviour run (behaviour reliability comes from :mod:`psychometrics.validity.statistics`)."""
     run = as_behavior_run(run_dir)
     frame, notes = planned_behavior_frame(run)
+    tasks = run.tasks
+    measures, variant_order = by_measure(frame, {task.id: [v.id for v in task.variants] for task in tasks.values()})
     tables = {
         "behavior_scores": frame,
-        "behavior_summary": task_summary(frame),
-        "behavior_by_respondent": respondent_scores(frame),
+        "behavior_summary": task_summary(measures),
+        "behavior_by_respondent": respondent_scores(measures),
     }
     from psychometrics.validity.behavior_scores import mark_ratio_tasks
     from psychometrics.validity.statistics import behavior_reliability
 
-    tasks = run.tasks
-    tables["behavior_reliability"] = behavior_reliability(
-        mark_ratio_tasks(frame, tasks), {task.id: [v.id for v in task.variants] for task in tasks.values()}
-    )
+    tables["behavior_reliability"] = behavior_reliability(mark_ratio_tasks(measures, run.tasks), variant_order)
     if notes:
         tables["behavior_notes"] = pd.DataFrame({"note": notes})
     return tables

@@ -212,15 +212,48 @@ class Kind:
     def _shows_entries(self, variant: Variant) -> bool:
         return any(self.uses in placeholder_names(turn) for turn in variant.turns) if self.uses else False
 
-    def render(self, task: Task, variant: Variant, rng) -> Rendered:
-        """Fill the placeholders; options and items appear in an order drawn from ``rng``."""
+    def shown_entries(self, variant: Variant) -> int:
+        """How many options or items the variant displays in an order of its own (0: none, or not shown)."""
+        entries = self._entries(variant)
+        return len(entries) if entries and self._shows_entries(variant) else 0
+
+    def render(self, task: Task, variant: Variant, rng, order: Sequence[int] | None = None) -> Rendered:
+        """Fill the placeholders; options and items appear in ``order`` (entry indices in display order,
+        :mod:`psychometrics.behavior.order`) or, without one, in an order drawn from ``rng``."""
         entries = self._entries(variant)
         shuffle = bool(entries) and self._shows_entries(variant)
-        order = [int(i) for i in rng.permutation(len(entries))] if shuffle else list(range(len(entries)))
+        if shuffle and order is not None:
+            order = [int(i) for i in order]
+            if sorted(order) != list(range(len(entries))):
+                raise ValueError(f"display order {order} is not a permutation of {len(entries)} entries")
+        elif shuffle:
+            order = [int(i) for i in rng.permutation(len(entries))]
+        else:
+            order = list(range(len(entries)))
         values = self._values(variant, order)
         turns = tuple(fill_placeholders(turn, values).strip() for turn in variant.turns)
         display = tuple(entries[i].id for i in order) if shuffle else ()
         return Rendered(turns, display)
+
+    # -- probability mode
+
+    def probs_readable(self, task: Task, variant: Variant) -> bool:
+        """Whether the variant's answer can be read from the next-token probabilities of its option labels
+        (``psytest behave --mode probs``): a single turn showing options whose values score the answer.
+        No by default (free text, numbers, item lists, several turns)."""
+        return False
+
+    def probs_labels(self, variant: Variant, rendered: Rendered) -> tuple[str, ...]:
+        """The labels shown, in display order (the choices whose probabilities are read)."""
+        return tuple(option_label(i) for i in range(len(rendered.display)))
+
+    def score_probs(self, task: Task, variant: Variant, rendered: Rendered, logprobs: dict[str, float]) -> Scored:
+        """Score a variant from its label log-probabilities (only called where :meth:`probs_readable`)."""
+        raise NotImplementedError
+
+    def simulate_probs(self, task: Task, variant: Variant, messages: Sequence[Sequence[str]], level: float) -> list[float] | None:
+        """A simulated respondent's probability of each displayed label (None where it cannot tell)."""
+        return None
 
     # -- score / simulate
 

@@ -2,10 +2,19 @@
 
 A behaviour run is its own session, separate from questionnaires: a model never sees a questionnaire
 and a task in one conversation. Each conversation is one task variant x persona x sample. Its option
-order is drawn from a seed derived from the run seed and the conversation, so it is random across
-conversations and reproducible. Turns are sent in order, each with the earlier replies in the
-transcript; each reply is committed before the next turn is sent, and a resumed run continues from the
-first turn without a stored reply.
+(or item) order follows the run's order rule (:mod:`psychometrics.behavior.order`): ``balanced`` within
+each respondent and task (the default), or ``random``, drawn per conversation from a seed derived from
+the run seed and the conversation (the rule of runs whose manifest records none). Either way it is
+reproducible. Turns are sent in order, each with the earlier replies in the transcript; each reply is
+committed before the next turn is sent, and a resumed run continues from the first turn without a
+stored reply.
+
+Answer mode (``--mode``): ``text`` generates replies and reads them; ``probs`` reads a single-turn
+choice variant's answer from the model's next-token probabilities over its option labels (the
+questionnaires' probability mode and backends), once under each of the k rotations of its option
+order, so every option is shown first once and the position bias averages out; ``both`` does both.
+A task whose kind cannot be read so (free text, numbers, item lists, several turns) is refused in
+``probs`` mode and left to text in ``both`` (:func:`probs_tasks`).
 
 The run directory holds ``manifest.json`` (with ``"study": "behavior"``; never an API key) and
 ``behavior.sqlite`` (:mod:`psychometrics.behavior.store`).
@@ -35,6 +44,9 @@ from psychometrics.design.personas import PersonaSet
 from psychometrics.run.owner import BEHAVIOR_DB
 
 
+MODES = ("text", "probs", "both")
+
+
 @dataclass(frozen=True)
 class BehaviorDesign:
     """What to run: repeated samples, sampling settings, personas, and how many variants per task
@@ -46,8 +58,16 @@ class BehaviorDesign:
     personas: Optional[str] = None
     persona_ids: Optional[tuple[str, ...]] = None
     variants: Optional[int] = None
+    order: str = "balanced"
+    mode: str = "text"
 
     def __post_init__(self) -> None:
+        from psychometrics.behavior.order import ORDER_RULES
+
+        if self.order not in ORDER_RULES:
+            raise PsytestError(f"--order {self.order}: give one of {', '.join(ORDER_RULES)}")
+        if self.mode not in MODES:
+            raise PsytestError(f"--mode {self.mode}: give one of {', '.join(MODES)}")
         if not 1 <= self.samples <= 10_000:
             raise PsytestError(f"--samples {self.samples}: give a number of samples between 1 and 10000")
         if not 0.0 <= self.temperature <= 2.0:
@@ -59,7 +79,13 @@ class BehaviorDesign:
         return {
             "samples": self.samples, "temperature": self.temperature, "seed": self.seed, "personas": self.personas,
             "persona_ids": list(self.persona_ids) if self.persona_ids else None, "variants": self.variants,
+            "order": self.order, "mode": self.mode,
         }
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The answer modes of the run's conversations."""
+        return ("text", "probs") if self.mode == "both" else (self.mode,)
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,7 @@ class PlannedConversation:
     sample: int
     rendered: Rendered
     seed: int
+    mode: str = "text"  # "probs": one request reading the option labels' probabilities
 
     def messages(self, replies: list[str | None], upto: int) -> tuple[Message, ...]:
         """The transcript sent for turn ``upto`` (0-based): system persona, then user/assistant turns."""
@@ -113,36 +140,95 @@ def prompt_hash(task: Task, n_variants: int | None = None) -> str:
     })
 
 
+def probs_tasks(tasks: list[Task], design: BehaviorDesign) -> tuple[list[Task], list[Task]]:
+    """(tasks read in probability mode, tasks that cannot be), for the variants the run uses. In
+    ``probs`` mode a task that cannot is refused in one line naming it; in ``both`` it is text only."""
+    readable, not_readable = [], []
+    for task in tasks:
+        kind = get_kind(task.kind)
+        variants = task.variants[: design.variants] if design.variants else task.variants
+        (readable if all(kind.probs_readable(task, v) for v in variants) else not_readable).append(task)
+    if design.mode == "probs" and not_readable:
+        task = not_readable[0]
+        raise PsytestError(
+            f"--mode probs: task '{task.id}' (kind {task.kind}) cannot be read from option-label probabilities "
+            "(only single-turn choice tasks can); leave it out, or use --mode text or both")
+    return (readable if "probs" in design.modes else []), not_readable
+
+
+def _request_id(model: str, backend_params: dict, task: Task, variant: Variant, rendered: Rendered,
+                persona_text: str | None, sample: int, design: BehaviorDesign, seed: int, mode: str) -> str:
+    payload = {
+        "model": model, "params": backend_params, "task": task.id, "variant": variant.id,
+        "turns": list(rendered.turns), "display": list(rendered.display), "persona": persona_text,
+        "sample": sample, "temperature": design.temperature, "seed": seed, "max_tokens": task.max_tokens,
+    }
+    if mode != "text":  # text ids keep the form runs made before probability mode have
+        payload["mode"] = mode
+    return _digest(payload)
+
+
 def plan_conversations(
     tasks: list[Task], design: BehaviorDesign, model: str, backend_params: dict, persona_set: PersonaSet | None
 ) -> list[PlannedConversation]:
     """Every conversation of the run, persona-major (a local model reuses the persona prefix). More than
-    :data:`psychometrics.limits.PLANNED_CONVERSATIONS` is refused before any is planned."""
+    :data:`psychometrics.limits.PLANNED_CONVERSATIONS` is refused before any is planned.
+
+    Display orders follow ``design.order`` (:mod:`psychometrics.behavior.order`). In probability mode
+    each variant of a readable task is planned once per rotation of its respondent's base order."""
+    from psychometrics.behavior.order import all_rotations, balanced_orders
+
     personas = persona_set.select(list(design.persona_ids) if design.persona_ids else None) if persona_set else None
     people = [(p.id, p.text) for p in personas] if personas else [("none", None)]
-    count = len(people) * design.samples * sum(len(t.variants[: design.variants or None]) for t in tasks)
+    readable, _ = probs_tasks(tasks, design)
+    readable_ids = {t.id for t in readable}
+    used = {t.id: (t.variants[: design.variants] if design.variants else t.variants) for t in tasks}
+    per_person = 0
+    for task in tasks:
+        kind = get_kind(task.kind)
+        if "text" in design.modes:
+            per_person += len(used[task.id])
+        if task.id in readable_ids:
+            per_person += sum(kind.shown_entries(v) for v in used[task.id])
+    count = len(people) * design.samples * per_person
     if count > limits.PLANNED_CONVERSATIONS:
         raise PsytestError(
             f"behave: {count:,} conversations planned, more than the {limits.PLANNED_CONVERSATIONS:,} one run holds; "
             "use fewer samples, variants, tasks or personas, or split the study into several runs")
     planned = []
     for persona_id, persona_text in people:
+        balanced: dict[str, tuple] = {}
+        if design.order == "balanced":
+            for task in tasks:
+                kind = get_kind(task.kind)
+                rng = np.random.default_rng(_seed(design.seed, "order", task.id, persona_id))
+                balanced[task.id] = balanced_orders([kind.shown_entries(v) for v in used[task.id]], design.samples, rng)
         for sample in range(design.samples):
             for task in tasks:
                 kind = get_kind(task.kind)
-                variants = task.variants[: design.variants] if design.variants else task.variants
-                for variant in variants:
+                for index, variant in enumerate(used[task.id]):
                     seed = _seed(design.seed, task.id, variant.id, persona_id, sample)
-                    rendered = kind.render(task, variant, np.random.default_rng(seed))
-                    request_id = _digest({
-                        "model": model, "params": backend_params, "task": task.id, "variant": variant.id,
-                        "turns": list(rendered.turns), "display": list(rendered.display), "persona": persona_text,
-                        "sample": sample, "temperature": design.temperature, "seed": seed,
-                        "max_tokens": task.max_tokens,
-                    })
-                    planned.append(PlannedConversation(
-                        request_id, task, variant, persona_id, persona_text, sample, rendered, seed
-                    ))
+                    if design.order == "balanced":
+                        order = balanced[task.id][0][sample][index]
+                        rendered = kind.render(task, variant, None, order)
+                    else:
+                        rendered = kind.render(task, variant, np.random.default_rng(seed))
+                    if "text" in design.modes:
+                        request_id = _request_id(model, backend_params, task, variant, rendered, persona_text, sample,
+                                                 design, seed, "text")
+                        planned.append(PlannedConversation(
+                            request_id, task, variant, persona_id, persona_text, sample, rendered, seed))
+                    if task.id not in readable_ids:
+                        continue
+                    by_id = {e.id: i for i, e in enumerate(kind._entries(variant))}
+                    base = (balanced[task.id][1][len(rendered.display)] if design.order == "balanced"
+                            else [by_id[i] for i in rendered.display])
+                    for rotated in all_rotations(base):
+                        shown = kind.render(task, variant, None, rotated)
+                        request_id = _request_id(model, backend_params, task, variant, shown, persona_text, sample,
+                                                 design, seed, "probs")
+                        planned.append(PlannedConversation(
+                            request_id, task, variant, persona_id, persona_text, sample, shown, seed, "probs"))
     return planned
 
 
@@ -182,6 +268,8 @@ class ConversationWork:
         self.design = design
 
     async def __call__(self, conversation: PlannedConversation, attempts: int, call, stats: RunStats) -> Result:
+        if conversation.mode == "probs":
+            return await self._probs(conversation, attempts, call)
         store = self.store
         stored = {t.turn: t for t in store.turns(conversation.request_id)}
         replies: list[str | None] = []
@@ -224,6 +312,52 @@ class ConversationWork:
                                         truncated_turns(conversation.task, turn_tokens))
             row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
         return Result([row])
+
+
+    async def _probs(self, conversation: PlannedConversation, attempts: int, call) -> Result:
+        """One request for the option labels' log-probabilities, committed (as JSON, turn 0) before it is
+        scored; a resumed run reads a stored one instead of asking again."""
+        kind = get_kind(conversation.task.kind)
+        labels = kind.probs_labels(conversation.variant, conversation.rendered)
+        messages = conversation.messages([], 0)
+        row = ConversationRow(
+            conversation.request_id, conversation.task.id, conversation.variant.id, conversation.task.trait,
+            conversation.task.direction, conversation.persona, conversation.sample, list(conversation.rendered.display),
+            [[m.role, m.content] for m in messages], "error", detail={"mode": "probs"}, attempts=attempts,
+        )
+        stored = {t.turn: t for t in self.store.turns(conversation.request_id)}
+        try:
+            if 0 in stored:
+                reply = stored[0]
+            else:
+                request = ModelRequest(messages, labels, "probs", 0.0, _seed(conversation.seed, 0), 1)
+                t0 = time.perf_counter()
+                answer = await call(request)
+                reply = TurnReply(0, json.dumps(answer.choice_logprobs or {}, sort_keys=True),
+                                  time.perf_counter() - t0, answer.input_tokens, answer.output_tokens)
+                self.store.write_turn(conversation.request_id, reply)
+            logprobs = stored_logprobs(reply.reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed call is recorded, not fatal
+            row.error = failure_reason(exc)
+            return Result([row])
+        row.latency_s, row.input_tokens, row.output_tokens = reply.latency_s, reply.input_tokens, reply.output_tokens
+        scored = kind.score_probs(conversation.task, conversation.variant, conversation.rendered, logprobs)
+        row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
+        return Result([row])
+
+
+def stored_logprobs(text: str | None) -> dict[str, float]:
+    """Label log-probabilities as a probability-mode turn stores them (JSON), checked as a backend's are
+    (:func:`psychometrics.models.base.label_logprobs`)."""
+    from psychometrics.models.base import label_logprobs
+
+    try:
+        raw = json.loads(text or "{}")
+    except ValueError:
+        raise PsytestError("a stored probability-mode turn is not JSON; the store was changed or damaged") from None
+    return label_logprobs(raw)
 
 
 async def run_conversations(
@@ -333,10 +467,18 @@ def estimate_conversations(tasks: list[Task], design: BehaviorDesign, backend: M
         {"factor": "sample", "levels": design.samples, "names": [str(s) for s in range(design.samples)],
          "note": f"temperature {design.temperature:g}"},
     ]
+    probs = sum(p.mode == "probs" for p in planned)
+    if probs:
+        factors.append({"factor": "mode", "levels": len(design.modes), "names": list(design.modes),
+                        "note": "probs: each choice variant once per rotation of its option order"})
+    text = len(planned) - probs
+    formula = (f"{sum(variant_counts.values())} task variants x {len(personas)} personas x {design.samples} "
+               f"samples = {text:,} {'text ' if probs else ''}conversations" if text else "")
+    if probs:
+        formula += ("; " if formula else "") + f"{probs:,} probability readings (one per option rotation)"
     return {
         "factors": factors,
-        "formula": (f"{sum(variant_counts.values())} task variants x {len(personas)} personas x {design.samples} "
-                    f"samples = {len(planned):,} conversations"),
+        "formula": formula,
         "token_basis": "input: 4 characters per token of the persona and every turn so far, per turn; output: at most "
                        "each task's max_tokens per turn",
         "time": {"seconds": None, "basis": "not estimated for behaviour runs: conversations differ in turns and reply "
@@ -346,5 +488,6 @@ def estimate_conversations(tasks: list[Task], design: BehaviorDesign, backend: M
         "to_send": len(todo),
         "turns_to_send": turns,
         "estimated_input_tokens": input_tokens,
-        "estimated_output_tokens_max": sum(p.task.max_tokens * len(p.rendered.turns) for p in todo),
+        "estimated_output_tokens_max": sum((1 if p.mode == "probs" else p.task.max_tokens) * len(p.rendered.turns)
+                                           for p in todo),
     }

@@ -88,6 +88,13 @@ def behave(
     samples: Annotated[int, typer.Option(min=1, max=limits.SAMPLES, help="Repeated samples per variant and persona.")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Run seed: option orders and per-turn seeds derive from it.")] = 0,
+    order: Annotated[Optional[str], typer.Option(
+        help="Option/item display order: balanced (each option in each position equally often per persona and "
+             "task) or random (drawn per conversation, the rule of runs made before it was recorded).",
+        show_default="balanced; a resumed run keeps its own")] = None,
+    mode: Annotated[str, typer.Option(
+        help="Answer mode: text, probs (choice tasks read from option-label probabilities, under every rotation "
+             "of the option order) or both.")] = "text",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory.", show_default="runs/<time>-<model>-behavior")] = None,
     api_base: Annotated[Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server.", show_default="the provider's")] = None,
     threads: Threads = None,
@@ -110,6 +117,7 @@ def behave(
         model, tasks=tasks, personas=personas, persona_ids=persona_ids, variants=variants, samples=samples,
         temperature=temperature, seed=seed, out=out, api_base=api_base, threads=threads, threads_batch=threads_batch,
         max_retries=max_retries, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
+        order=order, mode=mode,
     )
     if dry_run:
         if as_json:

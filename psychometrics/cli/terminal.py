@@ -16,6 +16,7 @@ Commands never call ``print``, ``typer.echo`` or ``rich.console.Console`` themse
 
 from __future__ import annotations
 
+import math
 import time
 
 from psychometrics.textsafe import hidden, json_escaped, json_text, printable  # noqa: F401 - re-exported
@@ -287,15 +288,21 @@ def print_behavior_summary(payload: dict, summary) -> None:
         f"{payload['conversations_per_second']:.2f} conversations/s."
     )
     table = Table(title="Behaviour scores (valid conversations only; parse failures are missing, not zero)")
-    for column in ("task", "trait", "dir", "valid", "mean", "sd", "first option", "cut off"):
+    for column in ("task", "trait", "dir", "valid", "mean", "sd", "first option", "chance", "cut off"):
         table.add_column(column, justify="left" if column in ("task", "trait") else "right")
     for row in summary.itertuples():
+        # text: share of choices of the first displayed option; probs: its mean probability
+        first = getattr(row, "first_option_share", math.nan)
+        if not isinstance(first, float) or math.isnan(first):
+            first = getattr(row, "first_option_probability", math.nan)
         table.add_row(
             cell(row.task), cell(row.trait), "+" if row.direction > 0 else "-",
-            f"{row.valid}/{row.conversations}",
-            _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(row.first_option_share), _fmt_g(row.truncated_share),
+            f"{row.valid}/{row.conversations}", _fmt_g(row.mean), _fmt_g(row.sd), _fmt_g(first),
+            _fmt_g(getattr(row, "first_option_chance", math.nan)), _fmt_g(row.truncated_share),
         )
     out.print(table)
+    out.print("first option: share of choices of the option displayed first (probs mode, TASK@probs: its mean "
+              "probability); chance: 1/k")
     out.print(f"Tables: {payload['analysis_dir']}")
 
 

@@ -393,6 +393,30 @@ class SimulatedRespondent(ModelBackend):
         n_in = sum(len(m.content.split()) for m in request.messages)
         return ModelReply(text=text, input_tokens=n_in, output_tokens=len(text.split()))
 
+    def _behave_probs(self, request: ModelRequest, known, persona) -> ModelReply | None:
+        """A task's option-label probabilities: the kind's choice probabilities for this respondent's level
+        (one draw per variant and sample, whatever the option order), times ``exp(position_first)`` for the
+        first label and ``exp(position_last)`` for the last, renormalised; ``refusal`` is the mass left off
+        the labels. None when the kind cannot say."""
+        from psychometrics.behavior.kinds import get_kind
+
+        task, variant = known
+        rng = _unit_hash("probs", int(self.config.get("seed")), request.seed, task.id, variant.id, persona[0] if persona else "")
+        link = self.config.get("behavior_link")
+        theta = self.trait_level(task.trait, persona)
+        level = task.direction * (link * theta + math.sqrt(max(0.0, 1 - link * link)) * float(rng.standard_normal()))
+        messages = [(m.role, m.content) for m in request.messages]
+        probabilities = get_kind(task.kind).simulate_probs(task, variant, messages, level)
+        if probabilities is None or len(probabilities) != len(request.choices):
+            return None
+        weights = np.asarray(probabilities, dtype=float)
+        weights[0] *= math.exp(self.config.get("position_first"))
+        weights[-1] *= math.exp(self.config.get("position_last"))
+        weights = weights / weights.sum() * (1.0 - self.config.get("refusal"))
+        logprobs = {c: math.log(max(float(p), 1e-300)) for c, p in zip(request.choices, weights)}
+        n_in = sum(len(m.content.split()) for m in request.messages)
+        return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=1)
+
     def _learn_personas(self, persona_set) -> None:
         for persona in persona_set.personas:
             self.personas[_normalize(persona.text)] = (persona.id, dict(persona.targets))
@@ -507,6 +531,12 @@ class SimulatedRespondent(ModelBackend):
         prompt = "\n".join(m.content for m in request.messages if m.role == "user")
         system = "\n".join(m.content for m in request.messages if m.role == "system")
         persona = self.find_persona(system) if system else None
+        if request.mode == "probs" and request.messages:
+            first_user = next((m.content for m in request.messages if m.role == "user"), "")
+            known = self._known_task(first_user)
+            reply = self._behave_probs(request, known, persona) if known is not None else None
+            if reply is not None:
+                return reply
         if request.mode == "text":
             first_user = next((m.content for m in request.messages if m.role == "user"), "")
             known = self._known_task(first_user)

@@ -121,6 +121,10 @@ class BehaviorDesignRecord(_Record):
     personas: str | None = None
     persona_ids: list[str] | None = None
     variants: _bounded(1, limits.VARIANTS) | None = None  # type: ignore[valid-type]
+    #: The display-order rule (:mod:`psychometrics.behavior.order`); absent in runs made before it was
+    #: recorded, which drew each conversation's order at random: they plan as they did.
+    order: Literal["balanced", "random"] = "random"
+    mode: Literal["text", "probs", "both"] = "text"
 
 
 class _Manifest(_Record):

@@ -33,7 +33,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -60,6 +60,8 @@ class BehaviorOptions(BaseModel):
     samples: Annotated[int, Field(ge=1, le=limits.SAMPLES)] = 1
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    order: Literal["balanced", "random"] | None = None  # None: the run's recorded rule, else balanced
+    mode: Literal["text", "probs", "both"] = "text"
 
 
 class StudySpec(BaseModel):

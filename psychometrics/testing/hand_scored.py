@@ -114,7 +114,8 @@ def dump(run_dir: Path, tasks: list[str] | None, per_task: int, seed: int = 0) -
     out: dict[str, list[dict]] = {}
     with run.store() as store:
         turn_tokens = store.turn_output_tokens()
-        rows = [r for r in store.rows() if r.error is None and (not tasks or r.task in tasks)]
+        rows = [r for r in store.rows() if r.error is None and (not tasks or r.task in tasks)
+                and not (isinstance(r.detail, dict) and r.detail.get("mode") == "probs")]  # no reply to read
     rng = np.random.default_rng(seed)
     for task_id in sorted({r.task for r in rows}):
         task = run.tasks.get(task_id)

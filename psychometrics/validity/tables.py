@@ -55,7 +55,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
     """Every validity table for the given questionnaire and behaviour runs. Runs whose persona sets differ
     are refused (:func:`psychometrics.run.persona_match.check_same_personas`) before anything is read;
     ``options`` name the two kinds of run in that message (the command's options)."""
-    from psychometrics.behavior.analysis import planned_behavior_frame
+    from psychometrics.behavior.analysis import by_measure, planned_behavior_frame
     from psychometrics.validity.behavior_scores import mark_ratio_tasks
     from psychometrics.run.owner import open_run
     from psychometrics.run.persona_match import check_same_personas, persona_targets
@@ -96,6 +96,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
     behavior = mark_ratio_tasks(pd.concat(frames, ignore_index=True), all_tasks)  # reply length: a ratio measure
+    behavior, variant_order = by_measure(behavior, variant_order)  # text and probability scores: two measures
     tables = validity_tables(selfreport, behavior, persona_targets(manifests), items=items,
                              variant_order=variant_order, seed=seed, n_boot=n_boot)
     if run_notes:
