@@ -7,7 +7,7 @@ respondent (:meth:`Kind.simulate`). No LLM judge: numbers, labels, regular expre
 
 This module is the registry (:data:`KINDS`, :func:`get_kind`) and the place to import from. The base
 class, outcomes and results are in :mod:`psychometrics.behavior.kind_base`; the kinds in ``kinds_number``,
-``kinds_choice``, ``kinds_text``, ``kinds_constraints`` and ``kinds_items``; the reply readers in
+``kinds_choice``, ``kinds_text``, ``kinds_constraints``, ``kinds_items`` and ``kinds_trials``; the reply readers in
 :mod:`psychometrics.behavior.reading`; placeholder filling in :mod:`psychometrics.behavior.placeholders`;
 the helpers for simulated replies in ``simulated_replies`` and ``regex_examples``.
 """
@@ -20,20 +20,24 @@ from psychometrics.behavior.kinds_constraints import ConstraintsKind
 from psychometrics.behavior.kinds_items import ClaimsKind, PlantedErrorsKind, QuizClaimKind
 from psychometrics.behavior.kinds_number import NumberKind
 from psychometrics.behavior.kinds_text import CountListKind, LengthKind, SentimentKind
+from psychometrics.behavior.kinds_trials import (
+    CardRoundsKind, ListedChoicesKind, ReportedOutcomeKind, StatedNumberKind,
+)
 from psychometrics.behavior.placeholders import MAX_OPTIONS
 from psychometrics.behavior.reading.checks import CHECK_TYPES, check_passes
 from psychometrics.errors import PsytestError
 
 __all__ = [
     "CHECK_TYPES", "KINDS", "MAX_OPTIONS", "OUTCOMES", "ChoiceKind", "ClaimsKind", "ConstraintsKind", "CountListKind",
-    "Kind", "LengthKind", "NumberKind", "PlantedErrorsKind", "QuizClaimKind", "Rendered", "Scored", "SentimentKind",
+    "CardRoundsKind", "Kind", "LengthKind", "ListedChoicesKind", "ReportedOutcomeKind", "StatedNumberKind", "NumberKind", "PlantedErrorsKind", "QuizClaimKind", "Rendered", "Scored", "SentimentKind",
     "SycophancyKind", "check_passes", "get_kind",
 ]
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (NumberKind(), ChoiceKind(), SycophancyKind(), CountListKind(), LengthKind(), SentimentKind(),
-                 ConstraintsKind(), PlantedErrorsKind(), ClaimsKind(), QuizClaimKind())
+                 ConstraintsKind(), PlantedErrorsKind(), ClaimsKind(), QuizClaimKind(), StatedNumberKind(),
+                 ReportedOutcomeKind(), CardRoundsKind(), ListedChoicesKind())
 }
 
 
