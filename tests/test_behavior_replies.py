@@ -132,9 +132,9 @@ CASES = [
     ("delay-discounting", "v01", ["\n".join(f"{k}. B" for k in range(1, 28))], "valid", math.log(2 / 78 / 192)),
     ("delay-discounting", "v01", ["\n".join(f"{k}. A" for k in range(1, 28))], "valid", math.log(35 / 20 / 7)),
     ("delay-discounting", "v01", ["B"], "unparseable", None),
-    # --- Columbia Card Task: mean cards over the EV optimum (v01 optima 5, 0, 6, 0, 0, 6)
-    ("columbia-card", "v01", ["5", "0", "6", "0", "0", "6"], "valid", 0.0),
-    ("columbia-card", "v01", ["I'll turn over 8 cards.", "3", "**9**", "Answer: 3", "3 cards", "9"], "valid", 3.0),
+    # --- Columbia Card Task: mean cards over the EV optimum (v01 optima 4, 0, 6, 0, 0, 6)
+    ("columbia-card", "v01", ["4", "0", "6", "0", "0", "6"], "valid", 0.0),
+    ("columbia-card", "v01", ["I'll turn over 7 cards.", "3", "**9**", "Answer: 3", "3 cards", "9"], "valid", 3.0),
     ("columbia-card", "v01", ["As an AI, I cannot play card games.", "", "", "", "", ""], "refusal", None),
     # --- prisoner's dilemma: 1 = the jointly better option (A in DISPLAY)
     ("prisoners-dilemma", "v01", ["A"], "valid", 1.0),

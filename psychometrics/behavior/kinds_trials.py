@@ -134,7 +134,8 @@ def cct_expected_value(cards: int, deck: int, loss_cards: int, gain: float, loss
 def cct_optimum(deck: int, loss_cards: int, gain: float, loss: float) -> int:
     """The number of cards that maximises :func:`cct_expected_value` (the smallest, at ties)."""
     values = [cct_expected_value(c, deck, loss_cards, gain, loss) for c in range(deck + 1)]
-    return max(range(len(values)), key=lambda c: (values[c], -c))
+    best = max(values)
+    return next(c for c, v in enumerate(values) if v >= best - 1e-9 * max(1.0, abs(best)))  # EV(4) = EV(5) happens
 
 
 class CardRoundsKind(Kind):
