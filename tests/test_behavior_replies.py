@@ -444,6 +444,7 @@ def test_kirby_reads_the_answer_after_an_echoed_item():
     ("\n".join(f"{k}. I would not accept" for k in range(1, 13)), "valid", math.log(3)),
     ("\n".join(f"{k}. Yes" if k >= 9 else f"{k}. No" for k in range(1, 13)), "valid", math.log(math.sqrt(1.5 * 2))),
     ("\n".join(f"{k}. win 30 dollars or lose 10 dollars - reject" for k in range(1, 13)), "valid", math.log(3)),
+    ("\n".join(f"{k}. Accept (no regrets)" for k in range(1, 13)), "valid", math.log(0.5)),  # "no" opens nothing
     ("accept, reject, accept", "unparseable", None),
     ("It depends on how much I have saved.", "unparseable", None),
 ])

@@ -206,6 +206,7 @@ class CardRoundsKind(Kind):
         return ("{}", "I turn over {} cards.", "Answer: {}")[int(rng.integers(0, 3))].format(cards)
 
 
+_OPENING_ONLY = frozenset({"yes", "no"})  # answer words that count only as the first word of an answer
 _NEGATED = re.compile(r"(?:\bnot|\bnever|n't|\bno longer)\W+(?:\w+\W+)?$", re.IGNORECASE)
 
 
@@ -240,7 +241,8 @@ class ListedChoicesKind(Kind):
     ``mixed_gamble``: ``[gain, loss]`` of a 50/50 gamble, value ``gain / loss``; choice 1 is accepting;
     theta is the loss-aversion coefficient lambda (accept iff gain > lambda * loss; Tom, Fox, Trepel &
     Poldrack, 2007). ``scoring.answers`` maps answer words or letters (upper-case letters only, so that the
-    article "a" is not an answer) to 1 or 0; a negated word ("not accept") counts as the other answer.
+    article "a" is not an answer) to 1 or 0; a negated word ("not accept") counts as the other answer, and
+    "yes"/"no" count only as the first word of an answer.
     Each item's answer is read in its numbered segment, after removing the item's own text; a reply of
     exactly one answer word per item, unnumbered, is read in display order. Valid when at least 80% of the
     items are read.
@@ -294,6 +296,8 @@ class ListedChoicesKind(Kind):
             if len(word) == 1 and word.isalpha():
                 pattern = rf"(?<![\w'’]){re.escape(word.upper())}(?![\w'’])"
                 flags = 0
+            elif word.casefold() in _OPENING_ONLY:  # "1. accept (no risk of ...)": "no" is not the answer there
+                pattern, flags = rf"^\W*{re.escape(word)}\b", re.IGNORECASE
             else:
                 pattern, flags = rf"\b{re.escape(word)}\b", re.IGNORECASE
             for m in re.finditer(pattern, text, flags):
