@@ -5,9 +5,9 @@ Columbia Card Task (``card_rounds``) and a list of binary choices reduced to one
 
 Every number reader here refuses a number the reply only copies from the prompt: a prompt number counts
 as the answer when the task's verb governs it ("I turn 10 cards"), when it is on an ``Answer:`` line, when
-the reply is that number and at most two more words ("10", "10 cards"), or when the reply opens with it
-and a stop ("0. I keep it all."); a reply that restates the prompt ("Each card pays 10 points.") is
-``unparseable``.
+the reply is that number and at most two more words ("10", "10 cards"), when the reply opens with it and a
+stop ("0. I keep it all."), or when the words around it are not the prompt's ("The controller is 10."); a
+reply that restates the prompt ("Each card pays 10 points.") is ``unparseable``.
 """
 
 from __future__ import annotations
@@ -47,9 +47,29 @@ def stated_number(reply: str, prompt: str, verbs: Sequence[str] = (), total: flo
     echoes = set(numbers_in(prompt))
     plain = plain_text(reply).strip()
     said = numbers_in(plain)
-    if said and set(said) <= echoes and len(plain.split()) > _BARE_WORDS and not _OPENING_ANSWER.match(plain):
+    if said and set(said) <= echoes and len(plain.split()) > _BARE_WORDS and not _OPENING_ANSWER.match(plain) \
+            and _all_copied(plain, prompt):
         return NumberReading(None, reason="prompt_number")
     return reading
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\d+(?:\.\d+)?|[^\W\d_]+", text.casefold())
+
+
+def _all_copied(reply: str, prompt: str) -> bool:
+    """Whether every number in ``reply`` stands in words copied from ``prompt``: the number with up to
+    three words before it, or with the word after it ("20 dollars", "10 is"), occurs in the prompt.
+    "1 is barely audible and 10 is very loud" is copied; "The stranger's controller is 10." is an answer."""
+    said, heard = _words(reply), f" {' '.join(_words(prompt))} "
+
+    def occurs(phrase: list[str]) -> bool:
+        return len(phrase) >= 2 and f" {' '.join(phrase)} " in heard
+
+    for i, word in enumerate(said):
+        if word[0].isdigit() and not (occurs(said[max(0, i - 3):i + 1]) or occurs(said[i:i + 2])):
+            return False
+    return True
 
 
 class StatedNumberKind(NumberKind):
