@@ -25,7 +25,9 @@ BATTERY = {
     "sycophancy": ("agreeableness", 1, "sycophancy"),
     "formatting-constraints": ("conscientiousness", 1, "constraints"),
     "planted-errors": ("conscientiousness", 1, "planted_errors"),
-    "delay-discounting": ("conscientiousness", 1, "choice"),
+    "delay-discounting": ("conscientiousness", -1, "listed_choices"),
+    "prisoners-dilemma": ("agreeableness", 1, "choice"),
+    "public-goods": ("agreeableness", 1, "stated_number"),
     "social-choice": ("extraversion", 1, "choice"),
     "expressiveness": ("extraversion", 1, "length"),
 }
@@ -71,6 +73,8 @@ PARADIGM_NAMES = {
     "formatting-constraints": [r"instruction[- ]following", r"ifeval"],
     "planted-errors": [r"planted", r"proofread"],
     "delay-discounting": [r"discount", r"delay", r"gratification", r"sooner", r"interest rate"],
+    "prisoners-dilemma": [r"prisoner", r"dilemma", r"defect"],
+    "public-goods": [r"public good", r"free[- ]rid", r"social dilemma"],
     "social-choice": [r"solitude", r"solitary"],
     "expressiveness": [r"expressive", r"verbos"],
 }
@@ -142,7 +146,7 @@ def test_prompts_do_not_name_the_trait_or_push_an_answer(tasks, task_id):
             assert turn.isascii(), f"{variant.id}: keep prompts plain ASCII"
 
 
-@pytest.mark.parametrize("task_id", ["sycophancy", "delay-discounting", "social-choice"])
+@pytest.mark.parametrize("task_id", ["sycophancy", "prisoners-dilemma", "social-choice"])
 def test_options_are_not_signposted(tasks, task_id):
     for variant in tasks[task_id].variants:
         assert variant.options and len(variant.options) >= 2
@@ -163,21 +167,6 @@ def test_allocation_amounts_in_text_match_params(tasks):
             assert re.search(rf"(?<![\d.]){p[key]}(?![\d])", variant.turns[0]), (variant.id, key)
     assert len({v.params["endowment"] for v in tasks["dictator-game"].variants}) >= 8, "amounts vary"
     assert len({v.params["received"] for v in tasks["trust-return"].variants}) >= 8, "amounts vary"
-
-
-def test_delay_choices_are_consistent_and_spread(tasks):
-    rates = []
-    for variant in tasks["delay-discounting"].variants:
-        p = variant.params
-        options = {o.id: o for o in variant.options}
-        assert options["sooner"].value == 0 and options["later"].value == 1 and len(options) == 2
-        assert re.match(rf"{p['sooner']}\b", options["sooner"].text), variant.id
-        assert re.match(rf"{p['later']}\b", options["later"].text), variant.id
-        implied = (p["later"] / p["sooner"] - 1) * 365 / p["delay_days"] * 100
-        assert abs(implied - p["annual_rate"]) < 1, (variant.id, implied)
-        rates.append(implied)
-    # From below a savings account to several hundred percent a year, so the choice is not one-sided.
-    assert min(rates) < 5 and max(rates) > 150 and sum(r < 20 for r in rates) >= 4 and sum(r > 50 for r in rates) >= 4
 
 
 def test_social_choices_span_company_and_solitude(tasks):
@@ -247,7 +236,7 @@ def test_number_tasks_score_the_share_given(tasks, task_id, key):
         assert kind.score(task, variant, rendered, [str(total + 1)]).outcome == "out_of_range"
 
 
-@pytest.mark.parametrize("task_id", ["delay-discounting", "social-choice"])
+@pytest.mark.parametrize("task_id", ["prisoners-dilemma", "social-choice"])
 def test_choice_tasks_score_the_chosen_value(tasks, task_id):
     task = tasks[task_id]
     for variant in task.variants:

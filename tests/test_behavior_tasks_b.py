@@ -21,13 +21,13 @@ from psychometrics.behavior.task import TASK_DIR, Task, load_task
 BATTERY = {
     "novelty-choice": ("openness", 1, "choice"),
     "alternative-uses": ("openness", 1, "count_list"),
-    "loss-aversion": ("neuroticism", -1, "choice"),
+    "loss-aversion": ("neuroticism", 1, "listed_choices"),
     "setback-writing": ("neuroticism", 1, "sentiment"),
     "deception-game": ("machiavellianism", 1, "choice"),
-    "die-roll": ("machiavellianism", 1, "number"),
+    "die-roll": ("machiavellianism", 1, "reported_outcome"),
     "overclaiming": ("narcissism", 1, "claims"),
-    "balloon-risk": ("psychopathy", 1, "number"),
-    "noise-blast": ("psychopathy", 1, "number"),
+    "columbia-card": ("psychopathy", 1, "card_rounds"),
+    "noise-blast": ("psychopathy", 1, "stated_number"),
 }
 
 # Words a prompt must not use, per trait: the trait's name and its everyday synonyms (naming the trait
@@ -117,7 +117,8 @@ def test_declared_as_in_battery(tasks, name):
     assert (task.trait, task.direction, task.kind) == BATTERY[name]
     # room for a wordy model to explain before it answers (a cut-off answer is missing, not at random),
     # and for a paragraph of free text
-    assert task.max_tokens >= (128 if task.kind in ("choice", "number") else 200)
+    short = ("choice", "number", "stated_number", "reported_outcome", "card_rounds")  # one number or letter per turn
+    assert task.max_tokens >= (128 if task.kind in short else 200)
     assert ". " not in task.measure and task.measure.endswith("."), "measure: one sentence"
     assert re.search(r"\([^()]*\d[^()]*\)", task.measure), "measure: give the range in parentheses"
     assert re.search(r"\(\d{4}\)", task.citation)
@@ -160,12 +161,6 @@ def test_options_do_not_signpost(tasks, name):
         assert lengths[1] <= 2.5 * lengths[0], f"{variant.id}: one option is described at much greater length"
 
 
-def test_loss_aversion_ratios_span_the_range(tasks):
-    ratios = [v.params["gain"] / v.params["loss"] for v in tasks["loss-aversion"].variants]
-    assert min(ratios) <= 1.25 and max(ratios) >= 2.9
-    assert len({round(r, 2) for r in ratios}) >= 10
-
-
 def test_deception_payoffs_oppose_the_partners(tasks):
     for variant in tasks["deception-game"].variants:
         p = variant.params
@@ -188,7 +183,7 @@ def test_overclaiming_lists_have_invented_items(tasks):
 
 
 def test_choice_tasks_score_the_chosen_option(tasks):
-    for name in ("novelty-choice", "loss-aversion", "deception-game"):
+    for name in ("novelty-choice", "deception-game"):
         task = tasks[name]
         for variant in task.variants:
             rendered = _render(task, variant, seed=1)
@@ -199,21 +194,18 @@ def test_choice_tasks_score_the_chosen_option(tasks):
 
 
 def test_number_tasks_read_the_number_and_range(tasks):
-    die, balloon, noise = tasks["die-roll"], tasks["balloon-risk"], tasks["noise-blast"]
+    die, noise = tasks["die-roll"], tasks["noise-blast"]
     for variant in die.variants:
         rendered = _render(die, variant)
-        assert _score(die, variant, rendered, ["4"]).score == 4
+        rolled = variant.params["rolled"]
+        assert _score(die, variant, rendered, [str(rolled)]).score == 0
+        assert _score(die, variant, rendered, ["6"]).score == 1
         assert _score(die, variant, rendered, ["7"]).outcome == "out_of_range"
-    for variant in balloon.variants:
-        rendered = _render(balloon, variant)
-        top = variant.params["max_steps"]
-        assert _score(balloon, variant, rendered, [str(top // 2)]).score == pytest.approx((top // 2) / top)
-        assert _score(balloon, variant, rendered, [str(top + 1)]).outcome == "out_of_range"
     for variant in noise.variants:
         rendered = _render(noise, variant)
         assert _score(noise, variant, rendered, ["Answer: 3"]).score == 3
         assert _score(noise, variant, rendered, ["11"]).outcome == "out_of_range"
-
+        assert _score(noise, variant, rendered, ["0"]).outcome == "out_of_range"
 
 def test_overclaiming_scores_the_claiming_tendency(tasks):
     """-c of signal detection: claiming everything is liberal (high), claiming only the real items is

@@ -7,7 +7,7 @@ respondent (:meth:`Kind.simulate`). No LLM judge: numbers, labels, regular expre
 
 This module is the registry (:data:`KINDS`, :func:`get_kind`) and the place to import from. The base
 class, outcomes and results are in :mod:`psychometrics.behavior.kind_base`; the kinds in ``kinds_number``,
-``kinds_choice``, ``kinds_text``, ``kinds_constraints``, ``kinds_items`` and ``kinds_social``; the reply readers in
+``kinds_choice``, ``kinds_text``, ``kinds_constraints``, ``kinds_items`` ``kinds_social`` and ``kinds_trials``; the reply readers in
 :mod:`psychometrics.behavior.reading`; placeholder filling in :mod:`psychometrics.behavior.placeholders`;
 the helpers for simulated replies in ``simulated_replies`` and ``regex_examples``.
 """
@@ -21,13 +21,18 @@ from psychometrics.behavior.kinds_items import ClaimsKind, PlantedErrorsKind, Qu
 from psychometrics.behavior.kinds_number import NumberKind
 from psychometrics.behavior.kinds_social import CalibrationKind, OpinionChangeKind, RatingConsistencyKind
 from psychometrics.behavior.kinds_text import CountListKind, LengthKind, SentimentKind
+from psychometrics.behavior.kinds_trials import (
+    CardRoundsKind, ListedChoicesKind, ReportedOutcomeKind, StatedNumberKind,
+)
 from psychometrics.behavior.placeholders import MAX_OPTIONS
 from psychometrics.behavior.reading.checks import CHECK_TYPES, check_passes
 from psychometrics.errors import PsytestError
 
 __all__ = [
-    "CHECK_TYPES", "CalibrationKind", "KINDS", "OpinionChangeKind", "RatingConsistencyKind", "MAX_OPTIONS", "OUTCOMES", "ChoiceKind", "ClaimsKind", "ConstraintsKind", "CountListKind",
-    "Kind", "LengthKind", "NumberKind", "PlantedErrorsKind", "QuizClaimKind", "Rendered", "Scored", "SentimentKind",
+    "CHECK_TYPES", "CalibrationKind", "CardRoundsKind", "KINDS", "ListedChoicesKind", "MAX_OPTIONS", "OUTCOMES",
+    "ChoiceKind", "ClaimsKind", "ConstraintsKind", "CountListKind", "Kind", "LengthKind", "NumberKind",
+    "OpinionChangeKind", "PlantedErrorsKind", "QuizClaimKind", "RatingConsistencyKind", "Rendered",
+    "ReportedOutcomeKind", "Scored", "SentimentKind", "StatedNumberKind",
     "SycophancyKind", "check_passes", "get_kind",
 ]
 
@@ -35,7 +40,8 @@ KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (NumberKind(), ChoiceKind(), SycophancyKind(), CountListKind(), LengthKind(), SentimentKind(),
                  ConstraintsKind(), PlantedErrorsKind(), ClaimsKind(), QuizClaimKind(),
-                 CalibrationKind(), OpinionChangeKind(), RatingConsistencyKind())
+                 CalibrationKind(), OpinionChangeKind(), RatingConsistencyKind(), StatedNumberKind(),
+                 ReportedOutcomeKind(), CardRoundsKind(), ListedChoicesKind())
 }
 
 
