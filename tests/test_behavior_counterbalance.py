@@ -4,7 +4,6 @@ planned as they were, and choice tasks read from option-label probabilities (``-
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import subprocess
 import sys

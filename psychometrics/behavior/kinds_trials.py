@@ -20,7 +20,7 @@ from psychometrics.behavior.kind_base import Kind, missing_score, valid_score
 from psychometrics.behavior.kinds_number import NumberKind
 from psychometrics.behavior.reading.answers import numbered_segments
 from psychometrics.behavior.reading.numbers import (
-    NumberReading, ambiguity_detail, number_value, numbers_in, read_number,
+    NumberReading, number_value, numbers_in, read_number,
 )
 from psychometrics.behavior.reading.text import is_refusal, normalized_text, plain_text
 from psychometrics.behavior.simulated_replies import normal_cdf, shown_items, user_turns
@@ -42,6 +42,14 @@ def stated_number(reply: str, prompt: str, verbs: Sequence[str] = (), total: flo
     if honest is not None:
         prompt = re.sub(rf"(?<![\d.]){number_value(honest)}(?![\d]|\.\d)", " ", prompt)
     reading = read_number(reply, prompt, verbs=verbs, total=total, split=total is not None)
+    if reading.value is None and reading.reason == "echo":
+        # read_number's rule for a lone prompt number looks at the reply's shape; here the words around the
+        # number decide: "The stranger's controller is 10." answers, "from 1 to 10 is the range" copies
+        unechoed = read_number(reply, "", verbs=verbs, total=total, split=total is not None)
+        plain = plain_text(reply).strip()
+        if unechoed.value is not None and not _all_copied(plain, prompt):
+            return unechoed
+        return reading
     if reading.value is None or reading.method in ("verb", "answer_line"):
         return reading
     echoes = set(numbers_in(prompt))
