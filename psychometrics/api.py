@@ -625,15 +625,17 @@ def validity(
     out: Optional[PathLike] = None,
     bootstrap: int = 2000,
     seed: int = 0,
+    equivalence_bound: float = 0.2,
 ) -> ValidityResult:
     """Does what a model says about itself predict what it does? Self-report (questionnaire runs) vs
     behaviour (behaviour runs) across model x persona respondents (``psytest validity``). The tables,
-    ``validity.html`` and ``validity.json`` go to ``out`` (default ``validity/`` in the first behaviour run)."""
+    ``validity.html`` and ``validity.json`` go to ``out`` (default ``validity/`` in the first behaviour run).
+    ``equivalence_bound`` is the smallest |r| of interest of the equivalence test behind "does not predict"."""
     from psychometrics.validity.tables import run_validity
 
     with _reading_only():
         return run_validity([Path(p) for p in _names(selfreport)], [Path(p) for p in _names(behavior)],
-                            _path(out), n_boot=bootstrap, seed=seed)
+                            _path(out), n_boot=bootstrap, seed=seed, equivalence_bound=equivalence_bound)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -132,12 +132,14 @@ def validity(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory for the tables and validity.html.", show_default="validity/ in the first behaviour run")] = None,
     bootstrap: Annotated[int, typer.Option(min=100, max=100_000, help="Bootstrap resamples for the CIs.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    equivalence_bound: Annotated[float, typer.Option("--equivalence-bound", help="Smallest |r| of interest: a pair is said not to predict only when an equivalence test (TOST) shows |r| below it.")] = 0.2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the key tables as JSON.")] = False,
 ) -> None:
     """Does what a model says about itself predict what it does? Self-report vs behaviour across personas."""
     from psychometrics import api
 
-    result = api.validity(selfreport=selfreport, behavior=behavior, out=out, bootstrap=bootstrap, seed=seed)
+    result = api.validity(selfreport=selfreport, behavior=behavior, out=out, bootstrap=bootstrap, seed=seed,
+                          equivalence_bound=equivalence_bound)
     if as_json:
         print_json(result.payload())
         return

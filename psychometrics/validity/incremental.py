@@ -185,7 +185,7 @@ def partial_test(s, b, covariates: np.ndarray, groups=None) -> dict:
     s, b, covariates = s[keep], b[keep], covariates[keep]
     g = None if groups is None else np.asarray(groups)[keep]
     n = int(keep.sum())
-    out = {"n": n, "q": None, "partial_r": None, "df": None, "p": None, "delta_r2": None, "r2_base": None,
+    out: dict = {"n": n, "q": None, "partial_r": None, "df": None, "p": None, "delta_r2": None, "r2_base": None,
            "f": None, "note": None, "self_determined": False}
     if n < 3:
         out["note"] = f"too few respondents with both scores ({n})"

@@ -561,7 +561,7 @@ def disattenuate(r: float | None, df: int | None, rel_self: float | None, rel_be
     as it is, with a note (a reliability is underestimated, or r is overestimated). ``notes`` gets the
     sentences. Returns ``r_corrected``, ``r_corrected_low``, ``r_corrected_high``.
     """
-    out = {"r_corrected": None, "r_corrected_low": None, "r_corrected_high": None}
+    out: dict[str, float | None] = {"r_corrected": None, "r_corrected_low": None, "r_corrected_high": None}
     notes = notes if notes is not None else []
     if r is None or rel_self is None or rel_behavior is None or any(
             isinstance(v, float) and math.isnan(v) for v in (rel_self, rel_behavior)):
@@ -572,12 +572,13 @@ def disattenuate(r: float | None, df: int | None, rel_self: float | None, rel_be
         notes.append(f"not corrected for attenuation: reliability below the floor {floor:g} ({', '.join(low_ones)})")
         return out
     factor = math.sqrt(rel_self * rel_behavior)
-    low, high = fisher_interval(r, df)
-    out["r_corrected"] = r / factor
-    if low is not None:
+    low, high = fisher_interval(r, df) if df is not None else (None, None)
+    corrected = r / factor
+    out["r_corrected"] = corrected
+    if low is not None and high is not None:
         out["r_corrected_low"], out["r_corrected_high"] = low / factor, high / factor
-    if abs(out["r_corrected"]) > 1:
-        notes.append(f"corrected r {out['r_corrected']:.2f} is beyond +-1 (not clipped): a reliability is "
+    if abs(corrected) > 1:
+        notes.append(f"corrected r {corrected:.2f} is beyond +-1 (not clipped): a reliability is "
                      "underestimated or r overestimated")
     return out
 
