@@ -11,7 +11,8 @@
 #   the respondent scores are the values themselves. Theta = 0.5 * target + persona-specific N(0, 0.7);
 #   self-report and behaviour follow theta with noise; extraversion's behaviour ignores it.
 # For every scope (each model; pooled with model as fixed effects) and declared pair:
-#   covariates = indicators of the pair's own trait's target levels + the other traits' levels (+ model);
+#   covariates = indicators of the pair's own trait's target levels (pooled: of model x level) + the other
+#   traits' levels (+ model);
 #   partial r by the residual method, lm0 <- lm(b ~ covariates), lm1 <- update(lm0, . ~ . + s),
 #   anova(lm0, lm1) (F, p), delta R^2, p.adjust(BH) over the scope's declared pairs, TOST p from pnorm on
 #   Fisher's z with se = 1 / sqrt(df - 1); the persona-effect ratio from lm coefficients on all targets.
@@ -113,7 +114,9 @@ analyse <- function(scores, targets) {
       d <- data.frame(s = s[ok], b = b[ok], model = factor(resp$model[ok]), own = factor(levels[ok, t]))
       others <- setdiff(colnames(levels), t)
       for (o in others) d[[paste0("t_", o)]] <- levels[ok, o]
-      rhs <- c("own", paste0("t_", others), if (scope == "pooled") "model")
+      # pooled: a category per model x own level (each model's own response to the level), with the model
+      d$cell <- factor(paste(d$model, levels[ok, t]))
+      rhs <- c(if (scope == "pooled") "cell" else "own", paste0("t_", others), if (scope == "pooled") "model")
       lm0 <- lm(reformulate(rhs, "b"), data = d)
       lm1 <- update(lm0, . ~ . + s)
       ls <- lm(reformulate(rhs, "s"), data = d)
