@@ -256,3 +256,14 @@ def test_disattenuation_floor_interval_and_no_clipping():
     assert out["r_corrected"] == pytest.approx(0.6 / math.sqrt(0.275)) and out["r_corrected"] > 1
     assert "beyond +-1 (not clipped)" in notes[0]
     assert disattenuate(0.3, 40, 0.7, 0.45, floor=0.4)["r_corrected"] is not None
+
+
+@pytest.mark.parametrize("bound", ["1.5", "0", "nan", "-0.2"])
+def test_cli_refuses_a_bad_equivalence_bound_in_one_line(bound, tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "psychometrics", "validity", "-s", str(tmp_path / "q"), "-b",
+                             str(tmp_path / "b"), "--equivalence-bound", bound], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("psytest: error: --equivalence-bound ") and "between 0 and 1" in result.stderr
