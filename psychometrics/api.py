@@ -601,11 +601,21 @@ def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:
     """Check a run's store and recompute every derived file from it, comparing with what is stored;
     ``rerun`` also re-sends every request on a deterministic backend (``psytest reproduce``). Given a
     study directory, recompute its report, comparison and validity tables from its runs instead
-    (:mod:`psychometrics.analysis.reproduce_study`)."""
+    (:mod:`psychometrics.analysis.reproduce_study`); given the output of ``psytest validity --scores``,
+    its tables from the scores and pairs files (:mod:`psychometrics.analysis.reproduce_scores`)."""
     from psychometrics.analysis.across_models import is_study_directory
     from psychometrics.analysis.reproduce import reproduce as reproduce_run
 
     run = Path(run)
+    from psychometrics.analysis.reproduce_scores import is_scores_validity
+
+    if is_scores_validity(run):  # psytest validity --scores: recomputed from the files it names
+        if rerun:
+            raise PsytestError(f"--rerun: {run} was computed from a scores file; nothing was sent to re-send")
+        from psychometrics.analysis.reproduce_scores import reproduce_scores_validity
+
+        with _reading_only():
+            return reproduce_scores_validity(run)
     if is_study_directory(run):
         if rerun:
             raise PsytestError(f"--rerun: {run} is a study directory; re-send a run's requests with psytest reproduce "
@@ -620,21 +630,38 @@ def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:
 
 def validity(
     *,
-    selfreport: Union[PathLike, Sequence[PathLike]],
-    behavior: Union[PathLike, Sequence[PathLike]],
+    selfreport: Union[PathLike, Sequence[PathLike], None] = None,
+    behavior: Union[PathLike, Sequence[PathLike], None] = None,
     out: Optional[PathLike] = None,
     bootstrap: int = 2000,
     seed: int = 0,
+    scores: Optional[PathLike] = None,
+    pairs: Optional[PathLike] = None,
     equivalence_bound: float = 0.2,
 ) -> ValidityResult:
     """Does what a model says about itself predict what it does? Self-report (questionnaire runs) vs
     behaviour (behaviour runs) across model x persona respondents (``psytest validity``). The tables,
     ``validity.html`` and ``validity.json`` go to ``out`` (default ``validity/`` in the first behaviour run).
-    ``equivalence_bound`` is the smallest |r| of interest of the equivalence test behind "does not predict"."""
-    from psychometrics.validity.tables import run_validity
 
+    Or scores from elsewhere: ``scores`` (a CSV, one row per observation) with the declared ``pairs`` (a YAML
+    list of ``{selfreport, behavior, sign}``), instead of runs; ``out`` is then required
+    (:mod:`psychometrics.validity.scores_input`). ``equivalence_bound`` is the smallest |r| of interest of the
+    equivalence test behind "does not predict"."""
+    from psychometrics.validity.tables import run_scores_validity, run_validity
+
+    if scores is not None or pairs is not None:
+        if _names(selfreport or []) or _names(behavior or []):
+            raise PsytestError("psytest validity: --scores/--pairs replace --selfreport/--behavior; give either "
+                               "runs or a scores file, not both")
+        if scores is None or pairs is None:
+            raise PsytestError(f"psytest validity: {'--pairs' if scores is not None else '--scores'} is missing; "
+                               "--scores SCORES.csv and --pairs PAIRS.yaml go together")
+        if out is None:
+            raise PsytestError("psytest validity --scores: give --out DIR for the tables")
+        with _reading_only():
+            return run_scores_validity(Path(scores), Path(pairs), Path(out), n_boot=bootstrap, seed=seed)
     with _reading_only():
-        return run_validity([Path(p) for p in _names(selfreport)], [Path(p) for p in _names(behavior)],
+        return run_validity([Path(p) for p in _names(selfreport or [])], [Path(p) for p in _names(behavior or [])],
                             _path(out), n_boot=bootstrap, seed=seed, equivalence_bound=equivalence_bound)
 
 

@@ -346,3 +346,18 @@ def test_icc_missing_samples_drop_the_target(retest):
     result = icc(data)
     assert result.n == 39 and result.n_missing == 1 and "1 target(s)" in result.note
     assert result["ICC2"].icc == pytest.approx(icc(retest.drop(index=3))["ICC2"].icc, abs=1e-15)
+
+
+def test_omega_is_undefined_not_huge_when_item_correlations_cancel():
+    """Items whose correlations sum to 0 give a sum score without variance: every ratio over it is
+    undefined; dividing by a rounding residue once reported omega total near -5.6e12."""
+    import math
+
+    import numpy as np
+
+    from psychometrics.statistics.omega import omega
+
+    r = np.array([[1, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, -0.5, 1.0]])
+    result = omega(corr=r, n_obs=100, n_factors=1)
+    assert math.isnan(result.omega_total) and math.isnan(result.alpha)
+    assert "undefined" in result.note

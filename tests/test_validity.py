@@ -57,19 +57,54 @@ def test_behavior_split_half_matches_r(tables):
         row = _row(table, scope=ref["scope"], task=ref["task"])
         assert row["n"] == ref["n"] and row["n_variants"] == ref["n_variants"]
         assert (row["n_variants_min"], row["n_variants_max"]) == (ref["n_variants_min"], ref["n_variants_max"])
-        for key in ("r_half", "spearman_brown", "missing_rate"):
+        for key in ("r_half", "spearman_brown", "missing_rate", "reliability", "reliability_low", "reliability_high"):
             assert row[key] == pytest.approx(ref[key], abs=TIGHT), (ref["scope"], ref["task"], key)
+        assert (row["n_alpha"], row["k_alpha"]) == (ref["n_alpha"], ref["k_alpha"])
+        assert row["reliability_method"] == "alpha"
         differ = ref["n_variants_max"] > ref["n_variants"]
         assert differ == ("variant sets differ" in str(row["note"])), (ref["scope"], ref["task"], row["note"])
 
 
-def test_scores_use_the_variants_every_respondent_has_and_only_respondents_with_both(tables):
+def test_variant_centred_scores_match_lm(tables):
+    scores = tables["validity_scores"].query("kind == 'behavior'").set_index(["measure", "model", "persona"])["score"]
+    checked = 0
+    for ref in GOLDEN["scores"]:
+        for key, value in zip(ref["key"], ref["score"]):
+            model, persona = key.split(" ")
+            got = scores.get((ref["task"], model, persona))
+            if value is None:  # m3 p07: every setback-writing reply unreadable
+                assert got is None or pd.isna(got)
+            else:
+                assert got == pytest.approx(value, abs=TIGHT), (ref["task"], key)
+                checked += 1
+    assert checked == 4 * 100 - 1
+
+
+def test_missingness_table_matches_chisq_test_and_cor_test(tables):
+    table = tables["behavior_missingness"]
+    assert len(table) == len(GOLDEN["missingness"]) == 6 * 4
+    for ref in GOLDEN["missingness"]:
+        row = _row(table, scope=ref["scope"], task=ref["task"])
+        where = (ref["scope"], ref["task"])
+        assert row["n"] == ref["n"] and row["chi2_df"] == ref["chi2_df"], where
+        for key in ("missing_rate", "missing_min", "missing_max", "chi2", "chi2_p", "r_self", "p_self", "r_score",
+                    "p_score"):
+            assert row[key] == pytest.approx(ref[key], abs=TIGHT), where + (key,)
+    # m3 p07 lost every setback-writing reply: flagged in m3 and pooled.
+    flagged = set(zip(table.loc[table["flag"], "scope"], table.loc[table["flag"], "task"]))
+    assert {("m3", "setback-writing"), ("pooled", "setback-writing")} <= flagged
+    scores = tables["validity_scores"].query("kind == 'behavior'").set_index(["measure", "model", "persona"])
+    assert scores.loc[("setback-writing", "m3", "p07"), "missing_share"] == 1
+    assert scores.loc[("setback-writing", "m3", "p07"), "variants"] == 0
+
+
+def test_differing_variant_sets_are_noted_and_only_respondents_with_both_enter(tables):
     # m1 p01 has two extra dictator-game variants, m2 p05 lacks setback-writing v10 (validity.R).
     variants = {ref["task"]: ref for ref in GOLDEN["variants"]}
     assert variants["dictator-game"]["max"] == 12 and len(variants["setback-writing"]["common"]) == 9
     notes = tables["notes"]
     said = " | ".join(notes.loc[notes["table"] == "behavior_reliability", "note"])
-    assert "'dictator-game': respondents' variant sets differ (10 to 12 variants)" in said
+    assert "'dictator-game': respondents' variant sets differ (10 to 12 variants); its variant-centred" in said
     assert "'setback-writing': respondents' variant sets differ (9 to 10 variants)" in said
     assert "'insult-reply'" not in said
     # 10 respondents with self-report only (p21, p22 of 5 models), 1 with behaviour only (m1 p23).

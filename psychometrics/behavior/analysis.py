@@ -161,7 +161,9 @@ def planned_behavior_frame(run_dir: "Run | Path") -> tuple[pd.DataFrame, list[st
 
 def relative_to_model(frame: pd.DataFrame, tasks: dict[str, Task]) -> pd.DataFrame:
     """``frame`` with the scores of tasks whose kind is relative to the model (:attr:`Kind.relative_to_model`,
-    e.g. reply length) divided by that model's mean valid score on the task: 1 is the model's usual."""
+    e.g. reply length) divided by that model's mean valid score on the task: 1 is the model's usual.
+    (The validity analysis scores such tasks with a respondent x variant ratio model instead:
+    :mod:`psychometrics.validity.behavior_scores`.)"""
     from psychometrics.behavior.kinds import get_kind
 
     relative = [t for t, task in tasks.items() if get_kind(task.kind).relative_to_model]
@@ -214,11 +216,12 @@ def behavior_tables(run_dir: "Run | Path") -> dict[str, pd.DataFrame]:
         "behavior_summary": task_summary(frame),
         "behavior_by_respondent": respondent_scores(frame),
     }
+    from psychometrics.validity.behavior_scores import mark_ratio_tasks
     from psychometrics.validity.statistics import behavior_reliability
 
     tasks = run.tasks
     tables["behavior_reliability"] = behavior_reliability(
-        frame, {task.id: [v.id for v in task.variants] for task in tasks.values()}
+        mark_ratio_tasks(frame, tasks), {task.id: [v.id for v in task.variants] for task in tasks.values()}
     )
     if notes:
         tables["behavior_notes"] = pd.DataFrame({"note": notes})

@@ -64,8 +64,9 @@ class Kind:
     #: and flagged), ``drop_last_line`` (its unfinished last line is not counted) or ``missing`` (outcome
     #: ``truncated``: a rule about the whole reply cannot be judged on part of it).
     truncation: ClassVar[str] = "keep"
-    #: Scores on a scale each model sets for itself (reply length): the validity analysis divides them by
-    #: the model's mean on the task, so 1 is that model's usual and models of different verbosity pool.
+    #: Scores on a scale each model sets for itself (reply length): a ratio measure, which the validity
+    #: analysis scores relative to each variant and to the model's mean respondent (1 is that model's usual,
+    #: so models of different verbosity pool; :mod:`psychometrics.validity.behavior_scores`).
     relative_to_model: ClassVar[bool] = False
 
     # -- validate

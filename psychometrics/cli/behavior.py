@@ -127,9 +127,11 @@ def behave(
 
 
 def validity(
-    selfreport: Annotated[list[Path], typer.Option("--selfreport", "-s", help="Questionnaire run directory; repeat for several.", show_default="required")],
-    behavior: Annotated[list[Path], typer.Option("--behavior", "-b", help="Behaviour run directory; repeat for several.", show_default="required")],
+    selfreport: Annotated[Optional[list[Path]], typer.Option("--selfreport", "-s", help="Questionnaire run directory; repeat for several.", show_default="required without --scores")] = None,
+    behavior: Annotated[Optional[list[Path]], typer.Option("--behavior", "-b", help="Behaviour run directory; repeat for several.", show_default="required without --scores")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory for the tables and validity.html.", show_default="validity/ in the first behaviour run")] = None,
+    scores: Annotated[Optional[Path], typer.Option("--scores", help="Scores from elsewhere instead of runs: a CSV with model, respondent, [sample], [target_<trait>], then one numeric column per measure; one row per observation.", show_default=False)] = None,
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="With --scores: a YAML list of {selfreport: COLUMN, behavior: COLUMN, sign: 1|-1}, the declared pairs.", show_default=False)] = None,
     bootstrap: Annotated[int, typer.Option(min=100, max=100_000, help="Bootstrap resamples for the CIs.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     equivalence_bound: Annotated[float, typer.Option("--equivalence-bound", help="Smallest |r| of interest: a pair is said not to predict only when an equivalence test (TOST) shows |r| below it.")] = 0.2,
@@ -138,8 +140,8 @@ def validity(
     """Does what a model says about itself predict what it does? Self-report vs behaviour across personas."""
     from psychometrics import api
 
-    result = api.validity(selfreport=selfreport, behavior=behavior, out=out, bootstrap=bootstrap, seed=seed,
-                          equivalence_bound=equivalence_bound)
+    result = api.validity(selfreport=selfreport or [], behavior=behavior or [], out=out, bootstrap=bootstrap,
+                          seed=seed, scores=scores, pairs=pairs, equivalence_bound=equivalence_bound)
     if as_json:
         print_json(result.payload())
         return

@@ -34,6 +34,20 @@ INTRO = (
     "The persona-effect ratio d_behaviour / d_self-report says how far the persona moves what the model does "
     "compared with what it says."
 )
+#: The intro of a page computed from a scores file (``psytest validity --scores``).
+SCORES_INTRO = (
+    "Does what the model says about itself predict what it does? Each respondent is one model x respondent of "
+    "the scores file, its rows (samples) averaged; for every declared pair of the pairs file, the self-report "
+    "column is correlated across respondents with the behaviour column. Only respondents with both enter; "
+    "scores from a file carry no item data or task variants, so no correction for unreliability is made. "
+    "A declared pair is confirmed when r has the declared sign and its Benjamini-Hochberg adjusted p is below "
+    ".05; the dissociation index is the share of declared pairs not confirmed. Not confirmed can mean too few "
+    "respondents: beside it stand the share of declared pairs with the declared sign (.5 by chance), their mean "
+    "r in the declared direction and their mean power to detect r = .3. Intervals are 95% BCa bootstrap CIs over "
+    "respondents (Fisher's z interval beside them in the CSV), none where the bootstrap shows r resting on a few "
+    "respondents. With several models the pooled rows are within-model (both scores centred within model); the "
+    "between-model association (model means) is the 'between' coefficient of the mixed model."
+)
 
 
 def lead(tables: dict[str, pd.DataFrame]) -> Optional[str]:
@@ -91,7 +105,7 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
     data["r_expected"] = data["r"] * sign
     low, high = data["ci_low"] * sign, data["ci_high"] * sign
     data["lo"], data["hi"] = np.minimum(low, high).fillna(data["r_expected"]), np.maximum(low, high).fillna(data["r_expected"])
-    data["label"] = (data["trait"] + ": " + data["task"]).str.replace("$", r"\$", regex=False)
+    data["label"] = (data["trait"] + ":\n" + data["task"]).str.replace("$", r"\$", regex=False)
     data["label"] = pd.Categorical(data["label"], categories=list(dict.fromkeys(data["label"])))
     from psychometrics.validity.statistics import POOLED
 
@@ -146,9 +160,10 @@ def manipulation_plot(tables: dict[str, pd.DataFrame]):
 
 
 FIGURES = [
-    ("validity_forest", "Declared associations", "r between self-report and behaviour for each task's own trait, "
-     "in the declared direction, with 95% CIs where they can be trusted (validity_pairs.csv), coloured by the "
-     "pair's conclusion beyond the persona (validity_incremental.csv).", declared_forest),
+    ("validity_forest", "Declared associations", "r between self-report and behaviour for each declared pair (with "
+     "runs: each task and its own trait), in the declared direction, with 95% CIs where they can be trusted "
+     "(validity_pairs.csv), coloured by the pair's conclusion beyond the persona (validity_incremental.csv).",
+     declared_forest),
     ("manipulation_check", "Manipulation check", "Correlation of the persona's target level with the achieved "
      "self-report and behaviour, over the trait's own personas and the baseline (manipulation_check.csv; "
      "means per level in manipulation_levels.csv).", manipulation_plot),
@@ -172,21 +187,42 @@ def mtmm_square(table: pd.DataFrame) -> pd.DataFrame:
     square = square.loc[:, square.notna().any()]
     return square.rename_axis("measure").reset_index()
 
+def _pooled_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows first (the headline; the page shows only a table's first rows), then each model's."""
+    from psychometrics.validity.statistics import POOLED
+
+    if "scope" not in frame:
+        return frame
+    return frame.iloc[np.argsort((frame["scope"] != POOLED).to_numpy(), kind="stable")]
+
+
+def _without_empty_reliabilities(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs without the reliability columns when none has a value (scores from a file have none)."""
+    empty = [c for c in ("rel_self", "rel_behavior", "r_corrected") if c in pairs and pairs[c].isna().all()]
+    return pairs.drop(columns=empty) if len(empty) == 3 else pairs
+
+
 TABLES = [
     ("persona_effect", "Persona-effect ratio: how far the persona's target moves behaviour vs self-report "
      "(d_behaviour / d_self-report, 95% bootstrap CI)", None, None),
     ("dissociation", "Declared associations confirmed (dissociation index = 1 - share), with sign, mean r and power",
      ["scope", "trait", "declared", "tested", "confirmed", "share_confirmed", "dissociation", "share_expected_sign",
-      "mean_signed_r", "mean_power_r30", "confirmed_incremental", "dissociation_incremental"], None),
+      "mean_signed_r", "mean_power_r30", "confirmed_incremental", "dissociation_incremental"],
+     lambda t: _pooled_first(t)),
     ("validity_pairs", "Self-report vs behaviour: declared pairs",
      ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared", "confirmed",
       "power_r30", "rel_self", "rel_behavior", "r_corrected", "r_corrected_low", "r_corrected_high", "note"],
-     lambda t: t[t["declared"]]),
+     lambda t: _without_empty_reliabilities(_pooled_first(t[t["declared"]]))),
     ("validity_mixed", "Within- and between-model association (random intercept per model, REML)", None, None),
     ("manipulation_check", "Manipulation check: r and slope on the target level (own personas and baseline)",
      None, None),
     ("manipulation_levels", "Manipulation check: achieved scores per target level", None, None),
-    ("behavior_reliability", "Reliability of behaviour scores (split-half across variants)", None, None),
+    ("behavior_reliability", "Reliability of behaviour scores (alpha across variants with Feldt's 95% CI; "
+     "split-half beside it)", ["scope", "task", "trait", "n_alpha", "k_alpha", "reliability", "reliability_low",
+                               "reliability_high", "r_half", "spearman_brown", "missing_rate", "note"], None),
+    ("behavior_missingness", "Missing behaviour scores: do they differ across respondents and track anything?",
+     ["scope", "task", "n", "missing_rate", "missing_min", "missing_max", "chi2_p", "r_self", "p_self", "r_score",
+      "p_score", "flag", "note"], None),
     ("selfreport_reliability", "Reliability of self-report scores (Cronbach's alpha; composite: Mosier)",
      ["scope", "trait", "inventory", "scale", "reliability", "n", "k", "note"], None),
     ("validity_mtmm", "MTMM matrix with behaviour as a method (r within model, pairwise complete)", None, mtmm_square),
@@ -195,13 +231,14 @@ TABLES = [
 ]
 
 
-def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96,
+def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96, intro: str = INTRO,
                      equivalence_bound: float = 0.2) -> Optional[Section]:
-    """The section (figures drawn, non-empty tables), or None when there is nothing to show. It leads with the
-    count of each conclusion and the conclusions table (rules beneath it)."""
+    """The section (figures drawn, non-empty tables), or None when there is nothing to show; ``intro``: its
+    opening paragraph (:data:`SCORES_INTRO` for scores from a file). It leads with the count of each
+    conclusion and the conclusions table (rules beneath it)."""
     from psychometrics.report import figures as figs
 
-    section = Section("validity", "Self-report vs behaviour", INTRO, lead=lead(tables) or "")
+    section = Section("validity", "Self-report vs behaviour", intro, lead=lead(tables) or "")
     view = conclusions_view(tables, equivalence_bound)
     if view is not None:
         section.lead_tables.append(view)

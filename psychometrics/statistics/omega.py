@@ -135,6 +135,10 @@ class OmegaResult:
         )
 
 
+VT_FLOOR = 1e-8
+"""Below this share of the item count, the sum of the item correlations is taken as 0 (see :func:`omega`)."""
+
+
 def omega(
     data: pd.DataFrame | np.ndarray | None = None,
     n_factors: int = 3,
@@ -187,9 +191,14 @@ def omega(
     u2 = np.diag(r) - h2
     vt = float(r.sum())
     vitem = float(np.trace(r))
-    omega_total = (vt - float(u2.sum())) / vt
-    alpha = ((vt - vitem) / vt) * (p / (p - 1))
-    lambda6 = (vt + float(smc(r).sum()) - vitem) / vt
+    if vt <= VT_FLOOR * p:  # the items' correlations cancel out: every ratio over V_t is undefined
+        notes.append(f"the item correlations sum to {vt:.2g} (about 0): total variance of the sum is nil, so omega, "
+                     "alpha and lambda 6 are undefined (reverse-key the items, or drop the scale)")
+        omega_total = alpha = lambda6 = float("nan")
+    else:
+        omega_total = (vt - float(u2.sum())) / vt
+        alpha = ((vt - vitem) / vt) * (p / (p - 1))
+        lambda6 = (vt + float(smc(r).sum()) - vitem) / vt
 
     common = dict(
         omega_total=omega_total,
@@ -252,8 +261,9 @@ def omega(
     sl = pd.DataFrame(np.column_stack([g, group, h2, u2, p2]), index=names, columns=["g", *group_cols, "h2", "u2", "p2"])
 
     gsq = float(g.sum()) ** 2
-    omega_h = gsq / vt
-    omega_limit = gsq / (vt - float(u2.sum()))
+    undefined = vt <= VT_FLOOR * p
+    omega_h = float("nan") if undefined else gsq / vt
+    omega_limit = float("nan") if undefined else gsq / (vt - float(u2.sum()))
     ev = np.sum(np.column_stack([g, group]) ** 2, axis=0)
     ecv = float(ev[0] / ev.sum())
 
@@ -272,8 +282,8 @@ def omega(
             grp[j + 1] = gr**2 / vgr
             general[j + 1] = gg**2 / vgr
             total[j + 1] = (gr**2 + gg**2) / vgr
-    general[0] = gsq / vt
-    grp[0] = grs / vt
+    general[0] = float("nan") if undefined else gsq / vt
+    grp[0] = float("nan") if undefined else grs / vt
     total[0] = omega_total
     subscale = pd.DataFrame({"total": total, "general": general, "group": grp}, index=["g", *group_cols])
 

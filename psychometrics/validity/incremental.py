@@ -285,10 +285,12 @@ def target_covariates(levels: pd.DataFrame, trait: str, groups=None) -> np.ndarr
 
 def incremental_pairs(selfs: pd.DataFrame, behaviours: pd.DataFrame, info: pd.DataFrame,
                       targets: pd.DataFrame | None, manipulation: pd.DataFrame | None = None, *,
-                      bound: float = EQUIVALENCE_BOUND) -> pd.DataFrame:
+                      bound: float = EQUIVALENCE_BOUND,
+                      declared: dict[tuple[str, str], int] | None = None) -> pd.DataFrame:
     """Per scope and declared pair: r, partial r beyond the targets (and model), delta R^2, TOST, BH, the
     gate and the conclusion (module docstring). ``selfs``/``behaviours`` are the respondent scores of the
-    respondents with both measures (same index)."""
+    respondents with both measures (same index); ``declared`` (``{(trait, task): sign}``) gives the pairs
+    explicitly, by default each task with its own trait and direction."""
     from psychometrics.validity.statistics import POOLED, _in_scope, _scopes
 
     bound = check_bound(bound)
@@ -302,8 +304,10 @@ def incremental_pairs(selfs: pd.DataFrame, behaviours: pd.DataFrame, info: pd.Da
         mask = _in_scope(index, scope)
         groups = models[mask] if scope == POOLED else None
         block = []
-        for task, (trait, direction) in info.iterrows():
-            if trait not in selfs.columns:
+        pairs = (list(declared.items()) if declared is not None
+                 else [((trait, task), direction) for task, (trait, direction) in info.iterrows()])
+        for (trait, task), direction in pairs:
+            if trait not in selfs.columns or task not in behaviours.columns:
                 continue
             s, b = selfs.loc[mask, trait].to_numpy(float), behaviours.loc[mask, task].to_numpy(float)
             plain = correlation(s, b, groups)

@@ -9,10 +9,13 @@ the behaviour run are unrelated), so every score is averaged within the responde
 * self-report of trait T: the mean over design cells of each inventory's scale for T, signed by the
   scale's ``trait_sign``; when several inventories measure T, their respondent scores are z-standardized
   over the respondents and averaged (the composite);
-* behaviour on a task: the mean over samples within each variant, then the mean over the variants
-  *every* respondent of the task has (:func:`variant_sets`; every variant weighs the same however many
-  of its conversations were readable, and no respondent averages more or other variants than the rest).
-  Unreadable replies are missing, never 0.
+* behaviour on a task: the mean over samples within each variant, then the respondent's level in a
+  respondent + variant model fitted within each model over *every* variant
+  (:mod:`psychometrics.validity.behavior_scores`: additive, ``lm(m ~ respondent + variant)``; for ratio
+  measures such as reply length multiplicative, relative to the model's mean respondent). A respondent
+  that lost a variant with a high or a low mean keeps its level; with every variant readable the score
+  is the plain mean over variants. Unreadable replies are missing, never 0; each respondent's missing
+  share is reported, and whether it differs across respondents or tracks the self-report or the score.
 
 Respondents. Every table is computed over the respondents with both self-report and behaviour
 (:func:`validity_tables` notes how many of each kind were left out): the reliabilities that correct a
@@ -55,25 +58,36 @@ Tables (:func:`validity_tables`):
     (signed by the task's direction), over the trait's own personas and the baseline personas (no
     target): r and slope across levels, and n, mean and SD per target level.
 ``behavior_reliability`` / ``selfreport_reliability``
-    split-half reliability of each behaviour score across variants (Spearman-Brown; with the fewest and
-    most variants a respondent has) and Cronbach's alpha of each self-report scale across respondents
-    (composite reliability for several inventories).
+    Cronbach's alpha of each behaviour score across variants with Feldt's 95% interval (``reliability``,
+    ``reliability_low``, ``reliability_high``; pairwise-complete covariances over every variant with 3+
+    respondents), the split-half over the variants every respondent has beside it (Spearman-Brown; with
+    the fewest and most variants a respondent has), and Cronbach's alpha of each self-report scale across
+    respondents (composite reliability for several inventories).
+``behavior_missingness``
+    per task: respondents' missing shares, the chi-square test that they are equal, and their
+    correlation with the self-report of the task's trait and with the score; ``flag`` when either is
+    significant.
 ``validity_mtmm`` / ``validity_mtmm_summary``
     the MTMM matrix with behaviour as one more method (:mod:`psychometrics.statistics.mtmm`; within-model r of each
     pair's complete respondents, tested with n - k - 1 df).
 ``validity_scores``
-    the respondent-level scores everything above is computed from.
+    the respondent-level scores everything above is computed from, with each behaviour score's
+    ``missing_share`` (conversations without a valid score) and ``variants`` (with one).
 
 Checked against R (``tests/reference/validity.R``): ``cor``, ``cor.test`` (r, p and its Fisher interval),
 ``lm``, ``psych::r.con``, ``p.adjust(method = "BH")``, ``psych::alpha``, ``lme4::lmer(REML = TRUE)``,
 ``boot::boot.ci(type = "bca")`` on the resamples boot drew, the power formula of ``pwr::pwr.r.test``
-(and a simulation of it), per-level ``mean``/``sd``, and the variant sets and respondents used.
+(and a simulation of it), per-level ``mean``/``sd``, the variant sets and respondents used, the
+variant-centred scores (``lm``), alpha and its Feldt interval (``psych::alpha``) and the missingness
+table (``chisq.test``, ``cor.test``); ``tests/reference/behavior_scores.R`` checks ratio scores
+(``glm(family = quasipoisson)``) and alpha on ratio tasks.
 
 Reliabilities for the correction. Self-report: Cronbach's alpha over respondents of the item values
 averaged within each respondent (:func:`selfreport_reliability`; the items come from
 :func:`read_selfreport`), i.e. the reliability of the very score that is correlated; without item data
-no correction is made. Behaviour: split-half across variants with the Spearman-Brown step-up
-(:func:`behavior_reliability`). Pooled rows use the within-model (centred) versions of both.
+no correction is made. Behaviour: Cronbach's alpha across variants (:func:`behavior_reliability`; with
+2 to 4 variants one split-half is a single arbitrary split, alpha the mean over all of them and it uses
+every variant). Pooled rows use the within-model (centred) versions of both.
 
 Differences from R
 ------------------
@@ -83,7 +97,8 @@ Differences from R
   (see that module). The results equal ``lmer``'s to its optimiser's tolerance (about 1e-8). lme4 gives no p values; here they are t tests with between-within degrees of
   freedom.
 * ``psych::alpha`` uses pairwise-complete item covariances; :func:`~psychometrics.statistics.reliability.cronbach_alpha`
-  drops respondents with a missing item (identical on complete data).
+  (self-report) drops respondents with a missing item (identical on complete data). Behaviour alpha
+  uses pairwise-complete covariances as psych does.
 * Bootstrap resamples use NumPy's random stream (seeded per scope, trait and task) and cannot match R's;
   given the same resamples the BCa interval equals ``boot.ci``'s.
 
@@ -99,6 +114,9 @@ Mosier, C. I. (1943). On the reliability of a weighted composite. Psychometrika,
 Cohen, J. (1988). Statistical power analysis for the behavioral sciences (2nd ed.). Erlbaum.
 Efron, B. (1987). Better bootstrap confidence intervals. JASA, 82, 171-185.
 Davison, A. C., & Hinkley, D. V. (1997). Bootstrap methods and their application. Cambridge University Press.
+Cronbach, L. J. (1951). Coefficient alpha and the internal structure of tests. Psychometrika, 16, 297-334.
+Feldt, L. S., Woodruff, D. J., & Salih, F. A. (1987). Statistical inference for coefficient alpha.
+Applied Psychological Measurement, 11, 93-103.
 Campbell, D. T., & Fiske, D. W. (1959). Convergent and discriminant validation by the multitrait-multimethod
 matrix. Psychological Bulletin, 56, 81-105.
 """
@@ -264,7 +282,8 @@ def variant_sets(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | N
     file's order (``variant_order``; by default the natural order of the ids), ``common`` the variants
     *every* respondent with the task has (in that order), ``counts`` a Series of each respondent's number
     of variants. Respondents whose sets differ (an incomplete run, runs with different ``--variants``, or
-    stored leftovers) would otherwise average different variants; scores and split-halves use ``common``.
+    stored leftovers) cannot be split alike: the split-half uses ``common`` (the variant-centred scores and
+    alpha use every variant).
     """
     out: dict[str, dict] = {}
     if behavior.empty:
@@ -297,18 +316,14 @@ def _variant_means(behavior: pd.DataFrame) -> pd.Series:
 
 
 def behavior_scores(behavior: pd.DataFrame) -> pd.DataFrame:
-    """Respondents x tasks: mean over variants of each variant's mean valid score over samples.
+    """Respondents x tasks: the variant-centred score over *every* variant the respondent has
+    (:func:`psychometrics.validity.behavior_scores.centred_scores`: the respondent level of an additive
+    respondent + variant model within each model, multiplicative for ratio tasks), so a respondent that
+    lost a variant with a high or low mean keeps its level. With every cell observed it is the plain mean
+    over variants of each variant's mean over samples (ratio tasks: divided by the model's mean)."""
+    from psychometrics.validity.behavior_scores import centred_scores
 
-    Only the variants every respondent of the task has are used (:func:`common_variants`), so every
-    respondent's score averages the same variants. A task without such a variant has no scores (NaN).
-    """
-    tasks = sorted(set(behavior["task"]))
-    means = _variant_means(common_variants(behavior))
-    respondents = pd.MultiIndex.from_frame(behavior[RESPONDENT].drop_duplicates()).sort_values()
-    if means.empty:
-        return pd.DataFrame(np.nan, index=respondents, columns=pd.Index(tasks, name="task"))
-    wide = means.groupby([*RESPONDENT, "task"]).mean().unstack("task")
-    return wide.reindex(index=wide.index.union(respondents), columns=pd.Index(tasks, name="task"))
+    return centred_scores(behavior)[0]
 
 
 def _in_scope(index: pd.Index, scope: str) -> np.ndarray:
@@ -341,21 +356,33 @@ def _join(notes: Iterable[str | None]) -> str | None:
 
 
 def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """Split-half reliability of each behaviour score across variants, per model and pooled.
+    """Reliability of each behaviour score across variants, per model and pooled: Cronbach's alpha with
+    Feldt's interval, and the split-half beside it.
 
-    Only the variants every respondent of the task has are used (:func:`variant_sets`), in the task
+    ``reliability`` (the value that corrects correlations), ``reliability_low`` / ``reliability_high``
+    (95%) and ``reliability_method`` (``"alpha"``) come from
+    :func:`psychometrics.validity.behavior_scores.variant_alpha` on the respondent x variant table of
+    every variant with 3+ respondents (missing cells pairwise; ratio tasks relative to each variant's
+    mean; pooled: centred within model); ``n_alpha`` / ``k_alpha`` are its respondents and variants.
+    With few variants one split-half is one arbitrary split; alpha is the mean over all of them
+    (Cronbach, 1951) and uses every variant.
+
+    The split-half uses the variants every respondent of the task has (:func:`variant_sets`), in the task
     file's order (``variant_order``; by default the natural order of their ids, v01, v02, ...). For each
     respondent, half A is the mean over the 1st, 3rd, 5th ... of them (each variant first averaged over
     samples) and half B over the 2nd, 4th, ...; :math:`r_{AB}` is their correlation across respondents
     (centred within model when pooled) and the Spearman-Brown reliability of the full score is
     :math:`2 r_{AB} / (1 + r_{AB})` (Brown, 1910; none when :math:`r_{AB} < 0`).
 
-    ``n_variants`` is the number of shared variants the score uses; ``n_variants_min`` / ``n_variants_max``
+    ``n_variants`` is the number of shared variants the split-half uses; ``n_variants_min`` / ``n_variants_max``
     the fewest and most variants a respondent of the scope has, with a note when they differ from it.
-    ``missing_rate`` is the share of the used conversations without a valid score.
+    ``missing_rate`` is the share of those variants' conversations without a valid score.
     """
+    from psychometrics.validity.behavior_scores import ratio_tasks, variant_alpha, variant_matrix
+
     _check(behavior, ("model", "persona", "task", "variant", "trait", "direction", "score"), "behaviour data")
     info = task_info(behavior)
+    ratio = ratio_tasks(behavior)
     sets = variant_sets(behavior, variant_order)
     used = common_variants(behavior, variant_order)
     means = _variant_means(used)
@@ -375,11 +402,14 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
                    "n_variants": len(order), "n_variants_min": fewest, "n_variants_max": most,
                    "r_half": None, "spearman_brown": None,
                    "missing_rate": float(in_task["score"].isna().mean()) if len(in_task) else None, "note": None}
-            notes = []
+            alpha = variant_alpha(variant_matrix(behavior, task, None if scope == POOLED else [scope], task in ratio))
+            row.update(reliability=alpha["reliability"], reliability_low=alpha["low"], reliability_high=alpha["high"],
+                       reliability_method="alpha", n_alpha=alpha["n"], k_alpha=alpha["k"])
+            notes = [alpha["note"] and f"alpha: {alpha['note']}"]
             if most > len(order):
                 here = f"{fewest} to {most}" if most != fewest else f"{most}"
-                notes.append(f"respondents' variant sets differ: the score and split-half use the {len(order)} "
-                             f"variant(s) every respondent has ({here} per respondent in this scope)")
+                notes.append(f"respondents' variant sets differ: the split-half uses the {len(order)} variant(s) "
+                             f"every respondent has ({here} per respondent in this scope), the score and alpha all")
             if len(order) < 2:
                 notes.append("split-half needs at least 2 variants")
             else:
@@ -401,7 +431,9 @@ def behavior_reliability(behavior: pd.DataFrame, variant_order: dict[str, list[s
             row["note"] = _join(notes)
             rows.append(row)
     return pd.DataFrame(rows, columns=["scope", "task", "trait", "direction", "n", "n_variants", "n_variants_min",
-                                       "n_variants_max", "r_half", "spearman_brown", "missing_rate", "note"])
+                                       "n_variants_max", "r_half", "spearman_brown", "missing_rate", "reliability",
+                                       "reliability_low", "reliability_high", "reliability_method", "n_alpha",
+                                       "k_alpha", "note"])
 
 
 def selfreport_reliability(items: pd.DataFrame, selfreport: pd.DataFrame) -> pd.DataFrame:
@@ -476,7 +508,7 @@ def _reliability_lookup(table: pd.DataFrame | None, key: str) -> dict:
         table = table.assign(rank=(table["inventory"] != "composite").astype(int)).sort_values("rank")
         table = table.drop_duplicates(["scope", "trait"])
         return {(s, t): r for s, t, r in zip(table["scope"], table["trait"], table["reliability"])}
-    return {(s, t): r for s, t, r in zip(table["scope"], table["task"], table["spearman_brown"])}
+    return {(s, t): r for s, t, r in zip(table["scope"], table["task"], table["reliability"])}
 
 
 # -------------------------------------------------------------------------------------------- pairs
@@ -490,8 +522,12 @@ def _both(selfs: pd.DataFrame, behaviours: pd.DataFrame, info: pd.DataFrame) -> 
 def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
                    self_reliability: pd.DataFrame | None = None, behavior_reliability: pd.DataFrame | None = None,
                    seed: int = 0, n_boot: int = 2000, ci_method: str = "bca",
+                   declared: dict[tuple[str, str], int] | None = None,
                    reliability_floor: float = RELIABILITY_FLOOR) -> pd.DataFrame:
     """Every trait x task pair in every scope (each model; pooled when several): see the module docstring.
+
+    ``declared`` (``{(trait, task): sign}``) gives the declared pairs and their expected signs explicitly
+    (``psytest validity --pairs``); by default a pair is declared when the task belongs to the trait.
 
     Only respondents with both self-report and behaviour enter (give reliabilities computed on the same
     respondents, as :func:`validity_tables` does). ``declared`` marks pairs whose task belongs to the
@@ -515,9 +551,12 @@ def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
             for task, (task_trait, direction) in info.iterrows():
                 x, y = selfs.loc[mask, trait].to_numpy(float), behaviours.loc[mask, task].to_numpy(float)
                 stats = correlation(x, y, groups)
-                declared = task_trait == trait
+                if declared is None:
+                    is_declared, sign = task_trait == trait, direction
+                else:
+                    is_declared, sign = (trait, task) in declared, declared.get((trait, task))
                 row = {"scope": scope, "trait": trait, "task": task, "task_trait": task_trait,
-                       "declared": declared, "expected_sign": direction if declared else None,
+                       "declared": is_declared, "expected_sign": sign if is_declared else None,
                        "n": stats["n"], "r": stats["r"], "ci_low": None, "ci_high": None,
                        "fisher_low": None, "fisher_high": None, "p": stats["p"],
                        "power_r30": power_r(stats["n"] - stats["k"] - 1)}
@@ -619,7 +658,8 @@ def dissociation_index(pairs: pd.DataFrame) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------- mixed model
 
 
-def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFrame:
+def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame,
+                declared: dict[tuple[str, str], int] | None = None) -> pd.DataFrame:
     """Within- and between-model association of each declared pair (needs two or more models).
 
     Over the respondents with both scores, self-report and behaviour are z-standardized, and
@@ -632,14 +672,17 @@ def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFram
     between models' mean self-report and mean behaviour. The t tests use between-within degrees of
     freedom (SAS ``DDFM=BETWITHIN``): :math:`n - k - 1` for :math:`\\beta_w` and :math:`k - 2` for
     :math:`\\beta_b` with k models, so :math:`\\beta_b` rests honestly on k model means (no test for k = 2).
+    ``declared``: the pairs, as in :func:`validity_pairs` (by default each task with its own trait).
     """
     from scipy import stats
 
     selfs, behaviours = self_scores(selfreport), behavior_scores(behavior)
     index = selfs.index.intersection(behaviours.index)
     rows = []
-    for task, (trait, _direction) in task_info(behavior).iterrows():
-        if trait not in selfs.columns:
+    info = task_info(behavior)
+    wanted = list(declared) if declared is not None else [(t, task) for task, (t, _) in info.iterrows()]
+    for trait, task in wanted:
+        if trait not in selfs.columns or task not in behaviours.columns:
             continue
         data = pd.DataFrame({"s": selfs.loc[index, trait], "b": behaviours.loc[index, task]}).dropna()
         models = data.index.get_level_values("model").to_numpy()
@@ -649,9 +692,9 @@ def mixed_model(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFram
         between = zs - centre_within(zs, models) if len(zs) else zs
         within = zs - between
         if k < 2 or len(data) < k + 3 or not np.isfinite(zs).all() or not np.isfinite(zb).all() \
-                or np.abs(within).max() < 1e-12:
-            rows.append(row | {"note": "needs 2 or more models, scores varying within models and more respondents "
-                                       "than models + 2"})
+                or np.abs(within).max() < 1e-12 or np.ptp(between) < 1e-12:
+            rows.append(row | {"note": "needs 2 or more models, self-report varying within and between models and "
+                                       "more respondents than models + 2"})
             continue
         fit = random_intercept_reml(zb, np.column_stack([np.ones(len(zs)), within, between]), models)
         (_, b_w, b_b), (_, se_w, se_b) = fit["beta"], fit["se"]
@@ -818,11 +861,17 @@ def _scores_long(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFra
     selfs = selfs.assign(kind="self-report", trait=selfs["measure"], direction=1)
     behaviours = behaviours.assign(kind="behavior", trait=info.loc[behaviours["measure"], "trait"].to_numpy(),
                                    direction=info.loc[behaviours["measure"], "direction"].to_numpy())
-    columns = [*RESPONDENT, "kind", "measure", "trait", "direction", "score"]
-    return pd.concat([selfs[columns], behaviours[columns]], ignore_index=True)
+    from psychometrics.validity.behavior_scores import missing_shares
+
+    shares = missing_shares(behavior)
+    keys = pd.MultiIndex.from_frame(behaviours[[*RESPONDENT, "measure"]])
+    behaviours = behaviours.assign(missing_share=shares["missing_share"].reindex(keys).to_numpy(),
+                                   variants=shares["variants"].reindex(keys).to_numpy())
+    columns = [*RESPONDENT, "kind", "measure", "trait", "direction", "score", "missing_share", "variants"]
+    return pd.concat([selfs.reindex(columns=columns), behaviours[columns]], ignore_index=True)
 
 
-def _incremental_tables(selfreport, behavior, targets, manipulation, bound, seed, n_boot, notes):
+def _incremental_tables(selfreport, behavior, targets, manipulation, bound, seed, n_boot, notes, declared=None):
     """``validity_incremental`` and ``persona_effect`` (:mod:`psychometrics.validity.incremental`)."""
     from psychometrics.validity.incremental import incremental_pairs, persona_effect_ratio, target_matrix
 
@@ -836,31 +885,37 @@ def _incremental_tables(selfreport, behavior, targets, manipulation, bound, seed
         levels = target_matrix(usable, selfs.index)
         notes.append(("validity_incremental", f"incremental validity is beyond the target levels of {levels.shape[1]} "
                                               f"trait(s) ({', '.join(levels.columns)})"))
-    incremental = incremental_pairs(selfs, behaviours, info, usable, manipulation, bound=bound)
+    incremental = incremental_pairs(selfs, behaviours, info, usable, manipulation, bound=bound,
+                                   declared=declared)
     ratio = persona_effect_ratio(selfs, behaviours, info, usable, manipulation, seed=seed, n_boot=n_boot) \
         if usable is not None else pd.DataFrame()
     return incremental, ratio
 
 
 TABLE_NAMES = ("validity_incremental", "validity_pairs", "dissociation", "persona_effect", "validity_mixed",
-               "manipulation_check", "manipulation_levels", "behavior_reliability", "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
+               "manipulation_check", "manipulation_levels", "behavior_reliability", "behavior_missingness",
+               "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
                "validity_scores")
 
 
 def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame | None = None, *,
                     items: pd.DataFrame | None = None, variant_order: dict[str, list[str]] | None = None,
                     seed: int = 0, n_boot: int = 2000, ci_method: str = "bca",
+                    declared: dict[tuple[str, str], int] | None = None,
                     equivalence_bound: float = 0.2, reliability_floor: float = RELIABILITY_FLOOR
                     ) -> dict[str, pd.DataFrame]:
     """Every validity table (see the module docstring), plus ``notes`` saying what could not be computed.
 
     Everything is computed over the respondents with both self-report and behaviour (a note says how
     many of each were left out), so the reliabilities that correct a correlation, the correlation itself,
-    the manipulation check and the MTMM matrix describe the same respondents; behaviour scores use the
-    variants every respondent of the task has (:func:`variant_sets`). ``items`` (from
+    the manipulation check and the MTMM matrix describe the same respondents; behaviour scores are
+    variant-centred over every variant (:func:`behavior_scores`). A ``ratio`` column (True for ratio
+    measures, :func:`psychometrics.validity.behavior_scores.mark_ratio_tasks`) selects the multiplicative
+    model for those tasks. ``items`` (from
     :func:`read_selfreport`) gives the self-report reliabilities; without it the correlations are not
     corrected for unreliability. ``targets`` (:func:`targets_frame`) enables the manipulation check.
     ``ci_method`` chooses the interval of r (:func:`~psychometrics.statistics.correlation.r_interval`: ``"fisher"`` or ``"bca"``).
+    ``declared`` (``{(trait, task): sign}``) declares the pairs explicitly (:func:`validity_pairs`).
     ``equivalence_bound`` is the smallest |rho| of interest of the equivalence test, ``reliability_floor``
     the reliability below which no correlation is corrected for attenuation.
     """
@@ -901,8 +956,18 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     for task, entry in variant_sets(behavior, variant_order).items():
         if int(entry["counts"].max()) > len(entry["common"]):
             notes.append(("behavior_reliability", f"task '{task}': respondents' variant sets differ "
-                          f"({int(entry['counts'].min())} to {int(entry['counts'].max())} variants); its scores and "
-                          f"split-half use the {len(entry['common'])} variant(s) every respondent has"))
+                          f"({int(entry['counts'].min())} to {int(entry['counts'].max())} variants); its "
+                          f"variant-centred scores and alpha use every variant, the split-half the "
+                          f"{len(entry['common'])} every respondent has"))
+    from psychometrics.validity.behavior_scores import centred_scores, missingness_table
+
+    scores, score_notes = centred_scores(behavior)
+    notes += [("validity_scores", note) for note in score_notes]
+    tables["behavior_missingness"] = missingness_table(behavior, self_scores(selfreport), scores, task_info(behavior),
+                                                       _scopes(behavior["model"]))
+    for row in tables["behavior_missingness"].itertuples():
+        if row.flag:
+            notes.append(("behavior_missingness", f"task '{row.task}' ({row.scope}): {row.note}"))
     if items is not None and not selfreport.empty:
         tables["selfreport_reliability"] = selfreport_reliability(_only(items, both), selfreport)
     else:
@@ -910,12 +975,12 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     tables["validity_scores"] = _scores_long(selfreport, behavior)
     pairs = validity_pairs(selfreport, behavior, self_reliability=tables["selfreport_reliability"],
                            behavior_reliability=tables["behavior_reliability"], seed=seed, n_boot=n_boot,
-                           ci_method=ci_method, reliability_floor=reliability_floor)
+                           ci_method=ci_method, declared=declared, reliability_floor=reliability_floor)
     tables["validity_pairs"], tables["dissociation"] = pairs, dissociation_index(pairs)
     if not pairs["declared"].any():
         notes.append(("dissociation", "no task measures a trait of the self-report; nothing was declared"))
     if len({model for model, _ in both}) >= 2:
-        tables["validity_mixed"] = mixed_model(selfreport, behavior)
+        tables["validity_mixed"] = mixed_model(selfreport, behavior, declared)
     else:
         notes.append(("validity_mixed", "one model only: within- and between-model associations need 2 or more"))
     if targets is not None and (targets["level"] != 0).any():
@@ -926,7 +991,8 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     else:
         notes.append(("manipulation_check", "no persona targets (use a trait-shaping persona set)"))
     tables["validity_incremental"], tables["persona_effect"] = _incremental_tables(
-        selfreport, behavior, targets, tables["manipulation_check"], equivalence_bound, seed, n_boot, notes)
+        selfreport, behavior, targets, tables["manipulation_check"], equivalence_bound, seed, n_boot, notes,
+        declared)
     if not tables["validity_incremental"].empty:
         from psychometrics.validity.incremental import incremental_dissociation
 

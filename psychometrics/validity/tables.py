@@ -99,12 +99,14 @@ def _persona_targets(manifests: list):
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000,
                      seed: int = 0, equivalence_bound: float = 0.2) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs."""
-    from psychometrics.behavior.analysis import planned_behavior_frame, relative_to_model
+    from psychometrics.behavior.analysis import planned_behavior_frame
+    from psychometrics.validity.behavior_scores import mark_ratio_tasks
     from psychometrics.run.owner import open_run
     from psychometrics.validity.statistics import read_selfreport, validity_tables
 
     if not selfreport_dirs or not behavior_dirs:
-        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run, or --scores "
+                           "SCORES.csv --pairs PAIRS.yaml")
     manifests = []
     for run_dir in selfreport_dirs:
         run = open_run(run_dir, expect=None)
@@ -134,7 +136,7 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
         frames.append(frame)
         run_notes += [("behavior", note) for note in plan_notes]
     selfreport, items = read_selfreport([Path(d) for d in selfreport_dirs])
-    behavior = relative_to_model(pd.concat(frames, ignore_index=True), all_tasks)  # reply length per model
+    behavior = mark_ratio_tasks(pd.concat(frames, ignore_index=True), all_tasks)  # reply length: a ratio measure
     tables = validity_tables(selfreport, behavior, _persona_targets(manifests), items=items,
                              variant_order=variant_order, seed=seed, n_boot=n_boot,
                              equivalence_bound=equivalence_bound)
@@ -145,21 +147,22 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
 
 
 def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str], csv_names: list[str],
-                  dpi: int = 96, equivalence_bound: float = 0.2) -> str:
+                  dpi: int = 96, what_was_run: str | None = None, intro: str | None = None,
+                  equivalence_bound: float = 0.2) -> str:
     """``validity.html``: the validity section alone, in the report's self-contained page."""
     from psychometrics import __version__
     from psychometrics.report.html import render_html
-    from psychometrics.report.validity_section import validity_section
+    from psychometrics.report.validity_section import INTRO, validity_section
 
-    section = validity_section(tables, dpi=dpi, equivalence_bound=equivalence_bound)
+    section = validity_section(tables, dpi=dpi, intro=intro or INTRO, equivalence_bound=equivalence_bound)
     context = {
         "title": title,
         # the run report's verdict-first head has nothing to say about a validity page
-        "what_was_run": f"Self-report vs behaviour of {len(sources)} runs.",
+        "what_was_run": what_was_run or f"Self-report vs behaviour of {len(sources)} runs.",
         "verdict": None,
         "evidence": [],
         "run_dir": ", ".join(sources),
-        "run_info": [("runs", ", ".join(sources))],
+        "run_info": [("runs" if what_was_run is None else "inputs", ", ".join(sources))],
         "sections": [section] if section else [],
         "replies": None,
         "files": sorted(csv_names) + ["validity.html", "validity.json"],
@@ -176,7 +179,8 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     from psychometrics.run.owner import open_run
 
     if not behavior_dirs:
-        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run")
+        raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run, or --scores "
+                           "SCORES.csv --pairs PAIRS.yaml")
     default = Path(behavior_dirs[0]) / "validity"
     out_dir = Path(out) if out is not None else default
     owned = out_dir.resolve() == default.resolve()
@@ -196,6 +200,66 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     inputs = {"runs": [{"run": str(d), **open_run(d, expect=None).inputs()} for d in [*selfreport_dirs, *behavior_dirs]]}
     with DerivedSet(out_dir, "validity", inputs=inputs, owned=owned,
                     options={"bootstrap": n_boot, "seed": seed, "equivalence_bound": equivalence_bound}) as validity:
+        result.files += validity.write_tables({**tables, "run_info": run_info})
+        result.files.append(validity.write_text("validity.html", page))
+        result.files.append(validity.write_text(
+            "validity.json", json.dumps(result.headline(), indent=2, ensure_ascii=False) + "\n"))
+    return result
+
+
+def scores_inputs(scores: Path, pairs: Path, out_dir: Path) -> dict:
+    """The provenance ``inputs`` of a ``--scores`` validity set: each file's path relative to the set's
+    directory (so a committed directory is checked where it is checked out) and its sha256."""
+    import os
+
+    from psychometrics.run.outputs import file_sha256
+
+    return {key: {"file": Path(os.path.relpath(Path(path).resolve(), Path(out_dir).resolve())).as_posix(),
+                  "sha256": file_sha256(Path(path))} for key, path in (("scores", scores), ("pairs", pairs))}
+
+
+def compute_scores_validity(scores: Path, pairs: Path, *, n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Every validity table for scores from elsewhere (:mod:`psychometrics.validity.scores_input`): the
+    declared pairs of ``pairs`` over the respondents of ``scores``."""
+    from psychometrics.validity.scores_input import scores_input
+    from psychometrics.validity.statistics import validity_tables
+
+    data = scores_input(Path(scores), Path(pairs))
+    tables = validity_tables(data.selfreport, data.behavior, data.targets, seed=seed, n_boot=n_boot,
+                             declared=data.declared)
+    tables["behavior_reliability"] = pd.DataFrame()  # one score per observation: no variants to split
+    notes = tables["notes"]
+    notes = notes[~notes["note"].str.startswith(("no self-report item data", "no persona targets"))]
+    added = [*data.notes, ("validity_pairs", "scores from a file: no item data or task variants, so no reliabilities "
+                           "and no correction for unreliability")]
+    if data.targets is None:
+        added.append(("manipulation_check", "no target_<trait> columns: no manipulation check"))
+    tables["notes"] = pd.concat([notes, pd.DataFrame(added, columns=["table", "note"])], ignore_index=True)
+    return tables
+
+
+def run_scores_validity(scores: Path, pairs: Path, out: Path, *, n_boot: int = 2000, seed: int = 0) -> ValidityResult:
+    """``psytest validity --scores SCORES.csv --pairs PAIRS.yaml --out DIR``: compute and write every table,
+    ``validity.html`` and ``validity.json`` as :func:`run_validity` does for runs."""
+    from psychometrics.report.validity_section import SCORES_INTRO
+    from psychometrics.run.outputs import DerivedSet, claim_directory
+
+    if out is None:
+        raise PsytestError("psytest validity --scores: give --out DIR for the tables")
+    out_dir = Path(out)
+    claim_directory(out_dir, "validity", owned=False, create=False)
+    tables = compute_scores_validity(scores, pairs, n_boot=n_boot, seed=seed)
+    sources = [Path(scores).name, Path(pairs).name]
+    run_info = pd.DataFrame({"field": ["scores", "pairs"], "value": sources})
+    csv_names = [f"{name}.csv" for name, table in {**tables, "run_info": run_info}.items()
+                 if table is not None and not table.empty]
+    page = validity_page(tables, "psytest: self-report vs behaviour (scores from a file)", sources, csv_names,
+                         intro=SCORES_INTRO, what_was_run=f"Self-report vs behaviour of the scores in {sources[0]}, pairs declared in "
+                                      f"{sources[1]}.")
+    result = ValidityResult(out_dir, tables, [])
+    inputs = scores_inputs(Path(scores), Path(pairs), out_dir)
+    with DerivedSet(out_dir, "validity", inputs=inputs, owned=False,
+                    options={"bootstrap": n_boot, "seed": seed}) as validity:
         result.files += validity.write_tables({**tables, "run_info": run_info})
         result.files.append(validity.write_text("validity.html", page))
         result.files.append(validity.write_text(

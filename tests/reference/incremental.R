@@ -75,16 +75,22 @@ respondent_scores <- function(selfreport, behavior) {
   })
   tasks <- unique(behavior[, c("task", "trait", "direction")])
   tasks <- tasks[order(tasks$task), ]
-  sets <- lapply(setNames(tasks$task, tasks$task), function(k) {
-    part <- behavior[behavior$task == k, ]
-    sort(Reduce(intersect, lapply(split(part$variant, key(part)), unique)))
-  })
-  used <- behavior[mapply(function(k, v) v %in% sets[[k]], behavior$task, behavior$variant), ]
-  vm <- aggregate(score ~ model + persona + task + variant, used, mean)
-  tm <- aggregate(score ~ model + persona + task, vm, mean)
+  # variant-centred scores over every variant (as validity.R): per model and task, the respondent
+  # coefficients of lm(cell mean ~ 0 + respondent + variant) with sum contrasts on the variants
+  vm <- aggregate(score ~ model + persona + task + variant, behavior, mean)
+  vm$key <- key(vm)
   beh <- sapply(tasks$task, function(k) {
-    part <- tm[tm$task == k, ]
-    part$score[match(key(respondents), key(part))]
+    out <- rep(NA_real_, nrow(respondents))
+    for (m in unique(respondents$model)) {
+      d <- vm[vm$task == k & vm$model == m, ]
+      d$respondent <- factor(d$key); d$variant <- factor(d$variant)
+      a <- if (nlevels(d$variant) > 1) {
+        fit <- lm(score ~ 0 + respondent + variant, d, contrasts = list(variant = "contr.sum"))
+        coef(fit)[paste0("respondent", levels(d$respondent))]
+      } else tapply(d$score, d$respondent, mean)
+      out[match(levels(d$respondent), key(respondents))] <- a
+    }
+    out
   })
   list(respondents = respondents, self = self, beh = beh, tasks = tasks)
 }

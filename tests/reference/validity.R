@@ -7,8 +7,8 @@
 # in 4 design cells; 4 behavioural tasks x 10 variants x 2 samples, 5% of conversations unreadable.
 # Irregularities the analysis must handle: respondents with self-report only (p21, p22) and behaviour
 # only (m1 p23), which enter nothing; m1 p01 has two extra dictator-game variants (v11, v12) and m2 p05
-# lacks setback-writing v10, so the scores use the variants every respondent has; m3 p07's
-# setback-writing replies are all unreadable (pairwise deletion).
+# lacks setback-writing v10 (the split-half uses the variants every respondent has, the variant-centred
+# scores and alpha every variant); m3 p07's setback-writing replies are all unreadable (pairwise deletion).
 # Everything below is computed independently of the Python code, with R's own functions where one
 # exists (cor, cor.test, lm, p.adjust, psych::alpha, lme4::lmer, boot::boot.ci).
 suppressPackageStartupMessages({library(lme4); library(psych); library(jsonlite); library(boot)})
@@ -129,12 +129,22 @@ variant_sets <- lapply(setNames(tasks$task, tasks$task), function(k) {
 common <- lapply(variant_sets, function(sets) sort(Reduce(intersect, sets)))
 variant_counts <- lapply(variant_sets, function(sets) sapply(sets, length))
 used <- behavior[mapply(function(k, v) v %in% common[[k]], behavior$task, behavior$variant), ]
-variant_means <- aggregate(score ~ model + persona + task + variant, used, mean)  # NA scores dropped
-task_means <- aggregate(score ~ model + persona + task, variant_means, mean)
-task_means$key <- key(task_means)
+variant_means <- aggregate(score ~ model + persona + task + variant, used, mean)  # NA scores dropped (split-half)
+# Variant-centred scores over every variant: per model and task, the respondent coefficients of
+# lm(cell mean ~ 0 + respondent + variant) with sum contrasts on the variants (behavior_scores.py).
+all_means <- aggregate(score ~ model + persona + task + variant, behavior, mean)
+all_means$key <- key(all_means)
 beh_score <- sapply(tasks$task, function(k) {
-  part <- task_means[task_means$task == k, ]
-  part$score[match(respondents$key, part$key)]
+  out <- rep(NA_real_, nrow(respondents))
+  for (m in models) {
+    d <- all_means[all_means$task == k & all_means$model == m, ]
+    d$respondent <- factor(d$key); d$variant <- factor(d$variant)
+    fit <- lm(score ~ 0 + respondent + variant, d, contrasts = list(variant = "contr.sum"))
+    a <- coef(fit)[paste0("respondent", levels(d$respondent))]
+    at <- match(levels(d$respondent), respondents$key)
+    out[at] <- a
+  }
+  out
 })
 
 scopes <- c(models, "pooled")
@@ -195,9 +205,64 @@ for (scope in scopes) for (k in tasks$task) {
     scope = scope, task = k, n = sum(ok), n_variants = nv, n_variants_min = min(counts),
     n_variants_max = max(counts), r_half = r, spearman_brown = 2 * r / (1 + r),
     missing_rate = mean(is.na(conv$score)))
+  # Cronbach's alpha across every variant with 3+ respondents (pairwise covariances) and Feldt's CI.
+  d <- all_means[all_means$task == k & (scope == "pooled" | all_means$model == scope), ]
+  wide <- reshape(d[, c("key", "model", "variant", "score")], idvar = c("key", "model"), timevar = "variant",
+                  direction = "wide")
+  x <- as.matrix(wide[, -(1:2)])
+  if (scope == "pooled") x <- apply(x, 2, function(v) {
+    v[ave(!is.na(v), wide$model, FUN = sum) < 2] <- NA  # alone in its model: would centre to 0
+    v - ave(v, wide$model, FUN = function(u) mean(u, na.rm = TRUE))
+  })
+  x <- x[, colSums(!is.na(x)) >= 3 & apply(x, 2, var, na.rm = TRUE) > 0]
+  x <- x[rowSums(!is.na(x)) > 0, ]
+  fit <- suppressWarnings(suppressMessages(psych::alpha(x, check.keys = FALSE, use = "pairwise")))
+  behavior_reliability[[length(behavior_reliability)]][c("reliability", "reliability_low", "reliability_high",
+                                                          "n_alpha", "k_alpha")] <-
+    list(fit$total$raw_alpha, as.numeric(fit$feldt$lower.ci), as.numeric(fit$feldt$upper.ci), nrow(x), ncol(x))
 }
 rel_beh <- function(scope, k) {
-  for (r in behavior_reliability) if (r$scope == scope && r$task == k) return(r$spearman_brown)
+  for (r in behavior_reliability) if (r$scope == scope && r$task == k) return(r$reliability)
+}
+
+# --- missingness per respondent -------------------------------------------------------------------
+# Share of a respondent's conversations without a valid score; Pearson's chi-square of equal shares
+# (summed over models when pooled); its correlation with the self-report of the task's trait and with
+# the score (cor.test; pooled: the lm slope test given the model).
+counted <- data.frame(model = behavior$model, persona = behavior$persona, task = behavior$task,
+                      missing = as.numeric(is.na(behavior$score)), total = 1)
+missing_counts <- aggregate(cbind(missing, total) ~ model + persona + task, counted, sum)
+missing_counts$key <- key(missing_counts)
+missing_counts$share <- missing_counts$missing / missing_counts$total
+tested <- function(x, y, g, pooled) {
+  ok <- !is.na(x) & !is.na(y)
+  if (pooled) {
+    fit <- summary(lm(y[ok] ~ x[ok] + factor(g[ok])))$coefficients
+    list(r = cor(centre(x[ok], g[ok]), centre(y[ok], g[ok])), p = fit[2, 4])
+  } else {
+    test <- cor.test(x[ok], y[ok]); list(r = unname(test$estimate), p = test$p.value)
+  }
+}
+missingness <- list()
+for (scope in scopes) for (k in seq_len(nrow(tasks))) {
+  d <- missing_counts[missing_counts$task == tasks$task[k] & (scope == "pooled" | missing_counts$model == scope), ]
+  chi2 <- 0; df <- 0
+  for (m in unique(d$model)) {
+    part <- d[d$model == m, ]
+    table <- cbind(part$missing, part$total - part$missing)
+    if (all(colSums(table) > 0)) {
+      test <- suppressWarnings(chisq.test(table, correct = FALSE))
+      chi2 <- chi2 + unname(test$statistic); df <- df + unname(test$parameter)
+    }
+  }
+  at <- match(d$key, respondents$key)
+  s <- tested(d$share, self_score[at, tasks$trait[k]], d$model, scope == "pooled")
+  b <- tested(d$share, beh_score[at, tasks$task[k]], d$model, scope == "pooled")
+  missingness[[length(missingness) + 1]] <- list(
+    scope = scope, task = tasks$task[k], n = nrow(d), missing_rate = sum(d$missing) / sum(d$total),
+    missing_min = min(d$share), missing_max = max(d$share), chi2 = if (df > 0) chi2 else NA,
+    chi2_df = if (df > 0) df else NA, chi2_p = if (df > 0) pchisq(chi2, df, lower.tail = FALSE) else NA,
+    r_self = s$r, p_self = s$p, r_score = b$r, p_score = b$p)
 }
 
 # --- validity pairs ------------------------------------------------------------------------------
@@ -421,6 +486,8 @@ golden <- list(
               generated_by = "tests/reference/validity.R"),
   self_reliability = self_reliability,
   behavior_reliability = behavior_reliability,
+  missingness = missingness,
+  scores = lapply(tasks$task, function(k) list(task = k, key = respondents$key, score = beh_score[, k])),
   pairs = pair_rows,
   dissociation = dissociation,
   mixed = mixed,
