@@ -657,6 +657,7 @@ def validity(
     seed: int = 0,
     scores: Optional[PathLike] = None,
     pairs: Optional[PathLike] = None,
+    equivalence_bound: float = 0.2,
 ) -> ValidityResult:
     """Does what a model says about itself predict what it does? Self-report (questionnaire runs) vs
     behaviour (behaviour runs) across model x persona respondents (``psytest validity``). The tables,
@@ -664,7 +665,8 @@ def validity(
 
     Or scores from elsewhere: ``scores`` (a CSV, one row per observation) with the declared ``pairs`` (a YAML
     list of ``{selfreport, behavior, sign}``), instead of runs; ``out`` is then required
-    (:mod:`psychometrics.validity.scores_input`)."""
+    (:mod:`psychometrics.validity.scores_input`). ``equivalence_bound`` is the smallest |r| of interest of the
+    equivalence test behind "does not predict"."""
     from psychometrics.validity.tables import run_scores_validity, run_validity
 
     if scores is not None or pairs is not None:
@@ -680,7 +682,7 @@ def validity(
             return run_scores_validity(Path(scores), Path(pairs), Path(out), n_boot=bootstrap, seed=seed)
     with _reading_only():
         return run_validity([Path(p) for p in _names(selfreport or [])], [Path(p) for p in _names(behavior or [])],
-                            _path(out), n_boot=bootstrap, seed=seed)
+                            _path(out), n_boot=bootstrap, seed=seed, equivalence_bound=equivalence_bound)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -138,8 +138,13 @@ def test_pairs_match_cor_test_lm_and_p_adjust(tables):
         row = _row(pairs, scope=ref["scope"], trait=ref["trait"], task=ref["task"])
         where = (ref["scope"], ref["trait"], ref["task"])
         assert row["n"] == ref["n"] and bool(row["declared"]) == ref["declared"], where
-        for key in ("r", "p", "p_bh_all", "rel_self", "rel_behavior", "r_corrected", "power_r30"):
+        for key in ("r", "p", "p_bh_all", "rel_self", "rel_behavior", "power_r30"):
             assert row[key] == pytest.approx(ref[key], abs=TIGHT), where + (key,)
+        for key in ("r_corrected", "r_corrected_low", "r_corrected_high"):  # none below the reliability floor
+            if ref[key] is None:
+                assert pd.isna(row[key]) and "below the floor 0.5" in row["note"], where + (key,)
+            else:
+                assert row[key] == pytest.approx(ref[key], abs=TIGHT), where + (key,)
         # cor.test's interval is Fisher's; the bootstrap one cannot match R's random stream, only bracket r
         assert row["fisher_low"] == pytest.approx(ref["ci_low"], abs=TIGHT), where
         assert row["fisher_high"] == pytest.approx(ref["ci_high"], abs=TIGHT), where

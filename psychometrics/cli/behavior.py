@@ -144,13 +144,14 @@ def validity(
     pairs: Annotated[Optional[Path], typer.Option("--pairs", help="With --scores: a YAML list of {selfreport: COLUMN, behavior: COLUMN, sign: 1|-1}, the declared pairs.", show_default=False)] = None,
     bootstrap: Annotated[int, typer.Option(min=100, max=100_000, help="Bootstrap resamples for the CIs.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    equivalence_bound: Annotated[float, typer.Option("--equivalence-bound", help="Smallest |r| of interest: a pair is said not to predict only when an equivalence test (TOST) shows |r| below it.")] = 0.2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the key tables as JSON.")] = False,
 ) -> None:
     """Does what a model says about itself predict what it does? Self-report vs behaviour across personas."""
     from psychometrics import api
 
     result = api.validity(selfreport=selfreport or [], behavior=behavior or [], out=out, bootstrap=bootstrap,
-                          seed=seed, scores=scores, pairs=pairs)
+                          seed=seed, scores=scores, pairs=pairs, equivalence_bound=equivalence_bound)
     if as_json:
         print_json(result.payload())
         return

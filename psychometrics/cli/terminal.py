@@ -313,30 +313,48 @@ def _fmt_g(value) -> str:  # not _fmt: that name is the run tables' formatter ab
 
 
 def print_validity(result) -> None:
-    """``psytest validity``: the dissociation index and the declared pairs, then where the files are."""
+    """``psytest validity``: the conclusions per scope (and the sentence of each pair that is not
+    interpretable), the declared pairs, the dissociation indices, then where the files are."""
     from rich.table import Table
 
     out = console()
     headline = result.headline()
+    for row in headline["conclusions"]:
+        said = ", ".join(f"{row[rule['label']]} {rule['label']}" for rule in headline["conclusion_rules"]
+                         if row.get(rule["label"]))
+        out.print(printable(f"{row['scope']}: of {row['declared']} declared self-report/behaviour pairs, {said}."))
     for row in headline["dissociation"]:
+        beyond = (f"; beyond the persona's targets {row['confirmed_incremental']} (dissociation index "
+                  f"{_fmt(row['dissociation_incremental'])})" if row.get("confirmed_incremental") is not None else "")
         out.print(
             f"{row['scope']}: {row['confirmed']} of {row['tested']} declared self-report/behaviour "
-            f"associations confirmed (dissociation index {_fmt(row['dissociation'])})."
+            f"associations confirmed by r (dissociation index {_fmt(row['dissociation'])}){beyond}."
         )
     scopes = {row["scope"] for row in headline["declared_pairs"]}
     for scope in sorted(scopes):
         table = Table(title=printable(f"{scope}: declared pairs, r across respondents (model x persona)"))
-        for column in ("trait", "task", "n", "r", "95% CI", "p BH", "ok", "r corr."):
-            table.add_column(column, justify="left" if column in ("trait", "task") else "right")
+        for column in ("trait", "task", "n", "r", "95% CI", "p BH", "r beyond persona", "p BH ", "conclusion",
+                       "r corr."):
+            table.add_column(column, justify="left" if column in ("trait", "task", "conclusion") else "right")
+        gated: dict[str, str] = {}
         for row in headline["declared_pairs"]:
             if row["scope"] != scope:
                 continue
             table.add_row(
                 cell(row["trait"]), cell(row["task"]), str(row["n"]), _fmt2(row["r"]),
                 f"{_fmt2(row['ci_low'])}..{_fmt2(row['ci_high'])}", _fmt2(row["p_bh_declared"], 3),
-                "yes" if row["confirmed"] else "no", _fmt2(row.get("r_corrected")),
+                _fmt2(row.get("partial_r")), _fmt2(row.get("p_bh_incremental"), 3), cell(row.get("conclusion") or ""),
+                _fmt2(row.get("r_corrected")),
             )
+            if row.get("conclusion") == "not interpretable":
+                gated[row["trait"]] = row["reason"]
         out.print(table)
+        for trait, sentence in gated.items():
+            out.print(printable(f"{scope}, {trait}: {sentence}"))
+    if headline["conclusion_rules"] and headline["conclusions"]:
+        out.print("Conclusions, the first rule that holds:")
+        for number, rule in enumerate(headline["conclusion_rules"], 1):
+            out.print(f"  {number}. {rule['label']}: {rule['rule']}")
     for note in headline["notes"]:
         out.print(f"note ({note['table']}): {note['note']}")
     out.print(f"Tables and validity.html: {result.out_dir}")

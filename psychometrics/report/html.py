@@ -43,6 +43,9 @@ class Section:
     intro: str
     figures: list[dict] = field(default_factory=list)
     tables: list[TableView] = field(default_factory=list)
+    #: a sentence and tables shown before the intro (the validity section leads with its conclusions)
+    lead: str = ""
+    lead_tables: list[TableView] = field(default_factory=list)
 
 
 def format_cell(value: object) -> str:
@@ -78,7 +81,7 @@ def table_view(title: str, source: str, frame: Optional[pd.DataFrame], columns: 
 
 
 def _css_class(column: pd.Series) -> str:
-    if column.name in ("note", "raw_reply", "error"):
+    if column.name in ("note", "raw_reply", "error", "reason"):
         return "reply" if column.name == "raw_reply" else "note"
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     return "num" if numeric else "text"

@@ -24,7 +24,15 @@ INTRO = (
     "with the declared sign (.5 by chance), their mean r in the declared direction and their mean power to "
     "detect r = .3. Intervals are 95% BCa bootstrap CIs over respondents (Fisher's z interval beside them in "
     "the CSV), none where the bootstrap shows r resting on a few respondents. Corrected r divides by the "
-    "square root of both reliabilities, computed on the same respondents."
+    "square root of both reliabilities, computed on the same respondents, and only when both reach the floor "
+    "of .5; its interval is Fisher's interval of r divided by the same factor (Hunter & Schmidt), never clipped. "
+    "A persona prompt moves the self-report and the behaviour at once, so r across personas can be the "
+    "persona's doing: each declared pair is also tested beyond the persona's target levels on every trait (and "
+    "beyond the model, pooled): the partial r and the R^2 the self-report adds (F test; BH over the declared "
+    "pairs). A pair whose trait's self-report the persona did not move is not interpretable, and no pair is "
+    "said not to predict unless an equivalence test (TOST) shows |r| below the smallest effect of interest. "
+    "The persona-effect ratio d_behaviour / d_self-report says how far the persona moves what the model does "
+    "compared with what it says."
 )
 #: The intro of a page computed from a scores file (``psytest validity --scores``).
 SCORES_INTRO = (
@@ -42,9 +50,46 @@ SCORES_INTRO = (
 )
 
 
+def lead(tables: dict[str, pd.DataFrame]) -> Optional[str]:
+    """One sentence per scope: how many declared pairs got each conclusion (validity_incremental.csv)."""
+    from psychometrics.validity.incremental import CONCLUSIONS
+
+    incremental = tables.get("validity_incremental")
+    if incremental is None or incremental.empty:
+        return None
+    parts = []
+    for scope, part in incremental.groupby("scope", sort=False):
+        counts = part["conclusion"].value_counts()
+        said = ", ".join(f"{int(counts[label])} {label}" for label in CONCLUSIONS if counts.get(label, 0))
+        parts.append(f"{scope}: of {len(part)} declared pairs, {said}.")
+    return " ".join(parts)
+
+
+def conclusions_view(tables: dict[str, pd.DataFrame], equivalence_bound: float = 0.2):
+    """The per-pair conclusions first, with the rules that give them under the table."""
+    from psychometrics.validity.incremental import conclusion_rules
+
+    frame = tables.get("validity_incremental")
+    if frame is not None and not frame.empty:
+        frame = frame.sort_values(["trait", "task"], kind="stable")
+    rules = "; ".join(f"{i}. {label}: {rule}" for i, (label, rule) in enumerate(conclusion_rules(equivalence_bound), 1))
+    return table_view("Conclusions: declared pairs, beyond the persona's target levels", "validity_incremental.csv",
+                      frame, ["trait", "task", "conclusion", "reason", "scope", "n", "r", "partial_r", "delta_r2",
+                              "p_bh_incremental", "p_equivalence", "note"],
+                      note=f"rules, the first that holds gives the conclusion: {rules}")
+
+
+#: Forest colours of the conclusions (psychometrics.validity.incremental.CONCLUSIONS).
+CONCLUSION_COLOURS = {"predicts beyond persona": "#1b7837", "predicts (persona not controlled)": "#7fbf7b",
+                      "explained by persona": "#e08214", "does not predict (equivalent)": "#2166ac",
+                      "inconclusive": "#999999", "reversed": "#b2182b", "not interpretable": "#762a83",
+                      "not testable": "#cccccc"}
+
+
 def declared_forest(tables: dict[str, pd.DataFrame]):
     """r with its 95% CI for every declared trait-task pair (the point alone where no CI is reported), signed
-    so that the expected direction is to the right, coloured by whether the pair was confirmed. One row per
+    so that the expected direction is to the right, coloured by the pair's conclusion (by whether r was
+    confirmed where there is none). One row per
     scope (the pooled respondents first, then each model), one panel per pair: twenty models stay legible."""
     from plotnine import aes, facet_wrap, geom_point, geom_segment, geom_vline, ggplot, labs, scale_color_manual
 
@@ -70,6 +115,13 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
     data["scope_label"] = pd.Categorical(data["scope"].astype(str).map(shown),
                                          categories=[shown[s] for s in scopes][::-1])
     data["status"] = np.where(data["confirmed"], "confirmed", "not confirmed")
+    incremental = tables.get("validity_incremental")
+    colours = {"confirmed": "#1b7837", "not confirmed": "#b2182b"}
+    if incremental is not None and not incremental.empty:  # what the pair means, not whether r alone is significant
+        conclusion = incremental.set_index(["scope", "trait", "task"])["conclusion"]
+        keys = list(zip(data["scope"], data["trait"], data["task"]))
+        data["status"] = [conclusion.get(key, "not testable") for key in keys]
+        colours = CONCLUSION_COLOURS
     panels = data["label"].nunique()
     columns = min(panels, 3)
     height = 1.6 + np.ceil(panels / columns) * (0.45 + ROW_INCHES * len(scopes))
@@ -80,7 +132,7 @@ def declared_forest(tables: dict[str, pd.DataFrame]):
             + geom_segment(aes(x="lo", xend="hi", yend="scope_label"), size=0.7)
             + geom_point(aes(x="r_expected"), size=2)
             + facet_wrap("label", ncol=columns)
-            + scale_color_manual(values={"confirmed": "#1b7837", "not confirmed": "#b2182b"})
+            + scale_color_manual(values=colours)
             + labs(x="r in the declared direction (95% CI)", y="", color="")
             + figure_theme(FIGURE_WIDTH, float(min(40.0, height))))
 
@@ -109,7 +161,9 @@ def manipulation_plot(tables: dict[str, pd.DataFrame]):
 
 FIGURES = [
     ("validity_forest", "Declared associations", "r between self-report and behaviour for each declared pair (with "
-     "runs: each task and its own trait), in the declared direction, with 95% CIs where they can be trusted (validity_pairs.csv).", declared_forest),
+     "runs: each task and its own trait), in the declared direction, with 95% CIs where they can be trusted "
+     "(validity_pairs.csv), coloured by the pair's conclusion beyond the persona (validity_incremental.csv).",
+     declared_forest),
     ("manipulation_check", "Manipulation check", "Correlation of the persona's target level with the achieved "
      "self-report and behaviour, over the trait's own personas and the baseline (manipulation_check.csv; "
      "means per level in manipulation_levels.csv).", manipulation_plot),
@@ -149,12 +203,16 @@ def _without_empty_reliabilities(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 TABLES = [
+    ("persona_effect", "Persona-effect ratio: how far the persona's target moves behaviour vs self-report "
+     "(d_behaviour / d_self-report, 95% bootstrap CI)", None, None),
     ("dissociation", "Declared associations confirmed (dissociation index = 1 - share), with sign, mean r and power",
      ["scope", "trait", "declared", "tested", "confirmed", "share_confirmed", "dissociation", "share_expected_sign",
-      "mean_signed_r", "mean_power_r30"], lambda t: _pooled_first(t)),
+      "mean_signed_r", "mean_power_r30", "confirmed_incremental", "dissociation_incremental"],
+     lambda t: _pooled_first(t)),
     ("validity_pairs", "Self-report vs behaviour: declared pairs",
      ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared", "confirmed",
-      "power_r30", "rel_self", "rel_behavior", "r_corrected", "note"], lambda t: _without_empty_reliabilities(_pooled_first(t[t["declared"]]))),
+      "power_r30", "rel_self", "rel_behavior", "r_corrected", "r_corrected_low", "r_corrected_high", "note"],
+     lambda t: _without_empty_reliabilities(_pooled_first(t[t["declared"]]))),
     ("validity_mixed", "Within- and between-model association (random intercept per model, REML)", None, None),
     ("manipulation_check", "Manipulation check: r and slope on the target level (own personas and baseline)",
      None, None),
@@ -173,12 +231,17 @@ TABLES = [
 ]
 
 
-def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96, intro: str = INTRO) -> Optional[Section]:
+def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96, intro: str = INTRO,
+                     equivalence_bound: float = 0.2) -> Optional[Section]:
     """The section (figures drawn, non-empty tables), or None when there is nothing to show; ``intro``: its
-    opening paragraph (:data:`SCORES_INTRO` for scores from a file)."""
+    opening paragraph (:data:`SCORES_INTRO` for scores from a file). It leads with the count of each
+    conclusion and the conclusions table (rules beneath it)."""
     from psychometrics.report import figures as figs
 
-    section = Section("validity", "Self-report vs behaviour", intro)
+    section = Section("validity", "Self-report vs behaviour", intro, lead=lead(tables) or "")
+    view = conclusions_view(tables, equivalence_bound)
+    if view is not None:
+        section.lead_tables.append(view)
     for key, title, caption, function in FIGURES:
         try:
             plot = function(tables)
@@ -193,4 +256,4 @@ def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96, intro: str 
         view = table_view(title, f"{name}.csv", frame, columns)
         if view is not None:
             section.tables.append(view)
-    return section if section.figures or section.tables else None
+    return section if section.figures or section.tables or section.lead_tables else None

@@ -38,13 +38,19 @@ Tables (:func:`validity_tables`):
     resamples of the respondents leave a score constant, i.e. r rests on a few respondents),
     Benjamini-Hochberg adjusted p over the declared pairs and over all pairs of the scope, ``confirmed``
     (declared, r in the task's declared direction, BH p < .05), ``power_r30`` (:func:`~psychometrics.statistics.correlation.power_r`) and r
-    corrected for unreliability :math:`r_c = r / \\sqrt{\\rho_{self}\\,\\rho_{behaviour}}` (Spearman, 1904),
-    clipped to [-1, 1] with a note. A note also marks r resting on fewer than 3 respondents off the modal
+    corrected for unreliability :math:`r_c = r / \\sqrt{\\rho_{self}\\,\\rho_{behaviour}}` (Spearman, 1904)
+    with its own 95% interval, only when both reliabilities reach :data:`RELIABILITY_FLOOR` (.5), never
+    clipped (:func:`disattenuate`). A note also marks r resting on fewer than 3 respondents off the modal
     score (:func:`~psychometrics.statistics.correlation.off_mode`).
 ``dissociation``
     share of declared pairs confirmed, overall and per trait; dissociation index = 1 - share; beside it
     the share of declared pairs with the declared sign, their mean r in the declared direction and their
     mean power to detect r = .3, so that low power is not read as dissociation (:func:`dissociation_index`).
+``validity_incremental`` / ``persona_effect``
+    per declared pair, the partial r and delta R^2 of the self-report beyond the persona's target levels
+    (and model), TOST equivalence, the manipulation-check gate and the pair's ``conclusion``; per trait and
+    task, the persona-effect ratio d_behaviour / d_self-report (:mod:`psychometrics.validity.incremental`).
+    ``dissociation`` gets the same index on incremental validity beside the plain one.
 ``validity_mixed``
     per declared pair, with two or more models: ``z_b ~ self_within + self_between + (1 | model)`` (REML).
 ``manipulation_check`` / ``manipulation_levels``
@@ -100,6 +106,7 @@ References
 ----------
 Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery rate. JRSS B, 57, 289-300.
 Spearman, C. (1904). The proof and measurement of association between two things. Am. J. Psychol., 15, 72-101.
+Hunter, J. E., & Schmidt, F. L. (2004). Methods of meta-analysis (2nd ed.). Sage.
 Brown, W. (1910). Some experimental results in the correlation of mental abilities. Br. J. Psychol., 3, 296-322.
 Fisher, R. A. (1921). On the "probable error" of a coefficient of correlation deduced from a small sample.
 Metron, 1, 3-32.
@@ -144,6 +151,10 @@ RESPONDENT = ["model", "persona"]
 POOLED = "pooled"
 BEHAVIOR_METHOD = "behavior"
 INTENTION_METHOD = "intention"  # tasks whose ``method`` is self-report: hypothetical choices, intention items
+
+#: No correction for attenuation when either reliability is below this (a split-half of .15 turned r = .11
+#: into .51): the correction divides by the square root of the reliabilities and inflates their error.
+RELIABILITY_FLOOR = 0.5
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -512,7 +523,8 @@ def _both(selfs: pd.DataFrame, behaviours: pd.DataFrame, info: pd.DataFrame) -> 
 def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
                    self_reliability: pd.DataFrame | None = None, behavior_reliability: pd.DataFrame | None = None,
                    seed: int = 0, n_boot: int = 2000, ci_method: str = "bca",
-                   declared: dict[tuple[str, str], int] | None = None) -> pd.DataFrame:
+                   declared: dict[tuple[str, str], int] | None = None,
+                   reliability_floor: float = RELIABILITY_FLOOR) -> pd.DataFrame:
     """Every trait x task pair in every scope (each model; pooled when several): see the module docstring.
 
     ``declared`` (``{(trait, task): sign}``) gives the declared pairs and their expected signs explicitly
@@ -521,8 +533,8 @@ def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
     Only respondents with both self-report and behaviour enter (give reliabilities computed on the same
     respondents, as :func:`validity_tables` does). ``declared`` marks pairs whose task belongs to the
     trait; ``expected_sign`` is the task's direction. Reliabilities are the tables of
-    :func:`selfreport_reliability` and :func:`behavior_reliability`; the corrected r is given only when
-    both are positive. ``ci_low``/``ci_high`` are the 95% interval of :func:`~psychometrics.statistics.correlation.r_interval` (``ci_method``,
+    :func:`selfreport_reliability` and :func:`behavior_reliability`; the corrected r and its interval
+    are :func:`disattenuate`'s (none below ``reliability_floor``). ``ci_low``/``ci_high`` are the 95% interval of :func:`~psychometrics.statistics.correlation.r_interval` (``ci_method``,
     by default the BCa bootstrap over respondents), ``fisher_low``/``fisher_high`` Fisher's z interval;
     ``power_r30`` is :func:`~psychometrics.statistics.correlation.power_r` at the pair's degrees of freedom.
     """
@@ -560,13 +572,8 @@ def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
                     if ci["failed"] and ci["note"] is None:
                         notes.append(f"{ci['failed']} of {n_boot} bootstrap resamples had a constant score")
                 rs, rb = rel_self.get((scope, trait)), rel_behavior.get((scope, task))
-                row.update(rel_self=rs, rel_behavior=rb, r_corrected=None)
-                if stats["r"] is not None and rs is not None and rb is not None and rs > 0 and rb > 0:
-                    corrected = stats["r"] / math.sqrt(rs * rb)
-                    if abs(corrected) > 1:
-                        notes.append(f"corrected r {corrected:.2f} clipped to {math.copysign(1, corrected):.0f}")
-                        corrected = math.copysign(1.0, corrected)
-                    row["r_corrected"] = corrected
+                row.update(rel_self=rs, rel_behavior=rb)
+                row.update(disattenuate(stats["r"], stats["df"], rs, rb, reliability_floor, notes))
                 row["note"] = _join(notes)
                 block.append(row)
         all_adjusted = bh_adjust([r["p"] for r in block])
@@ -577,9 +584,43 @@ def validity_pairs(selfreport: pd.DataFrame, behavior: pd.DataFrame, *,
                                     and np.sign(row["r"]) == row["expected_sign"] and p_declared < 0.05)
         rows += block
     columns = ["scope", "trait", "task", "task_trait", "declared", "expected_sign", "n", "r", "ci_low", "ci_high",
-               "fisher_low", "fisher_high", "p", "p_bh_declared", "p_bh_all", "confirmed", "power_r30", "rel_self", "rel_behavior", "r_corrected",
-               "note"]
+               "fisher_low", "fisher_high", "p", "p_bh_declared", "p_bh_all", "confirmed", "power_r30", "rel_self",
+               "rel_behavior", "r_corrected", "r_corrected_low", "r_corrected_high", "note"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def disattenuate(r: float | None, df: int | None, rel_self: float | None, rel_behavior: float | None,
+                 floor: float = RELIABILITY_FLOOR, notes: list | None = None) -> dict:
+    """r corrected for the unreliability of both scores, with its 95% interval, or nothing below the floor.
+
+    :math:`r_c = r / \\sqrt{\\rho_s \\rho_b}` (Spearman, 1904) when both reliabilities are at least ``floor``;
+    its interval is Fisher's interval of r (:func:`~psychometrics.statistics.correlation.fisher_interval`
+    at the test's df) divided by the same factor (Hunter & Schmidt, 2004, ch. 3: the correction is a
+    constant, so the interval's limits are corrected as the point is; the reliabilities' own sampling
+    error is not in it, so it is too narrow). Nothing is clipped: a corrected value beyond +-1 is reported
+    as it is, with a note (a reliability is underestimated, or r is overestimated). ``notes`` gets the
+    sentences. Returns ``r_corrected``, ``r_corrected_low``, ``r_corrected_high``.
+    """
+    out: dict[str, float | None] = {"r_corrected": None, "r_corrected_low": None, "r_corrected_high": None}
+    notes = notes if notes is not None else []
+    if r is None or rel_self is None or rel_behavior is None or any(
+            isinstance(v, float) and math.isnan(v) for v in (rel_self, rel_behavior)):
+        return out
+    low_ones = [f"{name} {value:.2f}" for name, value in (("self-report", rel_self), ("behaviour", rel_behavior))
+                if value < floor]
+    if low_ones:
+        notes.append(f"not corrected for attenuation: reliability below the floor {floor:g} ({', '.join(low_ones)})")
+        return out
+    factor = math.sqrt(rel_self * rel_behavior)
+    low, high = fisher_interval(r, df) if df is not None else (None, None)
+    corrected = r / factor
+    out["r_corrected"] = corrected
+    if low is not None and high is not None:
+        out["r_corrected_low"], out["r_corrected_high"] = low / factor, high / factor
+    if abs(corrected) > 1:
+        notes.append(f"corrected r {corrected:.2f} is beyond +-1 (not clipped): a reliability is "
+                     "underestimated or r overestimated")
+    return out
 
 
 def dissociation_index(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -698,7 +739,8 @@ def _manipulation_data(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets
     baseline = ~personas.isin(set(targeted["persona"]))
     out = []
     for trait in traits:
-        members = np.asarray(baseline | personas.isin(set(targeted.loc[targeted["trait"] == trait, "persona"])))
+        # the trait's own personas (a multi-trait profile at level 0 of this trait is one of them) and the baseline
+        members = np.asarray(baseline | personas.isin(set(targets.loc[targets["trait"] == trait, "persona"])))
         if levels.loc[members, trait].nunique() < 2:
             continue  # no persona in the data targets it
         measures = [("self-report", "self-report", selfs[trait])] if trait in selfs.columns else []
@@ -862,15 +904,39 @@ def _scores_long(selfreport: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFra
     return pd.concat([selfs.reindex(columns=columns), behaviours[columns]], ignore_index=True)
 
 
-TABLE_NAMES = ("validity_pairs", "dissociation", "validity_mixed", "manipulation_check", "manipulation_levels",
-               "behavior_reliability", "behavior_missingness", "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
+def _incremental_tables(selfreport, behavior, targets, manipulation, bound, seed, n_boot, notes, declared=None):
+    """``validity_incremental`` and ``persona_effect`` (:mod:`psychometrics.validity.incremental`)."""
+    from psychometrics.validity.incremental import incremental_pairs, persona_effect_ratio, target_matrix
+
+    info = task_info(behavior)
+    selfs, behaviours = _both(self_scores(selfreport), behavior_scores(behavior), info)
+    usable = targets if targets is not None and (targets["level"] != 0).any() else None
+    if usable is None:
+        notes.append(("validity_incremental", "no persona targets: nothing to partial out, so the conclusions rest on "
+                                              "the plain r and a common cause (the persona prompt) is not ruled out"))
+    else:
+        levels = target_matrix(usable, selfs.index)
+        notes.append(("validity_incremental", f"incremental validity is beyond the target levels of {levels.shape[1]} "
+                                              f"trait(s) ({', '.join(levels.columns)})"))
+    incremental = incremental_pairs(selfs, behaviours, info, usable, manipulation, bound=bound,
+                                   declared=declared)
+    ratio = persona_effect_ratio(selfs, behaviours, info, usable, manipulation, seed=seed, n_boot=n_boot) \
+        if usable is not None else pd.DataFrame()
+    return incremental, ratio
+
+
+TABLE_NAMES = ("validity_incremental", "validity_pairs", "dissociation", "persona_effect", "validity_mixed",
+               "manipulation_check", "manipulation_levels", "behavior_reliability", "behavior_missingness",
+               "selfreport_reliability", "validity_mtmm", "validity_mtmm_summary",
                "validity_scores")
 
 
 def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: pd.DataFrame | None = None, *,
                     items: pd.DataFrame | None = None, variant_order: dict[str, list[str]] | None = None,
                     seed: int = 0, n_boot: int = 2000, ci_method: str = "bca",
-                    declared: dict[tuple[str, str], int] | None = None) -> dict[str, pd.DataFrame]:
+                    declared: dict[tuple[str, str], int] | None = None,
+                    equivalence_bound: float = 0.2, reliability_floor: float = RELIABILITY_FLOOR
+                    ) -> dict[str, pd.DataFrame]:
     """Every validity table (see the module docstring), plus ``notes`` saying what could not be computed.
 
     Everything is computed over the respondents with both self-report and behaviour (a note says how
@@ -883,7 +949,14 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     corrected for unreliability. ``targets`` (:func:`targets_frame`) enables the manipulation check.
     ``ci_method`` chooses the interval of r (:func:`~psychometrics.statistics.correlation.r_interval`: ``"fisher"`` or ``"bca"``).
     ``declared`` (``{(trait, task): sign}``) declares the pairs explicitly (:func:`validity_pairs`).
+    ``equivalence_bound`` is the smallest |rho| of interest of the equivalence test, ``reliability_floor``
+    the reliability below which no correlation is corrected for attenuation.
     """
+    from psychometrics.validity.incremental import check_bound
+
+    check_bound(equivalence_bound)
+    if not 0 < reliability_floor <= 1:
+        raise PsytestError(f"reliability floor {reliability_floor}: give a reliability between 0 and 1, e.g. 0.5")
     _check(selfreport, SELFREPORT_COLUMNS, "self-report data")
     _check(behavior, BEHAVIOR_COLUMNS, "behaviour data")
     if targets is not None:
@@ -935,7 +1008,7 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
     tables["validity_scores"] = _scores_long(selfreport, behavior)
     pairs = validity_pairs(selfreport, behavior, self_reliability=tables["selfreport_reliability"],
                            behavior_reliability=tables["behavior_reliability"], seed=seed, n_boot=n_boot,
-                           ci_method=ci_method, declared=declared)
+                           ci_method=ci_method, declared=declared, reliability_floor=reliability_floor)
     tables["validity_pairs"], tables["dissociation"] = pairs, dissociation_index(pairs)
     if not pairs["declared"].any():
         notes.append(("dissociation", "no task measures a trait of the self-report; nothing was declared"))
@@ -950,6 +1023,14 @@ def validity_tables(selfreport: pd.DataFrame, behavior: pd.DataFrame, targets: p
             notes.append(("manipulation_check", "no persona in the data sets a target on a measured trait"))
     else:
         notes.append(("manipulation_check", "no persona targets (use a trait-shaping persona set)"))
+    tables["validity_incremental"], tables["persona_effect"] = _incremental_tables(
+        selfreport, behavior, targets, tables["manipulation_check"], equivalence_bound, seed, n_boot, notes,
+        declared)
+    if not tables["validity_incremental"].empty:
+        from psychometrics.validity.incremental import incremental_dissociation
+
+        extra = incremental_dissociation(tables["validity_incremental"])
+        tables["dissociation"] = tables["dissociation"].merge(extra, on=["scope", "trait"], how="left")
     table, summary = behavior_mtmm(selfreport, behavior)
     tables["validity_mtmm"], tables["validity_mtmm_summary"] = table, summary
     if table.empty:

@@ -28,30 +28,60 @@ class ValidityResult:
     out_dir: Path
     tables: dict[str, pd.DataFrame]
     files: list[Path] = field(default_factory=list)
+    equivalence_bound: float = 0.2
 
     def headline(self) -> dict:
-        """Per scope: share of declared pairs confirmed (dissociation = 1 - share) with the share of declared
-        pairs with the declared sign, their mean r in the declared direction and mean power to detect
-        r = .3; the declared pairs themselves (with each pair's power); the notes."""
+        """What ``validity.json`` leads with: per scope the count of declared pairs under each conclusion
+        (:mod:`psychometrics.validity.incremental`) and the rules that give them; the declared pairs with
+        their conclusion and reason, r, the partial r beyond the persona's targets, the equivalence test and
+        the corrected r; then the dissociation indices (plain and incremental) with the share of declared
+        pairs with the declared sign, their mean r in the declared direction and mean power to detect r = .3;
+        the persona-effect ratios; the notes."""
+        from psychometrics.validity.incremental import CONCLUSIONS, conclusion_rules
+
         dissociation = self.tables.get("dissociation", pd.DataFrame())
         pairs = self.tables.get("validity_pairs", pd.DataFrame())
+        incremental = self.tables.get("validity_incremental", pd.DataFrame())
+        ratio = self.tables.get("persona_effect", pd.DataFrame())
         overall = dissociation[dissociation["trait"] == "all"] if not dissociation.empty else dissociation
         declared = pairs[pairs["declared"]] if not pairs.empty else pairs
         keep = ["scope", "trait", "task", "expected_sign", "n", "r", "ci_low", "ci_high", "p", "p_bh_declared",
-                "confirmed", "power_r30", "r_corrected", "note"]
+                "confirmed", "power_r30", "rel_self", "rel_behavior", "r_corrected", "r_corrected_low",
+                "r_corrected_high", "note"]
+        rows = _records(declared[[c for c in keep if c in declared]]) if not declared.empty else []
+        if not incremental.empty:
+            extra = {(r["scope"], r["trait"], r["task"]): r for r in _records(incremental)}
+            taken = ["conclusion", "reason", "basis", "partial_r", "delta_r2", "p_incremental", "p_bh_incremental",
+                     "incremental_confirmed", "p_equivalence", "equivalent", "manipulation_r", "manipulation_p"]
+            rows = [{**{k: row[k] for k in ("scope", "trait", "task")},
+                     **{k: extra.get((row["scope"], row["trait"], row["task"]), {}).get(k) for k in taken},
+                     **{k: v for k, v in row.items() if k not in ("scope", "trait", "task")}} for row in rows]
+        conclusions = []
+        if not incremental.empty:
+            for scope, part in incremental.groupby("scope", sort=False):
+                counts = part["conclusion"].value_counts()
+                conclusions.append({"scope": scope, "declared": len(part),
+                                    **{label: int(counts.get(label, 0)) for label in CONCLUSIONS}})
         return {
-            "dissociation": json.loads(overall.to_json(orient="records")) if not overall.empty else [],
-            "declared_pairs": json.loads(declared[[c for c in keep if c in declared]].to_json(orient="records"))
-            if not declared.empty else [],
-            "notes": json.loads(self.tables["notes"].to_json(orient="records")) if "notes" in self.tables else [],
+            "conclusions": conclusions,
+            "conclusion_rules": [{"label": label, "rule": rule} for label, rule in conclusion_rules(self.equivalence_bound)],
+            "declared_pairs": rows,
+            "dissociation": _records(overall) if not overall.empty else [],
+            "persona_effect": _records(ratio) if not ratio.empty else [],
+            "notes": _records(self.tables["notes"]) if "notes" in self.tables else [],
         }
 
     def payload(self) -> dict:
         return {"out_dir": str(self.out_dir), "files": [p.name for p in self.files], **self.headline()}
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))
+
+
 def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, n_boot: int = 2000, seed: int = 0,
-                     options: tuple[str, str] = ("--selfreport", "--behavior")) -> dict[str, pd.DataFrame]:
+                     options: tuple[str, str] = ("--selfreport", "--behavior"),
+                     equivalence_bound: float = 0.2) -> dict[str, pd.DataFrame]:
     """Every validity table for the given questionnaire and behaviour runs. Runs whose persona sets differ
     are refused (:func:`psychometrics.run.persona_match.check_same_personas`) before anything is read;
     ``options`` name the two kinds of run in that message (the command's options)."""
@@ -98,7 +128,8 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
     behavior = mark_ratio_tasks(pd.concat(frames, ignore_index=True), all_tasks)  # reply length: a ratio measure
     behavior, variant_order = by_measure(behavior, variant_order)  # text and probability scores: two measures
     tables = validity_tables(selfreport, behavior, persona_targets(manifests), items=items,
-                             variant_order=variant_order, seed=seed, n_boot=n_boot)
+                             variant_order=variant_order, seed=seed, n_boot=n_boot,
+                             equivalence_bound=equivalence_bound)
     if run_notes:
         tables["notes"] = pd.concat([tables["notes"], pd.DataFrame(run_notes, columns=["table", "note"])],
                                     ignore_index=True)
@@ -106,13 +137,14 @@ def compute_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], *, 
 
 
 def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str], csv_names: list[str],
-                  dpi: int = 96, what_was_run: str | None = None, intro: str | None = None) -> str:
+                  dpi: int = 96, what_was_run: str | None = None, intro: str | None = None,
+                  equivalence_bound: float = 0.2) -> str:
     """``validity.html``: the validity section alone, in the report's self-contained page."""
     from psychometrics import __version__
     from psychometrics.report.html import render_html
     from psychometrics.report.validity_section import INTRO, validity_section
 
-    section = validity_section(tables, dpi=dpi, intro=intro or INTRO)
+    section = validity_section(tables, dpi=dpi, intro=intro or INTRO, equivalence_bound=equivalence_bound)
     context = {
         "title": title,
         # the run report's verdict-first head has nothing to say about a validity page
@@ -130,7 +162,7 @@ def validity_page(tables: dict[str, pd.DataFrame], title: str, sources: list[str
 
 
 def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Optional[Path], *,
-                 n_boot: int = 2000, seed: int = 0) -> ValidityResult:
+                 n_boot: int = 2000, seed: int = 0, equivalence_bound: float = 0.2) -> ValidityResult:
     """Compute and write everything (one set, :class:`psychometrics.run.outputs.DerivedSet`); ``out`` defaults
     to ``validity/`` in the first behaviour run."""
     from psychometrics.run.outputs import DerivedSet, claim_directory
@@ -142,17 +174,22 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     default = Path(behavior_dirs[0]) / "validity"
     out_dir = Path(out) if out is not None else default
     owned = out_dir.resolve() == default.resolve()
+    from psychometrics.validity.incremental import check_bound
+
+    check_bound(equivalence_bound)  # a bad option is refused before the work
     claim_directory(out_dir, "validity", owned=owned, create=False)  # refused before the work, not after
-    tables = compute_validity(selfreport_dirs, behavior_dirs, n_boot=n_boot, seed=seed)
+    tables = compute_validity(selfreport_dirs, behavior_dirs, n_boot=n_boot, seed=seed,
+                              equivalence_bound=equivalence_bound)
     sources = [str(d) for d in [*selfreport_dirs, *behavior_dirs]]
     run_info = pd.DataFrame({"field": ["runs"], "value": [", ".join(sources)]})
     csv_names = [f"{name}.csv" for name, table in {**tables, "run_info": run_info}.items()
                  if table is not None and not table.empty]
-    page = validity_page(tables, "psytest: self-report vs behaviour", sources, csv_names)
-    result = ValidityResult(out_dir, tables, [])
+    page = validity_page(tables, "psytest: self-report vs behaviour", sources, csv_names,
+                         equivalence_bound=equivalence_bound)
+    result = ValidityResult(out_dir, tables, [], equivalence_bound)
     inputs = {"runs": [{"run": str(d), **open_run(d, expect=None).inputs()} for d in [*selfreport_dirs, *behavior_dirs]]}
     with DerivedSet(out_dir, "validity", inputs=inputs, owned=owned,
-                    options={"bootstrap": n_boot, "seed": seed}) as validity:
+                    options={"bootstrap": n_boot, "seed": seed, "equivalence_bound": equivalence_bound}) as validity:
         result.files += validity.write_tables({**tables, "run_info": run_info})
         result.files.append(validity.write_text("validity.html", page))
         result.files.append(validity.write_text(

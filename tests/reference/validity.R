@@ -303,7 +303,11 @@ for (scope in scopes) {
                                        n = sum(ok), r = r, p = p, df = df, ci_low = ci[1], ci_high = ci[2],
                                        power_r30 = power_r(df),
                                        rel_self = rs, rel_behavior = rb,
-                                       r_corrected = if (rs > 0 && rb > 0) r / sqrt(rs * rb) else NA)
+                                       # no correction below the reliability floor (.5); the corrected
+                                       # interval is Fisher's divided by the same factor (Hunter & Schmidt)
+                                       r_corrected = if (rs >= 0.5 && rb >= 0.5) r / sqrt(rs * rb) else NA,
+                                       r_corrected_low = if (rs >= 0.5 && rb >= 0.5) ci[1] / sqrt(rs * rb) else NA,
+                                       r_corrected_high = if (rs >= 0.5 && rb >= 0.5) ci[2] / sqrt(rs * rb) else NA)
   }
   ps <- sapply(block, `[[`, "p")
   declared <- sapply(block, `[[`, "declared")
