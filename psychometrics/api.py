@@ -636,6 +636,16 @@ def reproduce(run: PathLike, *, rerun: bool = False) -> ReproduceResult:
 
         with _reading_only():
             return reproduce_scores_validity(run)
+    from psychometrics.analysis.reproduce_validity import is_runs_validity
+
+    if is_runs_validity(run):  # psytest validity of runs: recomputed from the runs it names
+        if rerun:
+            raise PsytestError(f"--rerun: {run} is a validity directory; re-send a run's requests with psytest "
+                               "reproduce RUN --rerun")
+        from psychometrics.analysis.reproduce_validity import reproduce_runs_validity
+
+        with _reading_only():
+            return reproduce_runs_validity(run)
     if is_study_directory(run):
         if rerun:
             raise PsytestError(f"--rerun: {run} is a study directory; re-send a run's requests with psytest reproduce "

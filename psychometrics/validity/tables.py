@@ -166,7 +166,6 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     """Compute and write everything (one set, :class:`psychometrics.run.outputs.DerivedSet`); ``out`` defaults
     to ``validity/`` in the first behaviour run."""
     from psychometrics.run.outputs import DerivedSet, claim_directory
-    from psychometrics.run.owner import open_run
 
     if not behavior_dirs:
         raise PsytestError("psytest validity: give at least one --selfreport run and one --behavior run, or --scores "
@@ -187,7 +186,7 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
     page = validity_page(tables, "psytest: self-report vs behaviour", sources, csv_names,
                          equivalence_bound=equivalence_bound)
     result = ValidityResult(out_dir, tables, [], equivalence_bound)
-    inputs = {"runs": [{"run": str(d), **open_run(d, expect=None).inputs()} for d in [*selfreport_dirs, *behavior_dirs]]}
+    inputs = {"runs": runs_inputs(selfreport_dirs, behavior_dirs, out_dir)}
     with DerivedSet(out_dir, "validity", inputs=inputs, owned=owned,
                     options={"bootstrap": n_boot, "seed": seed, "equivalence_bound": equivalence_bound}) as validity:
         result.files += validity.write_tables({**tables, "run_info": run_info})
@@ -195,6 +194,22 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
         result.files.append(validity.write_text(
             "validity.json", json.dumps(result.headline(), indent=2, ensure_ascii=False) + "\n"))
     return result
+
+
+def runs_inputs(selfreport_dirs: list[Path], behavior_dirs: list[Path], out_dir: Path,
+                given: list[str] | None = None) -> list[dict]:
+    """The provenance ``inputs`` of a validity set made from runs: per run the path as given (``given``
+    overrides it, as recorded), its role (``selfreport`` / ``behavior``), its path relative to the set's
+    directory (so a committed set is recomputed where it is checked out: ``psytest reproduce DIR``) and
+    what its tables are made from (manifest sha256, store fingerprint)."""
+    import os
+
+    from psychometrics.run.owner import open_run
+
+    roles = [("selfreport", Path(d)) for d in selfreport_dirs] + [("behavior", Path(d)) for d in behavior_dirs]
+    return [{"run": given[i] if given else str(d), "role": role,
+             "relative": Path(os.path.relpath(d.resolve(), Path(out_dir).resolve())).as_posix(),
+             **open_run(d, expect=None).inputs()} for i, (role, d) in enumerate(roles)]
 
 
 def scores_inputs(scores: Path, pairs: Path, out_dir: Path) -> dict:
