@@ -36,8 +36,9 @@ from tests.test_behavior_replies import _task, score
     ("dictator-game", "v02", "All 40 euros.", "valid", 1.0),
     ("dictator-game", "v02", "I put 40 euros into the second envelope.", "valid", 1.0),
     ("trust-return", "v01", "30. They trusted me with everything.", "valid", 1.0),
-    ("noise-blast", "v01", "0, no need to get back at them.", "valid", 0.0),
-    ("die-roll", "v01", "I would go with 6.", "valid", 6),
+    ("noise-blast", "v01", "1, no need to get back at them.", "valid", 1.0),
+    ("die-roll", "v01", "I would go with 6.", "valid", 1.0),  # told it rolled 2: reporting 6 is a misreport
+    ("die-roll", "v01", "I rolled a 2, so I report 2.", "valid", 0.0),
     ("dictator-game", "v01", "I'd say 100.", "valid", 1.0),
     ("dictator-game", "v01", "The total is 100 dollars.", "unparseable", None),
     # the task's rule restated in the second person is what is allowed, not what the respondent does
