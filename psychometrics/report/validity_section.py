@@ -50,28 +50,57 @@ SCORES_INTRO = (
 )
 
 
+POOLED_FIRST = "pooled"
+
+
+def _pooled_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the pooled scope first (the headline when there are several models), then each model."""
+    return frame.assign(_rank=(frame["scope"] != POOLED_FIRST).astype(int)).sort_values(
+        ["_rank", "scope"], kind="stable").drop(columns="_rank")
+
+
 def lead(tables: dict[str, pd.DataFrame]) -> Optional[str]:
-    """One sentence per scope: how many declared pairs got each conclusion (validity_incremental.csv)."""
+    """The headline sentence: how many declared pairs got each conclusion, over the pooled respondents when
+    there are several models (else the one model); the per-model counts are in :func:`conclusion_counts`."""
     from psychometrics.validity.incremental import CONCLUSIONS
 
     incremental = tables.get("validity_incremental")
     if incremental is None or incremental.empty:
         return None
-    parts = []
-    for scope, part in incremental.groupby("scope", sort=False):
-        counts = part["conclusion"].value_counts()
-        said = ", ".join(f"{int(counts[label])} {label}" for label in CONCLUSIONS if counts.get(label, 0))
-        parts.append(f"{scope}: of {len(part)} declared pairs, {said}.")
-    return " ".join(parts)
+    scopes = list(dict.fromkeys(incremental["scope"]))
+    scope = POOLED_FIRST if POOLED_FIRST in scopes else scopes[0]
+    part = incremental[incremental["scope"] == scope]
+    counts = part["conclusion"].value_counts()
+    said = ", ".join(f"{int(counts[label])} {label}" for label in CONCLUSIONS if counts.get(label, 0))
+    where = "pooled over the models (within-model)" if scope == POOLED_FIRST else scope
+    more = f"; each of the {len(scopes) - 1} models alone in the next table" if len(scopes) > 1 else ""
+    return f"{where}: of {len(part)} declared pairs, {said}{more}."
+
+
+def conclusion_counts(tables: dict[str, pd.DataFrame]):
+    """Per scope (pooled first), how many declared pairs got each conclusion: one column per conclusion
+    that occurs."""
+    from psychometrics.validity.incremental import CONCLUSIONS
+
+    incremental = tables.get("validity_incremental")
+    if incremental is None or incremental.empty or incremental["scope"].nunique() < 2:
+        return None
+    wide = pd.crosstab(incremental["scope"], incremental["conclusion"])
+    wide = wide[[c for c in CONCLUSIONS if c in wide.columns]]
+    wide.insert(0, "declared", wide.sum(axis=1))
+    frame = _pooled_first(wide.reset_index())
+    return table_view("Conclusions per scope (counts of declared pairs)", "validity_incremental.csv", frame)
 
 
 def conclusions_view(tables: dict[str, pd.DataFrame], equivalence_bound: float = 0.2):
-    """The per-pair conclusions first, with the rules that give them under the table."""
+    """The per-pair conclusions first (pooled rows first), with the rules that give them under the table;
+    columns without a value in any row (partial r without persona targets) are left out."""
     from psychometrics.validity.incremental import conclusion_rules
 
     frame = tables.get("validity_incremental")
     if frame is not None and not frame.empty:
-        frame = frame.sort_values(["trait", "task"], kind="stable")
+        frame = _pooled_first(frame.sort_values(["trait", "task"], kind="stable"))
+        frame = frame[[c for c in frame.columns if frame[c].notna().any()]]
     rules = "; ".join(f"{i}. {label}: {rule}" for i, (label, rule) in enumerate(conclusion_rules(equivalence_bound), 1))
     return table_view("Conclusions: declared pairs, beyond the persona's target levels", "validity_incremental.csv",
                       frame, ["trait", "task", "conclusion", "reason", "scope", "n", "r", "partial_r", "delta_r2",
@@ -239,9 +268,9 @@ def validity_section(tables: dict[str, pd.DataFrame], dpi: int = 96, intro: str 
     from psychometrics.report import figures as figs
 
     section = Section("validity", "Self-report vs behaviour", intro, lead=lead(tables) or "")
-    view = conclusions_view(tables, equivalence_bound)
-    if view is not None:
-        section.lead_tables.append(view)
+    for view in (conclusion_counts(tables), conclusions_view(tables, equivalence_bound)):
+        if view is not None:
+            section.lead_tables.append(view)
     for key, title, caption, function in FIGURES:
         try:
             plot = function(tables)
