@@ -20,6 +20,10 @@ STUDIES = sorted(p.parent for p in (ROOT / "reports").rglob("study.json"))
 STUDY_RUNS = sorted(run.parent for study in STUDIES for run in (study / "runs").glob("*/manifest.json")
                     if (run.parent / "analysis").is_dir() and not run.parent.name.endswith("-behavior"))
 FIVE_MODELS = ROOT / "reports" / "five-models" / "study"
+#: The committed self-report vs behaviour study on Qwen 0.5B (issue 16): its runs and its validity set.
+QWEN_VALIDITY = ROOT / "reports" / "qwen2.5-0.5b-validity"
+VALIDITY_RUNS = sorted(run.parent for run in (QWEN_VALIDITY / "runs").glob("*/manifest.json")
+                       if (run.parent / "analysis").is_dir())
 
 
 def test_the_qwen_reference_run_is_committed_with_its_design():
@@ -53,7 +57,37 @@ def test_reference_study_reproduces(study):
     assert {"report/verdict.csv", "report/model_variance.csv", "comparison/differences.csv"} <= set(result.files_checked)
 
 
-@pytest.mark.parametrize("run", RUNS + STUDY_RUNS, ids=lambda p: p.relative_to(ROOT / "reports").as_posix())
+def test_the_qwen_validity_study_is_committed_with_the_repaired_battery_and_multi_trait_personas():
+    """Issue 16: the Qwen 0.5B self-report vs behaviour study redone under the 100 multi-trait profiles (plus
+    the baseline) with the repaired tasks, choice tasks read from label probabilities, robust scores."""
+    manifests = {run.name: json.loads((run / "manifest.json").read_text(encoding="utf-8")) for run in VALIDITY_RUNS}
+    assert {"selfreport-mini-ipip", "selfreport-sd3-a", "selfreport-sd3-b", "behavior-text", "behavior-probs"} \
+        <= set(manifests)  # SD3 in two halves of the personas, to keep each store under 5 MB
+    for manifest in manifests.values():
+        assert manifest["model"] == "local/qwen2.5-0.5b" and manifest["personas"]["id"] == "multi-trait"
+    sd3 = {p for name in ("selfreport-sd3-a", "selfreport-sd3-b") for p in manifests[name]["personas"]["targets"]}
+    for name in ("selfreport-mini-ipip", "behavior-text", "behavior-probs"):  # every respondent's targets recorded
+        assert set(manifests[name]["personas"]["targets"]) == sd3 and len(sd3) == 101
+    tasks = {t["id"] for name in ("behavior-text", "behavior-probs") for t in manifests[name]["tasks"]}
+    assert {"die-roll", "noise-blast", "public-goods", "prisoners-dilemma", "deception-game"} <= tasks
+    assert manifests["behavior-probs"]["design"]["mode"] == "probs"
+    incremental = (QWEN_VALIDITY / "validity" / "validity_incremental.csv").read_text(encoding="utf-8")
+    assert "conclusion" in incremental.splitlines()[0]
+
+
+def test_the_qwen_validity_set_reproduces_from_its_runs():
+    """Every table of the committed validity set, recomputed from the committed runs, is what is committed."""
+    from psychometrics.analysis.reproduce_validity import is_runs_validity, reproduce_runs_validity
+
+    directory = QWEN_VALIDITY / "validity"
+    assert is_runs_validity(directory)
+    result = reproduce_runs_validity(directory)
+    assert result.passed, result.summary()
+    committed = {f"validity/{f.name}" for f in directory.glob("*.csv") if f.name != "run_info.csv"}
+    assert len(committed) >= 10 and committed <= set(result.files_checked)
+
+
+@pytest.mark.parametrize("run", RUNS + STUDY_RUNS + VALIDITY_RUNS, ids=lambda p: p.relative_to(ROOT / "reports").as_posix())
 def test_reference_run_reproduces(run):
     result = reproduce(run)
     assert result.passed, result.summary()

@@ -206,6 +206,9 @@ def partial_test(s, b, covariates: np.ndarray, groups=None) -> dict:
         out["self_determined"] = True
         return out
     sse0 = float(eb @ eb)
+    if sst <= 1e-24:
+        out["note"] = "the behaviour score is the same for every respondent (nothing to predict)"
+        return out
     if sse0 <= 1e-12 * max(1.0, sst):
         out["note"] = "the behaviour is a function of the persona's target levels (nothing left to predict)"
         return out
