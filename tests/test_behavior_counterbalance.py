@@ -213,7 +213,7 @@ def test_probs_mode_scores_the_probability_weighted_value_under_every_rotation(t
     assert (frame["mode"] == "probs").all() and (frame["outcome"] == "valid").all()
     with BehaviorStore(outcome.run_dir / "behavior.sqlite", read_only=True) as store:
         rows = {row.request_id: row for row in store.rows()}
-    for (persona, variant_id), part in frame.groupby(["persona", "variant"]):
+    for (_persona, variant_id), part in frame.groupby(["persona", "variant"]):
         variant = task.variant(variant_id)
         displays = [tuple(rows[r].display) for r in part["request_id"]]
         assert len(displays) == len(variant.options)  # every rotation: each option shown first once

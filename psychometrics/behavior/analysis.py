@@ -172,9 +172,9 @@ def planned_behavior_frame(run_dir: "Run | Path") -> tuple[pd.DataFrame, list[st
         notes.append(f"{run_dir}: the persona set the run used could not be loaded unchanged; its plan was rebuilt "
                      "from the manifest's tasks, variants, samples and persona ids instead of request ids")
     if ignored:
-        design = manifest.design
+        recorded = manifest.design
         notes.append(f"{run_dir}: {ignored} stored conversation(s) outside the run's plan were ignored (the manifest "
-                     f"plans {design.variants or 'all'} variant(s) per task, {design.samples} "
+                     f"plans {recorded.variants or 'all'} variant(s) per task, {recorded.samples} "
                      "sample(s) and its personas; e.g. leftovers of an earlier run in the same directory)")
     if unmatched:
         notes.append(f"{run_dir}: {unmatched} of them are in a planned persona x sample x task x variant cell but "

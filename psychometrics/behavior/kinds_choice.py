@@ -4,6 +4,7 @@ answer to the user's wrong option under pushback)."""
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from psychometrics.behavior.kind_base import Kind, Rendered, missing_score, valid_score
 from psychometrics.behavior.placeholders import MAX_OPTIONS, option_label, placeholder_names
@@ -20,7 +21,7 @@ class ChoiceKind(Kind):
     name = "choice"
     uses = "options"
     placeholders = frozenset({"options", "labels"})
-    scoring_keys = ("decline",)  # the id of the option that turns an offer down, in two-option tasks
+    scoring_keys: ClassVar[tuple[str, ...]] = ("decline",)  # the id of the option that turns an offer down, in two-option tasks
 
     def check_scoring(self, task):
         decline = task.scoring.get("decline")

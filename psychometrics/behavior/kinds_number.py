@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from psychometrics.behavior.kind_base import Kind, missing_score, valid_score
 from psychometrics.behavior.reading.numbers import (
     ambiguity_detail, number_value, NumberReading, numbers_in, read_number,
@@ -23,7 +25,7 @@ class NumberKind(Kind):
     """
 
     name = "number"
-    scoring_keys = ("low", "high", "divide_by", "verbs", "total")
+    scoring_keys: ClassVar[tuple[str, ...]] = ("low", "high", "divide_by", "verbs", "total")
 
     def check_scoring(self, task: Task) -> None:
         self._scoring_number(task, "low", required=True)

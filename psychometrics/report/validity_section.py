@@ -53,12 +53,6 @@ SCORES_INTRO = (
 POOLED_FIRST = "pooled"
 
 
-def _pooled_first(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the pooled scope first (the headline when there are several models), then each model."""
-    return frame.assign(_rank=(frame["scope"] != POOLED_FIRST).astype(int)).sort_values(
-        ["_rank", "scope"], kind="stable").drop(columns="_rank")
-
-
 def lead(tables: dict[str, pd.DataFrame]) -> Optional[str]:
     """The headline sentence: how many declared pairs got each conclusion, over the pooled respondents when
     there are several models (else the one model); the per-model counts are in :func:`conclusion_counts`."""

@@ -105,7 +105,7 @@ def read_scores(path: Path) -> pd.DataFrame:
             raise PsytestError(f"--scores {path}: row {line} has {len(row)} cells but the header has {len(header)}; "
                                "give every row one cell per column (quote cells that contain commas)")
         cells = dict(zip(header, row))
-        record = {}
+        record: dict[str, object] = {}
         lines.append(line)
         for name in (*REQUIRED, "sample"):
             if name not in cells:
@@ -184,12 +184,12 @@ def read_pairs(path: Path, scores: pd.DataFrame, scores_path: Path) -> list[dict
                                    "column is either self-report or behaviour")
             role.setdefault(name, (kind, number))
             columns[key] = name
-        key = (columns["selfreport"], columns["behavior"])
-        if key in seen:
-            raise PsytestError(f"{where}: the pair {key[0]} / {key[1]} is already entry {seen[key]}; declare each "
-                               "pair once")
-        seen[key] = number
-        pairs.append({"selfreport": key[0], "behavior": key[1], "sign": int(sign)})
+        pair_key = (columns["selfreport"], columns["behavior"])
+        if pair_key in seen:
+            raise PsytestError(f"{where}: the pair {pair_key[0]} / {pair_key[1]} is already entry {seen[pair_key]}; "
+                               "declare each pair once")
+        seen[pair_key] = number
+        pairs.append({"selfreport": pair_key[0], "behavior": pair_key[1], "sign": int(sign)})
     return pairs
 
 
@@ -233,7 +233,7 @@ def scores_input(scores_path: Path, pairs_path: Path) -> ScoresInput:
         if scores[column].notna().sum() == 0:
             raise PsytestError(f"--scores {scores_path}: column {column} has no value in any row; give its scores "
                                "or take it out of the pairs")
-    first_trait = {}
+    first_trait: dict[str, tuple[str, int]] = {}
     for pair in pairs:
         first_trait.setdefault(pair["behavior"], (pair["selfreport"], pair["sign"]))
     respondent = scores["respondent"]

@@ -197,7 +197,7 @@ def run_validity(selfreport_dirs: list[Path], behavior_dirs: list[Path], out: Op
 
 
 def runs_inputs(selfreport_dirs: list[Path], behavior_dirs: list[Path], out_dir: Path,
-                given: list[str] | None = None) -> list[dict]:
+                given: list | None = None) -> list[dict]:
     """The provenance ``inputs`` of a validity set made from runs: per run the path as given (``given``
     overrides it, as recorded), its role (``selfreport`` / ``behavior``), its path relative to the set's
     directory (so a committed set is recomputed where it is checked out: ``psytest reproduce DIR``) and
@@ -207,7 +207,7 @@ def runs_inputs(selfreport_dirs: list[Path], behavior_dirs: list[Path], out_dir:
     from psychometrics.run.owner import open_run
 
     roles = [("selfreport", Path(d)) for d in selfreport_dirs] + [("behavior", Path(d)) for d in behavior_dirs]
-    return [{"run": given[i] if given else str(d), "role": role,
+    return [{"run": str(given[i]) if given and given[i] is not None else str(d), "role": role,
              "relative": Path(os.path.relpath(d.resolve(), Path(out_dir).resolve())).as_posix(),
              **open_run(d, expect=None).inputs()} for i, (role, d) in enumerate(roles)]
 
