@@ -352,15 +352,9 @@ def administer(
 
 def _recorded_order(run_dir: Optional[Path]) -> str:
     """The order rule of the behaviour run in ``run_dir`` (resuming it keeps its rule), else ``balanced``."""
-    if run_dir is None or not (run_dir / "manifest.json").is_file():
-        return "balanced"
-    from psychometrics.run.manifest import read_manifest
+    from psychometrics.run.owner import recorded_order
 
-    try:
-        manifest = read_manifest(run_dir, expect=None)
-    except PsytestError:
-        return "balanced"  # the run's own checks say what is wrong with it
-    return manifest.design.order if manifest.kind == "behavior" else "balanced"
+    return recorded_order(run_dir)
 
 
 def behave(

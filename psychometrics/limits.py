@@ -65,7 +65,7 @@ TABLE: list[tuple[str, str, str]] = [
     ("YAML entries brought in by merge keys", f"{YAML_MERGED:,}", "counted before PyYAML merges"),
     ("manifest.json, baseline.json, --reference-loadings CSV", f"{JSON_BYTES:,} bytes", "read no further; nesting beyond the parser's "
      "depth is an error too"),
-    ("`psytest analyze` CSV", f"{ITEM_DATA_BYTES:,} bytes, {ITEM_DATA_ROWS:,} rows, {ITEM_DATA_CELLS:,} "
+    ("`psytest analyze` CSV, `validity --scores` CSV", f"{ITEM_DATA_BYTES:,} bytes, {ITEM_DATA_ROWS:,} rows, {ITEM_DATA_CELLS:,} "
      f"cells (rows x items), {CSV_LINE_CHARS:,} characters a line, {CSV_CELL_CHARS:,} a cell", "checked as it is read"),
     ("a run's derived CSV read by `reproduce`", f"{ITEM_DATA_BYTES:,} bytes", "regular files only"),
     ("short text: a name, label, item, paraphrase, option, citation", f"{SHORT_TEXT:,} characters", ""),

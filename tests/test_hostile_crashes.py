@@ -408,7 +408,7 @@ def test_shipped_patterns_pass_the_check_and_match_as_re_does():
                         theirs = re.search(item.pattern, text, re.IGNORECASE)
                         assert (ours and ours.span()) == (theirs and theirs.span()), (item.pattern, text)
                     checked += 1
-    assert checked >= 120
+    assert checked >= 90  # quiz-claim (issue 16: replaced by calibration) carried 50 of the once 130 patterns
 
 
 def test_a_reply_far_beyond_max_tokens_is_missing_data_not_minutes_of_reading(tmp_path):

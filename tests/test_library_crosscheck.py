@@ -352,6 +352,7 @@ def test_scipy_bca_is_not_boot_ci_on_the_same_resamples():
                                  rng=_GivenResamples(indices)).confidence_interval
         gaps += [abs(theirs.low - ref["low"]), abs(theirs.high - ref["high"])]
     assert len(gaps) == 4
-    # Measured with scipy 1.17: 3.5e-4 .. 2.4e-3 (a "mean" percentile rank for z0 and linear quantiles,
-    # where boot uses the share strictly below and interpolates on the normal scale).
-    assert 3e-4 < min(gaps) and max(gaps) < 3e-3, (gaps, scipy.__version__)
+    # Measured with scipy 1.17 on the reference data of the variant-centred scores (issue 16): 1.3e-3 .. 3.9e-3
+    # (3.5e-4 .. 2.4e-3 on the earlier data); a "mean" percentile rank for z0 and linear quantiles, where boot
+    # uses the share strictly below and interpolates on the normal scale.
+    assert 3e-4 < min(gaps) and max(gaps) < 6e-3, (gaps, scipy.__version__)

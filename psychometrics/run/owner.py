@@ -214,3 +214,16 @@ def open_run(path: Path | str, expect: str | None = "questionnaire") -> Run:
         what = "answers (administer it first)" if run.kind == "questionnaire" else "conversations (run behave first)"
         raise PsytestError(f"{run.store_path}: no such store beside the manifest; the run has no {what}")
     return run
+
+
+def recorded_order(run_dir: Path | None, default: str = "balanced") -> str:
+    """The option-order rule a behaviour run in ``run_dir`` recorded (resuming keeps it), else ``default``
+    (no directory or manifest yet, another kind of run, or a manifest whose own checks will say what is wrong)."""
+
+    if run_dir is None or not (Path(run_dir) / MANIFEST).is_file():
+        return default
+    try:
+        manifest = read_manifest(Path(run_dir), expect=None)
+    except PsytestError:
+        return default
+    return manifest.design.order if manifest.kind == "behavior" else default

@@ -122,15 +122,17 @@ def write_personality_illusion(data_dir: Path, out_dir: Path) -> tuple[Path, Pat
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m psychometrics.validity.published DATA_DIR OUT_DIR``."""
+    from psychometrics.cli.terminal import echo, echo_error
+
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m psychometrics.validity.published DATA_DIR OUT_DIR", file=sys.stderr)
+        echo("usage: python -m psychometrics.validity.published DATA_DIR OUT_DIR", err=True)
         return 2
     try:
         for path in write_personality_illusion(Path(args[0]), Path(args[1])):
-            print(path)
+            echo(path)
     except PsytestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        echo_error(exc)
         return 2
     return 0
 
