@@ -10,7 +10,6 @@ temporary directory and compares each stored CSV with its recomputation cell by 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from psychometrics.errors import PsytestError
@@ -29,9 +28,8 @@ def is_scores_validity(directory: Path) -> bool:
 
 def reproduce_scores_validity(directory: Path, *, max_mismatches: int = 1000):
     """Recompute and compare the directory's tables (module docstring); a :class:`ReproduceResult`."""
-    from psychometrics.analysis.reproduce import MISMATCH_COLUMNS, ReproduceResult, _mismatch_frame
-    from psychometrics.analysis.reproduce_study import _compare_directory, _write
-    from psychometrics.run.outputs import check_provenance, read_provenance
+    from psychometrics.analysis.reproduce_validity import compare_validity_set
+    from psychometrics.run.outputs import read_provenance
     from psychometrics.validity.tables import compute_scores_validity, scores_inputs
 
     directory = Path(directory)
@@ -47,15 +45,7 @@ def reproduce_scores_validity(directory: Path, *, max_mismatches: int = 1000):
         if not paths[key].is_file():
             raise PsytestError(f"{directory}: its {key} file {entry['file']} (relative to it) is missing; restore it")
     n_boot, seed = int(options.get("bootstrap", 2000)), int(options.get("seed", 0))
-    problems, notes = check_provenance(directory, scores_inputs(paths["scores"], paths["pairs"], directory), "validity")
-    found = [{c: p.get(c) for c in MISMATCH_COLUMNS} for p in problems]
-    notes += [p["note"] for p in problems if p.get("note")]
-    with tempfile.TemporaryDirectory(prefix="psytest-reproduce-scores-") as tmp:
-        work = Path(tmp) / "validity"
-        _write(compute_scores_validity(paths["scores"], paths["pairs"], n_boot=n_boot, seed=seed), work)
-        checked, rows, count, unverified = _compare_directory(directory, work, "validity", max_mismatches)
-    found += rows
-    total = count + len(problems)
-    notes.append(f"recomputed from {inputs['scores']['file']} and {inputs['pairs']['file']} "
-                 f"(bootstrap {n_boot}, seed {seed})")
-    return ReproduceResult(directory, checked, _mismatch_frame(found[:max_mismatches]), total, unverified, None, notes)
+    tables = compute_scores_validity(paths["scores"], paths["pairs"], n_boot=n_boot, seed=seed)
+    return compare_validity_set(directory, scores_inputs(paths["scores"], paths["pairs"], directory), tables,
+                                max_mismatches, f"recomputed from {inputs['scores']['file']} and "
+                                f"{inputs['pairs']['file']} (bootstrap {n_boot}, seed {seed})")

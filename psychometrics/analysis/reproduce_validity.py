@@ -35,9 +35,7 @@ def is_runs_validity(directory: Path) -> bool:
 
 def reproduce_runs_validity(directory: Path, *, max_mismatches: int = 1000):
     """Recompute and compare the directory's tables (module docstring); a :class:`ReproduceResult`."""
-    from psychometrics.analysis.reproduce import MISMATCH_COLUMNS, ReproduceResult, _mismatch_frame
-    from psychometrics.analysis.reproduce_study import _compare_directory, _write
-    from psychometrics.run.outputs import check_provenance, read_provenance
+    from psychometrics.run.outputs import read_provenance
     from psychometrics.validity.tables import compute_validity, runs_inputs
 
     directory = Path(directory)
@@ -57,16 +55,29 @@ def reproduce_runs_validity(directory: Path, *, max_mismatches: int = 1000):
     n_boot, seed = int(options.get("bootstrap", 2000)), int(options.get("seed", 0))
     bound = float(options.get("equivalence_bound", 0.2))
     current = runs_inputs(paths["selfreport"], paths["behavior"], directory, given=[r.get("run") for r in runs])
-    problems, notes = check_provenance(directory, {"runs": current}, "validity")
+    tables = compute_validity(paths["selfreport"], paths["behavior"], n_boot=n_boot, seed=seed, equivalence_bound=bound)
+    return compare_validity_set(directory, {"runs": current}, tables, max_mismatches,
+                                f"recomputed from {len(paths['selfreport'])} self-report and {len(paths['behavior'])} "
+                                f"behaviour run(s) (bootstrap {n_boot}, seed {seed}, equivalence bound {bound})")
+
+
+def compare_validity_set(directory: Path, current_inputs: dict, tables: dict, max_mismatches: int, source: str):
+    """A :class:`ReproduceResult` for the validity set in ``directory`` against ``tables`` recomputed from
+    its inputs: the set checked as a derived set (changed or stale inputs, files changed since written)
+    and every stored CSV compared cell by cell; ``source`` says what the tables were recomputed from.
+    Shared by the sets made from runs and from a scores file."""
+    from psychometrics.analysis.reproduce import MISMATCH_COLUMNS, ReproduceResult, _mismatch_frame
+    from psychometrics.analysis.reproduce_study import _compare_directory, _write
+    from psychometrics.run.outputs import check_provenance
+
+    problems, notes = check_provenance(directory, current_inputs, "validity")
     found = [{c: p.get(c) for c in MISMATCH_COLUMNS} for p in problems]
     notes += [p["note"] for p in problems if p.get("note")]
     with tempfile.TemporaryDirectory(prefix="psytest-reproduce-validity-") as tmp:
         work = Path(tmp) / "validity"
-        _write(compute_validity(paths["selfreport"], paths["behavior"], n_boot=n_boot, seed=seed,
-                                equivalence_bound=bound), work)
+        _write(tables, work)
         checked, rows, count, unverified = _compare_directory(directory, work, "validity", max_mismatches)
     found += rows
-    total = count + len(problems)
-    notes.append(f"recomputed from {len(paths['selfreport'])} self-report and {len(paths['behavior'])} behaviour "
-                 f"run(s) (bootstrap {n_boot}, seed {seed}, equivalence bound {bound})")
-    return ReproduceResult(directory, checked, _mismatch_frame(found[:max_mismatches]), total, unverified, None, notes)
+    notes.append(source)
+    return ReproduceResult(directory, checked, _mismatch_frame(found[:max_mismatches]), count + len(problems),
+                           unverified, None, notes)
