@@ -112,7 +112,7 @@ def test_text_replies_match_the_respondent(server, direct, template):
         assert reply.text == expected.text
         if reply.text != REFUSAL_TEXT:
             assert parse_reply(reply.text, prompt.choices, options).outcome == "valid"
-        assert reply.input_tokens > 0 and reply.output_tokens > 0 and reply.extra["finish_reason"] == "stop"
+        assert reply.input_tokens > 0 and reply.output_tokens > 0 and reply.finish_reason == "stop"
 
 
 @pytest.mark.parametrize("template", ["numbered", "lettered", "worded"])

@@ -98,6 +98,9 @@ def answer_rows(
         row.choice_logprobs = reply.choice_logprobs
         row.latency_s = latency_s
         row.input_tokens, row.output_tokens = reply.input_tokens, reply.output_tokens
+        row.finish_reason, row.served_model = reply.finish_reason, reply.served_model
+        row.system_fingerprint, row.cached_input_tokens, row.cost = (
+            reply.system_fingerprint, reply.cached_input_tokens, reply.cost)
         if planned.request.mode == "probs":
             if reply.choice_logprobs:
                 position, expected, entropy, mass = distribution_summary(

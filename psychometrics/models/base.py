@@ -120,6 +120,15 @@ def label_logprobs(raw: object) -> dict[str, float]:
     return checked
 
 
+def _clean_label(value: object) -> str | None:
+    """A short label from a server (finish reason, model name, fingerprint) as text of at most 200
+    characters, else None: it is untrusted and stored beside every answer."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = clean_text(str(value)).strip()
+    return text[:200] or None
+
+
 def _clean_count(value: object) -> int | None:
     """A token count as SQLite can store it (a non-negative 64-bit integer), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
@@ -160,12 +169,23 @@ class ModelRequest:
 @dataclass
 class ModelReply:
     """What came back. ``choice_logprobs`` maps each label to its log-probability; the labels' total
-    probability may be below 1 when the model puts mass on other tokens (that share is recorded)."""
+    probability may be below 1 when the model puts mass on other tokens (that share is recorded).
+
+    What the server says about the reply is kept beside it: ``finish_reason`` (``stop``, ``length`` for a
+    reply cut at ``max_tokens``, ...), ``served_model`` and ``system_fingerprint`` (the model that
+    actually answered, which an endpoint may change under one name), ``cached_input_tokens`` (prompt
+    tokens the provider served from its prompt cache) and ``cost`` (what the call cost, in the currency
+    of the price map, when known)."""
 
     text: str | None = None
     choice_logprobs: dict[str, float] | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: str | None = None
+    served_model: str | None = None
+    system_fingerprint: str | None = None
+    cached_input_tokens: int | None = None
+    cost: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def cleaned(self) -> "ModelReply":
@@ -178,6 +198,12 @@ class ModelReply:
         elif self.text is not None:
             self.text = clean_text(str(self.text))
         self.input_tokens, self.output_tokens = _clean_count(self.input_tokens), _clean_count(self.output_tokens)
+        self.cached_input_tokens = _clean_count(self.cached_input_tokens)
+        self.finish_reason, self.served_model, self.system_fingerprint = (
+            _clean_label(v) for v in (self.finish_reason, self.served_model, self.system_fingerprint))
+        if self.cost is not None and (isinstance(self.cost, bool) or not isinstance(self.cost, (int, float))
+                                      or not 0 <= self.cost < float("inf")):
+            self.cost = None
         if self.choice_logprobs is not None:
             self.choice_logprobs = check_label_logprobs(label_logprobs(self.choice_logprobs)) or None
         top = self.extra.get("top_logprobs")

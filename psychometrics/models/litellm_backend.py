@@ -310,6 +310,32 @@ def reply_text(message: Any, mode: str = "text") -> str | None:
     raise InvalidReplyError(f"the server's reply content is {problem}; not stored as an answer")
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def fill_reply_metadata(reply: ModelReply, response: Any, choice: Any) -> ModelReply:
+    """Copy what a chat-completion response says about its reply onto ``reply`` (a dict body or
+    litellm's objects alike): token counts, the choice's ``finish_reason``, the answering ``model`` and
+    ``system_fingerprint``, and prompt tokens served from the provider's cache (OpenAI's
+    ``usage.prompt_tokens_details.cached_tokens``, Anthropic's ``usage.cache_read_input_tokens``)."""
+    usage = _field(response, "usage")
+    if usage is not None:
+        reply.input_tokens = _count(_field(usage, "prompt_tokens"))
+        reply.output_tokens = _count(_field(usage, "completion_tokens"))
+        details = _field(usage, "prompt_tokens_details")
+        cached = _count(_field(details, "cached_tokens")) if details is not None else None
+        if cached is None:
+            cached = _count(_field(usage, "cache_read_input_tokens"))
+        reply.cached_input_tokens = cached
+    reason = _field(choice, "finish_reason")
+    reply.finish_reason = reason if isinstance(reason, str) else None
+    for name, target in (("model", "served_model"), ("system_fingerprint", "system_fingerprint")):
+        value = _field(response, name)
+        setattr(reply, target, value if isinstance(value, str) and value else None)
+    return reply
+
+
 def first_token_top_logprobs(choice: Any) -> list[tuple[str, float]]:
     """The (token, log-probability) alternatives of the first generated token; [] when there are none."""
     logprobs = _field(choice, "logprobs")
@@ -537,12 +563,7 @@ class LiteLLMBackend(ModelBackend):
         choices = _field(response, "choices") or []
         if not choices:
             raise TransientModelError(f"{self.name}: the provider returned a response without choices")
-        usage = _field(response, "usage")
-        reply = ModelReply(
-            input_tokens=_field(usage, "prompt_tokens") if usage is not None else None,
-            output_tokens=_field(usage, "completion_tokens") if usage is not None else None,
-        )
-        reply.extra["finish_reason"] = _field(choices[0], "finish_reason")
+        reply = fill_reply_metadata(ModelReply(), response, choices[0])
         reply.text = reply_text(_field(choices[0], "message"), request.mode)
         if request.mode == "probs":
             self._fill_probs(reply, choices[0], request)

@@ -36,6 +36,7 @@ from psychometrics.models.litellm_backend import (
     ModelCallError,
     _nested_secret_values,
     check_api_base,
+    fill_reply_metadata,
     is_secret_name,
     as_float,
     map_top_logprobs,
@@ -240,10 +241,7 @@ class OpenAIHTTPBackend(ModelBackend):
         choices = payload.get("choices") if isinstance(payload, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise TransientModelError(f"{self.name}: the provider returned a response without choices")
-        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-        tokens = [usage.get(k) if isinstance(usage.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")]
-        reply = ModelReply(input_tokens=tokens[0], output_tokens=tokens[1])
-        reply.extra["finish_reason"] = choices[0].get("finish_reason")
+        reply = fill_reply_metadata(ModelReply(), payload, choices[0])
         reply.text = reply_text(choices[0].get("message"), request.mode)
         if request.mode == "probs":
             top = top_logprobs(choices[0])

@@ -70,14 +70,25 @@ class ResponseRow:
     reask_replies: list[str] | None = column("array:text?", None)
     answered_at: float = column("real", 0.0)
     note: str | None = column("text?", None)  # e.g. a re-ask that failed (the reply before it is kept)
+    finish_reason: str | None = column("text?", None)  # the server's: stop, length (cut at max_tokens), ...
+    served_model: str | None = column("text?", None)  # the model the server says answered
+    system_fingerprint: str | None = column("text?", None)  # the server's build/configuration fingerprint
+    cached_input_tokens: int | None = column("int?", None)  # prompt tokens served from a provider's cache
+    cost: float | None = column("real?", None)  # what the call cost (price map currency), when known
+    reused_from: str | None = column("text?", None)  # the run an answer was copied from (--reuse), else None
 
 
 PROMPTS = Table("prompts", (Column("messages_hash", "text"), Column("messages", "array:array")),
                 primary_key=("messages_hash",))
 RESPONSES = table_of(ResponseRow, "responses", primary_key=("request_id", "item_id"),
-                     indexes=(("responses_item", ("inventory", "item_id")),), since={"note": 2})
-#: ``responses.sqlite``: version 2 added ``note`` (stores of version 1 written late already had it).
-RESPONSE_STORE = StoreSchema(2, (PROMPTS, RESPONSES), migrations={1: add_missing_columns(RESPONSES, 1)})
+                     indexes=(("responses_item", ("inventory", "item_id")),),
+                     since={"note": 2, **dict.fromkeys(("finish_reason", "served_model", "system_fingerprint",
+                                                         "cached_input_tokens", "cost", "reused_from"), 3)})
+#: ``responses.sqlite``: version 2 added ``note`` (stores of version 1 written late already had it);
+#: version 3 what the server says about each reply (finish reason, served model, fingerprint, cached
+#: prompt tokens, cost) and where a reused answer came from.
+RESPONSE_STORE = StoreSchema(3, (PROMPTS, RESPONSES), migrations={1: add_missing_columns(RESPONSES, 1),
+                                                                  2: add_missing_columns(RESPONSES, 2)})
 COLUMNS = RESPONSES.names
 
 
