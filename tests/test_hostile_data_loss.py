@@ -313,7 +313,7 @@ SCHEMA_DAMAGE = {
     "prompts-dropped": ("DROP TABLE prompts", "lacks its 'prompts' table"),
     "meta-dropped": ("DROP TABLE meta", "not a psytest store (no 'meta' table)"),
     "schema-version-from-the-future": ("UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-                                       "schema version '99', but this psytest reads versions 1 to 2; upgrade psytest"),
+                                       "schema version '99', but this psytest reads versions 1 to 3; upgrade psytest"),
     "schema-version-missing": ("DELETE FROM meta", "schema version none"),
     "another-programs-database": ("DROP TABLE meta; DROP TABLE responses; DROP TABLE prompts; CREATE TABLE t(x)",
                                   "not a psytest store"),

@@ -271,8 +271,9 @@ def test_a_version_1_store_is_read_as_it_is_and_migrated_only_by_a_writer(tmp_pa
 
     assert _administer(run, design=Design(samples=2, temperature=1.0)).stats.sent == 0
     with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
-        assert "note" in [row[1] for row in db.execute("PRAGMA table_info(responses)")]
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        columns = [row[1] for row in db.execute("PRAGMA table_info(responses)")]
+        assert "note" in columns and "finish_reason" in columns and "reused_from" in columns
     pd.testing.assert_frame_equal(open_run(run).scores(), scores_now)
 
 
