@@ -508,8 +508,9 @@ def print_plan(plan: dict) -> None:
         print_wrapped(f"{row['inventory']}: {row['formula']}; to send {row['to_send']:,}: about "
                       f"{row['input_tokens']:,} input tokens, at most {row['output_tokens_max']:,} output tokens",
                       indent="  ")
+    reused = f", {plan['to_reuse']:,} reused from other runs (--reuse)" if "to_reuse" in plan else ""
     print_wrapped(f"total: {plan['requests_planned']:,} requests planned, {plan['already_answered']:,} already "
-                  f"answered, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input tokens and "
+                  f"answered{reused}, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input tokens and "
                   f"at most {plan['estimated_output_tokens_max']:,} output tokens (estimated: {plan['token_basis']})",
                   indent="  ")
     _print_time(plan.get("time"))

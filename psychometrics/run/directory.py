@@ -5,7 +5,10 @@ A questionnaire run (:func:`administer`) and a behaviour run (``psytest behave``
 directory must be new, empty or already a psytest run; a store there without its manifest is refused
 (it would let another study into the store); the manifest the command would write is compared with the
 one there (:func:`psychometrics.run.identity.check_resumable`): the same run is resumed, sending only
-what is missing, anything else is refused with one line saying what differs. The manifest is created
+what is missing; a questionnaire run whose design the command extends grows, sending only the new cells
+(:mod:`psychometrics.run.growth`, recorded in the manifest's ``extensions``); anything else is refused
+with one line saying what differs. ``--reuse`` copies answers to identical requests from other runs
+before sending (:mod:`psychometrics.run.reuse`, recorded in ``reused``). The manifest is created
 once, atomically, even with several processes starting on one directory at once; a resumed run rewrites
 it in the current format, keeping its creation time. Reading a run is :mod:`psychometrics.run.owner`.
 """
@@ -98,9 +101,13 @@ def claim_run_directory(run_dir: Path) -> None:
                            "a new or empty directory (psytest writes only into directories it made)")
 
 
-def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str]) -> Manifest:
+def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str], replan=None) -> Manifest:
     """Create ``run_dir`` with ``manifest``, or check that it holds the same run and record it in the
-    current format; returns the manifest as recorded (the run's first creation time kept)."""
+    current format; returns the manifest as recorded (the run's first creation time, extensions and reuse
+    records kept). With ``replan`` (:data:`psychometrics.run.growth.Replan`), a questionnaire run the
+    command extends grows, and the extension is recorded."""
+    from psychometrics.run.growth import check_growth, is_growth
+
     claim_run_directory(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if write_manifest(run_dir, manifest, replace=False):
@@ -111,8 +118,15 @@ def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str]) 
     old_format = previous.prompts is None if previous.kind == "questionnaire" else previous.plan is None
     if previous.kind == manifest.kind and old_format and store_path.exists():
         stored = _stored_ids(store_path, previous.kind)
-    check_resumable(run_dir, previous, manifest, stored, planned_ids)
-    recorded = manifest.model_copy(update={"created_at": previous.created_at or manifest.created_at})
+    history: dict = {"created_at": previous.created_at or manifest.created_at}
+    if replan is not None and is_growth(previous, manifest):
+        extension = check_growth(run_dir, previous, manifest, replan, planned_ids)
+        history.update(extensions=[*previous.extensions, extension], reused=previous.reused)
+    else:
+        check_resumable(run_dir, previous, manifest, stored, planned_ids)
+        if previous.kind == "questionnaire" and manifest.kind == "questionnaire":
+            history.update(extensions=previous.extensions, reused=previous.reused)
+    recorded = manifest.model_copy(update=history)
     if previous != recorded:
         write_manifest(run_dir, recorded, replace=True)
     return recorded
@@ -141,8 +155,10 @@ def administer(
     retry: RetryPolicy = RetryPolicy(),
     on_start=None,
     on_answer=None,
+    reuse: list[Path] | tuple[Path, ...] = (),
 ) -> RunResult:
-    """Plan, record the manifest, send what is missing; returns the run statistics."""
+    """Plan, record the manifest (growing the run when the design extends it), copy answers to identical
+    requests from the runs in ``reuse``, send what is missing; returns the run statistics."""
     if design.personas and persona_set is None:
         from psychometrics.design.personas import resolve_persona_set
 
@@ -159,9 +175,27 @@ def administer(
         requests_planned=len(planned), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
         created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
     )
-    open_for_writing(run_dir, manifest, ids)
+    by_id = {inv.id: inv for inv in inventories}
+
+    def replan(old_design: Design, inventory_ids: list[str], persona_ids: list[str] | None) -> list[str]:
+        if persona_ids is not None:
+            old_design = old_design.model_copy(update={"persona_ids": persona_ids})
+        old = plan_requests([by_id[i] for i in inventory_ids], old_design, backend.name, backend.params, persona_set)
+        return [p.request_id for p in old]
+
+    from psychometrics.run.reuse import check_sources, reuse_answers
+
+    sources = check_sources(reuse, run_dir)
+    recorded = open_for_writing(run_dir, manifest, ids, replan)
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
+        if sources:
+            from psychometrics.run.manifest import ReuseRecord
+
+            records = reuse_answers(store, planned, sources)
+            if records:  # answers first, then the record (each copied row names its source run anyway)
+                write_manifest(run_dir, recorded.model_copy(update={
+                    "reused": [*recorded.reused, *(ReuseRecord(**r) for r in records)]}), replace=True)
         if on_start is not None:
             on_start(len(planned))
 
@@ -189,6 +223,7 @@ def estimate_requests(
     persona_set: PersonaSet | None,
     run_dir: Path | None,
     probe: bool = True,
+    reuse: list[Path] | tuple[Path, ...] = (),
 ) -> dict:
     """What a run would send (``--dry-run``): the plan factor by factor, requests planned, already
     answered and to send, tokens per inventory, and for a local model an estimated time.
@@ -211,6 +246,17 @@ def estimate_requests(
     if run_dir is not None and (run_dir / RESPONSES).exists():
         with RunStore(run_dir / RESPONSES, read_only=True) as store:
             todo, answered = pending(planned, store)
+    reused: dict[str, int] = {}
+    sources = []
+    if reuse:
+        from psychometrics.run.reuse import check_sources, reusable
+
+        sources = check_sources(reuse, run_dir)
+        done = {p.request_id for p in planned} - {p.request_id for p in todo}
+        found = reusable(todo, done, sources)
+        reused = {source: len(ids) for source, ids in found.items()}
+        copied = {request_id for ids in found.values() for request_id in ids}
+        todo = [p for p in todo if p.request_id not in copied]
     per_inventory: dict[str, dict] = {row["inventory"]: {**row, "to_send": 0, "input_tokens": 0, "output_tokens_max": 0}
                                       for row in breakdown["inventories"]}
     for p in todo:
@@ -222,6 +268,7 @@ def estimate_requests(
     result = {
         "requests_planned": len(planned),
         "already_answered": answered,
+        **({"reused": reused, "to_reuse": sum(reused.values())} if sources else {}),
         "to_send": len(todo),
         "estimated_input_tokens": sum(r["input_tokens"] for r in per_inventory.values()),
         "estimated_output_tokens_max": sum(r["output_tokens_max"] for r in per_inventory.values()),
