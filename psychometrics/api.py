@@ -93,6 +93,9 @@ class RunOutcome:
     #: questionnaire runs: the verdict per inventory x mode x scale (:mod:`psychometrics.analysis.verdict`),
     #: printed first; it is not part of the analysis set (``psytest report`` writes it as ``verdict.csv``)
     verdict: Optional[pd.DataFrame] = None
+    #: questionnaire runs: requests answered by copying from other runs (``--reuse``) in this call, counted
+    #: in ``stats.already_answered`` too
+    reused: int = 0
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -118,7 +121,8 @@ class RunOutcome:
             }
         return {
             "run_dir": str(self.run_dir), "analysis_dir": str(self.analysis_dir), "model": self.model,
-            "requests_planned": stats.planned, "already_answered": stats.already_answered, "sent": stats.sent,
+            "requests_planned": stats.planned, "already_answered": stats.already_answered, "reused": self.reused,
+            "sent": stats.sent,
             "failed": stats.failed, "retries": stats.retries, "timeouts_retried": stats.timeouts_retried,
             "reasks": stats.reasks, "reasks_failed": stats.reasks_failed,
             "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
@@ -375,7 +379,8 @@ def administer(
     from psychometrics.run.owner import open_run
 
     verdict = verdict_tables(open_run(run_dir))["verdict"]
-    return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict)
+    return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict,
+                      reused=result.reused)
 
 
 def _recorded_order(run_dir: Optional[Path]) -> str:

@@ -44,6 +44,7 @@ class RunResult:
     run_dir: Path
     stats: RunStats
     planned: list[PlannedRequest]
+    reused: int = 0  # requests answered by copying from other runs (--reuse) in this call
 
 
 def default_run_dir(model: str, now: _dt.datetime | None = None) -> Path:
@@ -186,6 +187,7 @@ def administer(
     from psychometrics.run.reuse import check_sources, reuse_answers
 
     sources = check_sources(reuse, run_dir)
+    reused = 0
     recorded = open_for_writing(run_dir, manifest, ids, replan)
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
@@ -193,6 +195,7 @@ def administer(
             from psychometrics.run.manifest import ReuseRecord
 
             records = reuse_answers(store, planned, sources)
+            reused = sum(record["requests"] for record in records)
             if records:  # answers first, then the record (each copied row names its source run anyway)
                 write_manifest(run_dir, recorded.model_copy(update={
                     "reused": [*recorded.reused, *(ReuseRecord(**r) for r in records)]}), replace=True)
@@ -209,7 +212,7 @@ def administer(
                 await backend.aclose()  # inside the loop: HTTP clients are bound to it
 
         stats = asyncio.run(send())
-    return RunResult(run_dir, stats, planned)
+    return RunResult(run_dir, stats, planned, reused)
 
 
 CHARS_PER_TOKEN = 4  # the rule of thumb for English text with BPE tokenisers, used when no tokenizer is at hand
