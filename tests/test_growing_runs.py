@@ -73,6 +73,10 @@ def test_a_run_extended_twice_sends_exactly_its_new_cells_and_records_each_exten
         planned = _keys(design, inventories, server.base_url)
         new = planned - before
         seen = len(server.request_log)
+        code, stdout, err = _main(capsys, *base, *options, "--dry-run")  # says how the run grows, sends nothing
+        plan = json.loads(stdout)
+        assert code == 0 and plan["to_send"] == sum(new.values()) and len(server.request_log) == seen
+        assert plan.get("extension", {}).get("requests_added") == (sum(new.values()) if number else None)
         code, stdout, err = _main(capsys, *base, *options)
         assert code == 0 and err == "", err
         summary = json.loads(stdout)
@@ -124,10 +128,11 @@ def test_changes_to_existing_cells_are_refused_naming_what_differs(tmp_path, cap
     manifest_before = (out / "manifest.json").read_bytes()
     with RunStore(out / "responses.sqlite") as store:
         rows_before = store.count()
-    code, stdout, err = _main(capsys, *base, *options)  # a repeated --model: the last one counts
-    assert code == 2 and stdout == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and named in lines[0] and "Traceback" not in err, err
+    for dry_run in (["--dry-run"], []):  # the dry run gives the real run's refusal
+        code, stdout, err = _main(capsys, *base, *options, *dry_run)  # a repeated --model: the last one counts
+        assert code == 2 and stdout == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0] and "Traceback" not in err, err
     assert (out / "manifest.json").read_bytes() == manifest_before
     with RunStore(out / "responses.sqlite") as store:
         assert store.count() == rows_before

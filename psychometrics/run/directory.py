@@ -107,13 +107,24 @@ def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str], 
     current format; returns the manifest as recorded (the run's first creation time, extensions and reuse
     records kept). With ``replan`` (:data:`psychometrics.run.growth.Replan`), a questionnaire run the
     command extends grows, and the extension is recorded."""
-    from psychometrics.run.growth import check_growth, is_growth
-
     claim_run_directory(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if write_manifest(run_dir, manifest, replace=False):
         return manifest
     previous = read_manifest(run_dir, expect=None)
+    recorded = recorded_manifest(run_dir, previous, manifest, planned_ids, replan)
+    if previous != recorded:
+        write_manifest(run_dir, recorded, replace=True)
+    return recorded
+
+
+def recorded_manifest(run_dir: Path, previous: Manifest, manifest: Manifest, planned_ids: list[str],
+                      replan=None) -> Manifest:
+    """The manifest to record when the command's ``manifest`` resumes (or, with ``replan``, grows) the run
+    ``previous`` in ``run_dir``: the command's, with the run's creation time, extensions (one more when it
+    grows) and reuse records; a one-line refusal naming the difference when it is another run."""
+    from psychometrics.run.growth import check_growth, is_growth
+
     stored = None
     store_path = run_dir / (BEHAVIOR_DB if previous.kind == "behavior" else RESPONSES)
     old_format = previous.prompts is None if previous.kind == "questionnaire" else previous.plan is None
@@ -127,10 +138,7 @@ def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str], 
         check_resumable(run_dir, previous, manifest, stored, planned_ids)
         if previous.kind == "questionnaire" and manifest.kind == "questionnaire":
             history.update(extensions=previous.extensions, reused=previous.reused)
-    recorded = manifest.model_copy(update=history)
-    if previous != recorded:
-        write_manifest(run_dir, recorded, replace=True)
-    return recorded
+    return manifest.model_copy(update=history)
 
 
 def _stored_ids(store_path: Path, kind: str) -> set[str]:
@@ -160,35 +168,16 @@ def administer(
 ) -> RunResult:
     """Plan, record the manifest (growing the run when the design extends it), copy answers to identical
     requests from the runs in ``reuse``, send what is missing; returns the run statistics."""
-    if design.personas and persona_set is None:
-        from psychometrics.design.personas import resolve_persona_set
-
-        persona_set = resolve_persona_set(design.personas)
+    persona_set = _persona_set(design, persona_set)
     backend.prepare(inventories, persona_set)
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     ids = [p.request_id for p in planned]
-    manifest = QuestionnaireManifest(
-        psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=backend.params, design=design,
-        inventories=[ContentRef(id=inv.id, content_hash=inv.content_hash) for inv in inventories],
-        personas=PersonaSetRef.of(persona_set, design.persona_ids) if persona_set else None,
-        # Shipped inventories by name, users' files by absolute path: where to find them again.
-        inventory_sources={inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
-        requests_planned=len(planned), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
-        created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
-    )
-    by_id = {inv.id: inv for inv in inventories}
-
-    def replan(old_design: Design, inventory_ids: list[str], persona_ids: list[str] | None) -> list[str]:
-        if persona_ids is not None:
-            old_design = old_design.model_copy(update={"persona_ids": persona_ids})
-        old = plan_requests([by_id[i] for i in inventory_ids], old_design, backend.name, backend.params, persona_set)
-        return [p.request_id for p in old]
-
+    manifest = questionnaire_manifest(backend, inventories, design, persona_set, inventory_sources, ids)
     from psychometrics.run.reuse import check_sources, reuse_answers
 
     sources = check_sources(reuse, run_dir)
     reused = 0
-    recorded = open_for_writing(run_dir, manifest, ids, replan)
+    recorded = open_for_writing(run_dir, manifest, ids, replanner(backend, inventories, persona_set))
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
         if sources:
@@ -213,6 +202,43 @@ def administer(
 
         stats = asyncio.run(send())
     return RunResult(run_dir, stats, planned, reused)
+
+
+def _persona_set(design: Design, persona_set: PersonaSet | None) -> PersonaSet | None:
+    if design.personas and persona_set is None:
+        from psychometrics.design.personas import resolve_persona_set
+
+        return resolve_persona_set(design.personas)
+    return persona_set
+
+
+def questionnaire_manifest(backend: ModelBackend, inventories: list[Inventory], design: Design,
+                           persona_set: PersonaSet | None, inventory_sources: dict[str, str] | None,
+                           ids: list[str]) -> QuestionnaireManifest:
+    """The manifest a questionnaire run of this plan (``ids``, in plan order) records."""
+    return QuestionnaireManifest(
+        psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=backend.params, design=design,
+        inventories=[ContentRef(id=inv.id, content_hash=inv.content_hash) for inv in inventories],
+        personas=PersonaSetRef.of(persona_set, design.persona_ids) if persona_set else None,
+        # Shipped inventories by name, users' files by absolute path: where to find them again.
+        inventory_sources={inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
+        requests_planned=len(ids), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
+        created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
+    )
+
+
+def replanner(backend: ModelBackend, inventories: list[Inventory], persona_set: PersonaSet | None):
+    """:data:`psychometrics.run.growth.Replan` for this command's inputs: the ids an earlier design of a
+    run plans with them (its personas given by id: a persona set may have grown since)."""
+    by_id = {inv.id: inv for inv in inventories}
+
+    def replan(old_design: Design, inventory_ids: list[str], persona_ids: list[str] | None) -> list[str]:
+        if persona_ids is not None:
+            old_design = old_design.model_copy(update={"persona_ids": persona_ids})
+        old = plan_requests([by_id[i] for i in inventory_ids], old_design, backend.name, backend.params, persona_set)
+        return [p.request_id for p in old]
+
+    return replan
 
 
 CHARS_PER_TOKEN = 4  # the rule of thumb for English text with BPE tokenisers, used when no tokenizer is at hand
@@ -246,6 +272,7 @@ def estimate_requests(
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     answered = 0
     todo = planned
+    growth = _growth_preview(backend, inventories, design, persona_set, run_dir, [p.request_id for p in planned])
     if run_dir is not None and (run_dir / RESPONSES).exists():
         with RunStore(run_dir / RESPONSES, read_only=True) as store:
             todo, answered = pending(planned, store)
@@ -272,6 +299,7 @@ def estimate_requests(
         "requests_planned": len(planned),
         "already_answered": answered,
         **({"reused": reused, "to_reuse": sum(reused.values())} if sources else {}),
+        **({"extension": growth} if growth else {}),
         "to_send": len(todo),
         "estimated_input_tokens": sum(r["input_tokens"] for r in per_inventory.values()),
         "estimated_output_tokens_max": sum(r["output_tokens_max"] for r in per_inventory.values()),
@@ -283,6 +311,24 @@ def estimate_requests(
         "time": _time_estimate(backend, [p.request for p in todo], probe),
     }
     return result
+
+
+def _growth_preview(backend: ModelBackend, inventories: list[Inventory], design: Design,
+                    persona_set: PersonaSet | None, run_dir: Path | None, ids: list[str]) -> dict | None:
+    """For ``--dry-run`` into an existing run: the extension the command would record (what changed,
+    requests added), None when it resumes the same design; the real run's one-line refusal when it
+    would be refused. Nothing is written."""
+    if run_dir is None or not (run_dir / MANIFEST).is_file():
+        return None
+    claim_run_directory(run_dir)
+    previous = read_manifest(run_dir, expect=None)
+    manifest = questionnaire_manifest(backend, inventories, design, persona_set, None, ids)
+    recorded = recorded_manifest(run_dir, previous, manifest, ids, replanner(backend, inventories, persona_set))
+    if previous.kind != "questionnaire" or len(recorded.extensions) == len(previous.extensions):
+        return None
+    extension = recorded.extensions[-1]
+    return {"changed": extension.changed, "inventories_added": extension.inventories_added,
+            "requests_before": extension.requests_before, "requests_added": extension.requests_added}
 
 
 def shared_prefix(a: str, b: str) -> int:
