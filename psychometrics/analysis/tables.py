@@ -315,6 +315,7 @@ def _within_cell_item_tables(responses: pd.DataFrame, inventories: list[Inventor
     item_total: list[pd.DataFrame] = []
     parts: list[Tables] = []
     absent: dict[str, list[pd.DataFrame]] = {"reliability": [], "efa_fit": [], "cfa_fit": []}
+    by = condition_columns(responses.columns, by)  # temperature only when the run varies it
     who = [f for f in RESPONDENT_FIELDS if f in by]
     for inventory in inventories:
         modes = responses.loc[responses["inventory"] == inventory.id, "mode"].dropna().unique()

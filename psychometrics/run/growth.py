@@ -45,7 +45,7 @@ def _refuse(run_dir, what: str) -> PsytestError:
     return PsytestError(f"--out {run_dir}: this directory holds a run with {what}; a run can grow (more samples, "
                         "option orders, templates, paraphrases, modes, item orders, temperatures, personas or "
                         "inventories) but not change its existing cells: choose another --out, or repeat the "
-                        "original command with levels added")
+                        "run's own command (with levels added, to grow it)")
 
 
 def design_changes(previous, current) -> dict[str, dict[str, object]]:
