@@ -275,3 +275,17 @@ def test_a_run_stored_before_temperature_was_recorded_grows_in_temperature(tmp_p
 
     exported = next(iter_responses(out))
     assert sorted(exported["temperature"].unique()) == [0.3, 0.9]
+
+
+def test_a_damaged_extension_record_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["administer", "--model", "sim/e=1,seed=1", "-i", "mini-ipip", "--out", str(out), "--json"]
+    assert _main(capsys, *base)[0] == 0
+    assert _main(capsys, *base, "--samples", "2")[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest["extensions"][0]["previous_design"]["temperature"] = "hot"
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    for args in (["score", str(out)], [*base, "--samples", "2"]):
+        code, _, err = _main(capsys, *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "extensions[0].previous_design.temperature" in lines[0], err

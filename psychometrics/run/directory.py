@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import os
 import platform
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,11 +113,33 @@ def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str], 
     run_dir.mkdir(parents=True, exist_ok=True)
     if write_manifest(run_dir, manifest, replace=False):
         return manifest
-    previous = read_manifest(run_dir, expect=None)
-    recorded = recorded_manifest(run_dir, previous, manifest, planned_ids, replan)
-    if previous != recorded:
-        write_manifest(run_dir, recorded, replace=True)
+    with _directory_lock(run_dir):  # two commands growing one run differently: the second sees the first's
+        previous = read_manifest(run_dir, expect=None)
+        recorded = recorded_manifest(run_dir, previous, manifest, planned_ids, replan)
+        if previous != recorded:
+            write_manifest(run_dir, recorded, replace=True)
     return recorded
+
+
+@contextmanager
+def _directory_lock(run_dir: Path):
+    """An exclusive lock on ``run_dir`` itself (flock on the directory: no file added to it) while its
+    manifest is compared and rewritten; where directories cannot be locked, no lock (as before)."""
+    try:
+        import fcntl
+
+        handle = os.open(run_dir, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def recorded_manifest(run_dir: Path, previous: Manifest, manifest: Manifest, planned_ids: list[str],

@@ -157,7 +157,7 @@ def check_growth(run_dir, previous, current, replan: Replan, planned_ids: list[s
                                "differently (new levels rename or replace existing cells)")
     return DesignExtension(
         at=_now(), changed=changes, inventories_added=[inv for inv in new_inventories if inv not in old_inventories],
-        previous_design=previous.design.model_dump(mode="json"), requests_before=len(old_ids),
+        previous_design=previous.design, requests_before=len(old_ids),
         requests_planned=len(planned_ids), requests_added=len(planned_ids) - len(old_ids),
     )
 

@@ -123,7 +123,7 @@ class DesignExtension(_Record):
     at: str
     changed: dict[str, dict[str, Any]]
     inventories_added: list[str] = Field(default_factory=list)
-    previous_design: dict[str, Any]
+    previous_design: Annotated[Design, Field(strict=False)]
     requests_before: int
     requests_planned: int
     requests_added: int
@@ -183,9 +183,7 @@ class QuestionnaireManifest(_Manifest):
     def first_temperature(self) -> float:
         """The temperature the run began with: that of answers stored before the temperature was recorded
         in their condition (such runs had one temperature, kept when the run grew)."""
-        design = self.extensions[0].previous_design if self.extensions else self.design.model_dump(mode="json")
-        value = design.get("temperature", 0.0)
-        return float(value[0] if isinstance(value, list) else value)
+        return (self.extensions[0].previous_design if self.extensions else self.design).temperatures[0]
 
     def inventory_source(self, inventory_id: str) -> str:
         """Where to find an inventory again: a shipped name, or the path of the user's file."""

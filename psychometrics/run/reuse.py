@@ -47,7 +47,9 @@ def check_sources(sources: Iterable[Path], run_dir: Path | None) -> list[Path]:
                                "give other runs to --reuse")
         if source.resolve() in [c.resolve() for c in checked]:
             raise PsytestError(f"--reuse {source}: given twice; give each run once")
-        read_manifest(source, expect="questionnaire")
+        if read_manifest(source, expect=None).kind != "questionnaire":
+            raise PsytestError(f"--reuse {source}: a behaviour run; --reuse takes questionnaire runs (made by "
+                               "'psytest administer')")
         if not (source / RESPONSES).is_file():
             raise PsytestError(f"--reuse {source}: has no {RESPONSES} (nothing answered yet); give a run that has "
                                "answers, or leave it out")
