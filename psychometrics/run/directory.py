@@ -156,11 +156,12 @@ def recorded_manifest(run_dir: Path, previous: Manifest, manifest: Manifest, pla
         stored = _stored_ids(store_path, previous.kind)
     history: dict = {"created_at": previous.created_at or manifest.created_at}
     if replan is not None and is_growth(previous, manifest):
+        assert isinstance(previous, QuestionnaireManifest)  # is_growth: questionnaire runs only
         extension = check_growth(run_dir, previous, manifest, replan, planned_ids)
         history.update(extensions=[*previous.extensions, extension], reused=previous.reused)
     else:
         check_resumable(run_dir, previous, manifest, stored, planned_ids)
-        if previous.kind == "questionnaire" and manifest.kind == "questionnaire":
+        if isinstance(previous, QuestionnaireManifest) and manifest.kind == "questionnaire":
             history.update(extensions=previous.extensions, reused=previous.reused)
     return manifest.model_copy(update=history)
 
@@ -210,6 +211,7 @@ def administer(
             records = reuse_answers(store, planned, sources)
             reused = sum(record["requests"] for record in records)
             if records:  # answers first, then the record (each copied row names its source run anyway)
+                assert isinstance(recorded, QuestionnaireManifest)
                 write_manifest(run_dir, recorded.model_copy(update={
                     "reused": [*recorded.reused, *(ReuseRecord(**r) for r in records)]}), replace=True)
         if on_start is not None:
@@ -348,7 +350,8 @@ def _growth_preview(backend: ModelBackend, inventories: list[Inventory], design:
     previous = read_manifest(run_dir, expect=None)
     manifest = questionnaire_manifest(backend, inventories, design, persona_set, None, ids)
     recorded = recorded_manifest(run_dir, previous, manifest, ids, replanner(backend, inventories, persona_set))
-    if previous.kind != "questionnaire" or len(recorded.extensions) == len(previous.extensions):
+    if not isinstance(previous, QuestionnaireManifest) or not isinstance(recorded, QuestionnaireManifest) \
+            or len(recorded.extensions) == len(previous.extensions):
         return None
     extension = recorded.extensions[-1]
     return {"changed": extension.changed, "inventories_added": extension.inventories_added,

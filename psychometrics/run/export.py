@@ -82,9 +82,10 @@ def iter_responses(
         raise PsytestError(f"chunksize must be at least 1, got {chunksize}")
     conn = connect_read_only(run_dir)
     try:
-        from psychometrics.run.manifest import read_manifest
+        from psychometrics.run.manifest import QuestionnaireManifest, read_manifest
 
-        temperature = read_manifest(run_dir).first_temperature
+        manifest = read_manifest(run_dir)
+        temperature = manifest.first_temperature if isinstance(manifest, QuestionnaireManifest) else 0.0
         yield from pd.read_sql_query(responses_query(columns, where, temperature), conn, chunksize=chunksize)
     finally:
         conn.close()

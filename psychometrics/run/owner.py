@@ -156,7 +156,7 @@ class Run:
 
             with self.store() as store, store.reading() as fingerprint:
                 responses = responses_frame(store, [inv.id for inv in self.inventories],
-                                            self.manifest.first_temperature)
+                                            self.questionnaire.first_temperature)
             responses, value_checks = impossible_values(responses, self.inventories)
             inputs = {"manifest_sha256": file_sha256(self.path / MANIFEST), "store": fingerprint}
             self._answers = Answers(responses, value_checks, inputs)
