@@ -93,6 +93,9 @@ class RunOutcome:
     #: questionnaire runs: the verdict per inventory x mode x scale (:mod:`psychometrics.analysis.verdict`),
     #: printed first; it is not part of the analysis set (``psytest report`` writes it as ``verdict.csv``)
     verdict: Optional[pd.DataFrame] = None
+    #: questionnaire runs: requests answered by copying from other runs (``--reuse``) in this call, counted
+    #: in ``stats.already_answered`` too
+    reused: int = 0
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -118,7 +121,8 @@ class RunOutcome:
             }
         return {
             "run_dir": str(self.run_dir), "analysis_dir": str(self.analysis_dir), "model": self.model,
-            "requests_planned": stats.planned, "already_answered": stats.already_answered, "sent": stats.sent,
+            "requests_planned": stats.planned, "already_answered": stats.already_answered, "reused": self.reused,
+            "sent": stats.sent,
             "failed": stats.failed, "retries": stats.retries, "timeouts_retried": stats.timeouts_retried,
             "reasks": stats.reasks, "reasks_failed": stats.reasks_failed,
             "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
@@ -188,6 +192,30 @@ def _levels(value: Levels) -> list[str] | None:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()] if value else None
     return None if value is None else [str(v) for v in value]
+
+
+def _temperatures(value: Union[float, str, Sequence[float], None]) -> Union[float, list, None]:
+    """``--temperature``: one number, or a comma list ("0,0.7,1") as numbers; None when not given."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",")]
+        numbers = []
+        for part in parts:
+            try:
+                numbers.append(float(part))
+            except ValueError:
+                raise PsytestError(f"--temperature: {part[:40]!r} is not a number; give one temperature or a comma "
+                                   "list such as 0,0.7,1.0") from None
+        return numbers[0] if len(numbers) == 1 else numbers
+    return list(value)
+
+
+def _reuse_dirs(value: Union[PathLike, Sequence[PathLike], None]) -> list[Path]:
+    """``--reuse``: one run directory or several, as paths."""
+    if value is None:
+        return []
+    return [Path(value)] if isinstance(value, (str, Path)) else [Path(v) for v in value]
 
 
 def _names(value: Union[PathLike, Sequence[PathLike]]) -> list[str]:
@@ -261,7 +289,7 @@ def administer(
     templates: Levels = None,
     paraphrases: Optional[str] = None,
     samples: Optional[int] = None,
-    temperature: Optional[float] = None,
+    temperature: Union[float, str, Sequence[float], None] = None,
     seed: Optional[int] = None,
     mode: Optional[str] = None,
     personas: Optional[str] = None,
@@ -275,6 +303,7 @@ def administer(
     timeout: Optional[float] = None,
     dry_run: bool = False,
     progress: Optional[Progress] = None,
+    reuse: Union[PathLike, Sequence[PathLike], None] = None,
 ) -> Union[RunOutcome, dict]:
     """Administer inventories to a model under a factorial design, store every answer, and analyse the run
     (``psytest administer``).
@@ -284,7 +313,10 @@ def administer(
     sends only what is missing. With ``dry_run`` nothing is sent and a dict of counts and token estimates
     is returned (``requests_planned``, ``already_answered``, ``to_send``, ``estimated_input_tokens``,
     ``estimated_output_tokens_max``). Otherwise the analysis tables are written to ``RUN/analysis`` and
-    returned in a :class:`RunOutcome`.
+    returned in a :class:`RunOutcome`. Re-running into ``out`` with levels added to the design grows the
+    run (only the new cells are sent). ``temperature`` is one temperature or several ("0,0.7" or a list:
+    the design factor ``temperature``). ``reuse``: run directories whose answers to identical requests
+    are copied instead of sent.
     """
     from psychometrics.design.plan import Design, design_from_mapping, load_design
     from psychometrics.inventories.library import resolve_inventory
@@ -295,7 +327,7 @@ def administer(
         base = load_design(Path(design)).model_dump() if design is not None else Design().model_dump()
     overrides = {
         "option_orders": _levels(option_orders), "templates": _levels(templates), "paraphrases": paraphrases,
-        "samples": samples, "temperature": temperature, "seed": seed,
+        "samples": samples, "temperature": _temperatures(temperature), "seed": seed,
         "modes": {"both": ["text", "probs"]}.get(mode, [mode]) if mode else None,
         "personas": personas, "persona_ids": _levels(persona_ids), "items_per_request": items_per_request,
         "item_orders": item_orders, "invalid": invalid,
@@ -320,7 +352,7 @@ def administer(
     if dry_run:
         from psychometrics.run.directory import estimate_requests
 
-        return estimate_requests(backend, inventories, plan, persona_set, _path(out))
+        return estimate_requests(backend, inventories, plan, persona_set, _path(out), reuse=_reuse_dirs(reuse))
     from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import administer as run_administer
     from psychometrics.run.directory import default_run_dir
@@ -330,7 +362,7 @@ def administer(
         result = run_administer(
             backend, inventories, plan, run_dir, persona_set=persona_set, inventory_sources=sources,
             concurrency=concurrency, timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries, base_s=retry_base),
-            **_sending(progress),
+            reuse=_reuse_dirs(reuse), **_sending(progress),
         )
     finally:
         if progress:
@@ -347,7 +379,8 @@ def administer(
     from psychometrics.run.owner import open_run
 
     verdict = verdict_tables(open_run(run_dir))["verdict"]
-    return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict)
+    return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict,
+                      reused=result.reused)
 
 
 def _recorded_order(run_dir: Optional[Path]) -> str:

@@ -1,7 +1,8 @@
 """The design cell of an answer: its factors, their levels and their order, without dependencies.
 
 Every answer psytest stores belongs to one *condition* (a cell of the factorial design): an option
-order, an instruction template, a persona, a wording, an item order, a sample index and an answer mode.
+order, an instruction template, a persona, a wording, an item order, a sampling temperature, a sample
+index and an answer mode.
 The planner (:mod:`psychometrics.design.plan`) creates conditions; the store keeps them; the frames,
 the statistics and the reports group by them. This module is what they share, and it imports nothing
 heavy (no pydantic, yaml, pandas at import time), so statistics on answer frames never pull in the
@@ -44,6 +45,7 @@ __all__ = [
     "FACTORS",
     "Condition",
     "check_factor",
+    "condition_columns",
     "expand_option_orders",
     "is_missing",
     "order_scheme",
@@ -65,8 +67,12 @@ class Condition:
     item_order: str  # "none" (one item per request) or "shuffle1", "shuffle2", ...
     sample: int
     mode: AnswerMode
+    temperature: float | None = None  # the sampling temperature; None in conditions stored before it was a factor
 
-    def as_dict(self) -> dict:
+    def seed_parts(self) -> dict:
+        """The cell as the per-request seed is derived from it: every field but the temperature. The seed
+        does not depend on the temperature, so the temperatures of a design are compared on common random
+        numbers, and a run's request ids and seeds stay what they were when temperatures are added to it."""
         return {
             "option_order": self.option_order,
             "template": self.template,
@@ -77,8 +83,15 @@ class Condition:
             "mode": self.mode,
         }
 
+    def as_dict(self) -> dict:
+        """The cell as stored with each answer (the temperature included when known)."""
+        cell = self.seed_parts()
+        if self.temperature is not None:
+            cell["temperature"] = self.temperature
+        return cell
 
-CONDITION_FIELDS = ("option_order", "template", "persona", "wording", "item_order", "sample", "mode")
+
+CONDITION_FIELDS = ("option_order", "template", "persona", "wording", "item_order", "temperature", "sample", "mode")
 
 #: Condition columns that can be analysed as design factors (the answer mode stratifies instead).
 FACTORS: tuple[str, ...] = tuple(field for field in CONDITION_FIELDS if field != "mode")
@@ -92,6 +105,15 @@ DEFAULT_LEVELS: dict[str, object] = {
     "item_order": "none",
     "sample": 0,
 }
+
+
+def condition_columns(columns: Iterable[str], fields: Iterable[str] = CONDITION_FIELDS) -> tuple[str, ...]:
+    """The condition fields (``fields``, in their order) that a frame with ``columns`` has. A run's answers
+    have a ``temperature`` column only when they vary in temperature
+    (:func:`psychometrics.run.frame.responses_frame`), so its tables are what they were before temperature
+    was a factor; groupings by every condition field take the ones present."""
+    present = set(columns)
+    return tuple(field for field in fields if field in present)
 
 
 def check_factor(factor: str) -> None:

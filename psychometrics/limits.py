@@ -37,6 +37,7 @@ NORM_GROUPS = 1_000
 PERSONAS = 10_000  # in one persona set (and persona ids chosen from it)
 ORDER_LEVELS = 100  # entries of option_orders
 TEMPLATE_LEVELS = 20  # entries of templates
+TEMPERATURE_LEVELS = 20  # entries of temperature
 RANDOM_ORDERS = 10_000  # N of random:N
 SAMPLES = 10_000  # per design cell (administer and behave)
 ITEMS_PER_REQUEST = 500
@@ -77,7 +78,8 @@ TABLE: list[tuple[str, str, str]] = [
     ("scales, facets of an inventory", f"{SCALES:,} each", ""),
     ("norm groups of an inventory", f"{NORM_GROUPS:,}", ""),
     ("personas in a set (and --persona-ids)", f"{PERSONAS:,}", ""),
-    ("design levels: option orders, templates", f"{ORDER_LEVELS:,}, {TEMPLATE_LEVELS:,} entries", ""),
+    ("design levels: option orders, templates, temperatures",
+     f"{ORDER_LEVELS:,}, {TEMPLATE_LEVELS:,}, {TEMPERATURE_LEVELS:,} entries", ""),
     ("random:N option orders", f"{RANDOM_ORDERS:,}", ""),
     ("samples per cell (administer, behave)", f"{SAMPLES:,}", ""),
     ("items per request, item orders", f"{ITEMS_PER_REQUEST:,}, {ITEM_ORDERS:,}", ""),

@@ -163,7 +163,7 @@ def test_manifest_records_the_run_and_refuses_a_different_study(tmp_path):
     assert manifest.prompts.requests == 47 and set(manifest.prompts.templates) == {"numbered"}
     with pytest.raises(PsytestError, match="holds a run with a different model"):
         run("sim/e=2,seed=1", ["mini-ipip", "sd3"], Design(seed=5), tmp_path)
-    with pytest.raises(PsytestError, match="different design"):
+    with pytest.raises(PsytestError, match=r"a different seed \(the run used 5, this command 6\)"):
         run("sim/e=1,seed=1", ["mini-ipip", "sd3"], Design(seed=6), tmp_path)
 
 

@@ -34,7 +34,9 @@ def frame_row_by_row(store: RunStore) -> pd.DataFrame:
         record = {name: getattr(row, name) for name in COLUMNS if name not in CONDITION_FIELDS}
         record.update({name: row.condition.get(name) for name in CONDITION_FIELDS})
         records.append(record)
-    return pd.DataFrame.from_records(records, columns=COLUMNS)
+    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    # one temperature is not a factor of the run: no column (its tables are as before temperature was one)
+    return frame.drop(columns="temperature") if frame["temperature"].nunique() <= 1 else frame
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def runs(tmp_path_factory):
             option_orders=["original", "reversed"], modes=["text", "probs"], samples=3, temperature=0.7,
             personas="trait-shaping", persona_ids=None)),
         "multi_item_reask": ("sim/e=-1,refusal=0.3,seed=3", Design(
-            items_per_request=3, item_orders=2, samples=2, temperature=0.7, invalid="reask:1")),
+            items_per_request=3, item_orders=2, samples=2, temperature=[0.3, 0.7], invalid="reask:1")),
     }
     out = {}
     for name, (model, design) in designs.items():
@@ -64,6 +66,7 @@ def test_responses_frame_equals_the_row_by_row_frame(runs):
         pd.testing.assert_frame_equal(fast, slow)
     fast = frames["probs_text_personas"][0]
     assert fast["persona"].nunique() > 1 and set(fast["mode"]) == {"text", "probs"}
+    assert "temperature" not in fast and set(frames["multi_item_reask"][0]["temperature"]) == {0.3, 0.7}
 
 
 def test_repeated_strings_are_shared(runs):

@@ -55,7 +55,9 @@ def test_report_writes_tables_responses_and_summary(report):
     assert {"score_summary.csv", "norms.csv", "reliability.csv", "variance_decomposition.csv", "mtmm.csv",
             "responses.csv", "run_info.csv"} <= names
     responses = pd.read_csv(paths.out_dir / "responses.csv")
-    assert {"item_id", "scale", "raw_reply", "outcome", "value", *CONDITION_FIELDS} <= set(responses.columns)
+    fields = {f for f in CONDITION_FIELDS if f != "temperature"}  # one temperature: not a factor column
+    assert {"item_id", "scale", "raw_reply", "outcome", "value", *fields} <= set(responses.columns)
+    assert "temperature" not in responses.columns
     with closing(sqlite3.connect(run / "responses.sqlite")) as db, db:
         assert len(responses) == db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     assert (responses["outcome"] == "unparseable").sum() == PLANTED

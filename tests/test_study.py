@@ -139,7 +139,16 @@ def test_an_edited_study_that_changes_a_run_is_refused_by_its_identity_check(tmp
     # the run's own header, then its identity check's one line
     assert refused.returncode == 2 and lines[:-1] == ["sim/e=1,seed=1: questionnaire"], refused.stderr
     assert lines[-1].startswith(f"psytest: error: {path}: models: sim/e=1,seed=1 (questionnaire): --out ")
-    assert "runs/sim-e-1-seed-1: this directory holds a run with a different design (temperature)" in lines[-1]
+    assert ("runs/sim-e-1-seed-1: this directory holds a run with temperature 0, which this command does not give"
+            in lines[-1])
+    # a study whose design adds levels grows its runs instead: only the new cells are sent
+    path.write_text("models:\n  - sim/e=1,seed=1\ninventories: [mini-ipip]\ndesign: {temperature: [0, 0.7]}\n",
+                    encoding="utf-8")
+    assert psytest("study", path).returncode == 0
+    from psychometrics.run.manifest import read_manifest
+
+    extension, = read_manifest(tmp_path / "study" / "runs" / "sim-e-1-seed-1").extensions
+    assert extension.requests_before == 20 and extension.requests_added == 20
 
 
 @pytest.mark.parametrize(("text", "expected"), [

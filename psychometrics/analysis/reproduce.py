@@ -501,9 +501,9 @@ def _refuse_nondeterministic(model: str, design) -> None:
             f"reproduce --rerun: {model} is a remote model whose replies are not deterministic; re-sending cannot "
             "verify them (reproduce without --rerun checks the derived tables)"
         )
-    if kind == "local" and design.temperature > 0 and "text" in design.modes:
+    if kind == "local" and max(design.temperatures) > 0 and "text" in design.modes:
         raise PsytestError(
-            f"reproduce --rerun: the run sampled text from {model} at temperature {design.temperature:g}, which is "
+            f"reproduce --rerun: the run sampled text from {model} at temperature {max(design.temperatures):g}, which is "
             "not bit-reproducible; only temperature 0 (or probs mode) can be re-sent and verified"
         )
 

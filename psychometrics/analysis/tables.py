@@ -45,7 +45,7 @@ import pandas as pd
 
 from psychometrics.analysis import units
 from psychometrics.analysis.units import CELL_FIELDS, RESPONDENT_FIELDS, respondent_scores
-from psychometrics.conditions import CONDITION_FIELDS
+from psychometrics.conditions import CONDITION_FIELDS, condition_columns
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
 from psychometrics.statistics.scoring import item_matrix, scores_from_matrix
@@ -278,7 +278,7 @@ def _cells(frame: pd.DataFrame, by: Sequence[str], *, in_index: bool = False):
     a respondents x items matrix, whose columns are item ids) hold the fields of ``by``; cell fields left
     out of ``by`` read :data:`POOLED`."""
     cell_by = [f for f in CELL_FIELDS if f in by]
-    pooled = {f: POOLED for f in CELL_FIELDS if f not in by}
+    pooled = {f: POOLED for f in _cell_fields(by) if f not in by}
     if not cell_by:
         yield dict(pooled), frame
         return
@@ -286,12 +286,19 @@ def _cells(frame: pd.DataFrame, by: Sequence[str], *, in_index: bool = False):
     for key, rows in frame.groupby([keys[c].to_numpy() for c in cell_by], sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         labels = {**dict(zip(cell_by, key)), **pooled}
-        yield {f: labels[f] for f in CELL_FIELDS}, rows
+        yield {f: labels[f] for f in _cell_fields(by)}, rows
 
 
-def _absent_row(labels: dict, n_cells: int, most: int, needed: int, what: str) -> pd.DataFrame:
+def _cell_fields(by: Sequence[str]) -> list[str]:
+    """The cell columns of a table grouped by ``by``: :data:`CELL_FIELDS`, temperature only when in ``by``
+    (a run that does not vary it has no temperature column: its tables are as before it was a factor)."""
+    return [f for f in CELL_FIELDS if f != "temperature" or f in by]
+
+
+def _absent_row(labels: dict, n_cells: int, most: int, needed: int, what: str,
+                by: Sequence[str] = ()) -> pd.DataFrame:
     """The one row per inventory x mode that says a statistic was computed in no design cell, and why."""
-    row = {**labels, **{f: None for f in CELL_FIELDS}, "n_cells": n_cells, "n_respondents": most,
+    row = {**labels, **{f: None for f in _cell_fields(by)}, "n_cells": n_cells, "n_respondents": most,
            "note": units.too_few_respondents(most, needed, what)}
     return pd.DataFrame([row])
 
@@ -308,6 +315,7 @@ def _within_cell_item_tables(responses: pd.DataFrame, inventories: list[Inventor
     item_total: list[pd.DataFrame] = []
     parts: list[Tables] = []
     absent: dict[str, list[pd.DataFrame]] = {"reliability": [], "efa_fit": [], "cfa_fit": []}
+    by = condition_columns(responses.columns, by)  # temperature only when the run varies it
     who = [f for f in RESPONDENT_FIELDS if f in by]
     for inventory in inventories:
         modes = responses.loc[responses["inventory"] == inventory.id, "mode"].dropna().unique()
@@ -335,16 +343,16 @@ def _within_cell_item_tables(responses: pd.DataFrame, inventories: list[Inventor
             if not reliable:
                 absent["reliability"].append(_absent_row(base, len(counts), most, needed,
                                                          "Reliability (alpha, omega, lambda-6, split-half, "
-                                                         "item-total)"))
+                                                         "item-total)", by))
             elif reliable < len(counts):
                 skipped = sum(n < needed for n in counts)
-                row = _absent_row(base, len(counts), min(counts), needed, "")
+                row = _absent_row(base, len(counts), min(counts), needed, "", by)
                 row["note"] = (f"reliability not computed in {skipped} of {len(counts)} design cells: fewer than "
                                f"{needed} respondents (persona x sample) there")
                 absent["reliability"].append(row)
             if structure and not structured:
                 for name, what in (("efa_fit", "EFA"), ("cfa_fit", "CFA")):
-                    absent[name].append(_absent_row(base, len(counts), most, needed_structure, what))
+                    absent[name].append(_absent_row(base, len(counts), most, needed_structure, what, by))
     tables: Tables = {"reliability": _concat([*reliability, *absent["reliability"]]),
                       "item_total": _concat(item_total)}
     if structure:
@@ -432,7 +440,7 @@ def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventorie
     from psychometrics.statistics import design_effects, response_styles
 
     scale_scores = scores[scores["kind"] == "scale"]
-    varied = [f for f in CONDITION_FIELDS if f != "mode" and scale_scores[f].nunique() > 1]
+    varied = [f for f in CONDITION_FIELDS if f != "mode" and f in scale_scores and scale_scores[f].nunique() > 1]
     tables: Tables = {
         "factor_effects": _concat(design_effects.factor_effects(scale_scores, factor) for factor in varied),
         "variance_decomposition": design_effects.variance_decomposition(scale_scores) if varied else pd.DataFrame(),
@@ -467,8 +475,9 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     if inputs is not None:
         inputs.update(answers.inputs)
     responses, value_checks = answers.responses, answers.value_checks
+    by = condition_columns(responses.columns, by)  # temperature only when the run varies it
     cell_scores = run.scores()
-    grouped = cell_scores if tuple(by) == tuple(CONDITION_FIELDS) else run.scores(by)
+    grouped = cell_scores if by == condition_columns(responses.columns) else run.scores(by)
     tables: Tables = {"scores": grouped, "score_summary": _with_value_notes(score_summary(grouped), value_checks),
                       "norms": norm_table(grouped, inventories), "value_checks": value_checks}
     tables.update(_within_cell_item_tables(responses, inventories, by, structure=structure,
@@ -476,7 +485,7 @@ def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bo
     tables["retest"] = retest_table(grouped, by)
     tables.update(sensitivity_tables(responses, cell_scores, inventories))
     tables["mtmm"], tables["mtmm_summary"] = mtmm_tables(grouped, inventories, by)
-    return with_units(tables, _run_units(by))
+    return with_units(tables, _run_units(by, condition_columns(responses.columns)))
 
 
 #: The unit of each table of a run (:mod:`psychometrics.analysis.units`), apart from ``scores``.
@@ -489,9 +498,10 @@ RUN_UNITS = {
 }
 
 
-def _run_units(by: Sequence[str]) -> dict[str, str]:
-    """:data:`RUN_UNITS` with the unit of ``scores``: a respondent in a cell, or the coarser group of ``by``."""
-    if set(CONDITION_FIELDS) <= set(by):
+def _run_units(by: Sequence[str], fields: Sequence[str] = CONDITION_FIELDS) -> dict[str, str]:
+    """:data:`RUN_UNITS` with the unit of ``scores``: a respondent in a cell, or the coarser group of ``by``
+    (``fields``: the condition fields the run's answers have)."""
+    if set(fields) <= set(by):
         scores_unit = units.PER_RESPONDENT
     else:
         scores_unit = f"one group of {' x '.join(by)} (items averaged over the conditions left out)"

@@ -23,7 +23,8 @@ from __future__ import annotations
 RESPONDENT_FIELDS: tuple[str, ...] = ("persona", "sample")
 
 #: What identifies a design cell (the measurement conditions); the answer mode stratifies separately.
-CELL_FIELDS: tuple[str, ...] = ("option_order", "template", "wording", "item_order")
+#: ``temperature`` is a column only of runs that vary it (:func:`psychometrics.conditions.condition_columns`).
+CELL_FIELDS: tuple[str, ...] = ("option_order", "template", "wording", "item_order", "temperature")
 
 #: The fewest respondents in a cell for which reliability (alpha, lambda-6, split-half, item-total) is
 #: computed. Below it a coefficient's sampling error is so large that it says nothing (the Feldt interval

@@ -37,7 +37,11 @@ def administer(
     templates: Annotated[Optional[str], typer.Option(help="Comma list of instruction templates (see 'psytest templates').", show_default="numbered")] = None,
     paraphrases: Annotated[Optional[str], typer.Option(help="none: item text only; all: also every paraphrase.", show_default="none")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Repeated samples per design cell.", show_default="1")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).", show_default="0.0")] = None,
+    temperature: Annotated[
+        Optional[str],
+        typer.Option(help="Sampling temperature (0 = greedy), or a comma list (0,0.7,1.0): the design factor temperature.",
+                     show_default="0.0"),
+    ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Run seed; per-request seeds are derived from it.", show_default="0")] = None,
     mode: Annotated[Optional[str], typer.Option(help="Answer mode: text, probs or both.", show_default="text")] = None,
     personas: Personas = None,
@@ -57,6 +61,11 @@ def administer(
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan: each factor's levels, requests, tokens and (local models) a time estimate; send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
+    reuse: Annotated[
+        Optional[list[Path]],
+        typer.Option("--reuse", help="A run directory whose answers to identical requests (same request id) are copied "
+                     "instead of sent; repeat for several.", show_default="none"),
+    ] = None,
 ) -> None:
     """Administer inventories to a model under a factorial design; store every answer; score."""
     from psychometrics import api
@@ -72,6 +81,7 @@ def administer(
         temperature=temperature, seed=seed, mode=mode, personas=personas, persona_ids=persona_ids,
         items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_retries=max_retries,
         retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
+        reuse=reuse,
     )
     if dry_run:
         if as_json:

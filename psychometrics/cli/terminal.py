@@ -508,12 +508,28 @@ def print_plan(plan: dict) -> None:
         print_wrapped(f"{row['inventory']}: {row['formula']}; to send {row['to_send']:,}: about "
                       f"{row['input_tokens']:,} input tokens, at most {row['output_tokens_max']:,} output tokens",
                       indent="  ")
+    if plan.get("extension"):
+        grown = plan["extension"]
+        changes = [f"{key} {_level_text(c['from'])} -> {_level_text(c['to'])}" for key, c in grown["changed"].items()]
+        changes += [f"inventory {name} added" for name in grown["inventories_added"]]
+        print_wrapped(f"The run grows ({'; '.join(changes)}): {grown['requests_added']:,} requests added to its "
+                      f"{grown['requests_before']:,}.")
+    reused = f", {plan['to_reuse']:,} reused from other runs (--reuse)" if "to_reuse" in plan else ""
     print_wrapped(f"total: {plan['requests_planned']:,} requests planned, {plan['already_answered']:,} already "
-                  f"answered, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input tokens and "
+                  f"answered{reused}, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input tokens and "
                   f"at most {plan['estimated_output_tokens_max']:,} output tokens (estimated: {plan['token_basis']})",
                   indent="  ")
     _print_time(plan.get("time"))
     print_wrapped("Nothing was sent.")
+
+
+def _level_text(value: object) -> str:
+    """A design option's value in a sentence: a list as a comma list (made inert for the terminal)."""
+    from psychometrics.textsafe import printable
+
+    if isinstance(value, list):
+        return ",".join(_level_text(v) for v in value) or "(none)"
+    return printable(f"{value:g}" if isinstance(value, float) else str(value), keep="")[:80]
 
 
 def _print_time(time: dict | None) -> None:

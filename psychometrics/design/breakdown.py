@@ -50,7 +50,8 @@ def plan_breakdown(inventories: list[Inventory], design: Design, persona_set: Pe
                        // design.items_per_request) for w in wordings)
         item_orders = design.item_orders if design.items_per_request > 1 else 1
         per_cell = chunks * item_orders
-        multipliers = [len(orders), len(design.templates), len(personas), design.samples, len(design.modes)]
+        multipliers = [len(orders), len(design.templates), len(personas), len(design.temperatures), design.samples,
+                       len(design.modes)]
         requests = per_cell
         for m in multipliers:
             requests *= m
@@ -65,13 +66,16 @@ def plan_breakdown(inventories: list[Inventory], design: Design, persona_set: Pe
             parts.append(f"in requests of {design.items_per_request} items ({chunks} per order of items)")
             if item_orders > 1:
                 parts.append(f"{item_orders} item orders")
-        parts += [f"{len(orders)} option orders", f"{len(design.templates)} templates", f"{len(personas)} personas",
-                  f"{design.samples} samples", f"{len(design.modes)} modes"]
+        parts += [f"{len(orders)} option orders", f"{len(design.templates)} templates", f"{len(personas)} personas"]
+        if len(design.temperatures) > 1:
+            parts.append(f"{len(design.temperatures)} temperatures")
+        parts += [f"{design.samples} samples", f"{len(design.modes)} modes"]
         per_inventory.append({
             "inventory": inventory.id, "items": len(inventory.items), "response_options": k,
             "wordings": len(wordings), "item_texts": texts, "requests_per_cell": per_cell,
             "option_orders": len(orders), "templates": len(design.templates), "personas": len(personas),
-            "samples": design.samples, "modes": len(design.modes), "requests": requests,
+            "temperatures": len(design.temperatures), "samples": design.samples, "modes": len(design.modes),
+            "requests": requests,
             "formula": " x ".join(parts) + f" = {requests:,} requests",
         })
 
@@ -96,8 +100,10 @@ def plan_breakdown(inventories: list[Inventory], design: Design, persona_set: Pe
         {"factor": "item_order", "levels": design.item_orders if design.items_per_request > 1 else 1,
          "names": [f"shuffle{j + 1}" for j in range(design.item_orders)] if design.items_per_request > 1 else ["none"],
          "note": f"{design.items_per_request} items per request" if design.items_per_request > 1 else None},
+        {"factor": "temperature", "levels": len(design.temperatures),
+         "names": [f"{t:g}" for t in design.temperatures]},
         {"factor": "sample", "levels": design.samples, "names": [str(s) for s in range(design.samples)],
-         "note": f"temperature {design.temperature:g}"},
+         "note": "at temperature " + ", ".join(f"{t:g}" for t in design.temperatures)},
         {"factor": "mode", "levels": len(design.modes), "names": list(design.modes)},
     ]
     return {"factors": factors, "inventories": per_inventory,

@@ -32,6 +32,7 @@ ORDER_SCHEMES = ("original", "reversed", "rotations", "latin-square", "random:N"
 MAX_RANDOM_ORDERS = limits.RANDOM_ORDERS
 # One run's plan is held in memory (about 1 kB per request): larger studies are split into several runs.
 MAX_PLANNED_REQUESTS = limits.PLANNED_REQUESTS
+MAX_TEMPERATURE = 5.0
 
 
 class Design(BaseModel):
@@ -43,7 +44,10 @@ class Design(BaseModel):
     templates: Annotated[list[str], Field(min_length=1, max_length=limits.TEMPLATE_LEVELS)] = ["numbered"]
     paraphrases: Literal["none", "all"] = "none"
     samples: Annotated[int, Field(ge=1, le=limits.SAMPLES)] = 1
-    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
+    #: One sampling temperature (the scalar form, as runs before temperature was a factor recorded it) or
+    #: several, crossed with everything else as the design factor ``temperature``; one level is stored as a
+    #: scalar, so a single-temperature design is the same design (and plans the same ids) as before.
+    temperature: float | list[float] = 0.0
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     modes: Annotated[list[AnswerMode], Field(min_length=1)] = ["text"]
     max_tokens: Annotated[int, Field(ge=1, le=limits.MAX_TOKENS)] = 16
@@ -80,6 +84,31 @@ class Design(BaseModel):
         if repeated is not None:
             raise ValueError(f"{repeated!r} is given twice; give each level once")
         return levels
+
+    @field_validator("temperature", mode="before")
+    @classmethod
+    def _temperature_levels(cls, value: object) -> float | list[float]:
+        levels = value if isinstance(value, (list, tuple)) else [value]
+        if not levels:
+            raise ValueError("give at least one temperature")
+        if len(levels) > limits.TEMPERATURE_LEVELS:
+            raise ValueError(f"at most {limits.TEMPERATURE_LEVELS} temperatures")
+        numbers: list[float] = []
+        for level in levels:
+            if isinstance(level, bool) or not isinstance(level, (int, float)) or level != level:
+                raise ValueError(f"each temperature must be a number from 0 to {MAX_TEMPERATURE:g}, not "
+                                 f"{str(level)[:40]!r}")
+            if not 0.0 <= float(level) <= MAX_TEMPERATURE:
+                raise ValueError(f"each temperature must be from 0 to {MAX_TEMPERATURE:g}, not {level:g}")
+            if float(level) in numbers:
+                raise ValueError(f"temperature {float(level):g} is given twice; give each level once")
+            numbers.append(float(level))
+        return numbers[0] if len(numbers) == 1 else numbers
+
+    @property
+    def temperatures(self) -> list[float]:
+        """The design's temperatures, in the order given (one for the scalar form)."""
+        return list(self.temperature) if isinstance(self.temperature, list) else [self.temperature]
 
     @field_validator("option_orders")
     @classmethod
@@ -224,7 +253,8 @@ def count_requests(inventories: list[Inventory], design: Design, persona_set: Pe
         for wording in _wordings(inventory, design):
             worded = sum(_wording_text(item, wording) is not None for item in inventory.items)
             per_cell += -(-worded // design.items_per_request) * (design.item_orders if design.items_per_request > 1 else 1)
-        total += len(design.templates) * orders * personas * per_cell * len(design.modes) * design.samples
+        total += (len(design.templates) * orders * personas * per_cell * len(design.modes) * len(design.temperatures)
+                  * design.samples)
     return total
 
 
@@ -258,6 +288,9 @@ def plan_requests(
         for template_id in design.templates:
             check_labels(inventory, TEMPLATES[template_id])
     personas: list[Persona | None] = list(persona_set.select(design.persona_ids)) if persona_set else [None]
+    # Within a prompt: modes, then temperatures, then samples (one temperature plans as before it was a factor).
+    cells = [(mode, temperature, sample) for mode in design.modes for temperature in design.temperatures
+             for sample in range(design.samples)]
     planned: list[PlannedRequest] = []
     for inventory in inventories:
         rs = inventory.response_scale
@@ -278,34 +311,33 @@ def plan_requests(
                                     system_prefix=persona.text if persona else None,
                                 )
                                 option_texts = tuple(rs.labels[v] for v in prompt.position_values)
-                                for mode in design.modes:
-                                    for sample in range(design.samples):
-                                        condition = Condition(
-                                            order_name, template_id, persona.id if persona else "none",
-                                            wording, sequence_name, sample, mode,
+                                for mode, temperature, sample in cells:
+                                    condition = Condition(
+                                        order_name, template_id, persona.id if persona else "none",
+                                        wording, sequence_name, sample, mode, temperature,
+                                    )
+                                    seed = derive_seed(
+                                        design.seed, inventory.id, [item.id for item, _ in chunk],
+                                        condition.seed_parts(),
+                                    )
+                                    request = ModelRequest(
+                                        messages=prompt.messages,
+                                        choices=prompt.choices,
+                                        mode=mode,
+                                        temperature=temperature,
+                                        seed=seed,
+                                        max_tokens=design.max_tokens * len(chunk),
+                                        inventory=inventory.id,
+                                    )
+                                    planned.append(
+                                        PlannedRequest(
+                                            request_identity(model, backend_params, request, sample),
+                                            inventory,
+                                            tuple(item for item, _ in chunk),
+                                            condition,
+                                            prompt,
+                                            request,
+                                            option_texts,
                                         )
-                                        seed = derive_seed(
-                                            design.seed, inventory.id, [item.id for item, _ in chunk],
-                                            condition.as_dict(),
-                                        )
-                                        request = ModelRequest(
-                                            messages=prompt.messages,
-                                            choices=prompt.choices,
-                                            mode=mode,
-                                            temperature=design.temperature,
-                                            seed=seed,
-                                            max_tokens=design.max_tokens * len(chunk),
-                                            inventory=inventory.id,
-                                        )
-                                        planned.append(
-                                            PlannedRequest(
-                                                request_identity(model, backend_params, request, sample),
-                                                inventory,
-                                                tuple(item for item, _ in chunk),
-                                                condition,
-                                                prompt,
-                                                request,
-                                                option_texts,
-                                            )
-                                        )
+                                    )
     return planned

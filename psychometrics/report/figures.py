@@ -19,7 +19,7 @@ import pandas as pd
 Tables = dict[str, pd.DataFrame]
 
 # Factors that change how a question is asked (persona changes who answers, so it is not one of them).
-METHOD_FACTORS = ("option_order", "template", "wording", "item_order", "sample")
+METHOD_FACTORS = ("option_order", "template", "wording", "item_order", "temperature", "sample")
 FIGURE_WIDTH = 9.0
 _MAX_HEIGHT = 30.0
 

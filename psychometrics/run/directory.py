@@ -5,7 +5,10 @@ A questionnaire run (:func:`administer`) and a behaviour run (``psytest behave``
 directory must be new, empty or already a psytest run; a store there without its manifest is refused
 (it would let another study into the store); the manifest the command would write is compared with the
 one there (:func:`psychometrics.run.identity.check_resumable`): the same run is resumed, sending only
-what is missing, anything else is refused with one line saying what differs. The manifest is created
+what is missing; a questionnaire run whose design the command extends grows, sending only the new cells
+(:mod:`psychometrics.run.growth`, recorded in the manifest's ``extensions``); anything else is refused
+with one line saying what differs. ``--reuse`` copies answers to identical requests from other runs
+before sending (:mod:`psychometrics.run.reuse`, recorded in ``reused``). The manifest is created
 once, atomically, even with several processes starting on one directory at once; a resumed run rewrites
 it in the current format, keeping its creation time. Reading a run is :mod:`psychometrics.run.owner`.
 """
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import os
 import platform
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +46,7 @@ class RunResult:
     run_dir: Path
     stats: RunStats
     planned: list[PlannedRequest]
+    reused: int = 0  # requests answered by copying from other runs (--reuse) in this call
 
 
 def default_run_dir(model: str, now: _dt.datetime | None = None) -> Path:
@@ -98,24 +104,66 @@ def claim_run_directory(run_dir: Path) -> None:
                            "a new or empty directory (psytest writes only into directories it made)")
 
 
-def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str]) -> Manifest:
+def open_for_writing(run_dir: Path, manifest: Manifest, planned_ids: list[str], replan=None) -> Manifest:
     """Create ``run_dir`` with ``manifest``, or check that it holds the same run and record it in the
-    current format; returns the manifest as recorded (the run's first creation time kept)."""
+    current format; returns the manifest as recorded (the run's first creation time, extensions and reuse
+    records kept). With ``replan`` (:data:`psychometrics.run.growth.Replan`), a questionnaire run the
+    command extends grows, and the extension is recorded."""
     claim_run_directory(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if write_manifest(run_dir, manifest, replace=False):
         return manifest
-    previous = read_manifest(run_dir, expect=None)
+    with _directory_lock(run_dir):  # two commands growing one run differently: the second sees the first's
+        previous = read_manifest(run_dir, expect=None)
+        recorded = recorded_manifest(run_dir, previous, manifest, planned_ids, replan)
+        if previous != recorded:
+            write_manifest(run_dir, recorded, replace=True)
+    return recorded
+
+
+@contextmanager
+def _directory_lock(run_dir: Path):
+    """An exclusive lock on ``run_dir`` itself (flock on the directory: no file added to it) while its
+    manifest is compared and rewritten; where directories cannot be locked, no lock (as before)."""
+    try:
+        import fcntl
+
+        handle = os.open(run_dir, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def recorded_manifest(run_dir: Path, previous: Manifest, manifest: Manifest, planned_ids: list[str],
+                      replan=None) -> Manifest:
+    """The manifest to record when the command's ``manifest`` resumes (or, with ``replan``, grows) the run
+    ``previous`` in ``run_dir``: the command's, with the run's creation time, extensions (one more when it
+    grows) and reuse records; a one-line refusal naming the difference when it is another run."""
+    from psychometrics.run.growth import check_growth, is_growth
+
     stored = None
     store_path = run_dir / (BEHAVIOR_DB if previous.kind == "behavior" else RESPONSES)
     old_format = previous.prompts is None if previous.kind == "questionnaire" else previous.plan is None
     if previous.kind == manifest.kind and old_format and store_path.exists():
         stored = _stored_ids(store_path, previous.kind)
-    check_resumable(run_dir, previous, manifest, stored, planned_ids)
-    recorded = manifest.model_copy(update={"created_at": previous.created_at or manifest.created_at})
-    if previous != recorded:
-        write_manifest(run_dir, recorded, replace=True)
-    return recorded
+    history: dict = {"created_at": previous.created_at or manifest.created_at}
+    if replan is not None and is_growth(previous, manifest):
+        assert isinstance(previous, QuestionnaireManifest)  # is_growth: questionnaire runs only
+        extension = check_growth(run_dir, previous, manifest, replan, planned_ids)
+        history.update(extensions=[*previous.extensions, extension], reused=previous.reused)
+    else:
+        check_resumable(run_dir, previous, manifest, stored, planned_ids)
+        if isinstance(previous, QuestionnaireManifest) and manifest.kind == "questionnaire":
+            history.update(extensions=previous.extensions, reused=previous.reused)
+    return manifest.model_copy(update=history)
 
 
 def _stored_ids(store_path: Path, kind: str) -> set[str]:
@@ -141,27 +189,31 @@ def administer(
     retry: RetryPolicy = RetryPolicy(),
     on_start=None,
     on_answer=None,
+    reuse: list[Path] | tuple[Path, ...] = (),
 ) -> RunResult:
-    """Plan, record the manifest, send what is missing; returns the run statistics."""
-    if design.personas and persona_set is None:
-        from psychometrics.design.personas import resolve_persona_set
-
-        persona_set = resolve_persona_set(design.personas)
+    """Plan, record the manifest (growing the run when the design extends it), copy answers to identical
+    requests from the runs in ``reuse``, send what is missing; returns the run statistics."""
+    persona_set = _persona_set(design, persona_set)
     backend.prepare(inventories, persona_set)
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     ids = [p.request_id for p in planned]
-    manifest = QuestionnaireManifest(
-        psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=backend.params, design=design,
-        inventories=[ContentRef(id=inv.id, content_hash=inv.content_hash) for inv in inventories],
-        personas=PersonaSetRef.of(persona_set, design.persona_ids) if persona_set else None,
-        # Shipped inventories by name, users' files by absolute path: where to find them again.
-        inventory_sources={inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
-        requests_planned=len(planned), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
-        created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
-    )
-    open_for_writing(run_dir, manifest, ids)
+    manifest = questionnaire_manifest(backend, inventories, design, persona_set, inventory_sources, ids)
+    from psychometrics.run.reuse import check_sources, reuse_answers
+
+    sources = check_sources(reuse, run_dir)
+    reused = 0
+    recorded = open_for_writing(run_dir, manifest, ids, replanner(backend, inventories, persona_set))
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
+        if sources:
+            from psychometrics.run.manifest import ReuseRecord
+
+            records = reuse_answers(store, planned, sources)
+            reused = sum(record["requests"] for record in records)
+            if records:  # answers first, then the record (each copied row names its source run anyway)
+                assert isinstance(recorded, QuestionnaireManifest)
+                write_manifest(run_dir, recorded.model_copy(update={
+                    "reused": [*recorded.reused, *(ReuseRecord(**r) for r in records)]}), replace=True)
         if on_start is not None:
             on_start(len(planned))
 
@@ -175,7 +227,44 @@ def administer(
                 await backend.aclose()  # inside the loop: HTTP clients are bound to it
 
         stats = asyncio.run(send())
-    return RunResult(run_dir, stats, planned)
+    return RunResult(run_dir, stats, planned, reused)
+
+
+def _persona_set(design: Design, persona_set: PersonaSet | None) -> PersonaSet | None:
+    if design.personas and persona_set is None:
+        from psychometrics.design.personas import resolve_persona_set
+
+        return resolve_persona_set(design.personas)
+    return persona_set
+
+
+def questionnaire_manifest(backend: ModelBackend, inventories: list[Inventory], design: Design,
+                           persona_set: PersonaSet | None, inventory_sources: dict[str, str] | None,
+                           ids: list[str]) -> QuestionnaireManifest:
+    """The manifest a questionnaire run of this plan (``ids``, in plan order) records."""
+    return QuestionnaireManifest(
+        psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=backend.params, design=design,
+        inventories=[ContentRef(id=inv.id, content_hash=inv.content_hash) for inv in inventories],
+        personas=PersonaSetRef.of(persona_set, design.persona_ids) if persona_set else None,
+        # Shipped inventories by name, users' files by absolute path: where to find them again.
+        inventory_sources={inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
+        requests_planned=len(ids), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
+        created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
+    )
+
+
+def replanner(backend: ModelBackend, inventories: list[Inventory], persona_set: PersonaSet | None):
+    """:data:`psychometrics.run.growth.Replan` for this command's inputs: the ids an earlier design of a
+    run plans with them (its personas given by id: a persona set may have grown since)."""
+    by_id = {inv.id: inv for inv in inventories}
+
+    def replan(old_design: Design, inventory_ids: list[str], persona_ids: list[str] | None) -> list[str]:
+        if persona_ids is not None:
+            old_design = old_design.model_copy(update={"persona_ids": persona_ids})
+        old = plan_requests([by_id[i] for i in inventory_ids], old_design, backend.name, backend.params, persona_set)
+        return [p.request_id for p in old]
+
+    return replan
 
 
 CHARS_PER_TOKEN = 4  # the rule of thumb for English text with BPE tokenisers, used when no tokenizer is at hand
@@ -189,6 +278,7 @@ def estimate_requests(
     persona_set: PersonaSet | None,
     run_dir: Path | None,
     probe: bool = True,
+    reuse: list[Path] | tuple[Path, ...] = (),
 ) -> dict:
     """What a run would send (``--dry-run``): the plan factor by factor, requests planned, already
     answered and to send, tokens per inventory, and for a local model an estimated time.
@@ -208,9 +298,21 @@ def estimate_requests(
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
     answered = 0
     todo = planned
+    growth = _growth_preview(backend, inventories, design, persona_set, run_dir, [p.request_id for p in planned])
     if run_dir is not None and (run_dir / RESPONSES).exists():
         with RunStore(run_dir / RESPONSES, read_only=True) as store:
             todo, answered = pending(planned, store)
+    reused: dict[str, int] = {}
+    sources = []
+    if reuse:
+        from psychometrics.run.reuse import check_sources, reusable
+
+        sources = check_sources(reuse, run_dir)
+        done = {p.request_id for p in planned} - {p.request_id for p in todo}
+        found = reusable(todo, done, sources)
+        reused = {source: len(ids) for source, ids in found.items()}
+        copied = {request_id for ids in found.values() for request_id in ids}
+        todo = [p for p in todo if p.request_id not in copied]
     per_inventory: dict[str, dict] = {row["inventory"]: {**row, "to_send": 0, "input_tokens": 0, "output_tokens_max": 0}
                                       for row in breakdown["inventories"]}
     for p in todo:
@@ -222,6 +324,8 @@ def estimate_requests(
     result = {
         "requests_planned": len(planned),
         "already_answered": answered,
+        **({"reused": reused, "to_reuse": sum(reused.values())} if sources else {}),
+        **({"extension": growth} if growth else {}),
         "to_send": len(todo),
         "estimated_input_tokens": sum(r["input_tokens"] for r in per_inventory.values()),
         "estimated_output_tokens_max": sum(r["output_tokens_max"] for r in per_inventory.values()),
@@ -233,6 +337,25 @@ def estimate_requests(
         "time": _time_estimate(backend, [p.request for p in todo], probe),
     }
     return result
+
+
+def _growth_preview(backend: ModelBackend, inventories: list[Inventory], design: Design,
+                    persona_set: PersonaSet | None, run_dir: Path | None, ids: list[str]) -> dict | None:
+    """For ``--dry-run`` into an existing run: the extension the command would record (what changed,
+    requests added), None when it resumes the same design; the real run's one-line refusal when it
+    would be refused. Nothing is written."""
+    if run_dir is None or not (run_dir / MANIFEST).is_file():
+        return None
+    claim_run_directory(run_dir)
+    previous = read_manifest(run_dir, expect=None)
+    manifest = questionnaire_manifest(backend, inventories, design, persona_set, None, ids)
+    recorded = recorded_manifest(run_dir, previous, manifest, ids, replanner(backend, inventories, persona_set))
+    if not isinstance(previous, QuestionnaireManifest) or not isinstance(recorded, QuestionnaireManifest) \
+            or len(recorded.extensions) == len(previous.extensions):
+        return None
+    extension = recorded.extensions[-1]
+    return {"changed": extension.changed, "inventories_added": extension.inventories_added,
+            "requests_before": extension.requests_before, "requests_added": extension.requests_added}
 
 
 def shared_prefix(a: str, b: str) -> int:

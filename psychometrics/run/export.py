@@ -37,7 +37,7 @@ CELL_FIELDS = tuple(f for f in CONDITION_FIELDS if f not in RESPONSE_COLUMNS)  #
 def _duckdb_type(column: str) -> str:
     from psychometrics.run.store import RESPONSES
 
-    kind = RESPONSES.kinds.get(column, "int" if column == "sample" else "text").rstrip("?")
+    kind = RESPONSES.kinds.get(column, {"sample": "int", "temperature": "real"}.get(column, "text")).rstrip("?")
     return {"int": "BIGINT", "real": "DOUBLE"}.get(kind, "VARCHAR")
 
 
@@ -55,12 +55,16 @@ def connect_read_only(run_dir: Path) -> sqlite3.Connection:
     return store.conn
 
 
-def responses_query(columns: Sequence[str] = RESPONSE_COLUMNS, where: str | None = None) -> str:
-    """SQL for the answers with the design cell as columns; ``where`` is an SQL condition on ``responses``."""
+def responses_query(columns: Sequence[str] = RESPONSE_COLUMNS, where: str | None = None,
+                    temperature: float = 0.0) -> str:
+    """SQL for the answers with the design cell as columns; ``where`` is an SQL condition on ``responses``.
+    ``temperature``: that of answers stored before it was part of their condition (the run's first)."""
     unknown = [c for c in columns if c not in RESPONSE_COLUMNS]
     if unknown:
         raise PsytestError(f"columns: unknown column '{unknown[0]}'; choose from {', '.join(RESPONSE_COLUMNS)}")
-    cells = [f"json_extract(condition, '$.{field}') AS {field}" for field in CELL_FIELDS]
+    cells = [f"json_extract(condition, '$.{field}') AS {field}" if field != "temperature" else
+             f"coalesce(json_extract(condition, '$.temperature'), {float(temperature)!r}) AS temperature"
+             for field in CELL_FIELDS]
     return (f"SELECT {', '.join([*columns, *cells])} FROM responses"
             + (f" WHERE {where}" if where else "") + " ORDER BY rowid")
 
@@ -78,7 +82,11 @@ def iter_responses(
         raise PsytestError(f"chunksize must be at least 1, got {chunksize}")
     conn = connect_read_only(run_dir)
     try:
-        yield from pd.read_sql_query(responses_query(columns, where), conn, chunksize=chunksize)
+        from psychometrics.run.manifest import QuestionnaireManifest, read_manifest
+
+        manifest = read_manifest(run_dir)
+        temperature = manifest.first_temperature if isinstance(manifest, QuestionnaireManifest) else 0.0
+        yield from pd.read_sql_query(responses_query(columns, where, temperature), conn, chunksize=chunksize)
     finally:
         conn.close()
 

@@ -34,14 +34,18 @@ def _stored_columns(store: "RunStore", names: tuple[str, ...], batch: int = 10_0
         yield from chunk
 
 
-def responses_frame(store: "RunStore", inventories: Iterable[str] | None = None) -> "pd.DataFrame":
+def responses_frame(store: "RunStore", inventories: Iterable[str] | None = None,
+                    temperature: float | None = None) -> "pd.DataFrame":
     """Every stored row, with the design condition expanded into columns.
 
     Read straight from the store's columns, without an object per row: each distinct condition is
     parsed once, and repeated strings (item ids, outcomes, short replies such as "3") are one shared
     object, so a million responses take a few hundred bytes each. The store's columns are checked first
     (:meth:`~psychometrics.run.store.RunStore.check_contents`), and with ``inventories`` (the ids the run's
-    manifest lists) answers to any other inventory are a one-line error naming the store.
+    manifest lists) answers to any other inventory are a one-line error naming the store. The
+    ``temperature`` column is there only when the answers have more than one temperature. ``temperature``
+    fills the temperature of answers stored before it was part of their condition (the run's temperature
+    then: :attr:`psychometrics.run.manifest.QuestionnaireManifest.first_temperature`).
     """
     import json
 
@@ -60,6 +64,8 @@ def responses_frame(store: "RunStore", inventories: Iterable[str] | None = None)
         condition = conditions.get(record[-1])
         if condition is None:
             parsed = json.loads(record[-1])
+            if parsed.get("temperature") is None:
+                parsed["temperature"] = temperature
             condition = conditions[record[-1]] = tuple(parsed.get(c) for c in CONDITION_FIELDS)
         for append, value in zip(condition_appenders, condition):
             append(value)
@@ -74,4 +80,7 @@ def responses_frame(store: "RunStore", inventories: Iterable[str] | None = None)
             raise PsytestError(f"{store.path}: answers to inventory '{unknown[0]}', which the run's manifest does not "
                                "list; the store holds another study's answers or was changed: restore it, or run "
                                "again into a new --out")
-    return pd.DataFrame(values, columns=list(_FRAME_COLUMNS))
+    frame = pd.DataFrame(values, columns=list(_FRAME_COLUMNS))
+    if frame["temperature"].nunique(dropna=True) <= 1:  # one temperature: not a factor of this run's tables
+        frame = frame.drop(columns="temperature")
+    return frame

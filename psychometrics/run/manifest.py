@@ -22,7 +22,10 @@ Version history:
 
 Additions within version 2 (optional fields, absent from older runs and ignored by older readers):
 ``personas.targets`` and ``personas.texts``, each respondent's persona target levels and text hash
-(:class:`PersonaSetRef`).
+(:class:`PersonaSetRef`); ``extensions``, each time a questionnaire run's design grew
+(:class:`DesignExtension`), and ``reused``, answers copied from other runs (:class:`ReuseRecord`). A
+design with several temperatures records ``design.temperature`` as a list, which an older psytest refuses
+to resume (it would plan one temperature).
 """
 
 from __future__ import annotations
@@ -112,6 +115,29 @@ class PromptIdentity(_Record):
     requests: int
 
 
+class DesignExtension(_Record):
+    """One growth of a questionnaire run (:mod:`psychometrics.run.growth`): when, the design options that
+    changed (``{option: {"from": old, "to": new}}``), the inventories added, the design before (so the
+    run's history can be re-planned), and the requests planned before and after."""
+
+    at: str
+    changed: dict[str, dict[str, Any]]
+    inventories_added: list[str] = Field(default_factory=list)
+    previous_design: Annotated[Design, Field(strict=False)]
+    requests_before: int
+    requests_planned: int
+    requests_added: int
+
+
+class ReuseRecord(_Record):
+    """Answers copied into this run from another run's store (``--reuse``): when, from which run (its
+    directory as given, resolved), and how many requests."""
+
+    at: str
+    source: str
+    requests: int
+
+
 class BehaviorDesignRecord(_Record):
     """A behaviour run's design as stored (:class:`psychometrics.behavior.runner.BehaviorDesign`)."""
 
@@ -150,6 +176,14 @@ class QuestionnaireManifest(_Manifest):
     inventory_sources: dict[str, str] = Field(default_factory=dict)
     requests_planned: int | None = None
     prompts: PromptIdentity | None = None  # None: a version 1 run (checked against its stored request ids)
+    extensions: list[DesignExtension] = Field(default_factory=list)
+    reused: list[ReuseRecord] = Field(default_factory=list)
+
+    @property
+    def first_temperature(self) -> float:
+        """The temperature the run began with: that of answers stored before the temperature was recorded
+        in their condition (such runs had one temperature, kept when the run grew)."""
+        return (self.extensions[0].previous_design if self.extensions else self.design).temperatures[0]
 
     def inventory_source(self, inventory_id: str) -> str:
         """Where to find an inventory again: a shipped name, or the path of the user's file."""

@@ -155,7 +155,8 @@ class Run:
             from psychometrics.statistics.scoring import impossible_values
 
             with self.store() as store, store.reading() as fingerprint:
-                responses = responses_frame(store, [inv.id for inv in self.inventories])
+                responses = responses_frame(store, [inv.id for inv in self.inventories],
+                                            self.questionnaire.first_temperature)
             responses, value_checks = impossible_values(responses, self.inventories)
             inputs = {"manifest_sha256": file_sha256(self.path / MANIFEST), "store": fingerprint}
             self._answers = Answers(responses, value_checks, inputs)

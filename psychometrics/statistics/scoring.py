@@ -19,6 +19,7 @@ import math
 from typing import TYPE_CHECKING, Iterable
 
 from psychometrics.conditions import CONDITION_FIELDS as CONDITION_COLUMNS
+from psychometrics.conditions import condition_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,6 +78,8 @@ def item_matrix(frame: "pd.DataFrame", inventory: Inventory, by: Iterable[str] =
     With the default grouping a row is one respondent in one design cell; coarser groupings average each
     item's keyed values over the other factors first.
     """
+    if tuple(by) == CONDITION_COLUMNS:
+        by = condition_columns(frame.columns)  # temperature only when the run varies it
     part = frame[frame["inventory"] == inventory.id].copy()
     part["keyed"] = keyed_values(part, inventory)
     wide = part.groupby([*by, "item_id"])["keyed"].mean().unstack("item_id")
@@ -124,5 +127,7 @@ def scale_scores(
         if (frame["inventory"] == inventory.id).any()
     ]
     if not parts:
+        if tuple(by) == CONDITION_COLUMNS:
+            by = condition_columns(frame.columns)
         return pd.DataFrame(columns=["inventory", *by, "kind", "scale", "score", "items_answered", "items_total"])
     return pd.concat(parts, ignore_index=True)

@@ -190,7 +190,7 @@ def read_selfreport(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFram
         frames.append(frame)
         cells = run.scores()
         cells = cells[cells["kind"] == "scale"].assign(persona=lambda c: c["persona"].fillna("none"))
-        others = [c for c in CONDITION_FIELDS if c != "persona"]
+        others = [c for c in CONDITION_FIELDS if c != "persona" and c in cells.columns]
         cells = cells.assign(cell=[f"{index}:" + "|".join(map(str, row)) for row in cells[others].itertuples(index=False)])
         for inventory in run_inventories:
             for scale in inventory.scales:
