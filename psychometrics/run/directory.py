@@ -141,8 +141,10 @@ def administer(
     retry: RetryPolicy = RetryPolicy(),
     on_start=None,
     on_answer=None,
+    price=None,
 ) -> RunResult:
-    """Plan, record the manifest, send what is missing; returns the run statistics."""
+    """Plan, record the manifest, send what is missing; returns the run statistics. ``price``
+    (:class:`psychometrics.cost.prices.Price`) prices each answer from its usage (``responses.cost``)."""
     if design.personas and persona_set is None:
         from psychometrics.design.personas import resolve_persona_set
 
@@ -169,7 +171,7 @@ def administer(
             try:
                 return await run_requests(
                     backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
-                    reasks=design.reasks, on_answer=on_answer,
+                    reasks=design.reasks, on_answer=on_answer, price=price,
                 )
             finally:
                 await backend.aclose()  # inside the loop: HTTP clients are bound to it
@@ -189,6 +191,9 @@ def estimate_requests(
     persona_set: PersonaSet | None,
     run_dir: Path | None,
     probe: bool = True,
+    *,
+    prices: dict | None = None,
+    batch: bool = False,
 ) -> dict:
     """What a run would send (``--dry-run``): the plan factor by factor, requests planned, already
     answered and to send, tokens per inventory, and for a local model an estimated time.
@@ -200,6 +205,11 @@ def estimate_requests(
     request in plan order, the tokens not shared with the previous prompt (the part a run evaluates: the
     shared prefix stays in the model's cache) at the measured speed, and the measured reply length of a
     greedy text reply at the measured generation speed.
+
+    ``cost`` is :func:`psychometrics.cost.estimate.estimate_cost` of the requests to send: tokens counted
+    with the model's tokenizer where one is offline, the price from ``prices`` (a user's price file,
+    :func:`psychometrics.cost.prices.load_price_file`) or litellm's map, the cached-prefix discount, and
+    the batch prices with ``batch``.
     """
     from psychometrics.design.breakdown import plan_breakdown
     from psychometrics.engine.pool import pending
@@ -231,8 +241,17 @@ def estimate_requests(
         "factors": breakdown["factors"],
         "inventories": list(per_inventory.values()),
         "time": _time_estimate(backend, [p.request for p in todo], probe),
+        "cost": plan_cost(backend.name, todo, prices, batch),
     }
     return result
+
+
+def plan_cost(model: str, todo: list[PlannedRequest], prices: dict | None = None, batch: bool = False) -> dict:
+    """The estimated cost of sending ``todo`` to ``model`` (:mod:`psychometrics.cost.estimate`)."""
+    from psychometrics.cost.estimate import estimate_cost
+    from psychometrics.cost.prices import price_for
+
+    return estimate_cost(model, todo, price_for(model, prices), batch=batch)
 
 
 def shared_prefix(a: str, b: str) -> int:
