@@ -382,9 +382,10 @@ def _price_table(prices: Optional[PathLike], max_cost: Optional[float]) -> Optio
     return load_price_file(Path(prices))
 
 
-def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_cost, on_cost):
+def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_cost, on_cost, batch: bool = False):
     """Before a run: its price (for each answer's actual cost), and for a paid model (or with
-    ``max_cost``) the estimate of what is left to send, given to ``on_cost`` and held against ``max_cost``."""
+    ``max_cost``) the estimate of what is left to send (at batch prices with ``batch``), given to
+    ``on_cost`` and held against ``max_cost``."""
     from psychometrics.cost.prices import price_for
 
     price = price_for(backend.name, price_table)
@@ -400,7 +401,7 @@ def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_c
 
         with RunStore(out / "responses.sqlite", read_only=True) as store:
             planned, _ = pending(planned, store)
-    estimate = plan_cost(backend.name, planned, price_table)
+    estimate = plan_cost(backend.name, planned, price_table, batch)
     if on_cost is not None:
         on_cost(estimate)
     if max_cost is not None:
