@@ -252,6 +252,14 @@ def test_anthropic_style_usage_pays_cache_writes(tmp_path, monkeypatch):
         assert math.isclose(cost, (inp - cached) * price.input + cached * price.cached_input + out * price.output,
                             rel_tol=1e-12)
     assert math.isclose(outcome.as_dict()["cost"]["cost"], sum(r[5] for r in rows), rel_tol=1e-12)
+    # the report carries the stored cost: summary.json and the page's header
+    paths = api.report(tmp_path / "run")
+    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    assert math.isclose(summary["cost"]["cost"], sum(r[5] for r in rows), rel_tol=1e-12)
+    assert summary["cost"]["cached_input_tokens"] == sum(r[3] for r in rows)
+    assert summary["cost"]["caching_saving"] is None  # the map has no price for this model: no saving invented
+    page = paths.html.read_text(encoding="utf-8")
+    assert "prompt cache" in page and f"{sum(r[3] for r in rows):,} of" in page
 
 
 def test_claude_requests_mark_the_system_block_cacheable():

@@ -74,7 +74,7 @@ def _print_plan(plan: dict) -> None:
 
     rows = [{"model": p["model"], "kind": p["kind"],
              "planned": p["plan"].get("requests_planned", p["plan"].get("conversations_planned", 0)),
-             "to_send": p["plan"]["to_send"], "input_tokens": p["plan"]["estimated_input_tokens"],
+             "to_send": p["plan"]["to_send"], "input_tokens": _input_tokens(p["plan"]),
              "time": "-" if seconds(p) is None else duration(seconds(p))} for p in plan["runs"]]
     first = next(p["plan"] for p in plan["runs"] if p["kind"] == "questionnaire")
     print_fitted("Each model's questionnaire design", first["factors"], [
@@ -93,13 +93,19 @@ def _print_plan(plan: dict) -> None:
     ], max_rows=10_000)
     conversations = f" and {plan['conversations_planned']:,} conversations" if plan["conversations_planned"] else ""
     print_wrapped(f"total: {plan['requests_planned']:,} requests{conversations} planned, {plan['already_answered']:,} "
-                  f"already answered, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input "
+                  f"already answered, {plan['to_send']:,} to send; about {sum(r['input_tokens'] for r in rows):,} input "
                   f"tokens and at most {plan['estimated_output_tokens_max']:,} output tokens", indent="  ")
     measured = [seconds(p) for p in plan["runs"] if seconds(p) is not None]
     if measured:
         print_wrapped(f"time: about {duration(sum(measured))} for the {len(measured)} run(s) with a measured estimate "
                       "(local models, measured here); simulated and remote models are not included", indent="  ")
     print_wrapped("Nothing was sent.")
+
+
+def _input_tokens(plan: dict) -> int:
+    """A run's input tokens as its cost estimate counts them (the model's tokenizer where there is one)."""
+    cost = plan.get("cost")
+    return cost["input_tokens"] if cost else plan["estimated_input_tokens"]
 
 
 def _print_outcome(outcome) -> None:

@@ -75,7 +75,10 @@ class Price:
     def describe(self) -> str:
         """Prices per million tokens, as a provider's price list reads."""
         def per_million(value: float | None) -> str:
-            return "-" if value is None else f"${value * 1e6:,.4g}"
+            if value is None:
+                return "-"
+            amount = value * 1e6
+            return f"${amount:,.2f}" if abs(amount - round(amount, 2)) < 1e-9 else f"${amount:,.4g}"
 
         parts = [f"{per_million(self.input)} in", f"{per_million(self.output)} out"]
         if self.cached_input is not None:
