@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from psychometrics.cost.actual import reply_cost, run_cost
+from psychometrics.cost.actual import reply_cost
 from psychometrics.cost.estimate import estimate_cost, factor_costs
 from psychometrics.cost.prices import load_price_file, map_price, price_for, price_map
 from psychometrics.cost.tokens import CHARS_PER_TOKEN, TokenCounter
@@ -320,6 +320,10 @@ def test_dry_run_prints_the_cost_table_first(capsys):
     code, out, _ = cli(capsys, "administer", "-m", "openai/no-such-model-psytest", "-i", "mini-ipip", "--dry-run")
     assert code == 0 and out.splitlines()[0].startswith("Estimated cost: UNKNOWN for openai/no-such-model-psytest")
     assert "not counted as free" in out
+    code, out, _ = cli(capsys, "administer", "-m", MINI, "-i", "mini-ipip", "--dry-run", "--max-cost", "0.00001")
+    assert code == 0 and "--max-cost $0.00001: a real run would refuse to start (estimate $0.00" in out
+    code, _, err = cli(capsys, "administer", "-m", MINI, "-i", "mini-ipip", "--dry-run", "--max-cost", "-1")
+    one_line_error(code, err, "--max-cost", ">= 0")
     code, out, _ = cli(capsys, "administer", "-m", MINI, "-i", "mini-ipip", "--dry-run", "--json")
     plan = json.loads(out)
     assert plan["cost"]["requests"] == 20 and plan["cost"]["currency"] == "USD"

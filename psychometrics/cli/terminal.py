@@ -540,8 +540,8 @@ def print_costs(estimates: list[dict], title: str | None = None) -> None:
         Column("input_tokens", "input tokens", fmt=lambda r: f"{r['input_tokens']:,}"),
         Column("cached_input_tokens", "cached", drop=2, fmt=lambda r: f"{r['cached_input_tokens']:,}"),
         Column("output_tokens_max", "output (max)", drop=3, fmt=lambda r: f"{r['output_tokens_max']:,}"),
-        Column("input_cost", "input", drop=1, fmt=lambda r: money(r.get("input_cost"))),
-        Column("output_cost_max", "output", drop=1, fmt=lambda r: money(r.get("output_cost_max"))),
+        Column("input_cost", "input $", drop=1, fmt=lambda r: money(r.get("input_cost"))),
+        Column("output_cost_max", "output $", drop=1, fmt=lambda r: money(r.get("output_cost_max"))),
         Column("cost", "cost", fmt=lambda r: money(r["cost"])),
     ], max_rows=200)
     for e in estimates:

@@ -24,8 +24,8 @@ def reply_cost(price: Price | None, reply) -> float | None:
         return None
     used = price.for_batch() if reply.extra.get("batch") else price
     cached = min(reply.cached_input_tokens or 0, reply.input_tokens)
-    written = reply.extra.get("cache_write_input_tokens") or 0
-    written = min(written, reply.input_tokens - cached) if isinstance(written, int) else 0
+    raw = reply.extra.get("cache_write_input_tokens")
+    written = min(raw, reply.input_tokens - cached) if isinstance(raw, int) and raw > 0 else 0
     return ((reply.input_tokens - cached - written) * used.input
             + cached * (used.cached_input if used.cached_input is not None else used.input)
             + written * (used.cache_write if used.cache_write is not None else used.input)
@@ -67,11 +67,12 @@ def run_cost(conn, price: Price | None) -> dict:
     result["priced"] = len(priced)
     result["cost"] = sum(r[0] for r in priced) if priced else (0.0 if not rows else None)
     result["input_tokens"] = sum(r[1] or 0 for r in rows)
-    result["cached_input_tokens"] = sum(r[2] or 0 for r in rows)
+    cached = sum(r[2] or 0 for r in rows)
+    result["cached_input_tokens"] = cached
     result["output_tokens"] = sum(r[3] or 0 for r in rows)
     if price is not None:
         per_token = price.input - (price.cached_input if price.cached_input is not None else price.input)
-        result["caching_saving"] = result["cached_input_tokens"] * per_token
+        result["caching_saving"] = cached * per_token
     return result
 
 

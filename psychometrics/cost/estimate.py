@@ -168,14 +168,16 @@ def factor_costs(estimate: dict) -> list[dict]:
 def price_tokens(model: str, input_tokens: int, output_tokens: int, price: Price | None, basis: str) -> dict:
     """An estimate from token counts alone (no prompts at hand: a behaviour run's conversations), at the
     full input price (no caching assumed), in the shape of :func:`estimate_cost`."""
+    input_cost = output_cost = total = None
+    if price is not None:
+        input_cost, output_cost = input_tokens * price.input, output_tokens * price.output
+        total = input_cost + output_cost
     known = price is not None
-    input_cost = input_tokens * price.input if known else None
-    output_cost = output_tokens * price.output if known else None
     return {
         "model": model, "currency": CURRENCY, "requests": 0, "batch": False, "input_tokens": input_tokens,
         "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens_max": output_tokens,
         "input_cost": input_cost, "output_cost_max": output_cost,
-        "cost": input_cost + output_cost if known else None, "caching_saving": 0.0 if known else None,
+        "cost": total, "caching_saving": 0.0 if known else None,
         "price": None if price is None else {"input_per_million": price.input * 1e6,
                                              "output_per_million": price.output * 1e6,
                                              "described": price.describe(), "source": price.source},

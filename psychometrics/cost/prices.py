@@ -100,7 +100,9 @@ def format_money(value: float | None, currency: str = CURRENCY) -> str:
         return f"{symbol}{value:,.0f}"
     if value >= 1:
         return f"{symbol}{value:,.2f}"
-    return f"{symbol}{value:.4f}"
+    if value >= 0.01:
+        return f"{symbol}{value:.4f}"
+    return f"{symbol}{value:.8f}".rstrip("0")
 
 
 FREE_PREFIXES = ("local/", "gguf:", "sim/")
@@ -258,8 +260,10 @@ def load_price_file(path: Path | str) -> dict[str, Price]:
         if caching not in ("automatic", "explicit", None):
             raise PsytestError(f"{where}: models.{name}.caching: {str(caching)[:40]!r}; use automatic (the provider "
                                "caches repeated prefixes) or explicit (the prefix is marked, as for Anthropic)")
+        cost_in, cost_out = values["input"], values["output"]
+        assert cost_in is not None and cost_out is not None  # required above
         prices[str(model)] = Price(
-            model=str(model), input=values["input"], output=values["output"], cached_input=values["cached_input"],
+            model=str(model), input=cost_in, output=cost_out, cached_input=values["cached_input"],
             cache_write=values["cache_write"], batch_input=values["batch_input"], batch_output=values["batch_output"],
             cached_input_batch=values["cached_input_batch"], min_cached_tokens=minimum, caching=caching,
             provider=str(model).partition("/")[0] if "/" in str(model) else None, source=f"price file {path}",

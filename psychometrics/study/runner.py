@@ -212,6 +212,7 @@ def plan_study(study: Study, prices: Optional[Path] = None) -> list[dict]:
         plans.append({"model": model, "slug": study.slugs[model], "kind": "questionnaire", "plan": plan})
         if study.tasks is not None:
             plan = api.behave(model, out=study.run_dir(model, "behavior"), dry_run=True, **_behave_options(study))
+            assert isinstance(plan, dict)  # a dry run
             plan["cost"] = price_tokens(model, plan["estimated_input_tokens"], plan["estimated_output_tokens_max"],
                                         price_for(model, table), plan["token_basis"])
             plans.append({"model": model, "slug": study.slugs[model], "kind": "behavior", "plan": plan})
