@@ -83,13 +83,15 @@ def describe_run_cost(cost: dict) -> str | None:
     if cost.get("cost") is None:
         return (f"cost: unknown ({cost['requests']:,} answered requests without a price or usage; give --prices "
                 "FILE.yaml for this model)")
-    line = f"cost: ${cost['cost']:,.4f} {cost['currency']} for {cost['priced']:,} answered requests"
+    from psychometrics.cost.prices import format_money
+
+    line = f"cost: {format_money(cost['cost'])} {cost['currency']} for {cost['priced']:,} answered requests"
     if cost["priced"] < cost["requests"]:
         line += f" ({cost['requests'] - cost['priced']:,} more without usage or price: not counted)"
     if cost.get("cached_input_tokens"):
         saving = cost.get("caching_saving")
         line += (f"; {cost['cached_input_tokens']:,} of {cost['input_tokens']:,} input tokens from the provider's "
-                 f"prompt cache" + (f", saving ${saving:,.4f}" if saving is not None else ""))
+                 f"prompt cache" + (f", saving {format_money(saving)}" if saving is not None else ""))
     return line
 
 

@@ -32,9 +32,9 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from psychometrics.cost.caching import mark_system_cacheable, needs_cache_mark
 from psychometrics.errors import ModelSpecError, PsytestError
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
-from psychometrics.cost.caching import mark_system_cacheable, needs_cache_mark
 
 TOP_LOGPROBS = 20
 _SECRET_NAME = re.compile(r"key|token(?!s)|secret|passw|auth|credential|cookie|signature", re.I)
