@@ -445,6 +445,7 @@ def behave(
     progress: Optional[Progress] = None,
     order: Optional[str] = None,
     mode: str = "text",
+    prices: Optional[PathLike] = None,
 ) -> Union[RunOutcome, dict]:
     """Run behavioural tasks on a model in sessions of their own, store every reply and score it
     (``psytest behave``).
@@ -455,6 +456,8 @@ def behave(
     ``order``: the display-order rule (:mod:`psychometrics.behavior.order`); None: the rule ``out``'s run
     recorded when it holds one (``random`` for runs made before the rule was recorded), else ``balanced``.
     ``mode``: ``text``, ``probs`` (choice tasks read from option-label probabilities) or ``both``.
+    The dry run's ``cost`` prices its token estimate (:func:`psychometrics.cost.estimate.price_tokens`;
+    ``prices``: a user's price file for models litellm's map lacks).
     """
     from psychometrics.behavior.runner import BehaviorDesign
     from psychometrics.behavior.task import TASK_DIR, resolve_tasks
@@ -483,7 +486,15 @@ def behave(
 
         backend.prepare([], persona_set)
         backend.prepare_tasks(chosen)
-        return estimate_conversations(chosen, plan, backend, persona_set, _path(out))
+        estimate = estimate_conversations(chosen, plan, backend, persona_set, _path(out))
+        from psychometrics.cost.estimate import price_tokens
+        from psychometrics.cost.prices import price_for
+
+        estimate["cost"] = price_tokens(backend.name, estimate["estimated_input_tokens"],
+                                        estimate["estimated_output_tokens_max"],
+                                        price_for(backend.name, _price_table(prices, None)),
+                                        estimate["token_basis"], requests=estimate["turns_to_send"])
+        return estimate
     from psychometrics.behavior.runner import behave as run_behave
     from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import default_run_dir

@@ -341,3 +341,16 @@ def test_study_dry_run_gives_cost_per_model_and_total(tmp_path, capsys):
     assert math.isclose(plan["cost"], sum(costs.values()))
     code, out, _ = cli(capsys, "study", study, "--dry-run")
     assert out.splitlines()[0].startswith("Estimated cost: up to $") and "total" in out
+
+
+@litellm_map
+def test_behave_dry_run_prices_its_token_estimate(capsys):
+    code, out, err = cli(capsys, "behave", "-m", HAIKU, "--tasks", "dictator-game", "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    price = price_for(HAIKU)
+    expected = plan["estimated_input_tokens"] * price.input + plan["estimated_output_tokens_max"] * price.output
+    assert math.isclose(plan["cost"]["cost"], expected, rel_tol=1e-12)
+    assert plan["cost"]["requests"] == plan["turns_to_send"]
+    code, out, _ = cli(capsys, "behave", "-m", HAIKU, "--tasks", "dictator-game", "--dry-run")
+    assert code == 0 and out.splitlines()[0].startswith("Estimated cost: up to $")

@@ -554,7 +554,8 @@ def print_costs(estimates: list[dict], title: str | None = None) -> None:
             continue
         saving = f"; caching saves about {money(e['caching_saving'])}" if e.get("caching_saving") else ""
         print_wrapped(f"{e['model']}: {e['price']['described']} ({e['price']['source']}); tokens: "
-                      f"{e['token_basis']}; output at most max_tokens per request; cache: {e['cache_basis']}{saving}; "
+                      f"{e['token_basis']}{'' if 'max_tokens' in e['token_basis'] else '; output at most max_tokens per request'}; "
+                      f"cache: {e['cache_basis']}{saving}; "
                       f"{e['batch_basis']}", indent="  ")
 
 
@@ -653,6 +654,8 @@ def print_behavior_plan(plan: dict) -> None:
     from psychometrics.cli.tables import Column, print_fitted, print_wrapped
     from psychometrics.design.breakdown import short_names
 
+    if plan.get("cost") is not None:
+        print_costs([plan["cost"]])
     print_fitted(f"Plan (nothing is sent): {plan['conversations_planned']:,} conversations", plan["factors"], [
         Column("factor", kind="key"), Column("levels", kind="key"),
         Column("names", "level names", kind="text",

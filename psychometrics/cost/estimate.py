@@ -165,7 +165,8 @@ def factor_costs(estimate: dict) -> list[dict]:
     return rows
 
 
-def price_tokens(model: str, input_tokens: int, output_tokens: int, price: Price | None, basis: str) -> dict:
+def price_tokens(model: str, input_tokens: int, output_tokens: int, price: Price | None, basis: str,
+                 requests: int = 0) -> dict:
     """An estimate from token counts alone (no prompts at hand: a behaviour run's conversations), at the
     full input price (no caching assumed), in the shape of :func:`estimate_cost`."""
     input_cost = output_cost = total = None
@@ -174,7 +175,7 @@ def price_tokens(model: str, input_tokens: int, output_tokens: int, price: Price
         total = input_cost + output_cost
     known = price is not None
     return {
-        "model": model, "currency": CURRENCY, "requests": 0, "batch": False, "input_tokens": input_tokens,
+        "model": model, "currency": CURRENCY, "requests": requests, "batch": False, "input_tokens": input_tokens,
         "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens_max": output_tokens,
         "input_cost": input_cost, "output_cost_max": output_cost,
         "cost": total, "caching_saving": 0.0 if known else None,

@@ -198,11 +198,8 @@ def plan_study(study: Study, prices: Optional[Path] = None) -> list[dict]:
     (a behaviour run's priced from its token estimate: :func:`psychometrics.cost.estimate.price_tokens`).
     ``prices``: a user's price file (``--prices``)."""
     from psychometrics import api
-    from psychometrics.cost.estimate import price_tokens
-    from psychometrics.cost.prices import load_price_file, price_for
 
     resolve_everything(study)
-    table = load_price_file(prices) if prices is not None else None
     inventories = [study.local(name) for name in study.spec.inventories]
     plans = []
     for model in study.spec.models:
@@ -211,10 +208,8 @@ def plan_study(study: Study, prices: Optional[Path] = None) -> list[dict]:
                               prices=prices)
         plans.append({"model": model, "slug": study.slugs[model], "kind": "questionnaire", "plan": plan})
         if study.tasks is not None:
-            plan = api.behave(model, out=study.run_dir(model, "behavior"), dry_run=True, **_behave_options(study))
-            assert isinstance(plan, dict)  # a dry run
-            plan["cost"] = price_tokens(model, plan["estimated_input_tokens"], plan["estimated_output_tokens_max"],
-                                        price_for(model, table), plan["token_basis"])
+            plan = api.behave(model, out=study.run_dir(model, "behavior"), dry_run=True, prices=prices,
+                              **_behave_options(study))
             plans.append({"model": model, "slug": study.slugs[model], "kind": "behavior", "plan": plan})
     return plans
 
