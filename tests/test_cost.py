@@ -324,6 +324,8 @@ def test_dry_run_prints_the_cost_table_first(capsys):
     assert code == 0 and "--max-cost $0.00001: a real run would refuse to start (estimate $0.00" in out
     code, _, err = cli(capsys, "administer", "-m", MINI, "-i", "mini-ipip", "--dry-run", "--max-cost", "-1")
     one_line_error(code, err, "--max-cost", ">= 0")
+    code, out, _ = cli(capsys, "administer", "-m", "sim/e=1", "-i", "mini-ipip", "--dry-run")
+    assert code == 0 and "Estimated cost" not in out and "cost: none (computed on this machine: free)" in out
     code, out, _ = cli(capsys, "administer", "-m", MINI, "-i", "mini-ipip", "--dry-run", "--json")
     plan = json.loads(out)
     assert plan["cost"]["requests"] == 20 and plan["cost"]["currency"] == "USD"

@@ -589,7 +589,8 @@ def print_plan(plan: dict) -> None:
         return ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
 
     cost = plan.get("cost")
-    if cost is not None:
+    free = cost is not None and cost["cost"] == 0 and (cost["price"] or {}).get("input_per_million") == 0
+    if cost is not None and not free:  # a paying user reads the money first
         print_costs([cost])
         print_max_cost(plan)
         print_factor_costs(cost)
@@ -606,6 +607,8 @@ def print_plan(plan: dict) -> None:
     print_wrapped(f"total: {plan['requests_planned']:,} requests planned, {plan['already_answered']:,} already "
                   f"answered, {plan['to_send']:,} to send; {tokens} and at most {output:,} output tokens", indent="  ")
     _print_time(plan.get("time"))
+    if free:
+        print_wrapped(f"cost: none ({cost['price']['source']})", indent="  ")
     print_wrapped("Nothing was sent.")
 
 
@@ -654,8 +657,9 @@ def print_behavior_plan(plan: dict) -> None:
     from psychometrics.cli.tables import Column, print_fitted, print_wrapped
     from psychometrics.design.breakdown import short_names
 
-    if plan.get("cost") is not None:
-        print_costs([plan["cost"]])
+    cost = plan.get("cost")
+    if cost is not None and not (cost["cost"] == 0 and (cost["price"] or {}).get("input_per_million") == 0):
+        print_costs([cost])
     print_fitted(f"Plan (nothing is sent): {plan['conversations_planned']:,} conversations", plan["factors"], [
         Column("factor", kind="key"), Column("levels", kind="key"),
         Column("names", "level names", kind="text",
