@@ -96,6 +96,8 @@ class RunOutcome:
     #: questionnaire runs: requests answered by copying from other runs (``--reuse``) in this call, counted
     #: in ``stats.already_answered`` too
     reused: int = 0
+    #: questionnaire runs: what the stored answers cost (:func:`psychometrics.cost.actual.run_cost`)
+    cost: Optional[dict] = None
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -129,6 +131,7 @@ class RunOutcome:
             "items_per_second": round(stats.per_second, 3),
             "verdict": json.loads(self.verdict.to_json(orient="records")) if self.verdict is not None else [],
             "scales": json.loads(self.summary.to_json(orient="records")),
+            "cost": self.cost,
         }
 
 
@@ -304,6 +307,9 @@ def administer(
     dry_run: bool = False,
     progress: Optional[Progress] = None,
     reuse: Union[PathLike, Sequence[PathLike], None] = None,
+    prices: Optional[PathLike] = None,
+    max_cost: Optional[float] = None,
+    on_cost: Optional[Callable[[dict], None]] = None,
 ) -> Union[RunOutcome, dict]:
     """Administer inventories to a model under a factorial design, store every answer, and analyse the run
     (``psytest administer``).
@@ -312,11 +318,16 @@ def administer(
     it. ``model`` is a ``--model`` string or a backend object. Re-running with the same ``out`` resumes and
     sends only what is missing. With ``dry_run`` nothing is sent and a dict of counts and token estimates
     is returned (``requests_planned``, ``already_answered``, ``to_send``, ``estimated_input_tokens``,
-    ``estimated_output_tokens_max``). Otherwise the analysis tables are written to ``RUN/analysis`` and
-    returned in a :class:`RunOutcome`. Re-running into ``out`` with levels added to the design grows the
-    run (only the new cells are sent). ``temperature`` is one temperature or several ("0,0.7" or a list:
-    the design factor ``temperature``). ``reuse``: run directories whose answers to identical requests
-    are copied instead of sent.
+    ``estimated_output_tokens_max``, and ``cost``: :func:`psychometrics.cost.estimate.estimate_cost`).
+    Otherwise the analysis tables are written to ``RUN/analysis`` and returned in a :class:`RunOutcome`.
+    Re-running into ``out`` with levels added to the design grows the run (only the new cells are sent).
+    ``temperature`` is one temperature or several ("0,0.7" or a list: the design factor ``temperature``).
+    ``reuse``: run directories whose answers to identical requests are copied instead of sent.
+
+    ``prices``: a price file for models litellm's price map lacks (:mod:`psychometrics.cost.prices`).
+    ``max_cost``: refuse to start (``PsytestError``) when the estimated cost of what is left to send is
+    above it, or unknown. ``on_cost(estimate)`` is called with that estimate before a paid run starts.
+    Each answer's actual cost (from the provider's usage) is stored in ``responses.cost``.
     """
     from psychometrics.design.plan import Design, design_from_mapping, load_design
     from psychometrics.inventories.library import resolve_inventory
@@ -349,10 +360,16 @@ def administer(
         persona_set.select(plan.persona_ids)
     backend = _backend(model, api_base, timeout, threads, threads_batch, inventories)
     model_name = model if isinstance(model, str) else backend.name
+    price_table = _price_table(prices, max_cost)
     if dry_run:
         from psychometrics.run.directory import estimate_requests
 
-        return estimate_requests(backend, inventories, plan, persona_set, _path(out), reuse=_reuse_dirs(reuse))
+        estimate = estimate_requests(backend, inventories, plan, persona_set, _path(out), reuse=_reuse_dirs(reuse),
+                                     prices=price_table)
+        estimate["max_cost"] = max_cost
+        return estimate
+    price = _check_cost(backend, inventories, plan, persona_set, _path(out), price_table, max_cost, on_cost,
+                        reuse=_reuse_dirs(reuse))
     from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import administer as run_administer
     from psychometrics.run.directory import default_run_dir
@@ -362,7 +379,7 @@ def administer(
         result = run_administer(
             backend, inventories, plan, run_dir, persona_set=persona_set, inventory_sources=sources,
             concurrency=concurrency, timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries, base_s=retry_base),
-            reuse=_reuse_dirs(reuse), **_sending(progress),
+            reuse=_reuse_dirs(reuse), price=price, **_sending(progress),
         )
     finally:
         if progress:
@@ -379,8 +396,65 @@ def administer(
     from psychometrics.run.owner import open_run
 
     verdict = verdict_tables(open_run(run_dir))["verdict"]
+    from psychometrics.cost.actual import run_cost
+    from psychometrics.run.store import RunStore
+
+    with RunStore(run_dir / "responses.sqlite", read_only=True) as store:
+        cost = run_cost(store.conn, price)
     return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict,
-                      reused=result.reused)
+                      reused=result.reused, cost=cost)
+
+
+def _price_table(prices: Optional[PathLike], max_cost: Optional[float]) -> Optional[dict]:
+    """The user's price file read and checked (None without one); ``max_cost`` checked too."""
+    if max_cost is not None and (isinstance(max_cost, bool) or not max_cost >= 0):
+        raise PsytestError(f"--max-cost: {max_cost!r} is not an amount; give a number of USD >= 0")
+    if prices is None:
+        return None
+    from psychometrics.cost.prices import load_price_file
+
+    return load_price_file(Path(prices))
+
+
+def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_cost, on_cost, batch: bool = False,
+                reuse: Sequence[Path] = ()):
+    """Before a run: its price (for each answer's actual cost), and for a paid model (or with
+    ``max_cost``) the estimate of what is left to send (at batch prices with ``batch``; answers that
+    ``reuse`` will copy are not sent, so not counted), given to ``on_cost`` and held against ``max_cost``."""
+    from psychometrics.cost.prices import price_for
+
+    price = price_for(backend.name, price_table)
+    if price is not None and price.free and max_cost is None:
+        return price
+    from psychometrics.design.plan import plan_requests
+    from psychometrics.run.directory import plan_cost
+
+    planned = plan_requests(inventories, plan, backend.name, backend.params, persona_set)
+    if out is not None and (out / "responses.sqlite").exists():
+        from psychometrics.engine.pool import pending
+        from psychometrics.run.store import RunStore
+
+        with RunStore(out / "responses.sqlite", read_only=True) as store:
+            planned, _ = pending(planned, store)
+    if reuse:
+        from psychometrics.run.reuse import check_sources, reusable
+
+        copied = {i for ids in reusable(planned, set(), check_sources(list(reuse), out)).values() for i in ids}
+        planned = [p for p in planned if p.request_id not in copied]
+    estimate = plan_cost(backend.name, planned, price_table, batch)
+    if on_cost is not None:
+        on_cost(estimate)
+    if max_cost is not None:
+        from psychometrics.cost.prices import format_money as money
+
+        if estimate["cost"] is None:
+            raise PsytestError(f"--max-cost {money(max_cost)}: the price of {backend.name} is unknown (not in "
+                               "litellm's price map), so the run could cost anything; give --prices FILE.yaml")
+        if estimate["cost"] > max_cost:
+            raise PsytestError(f"--max-cost {money(max_cost)}: the {estimate['requests']:,} requests to send are "
+                               f"estimated at up to {money(estimate['cost'])}; nothing was sent (see --dry-run for the "
+                               "cost per design factor, or raise --max-cost)")
+    return price
 
 
 def _recorded_order(run_dir: Optional[Path]) -> str:
@@ -411,6 +485,7 @@ def behave(
     progress: Optional[Progress] = None,
     order: Optional[str] = None,
     mode: str = "text",
+    prices: Optional[PathLike] = None,
 ) -> Union[RunOutcome, dict]:
     """Run behavioural tasks on a model in sessions of their own, store every reply and score it
     (``psytest behave``).
@@ -421,6 +496,8 @@ def behave(
     ``order``: the display-order rule (:mod:`psychometrics.behavior.order`); None: the rule ``out``'s run
     recorded when it holds one (``random`` for runs made before the rule was recorded), else ``balanced``.
     ``mode``: ``text``, ``probs`` (choice tasks read from option-label probabilities) or ``both``.
+    The dry run's ``cost`` prices its token estimate (:func:`psychometrics.cost.estimate.price_tokens`;
+    ``prices``: a user's price file for models litellm's map lacks).
     """
     from psychometrics.behavior.runner import BehaviorDesign
     from psychometrics.behavior.task import TASK_DIR, resolve_tasks
@@ -449,7 +526,15 @@ def behave(
 
         backend.prepare([], persona_set)
         backend.prepare_tasks(chosen)
-        return estimate_conversations(chosen, plan, backend, persona_set, _path(out))
+        estimate = estimate_conversations(chosen, plan, backend, persona_set, _path(out))
+        from psychometrics.cost.estimate import price_tokens
+        from psychometrics.cost.prices import price_for
+
+        estimate["cost"] = price_tokens(backend.name, estimate["estimated_input_tokens"],
+                                        estimate["estimated_output_tokens_max"],
+                                        price_for(backend.name, _price_table(prices, None)),
+                                        estimate["token_basis"], requests=estimate["turns_to_send"])
+        return estimate
     from psychometrics.behavior.runner import behave as run_behave
     from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import default_run_dir
@@ -735,6 +820,8 @@ def study(
     timeout: Optional[float] = None,
     dry_run: bool = False,
     progress: Optional[Callable[[str, str], Optional[Progress]]] = None,
+    prices: Optional[PathLike] = None,
+    max_cost: Optional[float] = None,
 ) -> Union[StudyResult, dict]:
     """Run a study file: its models x inventories x design (and tasks) into one study directory, then
     compare the models, with tasks relate self-report to behaviour, and write the combined report
@@ -746,20 +833,42 @@ def study(
     ``administer``/``behave`` ``dry_run`` give it) and the totals. ``progress(model, kind)`` gives each
     run's :class:`Progress`. Requests that fail do not stop the other models: see
     ``result.failed_models``. See :mod:`psychometrics.study`.
+
+    The dry run's ``costs`` give each model's estimated cost and ``cost`` the total (None when a model's
+    price is unknown); ``prices`` is a user's price file. ``max_cost``: the study refuses to start
+    (``PsytestError``) when that total is above it or unknown.
     """
-    from psychometrics.study.runner import plan_study, run_study
+    from psychometrics.study.runner import plan_study, run_study, study_costs
     from psychometrics.study.spec import load_study
 
+    _price_table(prices, max_cost)  # checked before anything else
     loaded = load_study(Path(study_file), _path(out))
-    if dry_run:
-        plans = plan_study(loaded)
+    if dry_run or max_cost is not None:
+        plans = plan_study(loaded, _path(prices))
         total = {key: sum(p["plan"].get(key, 0) for p in plans)
                  for key in ("estimated_input_tokens", "estimated_output_tokens_max", "to_send", "already_answered")}
-        return {"study_dir": str(loaded.out), "runs": plans,
-                "requests_planned": sum(p["plan"]["requests_planned"] for p in plans if p["kind"] == "questionnaire"),
-                "conversations_planned": sum(p["plan"]["conversations_planned"] for p in plans if p["kind"] == "behavior"),
-                **total}
-    return run_study(loaded, concurrency=concurrency, max_retries=max_retries, timeout=timeout, progress=progress)
+        costs = study_costs(plans)
+        known = [c["cost"] for c in costs]
+        summary = {"study_dir": str(loaded.out), "runs": plans, "costs": costs,
+                   "cost": None if any(c is None for c in known) else sum(known), "max_cost": max_cost,
+                   "requests_planned": sum(p["plan"]["requests_planned"] for p in plans if p["kind"] == "questionnaire"),
+                   "conversations_planned": sum(p["plan"]["conversations_planned"] for p in plans
+                                                if p["kind"] == "behavior"),
+                   **total}
+        if dry_run:
+            return summary
+        from psychometrics.cost.prices import format_money
+
+        if summary["cost"] is None:
+            unknown = ", ".join(c["model"] for c in costs if c["cost"] is None)
+            raise PsytestError(f"--max-cost {format_money(max_cost)}: the price of {unknown} is unknown (not in "
+                               "litellm's price map), so the study could cost anything; give --prices FILE.yaml")
+        if summary["cost"] > max_cost:
+            raise PsytestError(f"--max-cost {format_money(max_cost)}: the study's requests to send are estimated at up "
+                               f"to {format_money(summary['cost'])}; nothing was sent (psytest study --dry-run shows "
+                               "the cost per model)")
+    return run_study(loaded, concurrency=concurrency, max_retries=max_retries, timeout=timeout, progress=progress,
+                     prices=_path(prices))
 
 
 # ---------------------------------------------------------------------------------------------------

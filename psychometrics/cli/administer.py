@@ -59,7 +59,9 @@ def administer(
     ] = 1.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan: each factor's levels, requests, tokens and (local models) a time estimate; send nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimated cost (per model and per design factor), then the plan: each factor's levels, requests, tokens and (local models) a time estimate; send nothing.")] = False,
+    prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML price file (USD per 1M tokens) for models litellm's price map lacks; its entries win over the map.", show_default="litellm's price map")] = None,
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", help="Refuse to start when the estimated cost of the requests to send is above this (USD) or unknown.", show_default="no limit")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
     reuse: Annotated[
         Optional[list[Path]],
@@ -81,7 +83,7 @@ def administer(
         temperature=temperature, seed=seed, mode=mode, personas=personas, persona_ids=persona_ids,
         items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_retries=max_retries,
         retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
-        reuse=reuse,
+        reuse=reuse, prices=prices, max_cost=max_cost, on_cost=None if as_json else _print_cost_line,
     )
     if dry_run:
         if as_json:
@@ -98,6 +100,12 @@ def administer(
 
         print_run_summary(outcome.as_dict(), outcome.summary, outcome.verdict)
     finish_run(outcome.stats, "requests")
+
+
+def _print_cost_line(estimate: dict) -> None:
+    from psychometrics.cli.terminal import print_cost_line
+
+    print_cost_line(estimate)
 
 
 def register(app: typer.Typer) -> None:

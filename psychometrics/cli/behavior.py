@@ -102,7 +102,8 @@ def behave(
     max_retries: MaxRetries = 5,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Conversations in flight at once.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a call counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan: tasks, variants, personas, conversations, tokens and (local models) a time estimate; send nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimated cost, then the plan: tasks, variants, personas, conversations, tokens and (local models) a time estimate; send nothing.")] = False,
+    prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML price file (USD per 1M tokens) for models litellm's price map lacks.", show_default="litellm's price map")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
 ) -> None:
     """Run behavioural tasks on a model (a session separate from questionnaires); store and score every reply."""
@@ -116,7 +117,7 @@ def behave(
     outcome = api.behave(
         model, tasks=tasks, personas=personas, persona_ids=persona_ids, variants=variants, samples=samples,
         temperature=temperature, seed=seed, out=out, api_base=api_base, threads=threads, threads_batch=threads_batch,
-        max_retries=max_retries, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
+        max_retries=max_retries, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress, prices=prices,
         order=order, mode=mode,
     )
     if dry_run:

@@ -20,7 +20,9 @@ def study(
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once, per run.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.",
                                                      show_default=TIMEOUT_DEFAULT)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print each model's plan size and the total; send nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print each model's estimated cost and the total, then each plan's size; send nothing.")] = False,
+    prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML price file (USD per 1M tokens) for models litellm's price map lacks.", show_default="litellm's price map")] = None,
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", help="Refuse to start when the study's estimated cost is above this (USD) or unknown.", show_default="no limit")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
 ) -> None:
     """Run a study across models: a run per model (each resumable), then compare them, with tasks relate
@@ -37,7 +39,7 @@ def study(
         return RunProgress("behaving", "conversations/s") if kind == "behavior" else RunProgress()
 
     outcome = api.study(study_file, out=out, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-                        dry_run=dry_run, progress=progress)
+                        dry_run=dry_run, progress=progress, prices=prices, max_cost=max_cost)
     if isinstance(outcome, dict):
         print_json(outcome) if as_json else _print_plan(outcome)
         return
@@ -61,9 +63,18 @@ def _print_plan(plan: dict) -> None:
     def seconds(p: dict):
         return (p["plan"].get("time") or {}).get("seconds")
 
+    from psychometrics.cli.terminal import money, print_costs
+
+    print_costs(plan["costs"], title=None if plan["cost"] is None else
+                f"Estimated cost: up to {money(plan['cost'])} (USD) for the study's {len(plan['costs'])} models")
+    if plan.get("max_cost") is not None:
+        verdict = ("within it" if plan["cost"] is not None and plan["cost"] <= plan["max_cost"]
+                   else "a real run would refuse to start")
+        print_wrapped(f"--max-cost {money(plan['max_cost'])}: {verdict}", indent="  ")
+
     rows = [{"model": p["model"], "kind": p["kind"],
              "planned": p["plan"].get("requests_planned", p["plan"].get("conversations_planned", 0)),
-             "to_send": p["plan"]["to_send"], "input_tokens": p["plan"]["estimated_input_tokens"],
+             "to_send": p["plan"]["to_send"], "input_tokens": _input_tokens(p["plan"]),
              "time": "-" if seconds(p) is None else duration(seconds(p))} for p in plan["runs"]]
     first = next(p["plan"] for p in plan["runs"] if p["kind"] == "questionnaire")
     print_fitted("Each model's questionnaire design", first["factors"], [
@@ -82,13 +93,19 @@ def _print_plan(plan: dict) -> None:
     ], max_rows=10_000)
     conversations = f" and {plan['conversations_planned']:,} conversations" if plan["conversations_planned"] else ""
     print_wrapped(f"total: {plan['requests_planned']:,} requests{conversations} planned, {plan['already_answered']:,} "
-                  f"already answered, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input "
+                  f"already answered, {plan['to_send']:,} to send; about {sum(r['input_tokens'] for r in rows):,} input "
                   f"tokens and at most {plan['estimated_output_tokens_max']:,} output tokens", indent="  ")
     measured = [seconds(p) for p in plan["runs"] if seconds(p) is not None]
     if measured:
         print_wrapped(f"time: about {duration(sum(measured))} for the {len(measured)} run(s) with a measured estimate "
                       "(local models, measured here); simulated and remote models are not included", indent="  ")
     print_wrapped("Nothing was sent.")
+
+
+def _input_tokens(plan: dict) -> int:
+    """A run's input tokens as its cost estimate counts them (the model's tokenizer where there is one)."""
+    cost = plan.get("cost")
+    return cost["input_tokens"] if cost else plan["estimated_input_tokens"]
 
 
 def _print_outcome(outcome) -> None:

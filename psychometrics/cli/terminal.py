@@ -203,6 +203,11 @@ def print_run_summary(payload: dict, summary, verdict=None) -> None:
     else:
         _print_scores("Scale scores (mean over respondents, 95% t interval)", summary,
                       f"{payload['analysis_dir']}/score_summary.csv")
+    from psychometrics.cost.actual import describe_run_cost
+
+    cost_line = describe_run_cost(payload.get("cost"))
+    if cost_line and not (payload["cost"].get("cost") == 0 and not payload["cost"].get("cached_input_tokens")):
+        print_wrapped(cost_line[:1].upper() + cost_line[1:])
     print_wrapped(f"Every table (reliability, sensitivity, structure, norms, ...): {payload['analysis_dir']}/; "
                   f"the report with the evidence: psytest report {payload['run_dir']}")
 
@@ -490,8 +495,92 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def money(value: float | None, currency: str = "USD") -> str:
+    """An amount for a terminal (:func:`psychometrics.cost.prices.format_money`)."""
+    from psychometrics.cost.prices import format_money
+
+    return format_money(value, currency)
+
+
+def _cost_span(span) -> str:
+    if span is None:
+        return "unknown"
+    low, high = span
+    return money(low) if abs(high - low) <= 0.005 * max(high, 1e-12) else f"{money(low)}-{money(high)}"
+
+
+def print_costs(estimates: list[dict], title: str | None = None) -> None:
+    """The cost table a paying user reads first: per model the requests to send, input tokens (of which
+    served from the provider's prompt cache), output tokens at most, the input and output cost and the
+    total (an upper bound: output counted at max_tokens); a total row for several models; then per
+    model its prices and how each number was made."""
+    from psychometrics.cli.tables import Column, print_fitted, print_wrapped
+
+    rows = list(estimates)
+    known = [e["cost"] for e in estimates if e["cost"] is not None]
+    total = None if len(known) < len(estimates) else sum(known)
+    if title is None:
+        batch = ", batch prices" if any(e.get("batch") for e in estimates) else ""
+        title = (f"Estimated cost: up to {money(total)} (USD{batch}) for "
+                 f"{sum(e['requests'] for e in estimates):,} requests")
+    if total is None:
+        unknown = [e["model"] for e in estimates if e["cost"] is None]
+        title = (f"Estimated cost: UNKNOWN for {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} (no "
+                 f"price); up to {money(sum(known))} (USD) for the {len(known)} priced model(s)")
+    if len(estimates) > 1:
+        def add(key):
+            values = [e.get(key) for e in estimates]
+            return None if any(v is None for v in values) else sum(values)
+
+        rows.append({"model": "total", **{key: add(key) for key in (
+            "requests", "input_tokens", "cached_input_tokens", "output_tokens_max", "input_cost", "output_cost_max",
+            "cost")}})
+    print_fitted(title, rows, [
+        Column("model", kind="text"), Column("requests", fmt=lambda r: f"{r['requests']:,}"),
+        Column("input_tokens", "input tokens", fmt=lambda r: f"{r['input_tokens']:,}"),
+        Column("cached_input_tokens", "cached", drop=2, fmt=lambda r: f"{r['cached_input_tokens']:,}"),
+        Column("output_tokens_max", "output (max)", drop=3, fmt=lambda r: f"{r['output_tokens_max']:,}"),
+        Column("input_cost", "input $", drop=1, fmt=lambda r: money(r.get("input_cost"))),
+        Column("output_cost_max", "output $", drop=1, fmt=lambda r: money(r.get("output_cost_max"))),
+        Column("cost", "cost", fmt=lambda r: money(r["cost"])),
+    ], max_rows=200)
+    for e in estimates:
+        if e["cost"] is None:
+            print_wrapped(f"{e['model']}: price unknown (not in litellm's price map): give --prices FILE.yaml with "
+                          "its input and output prices per 1M tokens; it is not counted as free", indent="  ")
+            continue
+        if e["cost"] == 0 and e["price"]["input_per_million"] == 0:
+            print_wrapped(f"{e['model']}: {e['price']['source']}", indent="  ")
+            continue
+        saving = f"; caching saves about {money(e['caching_saving'])}" if e.get("caching_saving") else ""
+        print_wrapped(f"{e['model']}: {e['price']['described']} ({e['price']['source']}); tokens: "
+                      f"{e['token_basis']}{'' if 'max_tokens' in e['token_basis'] else '; output at most max_tokens per request'}; "
+                      f"cache: {e['cache_basis']}{saving}; "
+                      f"{e['batch_basis']}", indent="  ")
+
+
+def print_factor_costs(estimate: dict) -> None:
+    """What each design factor costs: its levels and the cost of one level (what dropping one saves)."""
+    from psychometrics.cli.tables import Column, print_fitted
+    from psychometrics.cost.estimate import factor_costs
+    from psychometrics.design.breakdown import short_names
+
+    rows = factor_costs(estimate)
+    if not rows or estimate.get("cost") is None or not estimate["cost"]:
+        return
+    print_fitted("Cost per design factor (one level of a factor: what dropping it saves)", rows, [
+        Column("factor", kind="key"), Column("levels", kind="key", fmt=lambda r: str(r["levels"])),
+        Column("cost_per_level", "cost per level", fmt=lambda r: _cost_span(r["cost_per_level"])),
+        Column("requests_per_level", "requests per level", drop=2,
+               fmt=lambda r: f"{r['requests_per_level'][0]:,}" if r["requests_per_level"][0] == r["requests_per_level"][1]
+               else f"{r['requests_per_level'][0]:,}-{r['requests_per_level'][1]:,}"),
+        Column("names", "level names", kind="text", drop=1, fmt=lambda r: short_names(r["names"])),
+    ], max_rows=100)
+
+
 def print_plan(plan: dict) -> None:
-    """``administer --dry-run``: every factor with its levels, the product per inventory, tokens and time."""
+    """``administer --dry-run``: the cost first (what a paying user needs before anything else), the cost
+    per design factor, then every factor with its levels, the product per inventory, tokens and time."""
     from psychometrics.cli.tables import Column, print_fitted, print_wrapped
     from psychometrics.design.breakdown import short_names
 
@@ -499,15 +588,19 @@ def print_plan(plan: dict) -> None:
         value = row["levels"]
         return ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
 
+    cost = plan.get("cost")
+    free = cost is not None and cost["cost"] == 0 and (cost["price"] or {}).get("input_per_million") == 0
+    if cost is not None and not free:  # a paying user reads the money first
+        print_costs([cost])
+        print_max_cost(plan)
+        print_factor_costs(cost)
     print_fitted(f"Plan (nothing is sent): {plan['requests_planned']:,} requests", plan["factors"], [
         Column("factor", kind="key"), Column("levels", kind="key", fmt=levels),
         Column("names", "level names", kind="text",
                fmt=lambda r: short_names(r["names"]) + (f" ({r['note']})" if r.get("note") else "")),
     ], max_rows=100)
     for row in plan["inventories"]:
-        print_wrapped(f"{row['inventory']}: {row['formula']}; to send {row['to_send']:,}: about "
-                      f"{row['input_tokens']:,} input tokens, at most {row['output_tokens_max']:,} output tokens",
-                      indent="  ")
+        print_wrapped(f"{row['inventory']}: {row['formula']}; to send {row['to_send']:,}", indent="  ")
     if plan.get("extension"):
         grown = plan["extension"]
         changes = [f"{key} {_level_text(c['from'])} -> {_level_text(c['to'])}" for key, c in grown["changed"].items()]
@@ -515,11 +608,15 @@ def print_plan(plan: dict) -> None:
         print_wrapped(f"The run grows ({'; '.join(changes)}): {grown['requests_added']:,} requests added to its "
                       f"{grown['requests_before']:,}.")
     reused = f", {plan['to_reuse']:,} reused from other runs (--reuse)" if "to_reuse" in plan else ""
+    tokens = (f"{cost['input_tokens']:,} input tokens ({cost['token_basis']})" if cost is not None else
+              f"about {plan['estimated_input_tokens']:,} input tokens ({plan['token_basis']})")
+    output = cost["output_tokens_max"] if cost is not None else plan["estimated_output_tokens_max"]
     print_wrapped(f"total: {plan['requests_planned']:,} requests planned, {plan['already_answered']:,} already "
-                  f"answered{reused}, {plan['to_send']:,} to send; about {plan['estimated_input_tokens']:,} input tokens and "
-                  f"at most {plan['estimated_output_tokens_max']:,} output tokens (estimated: {plan['token_basis']})",
+                  f"answered{reused}, {plan['to_send']:,} to send; {tokens} and at most {output:,} output tokens",
                   indent="  ")
     _print_time(plan.get("time"))
+    if free:
+        print_wrapped(f"cost: none ({cost['price']['source']})", indent="  ")
     print_wrapped("Nothing was sent.")
 
 
@@ -530,6 +627,33 @@ def _level_text(value: object) -> str:
     if isinstance(value, list):
         return ",".join(_level_text(v) for v in value) or "(none)"
     return printable(f"{value:g}" if isinstance(value, float) else str(value), keep="")[:80]
+def print_max_cost(plan: dict) -> None:
+    """Under the cost table of a dry run: whether ``--max-cost`` would let the run start."""
+    from psychometrics.cli.tables import print_wrapped
+
+    limit = plan.get("max_cost")
+    if limit is None:
+        return
+    cost = plan["cost"]["cost"]
+    if cost is None:
+        print_wrapped(f"--max-cost {money(limit)}: a real run would refuse to start (the price is unknown)", indent="  ")
+    elif cost > limit:
+        print_wrapped(f"--max-cost {money(limit)}: a real run would refuse to start (estimate {money(cost)})", indent="  ")
+    else:
+        print_wrapped(f"--max-cost {money(limit)}: within it", indent="  ")
+
+
+def print_cost_line(estimate: dict) -> None:
+    """One line at the start of a real run: what the requests to send will cost, at most."""
+    from psychometrics.cli.tables import print_wrapped
+
+    if estimate["cost"] == 0 and estimate["price"] and estimate["price"]["input_per_million"] == 0:
+        return
+    batch = " (batch prices)" if estimate.get("batch") and "batch prices" in estimate["batch_basis"] else ""
+    print_wrapped(f"Estimated cost: up to {money(estimate['cost'])}{batch} for {estimate['requests']:,} requests to "
+                  f"{estimate['model']} ({estimate['input_tokens']:,} input tokens, {estimate['cached_input_tokens']:,} "
+                  f"of them cached; at most {estimate['output_tokens_max']:,} output tokens)"
+                  + ("" if estimate["cost"] is not None else "; give --prices FILE.yaml to price it"))
 
 
 def _print_time(time: dict | None) -> None:
@@ -548,6 +672,9 @@ def print_behavior_plan(plan: dict) -> None:
     from psychometrics.cli.tables import Column, print_fitted, print_wrapped
     from psychometrics.design.breakdown import short_names
 
+    cost = plan.get("cost")
+    if cost is not None and not (cost["cost"] == 0 and (cost["price"] or {}).get("input_per_million") == 0):
+        print_costs([cost])
     print_fitted(f"Plan (nothing is sent): {plan['conversations_planned']:,} conversations", plan["factors"], [
         Column("factor", kind="key"), Column("levels", kind="key"),
         Column("names", "level names", kind="text",

@@ -182,20 +182,32 @@ class RequestWork:
     prompt to store beside them. Any failure of the model becomes failure rows saying why; a re-ask that
     fails keeps the reply before it (paid for: kept as parsed, and not sent again) with a note."""
 
-    def __init__(self, reasks: int = 0):
+    def __init__(self, reasks: int = 0, price=None):
         self.reasks = reasks
+        self.price = price  # prices each answer (psychometrics.cost): every call of the request is paid
 
     async def __call__(self, planned_request: PlannedRequest, attempts: int, call: Call, stats: RunStats) -> Result:
         prompt = [[m.role, m.content] for m in planned_request.prompt.messages]
         t0 = time.perf_counter()
         reask_failures: list[BaseException] = []
+        from psychometrics.cost.actual import ReplyCosts
+
+        costs = ReplyCosts(self.price)
+
+        async def paid_call(request: ModelRequest) -> ModelReply:
+            reply = await call(request)
+            costs.add(reply)
+            return reply
+
         try:
-            reply, final_text, history, parsed = await converse(call, planned_request, self.reasks, reask_failures)
+            reply, final_text, history, parsed = await converse(paid_call, planned_request, self.reasks,
+                                                                reask_failures)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any backend failure is recorded, not fatal
             return Result(failure_rows(planned_request, exc, time.perf_counter() - t0, attempts), prompt)
         stats.reasks += len(history)
+        reply.cost = costs.total if self.price is not None else reply.cost
         rows = answer_rows(planned_request, reply, time.perf_counter() - t0, attempts, parsed)
         note = None
         if reask_failures:
@@ -218,9 +230,11 @@ async def run_requests(
     reasks: int = 0,
     on_answer: Callable[[list[ResponseRow]], None] | None = None,
     lease_s: float | None = None,
+    price=None,
 ) -> RunStats:
     """Send every unanswered request in ``planned`` that no other process has claimed, committing each
     answer as it arrives (:func:`psychometrics.engine.pool.send_all` with :class:`RequestWork`). ``lease_s``:
-    how long a claim of this run outlives it if it dies on another host."""
-    return await send_all(planned, store, RequestWork(reasks), backend=backend, concurrency=concurrency,
+    how long a claim of this run outlives it if it dies on another host. ``price``
+    (:class:`psychometrics.cost.prices.Price`): each answer's cost from its usage, stored with it."""
+    return await send_all(planned, store, RequestWork(reasks, price), backend=backend, concurrency=concurrency,
                           timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)

@@ -13,6 +13,10 @@
   :class:`~psychometrics.models.base.TransientModelError` (with the server's Retry-After, if any);
   authentication, bad requests and unknown models raise :class:`ModelCallError`, one line that says
   what to do.
+* Prompt caching: for Anthropic's Claude models the system message (persona + instructions, the fixed
+  prefix of every prompt) is sent as a text block marked ``cache_control: ephemeral``
+  (:mod:`psychometrics.cost.caching`); OpenAI caches repeated prefixes without a mark. Cached and
+  cache-written prompt tokens are read from the usage (:func:`fill_reply_metadata`).
 
 litellm takes seconds to import, so it is imported on first use only.
 """
@@ -28,6 +32,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from psychometrics.cost.caching import mark_system_cacheable, needs_cache_mark
 from psychometrics.errors import ModelSpecError, PsytestError
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
 
@@ -328,6 +333,9 @@ def fill_reply_metadata(reply: ModelReply, response: Any, choice: Any) -> ModelR
         if cached is None:
             cached = _count(_field(usage, "cache_read_input_tokens"))
         reply.cached_input_tokens = cached
+        written = _count(_field(usage, "cache_creation_input_tokens"))  # Anthropic: billed above the input price
+        if written:
+            reply.extra["cache_write_input_tokens"] = written
     reason = _field(choice, "finish_reason")
     reply.finish_reason = reason if isinstance(reason, str) else None
     for name, target in (("model", "served_model"), ("system_fingerprint", "system_fingerprint")):
@@ -538,6 +546,8 @@ class LiteLLMBackend(ModelBackend):
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "num_retries": 0,
         }
+        if needs_cache_mark(self.name):  # the fixed prefix (persona + instructions) read from the provider's cache
+            kwargs["messages"] = mark_system_cacheable(kwargs["messages"])
         if request.mode == "probs":
             kwargs.update(temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS)
         else:

@@ -73,6 +73,12 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     tables.update(verdict_tables(run))
     manifest = run.questionnaire
     run_info = run_info_table(manifest, tables["responses"])
+    from psychometrics.cost.actual import cost_rows, stored_run_cost
+
+    cost = stored_run_cost(run_dir, manifest.model)
+    if cost_rows(cost):
+        extra = pd.DataFrame(cost_rows(cost), columns=["key", "value"]).assign(unit=RUN_UNIT)
+        run_info = pd.concat([run_info, extra], ignore_index=True)
     validity = {}
     if behavior_runs:
         from psychometrics.validity.tables import compute_validity
@@ -82,11 +88,11 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
         inputs["behavior_runs"] = [{"run": str(b), **open_run(b, expect="behavior").inputs()} for b in behavior_runs]
     with DerivedSet(out_dir, "report", inputs=inputs, owned=owned,
                     options={"behavior_runs": [str(b) for b in behavior_runs or []], "dpi": dpi}) as report:
-        return _write_report(report, run_dir, manifest, tables, validity, run_info, dpi)
+        return _write_report(report, run_dir, manifest, tables, validity, run_info, dpi, cost)
 
 
 def _write_report(report, run_dir: Path, manifest: "QuestionnaireManifest", tables: dict, validity: dict, run_info: pd.DataFrame,
-                  dpi: int) -> "ReportPaths":
+                  dpi: int, cost: Optional[dict] = None) -> "ReportPaths":
     """The report's files, in the set ``report`` (:class:`psychometrics.run.outputs.DerivedSet`): everything is
     computed first (figures take seconds), then the CSVs, the page and the summary are written."""
     from psychometrics.report import figures as figs
@@ -113,6 +119,8 @@ def _write_report(report, run_dir: Path, manifest: "QuestionnaireManifest", tabl
         renamed = {("notes" if k == "validity_notes" else k): v for k, v in validity.items()}
         summary["validity"] = ValidityResult(out_dir, renamed).headline()
     summary["files"] = sorted(csv_names + ["report.html", "summary.json"])
+    if cost is not None:
+        summary["cost"] = cost  # what the answers cost, from the providers' usage (psychometrics.cost.actual)
     context = {
         "title": f"psytest report: {manifest.model}",
         "what_was_run": what_was_run(manifest, tables),

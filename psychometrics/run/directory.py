@@ -190,9 +190,11 @@ def administer(
     on_start=None,
     on_answer=None,
     reuse: list[Path] | tuple[Path, ...] = (),
+    price=None,
 ) -> RunResult:
     """Plan, record the manifest (growing the run when the design extends it), copy answers to identical
-    requests from the runs in ``reuse``, send what is missing; returns the run statistics."""
+    requests from the runs in ``reuse``, send what is missing; returns the run statistics. ``price``
+    (:class:`psychometrics.cost.prices.Price`) prices each answer from its usage (``responses.cost``)."""
     persona_set = _persona_set(design, persona_set)
     backend.prepare(inventories, persona_set)
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
@@ -221,7 +223,7 @@ def administer(
             try:
                 return await run_requests(
                     backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
-                    reasks=design.reasks, on_answer=on_answer,
+                    reasks=design.reasks, on_answer=on_answer, price=price,
                 )
             finally:
                 await backend.aclose()  # inside the loop: HTTP clients are bound to it
@@ -279,6 +281,9 @@ def estimate_requests(
     run_dir: Path | None,
     probe: bool = True,
     reuse: list[Path] | tuple[Path, ...] = (),
+    *,
+    prices: dict | None = None,
+    batch: bool = False,
 ) -> dict:
     """What a run would send (``--dry-run``): the plan factor by factor, requests planned, already
     answered and to send, tokens per inventory, and for a local model an estimated time.
@@ -290,6 +295,11 @@ def estimate_requests(
     request in plan order, the tokens not shared with the previous prompt (the part a run evaluates: the
     shared prefix stays in the model's cache) at the measured speed, and the measured reply length of a
     greedy text reply at the measured generation speed.
+
+    ``cost`` is :func:`psychometrics.cost.estimate.estimate_cost` of the requests to send: tokens counted
+    with the model's tokenizer where one is offline, the price from ``prices`` (a user's price file,
+    :func:`psychometrics.cost.prices.load_price_file`) or litellm's map, the cached-prefix discount, and
+    the batch prices with ``batch``.
     """
     from psychometrics.design.breakdown import plan_breakdown
     from psychometrics.engine.pool import pending
@@ -335,6 +345,7 @@ def estimate_requests(
         "factors": breakdown["factors"],
         "inventories": list(per_inventory.values()),
         "time": _time_estimate(backend, [p.request for p in todo], probe),
+        "cost": plan_cost(backend.name, todo, prices, batch),
     }
     return result
 
@@ -356,6 +367,12 @@ def _growth_preview(backend: ModelBackend, inventories: list[Inventory], design:
     extension = recorded.extensions[-1]
     return {"changed": extension.changed, "inventories_added": extension.inventories_added,
             "requests_before": extension.requests_before, "requests_added": extension.requests_added}
+def plan_cost(model: str, todo: list[PlannedRequest], prices: dict | None = None, batch: bool = False) -> dict:
+    """The estimated cost of sending ``todo`` to ``model`` (:mod:`psychometrics.cost.estimate`)."""
+    from psychometrics.cost.estimate import estimate_cost
+    from psychometrics.cost.prices import price_for
+
+    return estimate_cost(model, todo, price_for(model, prices), batch=batch)
 
 
 def shared_prefix(a: str, b: str) -> int:

@@ -192,9 +192,11 @@ def _behave_options(study: Study) -> dict:
             "persona_ids": design.get("persona_ids")}
 
 
-def plan_study(study: Study) -> list[dict]:
+def plan_study(study: Study, prices: Optional[Path] = None) -> list[dict]:
     """Each run's dry-run plan (``administer``/``behave`` ``--dry-run`` with the run's directory, so what
-    is already answered is counted), as ``{"model", "slug", "kind", "plan"}``."""
+    is already answered is counted), as ``{"model", "slug", "kind", "plan"}``; each plan has its ``cost``
+    (a behaviour run's priced from its token estimate: :func:`psychometrics.cost.estimate.price_tokens`).
+    ``prices``: a user's price file (``--prices``)."""
     from psychometrics import api
 
     resolve_everything(study)
@@ -202,16 +204,27 @@ def plan_study(study: Study) -> list[dict]:
     plans = []
     for model in study.spec.models:
         run_dir = study.run_dir(model)
-        plan = api.administer(model, inventory=inventories, design=study.design(), out=run_dir, dry_run=True)
+        plan = api.administer(model, inventory=inventories, design=study.design(), out=run_dir, dry_run=True,
+                              prices=prices)
         plans.append({"model": model, "slug": study.slugs[model], "kind": "questionnaire", "plan": plan})
         if study.tasks is not None:
-            plan = api.behave(model, out=study.run_dir(model, "behavior"), dry_run=True, **_behave_options(study))
+            plan = api.behave(model, out=study.run_dir(model, "behavior"), dry_run=True, prices=prices,
+                              **_behave_options(study))
             plans.append({"model": model, "slug": study.slugs[model], "kind": "behavior", "plan": plan})
     return plans
 
 
+def study_costs(plans: list[dict]) -> list[dict]:
+    """Per model of a study, the estimated cost of its runs added up (questionnaire and behaviour)."""
+    from psychometrics.cost.estimate import add_estimates
+
+    models = list(dict.fromkeys(p["model"] for p in plans))
+    return [add_estimates(model, [p["plan"]["cost"] for p in plans if p["model"] == model and "cost" in p["plan"]])
+            for model in models]
+
+
 def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeout: Optional[float] = None,
-              progress: Optional[Callable[[str, str], Any]] = None) -> StudyResult:
+              progress: Optional[Callable[[str, str], Any]] = None, prices: Optional[Path] = None) -> StudyResult:
     """Run every model of the study, then compare and (with tasks) the validity tables; see the module
     docstring. ``progress(model, kind)`` gives the :class:`psychometrics.api.Progress` of each run (or None)."""
     from psychometrics import api
@@ -231,7 +244,7 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
             if run.kind == "questionnaire":
                 outcome = api.administer(run.model, inventory=inventories, design=study.design(), out=run.run_dir,
                                          concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-                                         progress=shown)
+                                         progress=shown, prices=prices)
             else:
                 outcome = api.behave(run.model, out=run.run_dir, concurrency=concurrency, max_retries=max_retries,
                                      timeout=timeout, progress=shown, **_behave_options(study))

@@ -32,6 +32,13 @@ Holding (``hold_after=N``): the first N chat requests are answered, every later 
 counted and logged) but left unanswered until :meth:`OpenAIServer.release`. A test can so stop a
 client at a point it knows (exactly N answers) on a machine of any speed, then kill it, or let it go.
 
+Prompt caching (``prompt_cache``): the server remembers every system message it was sent; a request
+whose system message was seen before reports that message's tokens (words, as the usage counts them)
+as served from the cache: ``"openai"`` in ``usage.prompt_tokens_details.cached_tokens``,
+``"anthropic"`` as ``cache_read_input_tokens``, and the first request with a prefix as
+``cache_creation_input_tokens``. ``keep_bodies`` keeps every chat request body (``bodies``) so tests
+can read what a client sent (e.g. a ``cache_control`` mark).
+
 Optional checks: ``api_key`` (401 unless ``Authorization: Bearer <api_key>``; the 401 message echoes the
 key it was given, as careless servers do, so clients' redaction gets tested) and ``models`` (404 for
 other model names). Bounded: loopback addresses only, request bodies up to ``max_body_bytes``, at most
@@ -95,6 +102,8 @@ class ServerConfig:
     log_requests: bool = True  # keep ``request_log`` (off for long runs: it grows with every request)
     rewrite: Callable[[dict], dict] | None = None  # changes every successful response body (hostile replies)
     hold_after: int | None = None  # answer this many chat requests, hold the rest until release()
+    prompt_cache: str | None = None  # "openai" or "anthropic": report repeated system prompts as cached
+    keep_bodies: bool = False  # keep every chat request body in ``bodies``
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -108,6 +117,8 @@ class ServerConfig:
             raise ValueError("max_connections, max_in_flight and max_body_bytes must be at least 1")
         if self.hold_after is not None and self.hold_after < 0:
             raise ValueError("hold_after must not be negative")
+        if self.prompt_cache not in (None, "openai", "anthropic"):
+            raise ValueError(f"prompt_cache must be None, 'openai' or 'anthropic', got {self.prompt_cache!r}")
 
 
 # -- reading requests -----------------------------------------------------------------------------
@@ -323,6 +334,8 @@ class OpenAIServer:
         self.requests_served = 0
         self.faults_injected: Counter[str] = Counter()
         self.request_log: list[tuple[float, str | None, str | None]] = []
+        self.bodies: list[dict] = []
+        self._cached_prefixes: set[str] = set()
         self.held = 0
         self.peak_in_flight = 0
         self._in_flight = 0
@@ -499,6 +512,8 @@ class OpenAIServer:
         refusal = self._check_key(request.headers) or self._check_model(body)
         if refusal is not None:
             return await self._send(writer, *refusal, keep)
+        if self.config.keep_bodies:
+            self.bodies.append(body)
         number = self.requests_served
         fault = self.next_fault(body)
         if self.config.hold_after is not None and number >= self.config.hold_after and not self._released.is_set():
@@ -584,7 +599,26 @@ class OpenAIServer:
         else:
             content = reply.text or ""
         usage = (reply.input_tokens or words, reply.output_tokens or max(1, len(content.split())))
-        return completion_body(model, content, logprobs, usage)
+        payload = completion_body(model, content, logprobs, usage)
+        if self.config.prompt_cache:
+            self._report_cache(body, payload["usage"])
+        return payload
+
+    def _report_cache(self, body: dict, usage: dict) -> None:
+        """Add what a provider's prompt cache would report for this request's system prompt to ``usage``."""
+        raw = body.get("messages") if isinstance(body.get("messages"), list) else []
+        system = "\n".join(_content_text(m.get("content")) for m in raw
+                           if isinstance(m, dict) and m.get("role") in ("system", "developer"))
+        tokens = min(len(system.split()), usage["prompt_tokens"])
+        seen = system in self._cached_prefixes
+        self._cached_prefixes.add(system)
+        if not system:
+            return
+        if self.config.prompt_cache == "openai":
+            usage["prompt_tokens_details"] = {"cached_tokens": tokens if seen else 0}
+        else:
+            usage["cache_read_input_tokens"] = tokens if seen else 0
+            usage["cache_creation_input_tokens"] = 0 if seen else tokens
 
     # -- stopping ---------------------------------------------------------------------------------
     async def _shutdown(self) -> None:
