@@ -239,6 +239,23 @@ def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, thread
                          inventories=inventories)
 
 
+def _check_batch_options(backend: ModelBackend, plan, poll: float, size: Optional[int]) -> None:
+    """One-line errors for ``--batch`` with a model, design or option it cannot work with, before anything
+    is written."""
+    from psychometrics.engine.batch import batch_api_for, check_batchable
+    from psychometrics.engine.pool import RetryPolicy
+
+    if not (isinstance(poll, (int, float)) and 0 < poll <= 86400):
+        raise PsytestError(f"--batch-poll: {poll!r} is not a number of seconds between 0 and 86400; give e.g. 60")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise PsytestError(f"--batch-size: {size!r} is not a whole number of requests of at least 1")
+    batch_api_for(backend, RetryPolicy())
+    check_batchable(plan)
+    if backend.name.startswith("anthropic/") and any(m != "text" for m in plan.modes):
+        raise PsytestError("--batch: Anthropic gives no log-probabilities, so probs mode cannot be batched for an "
+                           "anthropic/ model; use --mode text")
+
+
 def _sending(progress: Optional[Progress]) -> dict:
     """The callbacks the run functions take, from a :class:`Progress` (or none)."""
     return {"on_start": progress.start if progress else None, "on_answer": progress.advance if progress else None}
@@ -275,6 +292,9 @@ def administer(
     timeout: Optional[float] = None,
     dry_run: bool = False,
     progress: Optional[Progress] = None,
+    batch: bool = False,
+    batch_poll: float = 60.0,
+    batch_size: Optional[int] = None,
 ) -> Union[RunOutcome, dict]:
     """Administer inventories to a model under a factorial design, store every answer, and analyse the run
     (``psytest administer``).
@@ -284,7 +304,10 @@ def administer(
     sends only what is missing. With ``dry_run`` nothing is sent and a dict of counts and token estimates
     is returned (``requests_planned``, ``already_answered``, ``to_send``, ``estimated_input_tokens``,
     ``estimated_output_tokens_max``). Otherwise the analysis tables are written to ``RUN/analysis`` and
-    returned in a :class:`RunOutcome`.
+    returned in a :class:`RunOutcome`. ``batch``: send through the provider's batch API (OpenAI-compatible
+    ``/v1/batches``, Anthropic message batches), polling every ``batch_poll`` seconds, at most
+    ``batch_size`` requests per batch (default: the provider's limit); an interrupted batch run resumes
+    by polling its stored batches.
     """
     from psychometrics.design.plan import Design, design_from_mapping, load_design
     from psychometrics.inventories.library import resolve_inventory
@@ -317,10 +340,17 @@ def administer(
         persona_set.select(plan.persona_ids)
     backend = _backend(model, api_base, timeout, threads, threads_batch, inventories)
     model_name = model if isinstance(model, str) else backend.name
+    if batch:
+        _check_batch_options(backend, plan, batch_poll, batch_size)
+    elif batch_size is not None:
+        raise PsytestError("--batch-size: applies to batch runs; add --batch or leave it out")
     if dry_run:
         from psychometrics.run.directory import estimate_requests
 
-        return estimate_requests(backend, inventories, plan, persona_set, _path(out))
+        estimate = estimate_requests(backend, inventories, plan, persona_set, _path(out))
+        if batch:
+            estimate["batch"] = True
+        return estimate
     from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import administer as run_administer
     from psychometrics.run.directory import default_run_dir
@@ -330,7 +360,7 @@ def administer(
         result = run_administer(
             backend, inventories, plan, run_dir, persona_set=persona_set, inventory_sources=sources,
             concurrency=concurrency, timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries, base_s=retry_base),
-            **_sending(progress),
+            batch=batch, batch_poll_s=batch_poll, batch_size=batch_size, **_sending(progress),
         )
     finally:
         if progress:

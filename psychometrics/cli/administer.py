@@ -55,6 +55,13 @@ def administer(
     ] = 1.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Send through the provider's batch API (openai/NAME incl. "
+                                        "OpenAI-compatible servers, anthropic/NAME): cheaper, answers within a day; "
+                                        "re-run the same command to resume polling.")] = False,
+    batch_poll: Annotated[float, typer.Option(min=0.001, max=86400.0, help="With --batch: seconds between polls of "
+                                              "the submitted batches (the wait grows while nothing ends, up to 10x).")] = 60.0,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="With --batch: at most this many requests per "
+                                                      "batch.", show_default="the provider's limit")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan: each factor's levels, requests, tokens and (local models) a time estimate; send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
 ) -> None:
@@ -72,6 +79,7 @@ def administer(
         temperature=temperature, seed=seed, mode=mode, personas=personas, persona_ids=persona_ids,
         items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_retries=max_retries,
         retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
+        batch=batch, batch_poll=batch_poll, batch_size=batch_size,
     )
     if dry_run:
         if as_json:

@@ -141,8 +141,17 @@ def administer(
     retry: RetryPolicy = RetryPolicy(),
     on_start=None,
     on_answer=None,
+    batch: bool = False,
+    batch_poll_s: float = 60.0,
+    batch_size: int | None = None,
 ) -> RunResult:
-    """Plan, record the manifest, send what is missing; returns the run statistics."""
+    """Plan, record the manifest, send what is missing; returns the run statistics. With ``batch`` the
+    pending requests go through the provider's batch API (:mod:`psychometrics.engine.batch`), polled
+    every ``batch_poll_s`` seconds, at most ``batch_size`` requests per batch."""
+    if batch:
+        from psychometrics.engine.batch import check_batchable
+
+        check_batchable(design)
     if design.personas and persona_set is None:
         from psychometrics.design.personas import resolve_persona_set
 
@@ -167,6 +176,14 @@ def administer(
 
         async def send() -> RunStats:
             try:
+                if batch:
+                    from psychometrics.engine.batch import run_batch
+
+                    return await run_batch(backend, planned, store, poll_s=batch_poll_s, retry=retry,
+                                           max_requests=batch_size, on_answer=on_answer)
+                from psychometrics.engine.batch import refuse_direct_send
+
+                refuse_direct_send(store)
                 return await run_requests(
                     backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
                     reasks=design.reasks, on_answer=on_answer,
