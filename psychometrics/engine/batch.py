@@ -199,10 +199,12 @@ class BatchRun:
             from psychometrics.batch.results import LineResult
             from psychometrics.models.base import TransientModelError
 
+            # A batch that failed as a whole has no results: its requests are submitted again. One that
+            # ended without a line for a request is the provider's anomaly: failed, tried by the next run.
             reason = (f"batch {sub.batch_id} {state.status}: {state.error}" if state.error
                       else f"batch {sub.batch_id} {state.status} without a result for this request")
-            self._commit(sub, [LineResult(rid, error=TransientModelError(reason), retryable=True) for rid in missing],
-                         seen)
+            self._commit(sub, [LineResult(rid, error=TransientModelError(reason), retryable=bool(state.error))
+                               for rid in missing], seen)
         self.ledger.update(sub, state="ended", provider_status=state.status)
 
     def _commit(self, sub: Submission, results: list, seen: set[str]) -> None:

@@ -26,10 +26,12 @@ A batch's lines are answered when it is created (text or log-probabilities, as
 ``line_error_every`` every k-th line of a batch (k, 2k, ...) gets a per-line error with
                      ``line_error_status`` (500: transient, 400: a rejected request), on the first
                      submission of its ``custom_id`` only, so that a resubmission succeeds
-``hold``             steps held until :meth:`BatchServer.release`: ``upload`` (received, not stored),
-                     ``create`` (received, nothing created), ``created`` (the batch exists, the answer to
-                     the client is held), ``poll`` (a status request), ``results`` (after ``hold_results_after``
-                     lines of an output file are sent)
+``hold``             steps held, the first time each is reached, until :meth:`BatchServer.release`:
+                     ``upload`` (the file is stored, the answer held), ``create`` (received, nothing
+                     created), ``created`` (the batch exists, the answer held), ``poll`` (a status
+                     request), ``results`` (after ``hold_results_after`` lines of a result file are sent).
+                     ``release(drop=True)`` ends held requests without going on (a 503, or the result
+                     stream cut), as for a client that was killed meanwhile.
 
 Counters: ``uploads``, ``batches_created``, ``submissions`` (a ``Counter`` of custom ids over every created
 batch), ``status_polls``, ``result_downloads``; :meth:`BatchServer.reached` tells whether a held step was hit.
@@ -116,6 +118,7 @@ class BatchServer:
         self.result_downloads = 0
         self.lines_sent = 0
         self._reached: set[str] = set()
+        self._drop = False
         self._lock = threading.Lock()
         self.host, _ = _loopback_host(host)
         self._loop = asyncio.new_event_loop()
@@ -178,8 +181,9 @@ class BatchServer:
         with self._lock:
             return step in self._reached
 
-    def release(self) -> None:
-        """Let every held step, and every later one, go on."""
+    def release(self, drop: bool = False) -> None:
+        """Let every held step go on; with ``drop``, end the held requests instead (nothing more done)."""
+        self._drop = drop
         self._loop.call_soon_threadsafe(self._released.set)
 
     def submitted_twice(self) -> list[str]:
@@ -205,11 +209,19 @@ class BatchServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def _hold(self, step: str) -> None:
-        if step in self.config.hold and not self._released.is_set():
-            with self._lock:
-                self._reached.add(step)
-            await self._released.wait()
+    async def _hold(self, step: str) -> bool:
+        """Hold ``step`` the first time it is reached (see ``hold``); whether the held request is dropped."""
+        with self._lock:
+            if step not in self.config.hold or step in self._reached or self._released.is_set():
+                return False
+            self._reached.add(step)
+        await self._released.wait()
+        return self._drop
+
+    def _dropped(self):
+        from aiohttp import web
+
+        return web.json_response(error_body("dropped", "server_error"), status=503)
 
     # -- answering one request ----------------------------------------------------------------------
     async def _answer_openai(self, body: dict) -> tuple[int, dict]:
@@ -266,7 +278,6 @@ class BatchServer:
         from aiohttp import web
 
         form = await request.post()
-        await self._hold("upload")
         upload = form.get("file")
         if form.get("purpose") != "batch" or upload is None or not hasattr(upload, "file"):
             return web.json_response(error_body("purpose=batch and a file are required", "invalid_request_error"),
@@ -277,6 +288,8 @@ class BatchServer:
             self.uploads += 1
             self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(_now()),
                                    "filename": upload.filename, "purpose": "batch", "data": data}
+        if await self._hold("upload"):
+            return self._dropped()
         return web.json_response(self._file_object(file_id))
 
     def _file_object(self, file_id: str) -> dict:
@@ -308,8 +321,9 @@ class BatchServer:
         response = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
         await response.prepare(request)
         for index, line in enumerate(lines):
-            if index == self.config.hold_results_after and index:
-                await self._hold("results")
+            if index == self.config.hold_results_after and index and await self._hold("results"):
+                request.transport.abort()  # the stream cut, as a dead client's
+                return response
             await response.write(line)
             with self._lock:
                 self.lines_sent += 1
@@ -320,7 +334,8 @@ class BatchServer:
         from aiohttp import web
 
         body = await request.json()
-        await self._hold("create")
+        if await self._hold("create"):
+            return self._dropped()
         entry = self.files.get(str(body.get("input_file_id")))
         if entry is None:
             return web.json_response(error_body("input_file_id: no such file", "invalid_request_error"), status=400)
@@ -354,7 +369,8 @@ class BatchServer:
                                     "response": {"status_code": status, "request_id": uuid.uuid4().hex,
                                                  "body": payload}, "error": None})
         self.batches[batch.id] = batch
-        await self._hold("created")
+        if await self._hold("created"):
+            return self._dropped()
         return web.json_response(self._openai_object(batch, count=False))
 
     def _openai_object(self, batch: _Batch, *, count: bool = True) -> dict:
@@ -400,7 +416,8 @@ class BatchServer:
             return web.json_response(error_body("no such batch", "invalid_request_error"), status=404)
         with self._lock:
             self.status_polls += 1
-        await self._hold("poll")
+        if await self._hold("poll"):
+            return self._dropped()
         return web.json_response(self._openai_object(batch))
 
     async def _list_openai(self, request):
@@ -431,7 +448,8 @@ class BatchServer:
         from aiohttp import web
 
         body = await request.json()
-        await self._hold("create")
+        if await self._hold("create"):
+            return self._dropped()
         requests = body.get("requests")
         if not isinstance(requests, list) or not requests:
             return web.json_response({"type": "error", "error": {"type": "invalid_request_error",
@@ -453,7 +471,8 @@ class BatchServer:
                 result = {"type": "succeeded", "message": await self._answer_anthropic(entry.get("params") or {})}
             batch.lines.append({"custom_id": custom_id, "result": result})
         self.batches[batch.id] = batch
-        await self._hold("created")
+        if await self._hold("created"):
+            return self._dropped()
         return web.json_response(self._anthropic_object(batch, count=False))
 
     def _anthropic_object(self, batch: _Batch, *, count: bool = True) -> dict:
@@ -478,7 +497,8 @@ class BatchServer:
                                      status=404)
         with self._lock:
             self.status_polls += 1
-        await self._hold("poll")
+        if await self._hold("poll"):
+            return self._dropped()
         return web.json_response(self._anthropic_object(batch))
 
     async def _list_anthropic(self, request):
