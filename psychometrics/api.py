@@ -123,6 +123,7 @@ class RunOutcome:
             "reasks": stats.reasks, "reasks_failed": stats.reasks_failed,
             "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
             "items_per_second": round(stats.per_second, 3),
+            **({"batch": stats.batch_summary()} if hasattr(stats, "batch_summary") else {}),
             "verdict": json.loads(self.verdict.to_json(orient="records")) if self.verdict is not None else [],
             "scales": json.loads(self.summary.to_json(orient="records")),
         }

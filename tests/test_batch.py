@@ -231,3 +231,21 @@ def test_anthropic_killed_after_create_finds_its_batch(tmp_path, monkeypatch):
         assert resumed.returncode == 0, stderr
         assert server.batches_created == 1 and server.submitted_twice() == []
     assert len(answered(out / "responses.sqlite")) == MINI_IPIP_REQUESTS
+
+
+def test_two_processes_batching_one_run_submit_each_request_once(tmp_path):
+    """The second process finds the first one's batch live: it submits nothing and collects it."""
+    out = tmp_path / "run"
+    with start_batch_server(hold={"poll"}) as server:
+        first = start(server.base_url, out)
+        wait_for(lambda: alive(first) and server.reached("poll"), "the first process polling")
+        second = start(server.base_url, out)
+        stdout, stderr = second.communicate(timeout=HANG_GUARD_S)
+        assert second.returncode == 0, stderr
+        server.release()
+        _, stderr = first.communicate(timeout=HANG_GUARD_S)
+        assert first.returncode == 0, stderr
+        assert server.batches_created == 1 and server.submitted_twice() == []
+    summary = json.loads(stdout)
+    assert summary["batch"]["requests_submitted"] == 0 and summary["batch"]["batches_resumed"] == 1
+    assert summary["sent"] == MINI_IPIP_REQUESTS and len(answered(out / "responses.sqlite")) == MINI_IPIP_REQUESTS

@@ -95,6 +95,13 @@ def administer(
         from psychometrics.cli.terminal import print_run_summary
 
         print_run_summary(outcome.as_dict(), outcome.summary, outcome.verdict)
+        if hasattr(outcome.stats, "batch_summary"):
+            from psychometrics.cli.terminal import echo
+
+            counts = outcome.stats.batch_summary()
+            echo(f"batch: {counts['requests_submitted']:,} requests submitted in {counts['batches_created']:,} new "
+                 f"batch(es) ({counts['requests_resubmitted']:,} of them again, after expiring or a transient "
+                 f"error); {counts['batches_resumed']:,} batch(es) of an earlier run collected")
     finish_run(outcome.stats, "requests")
 
 

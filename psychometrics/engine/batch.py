@@ -54,6 +54,12 @@ class BatchStats(RunStats):
     requests_resubmitted: int = 0  # of those, requests submitted before (expired, failed, transient error)
     polls: int = 0
 
+    def batch_summary(self) -> dict:
+        """The batch counts a run summary shows."""
+        return {"batches_created": self.batches_created, "batches_resumed": self.batches_resumed,
+                "requests_submitted": self.requests_submitted, "requests_resubmitted": self.requests_resubmitted,
+                "polls": self.polls}
+
 
 def batch_api_for(backend, retry: RetryPolicy):
     """The batch API of ``backend``'s provider; a one-line error for a model no batch API serves."""
@@ -124,22 +130,36 @@ class BatchRun:
 
     # -- submitting -----------------------------------------------------------------------------------
     async def submit(self, requests: list) -> None:
-        """Submit ``requests`` in batches within the provider's limits, each recorded before it is sent."""
+        """Submit ``requests`` in batches within the provider's limits, each recorded before it is sent.
+
+        Which requests go, and their submissions, are decided in one write transaction that first drops
+        requests answered or live meanwhile: two processes batching one run never submit one request twice."""
         if not requests:
             return
-        before = self.ledger.times_submitted()
         limit = self.api.max_requests
         self.api.max_requests = self.max_requests
+        subs = []
+        self.store.conn.execute("BEGIN IMMEDIATE")
         try:
-            chunks = _chunks(requests, self.api)
+            answered = self.store.answered_ids()
+            live = {rid for sub in self.ledger.live() for rid in sub.request_ids}
+            chosen = [p for p in requests if p.request_id not in answered and p.request_id not in live]
+            before = self.ledger.times_submitted()
+            state = "uploading" if self.api.needs_upload else "creating"
+            for chunk, lines in _chunks(chosen, self.api):
+                again = sum(1 for p in chunk if before.get(p.request_id))
+                sub = self.ledger.begin(self.api.provider, self.api.endpoint, [p.request_id for p in chunk], again,
+                                        state)
+                subs.append((sub, lines))
+                self.stats.requests_submitted += len(chunk)
+                self.stats.requests_resubmitted += again
+        except BaseException:
+            self.store.conn.execute("ROLLBACK")
+            raise
         finally:
             self.api.max_requests = limit
-        for chunk, lines in chunks:
-            again = sum(1 for p in chunk if before.get(p.request_id))
-            state = "uploading" if self.api.needs_upload else "creating"
-            sub = self.ledger.begin(self.api.provider, self.api.endpoint, [p.request_id for p in chunk], again, state)
-            self.stats.requests_submitted += len(chunk)
-            self.stats.requests_resubmitted += again
+        self.store.conn.execute("COMMIT")
+        for sub, lines in subs:
             await self.advance(sub, lines)
 
     async def advance(self, sub: Submission, lines: list[bytes] | None = None, *, resumed: bool = False) -> None:
@@ -219,6 +239,7 @@ class BatchRun:
             planned = self.by_id[result.custom_id]
             attempts = self.tried.get(result.custom_id, 0) + 1
             if result.reply is not None:
+                result.reply.extra["batch"] = True  # answered at the provider's batch price
                 rows = answer_rows(planned, result.reply, None, attempts)
             else:
                 rows = failure_rows(planned, result.error, None, attempts)
@@ -234,8 +255,8 @@ class BatchRun:
             if not was_stored:  # answered already (an earlier, interrupted collection): not counted again
                 continue
             self.final[rows[0].request_id] = rows
-            if self.on_answer is not None:
-                self.on_answer(rows)
+            if self.on_answer is not None and rows[0].error is None:
+                self.on_answer(rows)  # failures are shown at the end: most are answered on resubmission
 
     def _count(self) -> None:
         """Fill the statistics from the last rows committed for each request in this run: a request that
@@ -246,6 +267,8 @@ class BatchRun:
             if rows[0].error is not None:
                 stats.failed += 1
                 stats.first_error = stats.first_error or rows[0].error
+                if self.on_answer is not None:
+                    self.on_answer(rows)
             for row in rows:
                 stats.outcomes[row.outcome] = stats.outcomes.get(row.outcome, 0) + 1
             stats.items_answered += sum(row.error is None for row in rows)
@@ -262,8 +285,7 @@ class BatchRun:
                     await self.advance(sub, resumed=True)
             todo, done = pending(list(self.by_id.values()), self.store)
             self.stats.already_answered = done
-            live = {rid for sub in self.ledger.live() for rid in sub.request_ids}
-            await self.submit([p for p in todo if p.request_id not in live])
+            await self.submit(todo)
             wait = self.poll_s
             while True:
                 subs = self.ledger.live()

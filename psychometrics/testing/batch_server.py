@@ -322,7 +322,8 @@ class BatchServer:
         await response.prepare(request)
         for index, line in enumerate(lines):
             if index == self.config.hold_results_after and index and await self._hold("results"):
-                request.transport.abort()  # the stream cut, as a dead client's
+                if request.transport is not None:
+                    request.transport.abort()  # the stream cut, as a dead client's
                 return response
             await response.write(line)
             with self._lock:
