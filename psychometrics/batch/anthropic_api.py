@@ -17,7 +17,7 @@ import json
 import os
 
 from psychometrics.batch.http import BatchAPIError, BatchHTTP
-from psychometrics.batch.results import BatchState, LineResult
+from psychometrics.batch.results import BatchState, LineResult, as_object
 from psychometrics.errors import PsytestError
 from psychometrics.models.base import ModelReply, TransientModelError
 from psychometrics.models.litellm_backend import ModelCallError, check_api_base
@@ -83,8 +83,8 @@ class AnthropicBatches:
                                           params={"limit": "100", **({"after_id": after} if after else {})})
             data = [e for e in answer.get("data") or [] if isinstance(e, dict)]
             for entry in data:
-                counts = entry.get("request_counts") if isinstance(entry.get("request_counts"), dict) else {}
-                total = sum(v for v in counts.values() if isinstance(v, int))
+                counts = as_object(entry.get("request_counts"))
+                total = sum(int(v) for v in counts.values() if isinstance(v, int))
                 created = _timestamp(entry.get("created_at"))
                 if (entry.get("id") and str(entry["id"]) not in known and total == count
                         and created is not None and created >= since - 5):
@@ -108,21 +108,22 @@ class AnthropicBatches:
         if not isinstance(entry, dict) or str(entry.get("custom_id")) not in requests:
             return None
         custom_id = str(entry["custom_id"])
-        result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
+        result = as_object(entry.get("result"))
         kind = result.get("type")
-        if kind == "succeeded" and isinstance(result.get("message"), dict):
+        message = as_object(result.get("message"))
+        if kind == "succeeded" and message:
             try:
-                return LineResult(custom_id, reply=_reply(result["message"]).cleaned())
+                return LineResult(custom_id, reply=_reply(message).cleaned())
             except (ValueError, TypeError) as exc:
                 return LineResult(custom_id, error=exc, retryable=False)
         if kind == "errored":
-            error = result.get("error") if isinstance(result.get("error"), dict) else {}
-            inner = error.get("error") if isinstance(error.get("error"), dict) else error
-            kind_, message = str(inner.get("type") or "error"), str(inner.get("message") or "")
+            error = as_object(result.get("error"))
+            inner = as_object(error.get("error")) or error
+            kind_, detail = str(inner.get("type") or "error"), str(inner.get("message") or "")
             if kind_ == "invalid_request_error":
                 return LineResult(custom_id, error=ModelCallError(f"{self.model}: the provider rejected the request "
-                                                                  f"({message[:200]})"), retryable=False)
-            return LineResult(custom_id, error=TransientModelError(f"{kind_}: {message[:200]}"), retryable=True)
+                                                                  f"({detail[:200]})"), retryable=False)
+            return LineResult(custom_id, error=TransientModelError(f"{kind_}: {detail[:200]}"), retryable=True)
         return LineResult(custom_id, error=TransientModelError(f"batch line not run ({kind or 'no result'})"),
                           retryable=True)
 
@@ -132,9 +133,10 @@ class AnthropicBatches:
 
 def _reply(message: dict) -> ModelReply:
     """A Messages API response as a :class:`ModelReply` (input tokens include those read from the cache)."""
-    blocks = message.get("content") if isinstance(message.get("content"), list) else []
+    content = message.get("content")
+    blocks = content if isinstance(content, list) else []
     text = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-    usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+    usage = as_object(message.get("usage"))
     counts = {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
     cached = counts.get("cache_read_input_tokens")
     inputs = None

@@ -16,9 +16,9 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 from psychometrics.batch.http import BatchAPIError, BatchHTTP
-from psychometrics.batch.results import BatchState, LineResult
+from psychometrics.batch.results import BatchState, LineResult, as_object
 from psychometrics.models.base import InvalidReplyError, TransientModelError
-from psychometrics.models.openai_http import KEY_VARIABLE, OpenAIHTTPBackend
+from psychometrics.models.openai_http import OpenAIHTTPBackend
 
 DEFAULT_BASE = "https://api.openai.com/v1"
 ENDED = ("completed", "expired", "cancelled", "failed")
@@ -90,7 +90,7 @@ class OpenAIBatches:
             answer = await self.http.json("GET", "/batches", params=params)
             data = [e for e in answer.get("data") or [] if isinstance(e, dict)]
             for entry in data:
-                metadata = entry.get("metadata") if isinstance(entry.get("metadata"), dict) else {}
+                metadata = as_object(entry.get("metadata"))
                 if metadata.get("psytest_submission") == submission and entry.get("id"):
                     return str(entry["id"])
             if not answer.get("has_more") or not data:
@@ -104,8 +104,9 @@ class OpenAIBatches:
             return BatchState(False, status)
         error = None
         if status == "failed":
-            errors = (answer.get("errors") or {}).get("data") if isinstance(answer.get("errors"), dict) else None
-            messages = [str(e.get("message")) for e in errors or [] if isinstance(e, dict) and e.get("message")]
+            errors = as_object(answer.get("errors")).get("data")
+            messages = [str(e.get("message")) for e in (errors if isinstance(errors, list) else [])
+                        if isinstance(e, dict) and e.get("message")]
             error = "; ".join(messages[:3]) or "the provider gave no reason"
         paths = tuple(f"/files/{answer[key]}/content" for key in ("output_file_id", "error_file_id") if answer.get(key))
         return BatchState(True, status, error, paths)
@@ -120,9 +121,9 @@ class OpenAIBatches:
             return None
         custom_id = str(entry["custom_id"])
         request = requests[custom_id].request
-        response = entry.get("response") if isinstance(entry.get("response"), dict) else None
-        if response is None:
-            error = entry.get("error") if isinstance(entry.get("error"), dict) else {}
+        response = as_object(entry.get("response"))
+        if not response:
+            error = as_object(entry.get("error"))
             code, message = str(error.get("code") or "no result"), str(error.get("message") or "")
             return LineResult(custom_id, error=TransientModelError(f"batch line not run ({code}): {message}"[:500]),
                               retryable=True)

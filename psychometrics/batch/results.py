@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from psychometrics.models.base import ModelReply
 
@@ -27,3 +28,8 @@ class LineResult:
     reply: ModelReply | None = None
     error: BaseException | None = None
     retryable: bool = False
+
+
+def as_object(value: Any) -> dict:
+    """``value`` when it is a JSON object, else an empty one (a provider's answer is read defensively)."""
+    return value if isinstance(value, dict) else {}

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from psychometrics.batch.ledger import Ledger, Submission, live_count
+from psychometrics.design.plan import PlannedRequest
 from psychometrics.engine.pool import RetryPolicy, RunStats, pending
 from psychometrics.errors import PsytestError
 
@@ -94,7 +95,10 @@ def refuse_direct_send(store) -> None:
 
 def _chunks(planned: list, api) -> list[tuple[list, list[bytes]]]:
     """``planned`` cut into batches within the provider's request and byte limits: (requests, lines)."""
-    chunks, current, lines, size = [], [], [], 0
+    chunks: list[tuple[list, list[bytes]]] = []
+    current: list = []
+    lines: list[bytes] = []
+    size = 0
     for p in planned:
         line = api.line(p)
         if current and (len(current) >= api.max_requests or size + len(line) > api.max_bytes):
@@ -117,7 +121,7 @@ class BatchRun:
         self.api = api
         self.store = store
         self.ledger = Ledger(store.conn)
-        self.by_id = {}
+        self.by_id: dict[str, PlannedRequest] = {}
         for p in planned:
             self.by_id.setdefault(p.request_id, p)
         self.poll_s = poll_s
@@ -240,12 +244,14 @@ class BatchRun:
             attempts = self.tried.get(result.custom_id, 0) + 1
             if result.reply is not None:
                 result.reply.extra["batch"] = True  # answered at the provider's batch price
-                rows = answer_rows(planned, result.reply, None, attempts)
+                rows = answer_rows(planned, result.reply, 0.0, attempts)
             else:
-                rows = failure_rows(planned, result.error, None, attempts)
+                rows = failure_rows(planned, result.error, 0.0, attempts)
                 self.tried[result.custom_id] = attempts  # a resubmission is the next attempt
                 if result.retryable:
                     self.retryable.add(result.custom_id)
+            for row in rows:
+                row.latency_s = None  # a batch has no per-request latency
             items.append((rows, [[m.role, m.content] for m in planned.prompt.messages]))
         if not items:
             return

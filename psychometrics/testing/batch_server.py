@@ -122,8 +122,8 @@ class BatchServer:
         self._lock = threading.Lock()
         self.host, _ = _loopback_host(host)
         self._loop = asyncio.new_event_loop()
-        self._released: asyncio.Event | None = None
-        self._runner = None
+        self._released: Any = None  # an asyncio.Event of the server's loop
+        self._runner: Any = None
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -164,7 +164,7 @@ class BatchServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port)
         await site.start()
-        return site._server.sockets[0].getsockname()[1]
+        return int(self._runner.addresses[0][1])
 
     # -- the handle -------------------------------------------------------------------------------
     @property
@@ -396,7 +396,7 @@ class BatchServer:
         if key not in self.files:
             good = [line for line in batch.lines if line["response"] and line["response"]["status_code"] == 200]
             bad = [line for line in batch.lines if line not in good]
-            ids = []
+            ids: list[str | None] = []
             for lines in (good, bad):
                 if not lines:
                     ids.append(None)
