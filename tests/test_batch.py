@@ -249,3 +249,69 @@ def test_two_processes_batching_one_run_submit_each_request_once(tmp_path):
     summary = json.loads(stdout)
     assert summary["batch"]["requests_submitted"] == 0 and summary["batch"]["batches_resumed"] == 1
     assert summary["sent"] == MINI_IPIP_REQUESTS and len(answered(out / "responses.sqlite")) == MINI_IPIP_REQUESTS
+
+
+def test_hostile_result_lines(tmp_path):
+    """Lines of another run, a repeated line with another answer, broken JSON and a missing line: the
+    first answer of each request is kept, strangers and garbage are ignored, the missing request is a
+    failure (not silently resubmitted) that the next run sends again."""
+    dropped: list[str] = []
+
+    def rewrite(lines: list) -> list:
+        if dropped:  # only the first batch is hostile
+            return lines
+        first = json.loads(json.dumps(lines[0]))
+        first["response"]["body"]["choices"][0]["message"]["content"] = "something else entirely"
+        stranger = json.loads(json.dumps(lines[1]))
+        stranger["custom_id"] = "f" * 64
+        dropped.append(lines[2]["custom_id"])
+        return [lines[0], first, lines[1], stranger, '{"custom_id": "broken', *lines[3:], [1, 2], "null"]
+
+    with start_batch_server(rewrite_lines=rewrite) as server:
+        outcome = api.administer("openai/sim", api_base=server.base_url, inventory=["mini-ipip"], out=tmp_path / "run",
+                                 batch=True, batch_poll=0.001)
+        assert outcome.stats.failed == 1 and "without a result" in outcome.stats.first_error
+        assert server.batches_created == 1
+        again = api.administer("openai/sim", api_base=server.base_url, inventory=["mini-ipip"], out=tmp_path / "run",
+                               batch=True, batch_poll=0.001)
+        assert server.submitted_twice() == dropped and again.stats.sent == 1 and again.stats.failed == 0
+    store = sqlite3.connect(tmp_path / "run" / "responses.sqlite")
+    assert store.execute("SELECT count(*) FROM responses WHERE raw_reply = 'something else entirely'").fetchone() == (0,)
+    assert store.execute("SELECT count(*) FROM responses WHERE request_id = ?", ("f" * 64,)).fetchone() == (0,)
+    assert answered(tmp_path / "run" / "responses.sqlite") == planned_ids(server.base_url)
+
+
+def test_a_rejected_key_is_one_line_without_the_key(tmp_path, capsys, monkeypatch):
+    from psychometrics.testing.cli import cli, one_line_error
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-secret-4f9a2c")
+    with start_batch_server(api_key="sk-right") as server:
+        code, _, err = cli(capsys, "administer", "--model", "openai/sim", "--api-base", server.base_url, "-i",
+                           "mini-ipip", "--out", tmp_path / "run", "--batch", "--json")
+        assert server.uploads == 0
+    line = one_line_error(code, err, "refused the key", "key")
+    assert "4f9a2c" not in line
+
+
+def test_batch_answers_equal_direct_answers_in_both_modes(tmp_path):
+    """The same requests answered by the same respondent: through a batch or one by one, every stored
+    value, expected value and option mass is the same (the batch line is read as the direct reply)."""
+    from psychometrics.testing.openai_server import start_server
+
+    with start_batch_server() as server:
+        outcome = api.administer("openai/sim", api_base=server.base_url, inventory=["mini-ipip"], mode="both",
+                                 out=tmp_path / "batch", batch=True, batch_poll=0.001)
+    with start_server() as server:
+        api.administer("openai/sim", api_base=server.base_url, inventory=["mini-ipip"], mode="both",
+                       out=tmp_path / "direct")
+    assert outcome.stats.outcomes == {"valid": 2 * MINI_IPIP_REQUESTS}
+
+    def stored(run: str) -> dict:
+        store = sqlite3.connect(tmp_path / run / "responses.sqlite")
+        return {(item, mode): (value, round(expected, 12) if expected is not None else None,
+                               round(mass, 12) if mass is not None else None, raw)
+                for item, mode, value, expected, mass, raw in store.execute(
+                    "SELECT item_id, mode, value, expected_value, option_mass, raw_reply FROM responses")}
+
+    batch, direct = stored("batch"), stored("direct")
+    assert len(batch) == 2 * MINI_IPIP_REQUESTS and batch == direct

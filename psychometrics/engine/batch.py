@@ -299,7 +299,7 @@ class BatchRun:
                     break
                 ended = 0
                 for sub in subs:
-                    state = await self.api.status(sub.batch_id)
+                    state = await self._status(sub)
                     self.stats.polls += 1
                     if sub.provider_status != state.status and not state.ended:
                         self.ledger.update(sub, provider_status=state.status)
@@ -317,6 +317,18 @@ class BatchRun:
             self.stats.retries = self.api.http.retries
             self.stats.elapsed_s = time.perf_counter() - started
         return self.stats
+
+    async def _status(self, sub: Submission):
+        """The polled state of ``sub``'s batch; an error naming where it was submitted when it is not found."""
+        from psychometrics.batch.http import BatchAPIError
+
+        try:
+            return await self.api.status(sub.batch_id)
+        except BatchAPIError as exc:
+            moved = sub.endpoint != self.api.endpoint
+            raise BatchAPIError(f"batch {sub.batch_id} (submitted to {sub.endpoint}"
+                                + (f", now asked at {self.api.endpoint}" if moved else "") + f"): {exc}"
+                                + ("; give the --api-base it was submitted to" if moved else "")) from None
 
     def _to_resubmit(self) -> list:
         """Unanswered requests of ended batches that failed for a reason a new try can fix, within the limit."""

@@ -33,6 +33,11 @@ A batch's lines are answered when it is created (text or log-probabilities, as
                      ``release(drop=True)`` ends held requests without going on (a 503, or the result
                      stream cut), as for a client that was killed meanwhile.
 
+``api_key``          every call without ``Authorization: Bearer <api_key>`` or ``x-api-key: <api_key>`` gets a 401
+                     whose message echoes the key it was given (as careless servers do)
+``rewrite_lines``    a function of a finished batch's result lines (dicts) returning the lines to serve:
+                     hostile results (unknown or repeated custom ids, broken JSON as a ``str`` line)
+
 Counters: ``uploads``, ``batches_created``, ``submissions`` (a ``Counter`` of custom ids over every created
 batch), ``status_polls``, ``result_downloads``; :meth:`BatchServer.reached` tells whether a held step was hit.
 Loopback addresses only; request bodies up to ``max_body_bytes``.
@@ -47,7 +52,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from psychometrics.models.base import Message, ModelBackend, ModelRequest
 from psychometrics.testing.openai_server import DEFAULT_MODEL, _loopback_host, build_request, error_body, infer_choices
@@ -68,6 +73,8 @@ class BatchServerConfig:
     hold: frozenset[str] = frozenset()
     hold_results_after: int = 0
     max_body_bytes: int = 64 << 20
+    api_key: str | None = None
+    rewrite_lines: Callable[[list], list] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.hold) - set(HOLD_STEPS)
@@ -123,6 +130,14 @@ class BatchServer:
         self.host, _ = _loopback_host(host)
         self._loop = asyncio.new_event_loop()
         self._released: Any = None  # an asyncio.Event of the server's loop
+
+        from aiohttp import web
+
+        @web.middleware
+        async def check_key(request, handler):
+            return await self._check_key_impl(request, handler)
+
+        self._check_key = check_key
         self._runner: Any = None
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -149,7 +164,7 @@ class BatchServer:
         from aiohttp import web
 
         self._released = asyncio.Event()
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._check_key])
         app.add_routes([
             web.post("/v1/files", self._upload), web.get("/v1/files", self._list_files),
             web.get("/v1/files/{id}/content", self._file_content),
@@ -165,6 +180,19 @@ class BatchServer:
         site = web.TCPSite(self._runner, self.host, port)
         await site.start()
         return int(self._runner.addresses[0][1])
+
+    @staticmethod
+    def _key_given(request) -> str:
+        return request.headers.get("x-api-key") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+    async def _check_key_impl(self, request, handler):
+        from aiohttp import web
+
+        expected = self.config.api_key
+        if expected is not None and self._key_given(request) != expected:
+            return web.json_response(error_body(f"Incorrect API key provided: {self._key_given(request)}.",
+                                                "invalid_request_error", "invalid_api_key"), status=401)
+        return await handler(request)
 
     # -- the handle -------------------------------------------------------------------------------
     @property
@@ -394,15 +422,17 @@ class BatchServer:
     def _output_files(self, batch: _Batch) -> tuple[str | None, str | None]:
         key = f"{batch.id}:files"
         if key not in self.files:
-            good = [line for line in batch.lines if line["response"] and line["response"]["status_code"] == 200]
-            bad = [line for line in batch.lines if line not in good]
+            served = self._served(batch)
+            good = [line for line in served
+                    if not isinstance(line, dict) or (line.get("response") or {}).get("status_code") == 200]
+            bad = [line for line in served if line not in good]
             ids: list[str | None] = []
             for lines in (good, bad):
                 if not lines:
                     ids.append(None)
                     continue
                 file_id = f"file-{uuid.uuid4().hex[:24]}"
-                data = b"".join(json.dumps(line).encode("utf-8") + b"\n" for line in lines)
+                data = b"".join(_encode(line) for line in lines)
                 self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(_now()),
                                        "filename": f"{batch.id}_output.jsonl", "purpose": "batch_output", "data": data}
                 ids.append(file_id)
@@ -523,7 +553,17 @@ class BatchServer:
         if batch is None or not batch.ended:
             return web.json_response({"type": "error", "error": {"type": "not_found_error",
                                                                  "message": "no results (yet)"}}, status=404)
-        return await self._stream_lines(request, [json.dumps(line).encode("utf-8") + b"\n" for line in batch.lines])
+        return await self._stream_lines(request, [_encode(line) for line in self._served(batch)])
+
+    def _served(self, batch: _Batch) -> list:
+        """The result lines served for ``batch`` (``rewrite_lines`` applied)."""
+        rewrite = self.config.rewrite_lines
+        return rewrite(list(batch.lines)) if rewrite is not None else batch.lines
+
+
+def _encode(line: Any) -> bytes:
+    """A result line as served: a ``str`` as it is (broken JSON on purpose), anything else as one JSON line."""
+    return (line if isinstance(line, str) else json.dumps(line)).encode("utf-8") + b"\n"
 
 
 def _now() -> float:
