@@ -315,3 +315,20 @@ def test_batch_answers_equal_direct_answers_in_both_modes(tmp_path):
 
     batch, direct = stored("batch"), stored("direct")
     assert len(batch) == 2 * MINI_IPIP_REQUESTS and batch == direct
+
+
+def test_version_2_stores_are_read_without_a_batches_table_and_migrated_with_one(tmp_path):
+    import shutil
+
+    from psychometrics.run.store import RunStore
+
+    source = Path(__file__).parent.parent / "reports/five-models/study/runs/sim-e-1-seed-1/responses.sqlite"
+    copy = tmp_path / "responses.sqlite"
+    shutil.copy(source, copy)
+    with RunStore(copy, read_only=True) as store:
+        assert store.version == 2 and store.count() > 0
+    tables = {row[0] for row in sqlite3.connect(copy).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "batches" not in tables
+    with RunStore(copy, read_only=False) as store:
+        assert store.version == 3
+        assert store.conn.execute("SELECT count(*) FROM batches").fetchone() == (0,)
