@@ -332,3 +332,34 @@ def test_version_2_stores_are_read_without_a_batches_table_and_migrated_with_one
     with RunStore(copy, read_only=False) as store:
         assert store.version == 3
         assert store.conn.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+
+
+def test_an_unfinished_submission_is_taken_over_only_from_a_gone_owner(tmp_path):
+    """A process killed mid-submission leaves its submission to the next run; a live one keeps it."""
+    import time
+
+    from psychometrics.batch.ledger import OTHER_HOST_LEASE_S, Ledger
+    from psychometrics.engine.claims import _HOST, _LIVE_IN_THIS_PROCESS, new_owner
+    from psychometrics.run.store import RunStore
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with RunStore(tmp_path / "responses.sqlite", read_only=False) as store:
+        ledger = Ledger(store.conn)
+        live_owner = new_owner()
+        _LIVE_IN_THIS_PROCESS.add(live_owner)
+        try:
+            cases = {"live here": live_owner, "dead here": f"{_HOST}:{child.pid}:gone",
+                     "elsewhere, recent": "another-host:42:x", "elsewhere, silent": "another-host:43:y"}
+            subs = {name: ledger.begin("openai", "http://x/v1", [name], 0, "creating", owner)
+                    for name, owner in cases.items()}
+            store.conn.execute("UPDATE batches SET updated_at = ? WHERE submission = ?",
+                               (time.time() - OTHER_HOST_LEASE_S - 1, subs["elsewhere, silent"].submission))
+            found = {s.request_ids[0]: s for s in ledger.live()}
+            assert {name: found[name].abandoned() for name in cases} == {
+                "live here": False, "dead here": True, "elsewhere, recent": False, "elsewhere, silent": True}
+            me = new_owner()
+            assert ledger.take(found["dead here"], me) and not ledger.take(subs["dead here"], "a-late-rival:1:z")
+            assert [s.owner for s in ledger.live() if s.request_ids == ["dead here"]] == [me]
+        finally:
+            _LIVE_IN_THIS_PROCESS.discard(live_owner)

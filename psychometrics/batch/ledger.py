@@ -12,6 +12,11 @@ point leaves a row saying how far it got (states in :data:`psychometrics.run.sto
 A request is *live* while a submission holding it is ``uploading``, ``creating`` or ``submitted``: it is
 never put in another batch then. Only when the batch has ended, and the request has no answer, is it
 submitted again (a new submission, its ``resubmitted`` count saying how many it repeats).
+
+A submission not yet ``submitted`` belongs to its ``owner`` (the process that recorded it, named as
+:mod:`psychometrics.engine.claims` names owners): another process takes it up only once that owner is
+gone (a dead process on this host at once, a process on another host after :data:`OTHER_HOST_LEASE_S`
+without a change), and only one process wins the take-over (:meth:`Ledger.take`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 LIVE_STATES = ("uploading", "creating", "submitted")
+OTHER_HOST_LEASE_S = 600.0
 
 
 @dataclass
@@ -39,10 +45,22 @@ class Submission:
     results_committed: int = 0
     resubmitted: int = 0
     error: str | None = None
+    owner: str | None = None
+    updated_at: float = 0.0
+
+    def abandoned(self) -> bool:
+        """Whether no live process is taking this submission through its steps (see the module docstring)."""
+        from psychometrics.engine.claims import _local_pid, local_owner_is_alive
+
+        if self.owner is None:
+            return True
+        if _local_pid(self.owner) is not None:
+            return not local_owner_is_alive(self.owner)
+        return time.time() - self.updated_at > OTHER_HOST_LEASE_S
 
 
 _FIELDS = ("submission", "provider", "endpoint", "request_ids", "state", "file_id", "batch_id", "provider_status",
-           "created_at", "results_committed", "resubmitted", "error")
+           "created_at", "results_committed", "resubmitted", "error", "owner", "updated_at")
 
 
 class Ledger:
@@ -69,26 +87,38 @@ class Ledger:
                 counts[request_id] = counts.get(request_id, 0) + 1
         return counts
 
-    def begin(self, provider: str, endpoint: str, request_ids: list[str], resubmitted: int, state: str) -> Submission:
-        """Record a new submission of ``request_ids`` (committed before anything is sent)."""
+    def begin(self, provider: str, endpoint: str, request_ids: list[str], resubmitted: int, state: str,
+              owner: str) -> Submission:
+        """Record a new submission of ``request_ids`` by ``owner`` (committed before anything is sent)."""
         now = time.time()
         sub = Submission(uuid.uuid4().hex, provider, endpoint, list(request_ids), state, created_at=now,
-                         resubmitted=resubmitted)
+                         resubmitted=resubmitted, owner=owner, updated_at=now)
         self.conn.execute(
             "INSERT INTO batches (submission, provider, endpoint, request_ids, state, created_at, updated_at, "
-            "results_committed, resubmitted) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
-            (sub.submission, provider, endpoint, json.dumps(sub.request_ids), state, now, now, resubmitted))
+            "results_committed, resubmitted, owner) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            (sub.submission, provider, endpoint, json.dumps(sub.request_ids), state, now, now, resubmitted, owner))
         return sub
+
+    def take(self, sub: Submission, owner: str) -> bool:
+        """Make ``owner`` the owner of the abandoned ``sub``, unless another process took it first."""
+        taken = self.conn.execute("UPDATE batches SET owner = ?, updated_at = ? WHERE submission = ? AND "
+                                  "owner IS ? AND state = ?", (owner, time.time(), sub.submission, sub.owner,
+                                                               sub.state)).rowcount == 1
+        if taken:
+            sub.owner = owner
+        return taken
 
     def update(self, sub: Submission, **changes) -> None:
         """Set fields of ``sub`` (in the table and on the object), committed when this returns."""
-        for name, value in changes.items():
-            if name not in _FIELDS or name in ("submission", "request_ids"):
+        for name in changes:
+            if name not in _FIELDS or name in ("submission", "request_ids", "updated_at"):
                 raise ValueError(f"not a changeable batches field: {name}")
+        changes["updated_at"] = time.time()
+        for name, value in changes.items():
             setattr(sub, name, value)
         names = list(changes)
-        self.conn.execute(f"UPDATE batches SET {', '.join(f'{n} = ?' for n in names)}, updated_at = ? "
-                          "WHERE submission = ?", (*[changes[n] for n in names], time.time(), sub.submission))
+        self.conn.execute(f"UPDATE batches SET {', '.join(f'{n} = ?' for n in names)} WHERE submission = ?",
+                          (*[changes[n] for n in names], sub.submission))
 
 
 def live_count(conn: sqlite3.Connection) -> tuple[int, int]:

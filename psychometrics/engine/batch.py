@@ -93,7 +93,7 @@ def refuse_direct_send(store) -> None:
                            "collected yet; re-run with --batch to collect them instead of paying for them again")
 
 
-def _chunks(planned: list, api) -> list[tuple[list, list[bytes]]]:
+def _chunks(planned: list, api, max_requests: int) -> list[tuple[list, list[bytes]]]:
     """``planned`` cut into batches within the provider's request and byte limits: (requests, lines)."""
     chunks: list[tuple[list, list[bytes]]] = []
     current: list = []
@@ -101,7 +101,7 @@ def _chunks(planned: list, api) -> list[tuple[list, list[bytes]]]:
     size = 0
     for p in planned:
         line = api.line(p)
-        if current and (len(current) >= api.max_requests or size + len(line) > api.max_bytes):
+        if current and (len(current) >= max_requests or size + len(line) > api.max_bytes):
             chunks.append((current, lines))
             current, lines, size = [], [], 0
         current.append(p)
@@ -131,6 +131,9 @@ class BatchRun:
         self.on_event = on_event or (lambda message: None)
         self.stats = BatchStats(planned=len(planned))
         self.tried = store.failed_attempts()
+        from psychometrics.engine.claims import new_owner
+
+        self.owner = new_owner()
 
     # -- submitting -----------------------------------------------------------------------------------
     async def submit(self, requests: list) -> None:
@@ -140,8 +143,6 @@ class BatchRun:
         requests answered or live meanwhile: two processes batching one run never submit one request twice."""
         if not requests:
             return
-        limit = self.api.max_requests
-        self.api.max_requests = self.max_requests
         subs = []
         self.store.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -150,18 +151,16 @@ class BatchRun:
             chosen = [p for p in requests if p.request_id not in answered and p.request_id not in live]
             before = self.ledger.times_submitted()
             state = "uploading" if self.api.needs_upload else "creating"
-            for chunk, lines in _chunks(chosen, self.api):
+            for chunk, lines in _chunks(chosen, self.api, self.max_requests):
                 again = sum(1 for p in chunk if before.get(p.request_id))
                 sub = self.ledger.begin(self.api.provider, self.api.endpoint, [p.request_id for p in chunk], again,
-                                        state)
+                                        state, self.owner)
                 subs.append((sub, lines))
                 self.stats.requests_submitted += len(chunk)
                 self.stats.requests_resubmitted += again
         except BaseException:
             self.store.conn.execute("ROLLBACK")
             raise
-        finally:
-            self.api.max_requests = limit
         self.store.conn.execute("COMMIT")
         for sub, lines in subs:
             await self.advance(sub, lines)
@@ -202,6 +201,12 @@ class BatchRun:
             self.on_event(f"submitted batch {batch_id} ({len(sub.request_ids)} requests)")
             break
         self.ledger.update(sub, batch_id=batch_id, state="submitted")
+
+    async def _take_up(self) -> None:
+        """Take each abandoned, unfinished submission (its process gone) through its remaining steps."""
+        for sub in self.ledger.live():
+            if sub.state != "submitted" and sub.owner != self.owner and sub.abandoned() and self.ledger.take(sub, self.owner):
+                await self.advance(sub, resumed=True)
 
     async def _find_batch(self, sub: Submission) -> str | None:
         known = {s.batch_id for s in self.ledger.all() if s.batch_id}
@@ -281,24 +286,27 @@ class BatchRun:
 
     # -- the loop -------------------------------------------------------------------------------------
     async def run(self) -> BatchStats:
+        from psychometrics.engine.claims import _LIVE_IN_THIS_PROCESS
+
         started = time.perf_counter()
         self.retryable: set[str] = set()
         self.final: dict[str, list] = {}
+        _LIVE_IN_THIS_PROCESS.add(self.owner)  # another run in this process sees this one as alive
         try:
-            for sub in self.ledger.live():  # left by an interrupted run
-                self.stats.batches_resumed += 1
-                if sub.state != "submitted":
-                    await self.advance(sub, resumed=True)
+            self.stats.batches_resumed = len(self.ledger.live())  # of an earlier (or another) run
+            await self._take_up()
             todo, done = pending(list(self.by_id.values()), self.store)
             self.stats.already_answered = done
             await self.submit(todo)
             wait = self.poll_s
             while True:
-                subs = self.ledger.live()
-                if not subs:
+                live = self.ledger.live()
+                if not live:
                     break
                 ended = 0
-                for sub in subs:
+                for sub in live:
+                    if sub.state != "submitted":  # another live process is submitting it
+                        continue
                     state = await self._status(sub)
                     self.stats.polls += 1
                     if sub.provider_status != state.status and not state.ended:
@@ -312,7 +320,9 @@ class BatchRun:
                     continue
                 await asyncio.sleep(wait)
                 wait = min(wait * 1.5, self.poll_s * POLL_GROWTH_CAP)
+                await self._take_up()  # a submission whose process died meanwhile
         finally:
+            _LIVE_IN_THIS_PROCESS.discard(self.owner)
             self._count()
             self.stats.retries = self.api.http.retries
             self.stats.elapsed_s = time.perf_counter() - started

@@ -89,13 +89,14 @@ RESPONSES = table_of(ResponseRow, "responses", primary_key=("request_id", "item_
 #: (sent with the batch so a batch created by a killed process is found again), ``request_ids`` the
 #: request ids inside it, ``state`` one of ``uploading`` (the input file may be uploaded), ``creating``
 #: (``file_id`` uploaded; the batch may be created), ``submitted`` (``batch_id`` known: polled),
-#: ``ended`` (every result committed) or ``refused`` (the provider would not create it: ``error``).
+#: ``ended`` (every result committed) or ``refused`` (the provider would not create it: ``error``);
+#: ``owner`` the process taking it through its steps (``host:pid:token``, as claims name owners).
 BATCHES = Table("batches", (
     Column("submission", "text"), Column("provider", "text"), Column("endpoint", "text"),
     Column("request_ids", "array:text"), Column("state", "text"), Column("file_id", "text?"),
     Column("batch_id", "text?"), Column("provider_status", "text?"), Column("created_at", "real"),
     Column("updated_at", "real"), Column("results_committed", "int", sql_default="0"),
-    Column("resubmitted", "int", sql_default="0"), Column("error", "text?"),
+    Column("resubmitted", "int", sql_default="0"), Column("error", "text?"), Column("owner", "text?"),
 ), primary_key=("submission",), indexes=(("batches_state", ("state",)),), since=3)
 
 
