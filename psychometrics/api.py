@@ -129,6 +129,7 @@ class RunOutcome:
             "reasks": stats.reasks, "reasks_failed": stats.reasks_failed,
             "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
             "items_per_second": round(stats.per_second, 3),
+            **({"batch": stats.batch_summary()} if hasattr(stats, "batch_summary") else {}),
             "verdict": json.loads(self.verdict.to_json(orient="records")) if self.verdict is not None else [],
             "scales": json.loads(self.summary.to_json(orient="records")),
             "cost": self.cost,
@@ -270,6 +271,23 @@ def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, thread
                          inventories=inventories)
 
 
+def _check_batch_options(backend: ModelBackend, plan, poll: float, size: Optional[int]) -> None:
+    """One-line errors for ``--batch`` with a model, design or option it cannot work with, before anything
+    is written."""
+    from psychometrics.engine.batch import batch_api_for, check_batchable
+    from psychometrics.engine.pool import RetryPolicy
+
+    if not (isinstance(poll, (int, float)) and 0 < poll <= 86400):
+        raise PsytestError(f"--batch-poll: {poll!r} is not a number of seconds between 0 and 86400; give e.g. 60")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise PsytestError(f"--batch-size: {size!r} is not a whole number of requests of at least 1")
+    batch_api_for(backend, RetryPolicy())
+    check_batchable(plan)
+    if backend.name.startswith("anthropic/") and any(m != "text" for m in plan.modes):
+        raise PsytestError("--batch: Anthropic gives no log-probabilities, so probs mode cannot be batched for an "
+                           "anthropic/ model; use --mode text")
+
+
 def _sending(progress: Optional[Progress]) -> dict:
     """The callbacks the run functions take, from a :class:`Progress` (or none)."""
     return {"on_start": progress.start if progress else None, "on_answer": progress.advance if progress else None}
@@ -310,6 +328,9 @@ def administer(
     prices: Optional[PathLike] = None,
     max_cost: Optional[float] = None,
     on_cost: Optional[Callable[[dict], None]] = None,
+    batch: bool = False,
+    batch_poll: float = 60.0,
+    batch_size: Optional[int] = None,
 ) -> Union[RunOutcome, dict]:
     """Administer inventories to a model under a factorial design, store every answer, and analyse the run
     (``psytest administer``).
@@ -328,6 +349,11 @@ def administer(
     ``max_cost``: refuse to start (``PsytestError``) when the estimated cost of what is left to send is
     above it, or unknown. ``on_cost(estimate)`` is called with that estimate before a paid run starts.
     Each answer's actual cost (from the provider's usage) is stored in ``responses.cost``.
+
+    ``batch``: send through the provider's batch API (OpenAI-compatible ``/v1/batches``, Anthropic
+    message batches; estimated and priced at batch prices), polling every ``batch_poll`` seconds, at most
+    ``batch_size`` requests per batch (default: the provider's limit); an interrupted batch run resumes
+    by polling its stored batches.
     """
     from psychometrics.design.plan import Design, design_from_mapping, load_design
     from psychometrics.inventories.library import resolve_inventory
@@ -360,16 +386,22 @@ def administer(
         persona_set.select(plan.persona_ids)
     backend = _backend(model, api_base, timeout, threads, threads_batch, inventories)
     model_name = model if isinstance(model, str) else backend.name
+    if batch:
+        _check_batch_options(backend, plan, batch_poll, batch_size)
+    elif batch_size is not None:
+        raise PsytestError("--batch-size: applies to batch runs; add --batch or leave it out")
     price_table = _price_table(prices, max_cost)
     if dry_run:
         from psychometrics.run.directory import estimate_requests
 
         estimate = estimate_requests(backend, inventories, plan, persona_set, _path(out), reuse=_reuse_dirs(reuse),
-                                     prices=price_table)
+                                     prices=price_table, batch=batch)
         estimate["max_cost"] = max_cost
+        if batch:
+            estimate["batch"] = True
         return estimate
     price = _check_cost(backend, inventories, plan, persona_set, _path(out), price_table, max_cost, on_cost,
-                        reuse=_reuse_dirs(reuse))
+                        batch=batch, reuse=_reuse_dirs(reuse))
     from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import administer as run_administer
     from psychometrics.run.directory import default_run_dir
@@ -379,7 +411,8 @@ def administer(
         result = run_administer(
             backend, inventories, plan, run_dir, persona_set=persona_set, inventory_sources=sources,
             concurrency=concurrency, timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries, base_s=retry_base),
-            reuse=_reuse_dirs(reuse), price=price, **_sending(progress),
+            reuse=_reuse_dirs(reuse), price=price, batch=batch, batch_poll_s=batch_poll, batch_size=batch_size,
+            **_sending(progress),
         )
     finally:
         if progress:

@@ -59,6 +59,13 @@ def administer(
     ] = 1.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Send through the provider's batch API (openai/NAME incl. "
+                                        "OpenAI-compatible servers, anthropic/NAME): cheaper, answers within a day; "
+                                        "re-run the same command to resume polling.")] = False,
+    batch_poll: Annotated[float, typer.Option(min=0.001, max=86400.0, help="With --batch: seconds between polls of "
+                                              "the submitted batches (the wait grows while nothing ends, up to 10x).")] = 60.0,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="With --batch: at most this many requests per "
+                                                      "batch.", show_default="the provider's limit")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimated cost (per model and per design factor), then the plan: each factor's levels, requests, tokens and (local models) a time estimate; send nothing.")] = False,
     prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML price file (USD per 1M tokens) for models litellm's price map lacks; its entries win over the map.", show_default="litellm's price map")] = None,
     max_cost: Annotated[Optional[float], typer.Option("--max-cost", help="Refuse to start when the estimated cost of the requests to send is above this (USD) or unknown.", show_default="no limit")] = None,
@@ -84,6 +91,7 @@ def administer(
         items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_retries=max_retries,
         retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
         reuse=reuse, prices=prices, max_cost=max_cost, on_cost=None if as_json else _print_cost_line,
+        batch=batch, batch_poll=batch_poll, batch_size=batch_size,
     )
     if dry_run:
         if as_json:
@@ -99,6 +107,13 @@ def administer(
         from psychometrics.cli.terminal import print_run_summary
 
         print_run_summary(outcome.as_dict(), outcome.summary, outcome.verdict)
+        if hasattr(outcome.stats, "batch_summary"):
+            from psychometrics.cli.terminal import echo
+
+            counts = outcome.stats.batch_summary()
+            echo(f"batch: {counts['requests_submitted']:,} requests submitted in {counts['batches_created']:,} new "
+                 f"batch(es) ({counts['requests_resubmitted']:,} of them again, after expiring or a transient "
+                 f"error); {counts['batches_resumed']:,} batch(es) of an earlier run collected")
     finish_run(outcome.stats, "requests")
 
 

@@ -191,10 +191,20 @@ def administer(
     on_answer=None,
     reuse: list[Path] | tuple[Path, ...] = (),
     price=None,
+    batch: bool = False,
+    batch_poll_s: float = 60.0,
+    batch_size: int | None = None,
 ) -> RunResult:
     """Plan, record the manifest (growing the run when the design extends it), copy answers to identical
     requests from the runs in ``reuse``, send what is missing; returns the run statistics. ``price``
-    (:class:`psychometrics.cost.prices.Price`) prices each answer from its usage (``responses.cost``)."""
+    (:class:`psychometrics.cost.prices.Price`) prices each answer from its usage (``responses.cost``).
+    With ``batch`` the pending requests go through the provider's batch API
+    (:mod:`psychometrics.engine.batch`), polled every ``batch_poll_s`` seconds, at most ``batch_size``
+    requests per batch."""
+    if batch:
+        from psychometrics.engine.batch import check_batchable
+
+        check_batchable(design)
     persona_set = _persona_set(design, persona_set)
     backend.prepare(inventories, persona_set)
     planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
@@ -221,6 +231,14 @@ def administer(
 
         async def send() -> RunStats:
             try:
+                if batch:
+                    from psychometrics.engine.batch import run_batch
+
+                    return await run_batch(backend, planned, store, poll_s=batch_poll_s, retry=retry,
+                                           max_requests=batch_size, on_answer=on_answer, price=price)
+                from psychometrics.engine.batch import refuse_direct_send
+
+                refuse_direct_send(store)
                 return await run_requests(
                     backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
                     reasks=design.reasks, on_answer=on_answer, price=price,

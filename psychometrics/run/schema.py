@@ -75,6 +75,7 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    since: int = 1  # the store version that added the table; older stores (read as they are) lack it
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -138,6 +139,10 @@ class StoreSchema:
     @property
     def table_names(self) -> tuple[str, ...]:
         return ("meta", *(t.name for t in self.tables))
+
+    def tables_of(self, version: int) -> tuple[str, ...]:
+        """The tables a store of ``version`` has (tables added later are created by its migration)."""
+        return ("meta", *(t.name for t in self.tables if t.since <= version))
 
     def migrate(self, conn: sqlite3.Connection, found: int) -> None:
         """Take a store of version ``found`` to :attr:`version`, inside the caller's write transaction."""

@@ -84,11 +84,33 @@ RESPONSES = table_of(ResponseRow, "responses", primary_key=("request_id", "item_
                      indexes=(("responses_item", ("inventory", "item_id")),),
                      since={"note": 2, **dict.fromkeys(("finish_reason", "served_model", "system_fingerprint",
                                                          "cached_input_tokens", "cost", "reused_from"), 3)})
+#: The provider batches a ``--batch`` run submitted (:mod:`psychometrics.engine.batch`), one row per
+#: submission, written before each step that talks to the provider: ``submission`` is psytest's own key
+#: (sent with the batch so a batch created by a killed process is found again), ``request_ids`` the
+#: request ids inside it, ``state`` one of ``uploading`` (the input file may be uploaded), ``creating``
+#: (``file_id`` uploaded; the batch may be created), ``submitted`` (``batch_id`` known: polled),
+#: ``ended`` (every result committed) or ``refused`` (the provider would not create it: ``error``);
+#: ``owner`` the process taking it through its steps (``host:pid:token``, as claims name owners).
+BATCHES = Table("batches", (
+    Column("submission", "text"), Column("provider", "text"), Column("endpoint", "text"),
+    Column("request_ids", "array:text"), Column("state", "text"), Column("file_id", "text?"),
+    Column("batch_id", "text?"), Column("provider_status", "text?"), Column("created_at", "real"),
+    Column("updated_at", "real"), Column("results_committed", "int", sql_default="0"),
+    Column("resubmitted", "int", sql_default="0"), Column("error", "text?"), Column("owner", "text?"),
+), primary_key=("submission",), indexes=(("batches_state", ("state",)),), since=3)
+
+
+def _to_version_3(conn: sqlite3.Connection) -> None:
+    add_missing_columns(RESPONSES, 2)(conn)
+    for statement in BATCHES.ddl():
+        conn.execute(statement)
+
+
 #: ``responses.sqlite``: version 2 added ``note`` (stores of version 1 written late already had it);
 #: version 3 what the server says about each reply (finish reason, served model, fingerprint, cached
-#: prompt tokens, cost) and where a reused answer came from.
-RESPONSE_STORE = StoreSchema(3, (PROMPTS, RESPONSES), migrations={1: add_missing_columns(RESPONSES, 1),
-                                                                  2: add_missing_columns(RESPONSES, 2)})
+#: prompt tokens, cost), where a reused answer came from, and the ``batches`` table.
+RESPONSE_STORE = StoreSchema(3, (BATCHES, PROMPTS, RESPONSES), migrations={1: add_missing_columns(RESPONSES, 1),
+                                                                           2: _to_version_3})
 COLUMNS = RESPONSES.names
 
 
@@ -191,7 +213,7 @@ def _store_version(conn: sqlite3.Connection, path: Path, schema: StoreSchema) ->
         raise PsytestError(f"{path}: store schema version {found}, but this psytest reads versions 1 to "
                            f"{schema.version}; " + ("upgrade psytest to read it" if newer
                                                     else "it is not a store this psytest wrote"))
-    missing = [t for t in schema.table_names if t not in present]
+    missing = [t for t in schema.tables_of(version) if t not in present]
     if missing:
         raise PsytestError(f"{path}: the store lacks its '{missing[0]}' table (damaged, or edited by hand); it is "
                            "not used, so nothing is sent again: restore it from a backup, or run into a new --out")
