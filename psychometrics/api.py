@@ -269,6 +269,8 @@ def administer(
     items_per_request: Optional[int] = None,
     item_orders: Optional[int] = None,
     invalid: Optional[str] = None,
+    max_tokens: Optional[int] = None,
+    on_truncated: Optional[str] = None,
     max_retries: int = 5,
     retry_base: float = 1.0,
     concurrency: int = 4,
@@ -298,7 +300,7 @@ def administer(
         "samples": samples, "temperature": temperature, "seed": seed,
         "modes": {"both": ["text", "probs"]}.get(mode, [mode]) if mode else None,
         "personas": personas, "persona_ids": _levels(persona_ids), "items_per_request": items_per_request,
-        "item_orders": item_orders, "invalid": invalid,
+        "item_orders": item_orders, "invalid": invalid, "max_tokens": max_tokens, "on_truncated": on_truncated,
     }
     base.update({key: value for key, value in overrides.items() if value is not None})
     plan = design_from_mapping(base, "design")
@@ -378,6 +380,7 @@ def behave(
     progress: Optional[Progress] = None,
     order: Optional[str] = None,
     mode: str = "text",
+    max_tokens: Optional[int] = None,
 ) -> Union[RunOutcome, dict]:
     """Run behavioural tasks on a model in sessions of their own, store every reply and score it
     (``psytest behave``).
@@ -388,11 +391,19 @@ def behave(
     ``order``: the display-order rule (:mod:`psychometrics.behavior.order`); None: the rule ``out``'s run
     recorded when it holds one (``random`` for runs made before the rule was recorded), else ``balanced``.
     ``mode``: ``text``, ``probs`` (choice tasks read from option-label probabilities) or ``both``.
+    ``max_tokens``: every task's reply limit per turn instead of its own (part of what the model is asked:
+    a different limit is a different run).
     """
     from psychometrics.behavior.runner import BehaviorDesign
     from psychometrics.behavior.task import TASK_DIR, resolve_tasks
 
     chosen = resolve_tasks(tasks)
+    if max_tokens is not None:
+        from psychometrics import limits
+
+        if not 1 <= max_tokens <= limits.MAX_TOKENS:
+            raise PsytestError(f"--max-tokens: must be between 1 and {limits.MAX_TOKENS:,}, got {max_tokens}")
+        chosen = [task.model_copy(update={"max_tokens": max_tokens}) for task in chosen]
     # Shipped tasks by name, users' files by absolute path: where analysis finds them again.
     sources = {t.id: t.id if Path(t.source).resolve().parent == TASK_DIR else str(Path(t.source).resolve())
                for t in chosen}

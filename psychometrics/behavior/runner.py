@@ -33,6 +33,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from psychometrics import limits
+from psychometrics.engine.probe import Prefetched, probe_before_run
 from psychometrics.engine.pool import Result, RetryPolicy, RunStats, failure_reason, send_all
 from psychometrics.behavior.kinds import Rendered, Scored, get_kind
 from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
@@ -256,6 +257,12 @@ def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered,
     return Scored(scored.outcome, scored.score, {**(scored.detail or {}), "truncated": True}) if cut else scored
 
 
+def probs_request(conversation: PlannedConversation) -> ModelRequest:
+    """The one request of a probability-mode conversation: its first turn, scored over the option labels."""
+    labels = get_kind(conversation.task.kind).probs_labels(conversation.variant, conversation.rendered)
+    return ModelRequest(conversation.messages([], 0), labels, "probs", 0.0, _seed(conversation.seed, 0), 1)
+
+
 class ConversationWork:
     """How to do one behaviour conversation (:class:`~psychometrics.engine.pool.Work`): send its turns in
     order, each with the earlier replies in the transcript, committing each reply to ``store`` as it
@@ -263,13 +270,14 @@ class ConversationWork:
     a :class:`ConversationRow`. A failed call ends the conversation as a failure row saying why (its
     replies so far stay stored, and are not sent again)."""
 
-    def __init__(self, store: BehaviorStore, design: BehaviorDesign):
+    def __init__(self, store: BehaviorStore, design: BehaviorDesign, prefetched: Prefetched | None = None):
         self.store = store
         self.design = design
+        self.prefetched = prefetched or Prefetched()  # a capability probe's reply (engine.probe)
 
     async def __call__(self, conversation: PlannedConversation, attempts: int, call, stats: RunStats) -> Result:
         if conversation.mode == "probs":
-            return await self._probs(conversation, attempts, call)
+            return await self._probs(conversation, attempts, self.prefetched.wrap(call))
         store = self.store
         stored = {t.turn: t for t in store.turns(conversation.request_id)}
         replies: list[str | None] = []
@@ -311,6 +319,7 @@ class ConversationWork:
             scored = score_conversation(conversation.task, conversation.variant, conversation.rendered, replies,
                                         truncated_turns(conversation.task, turn_tokens))
             row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
+            stats.cut_off += scored.outcome == "truncated" or bool((scored.detail or {}).get("truncated"))
         return Result([row])
 
 
@@ -330,7 +339,7 @@ class ConversationWork:
             if 0 in stored:
                 reply = stored[0]
             else:
-                request = ModelRequest(messages, labels, "probs", 0.0, _seed(conversation.seed, 0), 1)
+                request = probs_request(conversation)
                 t0 = time.perf_counter()
                 answer = await call(request)
                 reply = TurnReply(0, json.dumps(answer.choice_logprobs or {}, sort_keys=True),
@@ -371,12 +380,13 @@ async def run_conversations(
     retry: RetryPolicy = RetryPolicy(),
     on_answer: Callable[[list], None] | None = None,
     lease_s: float | None = None,
+    prefetched: Prefetched | None = None,
 ) -> RunStats:
     """Send every unfinished conversation; commit each reply as it arrives and each conversation's score
     (:func:`psychometrics.engine.pool.send_all` with :class:`ConversationWork`). Each conversation is
     claimed in the store before it is sent: a second process on the same run directory skips it
     (``claimed_elsewhere``) instead of paying for it twice."""
-    return await send_all(planned, store, ConversationWork(store, design), backend=backend, concurrency=concurrency,
+    return await send_all(planned, store, ConversationWork(store, design, prefetched), backend=backend, concurrency=concurrency,
                           timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
 
 
@@ -424,6 +434,14 @@ def behave(
     backend.prepare_tasks(tasks)
     planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
     manifest = behavior_manifest(backend, design, tasks, persona_set, planned, task_sources)
+    prefetched = Prefetched()
+    if any(p.mode == "probs" for p in planned):  # log-probabilities checked before anything is written
+        answered: set[str] = set()
+        if (run_dir / BEHAVIOR_DB).exists():
+            with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=True) as store:
+                answered = store.answered_ids()
+        prefetched = probe_before_run(backend, ((p.request_id, probs_request(p)) for p in planned if p.mode == "probs"),
+                                      timeout_s, answered)
     open_for_writing(run_dir, manifest, [p.request_id for p in planned])
     with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=False) as store:
         store.check_contents()
@@ -434,7 +452,7 @@ def behave(
             try:
                 return await run_conversations(
                     backend, planned, store, design=design, concurrency=concurrency, timeout_s=timeout_s,
-                    retry=retry, on_answer=on_answer,
+                    retry=retry, on_answer=on_answer, prefetched=prefetched,
                 )
             finally:
                 await backend.aclose()

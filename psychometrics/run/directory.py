@@ -159,6 +159,7 @@ def administer(
         requests_planned=len(planned), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
         created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
     )
+    prefetched = _probe(backend, planned, run_dir, timeout_s)  # before anything is written
     open_for_writing(run_dir, manifest, ids)
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
@@ -169,13 +170,26 @@ def administer(
             try:
                 return await run_requests(
                     backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
-                    reasks=design.reasks, on_answer=on_answer,
+                    reasks=design.reasks, on_answer=on_answer, longer=design.longer_reasks, prefetched=prefetched,
                 )
             finally:
                 await backend.aclose()  # inside the loop: HTTP clients are bound to it
 
         stats = asyncio.run(send())
     return RunResult(run_dir, stats, planned)
+
+
+def _probe(backend: ModelBackend, planned: list, run_dir: Path, timeout_s: float | None):
+    """Log-probabilities checked before a run that needs them (:func:`psychometrics.engine.probe.probe_before_run`)."""
+    from psychometrics.engine.probe import Prefetched, probe_before_run
+
+    if not any(p.request.mode == "probs" for p in planned):
+        return Prefetched()
+    answered: set[str] = set()
+    if (run_dir / RESPONSES).exists():
+        with RunStore(run_dir / RESPONSES, read_only=True) as store:
+            answered = store.answered_ids()
+    return probe_before_run(backend, ((p.request_id, p.request) for p in planned), timeout_s, answered)
 
 
 CHARS_PER_TOKEN = 4  # the rule of thumb for English text with BPE tokenisers, used when no tokenizer is at hand

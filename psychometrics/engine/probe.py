@@ -1,0 +1,105 @@
+"""Capability probing: one request before a run that needs what not every server gives.
+
+A probability-mode run needs the option labels' log-probabilities, and servers that lack them say so in
+different ways: an error that names them (HTTP 400 from most providers; HTTP 500 "logprobs is not
+supported ..." from llama.cpp's server started without ``logits_all``, which a client would otherwise
+retry as an outage), or a reply without them. Without a probe every request of the run finds out on its
+own, after its retries. :func:`probe_logprobs` sends the run's first pending probability request once,
+without retries, and stops the run with one line when log-probabilities are missing. Its reply is not
+thrown away: :class:`Prefetched` hands it to the run when the run sends that same request, so nothing is
+paid twice. Any other failure of the probe (a refused key, nothing listening) is left to the run, which
+handles it as it handles every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Awaitable, Callable
+
+from psychometrics.errors import PsytestError
+from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
+
+__all__ = ["LOGPROB_WORDS", "Prefetched", "probe_before_run", "probe_logprobs"]
+
+#: How servers name log-probabilities in an error ("logprobs", "top_logprobs", "log-probabilities", ...).
+LOGPROB_WORDS = re.compile(r"log[-_ ]?prob", re.IGNORECASE)
+REASON_CHARS = 300
+
+
+def _no_logprobs(backend: ModelBackend, reason: str) -> PsytestError:
+    reason = " ".join(reason.split())
+    reason = reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 3] + "..."
+    return PsytestError(f"--mode: {backend.name} gives no log-probabilities ({reason}), so the options "
+                        "cannot be scored; use --mode text for this model or server")
+
+
+async def probe_logprobs(backend: ModelBackend, request: ModelRequest, *, timeout_s: float | None) -> ModelReply | None:
+    """Send ``request`` (a ``probs`` request) once. Raises :class:`PsytestError` when the server does not
+    give log-probabilities (an error that names them, or a reply without any); returns the reply (made
+    safe to store) when it does, or None when the probe failed for another reason."""
+    try:
+        answer = backend.complete(request)
+        reply = await (asyncio.wait_for(answer, timeout_s) if timeout_s else answer)
+        reply = reply.cleaned()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - only a missing capability is the probe's to report
+        if LOGPROB_WORDS.search(str(exc)):
+            raise _no_logprobs(backend, str(exc)) from None
+        return None
+    if not reply.choice_logprobs:
+        raise _no_logprobs(backend, "its reply to a request for them had none")
+    return reply
+
+
+class Prefetched:
+    """Replies already received for requests a run will send (a probe's): :meth:`wrap` makes a call that
+    answers each such request once from here instead of sending it."""
+
+    def __init__(self) -> None:
+        self._replies: list[tuple[ModelRequest, ModelReply]] = []
+
+    def add(self, request: ModelRequest, reply: ModelReply) -> None:
+        self._replies.append((request, reply))
+
+    def __len__(self) -> int:
+        return len(self._replies)
+
+    def wrap(self, call: Callable[[ModelRequest], Awaitable[ModelReply]]) -> Callable[[ModelRequest], Awaitable[ModelReply]]:
+        if not self._replies:
+            return call
+
+        async def answered_first(request: ModelRequest) -> ModelReply:
+            for index, (known, reply) in enumerate(self._replies):
+                if known == request:
+                    del self._replies[index]
+                    return reply
+            return await call(request)
+
+        return answered_first
+
+
+def probe_before_run(backend: ModelBackend, requests, timeout_s: float | None,
+                     answered: set[str] | None = None) -> Prefetched:
+    """Probe with the first ``probs`` request of ``requests`` (pairs of request id and
+    :class:`ModelRequest`, in plan order) not in ``answered``, before anything of the run is written, so
+    that a refused run leaves no directory to be told apart from the next try. Returns the probe's
+    reply as a :class:`Prefetched` for the run (empty when there was nothing to probe)."""
+    prefetched = Prefetched()
+    answered = answered or set()
+    first = next((request for request_id, request in requests
+                  if request.mode == "probs" and request_id not in answered), None)
+    if first is None:
+        return prefetched
+
+    async def probe() -> ModelReply | None:
+        try:
+            return await probe_logprobs(backend, first, timeout_s=timeout_s)
+        finally:
+            await backend.aclose()  # inside the loop: HTTP clients are bound to it
+
+    reply = asyncio.run(probe())
+    if reply is not None:
+        prefetched.add(first, reply)
+    return prefetched
