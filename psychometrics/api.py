@@ -398,12 +398,6 @@ def behave(
     from psychometrics.behavior.task import TASK_DIR, resolve_tasks
 
     chosen = resolve_tasks(tasks)
-    if max_tokens is not None:
-        from psychometrics import limits
-
-        if not 1 <= max_tokens <= limits.MAX_TOKENS:
-            raise PsytestError(f"--max-tokens: must be between 1 and {limits.MAX_TOKENS:,}, got {max_tokens}")
-        chosen = [task.model_copy(update={"max_tokens": max_tokens}) for task in chosen]
     # Shipped tasks by name, users' files by absolute path: where analysis finds them again.
     sources = {t.id: t.id if Path(t.source).resolve().parent == TASK_DIR else str(Path(t.source).resolve())
                for t in chosen}
@@ -411,7 +405,9 @@ def behave(
     if order is None:
         order = _recorded_order(_path(out))
     plan = BehaviorDesign(samples=samples, temperature=temperature, seed=seed, personas=personas,
-                          persona_ids=tuple(ids) if ids else None, variants=variants, order=order, mode=mode)
+                          persona_ids=tuple(ids) if ids else None, variants=variants, order=order, mode=mode,
+                          max_tokens=max_tokens)
+    chosen = [plan.applied(task) for task in chosen]
     persona_set = None
     if personas:
         from psychometrics.design.personas import resolve_persona_set

@@ -61,6 +61,7 @@ class BehaviorDesign:
     variants: Optional[int] = None
     order: str = "balanced"
     mode: str = "text"
+    max_tokens: Optional[int] = None  # every task's reply limit instead of its own (--max-tokens)
 
     def __post_init__(self) -> None:
         from psychometrics.behavior.order import ORDER_RULES
@@ -75,13 +76,19 @@ class BehaviorDesign:
             raise PsytestError(f"--temperature {self.temperature}: give a temperature between 0 and 2")
         if self.variants is not None and self.variants < 1:
             raise PsytestError(f"--variants {self.variants}: give at least 1 variant per task (or omit for all)")
+        if self.max_tokens is not None and not 1 <= self.max_tokens <= limits.MAX_TOKENS:
+            raise PsytestError(f"--max-tokens {self.max_tokens}: give a reply limit between 1 and {limits.MAX_TOKENS:,}")
 
     def as_manifest(self) -> dict:
         return {
             "samples": self.samples, "temperature": self.temperature, "seed": self.seed, "personas": self.personas,
             "persona_ids": list(self.persona_ids) if self.persona_ids else None, "variants": self.variants,
-            "order": self.order, "mode": self.mode,
+            "order": self.order, "mode": self.mode, "max_tokens": self.max_tokens,
         }
+
+    def applied(self, task: Task) -> Task:
+        """``task`` as this run sends it: with the run's reply limit when it sets one."""
+        return task if self.max_tokens is None else task.model_copy(update={"max_tokens": self.max_tokens})
 
     @property
     def modes(self) -> tuple[str, ...]:
