@@ -393,8 +393,10 @@ async def run_conversations(
     (:func:`psychometrics.engine.pool.send_all` with :class:`ConversationWork`). Each conversation is
     claimed in the store before it is sent: a second process on the same run directory skips it
     (``claimed_elsewhere``) instead of paying for it twice."""
-    return await send_all(planned, store, ConversationWork(store, design, prefetched), backend=backend, concurrency=concurrency,
-                          timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
+    stats = await send_all(planned, store, ConversationWork(store, design, prefetched), backend=backend,
+                           concurrency=concurrency, timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
+    stats.retries += prefetched.failed if prefetched is not None else 0  # a failed probe: its request sent again
+    return stats
 
 
 def behavior_manifest(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None,

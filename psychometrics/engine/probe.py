@@ -59,6 +59,8 @@ class Prefetched:
 
     def __init__(self) -> None:
         self._replies: list[tuple[ModelRequest, ModelReply]] = []
+        #: probes that failed for another reason: their request is sent by the run, so each counts as a retry
+        self.failed = 0
 
     def add(self, request: ModelRequest, reply: ModelReply) -> None:
         self._replies.append((request, reply))
@@ -102,4 +104,6 @@ def probe_before_run(backend: ModelBackend, requests, timeout_s: float | None,
     reply = asyncio.run(probe())
     if reply is not None:
         prefetched.add(first, reply)
+    else:
+        prefetched.failed += 1
     return prefetched

@@ -303,5 +303,7 @@ async def run_requests(
     how long a claim of this run outlives it if it dies on another host. ``longer``: how many times a cut-off
     reply is asked again with twice the tokens. ``prefetched``: replies received already (a capability
     probe's, :mod:`psychometrics.engine.probe`), used instead of sending those requests again."""
-    return await send_all(planned, store, RequestWork(reasks, longer, prefetched), backend=backend, concurrency=concurrency,
-                          timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
+    stats = await send_all(planned, store, RequestWork(reasks, longer, prefetched), backend=backend,
+                           concurrency=concurrency, timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
+    stats.retries += prefetched.failed if prefetched is not None else 0  # a failed probe: its request sent again
+    return stats
