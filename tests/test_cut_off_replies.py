@@ -223,3 +223,21 @@ def test_behave_probs_without_logprobs_stops_at_once(tmp_path, capsys):
         assert server.requests_served == 1
     one_line_error(code, err, "gives no log-probabilities", "use --mode text")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("message, missing", [
+    ("logprobs is not supported for models created with logits_all=False", True),  # llama.cpp, HTTP 500
+    ("Unsupported parameter: 'logprobs' is not supported with this model.", True),
+    ("anthropic does not support parameters: ['logprobs', 'top_logprobs']", True),
+    ("This model doesn't support logprobs", True),
+    ("top_logprobs is not enabled for this deployment", True),
+    ("the provider gives no log-probabilities, so probs mode cannot score the options", True),
+    ("the server's log-probability of token '3' is 800, above 0 (a probability above 1)", False),  # a bad value
+    ("logprobs must be between 0 and 20", False),
+    ("The server had an error while processing your request.", False),
+    ("model is not supported", False),
+])
+def test_which_errors_say_log_probabilities_are_missing(message, missing):
+    from psychometrics.engine.probe import names_missing_logprobs
+
+    assert names_missing_logprobs(message) is missing

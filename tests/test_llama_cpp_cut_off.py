@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -28,17 +29,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _serve(logits_all: bool):
-    """llama.cpp's server on a free port; ``logits_all false`` is the server that refuses log-probabilities."""
+def _serve(logits_all: bool, log: Path):
+    """llama.cpp's server on a free port, its log (a line per request) to ``log``; ``logits_all false`` is the
+    server that refuses log-probabilities."""
     from psychometrics.models.local import embedded_model_path
 
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2-135m")),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", str(logits_all).lower(),
-         "--n_threads", "1", "--n_threads_batch", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    with log.open("w") as sink:  # a file, not a pipe: a full pipe would stop the server mid-run
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2-135m")),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", str(logits_all).lower(),
+             "--n_threads", "1", "--n_threads_batch", "1"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}/v1"
 
     def answering() -> bool:
@@ -53,16 +56,14 @@ def _serve(logits_all: bool):
     return process, base
 
 
-def _stop(process) -> str:
-    """Stop the server; its log (one line per request it answered)."""
+def _stop(process) -> None:
     process.terminate()
-    _, log = process.communicate(timeout=HANG_GUARD_S)
-    return log
+    process.wait(timeout=HANG_GUARD_S)
 
 
 @pytest.fixture(scope="module")
-def llama_server():
-    process, base = _serve(logits_all=True)
+def llama_server(tmp_path_factory):
+    process, base = _serve(logits_all=True, log=tmp_path_factory.mktemp("llama") / "server.log")
     try:
         yield base
     finally:
@@ -108,12 +109,13 @@ def test_truncated_replies_are_asked_again_with_more_tokens_and_become_valid(lla
 
 
 def test_a_server_without_logprobs_stops_a_probs_run_at_once_with_one_line(tmp_path, capsys):
-    process, base = _serve(logits_all=False)
+    process, base = _serve(logits_all=False, log=tmp_path / "server.log")
     try:
         code, _, err = cli(capsys, "administer", "--model", MODEL, "--api-base", base, "-i", "mini-ipip",
                            "--mode", "probs", "--out", tmp_path / "run")
     finally:
-        log = _stop(process)
+        _stop(process)
     one_line_error(code, err, "gives no log-probabilities", "logprobs is not supported", "use --mode text")
-    assert log.count("POST /v1/chat/completions") == 1  # one probe; no retries, no other request
+    # one probe; no retries, no other request
+    assert (tmp_path / "server.log").read_text().count("POST /v1/chat/completions") == 1
     assert not (tmp_path / "run").exists()

@@ -5,10 +5,11 @@ different ways: an error that names them (HTTP 400 from most providers; HTTP 500
 supported ..." from llama.cpp's server started without ``logits_all``, which a client would otherwise
 retry as an outage), or a reply without them. Without a probe every request of the run finds out on its
 own, after its retries. :func:`probe_logprobs` sends the run's first pending probability request once,
-without retries, and stops the run with one line when log-probabilities are missing. Its reply is not
-thrown away: :class:`Prefetched` hands it to the run when the run sends that same request, so nothing is
-paid twice. Any other failure of the probe (a refused key, nothing listening) is left to the run, which
-handles it as it handles every request.
+without retries, and stops the run with one line when log-probabilities are missing. Otherwise the probe
+is the run's first send of that request: :class:`Prefetched` hands its reply, or the error it ended
+with (a bad reply, a refused key), to the run when the run sends that request, so nothing is paid twice
+and the run records it as it records every request. Only a transient failure (an outage, a timeout) is
+sent again by the run, as one retry.
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ import re
 from typing import Awaitable, Callable
 
 from psychometrics.errors import PsytestError
-from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
+from psychometrics.models.base import InvalidReplyError, ModelBackend, ModelReply, ModelRequest, TransientModelError
 
-__all__ = ["LOGPROB_WORDS", "Prefetched", "probe_before_run", "probe_logprobs"]
+__all__ = ["LOGPROB_WORDS", "MISSING_WORDS", "Prefetched", "names_missing_logprobs", "probe_before_run",
+           "probe_logprobs"]
 
 #: How servers name log-probabilities in an error ("logprobs", "top_logprobs", "log-probabilities", ...).
 LOGPROB_WORDS = re.compile(r"log[-_ ]?prob", re.IGNORECASE)
+#: How they say a feature is missing ("is not supported", "unsupported parameter", "does not support",
+#: "gives no log-probabilities", "not enabled", ...); with :data:`LOGPROB_WORDS`, a missing capability.
+MISSING_WORDS = re.compile(r"\b(not|un)[- ]?supported\b|\bdo(es)?(n't| not) support|\bno log[-_ ]?prob|"
+                           r"\bnot (enabled|available|allowed)\b|\bdisabled\b", re.IGNORECASE)
+
+
+def names_missing_logprobs(message: str) -> bool:
+    """Whether an error message says log-probabilities are not available (not that a value was bad)."""
+    return bool(LOGPROB_WORDS.search(message)) and bool(MISSING_WORDS.search(message))
 REASON_CHARS = 300
 
 
@@ -34,10 +45,11 @@ def _no_logprobs(backend: ModelBackend, reason: str) -> PsytestError:
                         "cannot be scored; use --mode text for this model or server")
 
 
-async def probe_logprobs(backend: ModelBackend, request: ModelRequest, *, timeout_s: float | None) -> ModelReply | None:
+async def probe_logprobs(backend: ModelBackend, request: ModelRequest, *,
+                         timeout_s: float | None) -> ModelReply | Exception | None:
     """Send ``request`` (a ``probs`` request) once. Raises :class:`PsytestError` when the server does not
-    give log-probabilities (an error that names them, or a reply without any); returns the reply (made
-    safe to store) when it does, or None when the probe failed for another reason."""
+    give log-probabilities (an error that says so, or a reply without any). Otherwise returns the reply
+    (made safe to store), the error the request ended with, or None after a transient failure."""
     try:
         answer = backend.complete(request)
         reply = await (asyncio.wait_for(answer, timeout_s) if timeout_s else answer)
@@ -45,25 +57,29 @@ async def probe_logprobs(backend: ModelBackend, request: ModelRequest, *, timeou
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - only a missing capability is the probe's to report
-        if LOGPROB_WORDS.search(str(exc)):
+        # llama.cpp says it with HTTP 500, which is otherwise an outage: the words decide, not the status
+        if not isinstance(exc, InvalidReplyError) and names_missing_logprobs(str(exc)):
             raise _no_logprobs(backend, str(exc)) from None
-        return None
+        if isinstance(exc, (TransientModelError, asyncio.TimeoutError)):
+            return None
+        return exc  # a bad reply (a log-probability above 0, ...), a refused key: the run records it
     if not reply.choice_logprobs:
         raise _no_logprobs(backend, "its reply to a request for them had none")
     return reply
 
 
 class Prefetched:
-    """Replies already received for requests a run will send (a probe's): :meth:`wrap` makes a call that
-    answers each such request once from here instead of sending it."""
+    """Outcomes already received for requests a run will send (a probe's reply, or the error it ended
+    with): :meth:`wrap` makes a call that gives each such request's outcome once from here instead of
+    sending it."""
 
     def __init__(self) -> None:
-        self._replies: list[tuple[ModelRequest, ModelReply]] = []
-        #: probes that failed for another reason: their request is sent by the run, so each counts as a retry
+        self._replies: list[tuple[ModelRequest, ModelReply | Exception]] = []
+        #: probes that failed transiently: their request is sent by the run, so each counts as a retry
         self.failed = 0
 
-    def add(self, request: ModelRequest, reply: ModelReply) -> None:
-        self._replies.append((request, reply))
+    def add(self, request: ModelRequest, outcome: ModelReply | Exception) -> None:
+        self._replies.append((request, outcome))
 
     def __len__(self) -> int:
         return len(self._replies)
@@ -73,10 +89,12 @@ class Prefetched:
             return call
 
         async def answered_first(request: ModelRequest) -> ModelReply:
-            for index, (known, reply) in enumerate(self._replies):
+            for index, (known, outcome) in enumerate(self._replies):
                 if known == request:
                     del self._replies[index]
-                    return reply
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                    return outcome
             return await call(request)
 
         return answered_first
@@ -95,7 +113,7 @@ def probe_before_run(backend: ModelBackend, requests, timeout_s: float | None,
     if first is None:
         return prefetched
 
-    async def probe() -> ModelReply | None:
+    async def probe() -> ModelReply | Exception | None:
         try:
             return await probe_logprobs(backend, first, timeout_s=timeout_s)
         finally:
