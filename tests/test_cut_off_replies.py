@@ -241,3 +241,26 @@ def test_which_errors_say_log_probabilities_are_missing(message, missing):
     from psychometrics.engine.probe import names_missing_logprobs
 
     assert names_missing_logprobs(message) is missing
+
+
+def test_the_local_backend_says_how_a_reply_ended():
+    """llama.cpp in-process: finish reason length when cut at max_tokens, stop otherwise; the GGUF file answers."""
+    pytest.importorskip("llama_cpp")
+    import asyncio
+
+    from psychometrics.models.base import ModelRequest
+    from psychometrics.models.local import LocalModel
+
+    model = LocalModel("local/smollm2-135m", threads=1, threads_batch=1)
+    request = _planned(templates=["worded"])[0].request
+
+    async def ask(limit: int):
+        try:
+            return await model.complete(ModelRequest(request.messages, request.choices, "text", 0.0, 0, limit))
+        finally:
+            await model.aclose()
+
+    cut, whole = asyncio.run(ask(1)), asyncio.run(ask(200))
+    assert cut.finish_reason == "length" and cut.output_tokens == 1
+    assert whole.finish_reason == "stop" and whole.output_tokens < 200
+    assert cut.served_model == whole.served_model == model.path.name

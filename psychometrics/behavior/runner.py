@@ -395,8 +395,22 @@ async def run_conversations(
     (``claimed_elsewhere``) instead of paying for it twice."""
     stats = await send_all(planned, store, ConversationWork(store, design, prefetched), backend=backend,
                            concurrency=concurrency, timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
-    stats.retries += prefetched.failed if prefetched is not None else 0  # a failed probe: its request sent again
+    if prefetched is not None:
+        prefetched.count_into(stats)  # a probe that failed transiently was its request's first try
     return stats
+
+
+def _probe(backend: ModelBackend, planned: list[PlannedConversation], run_dir: Path, timeout_s: float | None,
+           retry: RetryPolicy) -> Prefetched:
+    """The log-probability probe (:func:`psychometrics.engine.probe.probe_before_run`) with the first
+    probability conversation that has neither a score nor a stored reply (a resumed run reads those)."""
+    probs = ((p.request_id, probs_request(p)) for p in planned if p.mode == "probs")
+    if not (run_dir / BEHAVIOR_DB).exists():
+        return probe_before_run(backend, probs, timeout_s, None, retry)
+    with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=True) as store:
+        answered = store.answered_ids()
+        unsent = ((rid, request) for rid, request in probs if rid not in answered and not store.turns(rid))
+        return probe_before_run(backend, unsent, timeout_s, None, retry)
 
 
 def behavior_manifest(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None,
@@ -443,14 +457,9 @@ def behave(
     backend.prepare_tasks(tasks)
     planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
     manifest = behavior_manifest(backend, design, tasks, persona_set, planned, task_sources)
-    prefetched = Prefetched()
+    prefetched = Prefetched(retry)
     if any(p.mode == "probs" for p in planned):  # log-probabilities checked before anything is written
-        answered: set[str] = set()
-        if (run_dir / BEHAVIOR_DB).exists():
-            with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=True) as store:
-                answered = store.answered_ids()
-        prefetched = probe_before_run(backend, ((p.request_id, probs_request(p)) for p in planned if p.mode == "probs"),
-                                      timeout_s, answered)
+        prefetched = _probe(backend, planned, run_dir, timeout_s, retry)
     open_for_writing(run_dir, manifest, [p.request_id for p in planned])
     with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=False) as store:
         store.check_contents()

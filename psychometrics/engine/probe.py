@@ -8,16 +8,19 @@ own, after its retries. :func:`probe_logprobs` sends the run's first pending pro
 without retries, and stops the run with one line when log-probabilities are missing. Otherwise the probe
 is the run's first send of that request: :class:`Prefetched` hands its reply, or the error it ended
 with (a bad reply, a refused key), to the run when the run sends that request, so nothing is paid twice
-and the run records it as it records every request. Only a transient failure (an outage, a timeout) is
-sent again by the run, as one retry.
+and the run records it as it records every request. After a transient failure (an outage, a timeout, a
+rate limit) the run sends the request again as a retry would: after the backoff or the server's
+Retry-After, counted in the run's retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from typing import Awaitable, Callable
 
+from psychometrics.engine.pool import RetryPolicy
 from psychometrics.errors import PsytestError
 from psychometrics.models.base import InvalidReplyError, ModelBackend, ModelReply, ModelRequest, TransientModelError
 
@@ -46,10 +49,10 @@ def _no_logprobs(backend: ModelBackend, reason: str) -> PsytestError:
 
 
 async def probe_logprobs(backend: ModelBackend, request: ModelRequest, *,
-                         timeout_s: float | None) -> ModelReply | Exception | None:
+                         timeout_s: float | None) -> ModelReply | Exception:
     """Send ``request`` (a ``probs`` request) once. Raises :class:`PsytestError` when the server does not
     give log-probabilities (an error that says so, or a reply without any). Otherwise returns the reply
-    (made safe to store), the error the request ended with, or None after a transient failure."""
+    (made safe to store) or the error the request ended with (a timeout as a transient one)."""
     try:
         answer = backend.complete(request)
         reply = await (asyncio.wait_for(answer, timeout_s) if timeout_s else answer)
@@ -60,9 +63,9 @@ async def probe_logprobs(backend: ModelBackend, request: ModelRequest, *,
         # llama.cpp says it with HTTP 500, which is otherwise an outage: the words decide, not the status
         if not isinstance(exc, InvalidReplyError) and names_missing_logprobs(str(exc)):
             raise _no_logprobs(backend, str(exc)) from None
-        if isinstance(exc, (TransientModelError, asyncio.TimeoutError)):
-            return None
-        return exc  # a bad reply (a log-probability above 0, ...), a refused key: the run records it
+        if isinstance(exc, asyncio.TimeoutError):
+            return TransientModelError(f"no answer within {timeout_s:g} s", timed_out=True)
+        return exc  # a bad reply (a log-probability above 0, ...), a refused key, an outage: for the run
     if not reply.choice_logprobs:
         raise _no_logprobs(backend, "its reply to a request for them had none")
     return reply
@@ -73,10 +76,12 @@ class Prefetched:
     with): :meth:`wrap` makes a call that gives each such request's outcome once from here instead of
     sending it."""
 
-    def __init__(self) -> None:
+    def __init__(self, retry: RetryPolicy | None = None) -> None:
         self._replies: list[tuple[ModelRequest, ModelReply | Exception]] = []
-        #: probes that failed transiently: their request is sent by the run, so each counts as a retry
-        self.failed = 0
+        self.retry = retry or RetryPolicy()
+        #: probes that failed transiently and whose request the run sent again: each counts as a retry
+        self.retried = 0
+        self.timeouts_retried = 0
 
     def add(self, request: ModelRequest, outcome: ModelReply | Exception) -> None:
         self._replies.append((request, outcome))
@@ -92,6 +97,12 @@ class Prefetched:
             for index, (known, outcome) in enumerate(self._replies):
                 if known == request:
                     del self._replies[index]
+                    if isinstance(outcome, TransientModelError) and self.retry.max_retries > 0:
+                        # the probe was the first try: wait as a retry would, then the run's own tries
+                        await asyncio.sleep(self.retry.wait(0, outcome.retry_after, random.Random()))
+                        self.retried += 1
+                        self.timeouts_retried += bool(outcome.timed_out)
+                        return await call(request)
                     if isinstance(outcome, Exception):
                         raise outcome
                     return outcome
@@ -99,29 +110,30 @@ class Prefetched:
 
         return answered_first
 
+    def count_into(self, stats) -> None:
+        """Add the probe's retries to the run's statistics (:class:`~psychometrics.engine.pool.RunStats`)."""
+        stats.retries += self.retried
+        stats.timeouts_retried += self.timeouts_retried
+
 
 def probe_before_run(backend: ModelBackend, requests, timeout_s: float | None,
-                     answered: set[str] | None = None) -> Prefetched:
+                     answered: set[str] | None = None, retry: RetryPolicy | None = None) -> Prefetched:
     """Probe with the first ``probs`` request of ``requests`` (pairs of request id and
     :class:`ModelRequest`, in plan order) not in ``answered``, before anything of the run is written, so
     that a refused run leaves no directory to be told apart from the next try. Returns the probe's
     reply as a :class:`Prefetched` for the run (empty when there was nothing to probe)."""
-    prefetched = Prefetched()
+    prefetched = Prefetched(retry)
     answered = answered or set()
     first = next((request for request_id, request in requests
                   if request.mode == "probs" and request_id not in answered), None)
     if first is None:
         return prefetched
 
-    async def probe() -> ModelReply | Exception | None:
+    async def probe() -> ModelReply | Exception:
         try:
             return await probe_logprobs(backend, first, timeout_s=timeout_s)
         finally:
             await backend.aclose()  # inside the loop: HTTP clients are bound to it
 
-    reply = asyncio.run(probe())
-    if reply is not None:
-        prefetched.add(first, reply)
-    else:
-        prefetched.failed += 1
+    prefetched.add(first, asyncio.run(probe()))
     return prefetched

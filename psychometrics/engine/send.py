@@ -305,5 +305,6 @@ async def run_requests(
     probe's, :mod:`psychometrics.engine.probe`), used instead of sending those requests again."""
     stats = await send_all(planned, store, RequestWork(reasks, longer, prefetched), backend=backend,
                            concurrency=concurrency, timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
-    stats.retries += prefetched.failed if prefetched is not None else 0  # a failed probe: its request sent again
+    if prefetched is not None:
+        prefetched.count_into(stats)  # a probe that failed transiently was its request's first try
     return stats

@@ -159,7 +159,7 @@ def administer(
         requests_planned=len(planned), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
         created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
     )
-    prefetched = _probe(backend, planned, run_dir, timeout_s)  # before anything is written
+    prefetched = _probe(backend, planned, run_dir, timeout_s, retry)  # before anything is written
     open_for_writing(run_dir, manifest, ids)
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
@@ -179,7 +179,7 @@ def administer(
     return RunResult(run_dir, stats, planned)
 
 
-def _probe(backend: ModelBackend, planned: list, run_dir: Path, timeout_s: float | None):
+def _probe(backend: ModelBackend, planned: list, run_dir: Path, timeout_s: float | None, retry: RetryPolicy):
     """Log-probabilities checked before a run that needs them (:func:`psychometrics.engine.probe.probe_before_run`)."""
     from psychometrics.engine.probe import Prefetched, probe_before_run
 
@@ -189,7 +189,7 @@ def _probe(backend: ModelBackend, planned: list, run_dir: Path, timeout_s: float
     if (run_dir / RESPONSES).exists():
         with RunStore(run_dir / RESPONSES, read_only=True) as store:
             answered = store.answered_ids()
-    return probe_before_run(backend, ((p.request_id, p.request) for p in planned), timeout_s, answered)
+    return probe_before_run(backend, ((p.request_id, p.request) for p in planned), timeout_s, answered, retry)
 
 
 CHARS_PER_TOKEN = 4  # the rule of thumb for English text with BPE tokenisers, used when no tokenizer is at hand
