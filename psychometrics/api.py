@@ -113,7 +113,8 @@ class RunOutcome:
                 "conversations_planned": stats.planned, "already_answered": stats.already_answered,
                 "sent": stats.sent, "failed": stats.failed, "retries": stats.retries,
                 "timeouts_retried": stats.timeouts_retried, "claimed_elsewhere": stats.claimed_elsewhere,
-                "outcomes": stats.outcomes, "conversations_per_second": round(stats.per_second, 3),
+                "outcomes": stats.outcomes, "cut_off": stats.cut_off,
+                "conversations_per_second": round(stats.per_second, 3),
                 "tasks": json.loads(self.summary.to_json(orient="records")),
             }
         return {
@@ -121,7 +122,7 @@ class RunOutcome:
             "requests_planned": stats.planned, "already_answered": stats.already_answered, "sent": stats.sent,
             "failed": stats.failed, "retries": stats.retries, "timeouts_retried": stats.timeouts_retried,
             "reasks": stats.reasks, "reasks_failed": stats.reasks_failed,
-            "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
+            "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes, "cut_off": stats.cut_off,
             "items_per_second": round(stats.per_second, 3),
             "verdict": json.loads(self.verdict.to_json(orient="records")) if self.verdict is not None else [],
             "scales": json.loads(self.summary.to_json(orient="records")),

@@ -94,7 +94,7 @@ def test_cut_replies_are_classified_truncated_and_the_run_warns_and_exits_3(tmp_
         assert server.limits_asked == [4] * 20
     assert code == 3, err
     summary = json.loads(stdout)
-    assert summary["outcomes"] == {"truncated": 20} and summary["failed"] == 0
+    assert summary["outcomes"] == {"truncated": 20} and summary["failed"] == 0 and summary["cut_off"] == 20
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("psytest: warning: 20 of 20 requests answered were cut off at max_tokens")
@@ -200,7 +200,7 @@ def test_behaviour_replies_cut_off_warn_and_exit_3(tmp_path, capsys):
     assert code == 3, err
     assert "conversations answered were cut off at max_tokens" in err and "--max-tokens" in err
     assert "--on-truncated" not in err  # behave has no re-ask policy
-    assert json.loads(stdout)["sent"] == 2
+    assert json.loads(stdout)["sent"] == 2 and json.loads(stdout)["cut_off"] == 2
 
 
 def test_behave_max_tokens_is_part_of_the_run(tmp_path, capsys):

@@ -334,7 +334,6 @@ class ConversationWork:
         """One request for the option labels' log-probabilities, committed (as JSON, turn 0) before it is
         scored; a resumed run reads a stored one instead of asking again."""
         kind = get_kind(conversation.task.kind)
-        labels = kind.probs_labels(conversation.variant, conversation.rendered)
         messages = conversation.messages([], 0)
         row = ConversationRow(
             conversation.request_id, conversation.task.id, conversation.variant.id, conversation.task.trait,
