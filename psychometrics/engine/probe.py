@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from dataclasses import replace
 from typing import Awaitable, Callable
 
-from psychometrics.engine.pool import RetryPolicy
+from psychometrics.engine.pool import RetryPolicy, RunStats, call_with_retries
 from psychometrics.errors import PsytestError
 from psychometrics.models.base import InvalidReplyError, ModelBackend, ModelReply, ModelRequest, TransientModelError
 
@@ -76,9 +77,12 @@ class Prefetched:
     with): :meth:`wrap` makes a call that gives each such request's outcome once from here instead of
     sending it."""
 
-    def __init__(self, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, retry: RetryPolicy | None = None, backend: ModelBackend | None = None,
+                 timeout_s: float | None = None) -> None:
         self._replies: list[tuple[ModelRequest, ModelReply | Exception]] = []
         self.retry = retry or RetryPolicy()
+        self.backend, self.timeout_s = backend, timeout_s
+        self._stats = RunStats()  # the retries after a transient probe
         #: probes that failed transiently and whose request the run sent again: each counts as a retry
         self.retried = 0
         self.timeouts_retried = 0
@@ -97,12 +101,17 @@ class Prefetched:
             for index, (known, outcome) in enumerate(self._replies):
                 if known == request:
                     del self._replies[index]
-                    if isinstance(outcome, TransientModelError) and self.retry.max_retries > 0:
-                        # the probe was the first try: wait as a retry would, then the run's own tries
-                        await asyncio.sleep(self.retry.wait(0, outcome.retry_after, random.Random()))
+                    if (isinstance(outcome, TransientModelError) and self.retry.max_retries > 0
+                            and self.backend is not None
+                            and (outcome.retry_after or 0.0) <= self.retry.max_retry_after_s):
+                        # the probe was the first try: wait as a retry would, then the tries left
+                        jitter = random.Random()
+                        await asyncio.sleep(self.retry.wait(0, outcome.retry_after, jitter))
                         self.retried += 1
                         self.timeouts_retried += bool(outcome.timed_out)
-                        return await call(request)
+                        fewer = replace(self.retry, max_retries=self.retry.max_retries - 1)
+                        return await call_with_retries(self.backend, request, timeout_s=self.timeout_s, retry=fewer,
+                                                       stats=self._stats, jitter=jitter)
                     if isinstance(outcome, Exception):
                         raise outcome
                     return outcome
@@ -112,8 +121,8 @@ class Prefetched:
 
     def count_into(self, stats) -> None:
         """Add the probe's retries to the run's statistics (:class:`~psychometrics.engine.pool.RunStats`)."""
-        stats.retries += self.retried
-        stats.timeouts_retried += self.timeouts_retried
+        stats.retries += self.retried + self._stats.retries
+        stats.timeouts_retried += self.timeouts_retried + self._stats.timeouts_retried
 
 
 def probe_before_run(backend: ModelBackend, requests, timeout_s: float | None,
@@ -122,7 +131,7 @@ def probe_before_run(backend: ModelBackend, requests, timeout_s: float | None,
     :class:`ModelRequest`, in plan order) not in ``answered``, before anything of the run is written, so
     that a refused run leaves no directory to be told apart from the next try. Returns the probe's
     reply as a :class:`Prefetched` for the run (empty when there was nothing to probe)."""
-    prefetched = Prefetched(retry)
+    prefetched = Prefetched(retry, backend, timeout_s)
     answered = answered or set()
     first = next((request for request_id, request in requests
                   if request.mode == "probs" and request_id not in answered), None)
