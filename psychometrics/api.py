@@ -118,7 +118,8 @@ class RunOutcome:
                 "conversations_planned": stats.planned, "already_answered": stats.already_answered,
                 "sent": stats.sent, "failed": stats.failed, "retries": stats.retries,
                 "timeouts_retried": stats.timeouts_retried, "claimed_elsewhere": stats.claimed_elsewhere,
-                "outcomes": stats.outcomes, "conversations_per_second": round(stats.per_second, 3),
+                "outcomes": stats.outcomes, "cut_off": stats.cut_off,
+                "conversations_per_second": round(stats.per_second, 3),
                 "tasks": json.loads(self.summary.to_json(orient="records")),
             }
         return {
@@ -127,7 +128,7 @@ class RunOutcome:
             "sent": stats.sent,
             "failed": stats.failed, "retries": stats.retries, "timeouts_retried": stats.timeouts_retried,
             "reasks": stats.reasks, "reasks_failed": stats.reasks_failed,
-            "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes,
+            "claimed_elsewhere": stats.claimed_elsewhere, "outcomes": stats.outcomes, "cut_off": stats.cut_off,
             "items_per_second": round(stats.per_second, 3),
             **({"batch": stats.batch_summary()} if hasattr(stats, "batch_summary") else {}),
             "verdict": json.loads(self.verdict.to_json(orient="records")) if self.verdict is not None else [],
@@ -318,6 +319,8 @@ def administer(
     items_per_request: Optional[int] = None,
     item_orders: Optional[int] = None,
     invalid: Optional[str] = None,
+    max_tokens: Optional[int] = None,
+    on_truncated: Optional[str] = None,
     max_retries: int = 5,
     retry_base: float = 1.0,
     concurrency: int = 4,
@@ -367,7 +370,7 @@ def administer(
         "samples": samples, "temperature": _temperatures(temperature), "seed": seed,
         "modes": {"both": ["text", "probs"]}.get(mode, [mode]) if mode else None,
         "personas": personas, "persona_ids": _levels(persona_ids), "items_per_request": items_per_request,
-        "item_orders": item_orders, "invalid": invalid,
+        "item_orders": item_orders, "invalid": invalid, "max_tokens": max_tokens, "on_truncated": on_truncated,
     }
     base.update({key: value for key, value in overrides.items() if value is not None})
     plan = design_from_mapping(base, "design")
@@ -519,6 +522,7 @@ def behave(
     order: Optional[str] = None,
     mode: str = "text",
     prices: Optional[PathLike] = None,
+    max_tokens: Optional[int] = None,
 ) -> Union[RunOutcome, dict]:
     """Run behavioural tasks on a model in sessions of their own, store every reply and score it
     (``psytest behave``).
@@ -531,6 +535,8 @@ def behave(
     ``mode``: ``text``, ``probs`` (choice tasks read from option-label probabilities) or ``both``.
     The dry run's ``cost`` prices its token estimate (:func:`psychometrics.cost.estimate.price_tokens`;
     ``prices``: a user's price file for models litellm's map lacks).
+    ``max_tokens``: every task's reply limit per turn instead of its own (part of what the model is asked:
+    a different limit is a different run).
     """
     from psychometrics.behavior.runner import BehaviorDesign
     from psychometrics.behavior.task import TASK_DIR, resolve_tasks
@@ -543,7 +549,9 @@ def behave(
     if order is None:
         order = _recorded_order(_path(out))
     plan = BehaviorDesign(samples=samples, temperature=temperature, seed=seed, personas=personas,
-                          persona_ids=tuple(ids) if ids else None, variants=variants, order=order, mode=mode)
+                          persona_ids=tuple(ids) if ids else None, variants=variants, order=order, mode=mode,
+                          max_tokens=max_tokens)
+    chosen = [plan.applied(task) for task in chosen]
     persona_set = None
     if personas:
         from psychometrics.design.personas import resolve_persona_set

@@ -33,6 +33,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from psychometrics import limits
+from psychometrics.engine.probe import Prefetched, probe_before_run
 from psychometrics.engine.pool import Result, RetryPolicy, RunStats, failure_reason, send_all
 from psychometrics.behavior.kinds import Rendered, Scored, get_kind
 from psychometrics.behavior.store import BehaviorStore, ConversationRow, TurnReply
@@ -60,6 +61,7 @@ class BehaviorDesign:
     variants: Optional[int] = None
     order: str = "balanced"
     mode: str = "text"
+    max_tokens: Optional[int] = None  # every task's reply limit instead of its own (--max-tokens)
 
     def __post_init__(self) -> None:
         from psychometrics.behavior.order import ORDER_RULES
@@ -74,13 +76,19 @@ class BehaviorDesign:
             raise PsytestError(f"--temperature {self.temperature}: give a temperature between 0 and 2")
         if self.variants is not None and self.variants < 1:
             raise PsytestError(f"--variants {self.variants}: give at least 1 variant per task (or omit for all)")
+        if self.max_tokens is not None and not 1 <= self.max_tokens <= limits.MAX_TOKENS:
+            raise PsytestError(f"--max-tokens {self.max_tokens}: give a reply limit between 1 and {limits.MAX_TOKENS:,}")
 
     def as_manifest(self) -> dict:
         return {
             "samples": self.samples, "temperature": self.temperature, "seed": self.seed, "personas": self.personas,
             "persona_ids": list(self.persona_ids) if self.persona_ids else None, "variants": self.variants,
-            "order": self.order, "mode": self.mode,
+            "order": self.order, "mode": self.mode, "max_tokens": self.max_tokens,
         }
+
+    def applied(self, task: Task) -> Task:
+        """``task`` as this run sends it: with the run's reply limit when it sets one."""
+        return task if self.max_tokens is None else task.model_copy(update={"max_tokens": self.max_tokens})
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -256,6 +264,12 @@ def score_conversation(planned_task: Task, variant: Variant, rendered: Rendered,
     return Scored(scored.outcome, scored.score, {**(scored.detail or {}), "truncated": True}) if cut else scored
 
 
+def probs_request(conversation: PlannedConversation) -> ModelRequest:
+    """The one request of a probability-mode conversation: its first turn, scored over the option labels."""
+    labels = get_kind(conversation.task.kind).probs_labels(conversation.variant, conversation.rendered)
+    return ModelRequest(conversation.messages([], 0), labels, "probs", 0.0, _seed(conversation.seed, 0), 1)
+
+
 class ConversationWork:
     """How to do one behaviour conversation (:class:`~psychometrics.engine.pool.Work`): send its turns in
     order, each with the earlier replies in the transcript, committing each reply to ``store`` as it
@@ -263,13 +277,14 @@ class ConversationWork:
     a :class:`ConversationRow`. A failed call ends the conversation as a failure row saying why (its
     replies so far stay stored, and are not sent again)."""
 
-    def __init__(self, store: BehaviorStore, design: BehaviorDesign):
+    def __init__(self, store: BehaviorStore, design: BehaviorDesign, prefetched: Prefetched | None = None):
         self.store = store
         self.design = design
+        self.prefetched = prefetched or Prefetched()  # a capability probe's reply (engine.probe)
 
     async def __call__(self, conversation: PlannedConversation, attempts: int, call, stats: RunStats) -> Result:
         if conversation.mode == "probs":
-            return await self._probs(conversation, attempts, call)
+            return await self._probs(conversation, attempts, self.prefetched.wrap(call))
         store = self.store
         stored = {t.turn: t for t in store.turns(conversation.request_id)}
         replies: list[str | None] = []
@@ -311,6 +326,7 @@ class ConversationWork:
             scored = score_conversation(conversation.task, conversation.variant, conversation.rendered, replies,
                                         truncated_turns(conversation.task, turn_tokens))
             row.outcome, row.score, row.detail = scored.outcome, scored.score, scored.detail
+            stats.cut_off += scored.outcome == "truncated" or bool((scored.detail or {}).get("truncated"))
         return Result([row])
 
 
@@ -318,7 +334,6 @@ class ConversationWork:
         """One request for the option labels' log-probabilities, committed (as JSON, turn 0) before it is
         scored; a resumed run reads a stored one instead of asking again."""
         kind = get_kind(conversation.task.kind)
-        labels = kind.probs_labels(conversation.variant, conversation.rendered)
         messages = conversation.messages([], 0)
         row = ConversationRow(
             conversation.request_id, conversation.task.id, conversation.variant.id, conversation.task.trait,
@@ -330,7 +345,7 @@ class ConversationWork:
             if 0 in stored:
                 reply = stored[0]
             else:
-                request = ModelRequest(messages, labels, "probs", 0.0, _seed(conversation.seed, 0), 1)
+                request = probs_request(conversation)
                 t0 = time.perf_counter()
                 answer = await call(request)
                 reply = TurnReply(0, json.dumps(answer.choice_logprobs or {}, sort_keys=True),
@@ -371,13 +386,30 @@ async def run_conversations(
     retry: RetryPolicy = RetryPolicy(),
     on_answer: Callable[[list], None] | None = None,
     lease_s: float | None = None,
+    prefetched: Prefetched | None = None,
 ) -> RunStats:
     """Send every unfinished conversation; commit each reply as it arrives and each conversation's score
     (:func:`psychometrics.engine.pool.send_all` with :class:`ConversationWork`). Each conversation is
     claimed in the store before it is sent: a second process on the same run directory skips it
     (``claimed_elsewhere``) instead of paying for it twice."""
-    return await send_all(planned, store, ConversationWork(store, design), backend=backend, concurrency=concurrency,
-                          timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
+    stats = await send_all(planned, store, ConversationWork(store, design, prefetched), backend=backend,
+                           concurrency=concurrency, timeout_s=timeout_s, retry=retry, on_answer=on_answer, lease_s=lease_s)
+    if prefetched is not None:
+        prefetched.count_into(stats)  # a probe that failed transiently was its request's first try
+    return stats
+
+
+def _probe(backend: ModelBackend, planned: list[PlannedConversation], run_dir: Path, timeout_s: float | None,
+           retry: RetryPolicy) -> Prefetched:
+    """The log-probability probe (:func:`psychometrics.engine.probe.probe_before_run`) with the first
+    probability conversation that has neither a score nor a stored reply (a resumed run reads those)."""
+    probs = ((p.request_id, probs_request(p)) for p in planned if p.mode == "probs")
+    if not (run_dir / BEHAVIOR_DB).exists():
+        return probe_before_run(backend, probs, timeout_s, None, retry)
+    with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=True) as store:
+        answered = store.answered_ids()
+        unsent = ((rid, request) for rid, request in probs if rid not in answered and not store.turns(rid))
+        return probe_before_run(backend, unsent, timeout_s, None, retry)
 
 
 def behavior_manifest(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None,
@@ -424,6 +456,9 @@ def behave(
     backend.prepare_tasks(tasks)
     planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
     manifest = behavior_manifest(backend, design, tasks, persona_set, planned, task_sources)
+    prefetched = Prefetched(retry)
+    if any(p.mode == "probs" for p in planned):  # log-probabilities checked before anything is written
+        prefetched = _probe(backend, planned, run_dir, timeout_s, retry)
     open_for_writing(run_dir, manifest, [p.request_id for p in planned])
     with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=False) as store:
         store.check_contents()
@@ -434,7 +469,7 @@ def behave(
             try:
                 return await run_conversations(
                     backend, planned, store, design=design, concurrency=concurrency, timeout_s=timeout_s,
-                    retry=retry, on_answer=on_answer,
+                    retry=retry, on_answer=on_answer, prefetched=prefetched,
                 )
             finally:
                 await backend.aclose()

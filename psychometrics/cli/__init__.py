@@ -23,6 +23,9 @@ CLI knows them), each with one line on stderr and no traceback:
   a full disk) or an SQLite error on a store the library did not name.
 * 1: the command ran and its result is a failure (:class:`~psychometrics.cli.common.CommandFailed`):
   requests that failed after their retries, drift beyond tolerance, a run that does not reproduce.
+* 3: a run (``administer``, ``behave``) finished with most of the replies it got cut off at ``max_tokens``
+  (:data:`~psychometrics.cli.common.EXIT_CUT_OFF`): stored, outcome ``truncated``, but unread; a warning
+  line says what to change. Failed requests take precedence (exit 1).
 * 130: interrupted (Ctrl-C).
 * 70: anything else is a bug, ``psytest: internal error (...)``; ``PSYTEST_DEBUG=1`` shows the traceback.
   A plain ``ValueError`` from deep code is one of these: only a ``PsytestError`` carries a message
@@ -109,7 +112,7 @@ def exit_code(exc: BaseException) -> int | None:
     if isinstance(exc, CommandFailed):
         if exc.message:
             echo(exc.message, err=True)
-        return EXIT_FAILED
+        return exc.code
     if isinstance(exc, (typer.Abort, KeyboardInterrupt)):  # typer >= 0.29 has no Abort in its vendored click
         echo("psytest: interrupted", err=True)
         return EXIT_INTERRUPTED

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from psychometrics import limits
 from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
 from psychometrics.cli.terminal import print_json
 
@@ -53,6 +54,12 @@ def administer(
     invalid: Annotated[
         Optional[str], typer.Option(help="Invalid text replies: missing, drop (listwise) or reask:N.", show_default="missing")
     ] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        min=1, max=limits.MAX_TOKENS, help="Reply limit of a text request, per item asked in it (a reasoning model needs "
+                                 "hundreds).", show_default="16")] = None,
+    on_truncated: Annotated[Optional[str], typer.Option(
+        help="A text reply cut off at the limit: missing (outcome truncated) or reask:N (asked again with twice "
+             "the tokens, up to N times).", show_default="missing")] = None,
     max_retries: MaxRetries = 5,
     retry_base: Annotated[
         float, typer.Option(min=0.0, max=600.0, help="Seconds before the first retry; doubles each retry (plus jitter).")
@@ -88,7 +95,8 @@ def administer(
         model, api_base=api_base, threads=threads, threads_batch=threads_batch, inventory=inventory, out=out,
         design=design, option_orders=option_orders, templates=templates, paraphrases=paraphrases, samples=samples,
         temperature=temperature, seed=seed, mode=mode, personas=personas, persona_ids=persona_ids,
-        items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_retries=max_retries,
+        items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_tokens=max_tokens,
+        on_truncated=on_truncated, max_retries=max_retries,
         retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
         reuse=reuse, prices=prices, max_cost=max_cost, on_cost=None if as_json else _print_cost_line,
         batch=batch, batch_poll=batch_poll, batch_size=batch_size,

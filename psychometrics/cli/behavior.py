@@ -95,6 +95,9 @@ def behave(
     mode: Annotated[str, typer.Option(
         help="Answer mode: text, probs (choice tasks read from option-label probabilities, under every rotation "
              "of the option order) or both.")] = "text",
+    max_tokens: Annotated[Optional[int], typer.Option(
+        min=1, max=limits.MAX_TOKENS, help="Reply limit per turn for every task (a reply cut there is flagged "
+                                           "truncated).", show_default="each task's own")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory.", show_default="runs/<time>-<model>-behavior")] = None,
     api_base: Annotated[Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server.", show_default="the provider's")] = None,
     threads: Threads = None,
@@ -118,7 +121,7 @@ def behave(
         model, tasks=tasks, personas=personas, persona_ids=persona_ids, variants=variants, samples=samples,
         temperature=temperature, seed=seed, out=out, api_base=api_base, threads=threads, threads_batch=threads_batch,
         max_retries=max_retries, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress, prices=prices,
-        order=order, mode=mode,
+        order=order, mode=mode, max_tokens=max_tokens,
     )
     if dry_run:
         if as_json:
@@ -134,7 +137,7 @@ def behave(
         from psychometrics.cli.terminal import print_behavior_summary
 
         print_behavior_summary(outcome.as_dict(), outcome.summary)
-    finish_run(outcome.stats, "conversations")
+    finish_run(outcome.stats, "conversations", remedy="a larger --max-tokens")
 
 
 def validity(

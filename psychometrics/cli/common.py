@@ -29,22 +29,42 @@ PersonaIds = Annotated[Optional[str], typer.Option(help="Comma list of persona i
 TIMEOUT_DEFAULT = "600 s for OpenAI-compatible servers, litellm's own for providers; none for local models"
 
 
-class CommandFailed(Exception):
-    """The command ran, and its result is a failure: exit code 1, after ``message`` (if any) on stderr."""
+#: Exit code of a run that finished with most replies cut off at max_tokens (unread: outcome truncated)
+EXIT_CUT_OFF = 3
 
-    def __init__(self, message: str | None = None):
+
+class CommandFailed(Exception):
+    """The command ran, and its result is a failure: exit ``code`` (1 unless said), after ``message`` (if
+    any) on stderr."""
+
+    def __init__(self, message: str | None = None, code: int = 1):
         super().__init__(message or "")
         self.message = message
+        self.code = code
 
 
-def finish_run(stats, noun: str) -> None:
-    """After a run's summary: a note when timed-out requests were sent again (possibly billed twice), and
-    :class:`CommandFailed` with one line when requests failed."""
+def mostly_cut_off(stats) -> bool:
+    """Whether more than half of the units this run got a reply for were cut off at ``max_tokens``."""
+    replied = stats.sent - stats.failed
+    return replied > 0 and stats.cut_off * 2 > replied
+
+
+def finish_run(stats, noun: str, remedy: str = "a larger --max-tokens, or with --on-truncated reask:N") -> None:
+    """After a run's summary: a note when timed-out requests were sent again (possibly billed twice); a
+    warning when most replies were cut off at ``max_tokens``; :class:`CommandFailed` with one line when
+    requests failed (exit 1), else when most replies were cut off (exit :data:`EXIT_CUT_OFF`)."""
     if stats.timeouts_retried:
         echo(f"psytest: note: {stats.timeouts_retried} timed-out {noun} were sent again; the server may "
              "have received, and billed, both", err=True)
+    cut = mostly_cut_off(stats)
+    if cut:
+        echo(f"psytest: warning: {stats.cut_off} of {stats.sent - stats.failed} {noun} answered were cut off at "
+             "max_tokens (outcome truncated: missing in the analysis; or scored cut short); run again in a new "
+             f"directory with {remedy}", err=True)
     if stats.failed:
         reason = " ".join((stats.first_error or "unknown error").split())
         reason = reason if len(reason) <= 300 else reason[:297] + "..."
         raise CommandFailed(f"psytest: {stats.failed} of {stats.sent} {noun} failed ({reason}); re-run the same "
                             "command to retry them")
+    if cut:
+        raise CommandFailed(code=EXIT_CUT_OFF)

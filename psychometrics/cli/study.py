@@ -51,6 +51,11 @@ def study(
         names = ", ".join(outcome.failed_models)
         raise CommandFailed(f"psytest: requests failed for {len(outcome.failed_models)} model(s): {names}; re-run "
                             "the study to retry just those")
+    if outcome.cut_off_models:
+        from psychometrics.cli.common import EXIT_CUT_OFF
+
+        raise CommandFailed(f"psytest: warning: most replies were cut off at max_tokens for "
+                            f"{', '.join(outcome.cut_off_models)}; see the notes", code=EXIT_CUT_OFF)
 
 
 def _print_plan(plan: dict) -> None:

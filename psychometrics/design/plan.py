@@ -56,6 +56,9 @@ class Design(BaseModel):
     items_per_request: Annotated[int, Field(ge=1, le=limits.ITEMS_PER_REQUEST)] = 1
     item_orders: Annotated[int, Field(ge=1, le=limits.ITEM_ORDERS)] = 1
     invalid: Annotated[str, Field(pattern=r"^(missing|drop|reask:[1-9][0-9]?)$")] = "missing"
+    #: A text reply cut off at max_tokens: ``missing`` (outcome ``truncated``), or ``reask:N``, asked again
+    #: with twice the tokens up to N times. How a reply is obtained, not what is asked: not in request ids.
+    on_truncated: Annotated[str, Field(pattern=r"^(missing|reask:[1-9])$")] = "missing"
 
     @model_validator(mode="after")
     def _coherent(self) -> "Design":
@@ -73,6 +76,11 @@ class Design(BaseModel):
     def reasks(self) -> int:
         """How many times an invalid text reply is re-asked (0 unless ``invalid`` is ``reask:N``)."""
         return int(self.invalid.split(":")[1]) if self.invalid.startswith("reask:") else 0
+
+    @property
+    def longer_reasks(self) -> int:
+        """How many times a cut-off text reply is asked again with twice the tokens (``on_truncated``)."""
+        return int(self.on_truncated.split(":")[1]) if self.on_truncated.startswith("reask:") else 0
 
     @field_validator("option_orders", "templates", "modes", "persona_ids")
     @classmethod
@@ -161,6 +169,9 @@ def design_from_mapping(data: dict, source: str) -> Design:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "string_pattern_mismatch" and field == "invalid":
             message = f"must be missing, drop or reask:N (N = 1..99), got {str(error.get('input'))[:40]!r}"
+        if error["type"] == "string_pattern_mismatch" and field == "on_truncated":
+            message = (f"must be missing or reask:N (N = 1..9: each re-ask doubles max_tokens), "
+                       f"got {str(error.get('input'))[:40]!r}")
         raise PsytestError(f"{source}: {field + ': ' if field else ''}{message}") from None
 
 

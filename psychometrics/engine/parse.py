@@ -6,7 +6,9 @@ Each reply is classified as exactly one of:
 ``refusal``       the model declined (e.g. "As an AI, I don't have personal feelings");
 ``out_of_range``  a label-like answer that is not among the options (e.g. "7" on a 1-5 scale);
 ``multiple``      more than one option named;
-``unparseable``   anything else.
+``unparseable``   anything else;
+``truncated``     the server cut the reply off at ``max_tokens`` before a complete answer
+                  (:func:`psychometrics.engine.send.cut_off_outcomes`; never from the text alone).
 
 The strict pattern accepts the bare label, optionally followed by punctuation or the option's words
 ("4", "4.", "D) Moderately accurate"). The lenient pass looks for labels and option words anywhere in
@@ -20,8 +22,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = Literal["valid", "refusal", "out_of_range", "multiple", "unparseable"]
-OUTCOMES: tuple[Outcome, ...] = ("valid", "refusal", "out_of_range", "multiple", "unparseable")
+Outcome = Literal["valid", "refusal", "out_of_range", "multiple", "unparseable", "truncated"]
+OUTCOMES: tuple[Outcome, ...] = ("valid", "refusal", "out_of_range", "multiple", "unparseable", "truncated")
 
 _REFUSAL = re.compile(
     r"\b(as an ai|as a language model|i (?:do not|don't) have (?:personal|feelings|a personality|emotions)"

@@ -64,6 +64,7 @@ class RunStats:
     reasks: int = 0
     reasks_failed: int = 0  # re-asks that failed after retries (the reply before each is kept)
     first_error: str | None = None  # the reason of this run's first failed unit
+    cut_off: int = 0  # units whose reply was cut off at max_tokens and so not read (outcome or flag truncated)
     claimed_elsewhere: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0

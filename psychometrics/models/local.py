@@ -194,6 +194,11 @@ class LocalModel(ModelBackend):
         # Thread counts do not change results (measured bitwise identical), so they are not identity.
         return {"file_sha256": self.sha256, "runtime": f"llama-cpp-python {self.runtime}", "n_ctx": self.n_ctx}
 
+    @property
+    def served_model(self) -> str:
+        """What answered, as a server would name it: the GGUF file (its sha256 is in ``params``)."""
+        return self.path.name
+
     # -- loading ---------------------------------------------------------------------------------------
     def _load(self):
         if self._llm is not None:
@@ -277,7 +282,8 @@ class LocalModel(ModelBackend):
             logprobs[label] = total
         return logprobs, len(tokens)
 
-    def _generate(self, request: ModelRequest) -> tuple[str, int, int]:
+    def _generate(self, request: ModelRequest) -> tuple[str, int, int, str | None]:
+        """(text, prompt tokens, reply tokens, finish reason: ``stop``, or ``length`` when cut at max_tokens)."""
         llm = self._load()
         tokens = self.prompt_tokens(request)
         if len(tokens) + request.max_tokens >= self.n_ctx:
@@ -290,15 +296,19 @@ class LocalModel(ModelBackend):
             stop=[self._eos_text] if self._eos_text else None,
         )
         usage = result.get("usage", {})
-        return result["choices"][0]["text"], usage.get("prompt_tokens", len(tokens)), usage.get("completion_tokens", 0)
+        choice = result["choices"][0]
+        return (choice["text"], usage.get("prompt_tokens", len(tokens)), usage.get("completion_tokens", 0),
+                choice.get("finish_reason"))
 
     def _complete_sync(self, request: ModelRequest) -> ModelReply:
         with self._lock:
             if request.mode == "probs":
                 logprobs, n_in = self._score_choices(request)
-                return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=0)
-            text, n_in, n_out = self._generate(request)
-            return ModelReply(text=text, input_tokens=n_in, output_tokens=n_out)
+                return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=0,
+                                  served_model=self.served_model)
+            text, n_in, n_out, finish = self._generate(request)
+            return ModelReply(text=text, input_tokens=n_in, output_tokens=n_out, finish_reason=finish,
+                              served_model=self.served_model)
 
     def probe_speed(self, requests: list[ModelRequest], distinct: int = 4) -> dict:
         """Time this model on this machine with the first requests of a plan, for ``--dry-run``'s time
@@ -353,7 +363,7 @@ class LocalModel(ModelBackend):
                                   temperature=0.0, seed=0, max_tokens=text_request.max_tokens)
             self._eval_with_prefix_reuse(self.prompt_tokens(greedy))  # the prompt cached: time the reply alone
             started = time.perf_counter()
-            _, _, reply_tokens = self._generate(greedy)
+            _, _, reply_tokens, _ = self._generate(greedy)
             per_output_s = (time.perf_counter() - started) / max(1, reply_tokens)
         return {
             "load_s": load_s, "first_prompt_tokens": len(tokens), "first_prompt_s": full_s,

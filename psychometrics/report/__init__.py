@@ -290,7 +290,7 @@ def summarize(manifest: "QuestionnaireManifest", tables: dict[str, pd.DataFrame]
         "option_order_flips": _records(tables.get("option_order_flips"),
                                        ["inventory", "mode", "flip_rate", "resample_flip_rate", "large_flip_rate"]),
         "outcome_rates": _records(styles, ["inventory", "mode", "n", "errors", "valid_rate", "refusal_rate",
-                                           "out_of_range_rate", "multiple_rate", "unparseable_rate", "invalid_rate",
+                                           "out_of_range_rate", "multiple_rate", "unparseable_rate", "truncated_rate", "invalid_rate",
                                            "midpoint_rate", "extreme_rate"]),
     }
 

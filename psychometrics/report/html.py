@@ -114,7 +114,7 @@ SECTIONS: list[tuple[str, str, str, list[str], list[tuple[str, str, Optional[lis
      ["response_distribution"],
      [("response_styles", "Outcome and response-style rates (all answers)",
        ["inventory", "mode", "n", "errors", "valid_rate", "refusal_rate", "out_of_range_rate", "multiple_rate",
-        "unparseable_rate", "invalid_rate", "midpoint_rate", "extreme_rate", "note"],
+        "unparseable_rate", "truncated_rate", "invalid_rate", "midpoint_rate", "extreme_rate", "note"],
        lambda t: t[t["factor"] == "all"])]),
     ("scores", "Scores", "Scale scores over respondents (persona x sample, each averaged over its design cells), "
      "and where they fall among people.",

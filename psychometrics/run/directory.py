@@ -214,6 +214,7 @@ def administer(
 
     sources = check_sources(reuse, run_dir)
     reused = 0
+    prefetched = _probe(backend, planned, run_dir, timeout_s, retry)  # before anything is written
     recorded = open_for_writing(run_dir, manifest, ids, replanner(backend, inventories, persona_set))
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
@@ -241,7 +242,8 @@ def administer(
                 refuse_direct_send(store)
                 return await run_requests(
                     backend, planned, store, concurrency=concurrency, timeout_s=timeout_s, retry=retry,
-                    reasks=design.reasks, on_answer=on_answer, price=price,
+                    reasks=design.reasks, on_answer=on_answer, price=price, longer=design.longer_reasks,
+                    prefetched=prefetched,
                 )
             finally:
                 await backend.aclose()  # inside the loop: HTTP clients are bound to it
@@ -285,6 +287,19 @@ def replanner(backend: ModelBackend, inventories: list[Inventory], persona_set: 
         return [p.request_id for p in old]
 
     return replan
+
+
+def _probe(backend: ModelBackend, planned: list, run_dir: Path, timeout_s: float | None, retry: RetryPolicy):
+    """Log-probabilities checked before a run that needs them (:func:`psychometrics.engine.probe.probe_before_run`)."""
+    from psychometrics.engine.probe import Prefetched, probe_before_run
+
+    if not any(p.request.mode == "probs" for p in planned):
+        return Prefetched()
+    answered: set[str] = set()
+    if (run_dir / RESPONSES).exists():
+        with RunStore(run_dir / RESPONSES, read_only=True) as store:
+            answered = store.answered_ids()
+    return probe_before_run(backend, ((p.request_id, p.request) for p in planned), timeout_s, answered, retry)
 
 
 CHARS_PER_TOKEN = 4  # the rule of thumb for English text with BPE tokenisers, used when no tokenizer is at hand

@@ -151,6 +151,8 @@ class BehaviorDesignRecord(_Record):
     #: recorded, which drew each conversation's order at random: they plan as they did.
     order: Literal["balanced", "random"] = "random"
     mode: Literal["text", "probs", "both"] = "text"
+    #: ``behave --max-tokens``: every task's reply limit (None: each task's own, as in runs made before it)
+    max_tokens: _bounded(1, limits.MAX_TOKENS) | None = None  # type: ignore[valid-type]
 
 
 class _Manifest(_Record):

@@ -116,6 +116,8 @@ class Run:
         for entry in m.tasks:
             source = m.task_sources.get(entry.id, entry.id)
             task = resolve_tasks(source)[0]
+            if m.design.max_tokens is not None:  # behave --max-tokens: the limit the run sent
+                task = task.model_copy(update={"max_tokens": m.design.max_tokens})
             if entry.prompt_hash is not None:
                 same = entry.prompt_hash == prompt_hash(task, m.design.variants)
             else:

@@ -46,7 +46,7 @@ __all__ = ["REPLY_OUTCOMES", "acquiescence", "position_bias", "response_style_ra
 
 #: Outcomes of a reply (:data:`psychometrics.engine.parse.OUTCOMES`); failed requests (outcome ``error``)
 #: are counted apart.
-REPLY_OUTCOMES: tuple[str, ...] = ("valid", "refusal", "out_of_range", "multiple", "unparseable")
+REPLY_OUTCOMES: tuple[str, ...] = ("valid", "refusal", "out_of_range", "multiple", "unparseable", "truncated")
 
 _GROUP = ["inventory", "mode"]
 
@@ -380,8 +380,8 @@ def acquiescence(
 
 _STYLE_COLUMNS = [
     "inventory", "mode", "factor", "level", "n", "n_valid", "errors", "midpoint_rate", "extreme_rate",
-    "valid_rate", "refusal_rate", "out_of_range_rate", "multiple_rate", "unparseable_rate", "invalid_rate",
-    "note",
+    "valid_rate", "refusal_rate", "out_of_range_rate", "multiple_rate", "unparseable_rate", "truncated_rate",
+    "invalid_rate", "note",
 ]
 
 
@@ -395,8 +395,9 @@ def response_style_rates(
 
     * ``n``: replies (rows whose request got a reply; failed requests, outcome ``error``, are counted
       in ``errors`` and left out of every rate);
-    * ``valid_rate``, ``refusal_rate``, ``out_of_range_rate``, ``multiple_rate``, ``unparseable_rate``:
-      each reply outcome's share of ``n``; ``invalid_rate`` :math:`= 1 -` ``valid_rate``;
+    * ``valid_rate``, ``refusal_rate``, ``out_of_range_rate``, ``multiple_rate``, ``unparseable_rate``,
+      ``truncated_rate`` (cut off at ``max_tokens``): each reply outcome's share of ``n``;
+      ``invalid_rate`` :math:`= 1 -` ``valid_rate``;
     * ``midpoint_rate``: share of valid answers at the middle response value (odd number of options
       only; with an even number there is no midpoint and the note says so);
     * ``extreme_rate``: share of valid answers at the lowest or highest value.
@@ -418,7 +419,7 @@ def response_style_rates(
     pandas.DataFrame
         One row per inventory x mode x factor x level: ``n, n_valid, errors, midpoint_rate,
         extreme_rate, valid_rate, refusal_rate, out_of_range_rate, multiple_rate, unparseable_rate,
-        invalid_rate, note``.
+        truncated_rate, invalid_rate, note``.
 
     Matches R: shares computed directly in R (``tapply``/``mean``).
 

@@ -58,6 +58,7 @@ class StudyRun:
     failed: int = 0
     first_error: Optional[str] = None
     done: bool = False
+    cut_off: int = 0  # requests or conversations whose reply was cut off at max_tokens (unread)
 
     def record(self, root: Path) -> dict:
         return {"model": self.model, "slug": self.slug, "kind": self.kind,
@@ -86,6 +87,12 @@ class StudyResult:
         return self.study.out
 
     @property
+    def cut_off_models(self) -> list[str]:
+        """Models with a run where most replies were cut off at max_tokens, in study order."""
+        cut = {run.model for run in self.runs if run.sent - run.failed > 0 and run.cut_off * 2 > run.sent - run.failed}
+        return [model for model in self.study.spec.models if model in cut]
+
+    @property
     def failed_models(self) -> list[str]:
         """Models with at least one failed request or conversation, in study order."""
         failed = {run.model for run in self.runs if run.failed}
@@ -101,6 +108,7 @@ class StudyResult:
 
     def as_dict(self) -> dict:
         return {"study_dir": str(self.study.out), "failed_models": self.failed_models,
+                "cut_off_models": self.cut_off_models,
                 "runs": [run.record(self.study.out) for run in self.runs],
                 "paths": {k: (str(v) if v is not None else None) for k, v in self.paths().items()},
                 "notes": self.notes}
@@ -254,7 +262,10 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
         stats = outcome.stats
         run.planned, run.already_answered, run.sent, run.failed = (stats.planned, stats.already_answered,
                                                                    stats.sent, stats.failed)
-        run.first_error, run.done = stats.first_error, True
+        run.first_error, run.done, run.cut_off = stats.first_error, True, stats.cut_off
+        if run.cut_off * 2 > run.sent - run.failed > 0:
+            result.notes.append(f"{run.model} ({run.kind}): {run.cut_off} of {run.sent - run.failed} replies were cut "
+                                "off at max_tokens and not read; give the study a larger max_tokens (design, behavior)")
         write_manifest(result, "running")
     complete = {run.model for run in runs if run.failed == 0}
     _compare(result, [run for run in runs if run.kind == "questionnaire" and run.model in complete])

@@ -62,6 +62,7 @@ class BehaviorOptions(BaseModel):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     order: Literal["balanced", "random"] | None = None  # None: the run's recorded rule, else balanced
     mode: Literal["text", "probs", "both"] = "text"
+    max_tokens: Annotated[int, Field(ge=1, le=limits.MAX_TOKENS)] | None = None  # None: each task's own
 
 
 class StudySpec(BaseModel):

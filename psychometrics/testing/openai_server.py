@@ -13,7 +13,11 @@ Routes: ``POST /v1/chat/completions`` and ``GET /v1/models`` (also without the `
   at most ``top_logprobs`` of them), with the most probable label as the content. Each label is one
   "token" (a whole-option tokenizer); probability the backend puts off the options is reported as the
   token ``As``. With ``logprobs_supported=False`` the server ignores the flag, like providers that give
-  no log-probabilities.
+  no log-probabilities; with ``logprobs_refused=True`` it answers such a request HTTP 500 "logprobs is not
+  supported ...", as llama.cpp's server does when started without ``logits_all``.
+* Replies are limited to the request's ``max_tokens``, one word being one token: a longer reply is cut
+  there with ``finish_reason: length`` (else ``stop``). ``preamble`` (words put before every text reply,
+  as a chatty or reasoning model writes before its answer) makes replies long enough to be cut.
 
 Faults (``faults``, each request independently with probability ``fault_rate``; the draw for the
 n-th request depends only on ``seed`` and n, so a test sees the same faults every time):
@@ -95,6 +99,8 @@ class ServerConfig:
     api_key: str | None = None
     models: frozenset[str] | None = None
     logprobs_supported: bool = True
+    logprobs_refused: bool = False  # answer logprobs requests HTTP 500 "not supported" (llama.cpp without logits_all)
+    preamble: str = ""  # words before every text reply (then cut at max_tokens words, finish_reason length)
     max_body_bytes: int = 1 << 20
     max_connections: int = 256
     max_in_flight: int = 128
@@ -210,7 +216,16 @@ def probs_logprobs(reply: ModelReply, top_n: int) -> tuple[str, dict]:
     return token, {"content": [first]}
 
 
-def completion_body(model: str, content: str, logprobs: dict | None, usage: tuple[int, int]) -> dict:
+def cut_at_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
+    """``text`` cut after its first ``max_tokens`` words (a word is a token here), and whether it was cut."""
+    words = list(re.finditer(r"\S+", text))
+    if len(words) <= max_tokens:
+        return text, False
+    return text[: words[max_tokens - 1].end()], True
+
+
+def completion_body(model: str, content: str, logprobs: dict | None, usage: tuple[int, int],
+                    finish_reason: str = "stop") -> dict:
     prompt_tokens, completion_tokens = usage
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -223,7 +238,7 @@ def completion_body(model: str, content: str, logprobs: dict | None, usage: tupl
                 "index": 0,
                 "message": {"role": "assistant", "content": content},
                 "logprobs": logprobs,
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
         "usage": {
@@ -320,7 +335,8 @@ class OpenAIServer:
     """A running server: ``base_url``, ``stop()``, ``release()`` (of held requests), and counters:
     ``requests_served`` (chat requests that passed the key and model checks, faulted and held ones
     included), ``faults_injected`` (per kind), ``request_log`` (each such request's time,
-    :func:`request_key` and fault), ``held`` (requests held so far), ``peak_in_flight`` (most requests
+    :func:`request_key` and fault), ``limits_asked`` (each such request's ``max_tokens``, None when not
+    given), ``held`` (requests held so far), ``peak_in_flight`` (most requests
     being answered at once) and ``open_connections``. Also a context manager.
 
     One asyncio event loop in a background thread serves every connection and runs the backend, so
@@ -336,6 +352,7 @@ class OpenAIServer:
         self.request_log: list[tuple[float, str | None, str | None]] = []
         self.bodies: list[dict] = []
         self._cached_prefixes: set[str] = set()
+        self.limits_asked: list[int | None] = []
         self.held = 0
         self.peak_in_flight = 0
         self._in_flight = 0
@@ -413,6 +430,8 @@ class OpenAIServer:
                 self.faults_injected[fault] += 1
         if self.config.log_requests:
             self.request_log.append((time.monotonic(), request_key(body), fault))
+            limit = (body.get("max_tokens") or body.get("max_completion_tokens")) if isinstance(body, dict) else None
+            self.limits_asked.append(limit if isinstance(limit, int) else None)
         return fault
 
     # -- connections ------------------------------------------------------------------------------
@@ -529,6 +548,9 @@ class OpenAIServer:
             model_request = build_request(body)
         except (ValueError, TypeError) as exc:
             return await self._send(writer, 400, error_body(str(exc), "invalid_request_error"), keep)
+        if self.config.logprobs_refused and body.get("logprobs"):
+            return await self._send(writer, 500, error_body(
+                "logprobs is not supported by this server: start it with log-probabilities enabled", "server_error"), keep)
         try:
             reply = await asyncio.wait_for(self.backend.complete(model_request), self.config.backend_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a backend failure is the server's error, reported as 500
@@ -596,10 +618,15 @@ class OpenAIServer:
             content, logprobs = probs_logprobs(reply, top_n)
             if not self.config.logprobs_supported:
                 logprobs = None
-        else:
-            content = reply.text or ""
-        usage = (reply.input_tokens or words, reply.output_tokens or max(1, len(content.split())))
-        payload = completion_body(model, content, logprobs, usage)
+        cut = False
+        if request.mode != "probs":
+            preamble = self.config.preamble.strip()
+            content = f"{preamble} {reply.text or ''}" if preamble else (reply.text or "")
+            content, cut = cut_at_tokens(content, max(1, request.max_tokens))
+            cut = cut or reply.finish_reason == "length"
+        output = max(1, len(content.split())) if cut or self.config.preamble else reply.output_tokens
+        usage = (reply.input_tokens or words, output or max(1, len(content.split())))
+        payload = completion_body(model, content, logprobs, usage, "length" if cut else "stop")
         if self.config.prompt_cache:
             self._report_cache(body, payload["usage"])
         return payload
@@ -665,7 +692,7 @@ def start_server(
 ) -> OpenAIServer:
     """Start a server in a background thread; ``port=0`` picks a free port. ``options`` are further
     :class:`ServerConfig` fields (``retry_after``, ``stall_s``, ``api_key``, ``models``,
-    ``logprobs_supported``, ``hold_after``, limits)."""
+    ``logprobs_supported``, ``logprobs_refused``, ``preamble``, ``hold_after``, limits)."""
     if backend is None:
         from psychometrics.models.simulated import SimulatedRespondent
 
@@ -689,6 +716,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault per request")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--no-logprobs", action="store_true", help="ignore logprobs requests")
+    parser.add_argument("--refuse-logprobs", action="store_true", help="answer logprobs requests HTTP 500")
+    parser.add_argument("--preamble", default="", help="words put before every text reply (cut at max_tokens)")
     parser.add_argument("--max-connections", type=int, default=ServerConfig.max_connections,
                         help="open connections beyond this are closed at once")
     parser.add_argument("--max-in-flight", type=int, default=ServerConfig.max_in_flight,
@@ -703,7 +732,8 @@ def main(argv: list[str] | None = None) -> None:
         faults = [f.strip() for f in args.faults.split(",") if f.strip()]
         server = start_server(backend, host=args.host, port=args.port, latency_s=args.latency, faults=faults,
                               fault_rate=args.fault_rate, seed=args.seed,
-                              logprobs_supported=not args.no_logprobs, max_connections=args.max_connections,
+                              logprobs_supported=not args.no_logprobs, logprobs_refused=args.refuse_logprobs,
+                              preamble=args.preamble, max_connections=args.max_connections,
                               max_in_flight=args.max_in_flight, log_requests=False)
     except (PsytestError, ValueError, OSError) as exc:
         parser.exit(2, f"openai_server: error: {exc}\n")
