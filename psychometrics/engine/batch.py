@@ -83,6 +83,9 @@ def check_batchable(design) -> None:
     if design.reasks:
         raise PsytestError("--batch: re-asking unreadable replies (--invalid reask:N) needs a conversation per "
                            "request; use --invalid missing or drop with --batch")
+    if design.longer_reasks:
+        raise PsytestError("--batch: asking cut-off replies again (--on-truncated reask:N) needs a conversation per "
+                           "request; give a larger --max-tokens instead with --batch")
 
 
 def refuse_direct_send(store) -> None:

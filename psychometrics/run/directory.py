@@ -28,6 +28,7 @@ from psychometrics import __version__, limits
 from psychometrics.design.personas import PersonaSet
 from psychometrics.design.plan import Design, PlannedRequest, plan_requests
 from psychometrics.engine.pool import RetryPolicy, RunStats
+from psychometrics.engine.probe import Prefetched
 from psychometrics.engine.send import run_requests
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
@@ -214,7 +215,8 @@ def administer(
 
     sources = check_sources(reuse, run_dir)
     reused = 0
-    prefetched = _probe(backend, planned, run_dir, timeout_s, retry)  # before anything is written
+    # before anything is written; a batch run does not probe (its one direct request would be paid twice)
+    prefetched = Prefetched() if batch else _probe(backend, planned, run_dir, timeout_s, retry)
     recorded = open_for_writing(run_dir, manifest, ids, replanner(backend, inventories, persona_set))
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
@@ -291,7 +293,7 @@ def replanner(backend: ModelBackend, inventories: list[Inventory], persona_set: 
 
 def _probe(backend: ModelBackend, planned: list, run_dir: Path, timeout_s: float | None, retry: RetryPolicy):
     """Log-probabilities checked before a run that needs them (:func:`psychometrics.engine.probe.probe_before_run`)."""
-    from psychometrics.engine.probe import Prefetched, probe_before_run
+    from psychometrics.engine.probe import probe_before_run
 
     if not any(p.request.mode == "probs" for p in planned):
         return Prefetched()
