@@ -363,3 +363,27 @@ def test_an_unfinished_submission_is_taken_over_only_from_a_gone_owner(tmp_path)
             assert [s.owner for s in ledger.live() if s.request_ids == ["dead here"]] == [me]
         finally:
             _LIVE_IN_THIS_PROCESS.discard(live_owner)
+
+
+def test_batch_answers_are_priced_at_the_batch_price(tmp_path):
+    """Each answer's stored cost is its usage at the price file's batch prices, not the direct ones."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  openai/sim: {input: 2.0, output: 8.0, batch_input: 1.0, batch_output: 4.0}\n")
+    with start_batch_server() as server:
+        api.administer("openai/sim", api_base=server.base_url, inventory=["mini-ipip"], out=tmp_path / "run",
+                       batch=True, batch_poll=0.001, prices=prices)
+    connection = sqlite3.connect(tmp_path / "run" / "responses.sqlite")
+    rows = connection.execute("SELECT input_tokens, output_tokens, cost FROM responses").fetchall()
+    connection.close()
+    assert len(rows) == MINI_IPIP_REQUESTS
+    for input_tokens, output_tokens, cost in rows:
+        assert input_tokens > 0 and output_tokens > 0
+        assert cost == pytest.approx((input_tokens * 1.0 + output_tokens * 4.0) / 1e6, rel=1e-12)
+
+
+def test_batch_refuses_longer_reasks_of_cut_off_replies(tmp_path):
+    with start_batch_server() as server:
+        with pytest.raises(PsytestError, match="--on-truncated reask"):
+            api.administer("openai/sim", api_base=server.base_url, inventory=["mini-ipip"], out=tmp_path / "run",
+                           batch=True, batch_poll=0.001, on_truncated="reask:2")
+    assert not (tmp_path / "run" / "responses.sqlite").exists()
