@@ -23,6 +23,10 @@ CLI knows them), each with one line on stderr and no traceback:
   a full disk) or an SQLite error on a store the library did not name.
 * 1: the command ran and its result is a failure (:class:`~psychometrics.cli.common.CommandFailed`):
   requests that failed after their retries, drift beyond tolerance, a run that does not reproduce.
+* 75: a sending run stopped because nothing answers at its endpoint
+  (:class:`~psychometrics.errors.EndpointDown`): what was answered is kept; the same command resumes
+  once the server is up. (A run stopped because the endpoint refuses every request, a rejected key or
+  an unknown model, is an input error: 2.)
 * 130: interrupted (Ctrl-C).
 * 70: anything else is a bug, ``psytest: internal error (...)``; ``PSYTEST_DEBUG=1`` shows the traceback.
   A plain ``ValueError`` from deep code is one of these: only a ``PsytestError`` carries a message
@@ -44,10 +48,11 @@ from psychometrics import __version__
 from psychometrics.cli import administer, analysis, behavior, export, inventories, reports, study
 from psychometrics.cli.common import CommandFailed
 from psychometrics.cli.terminal import echo, echo_error
-from psychometrics.errors import PsytestError
+from psychometrics.errors import EndpointDown, PsytestError
 
 EXIT_FAILED = 1
 EXIT_INPUT = 2
+EXIT_UNREACHABLE = 75  # sysexits' EX_TEMPFAIL: nothing answers at the endpoint; the same command resumes later
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
@@ -99,6 +104,9 @@ def _is_sqlite_error(exc: BaseException) -> bool:
 def exit_code(exc: BaseException) -> int | None:
     """The exit code ``exc`` means, after printing its one line on stderr; None for a bug (see the module
     docstring), which :func:`main` reports as an internal error."""
+    if isinstance(exc, EndpointDown):
+        echo_error(exc)
+        return EXIT_UNREACHABLE
     if isinstance(exc, PsytestError):
         echo_error(exc)
         return EXIT_INPUT

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
+from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, TIMEOUT_HELP, ConnectTimeout, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
 from psychometrics.cli.terminal import print_json
 
 
@@ -54,7 +54,8 @@ def administer(
         float, typer.Option(min=0.0, max=600.0, help="Seconds before the first retry; doubles each retry (plus jitter).")
     ] = 1.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
-    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help=TIMEOUT_HELP, show_default=TIMEOUT_DEFAULT)] = None,
+    connect_timeout: ConnectTimeout = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan: each factor's levels, requests, tokens and (local models) a time estimate; send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
 ) -> None:
@@ -71,7 +72,7 @@ def administer(
         design=design, option_orders=option_orders, templates=templates, paraphrases=paraphrases, samples=samples,
         temperature=temperature, seed=seed, mode=mode, personas=personas, persona_ids=persona_ids,
         items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_retries=max_retries,
-        retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
+        retry_base=retry_base, concurrency=concurrency, timeout=timeout, connect_timeout=connect_timeout, dry_run=dry_run, progress=progress,
     )
     if dry_run:
         if as_json:
