@@ -260,7 +260,7 @@ def test_no_file_under_the_work_directory_holds_a_secret(work):
 def test_manifests_record_where_but_not_how(work):
     root, _ = work
     manifest = json.loads((root / "runs" / "echo-basic" / "manifest.json").read_text())
-    assert manifest["backend_params"]["api_base"].startswith("http://127.0.0.1:")
+    assert manifest["endpoints"][0]["url"].startswith("http://127.0.0.1:") and "api_base" not in manifest["backend_params"]
     router = json.loads((root / "runs" / "router" / "manifest.json").read_text())
     assert router["backend_params"] == {"backend": "litellm-router", "model_group": "sim",
                                         "models": ["openai/psytest-sim"]}

@@ -35,6 +35,7 @@ from psychometrics.models.litellm_backend import (
     LiteLLMBackend,
     _litellm,
     check_api_base,
+    endpoint_url,
     is_secret_name,
     split_credentials,
 )
@@ -102,6 +103,11 @@ class LiteLLMRouterBackend(LiteLLMBackend):
         path, group = parse_router_spec(model)
         self.deployments, self.settings, self.group = load_router_config(path, group, model)
         super().__init__(model, timeout_s=timeout_s)
+        bases = sorted({str(endpoint_url(b) if not b.startswith("os.environ/") else b)
+                        for entry in self.deployments
+                        if isinstance(b := entry["litellm_params"].get("api_base"), str)})
+        self.endpoint = " ".join(bases) or None  # every deployment's URL, recorded; the group is the identity
+        self.endpoint_source = f"router file {path}" if bases else None
         self._routers: dict[int, Any] = {}
 
     @property

@@ -27,7 +27,9 @@ from psychometrics.engine.send import run_requests
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
 from psychometrics.models.base import ModelBackend
-from psychometrics.run.identity import check_resumable, prompt_identity
+from psychometrics.run.identity import (
+    check_resumable, endpoints_used, identity_params, previous_manifest, prompt_identity,
+)
 from psychometrics.run.manifest import (
     MANIFEST, MANIFEST_VERSION, ContentRef, Manifest, PersonaSetRef, PromptIdentity, QuestionnaireManifest,
     read_manifest, write_manifest,
@@ -148,16 +150,20 @@ def administer(
 
         persona_set = resolve_persona_set(design.personas)
     backend.prepare(inventories, persona_set)
-    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
+    previous = previous_manifest(run_dir)
+    params = identity_params(backend.params, previous)
+    planned = plan_requests(inventories, design, backend.name, params, persona_set)
     ids = [p.request_id for p in planned]
+    started = now_utc()
     manifest = QuestionnaireManifest(
-        psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=backend.params, design=design,
+        psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=params, design=design,
+        endpoints=endpoints_used(previous, backend, started),
         inventories=[ContentRef(id=inv.id, content_hash=inv.content_hash) for inv in inventories],
         personas=PersonaSetRef.of(persona_set, design.persona_ids) if persona_set else None,
         # Shipped inventories by name, users' files by absolute path: where to find them again.
         inventory_sources={inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
         requests_planned=len(planned), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
-        created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
+        created_at=started, packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
     )
     open_for_writing(run_dir, manifest, ids)
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
@@ -205,7 +211,8 @@ def estimate_requests(
     from psychometrics.engine.pool import pending
 
     breakdown = plan_breakdown(inventories, design, persona_set)
-    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
+    params = identity_params(backend.params, previous_manifest(run_dir))
+    planned = plan_requests(inventories, design, backend.name, params, persona_set)
     answered = 0
     todo = planned
     if run_dir is not None and (run_dir / RESPONSES).exists():

@@ -22,7 +22,9 @@ Version history:
 
 Additions within version 2 (optional fields, absent from older runs and ignored by older readers):
 ``personas.targets`` and ``personas.texts``, each respondent's persona target levels and text hash
-(:class:`PersonaSetRef`).
+(:class:`PersonaSetRef`). ``endpoints``: the URLs a run was sent to (:class:`EndpointRecord`); runs made
+before it have their URL in ``backend_params.api_base``, which then stays part of their identity
+(:func:`psychometrics.run.identity.identity_params`).
 """
 
 from __future__ import annotations
@@ -127,10 +129,21 @@ class BehaviorDesignRecord(_Record):
     mode: Literal["text", "probs", "both"] = "text"
 
 
+class EndpointRecord(_Record):
+    """An endpoint a run sent requests to: its URL without credentials, how it was given (``--api-base``,
+    ``OPENAI_BASE_URL``, a router file) and when it was first used. Where, not what: never part of the
+    run's identity, so a run resumes at a new URL (and records it here)."""
+
+    url: str
+    source: str | None = None
+    first_used: str | None = None
+
+
 class _Manifest(_Record):
     psytest_manifest: int = MANIFEST_VERSION
     model: str
     backend_params: dict[str, Any] = Field(default_factory=dict)
+    endpoints: list[EndpointRecord] = Field(default_factory=list)
     personas: PersonaSetRef | None = None
     created_at: str | None = None
     packages: dict[str, str] = Field(default_factory=dict)
