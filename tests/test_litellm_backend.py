@@ -237,8 +237,17 @@ def test_connection_refused_is_transient():
     with start_server() as gone:
         base_url = gone.base_url
     prompt, _ = item_prompt()
-    with pytest.raises(TransientModelError):
+    with pytest.raises(TransientModelError) as caught:
         ask(LiteLLMBackend(MODEL, api_base=base_url, timeout_s=120), ModelRequest(prompt.messages, prompt.choices))
+    assert caught.value.unreachable  # counted towards stopping the run (the breaker)
+
+
+def test_an_oversized_response_is_a_failure_not_a_crash(monkeypatch):
+    from psychometrics import limits
+
+    monkeypatch.setattr(limits, "SERVER_BODY_BYTES", 100)  # a normal answer is a few hundred bytes
+    error = failure()
+    assert isinstance(error, ModelCallError) and "larger than 100 bytes" in str(error)
 
 
 def test_provider_without_logprobs_gives_the_clear_error():

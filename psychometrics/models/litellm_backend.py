@@ -540,6 +540,70 @@ def _endpoint_of(model: str, api_base: str | None) -> tuple[str | None, str | No
     return None, None
 
 
+class ResponseTooLarge(Exception):
+    """A response body above :data:`psychometrics.limits.SERVER_BODY_BYTES`, stopped while it arrived."""
+
+
+def _body_cap() -> int:
+    from psychometrics import limits
+
+    return limits.SERVER_BODY_BYTES
+
+
+async def _cap_body(response: Any) -> None:
+    """An httpx response hook: refuse a body declared larger than the cap, and count the bytes of one that
+    is not declared, so a hostile or broken server cannot fill memory through litellm either."""
+    import httpx
+
+    cap = _body_cap()
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > cap:
+        await response.aclose()
+        raise ResponseTooLarge(f"the response is larger than {cap:,} bytes")
+    inner = response.stream
+
+    class Capped(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            size = 0
+            async for chunk in inner:
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseTooLarge(f"the response is larger than {cap:,} bytes")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await inner.aclose()
+
+    response.stream = Capped()
+
+
+_capped_sessions: dict[int, Any] = {}
+
+
+def capped_session() -> Any:
+    """This event loop's httpx client for litellm's OpenAI-style providers (``litellm.aclient_session``),
+    whose response hook caps the body (:func:`_cap_body`). Closed by :meth:`LiteLLMBackend.aclose`."""
+    import asyncio
+
+    import httpx
+
+    key = id(asyncio.get_running_loop())
+    if key not in _capped_sessions or _capped_sessions[key].is_closed:
+        _capped_sessions[key] = httpx.AsyncClient(event_hooks={"response": [_cap_body]}, follow_redirects=True)
+    return _capped_sessions[key]
+
+
+def _too_large(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ResponseTooLarge):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 async def _close_client(client: Any) -> None:
     """Close an SDK or httpx client (``close()`` on OpenAI's async client, ``aclose()`` on httpx's)."""
     import inspect
@@ -626,6 +690,7 @@ class LiteLLMBackend(ModelBackend):
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         litellm = _litellm()
+        litellm.aclient_session = capped_session()  # OpenAI-style providers read replies through it, capped
         try:
             response = await self._clock.run(self._acompletion(litellm, self._call_kwargs(request)), self.timeout_s)
         except QueueTimeout:
@@ -681,6 +746,11 @@ class LiteLLMBackend(ModelBackend):
             client = entries.pop(key, None)
             getattr(cache, "ttl_dict", {}).pop(key, None)
             await _close_client(client)
+        session = _capped_sessions.pop(id(asyncio.get_running_loop()), None)
+        if session is not None:
+            if _litellm().aclient_session is session:
+                _litellm().aclient_session = None
+            await _close_client(session)
 
     # -- errors -----------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
@@ -716,6 +786,9 @@ class LiteLLMBackend(ModelBackend):
         status = status if isinstance(status, int) else None
         where = f" at {public_url(self.api_base)}" if self.api_base else ""
 
+        if _too_large(exc):
+            return ModelCallError(f"{self.name}: the response{where} is larger than {_body_cap():,} bytes; check "
+                                  + ("--api-base" if self.api_base else "the provider"))
         if isinstance(exc, errors.Timeout) or isinstance(exc, TimeoutError):
             limit = f" after {self.timeout_s:g} s" if self.timeout_s else ""
             return TransientModelError(f"{self.name}: request timed out{limit}", timed_out=True)
