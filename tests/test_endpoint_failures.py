@@ -58,9 +58,11 @@ class Scripted:
     one at a time when ``slots`` is 1), ``401``, ``404`` (everything outside /v1), ``unsupported`` (HTTP
     500 "... is not supported") or ``stall`` (never answers until the server stops)."""
 
-    def __init__(self, behaviour: str = "answer", latency_s: float = 0.0, slots: int | None = None):
+    def __init__(self, behaviour: str = "answer", latency_s: float = 0.0, slots: int | None = None,
+                 first_latency_s: float | None = None):
         self.behaviour = behaviour
         self.latency_s = latency_s
+        self.first_latency_s = first_latency_s  # the first answer's generation time, if different
         self.received = 0
         self.answered = 0
         self.lock = threading.Lock()
@@ -100,7 +102,8 @@ def scripted_server(script: Scripted, port: int = 0):
             if script.slot is not None:
                 script.slot.acquire()
             try:
-                script.stopping.wait(script.latency_s)
+                slow = script.first_latency_s is not None and script.answered == 0
+                script.stopping.wait(script.first_latency_s if slow else script.latency_s)
                 with script.lock:
                     script.answered += 1
             finally:
@@ -299,6 +302,16 @@ def test_time_queued_behind_the_runs_own_requests_does_not_count_against_the_tim
         result = run(base + "/v1", tmp_path / "run", concurrency=8, timeout_s=2.0, retries=0)
     assert result.stats.failed == 0 and result.stats.timeouts_retried == 0
     assert script.received == PLANNED  # nothing thrown away and sent again
+
+
+def test_when_nothing_progresses_only_the_oldest_request_is_given_up(tmp_path):
+    # one slot; the first answer takes 3 s, longer than the 2 s timeout, the others 0.1 s. At 2 s only the
+    # oldest (the one being generated) is given up; the three queued behind it get 2 s afresh and are
+    # answered once the slot frees, so one request is sent twice, not four
+    script = Scripted(latency_s=0.1, slots=1, first_latency_s=3.0)
+    with scripted_server(script) as (base, _):
+        result = run(base + "/v1", tmp_path / "run", concurrency=4, timeout_s=2.0, retries=1)
+    assert result.stats.timeouts_retried == 1 and result.stats.failed == 0
 
 
 def test_a_stalled_server_still_times_out(tmp_path):
