@@ -139,6 +139,14 @@ class LiteLLMRouterBackend(LiteLLMBackend):
     async def _acompletion(self, litellm: Any, kwargs: dict[str, Any]) -> Any:
         return await self._router().acompletion(**kwargs)
 
+    def _translate(self, exc: BaseException, request) -> Exception:
+        """As for one endpoint, except that a deployment nothing answers at is not the group's end: the
+        retry may go to another, so it never counts towards stopping the run."""
+        error = super()._translate(exc, request)
+        if getattr(error, "unreachable", False):
+            error.unreachable = False
+        return error
+
     async def aclose(self) -> None:
         """Forget this loop's router, then close litellm's clients for the loop."""
         self._routers.pop(id(asyncio.get_running_loop()), None)
