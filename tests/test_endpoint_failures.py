@@ -320,3 +320,21 @@ def test_a_stalled_server_still_times_out(tmp_path):
         result = run(base + "/v1", tmp_path / "run", concurrency=2, timeout_s=0.5, retries=0)
     assert result.stats.failed == PLANNED
     assert all("timed out after 0.5 s" in r.error for r in rows_of(tmp_path / "run"))
+
+
+def test_a_behaviour_run_resumes_at_a_moved_endpoint_without_resending(tmp_path):
+    from psychometrics.behavior.runner import BehaviorDesign, behave, estimate_conversations
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.models.simulated import SimulatedRespondent
+    from psychometrics.testing.openai_server import start_server
+
+    tasks, design, out = resolve_tasks("dictator-game"), BehaviorDesign(variants=4), tmp_path / "behave"
+    with start_server(SimulatedRespondent("sim/seed=4")) as first, start_server(SimulatedRespondent("sim/seed=4")) as moved:
+        done = behave(OpenAIHTTPBackend(MODEL, api_base=f"http://localhost:{first.port}/v1/"), tasks, design, out)
+        assert done.stats.sent == 4 and done.stats.failed == 0
+        there = OpenAIHTTPBackend(MODEL, api_base=moved.base_url)
+        assert estimate_conversations(tasks, design, there, None, out)["already_answered"] == 4
+        again = behave(there, tasks, design, out)
+        assert again.stats.sent == 0 and moved.requests_served == 0
+    manifest = read_manifest(out, expect="behavior")
+    assert [e.url for e in manifest.endpoints] == [f"http://localhost:{first.port}/v1", moved.base_url]
