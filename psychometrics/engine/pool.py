@@ -56,18 +56,24 @@ class Breaker:
     * ``unreachable`` attempts in a row whose connection could not be made: nothing is listening. If the
       endpoint has answered in this run, the failures must also have lasted ``grace_s`` (a server
       restarting for a few seconds does not stop a long run);
+    * ``stalls`` timed-out attempts in a row (no answer between; with the same ``grace_s`` once it has
+      answered): the server has stopped answering, or ``--timeout`` is shorter than any answer takes. An
+      HTTP backend gives up one waiting request per ``--timeout`` when nothing progresses
+      (:mod:`psychometrics.models.progress`), so this is ``stalls`` x ``--timeout`` of silence;
     * ``first_failures`` permanent failures (not transient ones that ran out of retries) before the run's
       first answer: whatever the reason, a run whose first requests are all refused is not worth sending.
 
     Counts are over all workers, so at concurrency ``c`` at most about ``c`` requests are sent after the
     endpoint went wrong. :attr:`stopped` is the exception :func:`send_all` raises."""
 
-    def __init__(self, refusals: int = 3, unreachable: int = 3, first_failures: int = 5, grace_s: float = 60.0):
-        self.limits = (refusals, unreachable, first_failures)
+    def __init__(self, refusals: int = 3, unreachable: int = 3, first_failures: int = 5, grace_s: float = 60.0,
+                 stalls: int = 3):
+        self.limits = (refusals, unreachable, first_failures, stalls)
         self.grace_s = grace_s
         self.answered_any = False
-        self.refused = self.unreachable = self.failed = 0
+        self.refused = self.unreachable = self.failed = self.stalled = 0
         self.unreachable_since: float | None = None
+        self.stalled_since: float | None = None
         self.stopped: PsytestError | None = None
         self._tripped: asyncio.Event | None = None
 
@@ -80,11 +86,22 @@ class Breaker:
     def answer(self) -> None:
         """A reply arrived: the endpoint works."""
         self.answered_any = True
-        self.refused = self.unreachable = self.failed = 0
-        self.unreachable_since = None
+        self.refused = self.unreachable = self.failed = self.stalled = 0
+        self.unreachable_since = self.stalled_since = None
 
     def attempt_failed(self, exc: BaseException) -> None:
-        """A transient failure of one attempt (to be retried): counts only when no connection was made."""
+        """A transient failure of one attempt (to be retried): counts when no connection was made, or
+        when no answer came in time."""
+        if getattr(exc, "timed_out", False):
+            now = time.monotonic()
+            self.stalled += 1
+            self.stalled_since = self.stalled_since or now
+            if self.stalled >= self.limits[3] and (not self.answered_any or now - self.stalled_since >= self.grace_s):
+                self._trip(EndpointDown(f"{exc}; stopped after {self.stalled} requests in a row timed out with no "
+                                        "answer between: the server has stopped answering, or --timeout is shorter "
+                                        "than one answer takes; check the server or raise --timeout, then re-run "
+                                        "the same command to resume"))
+            return
         if not getattr(exc, "unreachable", False):
             return
         now = time.monotonic()
@@ -115,6 +132,29 @@ class Breaker:
         if self.stopped is None:
             self.stopped = error
             self.tripped.set()
+
+    async def race(self, call: Awaitable[ModelReply]) -> ModelReply:
+        """``await call``, unless the breaker trips because the endpoint is down (nothing answers, or it
+        has stalled): then the call is cancelled and the breaker's error raised, instead of each request in
+        flight waiting out its own timeout. A refusal does not cancel calls in flight (they end at once, and
+        an answer among them is kept)."""
+        task = asyncio.ensure_future(call)
+        waiter = asyncio.ensure_future(self.tripped.wait())
+        try:
+            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                return task.result()
+            if isinstance(self.stopped, EndpointDown):
+                raise self.stopped
+            return await task  # tripped by a refusal: this call ends on its own
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except BaseException:  # noqa: BLE001 - the cancelled call's own ending is of no interest
+                    pass
 
     def check(self) -> None:
         """Raise the breaker's error if it has tripped (before an attempt: nothing more is sent)."""
@@ -189,9 +229,9 @@ async def call_with_retries(
         breaker.check()
         try:
             if timeout_s and not backend.times_own_requests:
-                reply = await asyncio.wait_for(backend.complete(request), timeout_s)
+                reply = await breaker.race(asyncio.wait_for(backend.complete(request), timeout_s))
             else:
-                reply = await backend.complete(request)
+                reply = await breaker.race(backend.complete(request))
             breaker.answer()
             return reply.cleaned()
         except (TransientModelError, asyncio.TimeoutError) as exc:
@@ -407,5 +447,8 @@ async def send_all(
                 task.cancel()
             stats.elapsed_s = time.perf_counter() - started
     if breaker.stopped is not None:
+        if stats.timeouts_retried:  # the note a finished run prints, which this one line must carry instead
+            raise type(breaker.stopped)(f"{breaker.stopped}; {stats.timeouts_retried} timed-out requests were sent "
+                                        "again, and the server may have received, and billed, both")
         raise breaker.stopped
     return stats
