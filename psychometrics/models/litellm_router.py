@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from psychometrics.errors import ModelSpecError
+from psychometrics.models.base import TransientModelError
 from psychometrics.models.litellm_backend import (
     LiteLLMBackend,
     _litellm,
@@ -143,7 +144,7 @@ class LiteLLMRouterBackend(LiteLLMBackend):
         """As for one endpoint, except that a deployment nothing answers at is not the group's end: the
         retry may go to another, so it never counts towards stopping the run."""
         error = super()._translate(exc, request)
-        if getattr(error, "unreachable", False):
+        if isinstance(error, TransientModelError):
             error.unreachable = False
         return error
 
