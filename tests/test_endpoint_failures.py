@@ -94,6 +94,14 @@ def scripted_server(script: Scripted, port: int = 0):
                 return self._send(401, {"error": {"message": "Invalid API key", "code": "invalid_api_key"}})
             if script.behaviour == "404" or not self.path.startswith("/v1/"):
                 return self._send(404, {"detail": "Not Found"})
+            if script.behaviour == "html":  # a web UI where the API was expected
+                page = b"<!doctype html><html><body>Welcome to the chat UI</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return None
             if script.behaviour == "unsupported":
                 return self._send(500, {"error": {"message": "logit_bias is not supported by this server"}})
             if script.behaviour == "stall":
@@ -170,6 +178,7 @@ def test_nothing_listening_stops_the_run_in_one_line_and_the_same_command_resume
     ("401", "/v1", ["authentication failed", "OPENAI_API_KEY"]),
     ("404", "", ["no chat completions", "/v1"]),
     ("unsupported", "/v1", ["does not support", "logit_bias"]),
+    ("html", "/v1", ["web page", "check --api-base"]),
 ])
 def test_a_refusal_every_request_would_get_stops_after_a_few(tmp_path, behaviour, api_base_path, words):
     script = Scripted(behaviour)

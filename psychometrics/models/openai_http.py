@@ -18,8 +18,9 @@ Behaviour matches the litellm backend:
   Retry-After, in seconds or as an HTTP date); a rejected key, an unknown model, a bad request or a
   server without log-probabilities raise :class:`ModelCallError`, one line that says what to do.
 * A rejected key (401), a refused permission (403), an unknown model or a URL with no chat completions
-  (404, with a hint to add ``/v1`` when the URL lacks it), a method not allowed (405) and a parameter the
-  server says it does not support raise :class:`EndpointCallError`: every request would get the same, so a
+  (404, with a hint to add ``/v1`` when the URL lacks it), a method not allowed (405), a web page where the
+  API should be (a 2xx ``text/html`` body) and a parameter the server says it does not support raise
+  :class:`EndpointCallError`: every request would get the same, so a
   few in a row stop the run (:class:`psychometrics.engine.pool.Breaker`). A connection that cannot be made
   (refused, unknown host, no route, :data:`DEFAULT_CONNECT_TIMEOUT_S` to connect) is transient but marked
   ``unreachable``: a few in a row stop the run instead of retrying every request for minutes.
@@ -252,6 +253,9 @@ class OpenAIHTTPBackend(ModelBackend):
             ) from None
         if not 200 <= status < 300:
             raise self._http_error(status, headers, raw, request)
+        if "html" in str(headers.get("Content-Type", "")).lower():  # a web page (a UI, a proxy's login): not the API
+            raise EndpointCallError(f"{self.name}: {self.url} answers with a web page, not the chat completions "
+                                    "API; check --api-base" + missing_version_hint(self.api_base))
         reply = self._reply(raw, request)
         self._clock.answered()
         return reply
