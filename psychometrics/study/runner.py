@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from psychometrics.errors import PsytestError
+from psychometrics.errors import EndpointDown, PsytestError
 from psychometrics.run.outputs import is_temporary
 from psychometrics.study.spec import Study
 
@@ -236,7 +236,8 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
                 outcome = api.behave(run.model, out=run.run_dir, concurrency=concurrency, max_retries=max_retries,
                                      timeout=timeout, progress=shown, **_behave_options(study))
         except PsytestError as exc:  # e.g. the run's identity check: the study file changed what it would send
-            raise PsytestError(f"{study.path}: models: {run.model} ({run.kind}): {exc}") from None
+            kind = EndpointDown if isinstance(exc, EndpointDown) else PsytestError  # keeps exit code 75
+            raise kind(f"{study.path}: models: {run.model} ({run.kind}): {exc}") from None
         assert isinstance(outcome, api.RunOutcome)  # not a dry run
         stats = outcome.stats
         run.planned, run.already_answered, run.sent, run.failed = (stats.planned, stats.already_answered,
