@@ -76,6 +76,8 @@ class Breaker:
         self.stalled_since: float | None = None
         self.stopped: PsytestError | None = None
         self._tripped: asyncio.Event | None = None
+        self._in_flight: set[asyncio.Task] = set()  # tasks awaiting a call (race)
+        self._cancelled: set[asyncio.Task] = set()  # those the breaker cancelled
 
     @property
     def tripped(self) -> asyncio.Event:
@@ -132,29 +134,30 @@ class Breaker:
         if self.stopped is None:
             self.stopped = error
             self.tripped.set()
+            if isinstance(error, EndpointDown) and self._in_flight:  # nothing will answer those in flight: end them
+                for task in self._in_flight - {asyncio.current_task()}:
+                    self._cancelled.add(task)
+                    task.cancel()
 
     async def race(self, call: Awaitable[ModelReply]) -> ModelReply:
-        """``await call``, unless the breaker trips because the endpoint is down (nothing answers, or it
-        has stalled): then the call is cancelled and the breaker's error raised, instead of each request in
-        flight waiting out its own timeout. A refusal does not cancel calls in flight (they end at once, and
-        an answer among them is kept)."""
-        task = asyncio.ensure_future(call)
-        waiter = asyncio.ensure_future(self.tripped.wait())
+        """``await call`` in the caller's task, unless the breaker trips because the endpoint is down (nothing
+        answers, or it has stalled): then the call is cancelled and the breaker's error raised, instead of
+        each request in flight waiting out its own timeout. A refusal does not cancel calls in flight (they
+        end at once, and an answer among them is kept). The call is not made a task of its own: a router
+        picks a deployment as the call starts, in the order the workers ask."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
         try:
-            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                return task.result()
-            if isinstance(self.stopped, EndpointDown):
-                raise self.stopped
-            return await task  # tripped by a refusal: this call ends on its own
+            return await call
+        except asyncio.CancelledError:
+            if task not in self._cancelled:
+                raise
+            self._cancelled.discard(task)
+            task.uncancel()
+            raise self.stopped from None  # type: ignore[misc]
         finally:
-            waiter.cancel()
-            if not task.done():
-                task.cancel()
-                try:
-                    await task
-                except BaseException:  # noqa: BLE001 - the cancelled call's own ending is of no interest
-                    pass
+            self._in_flight.discard(task)
 
     def check(self) -> None:
         """Raise the breaker's error if it has tripped (before an attempt: nothing more is sent)."""

@@ -95,3 +95,5 @@ class ProgressClock:
                     await task
                 except BaseException:  # noqa: BLE001 - the cancelled call's own ending is of no interest
                     pass
+            elif not task.cancelled():
+                task.exception()  # looked at: a call that ended as this one was cancelled is not a lost error
