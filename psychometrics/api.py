@@ -73,6 +73,17 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
 
+def _stop_unfinished(progress: Optional[Progress]) -> None:
+    """Stop ``progress`` after a run that ended early: ``stop(finished=False)`` where it takes it (the
+    terminal's bar then shows what was done, not a full bar), else ``stop()``."""
+    if progress is None:
+        return
+    try:
+        progress.stop(finished=False)  # type: ignore[call-arg]
+    except TypeError:
+        progress.stop()
+
+
 # ---------------------------------------------------------------------------------------------------
 # results
 
@@ -257,18 +268,20 @@ def _analysis_options(by: list[str] | None, structure: bool, reference_loadings:
             "reference_loadings_sha256": file_sha256(reference_loadings) if reference_loadings else None}
 
 
-def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, threads_batch, inventories=()) -> ModelBackend:
+def _backend(model: Union[str, ModelBackend], api_base, timeout, threads, threads_batch, inventories=(),
+             connect_timeout=None) -> ModelBackend:
     """The backend ``model`` names (a ``--model`` string), or ``model`` itself when it is one already;
     ``inventories`` are the ones it will be given (a simulated respondent's model string may name their traits)."""
     if not isinstance(model, str):
-        given = [name for name, value in (("api_base", api_base), ("threads", threads),
+        given = [name for name, value in (("api_base", api_base), ("threads", threads), ("connect_timeout", connect_timeout),
                                           ("threads_batch", threads_batch)) if value is not None]
         if given:
             raise PsytestError(f"{given[0]}: applies to a model named by a string; set it on the backend instead")
         return model
     from psychometrics.models import resolve_model
 
-    return resolve_model(model, api_base=api_base, timeout_s=timeout, threads=threads, threads_batch=threads_batch,
+    return resolve_model(model, api_base=api_base, timeout_s=timeout, connect_timeout_s=connect_timeout,
+                         threads=threads, threads_batch=threads_batch,
                          inventories=inventories)
 
 
@@ -325,6 +338,7 @@ def administer(
     retry_base: float = 1.0,
     concurrency: int = 4,
     timeout: Optional[float] = None,
+    connect_timeout: Optional[float] = None,
     dry_run: bool = False,
     progress: Optional[Progress] = None,
     reuse: Union[PathLike, Sequence[PathLike], None] = None,
@@ -387,7 +401,7 @@ def administer(
 
         persona_set = resolve_persona_set(plan.personas)
         persona_set.select(plan.persona_ids)
-    backend = _backend(model, api_base, timeout, threads, threads_batch, inventories)
+    backend = _backend(model, api_base, timeout, threads, threads_batch, inventories, connect_timeout)
     model_name = model if isinstance(model, str) else backend.name
     if batch:
         _check_batch_options(backend, plan, batch_poll, batch_size)
@@ -417,9 +431,11 @@ def administer(
             reuse=_reuse_dirs(reuse), price=price, batch=batch, batch_poll_s=batch_poll, batch_size=batch_size,
             **_sending(progress),
         )
-    finally:
-        if progress:
-            progress.stop()
+    except BaseException:
+        _stop_unfinished(progress)
+        raise
+    if progress:
+        progress.stop()
     from psychometrics.analysis.tables import analyze_run
     from psychometrics.run.outputs import DerivedSet
 
@@ -465,7 +481,10 @@ def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_c
     from psychometrics.design.plan import plan_requests
     from psychometrics.run.directory import plan_cost
 
-    planned = plan_requests(inventories, plan, backend.name, backend.params, persona_set)
+    from psychometrics.run.identity import identity_params, previous_manifest
+
+    params = identity_params(backend.params, previous_manifest(out))
+    planned = plan_requests(inventories, plan, backend.name, params, persona_set)
     if out is not None and (out / "responses.sqlite").exists():
         from psychometrics.engine.pool import pending
         from psychometrics.run.store import RunStore
@@ -517,6 +536,7 @@ def behave(
     max_retries: int = 5,
     concurrency: int = 4,
     timeout: Optional[float] = None,
+    connect_timeout: Optional[float] = None,
     dry_run: bool = False,
     progress: Optional[Progress] = None,
     order: Optional[str] = None,
@@ -560,7 +580,7 @@ def behave(
         persona_set.select(list(plan.persona_ids) if plan.persona_ids else None)
     elif persona_ids:
         raise PsytestError("--persona-ids: give --personas too (the set the ids come from)")
-    backend = _backend(model, api_base, timeout, threads, threads_batch)
+    backend = _backend(model, api_base, timeout, threads, threads_batch, connect_timeout=connect_timeout)
     model_name = model if isinstance(model, str) else backend.name
     if dry_run:
         from psychometrics.behavior.runner import estimate_conversations
@@ -587,9 +607,11 @@ def behave(
             backend, chosen, plan, run_dir, persona_set=persona_set, task_sources=sources, concurrency=concurrency,
             timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries), **_sending(progress),
         )
-    finally:
-        if progress:
-            progress.stop()
+    except BaseException:
+        _stop_unfinished(progress)
+        raise
+    if progress:
+        progress.stop()
     from psychometrics.behavior.analysis import behavior_tables
     from psychometrics.run.outputs import DerivedSet
     from psychometrics.run.owner import open_run

@@ -37,5 +37,15 @@ class InventoryError(PsytestError):
         super().__init__(f"{location}: {problem}")
 
 
+class EndpointStopped(PsytestError):
+    """A run stopped because the endpoint refuses every request (key, model name, URL, an unsupported
+    parameter): the message says what to change. What was answered is kept; the same command resumes."""
+
+
+class EndpointDown(PsytestError):
+    """A run stopped because nothing answers at the endpoint (exit code 75: try again later). What was
+    answered is kept; the same command resumes once the server is up."""
+
+
 class ModelSpecError(PsytestError):
     """A ``--model`` string that names no backend or has bad parameters."""

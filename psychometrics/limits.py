@@ -92,7 +92,7 @@ TABLE: list[tuple[str, str, str]] = [
     ("options, listed items, checks of a variant", f"{TASK_OPTIONS:,}, {TASK_ITEMS:,}, {CHECKS:,}", ""),
     ("model reply read by a behaviour scorer", f"{REPLY_CHARS:,} characters", "a longer one (a server that "
      "ignores max_tokens) is missing data, reason too_long"),
-    ("a server's response body (OpenAI-compatible servers)", f"{SERVER_BODY_BYTES:,} bytes", "a larger one fails "
+    ("a server's response body (OpenAI-compatible servers, and OpenAI-style providers through litellm)", f"{SERVER_BODY_BYTES:,} bytes", "a larger one fails "
      "that request"),
     ("width or precision of a placeholder in a task turn", f"{FORMAT_WIDTH:,}", "and a turn once filled is "
      "long text too"),

@@ -178,7 +178,8 @@ def test_params_never_hold_a_key():
     params = backend.params
     text = json.dumps(params)
     assert PLANTED not in text and "bob" not in text
-    assert params["api_base"] == "https://llm.example.org:8443/v1?api-version=2024-06-01"
+    assert "api_base" not in params  # where, not what: the URL is the recorded endpoint, not part of request ids
+    assert backend.endpoint == "https://llm.example.org:8443/v1?api-version=2024-06-01" and PLANTED not in backend.endpoint
     assert params["extra_params"] == {"top_p": 0.9, "max_completion_tokens": 5, "extra_headers": {"X-Trace": "on"}}
     with pytest.raises(ModelSpecError) as caught:
         LiteLLMBackend(MODEL, extra_params={"api_key": PLANTED})
@@ -236,8 +237,17 @@ def test_connection_refused_is_transient():
     with start_server() as gone:
         base_url = gone.base_url
     prompt, _ = item_prompt()
-    with pytest.raises(TransientModelError):
+    with pytest.raises(TransientModelError) as caught:
         ask(LiteLLMBackend(MODEL, api_base=base_url, timeout_s=120), ModelRequest(prompt.messages, prompt.choices))
+    assert caught.value.unreachable  # counted towards stopping the run (the breaker)
+
+
+def test_an_oversized_response_is_a_failure_not_a_crash(monkeypatch):
+    from psychometrics import limits
+
+    monkeypatch.setattr(limits, "SERVER_BODY_BYTES", 100)  # a normal answer is a few hundred bytes
+    error = failure()
+    assert isinstance(error, ModelCallError) and "larger than 100 bytes" in str(error)
 
 
 def test_provider_without_logprobs_gives_the_clear_error():
@@ -317,5 +327,6 @@ def test_mini_ipip_end_to_end_through_litellm(tmp_path):
         if row.mode == "probs":
             assert set(row.choice_logprobs) == set(row.choices) and row.option_mass == pytest.approx(1.0)
     manifest = read_manifest(tmp_path / "run")
-    assert manifest.backend_params == {"backend": "litellm", "api_base": server.base_url}
+    assert manifest.backend_params == {"backend": "litellm"}
+    assert [(e.url, e.source) for e in manifest.endpoints] == [(server.base_url, "--api-base")]
     assert PLANTED not in (tmp_path / "run" / "manifest.json").read_text()

@@ -249,8 +249,9 @@ def test_connection_refused_is_transient():
     with start_server() as gone:
         base_url = gone.base_url
     prompt, _ = item_prompt()
-    with pytest.raises(TransientModelError, match="provider unavailable"):
+    with pytest.raises(TransientModelError, match="nothing answers") as caught:
         ask(OpenAIHTTPBackend(MODEL, api_base=base_url, timeout_s=120), ModelRequest(prompt.messages, prompt.choices))
+    assert caught.value.unreachable  # counted towards stopping the run (the breaker), unlike a reset
 
 
 def test_an_oversized_response_is_a_failure_not_a_crash(monkeypatch):
@@ -297,7 +298,8 @@ def test_mini_ipip_end_to_end(tmp_path):
         if row.mode == "probs":
             assert set(row.choice_logprobs) == set(row.choices) and row.option_mass == pytest.approx(1.0)
     manifest = read_manifest(tmp_path / "run")
-    assert manifest.backend_params == {"backend": "openai-http", "api_base": server.base_url}
+    assert manifest.backend_params == {"backend": "openai-http"}
+    assert [(e.url, e.source) for e in manifest.endpoints] == [(server.base_url, "--api-base")]
     assert PLANTED not in (tmp_path / "run" / "manifest.json").read_text()
 
 

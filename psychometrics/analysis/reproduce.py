@@ -525,7 +525,9 @@ def _rebuild_plan(run: "Run"):
     model, design = manifest.model, manifest.design
     _refuse_nondeterministic(model, design)
     backend = resolve_model(model, inventories=run.inventories)
-    params = json.loads(json.dumps(backend.params))
+    from psychometrics.run.identity import identity_params
+
+    params = identity_params(json.loads(json.dumps(backend.params)), manifest)
     if params != manifest.backend_params:
         differing = sorted(k for k in set(params) | set(manifest.backend_params)
                            if params.get(k) != manifest.backend_params.get(k))

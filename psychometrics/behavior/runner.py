@@ -413,15 +413,18 @@ def _probe(backend: ModelBackend, planned: list[PlannedConversation], run_dir: P
 
 
 def behavior_manifest(backend: ModelBackend, design: BehaviorDesign, tasks: list[Task], persona_set: PersonaSet | None,
-                      planned: list[PlannedConversation], task_sources: dict[str, str] | None = None):
+                      planned: list[PlannedConversation], task_sources: dict[str, str] | None = None,
+                      previous=None):
     """The manifest a behaviour run records: what it sends (each task's prompt hash, the planned
-    conversation ids) and where its tasks came from."""
+    conversation ids), where its tasks came from, and the endpoints used (``previous``: the manifest of
+    the run being resumed, whose identity settings and endpoints are kept)."""
     from psychometrics.run.directory import now_utc, package_versions
-    from psychometrics.run.identity import plan_hash
+    from psychometrics.run.identity import endpoints_used, identity_params, plan_hash
     from psychometrics.run.manifest import BehaviorDesignRecord, BehaviorManifest, PersonaSetRef, TaskRef
 
     return BehaviorManifest(
-        model=backend.name, backend_params=backend.params, design=BehaviorDesignRecord(**design.as_manifest()),
+        model=backend.name, backend_params=identity_params(backend.params, previous),
+        endpoints=endpoints_used(previous, backend, now_utc()), design=BehaviorDesignRecord(**design.as_manifest()),
         tasks=[TaskRef(id=t.id, prompt_hash=prompt_hash(t, design.variants)) for t in tasks],
         personas=(PersonaSetRef.of(persona_set, list(design.persona_ids) if design.persona_ids else None)
                   if persona_set else None),
@@ -447,6 +450,7 @@ def behave(
 ) -> BehaviorResult:
     """Plan, record the manifest, send what is missing; returns the run statistics."""
     from psychometrics.run.directory import open_for_writing
+    from psychometrics.run.identity import identity_params, previous_manifest
 
     if design.personas and persona_set is None:
         from psychometrics.design.personas import resolve_persona_set
@@ -454,8 +458,10 @@ def behave(
         persona_set = resolve_persona_set(design.personas)
     backend.prepare([], persona_set)
     backend.prepare_tasks(tasks)
-    planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
-    manifest = behavior_manifest(backend, design, tasks, persona_set, planned, task_sources)
+    previous = previous_manifest(run_dir)
+    params = identity_params(backend.params, previous)
+    planned = plan_conversations(tasks, design, backend.name, params, persona_set)
+    manifest = behavior_manifest(backend, design, tasks, persona_set, planned, task_sources, previous)
     prefetched = Prefetched(retry)
     if any(p.mode == "probs" for p in planned):  # log-probabilities checked before anything is written
         prefetched = _probe(backend, planned, run_dir, timeout_s, retry)
@@ -481,7 +487,10 @@ def behave(
 def estimate_conversations(tasks: list[Task], design: BehaviorDesign, backend: ModelBackend,
                            persona_set: PersonaSet | None, run_dir: Path | None) -> dict:
     """What a run would send (``--dry-run``): conversations, turns and a token estimate."""
-    planned = plan_conversations(tasks, design, backend.name, backend.params, persona_set)
+    from psychometrics.run.identity import identity_params, previous_manifest
+
+    params = identity_params(backend.params, previous_manifest(run_dir))
+    planned = plan_conversations(tasks, design, backend.name, params, persona_set)
     answered: set[str] = set()
     if run_dir is not None and (run_dir / BEHAVIOR_DB).exists():
         with BehaviorStore(run_dir / BEHAVIOR_DB, read_only=True) as store:

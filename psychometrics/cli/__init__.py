@@ -26,6 +26,10 @@ CLI knows them), each with one line on stderr and no traceback:
 * 3: a run (``administer``, ``behave``) finished with most of the replies it got cut off at ``max_tokens``
   (:data:`~psychometrics.cli.common.EXIT_CUT_OFF`): stored, outcome ``truncated``, but unread; a warning
   line says what to change. Failed requests take precedence (exit 1).
+* 75: a sending run stopped because nothing answers at its endpoint
+  (:class:`~psychometrics.errors.EndpointDown`): what was answered is kept; the same command resumes
+  once the server is up. (A run stopped because the endpoint refuses every request, a rejected key or
+  an unknown model, is an input error: 2.)
 * 130: interrupted (Ctrl-C).
 * 70: anything else is a bug, ``psytest: internal error (...)``; ``PSYTEST_DEBUG=1`` shows the traceback.
   A plain ``ValueError`` from deep code is one of these: only a ``PsytestError`` carries a message
@@ -47,10 +51,11 @@ from psychometrics import __version__
 from psychometrics.cli import administer, analysis, behavior, export, inventories, reports, study
 from psychometrics.cli.common import CommandFailed
 from psychometrics.cli.terminal import echo, echo_error
-from psychometrics.errors import PsytestError
+from psychometrics.errors import EndpointDown, PsytestError
 
 EXIT_FAILED = 1
 EXIT_INPUT = 2
+EXIT_UNREACHABLE = 75  # sysexits' EX_TEMPFAIL: nothing answers at the endpoint; the same command resumes later
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
@@ -102,6 +107,9 @@ def _is_sqlite_error(exc: BaseException) -> bool:
 def exit_code(exc: BaseException) -> int | None:
     """The exit code ``exc`` means, after printing its one line on stderr; None for a bug (see the module
     docstring), which :func:`main` reports as an internal error."""
+    if isinstance(exc, EndpointDown):
+        echo_error(exc)
+        return EXIT_UNREACHABLE
     if isinstance(exc, PsytestError):
         echo_error(exc)
         return EXIT_INPUT

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from psychometrics import limits
-from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
+from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, TIMEOUT_HELP, ConnectTimeout, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
 from psychometrics.cli.terminal import print_json
 
 
@@ -65,7 +65,8 @@ def administer(
         float, typer.Option(min=0.0, max=600.0, help="Seconds before the first retry; doubles each retry (plus jitter).")
     ] = 1.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at once.")] = 4,
-    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a request counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help=TIMEOUT_HELP, show_default=TIMEOUT_DEFAULT)] = None,
+    connect_timeout: ConnectTimeout = None,
     batch: Annotated[bool, typer.Option("--batch", help="Send through the provider's batch API (openai/NAME incl. "
                                         "OpenAI-compatible servers, anthropic/NAME): cheaper, answers within a day; "
                                         "re-run the same command to resume polling.")] = False,
@@ -97,7 +98,8 @@ def administer(
         temperature=temperature, seed=seed, mode=mode, personas=personas, persona_ids=persona_ids,
         items_per_request=items_per_request, item_orders=item_orders, invalid=invalid, max_tokens=max_tokens,
         on_truncated=on_truncated, max_retries=max_retries,
-        retry_base=retry_base, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress,
+        retry_base=retry_base, concurrency=concurrency, timeout=timeout, connect_timeout=connect_timeout,
+        dry_run=dry_run, progress=progress,
         reuse=reuse, prices=prices, max_cost=max_cost, on_cost=None if as_json else _print_cost_line,
         batch=batch, batch_poll=batch_poll, batch_size=batch_size,
     )

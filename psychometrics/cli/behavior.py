@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from psychometrics import limits
-from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, JsonFlag, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
+from psychometrics.cli.common import DEFAULT_MODEL, TIMEOUT_DEFAULT, TIMEOUT_HELP, ConnectTimeout, JsonFlag, MaxRetries, PersonaIds, Personas, Threads, ThreadsBatch, finish_run
 from psychometrics.cli.terminal import echo, print_json
 
 tasks_app = typer.Typer(help="List, show and validate behavioural tasks.", no_args_is_help=True, rich_markup_mode=None)
@@ -104,7 +104,8 @@ def behave(
     threads_batch: ThreadsBatch = None,
     max_retries: MaxRetries = 5,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Conversations in flight at once.")] = 4,
-    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before a call counts as failed.", show_default=TIMEOUT_DEFAULT)] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help=TIMEOUT_HELP, show_default=TIMEOUT_DEFAULT)] = None,
+    connect_timeout: ConnectTimeout = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimated cost, then the plan: tasks, variants, personas, conversations, tokens and (local models) a time estimate; send nothing.")] = False,
     prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML price file (USD per 1M tokens) for models litellm's price map lacks.", show_default="litellm's price map")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")] = False,
@@ -120,8 +121,8 @@ def behave(
     outcome = api.behave(
         model, tasks=tasks, personas=personas, persona_ids=persona_ids, variants=variants, samples=samples,
         temperature=temperature, seed=seed, out=out, api_base=api_base, threads=threads, threads_batch=threads_batch,
-        max_retries=max_retries, concurrency=concurrency, timeout=timeout, dry_run=dry_run, progress=progress, prices=prices,
-        order=order, mode=mode, max_tokens=max_tokens,
+        max_retries=max_retries, concurrency=concurrency, timeout=timeout, connect_timeout=connect_timeout,
+        dry_run=dry_run, progress=progress, prices=prices, order=order, mode=mode, max_tokens=max_tokens,
     )
     if dry_run:
         if as_json:

@@ -27,6 +27,11 @@ PersonaIds = Annotated[Optional[str], typer.Option(help="Comma list of persona i
                                                    show_default="all in the set")]
 # What --timeout None means: the HTTP backend's limit (openai_http.DEFAULT_TIMEOUT_S), litellm's own otherwise
 TIMEOUT_DEFAULT = "600 s for OpenAI-compatible servers, litellm's own for providers; none for local models"
+TIMEOUT_HELP = ("Seconds a request may wait for its answer, counted from when the server could start on it: "
+                "time queued behind this run's other requests does not count while answers keep arriving.")
+ConnectTimeout = Annotated[Optional[float], typer.Option(
+    min=0.001, help="Seconds to open a connection to an OpenAI-compatible server (--api-base); a server that "
+    "accepts none counts towards stopping the run.", show_default="10")]
 
 
 #: Exit code of a run that finished with most replies cut off at max_tokens (unread: outcome truncated)

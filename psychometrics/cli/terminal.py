@@ -173,10 +173,11 @@ class RunProgress:
         rate = f"{self._n / elapsed:.1f}" if elapsed > 0 else "-"
         self.progress.update(self.task, advance=1, rate=rate, failures=self.failures)
 
-    def stop(self) -> None:
+    def stop(self, finished: bool = True) -> None:
+        """End the bar; ``finished`` (the run sent everything) shows requests answered earlier as done."""
         if self.task is None:  # never started (the run failed before sending): print nothing, not a blank line
             return
-        if self.task is not None:
+        if finished:
             task = self.progress.tasks[0]
             if task.completed < (task.total or 0):
                 # Requests answered in an earlier run: show them as done.

@@ -22,6 +22,14 @@ Transient failures (rate limits, overload, timeouts, dropped connections) are re
 backoff and jitter, waiting at least as long as the server's Retry-After asks (:func:`call_with_retries`).
 A timed-out request was probably received, so its retry may be billed twice; such retries are counted
 (``timeouts_retried``). Every reply is made safe to store on arrival (:meth:`ModelReply.cleaned`).
+
+A circuit breaker (:class:`Breaker`) stops the run when the endpoint, not the request, is at fault:
+a few refusals every request would get in a row (rejected key, unknown model, a URL without ``/v1``,
+an unsupported parameter), a few connections in a row that could not be made (nothing listening), or
+the first few requests of a run all failing the same permanent way. No new request is sent after it
+trips; requests already in flight finish and are committed (a paid answer is never thrown away), and
+:func:`send_all` raises the breaker's one line (:class:`EndpointStopped` or :class:`EndpointDown`).
+Everything committed stays; the same command resumes the run.
 """
 
 from __future__ import annotations
@@ -34,7 +42,136 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 
 from psychometrics.engine.claims import CLAIMED
-from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError, clean_text
+from psychometrics.errors import EndpointDown, EndpointStopped, PsytestError
+from psychometrics.models.base import (
+    EndpointRefused, ModelBackend, ModelReply, ModelRequest, TransientModelError, clean_text,
+)
+
+
+class Breaker:
+    """When to stop sending: the endpoint, not one request, is at fault.
+
+    * ``refusals`` :class:`~psychometrics.models.base.EndpointRefused` failures in a row (no answer between):
+      every request would be refused the same way (key, model name, URL, unsupported parameter);
+    * ``unreachable`` attempts in a row whose connection could not be made: nothing is listening. If the
+      endpoint has answered in this run, the failures must also have lasted ``grace_s`` (a server
+      restarting for a few seconds does not stop a long run);
+    * ``stalls`` timed-out attempts in a row (no answer between; with the same ``grace_s`` once it has
+      answered): the server has stopped answering, or ``--timeout`` is shorter than any answer takes. An
+      HTTP backend gives up one waiting request per ``--timeout`` when nothing progresses
+      (:mod:`psychometrics.models.progress`), so this is ``stalls`` x ``--timeout`` of silence;
+    * ``first_failures`` permanent failures (not transient ones that ran out of retries) before the run's
+      first answer: whatever the reason, a run whose first requests are all refused is not worth sending.
+
+    Counts are over all workers, so at concurrency ``c`` at most about ``c`` requests are sent after the
+    endpoint went wrong. :attr:`stopped` is the exception :func:`send_all` raises."""
+
+    def __init__(self, refusals: int = 3, unreachable: int = 3, first_failures: int = 5, grace_s: float = 60.0,
+                 stalls: int = 3):
+        self.limits = (refusals, unreachable, first_failures, stalls)
+        self.grace_s = grace_s
+        self.answered_any = False
+        self.refused = self.unreachable = self.failed = self.stalled = 0
+        self.unreachable_since: float | None = None
+        self.stalled_since: float | None = None
+        self.stopped: PsytestError | None = None
+        self._tripped: asyncio.Event | None = None
+        self._in_flight: set[asyncio.Task] = set()  # tasks awaiting a call (race)
+        self._cancelled: set[asyncio.Task] = set()  # those the breaker cancelled
+
+    @property
+    def tripped(self) -> asyncio.Event:
+        if self._tripped is None:
+            self._tripped = asyncio.Event()
+        return self._tripped
+
+    def answer(self) -> None:
+        """A reply arrived: the endpoint works."""
+        self.answered_any = True
+        self.refused = self.unreachable = self.failed = self.stalled = 0
+        self.unreachable_since = self.stalled_since = None
+
+    def attempt_failed(self, exc: BaseException) -> None:
+        """A transient failure of one attempt (to be retried): counts when no connection was made, or
+        when no answer came in time."""
+        if getattr(exc, "timed_out", False):
+            now = time.monotonic()
+            self.stalled += 1
+            self.stalled_since = self.stalled_since or now
+            if self.stalled >= self.limits[3] and (not self.answered_any or now - self.stalled_since >= self.grace_s):
+                self._trip(EndpointDown(f"{exc}; stopped after {self.stalled} requests in a row timed out with no "
+                                        "answer between: the server has stopped answering, or --timeout is shorter "
+                                        "than one answer takes; check the server or raise --timeout, then re-run "
+                                        "the same command to resume"))
+            return
+        if not getattr(exc, "unreachable", False):
+            return
+        now = time.monotonic()
+        self.unreachable += 1
+        self.unreachable_since = self.unreachable_since or now
+        lasted = now - self.unreachable_since
+        if self.unreachable >= self.limits[1] and (not self.answered_any or lasted >= self.grace_s):
+            self._trip(EndpointDown(f"{exc}; stopped after {self.unreachable} failed connections in a row: start the "
+                                    "server or correct --api-base, then re-run the same command to resume"))
+
+    def request_failed(self, exc: BaseException) -> None:
+        """A request failed for good (after its retries, or at once for a refusal)."""
+        if isinstance(exc, EndpointRefused):
+            self.refused += 1
+            if self.refused >= self.limits[0]:
+                self._trip(EndpointStopped(f"{exc} (stopped after {self.refused} requests refused alike; fix that, "
+                                           "then re-run the same command to resume)"))
+            return
+        if isinstance(exc, TransientModelError):
+            return  # overload or rate limits are no fault of the endpoint's set-up; no connection: counted per attempt
+        if not self.answered_any:
+            self.failed += 1
+            if self.failed >= self.limits[2]:
+                self._trip(EndpointStopped(f"the first {self.failed} requests all failed; the last: {failure_reason(exc)}; "
+                                           "fix that, then re-run the same command to resume"))
+
+    def _trip(self, error: PsytestError) -> None:
+        if self.stopped is None:
+            self.stopped = error
+            self.tripped.set()
+            if isinstance(error, EndpointDown) and self._in_flight:  # nothing will answer those in flight: end them
+                for task in self._in_flight - {asyncio.current_task()}:
+                    self._cancelled.add(task)
+                    task.cancel()
+
+    async def race(self, call: Awaitable[ModelReply]) -> ModelReply:
+        """``await call`` in the caller's task, unless the breaker trips because the endpoint is down (nothing
+        answers, or it has stalled): then the call is cancelled and the breaker's error raised, instead of
+        each request in flight waiting out its own timeout. A refusal does not cancel calls in flight (they
+        end at once, and an answer among them is kept). The call is not made a task of its own: a router
+        picks a deployment as the call starts, in the order the workers ask."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if task not in self._cancelled:
+                raise
+            self._cancelled.discard(task)
+            task.uncancel()
+            raise self.stopped from None  # type: ignore[misc]
+        finally:
+            self._in_flight.discard(task)
+
+    def check(self) -> None:
+        """Raise the breaker's error if it has tripped (before an attempt: nothing more is sent)."""
+        if self.stopped is not None:
+            raise self.stopped
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a retry's backoff), or until the breaker trips; then :meth:`check`."""
+        if self.stopped is None:
+            try:
+                await asyncio.wait_for(self.tripped.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+        self.check()
 
 
 @dataclass(frozen=True)
@@ -83,31 +220,43 @@ def failure_reason(error: BaseException) -> str:
 
 async def call_with_retries(
     backend: ModelBackend, request: ModelRequest, *, timeout_s: float | None, retry: RetryPolicy, stats: RunStats,
-    jitter: random.Random,
+    jitter: random.Random, breaker: Breaker | None = None,
 ) -> ModelReply:
     """One model call, retrying transient failures (:class:`RetryPolicy`); the reply made safe to store.
 
+    ``timeout_s`` is applied here unless the backend times its own requests (HTTP backends count from
+    when the server could start on a request, :mod:`psychometrics.models.progress`). ``breaker`` sees
+    every reply and failure, and once it has tripped no further attempt is made (its error is raised).
     Counts retries in ``stats.retries``, and those after a timeout also in ``stats.timeouts_retried``."""
+    breaker = breaker or Breaker()
     for attempt in range(retry.max_retries + 1):
+        breaker.check()
         try:
-            if timeout_s:
-                reply = await asyncio.wait_for(backend.complete(request), timeout_s)
+            if timeout_s and not backend.times_own_requests:
+                reply = await breaker.race(asyncio.wait_for(backend.complete(request), timeout_s))
             else:
-                reply = await backend.complete(request)
+                reply = await breaker.race(backend.complete(request))
+            breaker.answer()
             return reply.cleaned()
         except (TransientModelError, asyncio.TimeoutError) as exc:
             if not isinstance(exc, TransientModelError):
                 exc = TransientModelError(f"no answer within {timeout_s:g} s", timed_out=True)
+            breaker.attempt_failed(exc)
             if attempt == retry.max_retries:
+                breaker.request_failed(exc)
                 raise exc from None
             if exc.retry_after is not None and exc.retry_after > retry.max_retry_after_s:
                 raise TransientModelError(
                     f"{exc}; the server asks to wait {exc.retry_after:g} s, longer than the "
                     f"{retry.max_retry_after_s:g} s psytest waits: re-run later"
                 ) from None
+            breaker.check()
             stats.retries += 1
             stats.timeouts_retried += bool(exc.timed_out)
-            await asyncio.sleep(retry.wait(attempt, exc.retry_after, jitter))
+            await breaker.sleep(retry.wait(attempt, exc.retry_after, jitter))
+        except Exception as exc:  # a permanent failure of this request (a refusal counts towards stopping)
+            breaker.request_failed(exc)
+            raise
     raise AssertionError("unreachable")
 
 
@@ -255,9 +404,11 @@ async def send_all(
     queue = iter(todo)
     started = time.perf_counter()
     jitter = random.Random()
+    breaker = Breaker()
 
     async def call(request: ModelRequest) -> ModelReply:
-        return await call_with_retries(backend, request, timeout_s=timeout_s, retry=retry, stats=stats, jitter=jitter)
+        return await call_with_retries(backend, request, timeout_s=timeout_s, retry=retry, stats=stats, jitter=jitter,
+                                       breaker=breaker)
 
     claim = TurnBatch(claims.claim_many)
     commit = TurnBatch(lambda batch: sink.write_and_claim(batch, claims))
@@ -266,6 +417,10 @@ async def send_all(
         unit = next(queue, None)  # a shared iterator: each unit goes to exactly one worker
         status = await claim(unit.request_id) if unit is not None else None
         while unit is not None:
+            if breaker.stopped is not None:  # nothing more is sent; this claimed, unsent unit is freed
+                if status == CLAIMED:
+                    claims.release(unit.request_id)
+                return
             if status != CLAIMED:
                 stats.claimed_elsewhere += 1
                 unit = next(queue, None)
@@ -295,4 +450,9 @@ async def send_all(
             for task in workers:
                 task.cancel()
             stats.elapsed_s = time.perf_counter() - started
+    if breaker.stopped is not None:
+        if stats.timeouts_retried:  # the note a finished run prints, which this one line must carry instead
+            raise type(breaker.stopped)(f"{breaker.stopped}; {stats.timeouts_retried} timed-out requests were sent "
+                                        "again, and the server may have received, and billed, both")
+        raise breaker.stopped
     return stats

@@ -31,6 +31,7 @@ def resolve_model(
     *,
     api_base: str | None = None,
     timeout_s: float | None = None,
+    connect_timeout_s: float | None = None,
     threads: int | None = None,
     threads_batch: int | None = None,
     inventories: Sequence["Inventory"] = (),
@@ -58,7 +59,7 @@ def resolve_model(
     if provider == "openai" and name and api_base:  # an OpenAI-compatible server: direct HTTP, no litellm
         from psychometrics.models.openai_http import OpenAIHTTPBackend
 
-        return OpenAIHTTPBackend(model, api_base=api_base, timeout_s=timeout_s)
+        return OpenAIHTTPBackend(model, api_base=api_base, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
     if sep and provider and name and " " not in model:
         from psychometrics.models.litellm_backend import LiteLLMBackend
 

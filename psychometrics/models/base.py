@@ -30,10 +30,21 @@ class TransientModelError(Exception):
     request and is recorded.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None, *, timed_out: bool = False):
+    def __init__(self, message: str, retry_after: float | None = None, *, timed_out: bool = False,
+                 unreachable: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
         self.timed_out = timed_out
+        #: no connection could be made (refused, no route, unknown host, connect timeout): the server never
+        #: saw the request. Several in a row stop the run (:class:`psychometrics.engine.pool.Breaker`).
+        self.unreachable = unreachable
+
+
+class EndpointRefused(Exception):
+    """A failure every request to this endpoint will have: a rejected key, an unknown model, a URL that
+    serves no chat completions, a parameter the server does not support. Retrying, or sending the next
+    request, cannot fix it; a few in a row stop the run (:class:`psychometrics.engine.pool.Breaker`).
+    The message says what to change."""
 
 
 class InvalidReplyError(Exception):
@@ -217,6 +228,14 @@ class ModelBackend(ABC):
 
     #: The model string the user gave (e.g. ``sim/extraversion=1``); part of every request id.
     name: str
+    #: Where the model is served (a URL without credentials), or None: recorded in the manifest, never
+    #: part of request ids or the run's identity (an endpoint may move; the served model is what matters).
+    endpoint: str | None = None
+    #: How the endpoint was given (``--api-base``, ``OPENAI_BASE_URL``, a router file), or None.
+    endpoint_source: str | None = None
+    #: True when :meth:`complete` applies the run's timeout itself (HTTP backends time a request from
+    #: when the server could start on it, :mod:`psychometrics.models.progress`); else the engine does.
+    times_own_requests: bool = False
 
     @property
     def params(self) -> dict[str, Any]:

@@ -10,9 +10,13 @@
   ``logprobs=True, top_logprobs=20``; the first generated token's top alternatives are mapped onto the
   displayed labels by :func:`map_top_logprobs`.
 * Rate limits, overload (5xx), timeouts and dropped connections raise
-  :class:`~psychometrics.models.base.TransientModelError` (with the server's Retry-After, if any);
-  authentication, bad requests and unknown models raise :class:`ModelCallError`, one line that says
-  what to do.
+  :class:`~psychometrics.models.base.TransientModelError` (with the server's Retry-After, if any; a
+  connection that cannot be made is marked ``unreachable``); bad requests raise :class:`ModelCallError`,
+  one line that says what to do; refusals every request would get (key, permission, unknown model, an
+  unsupported parameter) raise :class:`EndpointCallError`, and a few in a row stop the run.
+* ``timeout_s`` counts from when the provider could start on a request (:mod:`.progress`).
+* The URL is not part of :attr:`LiteLLMBackend.params`: it is :attr:`~LiteLLMBackend.endpoint`, recorded
+  in the manifest (also when litellm takes it from ``OPENAI_BASE_URL``).
 * Prompt caching: for Anthropic's Claude models the system message (persona + instructions, the fixed
   prefix of every prompt) is sent as a text block marked ``cache_control: ephemeral``
   (:mod:`psychometrics.cost.caching`); OpenAI caches repeated prefixes without a mark. Cached and
@@ -34,7 +38,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from psychometrics.cost.caching import mark_system_cacheable, needs_cache_mark
 from psychometrics.errors import ModelSpecError, PsytestError
-from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
+from psychometrics.models.base import EndpointRefused, ModelBackend, ModelReply, ModelRequest, TransientModelError
+from psychometrics.models.progress import ProgressClock, QueueTimeout
 
 TOP_LOGPROBS = 20
 _SECRET_NAME = re.compile(r"key|token(?!s)|secret|passw|auth|credential|cookie|signature", re.I)
@@ -54,6 +59,41 @@ _MISSING_KEY = re.compile(
 
 class ModelCallError(PsytestError):
     """A request the provider refused for a reason retrying will not fix (key, model name, bad request)."""
+
+
+class EndpointCallError(ModelCallError, EndpointRefused):
+    """A refusal every request to this endpoint will get (key, permission, model name, URL, an unsupported
+    parameter): a few in a row stop the run with this message."""
+
+
+#: A provider's words for a request it will never serve, whatever is retried (llama.cpp, vLLM, gateways).
+NOT_SUPPORTED = re.compile(r"(?i)\bnot (?:supported|implemented)\b|\bunsupported\b")
+HANG_GUARD_S = 3600.0  # litellm's own limit on one call; the run's --timeout is applied by ProgressClock
+_VERSION_SEGMENT = re.compile(r"/v\d+(?:beta\d*|alpha\d*)?(?:/|$)")
+
+
+def missing_version_hint(api_base: str | None) -> str:
+    """``"; ..."`` telling to add ``/v1`` when ``api_base`` has no version segment (OpenAI-compatible
+    servers serve ``/v1/chat/completions``), else ``""``."""
+    if not api_base:
+        return ""
+    path = urlsplit(api_base.strip()).path
+    if _VERSION_SEGMENT.search(path):
+        return ""
+    return f"; the URL has no /v1: OpenAI-compatible servers answer under it, try --api-base {endpoint_url(api_base)}/v1"
+
+
+def endpoint_url(url: str | None) -> str | None:
+    """``url`` as the manifest records an endpoint: without credentials (:func:`public_url`), scheme and
+    host in lower case, without a trailing slash. Only a record: endpoints are never part of a run's
+    identity, so ``localhost`` and ``127.0.0.1`` need not be made equal."""
+    if not url:
+        return url
+    public = public_url(url.strip()) or ""
+    parts = urlsplit(public)
+    if not parts.netloc:
+        return public.rstrip("/")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
 
 
 # -- litellm, imported once and quietly ------------------------------------------------------------
@@ -477,6 +517,101 @@ def transport_failure(exc: BaseException) -> str | None:
     return None
 
 
+_NO_CONNECTION = ("ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror", "ClientConnectorError",
+                  "ClientConnectorDNSError", "ConnectionTimeoutError")
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a connection that could not be made: refused, unknown host,
+    no route, a connect timeout. The server never saw the request."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__name__ in _NO_CONNECTION:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _endpoint_of(model: str, api_base: str | None) -> tuple[str | None, str | None]:
+    """(where ``model`` is served, how that was given): ``--api-base``, else the base URL litellm takes
+    from the environment for OpenAI models (``OPENAI_BASE_URL``, ``OPENAI_API_BASE``), else (None, None)
+    for the provider's own. Recorded in the manifest, so a run sent to a gateway does not look like OpenAI."""
+    if api_base:
+        return endpoint_url(api_base), "--api-base"
+    if model.startswith("openai/"):
+        for variable in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+            value = os.environ.get(variable, "").strip()
+            if value:
+                return endpoint_url(value), variable
+    return None, None
+
+
+class ResponseTooLarge(Exception):
+    """A response body above :data:`psychometrics.limits.SERVER_BODY_BYTES`, stopped while it arrived."""
+
+
+def _body_cap() -> int:
+    from psychometrics import limits
+
+    return limits.SERVER_BODY_BYTES
+
+
+async def _cap_body(response: Any) -> None:
+    """An httpx response hook: refuse a body declared larger than the cap, and count the bytes of one that
+    is not declared, so a hostile or broken server cannot fill memory through litellm either."""
+    import httpx
+
+    cap = _body_cap()
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > cap:
+        await response.aclose()
+        raise ResponseTooLarge(f"the response is larger than {cap:,} bytes")
+    inner = response.stream
+
+    class Capped(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            size = 0
+            async for chunk in inner:
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseTooLarge(f"the response is larger than {cap:,} bytes")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await inner.aclose()
+
+    response.stream = Capped()
+
+
+_capped_sessions: dict[int, Any] = {}
+
+
+def capped_session() -> Any:
+    """This event loop's httpx client for litellm's OpenAI-style providers (``litellm.aclient_session``),
+    whose response hook caps the body (:func:`_cap_body`). Closed by :meth:`LiteLLMBackend.aclose`."""
+    import asyncio
+
+    import httpx
+
+    key = id(asyncio.get_running_loop())
+    if key not in _capped_sessions or _capped_sessions[key].is_closed:
+        _capped_sessions[key] = httpx.AsyncClient(event_hooks={"response": [_cap_body]}, follow_redirects=True)
+    return _capped_sessions[key]
+
+
+def _too_large(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ResponseTooLarge):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 async def _close_client(client: Any) -> None:
     """Close an SDK or httpx client (``close()`` on OpenAI's async client, ``aclose()`` on httpx's)."""
     import inspect
@@ -520,16 +655,17 @@ class LiteLLMBackend(ModelBackend):
             check_api_base(api_base)
         self.name = model
         self.api_base = api_base
+        self.endpoint, self.endpoint_source = _endpoint_of(model, api_base)
+        self.times_own_requests = True
         self.timeout_s = timeout_s
         self.extra_params = extra
+        self._clock = ProgressClock()
 
     @property
     def params(self) -> dict[str, Any]:
-        """Settings that change answers: where the model is served and any extra request parameters.
-        Credentials are left out (keys live only in the environment)."""
+        """Settings that change answers: the backend and any extra request parameters. Not the URL (where
+        the model is served: :attr:`endpoint`), nor credentials (keys live only in the environment)."""
         params: dict[str, Any] = {"backend": "litellm"}
-        if self.api_base:
-            params["api_base"] = public_url(self.api_base)
         if self.extra_params:
             params["extra_params"] = public_params(self.extra_params)
         return params
@@ -558,18 +694,23 @@ class LiteLLMBackend(ModelBackend):
             kwargs["api_base"], basic = split_credentials(self.api_base)
             if basic:  # user:password@ in --api-base: sent as a Basic Authorization header
                 kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), "Authorization": basic}
-        if self.timeout_s is not None:
-            kwargs["timeout"] = self.timeout_s
+        if self.timeout_s is not None:  # a hang guard only: complete() times the request from when it could start
+            kwargs["timeout"] = max(self.timeout_s, HANG_GUARD_S)
         return kwargs
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         litellm = _litellm()
+        litellm.aclient_session = capped_session()  # OpenAI-style providers read replies through it, capped
         try:
-            response = await self._acompletion(litellm, self._call_kwargs(request))
+            response = await self._clock.run(self._acompletion(litellm, self._call_kwargs(request)), self.timeout_s)
+        except QueueTimeout:
+            raise TransientModelError(f"{self.name}: request timed out after {self.timeout_s:g} s without progress "
+                                      "at the provider", timed_out=True) from None
         except Exception as exc:  # noqa: BLE001 - every provider failure is classified below
             response = unreadable_response(exc)  # a body litellm could not model: read it as the HTTP backend does
             if response is None:
                 raise self._translate(exc, request) from None
+        self._clock.answered()
         choices = _field(response, "choices") or []
         if not choices:
             raise TransientModelError(f"{self.name}: the provider returned a response without choices")
@@ -591,7 +732,7 @@ class LiteLLMBackend(ModelBackend):
         reply.choice_logprobs = map_top_logprobs(top, request.choices)
 
     def _no_logprobs_error(self) -> ModelCallError:
-        return ModelCallError(
+        return EndpointCallError(
             f"{self.name}: the provider gives no log-probabilities, so probs mode cannot score the options; "
             "use text mode (--mode text) for this model"
         )
@@ -615,6 +756,11 @@ class LiteLLMBackend(ModelBackend):
             client = entries.pop(key, None)
             getattr(cache, "ttl_dict", {}).pop(key, None)
             await _close_client(client)
+        session = _capped_sessions.pop(id(asyncio.get_running_loop()), None)
+        if session is not None:
+            if _litellm().aclient_session is session:
+                _litellm().aclient_session = None
+            await _close_client(session)
 
     # -- errors -----------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
@@ -650,31 +796,43 @@ class LiteLLMBackend(ModelBackend):
         status = status if isinstance(status, int) else None
         where = f" at {public_url(self.api_base)}" if self.api_base else ""
 
+        if _too_large(exc):
+            return ModelCallError(f"{self.name}: the response{where} is larger than {_body_cap():,} bytes; check "
+                                  + ("--api-base" if self.api_base else "the provider"))
         if isinstance(exc, errors.Timeout) or isinstance(exc, TimeoutError):
             limit = f" after {self.timeout_s:g} s" if self.timeout_s else ""
             return TransientModelError(f"{self.name}: request timed out{limit}", timed_out=True)
         if _MISSING_KEY.search(str(exc)) or status == 401 or isinstance(exc, errors.AuthenticationError):
-            return ModelCallError(f"{self.name}: authentication failed{where} ({detail}); {self._key_hint()}")
+            return EndpointCallError(f"{self.name}: authentication failed{where} ({detail}); {self._key_hint()}")
         if status == 429 or isinstance(exc, errors.RateLimitError):
             retry_after = parse_retry_after(_headers_of(exc))
             wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
             return TransientModelError(f"{self.name}: rate limited (HTTP 429){wait}: {detail}", retry_after)
         if request.mode == "probs" and (
-            isinstance(exc, errors.UnsupportedParamsError) or (status == 400 and "logprob" in detail.lower())
+            isinstance(exc, errors.UnsupportedParamsError)
+            or (status in (400, 422, 500, 501) and "logprob" in detail.lower())
         ):
             return self._no_logprobs_error()
         if status == 403 or isinstance(exc, errors.PermissionDeniedError):
-            return ModelCallError(f"{self.name}: permission denied{where} ({detail}); check that the key may use this model")
+            return EndpointCallError(f"{self.name}: permission denied{where} ({detail}); check that the key may use this model")
         if status == 404 or isinstance(exc, errors.NotFoundError):
-            return ModelCallError(
+            hint = missing_version_hint(self.api_base) if self.endpoint_source == "--api-base" else ""
+            return EndpointCallError(
                 f"{self.name}: model not found{where} ({detail}); check the model name and provider prefix"
-                + (" and --api-base" if self.api_base else "")
+                + (" and --api-base" if self.api_base else "") + hint
             )
+        if isinstance(exc, errors.UnsupportedParamsError) or (
+            status in (400, 422, 500, 501) and NOT_SUPPORTED.search(detail)
+        ):
+            return EndpointCallError(f"{self.name}: the provider{where} does not support what this run asks "
+                                     f"({detail}); change the option it names, or use another model")
         if isinstance(exc, errors.ContextWindowExceededError):
             return ModelCallError(f"{self.name}: the prompt is longer than the model's context window ({detail})")
         transport = transport_failure(exc)
         if transport is not None:
             return TransientModelError(f"{self.name}: provider unavailable{where} ({transport})")
+        if connection_refused(exc):
+            return TransientModelError(f"{self.name}: nothing answers{where} ({detail})", unreachable=True)
         if status in (408, 409, 425) or (status is not None and status >= 500) or isinstance(
             exc, (errors.APIConnectionError, errors.ServiceUnavailableError, ConnectionError, OSError)
         ):

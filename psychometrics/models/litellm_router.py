@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from psychometrics.errors import ModelSpecError
+from psychometrics.models.base import TransientModelError
 from psychometrics.models.litellm_backend import (
     LiteLLMBackend,
     _litellm,
     check_api_base,
+    endpoint_url,
     is_secret_name,
     split_credentials,
 )
@@ -102,6 +104,11 @@ class LiteLLMRouterBackend(LiteLLMBackend):
         path, group = parse_router_spec(model)
         self.deployments, self.settings, self.group = load_router_config(path, group, model)
         super().__init__(model, timeout_s=timeout_s)
+        bases = sorted({str(endpoint_url(b) if not b.startswith("os.environ/") else b)
+                        for entry in self.deployments
+                        if isinstance(b := entry["litellm_params"].get("api_base"), str)})
+        self.endpoint = " ".join(bases) or None  # every deployment's URL, recorded; the group is the identity
+        self.endpoint_source = f"router file {path}" if bases else None
         self._routers: dict[int, Any] = {}
 
     @property
@@ -132,6 +139,14 @@ class LiteLLMRouterBackend(LiteLLMBackend):
 
     async def _acompletion(self, litellm: Any, kwargs: dict[str, Any]) -> Any:
         return await self._router().acompletion(**kwargs)
+
+    def _translate(self, exc: BaseException, request) -> Exception:
+        """As for one endpoint, except that a deployment nothing answers at is not the group's end: the
+        retry may go to another, so it never counts towards stopping the run."""
+        error = super()._translate(exc, request)
+        if isinstance(error, TransientModelError):
+            error.unreachable = False
+        return error
 
     async def aclose(self) -> None:
         """Forget this loop's router, then close litellm's clients for the loop."""

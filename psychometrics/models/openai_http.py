@@ -17,7 +17,19 @@ Behaviour matches the litellm backend:
   malformed bodies and responses without choices raise :class:`TransientModelError` (with the server's
   Retry-After, in seconds or as an HTTP date); a rejected key, an unknown model, a bad request or a
   server without log-probabilities raise :class:`ModelCallError`, one line that says what to do.
+* A rejected key (401), a refused permission (403), an unknown model or a URL with no chat completions
+  (404, with a hint to add ``/v1`` when the URL lacks it), a method not allowed (405), a web page where the
+  API should be (a 2xx ``text/html`` body) and a parameter the server says it does not support raise
+  :class:`EndpointCallError`: every request would get the same, so a
+  few in a row stop the run (:class:`psychometrics.engine.pool.Breaker`). A connection that cannot be made
+  (refused, unknown host, no route, :data:`DEFAULT_CONNECT_TIMEOUT_S` to connect) is transient but marked
+  ``unreachable``: a few in a row stop the run instead of retrying every request for minutes.
+* ``timeout_s`` counts from when the server could start on a request, not from sending it
+  (:mod:`.progress`): work queued at the server keeps its place while the server answers others.
 * Response bodies are read up to :data:`MAX_RESPONSE_BYTES`; a larger one is a failure, not a crash.
+* :attr:`params` (part of request ids) hold no URL: ``--api-base`` says where the model is, not which
+  model it is, so a run resumes on a new port or host; the URL is :attr:`endpoint`, recorded in the
+  manifest, and the served model name and fingerprint are stored with every answer.
 """
 
 from __future__ import annotations
@@ -33,13 +45,17 @@ from psychometrics.errors import ModelSpecError
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest, TransientModelError
 from psychometrics.models.litellm_backend import (
     TOP_LOGPROBS,
+    NOT_SUPPORTED,
+    EndpointCallError,
     ModelCallError,
     _nested_secret_values,
     check_api_base,
+    endpoint_url,
     fill_reply_metadata,
     is_secret_name,
     as_float,
     map_top_logprobs,
+    missing_version_hint,
     parse_retry_after,
     public_params,
     public_url,
@@ -47,9 +63,11 @@ from psychometrics.models.litellm_backend import (
     scrub,
     split_credentials,
 )
+from psychometrics.models.progress import ProgressClock, QueueTimeout
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT_S = 600.0  # the OpenAI client's own default
+DEFAULT_CONNECT_TIMEOUT_S = 10.0  # to open a connection (TCP and TLS): a live server accepts in milliseconds
 MAX_RESPONSE_BYTES = limits.SERVER_BODY_BYTES
 PREFIX = "openai/"
 
@@ -120,7 +138,9 @@ class OpenAIHTTPBackend(ModelBackend):
         *,
         api_base: str,
         timeout_s: float | None = None,
+        connect_timeout_s: float | None = None,
         extra_params: dict | None = None,
+        endpoint_source: str = "--api-base",
     ):
         if not model.startswith(PREFIX) or not model[len(PREFIX):].strip():
             raise ModelSpecError(f"--model {model}: an OpenAI-compatible model is written openai/NAME")
@@ -131,11 +151,18 @@ class OpenAIHTTPBackend(ModelBackend):
             )
         if timeout_s is not None and not timeout_s > 0:
             raise ModelSpecError(f"--model {model}: timeout must be positive, got {timeout_s}")
+        if connect_timeout_s is not None and not connect_timeout_s > 0:
+            raise ModelSpecError(f"--connect-timeout must be positive, got {connect_timeout_s}")
         self.name = model
         self.served_name = model[len(PREFIX):]
         self.api_base = api_base
         self.url, self._basic_auth = chat_url(api_base)
+        self.endpoint = endpoint_url(api_base)
+        self.endpoint_source = endpoint_source
+        self.times_own_requests = True
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s or DEFAULT_CONNECT_TIMEOUT_S
+        self._clock = ProgressClock()
         self.extra_headers = {str(k): str(v) for k, v in (extra.pop("extra_headers", None) or {}).items()}
         self.extra_params = extra
         self.proxy = proxy_for(self.url)
@@ -144,9 +171,9 @@ class OpenAIHTTPBackend(ModelBackend):
 
     @property
     def params(self) -> dict[str, Any]:
-        """Settings that change answers: where the model is served and any extra request parameters.
-        Credentials are left out (the key lives only in the environment)."""
-        params: dict[str, Any] = {"backend": "openai-http", "api_base": public_url(self.api_base)}
+        """Settings that change answers: the backend and any extra request parameters. Not the URL (where
+        the model is served: :attr:`endpoint`), nor credentials (the key lives only in the environment)."""
+        params: dict[str, Any] = {"backend": "openai-http"}
         extra = dict(self.extra_params)
         if self.extra_headers:
             extra["extra_headers"] = self.extra_headers
@@ -185,7 +212,8 @@ class OpenAIHTTPBackend(ModelBackend):
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-            timeout = aiohttp.ClientTimeout(total=self.timeout_s or DEFAULT_TIMEOUT_S)
+            # no total limit here: a request is timed from when the server could start on it (_clock)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s)
             # trust_env=False: aiohttp would look up .netrc and proxies in a thread on every request;
             # the proxy is looked up once instead (self.proxy)
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
@@ -198,22 +226,39 @@ class OpenAIHTTPBackend(ModelBackend):
 
         session = self._session_for_loop()
         data = json.dumps(self.request_body(request), ensure_ascii=False).encode("utf-8")
-        try:
+
+        async def post() -> tuple[int, Any, bytes]:
             async with session.post(self.url, data=data, headers=self._headers(), proxy=self.proxy) as response:
-                raw = await self._read(response)
-                status, headers = response.status, response.headers
-        except (asyncio.TimeoutError, TimeoutError):
-            limit = self.timeout_s or DEFAULT_TIMEOUT_S
-            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s", timed_out=True) from None
+                return response.status, response.headers, await self._read(response)
+
+        limit = self.timeout_s or DEFAULT_TIMEOUT_S
+        try:
+            status, headers, raw = await self._clock.run(post(), limit)
+        except aiohttp.ConnectionTimeoutError:
+            raise TransientModelError(
+                f"{self.name}: no connection to {public_url(self.api_base)} within {self.connect_timeout_s:g} s",
+                unreachable=True) from None
+        except (QueueTimeout, asyncio.TimeoutError, TimeoutError):
+            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s without progress at the "
+                                      "server", timed_out=True) from None
         except aiohttp.InvalidURL:
-            raise ModelCallError(f"{self.name}: --api-base {public_url(self.api_base)} is not a usable URL") from None
+            raise EndpointCallError(f"{self.name}: --api-base {public_url(self.api_base)} is not a usable URL") from None
+        except aiohttp.ClientConnectorError as exc:  # refused, unknown host, no route: the server never saw it
+            raise TransientModelError(
+                f"{self.name}: nothing answers at {public_url(self.api_base)} ({self._transport_detail(exc)})",
+                unreachable=True) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransientModelError(
                 f"{self.name}: provider unavailable at {public_url(self.api_base)} ({self._transport_detail(exc)})"
             ) from None
         if not 200 <= status < 300:
             raise self._http_error(status, headers, raw, request)
-        return self._reply(raw, request)
+        if "html" in str(headers.get("Content-Type", "")).lower():  # a web page (a UI, a proxy's login): not the API
+            raise EndpointCallError(f"{self.name}: {self.url} answers with a web page, not the chat completions "
+                                    "API; check --api-base" + missing_version_hint(self.api_base))
+        reply = self._reply(raw, request)
+        self._clock.answered()
+        return reply
 
     async def _read(self, response) -> bytes:
         """The body, at most MAX_RESPONSE_BYTES (a bigger one is a ModelCallError)."""
@@ -252,7 +297,7 @@ class OpenAIHTTPBackend(ModelBackend):
         return reply
 
     def _no_logprobs_error(self) -> ModelCallError:
-        return ModelCallError(
+        return EndpointCallError(
             f"{self.name}: the provider gives no log-probabilities, so probs mode cannot score the options; "
             "use text mode (--mode text) for this model"
         )
@@ -301,19 +346,28 @@ class OpenAIHTTPBackend(ModelBackend):
         if status == 401:
             hint = (f"check the key in {KEY_VARIABLE}" if os.environ.get(KEY_VARIABLE)
                     else f"set {KEY_VARIABLE} in the environment")
-            return ModelCallError(f"{self.name}: authentication failed{where} ({detail}); {hint}")
+            return EndpointCallError(f"{self.name}: authentication failed{where} ({detail}); {hint}")
         if status == 429:
             retry_after = parse_retry_after(headers)
             wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
             return TransientModelError(f"{self.name}: rate limited (HTTP 429){wait}: {detail}", retry_after)
-        if request.mode == "probs" and status == 400 and "logprob" in detail.lower():
+        if request.mode == "probs" and status in (400, 422, 500, 501) and "logprob" in detail.lower():
             return self._no_logprobs_error()
         if status == 403:
-            return ModelCallError(f"{self.name}: permission denied{where} ({detail}); check that the key may use this model")
+            return EndpointCallError(f"{self.name}: permission denied{where} ({detail}); check that the key may use this model")
         if status == 404:
-            return ModelCallError(
-                f"{self.name}: model not found{where} ({detail}); check the model name and provider prefix and --api-base"
+            hint = missing_version_hint(self.api_base)
+            if hint:
+                return EndpointCallError(f"{self.name}: no chat completions{where} (HTTP 404: {detail}){hint}")
+            return EndpointCallError(
+                f"{self.name}: model not found{where} ({detail}); check the model name ({self.served_name}) and --api-base"
             )
+        if status == 405:
+            return EndpointCallError(f"{self.name}: {self.url} does not take chat completions (HTTP 405: {detail}); "
+                                     "check --api-base" + missing_version_hint(self.api_base))
+        if status in (400, 422, 500, 501) and NOT_SUPPORTED.search(detail):
+            return EndpointCallError(f"{self.name}: the server{where} does not support what this run asks "
+                                     f"(HTTP {status}: {detail}); change the option it names, or use another server")
         if status == 400 and (code == "context_length_exceeded" or "context length" in detail.lower()):
             return ModelCallError(f"{self.name}: the prompt is longer than the model's context window ({detail})")
         if status in (408, 409, 425) or status >= 500:

@@ -33,7 +33,9 @@ from psychometrics.engine.send import run_requests
 from psychometrics.errors import PsytestError
 from psychometrics.inventories.model import Inventory
 from psychometrics.models.base import ModelBackend
-from psychometrics.run.identity import check_resumable, prompt_identity
+from psychometrics.run.identity import (
+    check_resumable, endpoints_used, identity_params, previous_manifest, prompt_identity,
+)
 from psychometrics.run.manifest import (
     MANIFEST, MANIFEST_VERSION, ContentRef, Manifest, PersonaSetRef, PromptIdentity, QuestionnaireManifest,
     read_manifest, write_manifest,
@@ -208,16 +210,21 @@ def administer(
         check_batchable(design)
     persona_set = _persona_set(design, persona_set)
     backend.prepare(inventories, persona_set)
-    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
+    previous = previous_manifest(run_dir)
+    params = identity_params(backend.params, previous)
+    planned = plan_requests(inventories, design, backend.name, params, persona_set)
     ids = [p.request_id for p in planned]
-    manifest = questionnaire_manifest(backend, inventories, design, persona_set, inventory_sources, ids)
+    started = now_utc()
+    manifest = questionnaire_manifest(backend, inventories, design, persona_set, inventory_sources, ids,
+                                      params=params, endpoints=endpoints_used(previous, backend, started),
+                                      created_at=started)
     from psychometrics.run.reuse import check_sources, reuse_answers
 
     sources = check_sources(reuse, run_dir)
     reused = 0
     # before anything is written; a batch run does not probe (its one direct request would be paid twice)
     prefetched = Prefetched() if batch else _probe(backend, planned, run_dir, timeout_s, retry)
-    recorded = open_for_writing(run_dir, manifest, ids, replanner(backend, inventories, persona_set))
+    recorded = open_for_writing(run_dir, manifest, ids, replanner(backend, inventories, persona_set, params))
     with RunStore(run_dir / RESPONSES, read_only=False) as store:
         store.check_contents()
         if sources:
@@ -264,20 +271,26 @@ def _persona_set(design: Design, persona_set: PersonaSet | None) -> PersonaSet |
 
 def questionnaire_manifest(backend: ModelBackend, inventories: list[Inventory], design: Design,
                            persona_set: PersonaSet | None, inventory_sources: dict[str, str] | None,
-                           ids: list[str]) -> QuestionnaireManifest:
-    """The manifest a questionnaire run of this plan (``ids``, in plan order) records."""
+                           ids: list[str], *, params: dict | None = None, endpoints: list | None = None,
+                           created_at: str | None = None) -> QuestionnaireManifest:
+    """The manifest a questionnaire run of this plan (``ids``, in plan order) records: ``params`` are the
+    identity params (:func:`psychometrics.run.identity.identity_params`; default the backend's),
+    ``endpoints`` the URLs used (:func:`psychometrics.run.identity.endpoints_used`)."""
     return QuestionnaireManifest(
-        psytest_manifest=MANIFEST_VERSION, model=backend.name, backend_params=backend.params, design=design,
+        psytest_manifest=MANIFEST_VERSION, model=backend.name,
+        backend_params=backend.params if params is None else params, design=design, endpoints=endpoints or [],
         inventories=[ContentRef(id=inv.id, content_hash=inv.content_hash) for inv in inventories],
         personas=PersonaSetRef.of(persona_set, design.persona_ids) if persona_set else None,
         # Shipped inventories by name, users' files by absolute path: where to find them again.
         inventory_sources={inv.id: (inventory_sources or {}).get(inv.id, inv.id) for inv in inventories},
         requests_planned=len(ids), prompts=PromptIdentity(**prompt_identity(design.templates, ids)),
-        created_at=now_utc(), packages=package_versions(), platform=f"{platform.system()} {platform.machine()}",
+        created_at=created_at or now_utc(), packages=package_versions(),
+        platform=f"{platform.system()} {platform.machine()}",
     )
 
 
-def replanner(backend: ModelBackend, inventories: list[Inventory], persona_set: PersonaSet | None):
+def replanner(backend: ModelBackend, inventories: list[Inventory], persona_set: PersonaSet | None,
+              params: dict | None = None):
     """:data:`psychometrics.run.growth.Replan` for this command's inputs: the ids an earlier design of a
     run plans with them (its personas given by id: a persona set may have grown since)."""
     by_id = {inv.id: inv for inv in inventories}
@@ -285,7 +298,8 @@ def replanner(backend: ModelBackend, inventories: list[Inventory], persona_set: 
     def replan(old_design: Design, inventory_ids: list[str], persona_ids: list[str] | None) -> list[str]:
         if persona_ids is not None:
             old_design = old_design.model_copy(update={"persona_ids": persona_ids})
-        old = plan_requests([by_id[i] for i in inventory_ids], old_design, backend.name, backend.params, persona_set)
+        old = plan_requests([by_id[i] for i in inventory_ids], old_design, backend.name,
+                            backend.params if params is None else params, persona_set)
         return [p.request_id for p in old]
 
     return replan
@@ -340,10 +354,12 @@ def estimate_requests(
     from psychometrics.engine.pool import pending
 
     breakdown = plan_breakdown(inventories, design, persona_set)
-    planned = plan_requests(inventories, design, backend.name, backend.params, persona_set)
+    params = identity_params(backend.params, previous_manifest(run_dir))
+    planned = plan_requests(inventories, design, backend.name, params, persona_set)
     answered = 0
     todo = planned
-    growth = _growth_preview(backend, inventories, design, persona_set, run_dir, [p.request_id for p in planned])
+    growth = _growth_preview(backend, inventories, design, persona_set, run_dir, [p.request_id for p in planned],
+                             params)
     if run_dir is not None and (run_dir / RESPONSES).exists():
         with RunStore(run_dir / RESPONSES, read_only=True) as store:
             todo, answered = pending(planned, store)
@@ -386,7 +402,8 @@ def estimate_requests(
 
 
 def _growth_preview(backend: ModelBackend, inventories: list[Inventory], design: Design,
-                    persona_set: PersonaSet | None, run_dir: Path | None, ids: list[str]) -> dict | None:
+                    persona_set: PersonaSet | None, run_dir: Path | None, ids: list[str],
+                    params: dict | None = None) -> dict | None:
     """For ``--dry-run`` into an existing run: the extension the command would record (what changed,
     requests added), None when it resumes the same design; the real run's one-line refusal when it
     would be refused. Nothing is written."""
@@ -394,8 +411,9 @@ def _growth_preview(backend: ModelBackend, inventories: list[Inventory], design:
         return None
     claim_run_directory(run_dir)
     previous = read_manifest(run_dir, expect=None)
-    manifest = questionnaire_manifest(backend, inventories, design, persona_set, None, ids)
-    recorded = recorded_manifest(run_dir, previous, manifest, ids, replanner(backend, inventories, persona_set))
+    manifest = questionnaire_manifest(backend, inventories, design, persona_set, None, ids, params=params,
+                                      endpoints=endpoints_used(previous, backend, now_utc()))
+    recorded = recorded_manifest(run_dir, previous, manifest, ids, replanner(backend, inventories, persona_set, params))
     if not isinstance(previous, QuestionnaireManifest) or not isinstance(recorded, QuestionnaireManifest) \
             or len(recorded.extensions) == len(previous.extensions):
         return None

@@ -65,6 +65,42 @@ def prompt_identity(design_templates: Iterable[str], planned_ids: list[str]) -> 
             "requests": len(planned_ids)}
 
 
+def identity_params(params: dict, previous=None) -> dict:
+    """The backend settings request ids and the run's identity are computed from: ``params`` (the
+    backend's, which hold no URL: ``--api-base`` is where the model is, not what it is), unless
+    ``previous`` (the manifest of the run being resumed) was made when the URL was part of them: its
+    ``backend_params`` hold ``api_base`` and, that aside, equal ``params``. Then they are kept as recorded,
+    so its request ids come out as before and nothing answered is sent again, wherever the endpoint is now."""
+    old = getattr(previous, "backend_params", None)
+    if isinstance(old, dict) and "api_base" in old and {k: v for k, v in old.items() if k != "api_base"} == params:
+        return dict(old)
+    return params
+
+
+def previous_manifest(run_dir):
+    """The manifest of the run in ``run_dir``, or None when there is none or it cannot be read (then
+    opening the directory for writing says why)."""
+    from psychometrics.run.manifest import MANIFEST, read_manifest
+
+    if run_dir is None or not (run_dir / MANIFEST).is_file():
+        return None
+    try:
+        return read_manifest(run_dir, expect=None)
+    except PsytestError:
+        return None
+
+
+def endpoints_used(previous, backend, when: str) -> list:
+    """The manifest's ``endpoints``: those the run used before (``previous``'s) and, if new, the one
+    ``backend`` talks to now (its URL without credentials and how it was given), first used ``when``."""
+    from psychometrics.run.manifest import EndpointRecord
+
+    recorded = list(getattr(previous, "endpoints", None) or [])
+    if backend.endpoint and all(e.url != backend.endpoint for e in recorded):
+        recorded.append(EndpointRecord(url=backend.endpoint, source=backend.endpoint_source, first_used=when))
+    return recorded
+
+
 def unplanned(stored_ids: Iterable[str], planned_ids: Iterable[str]) -> list[str]:
     """Stored ids that the plan does not hold (sorted): answers to prompts this plan would not send."""
     planned = set(planned_ids)

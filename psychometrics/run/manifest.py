@@ -25,7 +25,9 @@ Additions within version 2 (optional fields, absent from older runs and ignored 
 (:class:`PersonaSetRef`); ``extensions``, each time a questionnaire run's design grew
 (:class:`DesignExtension`), and ``reused``, answers copied from other runs (:class:`ReuseRecord`). A
 design with several temperatures records ``design.temperature`` as a list, which an older psytest refuses
-to resume (it would plan one temperature).
+to resume (it would plan one temperature). ``endpoints``: the URLs a run was sent to
+(:class:`EndpointRecord`); runs made before it have their URL in ``backend_params.api_base``, which then
+stays part of their identity (:func:`psychometrics.run.identity.identity_params`).
 """
 
 from __future__ import annotations
@@ -155,10 +157,21 @@ class BehaviorDesignRecord(_Record):
     max_tokens: _bounded(1, limits.MAX_TOKENS) | None = None  # type: ignore[valid-type]
 
 
+class EndpointRecord(_Record):
+    """An endpoint a run sent requests to: its URL without credentials, how it was given (``--api-base``,
+    ``OPENAI_BASE_URL``, a router file) and when it was first used. Where, not what: never part of the
+    run's identity, so a run resumes at a new URL (and records it here)."""
+
+    url: str
+    source: str | None = None
+    first_used: str | None = None
+
+
 class _Manifest(_Record):
     psytest_manifest: int = MANIFEST_VERSION
     model: str
     backend_params: dict[str, Any] = Field(default_factory=dict)
+    endpoints: list[EndpointRecord] = Field(default_factory=list)
     personas: PersonaSetRef | None = None
     created_at: str | None = None
     packages: dict[str, str] = Field(default_factory=dict)

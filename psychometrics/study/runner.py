@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from psychometrics.errors import PsytestError
+from psychometrics.errors import EndpointDown, EndpointStopped, PsytestError
 from psychometrics.run.outputs import is_temporary
 from psychometrics.study.spec import Study
 
@@ -256,6 +256,10 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
             else:
                 outcome = api.behave(run.model, out=run.run_dir, concurrency=concurrency, max_retries=max_retries,
                                      timeout=timeout, progress=shown, **_behave_options(study))
+        except (EndpointDown, EndpointStopped) as exc:  # this model's endpoint, not the study: the others go on
+            run.failed, run.first_error, run.done = max(1, _failed_units(run)), str(exc), True
+            write_manifest(result, "running")
+            continue
         except PsytestError as exc:  # e.g. the run's identity check: the study file changed what it would send
             raise PsytestError(f"{study.path}: models: {run.model} ({run.kind}): {exc}") from None
         assert isinstance(outcome, api.RunOutcome)  # not a dry run
@@ -274,6 +278,20 @@ def run_study(study: Study, *, concurrency: int = 4, max_retries: int = 5, timeo
     _report(result)
     write_manifest(result, "complete")
     return result
+
+
+def _failed_units(run: StudyRun) -> int:
+    """How many requests (or conversations) of ``run`` are stored as failed: a run its endpoint stopped."""
+    from psychometrics.behavior.store import BehaviorStore
+    from psychometrics.run.owner import BEHAVIOR_DB, RESPONSES
+    from psychometrics.run.store import RunStore
+
+    path = run.run_dir / (RESPONSES if run.kind == "questionnaire" else BEHAVIOR_DB)
+    if not path.exists():
+        return 0
+    store_class = RunStore if run.kind == "questionnaire" else BehaviorStore
+    with store_class(path, read_only=True) as store:
+        return len(store.failed_attempts())
 
 
 def _compare(result: StudyResult, runs: list[StudyRun]) -> None:
