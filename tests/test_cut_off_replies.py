@@ -180,12 +180,13 @@ def test_the_probe_reply_is_used_by_the_run_so_nothing_is_sent_twice(tmp_path, c
 
 
 def test_a_probe_that_fails_for_another_reason_leaves_it_to_the_run(tmp_path, capsys):
-    """A refused key is not a missing capability: the run goes on and reports it as it does any failure."""
+    """A refused key is not a missing capability: the run stops as for any refused key (exit 2), without the probe's
+    line about log-probabilities."""
     out = tmp_path / "run"
     with start_server(_respondent(), api_key="sk-the-right-one") as server:
         code, stdout, err = cli(capsys, "administer", "--model", MODEL, "--api-base", server.base_url, "-i",
                                 "mini-ipip", "--mode", "probs", "--max-retries", "0", "--out", out, "--json")
-    assert code == 1 and "authentication failed" in err and "log-probabilities" not in err
+    assert code == 2 and "authentication failed" in err and "log-probabilities" not in err
 
 
 # -- behaviour conversations ---------------------------------------------------------------------------
