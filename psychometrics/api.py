@@ -449,9 +449,8 @@ def administer(
 
     verdict = verdict_tables(open_run(run_dir))["verdict"]
     from psychometrics.cost.actual import run_cost
-    from psychometrics.run.store import RunStore
 
-    with RunStore(run_dir / "responses.sqlite", read_only=True) as store:
+    with open_run(run_dir).store() as store:
         cost = run_cost(store.conn, price)
     return RunOutcome(run_dir, run_dir / "analysis", model_name, result.stats, tables, written, verdict=verdict,
                       reused=result.reused, cost=cost)
@@ -485,11 +484,13 @@ def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_c
 
     params = identity_params(backend.params, previous_manifest(out))
     planned = plan_requests(inventories, plan, backend.name, params, persona_set)
-    if out is not None and (out / "responses.sqlite").exists():
-        from psychometrics.engine.pool import pending
-        from psychometrics.run.store import RunStore
+    from psychometrics.run.owner import RESPONSES
 
-        with RunStore(out / "responses.sqlite", read_only=True) as store:
+    if out is not None and (out / RESPONSES).exists():
+        from psychometrics.engine.pool import pending
+        from psychometrics.run.owner import open_run
+
+        with open_run(out).store() as store:
             planned, _ = pending(planned, store)
     if reuse:
         from psychometrics.run.reuse import check_sources, reusable

@@ -93,10 +93,12 @@ def test_a_changed_rendering_with_the_same_templates_is_refused(tmp_path, monkey
 
 @pytest.mark.parametrize("change, named", [
     (dict(model="sim/seed=5"), "a different model (the run used sim/seed=4, this command sim/seed=5)"),
-    (dict(design=Design(samples=2)), "a different design (samples)"),
-    (dict(inventory="bfi-44"), "no inventory 'bfi-44', which this command gives"),
+    (dict(design=Design(seed=1)), "a different seed (the run used 0, this command 1)"),
+    (dict(design=Design(max_tokens=32)), "a different max_tokens"),
+    (dict(inventory="bfi-44"), "inventory 'mini-ipip', which this command does not give"),
 ])
 def test_resuming_with_another_model_design_or_inventory_names_the_difference(tmp_path, change, named):
+    """A run grows (levels added: tests/test_growing_runs.py) but never changes or drops its cells."""
     run = tmp_path / "run"
     _administer(run)
     with pytest.raises(PsytestError) as error:

@@ -659,7 +659,7 @@ def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
 
     async def send():
         try:
-            return await send_all([by_id[rows[0]["request_id"]] for rows in to_send], sink, RequestWork(design.reasks, design.longer_reasks),
+            return await send_all([by_id[rows[0]["request_id"]] for rows in to_send], sink, RequestWork(design.reasks, longer=design.longer_reasks),
                            backend=backend, concurrency=1)
         finally:
             await backend.aclose()
