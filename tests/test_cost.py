@@ -356,3 +356,19 @@ def test_behave_dry_run_prices_its_token_estimate(capsys):
     assert plan["cost"]["requests"] == plan["turns_to_send"]
     code, out, _ = cli(capsys, "behave", "-m", HAIKU, "--tasks", "dictator-game", "--dry-run")
     assert code == 0 and out.splitlines()[0].startswith("Estimated cost: up to $")
+
+
+def test_the_report_names_endpoints_and_what_answered(tmp_path):
+    """The run settings say where the run was sent and which model (and fingerprint) the server reported."""
+    import csv
+
+    from psychometrics import api
+    from psychometrics.testing.openai_server import start_server
+
+    with start_server() as server:
+        api.administer("openai/psytest-sim", api_base=server.base_url, inventory=["mini-ipip"], out=tmp_path / "run")
+    api.report(tmp_path / "run", out=tmp_path / "report")
+    with open(tmp_path / "report" / "run_info.csv", newline="", encoding="utf-8") as handle:
+        info = {row["key"]: row["value"] for row in csv.DictReader(handle)}
+    assert server.base_url.rstrip("/") in info["endpoints"]
+    assert info["answered by"].endswith(": 20 requests") and "cost" in info

@@ -10,6 +10,8 @@ re-asks are paid too: :class:`ReplyCosts` adds up every call of one request.
 
 from __future__ import annotations
 
+import math
+
 from psychometrics.cost.prices import CURRENCY, Price
 
 
@@ -47,6 +49,12 @@ class ReplyCosts:
         self.total = None if cost is None or self.total is None else self.total + cost
 
 
+def _digits(amount: float) -> float:
+    """``amount`` to 12 significant digits (relative change below 5e-13): float sums of many small costs
+    end in noise digits nobody should read."""
+    return float(f"{amount:.12g}")
+
+
 def run_cost(conn, price: Price | None) -> dict:
     """A run's cost from its ``responses`` table: the answered requests' costs summed (each request once,
     however many item rows it has), the cached input tokens, and what caching saved at ``price``
@@ -65,14 +73,15 @@ def run_cost(conn, price: Price | None) -> dict:
     result["requests"] = len(rows)
     priced = [r for r in rows if r[0] is not None]
     result["priced"] = len(priced)
-    result["cost"] = sum(r[0] for r in priced) if priced else (0.0 if not rows else None)
+    # summed exactly (fsum), to 12 significant digits: summaries read 0.0018504, not 0.00185039999...
+    result["cost"] = _digits(math.fsum(r[0] for r in priced)) if priced else (0.0 if not rows else None)
     result["input_tokens"] = sum(r[1] or 0 for r in rows)
     cached = sum(r[2] or 0 for r in rows)
     result["cached_input_tokens"] = cached
     result["output_tokens"] = sum(r[3] or 0 for r in rows)
     if price is not None:
         per_token = price.input - (price.cached_input if price.cached_input is not None else price.input)
-        result["caching_saving"] = cached * per_token
+        result["caching_saving"] = _digits(cached * per_token)
     return result
 
 

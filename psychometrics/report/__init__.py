@@ -76,6 +76,10 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     from psychometrics.cost.actual import cost_rows, stored_run_cost
 
     cost = stored_run_cost(run_dir, manifest.model)
+    served = served_rows(run, manifest)
+    if served:
+        run_info = pd.concat([run_info, pd.DataFrame(served, columns=["key", "value"]).assign(unit=RUN_UNIT)],
+                             ignore_index=True)
     if cost_rows(cost):
         extra = pd.DataFrame(cost_rows(cost), columns=["key", "value"]).assign(unit=RUN_UNIT)
         run_info = pd.concat([run_info, extra], ignore_index=True)
@@ -207,6 +211,27 @@ def responses_table(run: "Run") -> pd.DataFrame:
     scales = [scale_of.get(key) for key in zip(frame["inventory"], frame["item_id"])]
     frame.insert(frame.columns.get_loc("item_id") + 1, "scale", scales)
     return frame.assign(unit=ANSWER_UNIT)
+
+
+def served_rows(run, manifest: "QuestionnaireManifest") -> list[tuple[str, str]]:
+    """Where the run was sent and what answered: the endpoints the manifest records, and the models and
+    fingerprints the servers reported with their answers (an endpoint may change the model behind one
+    name mid-run; this is where it shows). Empty for runs without either (local models, older stores)."""
+    rows = []
+    if manifest.endpoints:
+        rows.append(("endpoints", ", ".join(f"{e.url} (from {e.first_used})" for e in manifest.endpoints)))
+    with run.store() as store:
+        columns = {row[1] for row in store.conn.execute("PRAGMA table_info(responses)")}
+        if {"served_model", "system_fingerprint"} <= columns:
+            counts = store.conn.execute(
+                "SELECT served_model, system_fingerprint, COUNT(DISTINCT request_id) FROM responses "
+                "WHERE served_model IS NOT NULL OR system_fingerprint IS NOT NULL "
+                "GROUP BY served_model, system_fingerprint ORDER BY 3 DESC").fetchall()
+            if counts:
+                rows.append(("answered by", "; ".join(
+                    f"{name or 'unnamed'}" + (f" [{fingerprint}]" if fingerprint else "") + f": {n:,} requests"
+                    for name, fingerprint, n in counts[:10]) + ("; ..." if len(counts) > 10 else "")))
+    return rows
 
 
 def run_info_table(manifest: "QuestionnaireManifest", responses: pd.DataFrame) -> pd.DataFrame:
