@@ -501,16 +501,23 @@ def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_c
     if on_cost is not None:
         on_cost(estimate)
     if max_cost is not None:
-        from psychometrics.cost.prices import format_money as money
-
-        if estimate["cost"] is None:
-            raise PsytestError(f"--max-cost {money(max_cost)}: the price of {backend.name} is unknown (not in "
-                               "litellm's price map), so the run could cost anything; give --prices FILE.yaml")
-        if estimate["cost"] > max_cost:
-            raise PsytestError(f"--max-cost {money(max_cost)}: the {estimate['requests']:,} requests to send are "
-                               f"estimated at up to {money(estimate['cost'])}; nothing was sent (see --dry-run for the "
-                               "cost per design factor, or raise --max-cost)")
+        _refuse_above(max_cost, estimate["cost"], backend.name, "the run",
+                      f"the {estimate['requests']:,} requests to send are",
+                      "see --dry-run for the cost per design factor, or raise --max-cost")
     return price
+
+
+def _refuse_above(max_cost: float, cost: Optional[float], unpriced: str, what: str, sending: str, hint: str) -> None:
+    """``--max-cost``: a one-line refusal when ``cost`` (the estimate) is unknown (``unpriced``: the models
+    without a price) or above ``max_cost``; nothing has been sent."""
+    from psychometrics.cost.prices import format_money as money
+
+    if cost is None:
+        raise PsytestError(f"--max-cost {money(max_cost)}: the price of {unpriced} is unknown (not in litellm's "
+                           f"price map), so {what} could cost anything; give --prices FILE.yaml")
+    if cost > max_cost:
+        raise PsytestError(f"--max-cost {money(max_cost)}: {sending} estimated at up to {money(cost)}; nothing was "
+                           f"sent ({hint})")
 
 
 def _recorded_order(run_dir: Optional[Path]) -> str:
@@ -919,18 +926,10 @@ def study(
                    "conversations_planned": sum(p["plan"]["conversations_planned"] for p in plans
                                                 if p["kind"] == "behavior"),
                    **total}
-        if dry_run:
+        if dry_run or max_cost is None:
             return summary
-        from psychometrics.cost.prices import format_money
-
-        if summary["cost"] is None:
-            unknown = ", ".join(c["model"] for c in costs if c["cost"] is None)
-            raise PsytestError(f"--max-cost {format_money(max_cost)}: the price of {unknown} is unknown (not in "
-                               "litellm's price map), so the study could cost anything; give --prices FILE.yaml")
-        if summary["cost"] > max_cost:
-            raise PsytestError(f"--max-cost {format_money(max_cost)}: the study's requests to send are estimated at up "
-                               f"to {format_money(summary['cost'])}; nothing was sent (psytest study --dry-run shows "
-                               "the cost per model)")
+        _refuse_above(max_cost, summary["cost"], ", ".join(c["model"] for c in costs if c["cost"] is None),
+                      "the study", "the study's requests to send are", "psytest study --dry-run shows the cost per model")
     return run_study(loaded, concurrency=concurrency, max_retries=max_retries, timeout=timeout, progress=progress,
                      prices=_path(prices))
 

@@ -1,19 +1,15 @@
 """Cut-off replies and the log-probability probe against a server nobody here wrote: llama-cpp-python's own,
-serving SmolLM2 (started as in tests/test_llama_cpp_server.py)."""
+serving SmolLM2 (psychometrics.testing.llama_server)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from psychometrics.run.store import RunStore
 from psychometrics.testing.cli import cli, one_line_error
-from psychometrics.testing.waiting import HANG_GUARD_S, wait_for
+from psychometrics.testing.llama_server import llama_cpp_server
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 pytestmark = pytest.mark.slow
@@ -21,53 +17,10 @@ pytestmark = pytest.mark.slow
 MODEL = "openai/smollm2"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(logits_all: bool, log: Path):
-    """llama.cpp's server on a free port, its log (a line per request) to ``log``; ``logits_all false`` is the
-    server that refuses log-probabilities."""
-    from psychometrics.models.local import embedded_model_path
-
-    port = _free_port()
-    with log.open("w") as sink:  # a file, not a pipe: a full pipe would stop the server mid-run
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2-135m")),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", str(logits_all).lower(),
-             "--n_threads", "1", "--n_threads_batch", "1"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}/v1"
-
-    def answering() -> bool:
-        try:
-            urllib.request.urlopen(f"{base}/models", timeout=60).read()
-            return True
-        except OSError:
-            assert process.poll() is None, "llama.cpp server exited"
-            return False
-
-    wait_for(answering, "the llama.cpp server answering", poll_s=0.2)
-    return process, base
-
-
-def _stop(process) -> None:
-    process.terminate()
-    process.wait(timeout=HANG_GUARD_S)
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    process, base = _serve(logits_all=True, log=tmp_path_factory.mktemp("llama") / "server.log")
-    try:
+    with llama_cpp_server(log=tmp_path_factory.mktemp("llama") / "server.log") as base:
         yield base
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(autouse=True)
@@ -109,12 +62,9 @@ def test_truncated_replies_are_asked_again_with_more_tokens_and_become_valid(lla
 
 
 def test_a_server_without_logprobs_stops_a_probs_run_at_once_with_one_line(tmp_path, capsys):
-    process, base = _serve(logits_all=False, log=tmp_path / "server.log")
-    try:
+    with llama_cpp_server(logits_all=False, log=tmp_path / "server.log") as base:
         code, _, err = cli(capsys, "administer", "--model", MODEL, "--api-base", base, "-i", "mini-ipip",
                            "--mode", "probs", "--out", tmp_path / "run")
-    finally:
-        _stop(process)
     one_line_error(code, err, "gives no log-probabilities", "use --mode text")
     # one probe; no retries, no other request
     assert (tmp_path / "server.log").read_text().count("POST /v1/chat/completions") == 1

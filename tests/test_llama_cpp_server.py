@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
-import subprocess
-import sys
-import urllib.request
 
 import pytest
 
@@ -17,45 +13,17 @@ from psychometrics.models.base import ModelRequest
 from psychometrics.design.prompts import TEMPLATES, render_item
 from psychometrics.run.directory import administer
 from psychometrics.run.store import RunStore
-from psychometrics.testing.waiting import HANG_GUARD_S, wait_for
+from psychometrics.testing.llama_server import llama_cpp_server
+from psychometrics.testing.waiting import HANG_GUARD_S
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server():
-    from psychometrics.models.local import embedded_model_path
-
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2-135m")),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true",
-         "--n_threads", "1", "--n_threads_batch", "1"],  # threads that spin: slow on shared cores
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-
-    def answering() -> bool:
-        try:
-            urllib.request.urlopen(f"{base}/models", timeout=60).read()
-            return True
-        except OSError:
-            assert process.poll() is None, "llama.cpp server exited"
-            return False
-
-    try:
-        wait_for(answering, "the llama.cpp server answering", poll_s=0.2)
+    with llama_cpp_server() as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=HANG_GUARD_S)
 
 
 @pytest.fixture()
