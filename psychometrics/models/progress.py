@@ -37,10 +37,11 @@ class QueueTimeout(Exception):
 class _Waiting:
     """A request being timed: when it started, its limit, the task awaiting it, whether the clock gave it up."""
 
-    __slots__ = ("started", "timeout_s", "task", "given_up")
+    __slots__ = ("started", "timeout_s", "task", "given_up", "cancelling")
 
     def __init__(self, started: float, timeout_s: float, task: asyncio.Task):
         self.started, self.timeout_s, self.task, self.given_up = started, timeout_s, task, False
+        self.cancelling = 0  # the task's pending cancellations before the clock gave it up
 
 
 class ProgressClock:
@@ -79,7 +80,7 @@ class ProgressClock:
             del self._waiting[ticket]
             self.last_event = now  # the next oldest starts its timeout_s afresh
             if oldest.task.get_loop() is self._timer_loop and not oldest.task.done():
-                oldest.given_up = True
+                oldest.given_up, oldest.cancelling = True, oldest.task.cancelling()
                 oldest.task.cancel()
 
     async def run(self, call: Awaitable[T], timeout_s: float | None) -> T:
@@ -98,10 +99,16 @@ class ProgressClock:
             self._arm(loop, max(waiting.started, self.last_event) + timeout_s if first
                        else time.monotonic())  # a timer of another loop never fires: look now
         try:
-            return await call
-        except asyncio.CancelledError:
-            if waiting.given_up and task.uncancel() == 0:  # the clock's cancel, and nobody else's
-                raise QueueTimeout(f"no answer within {timeout_s:g} s of the last progress") from None
-            raise
+            reply = await call
+        except BaseException as exc:
+            if not waiting.given_up:
+                raise
+            task.uncancel()  # the clock's cancel, taken back: this call ends as a QueueTimeout
+            if isinstance(exc, asyncio.CancelledError) and task.cancelling() > waiting.cancelling:
+                raise  # cancelled by someone else as well (the run is being stopped)
+            raise QueueTimeout(f"no answer within {timeout_s:g} s of the last progress") from None
         finally:
             self._waiting.pop(ticket, None)
+        if waiting.given_up:  # the call swallowed the clock's cancel and answered: keep the answer
+            task.uncancel()
+        return reply
