@@ -54,29 +54,45 @@ class ProgressClock:
         self._tickets = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._suspect: int | None = None  # the ticket found past its time once (given up if still so after a grace)
 
     def answered(self) -> None:
         """An answer arrived: the server is making progress (the timer, when it fires, sees it)."""
         self.last_event = time.monotonic()
 
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        """Fire :meth:`_check` at ``deadline`` (monotonic seconds) in ``loop``."""
+        """Look again at ``deadline`` (monotonic seconds) in ``loop``."""
         if self._timer is not None:
             self._timer.cancel()
         self._timer_loop = loop
-        self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._check)
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._look)
+
+    def _look(self) -> None:
+        """The timer: decide after the callbacks already waiting (answers read from sockets in this same
+        turn of the loop, a late timer on a loaded machine, are counted first)."""
+        self._timer = None
+        self._timer_loop.call_soon(self._check)
 
     def _check(self) -> None:
-        """The timer: give up the oldest waiting request if its time has passed since it started and since
-        the last progress (which restarts the others' clocks); then watch the next deadline."""
-        self._timer = None
+        """Give up the oldest waiting request once its time has passed since it started and since the last
+        progress (which restarts the others' clocks), seen twice a short grace apart (what arrived in
+        between is counted: a loop that was held up by the machine has answers to read before it judges);
+        then watch the next deadline."""
+        if self._timer is not None:
+            return  # re-armed meanwhile (a request of another loop)
         now = time.monotonic()
         while self._waiting:
             ticket, oldest = next(iter(self._waiting.items()))
             deadline = max(oldest.started, self.last_event) + oldest.timeout_s
             if deadline > now:
+                self._suspect = None
                 self._arm(self._timer_loop, deadline)
                 return
+            if self._suspect != ticket:  # past its time: look once more after a grace
+                self._suspect = ticket
+                self._arm(self._timer_loop, now + min(0.1, max(0.01, oldest.timeout_s / 20)))
+                return
+            self._suspect = None
             del self._waiting[ticket]
             self.last_event = now  # the next oldest starts its timeout_s afresh
             if oldest.task.get_loop() is self._timer_loop and not oldest.task.done():
