@@ -22,6 +22,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent  # this tree: the "after" side of --compare-with
 
 
-def wall_s(command: list[str], env: dict | None = None) -> float:
+def wall_s(command: list[str], env: dict | None = None, cwd: str | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env, cwd=cwd)
     return time.perf_counter() - started
 
 
@@ -41,13 +42,14 @@ def compare(before: str, runs: int) -> None:
     bare = [sys.executable, "-c", "pass"]
     envs = {"before": {**os.environ, "PYTHONPATH": os.path.realpath(before)},
             "after": {**os.environ, "PYTHONPATH": str(ROOT)}}
+    neutral = tempfile.gettempdir()  # python -m puts the working directory first on sys.path: not a checkout
     for env in envs.values():
-        wall_s(command, env)  # warm the file cache (and the bytecode)
+        wall_s(command, env, neutral)  # warm the file cache (and the bytecode)
     times: dict[str, list[float]] = {"before": [], "after": [], "bare": []}
     for run in range(runs):
         for side in ("before", "after") if run % 2 == 0 else ("after", "before"):
-            times[side].append(wall_s(command, envs[side]))
-        times["bare"].append(wall_s(bare))
+            times[side].append(wall_s(command, envs[side], neutral))
+        times["bare"].append(wall_s(bare, cwd=neutral))
     median = {side: statistics.median(found) for side, found in times.items()}
     print(f"python -m psychometrics --help, median of {runs} runs each, alternating; python -c pass "
           f"{median['bare'] * 1e3:.0f} ms")
