@@ -12,6 +12,9 @@ definitions only.
 ``--compare-with PATH`` (e.g. a checkout of an earlier commit) times ``python -m psychometrics --help``
 with ``PYTHONPATH=PATH`` (before) and with this tree (after), alternating with the bare interpreter,
 and prints both, their ratios to ``python -c pass`` and after / before.
+
+Bytecode is cached as in an installed package (in a directory of its own, :func:`installed_env`): an
+environment with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every psytest module at each start.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent  # this tree: the "after" side of --compare-with
 
 
+def installed_env() -> dict:
+    """The environment with bytecode cached, as in an installed package: PYTHONDONTWRITEBYTECODE dropped and
+    the cache kept apart (PYTHONPYCACHEPREFIX in the temporary directory), so no checkout is written to."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "psytest-cli-startup-pycache")
+    return env
+
+
 def wall_s(command: list[str], env: dict | None = None, cwd: str | None = None) -> float:
     started = time.perf_counter()
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env, cwd=cwd)
@@ -40,8 +51,8 @@ def compare(before: str, runs: int) -> None:
     """``python -m psychometrics --help`` from ``before`` and from this tree, alternating with ``python -c pass``."""
     command = [sys.executable, "-m", "psychometrics", "--help"]
     bare = [sys.executable, "-c", "pass"]
-    envs = {"before": {**os.environ, "PYTHONPATH": os.path.realpath(before)},
-            "after": {**os.environ, "PYTHONPATH": str(ROOT)}}
+    envs = {"before": {**installed_env(), "PYTHONPATH": os.path.realpath(before)},
+            "after": {**installed_env(), "PYTHONPATH": str(ROOT)}}
     neutral = tempfile.gettempdir()  # python -m puts the working directory first on sys.path: not a checkout
     for env in envs.values():
         wall_s(command, env, neutral)  # warm the file cache (and the bytecode)
@@ -49,7 +60,7 @@ def compare(before: str, runs: int) -> None:
     for run in range(runs):
         for side in ("before", "after") if run % 2 == 0 else ("after", "before"):
             times[side].append(wall_s(command, envs[side], neutral))
-        times["bare"].append(wall_s(bare, cwd=neutral))
+        times["bare"].append(wall_s(bare, installed_env(), neutral))
     median = {side: statistics.median(found) for side, found in times.items()}
     print(f"python -m psychometrics --help, median of {runs} runs each, alternating; python -c pass "
           f"{median['bare'] * 1e3:.0f} ms")
@@ -90,11 +101,12 @@ def main() -> None:
     entry = shutil.which("psytest", path=str(Path(sys.executable).parent)) or shutil.which("psytest")
     psytest = [entry, "--help"] if entry else [sys.executable, "-m", "psychometrics", "--help"]
     bare = [sys.executable, "-c", "pass"]
-    wall_s(psytest), wall_s(bare)  # warm the file cache
+    env = installed_env()
+    wall_s(psytest, env), wall_s(bare, env)  # warm the file cache and the bytecode cache
     times: dict[str, list[float]] = {"psytest": [], "bare": []}
     for _ in range(args.runs):
-        times["psytest"].append(wall_s(psytest))
-        times["bare"].append(wall_s(bare))
+        times["psytest"].append(wall_s(psytest, env))
+        times["bare"].append(wall_s(bare, env))
     cli, python = statistics.median(times["psytest"]), statistics.median(times["bare"])
     print(f"{' '.join(Path(psytest[0]).name if i == 0 else a for i, a in enumerate(psytest))}: "
           f"median {cli * 1e3:.0f} ms of {args.runs} runs (min {min(times['psytest']) * 1e3:.0f} ms)")

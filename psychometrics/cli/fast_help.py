@@ -67,14 +67,16 @@ def answer(argv: list[str]) -> bool:
     """Print the root help or the version when ``argv`` asks only for that (and the help's layout is the
     stored one); whether it did (else typer handles the command line)."""
     if argv in (["--help"], ["-h"]) and terminal_columns() >= FULL_WIDTH_COLUMNS:
-        sys.stdout.write(ROOT_HELP)
+        text = ROOT_HELP
     elif argv == ["--version"]:
         from psychometrics import __version__
 
-        sys.stdout.write(f"psytest {__version__}\n")
+        text = f"psytest {__version__}\n"
     else:
         return False
-    sys.stdout.flush()
+    from psychometrics.cli.terminal import echo_fast
+
+    echo_fast(text)
     return True
 
 
@@ -104,4 +106,6 @@ if __name__ == "__main__":  # regenerate ROOT_HELP in this file from typer's ren
     start = source.index('ROOT_HELP = """\\\n') + len('ROOT_HELP = """\\\n')
     end = source.index('"""', start)
     Path(__file__).write_text(source[:start] + rendered_by_typer() + source[end:], encoding="utf-8")
-    print(f"updated {__file__}")
+    from psychometrics.cli.terminal import echo
+
+    echo(f"updated {__file__}")
