@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/api_throughput.py [--latency 0.05] [--concurrency 1,8,64] [--seconds 6]
                                            [--mode text] [--repeats 3] [--server-model constant]
+                                           [--store-dir DIR] [--compare-with PATH]
 
 The server (``psychometrics.testing.openai_server``, asyncio) runs in its own process and delays every
 answer by ``--latency`` seconds without holding up other requests, so with C requests in flight the
@@ -27,6 +28,7 @@ server stands in for a remote provider and costs little CPU; any psytest model s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -128,6 +130,30 @@ def measure(api_base: str, server_pid: int, concurrency: int, samples: int, mode
             "client_ms": 1e3 * client_s / max(1, stats.sent), "server_ms": 1e3 * server_s / max(1, stats.sent)}
 
 
+ROOT = Path(__file__).resolve().parent.parent  # this tree: the "after" side of --compare-with
+
+
+def measure_in(tree: str, api_base: str, server_pid: int, concurrency: int, samples: int, mode: str, seed: int,
+               store_dir: str | None) -> dict:
+    """:func:`measure` in a fresh subprocess importing psytest from ``tree`` (its own warm-up first)."""
+    command = [sys.executable, __file__, "--measure-one", json.dumps(
+        {"api_base": api_base, "server_pid": server_pid, "concurrency": concurrency, "samples": samples,
+         "mode": mode, "seed": seed, "store_dir": store_dir})]
+    env = {**os.environ, "PYTHONPATH": tree}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"the measurement with PYTHONPATH={tree} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_one(spec: str) -> None:
+    """The subprocess of :func:`measure_in`: warm up, measure once, print the result as JSON."""
+    args = json.loads(spec)
+    measure(args["api_base"], args["server_pid"], 8, 2, args["mode"], seed=10_000)
+    print(json.dumps(measure(args["api_base"], args["server_pid"], args["concurrency"], args["samples"], args["mode"],
+                             args["seed"], args["store_dir"])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.05, help="seconds the server waits per request")
@@ -139,10 +165,16 @@ def main() -> None:
     parser.add_argument("--shared-cores", action="store_true",
                         help="let client and server share every core (default: the server gets a core of its own)")
     parser.add_argument("--store-dir", default=None, help="where the run stores go (default: the temporary directory)")
+    parser.add_argument("--compare-with", default=None, metavar="PATH",
+                        help="also measure psytest imported from PATH (before), alternating with this tree (after)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.latency)
+        return
+    if args.measure_one:
+        measure_one(args.measure_one)
         return
     os.environ.pop("OPENAI_API_KEY", None)  # a loopback server needs none; never send a real one
     split = None if args.shared_cores else split_cores()
@@ -155,23 +187,54 @@ def main() -> None:
           f"{cores}; mode {args.mode}; BFI-44 x samples; median of {args.repeats} runs")
     store_dir = os.path.realpath(args.store_dir or tempfile.gettempdir())
     print(f"run stores in {store_dir} ({filesystem(store_dir)})")
-    print(f"{'concurrency':>11} {'requests':>8} {'items/s':>8} {'ideal':>7} {'ratio':>6} "
-          f"{'client ms/req':>13} {'server ms/req':>13} {'failed':>6}")
     try:
-        measure(api_base, server.pid, 8, 2, args.mode, seed=10_000)  # warm-up: imports, first connections
-        for concurrency in (int(c) for c in args.concurrency.split(",")):
-            ideal = concurrency / args.latency
-            samples = max(2, math.ceil(args.seconds * ideal / 44))
-            runs = [measure(api_base, server.pid, concurrency, samples, args.mode, seed=r, store_dir=args.store_dir)
-                    for r in range(args.repeats)]
-            middle = sorted(runs, key=lambda run: run["items_per_s"])[len(runs) // 2]
-            ratios = ", ".join(f"{run['items_per_s'] / ideal:.2f}" for run in runs)
-            print(f"{concurrency:>11} {middle['sent']:>8} {middle['items_per_s']:>8.1f} {ideal:>7.0f} "
-                  f"{middle['items_per_s'] / ideal:>6.2f} {middle['client_ms']:>13.3f} {middle['server_ms']:>13.3f} "
-                  f"{sum(run['failed'] for run in runs):>6}   (ratios: {ratios})", flush=True)
+        if args.compare_with:
+            compare(args, api_base, server.pid)
+            return
+        run_here(args, api_base, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def compare(args, api_base: str, server_pid: int) -> None:
+    """Before (``--compare-with``) and after (this tree), alternating, each measurement in a fresh process."""
+    before, after = os.path.realpath(args.compare_with), str(ROOT)
+    print(f"before: PYTHONPATH={before}; after: PYTHONPATH={after}; alternating, median of {args.repeats} each")
+    print(f"{'concurrency':>11} {'ideal':>7} {'before/s':>8} {'ratio':>6} {'ms/req':>7} {'after/s':>8} {'ratio':>6} "
+          f"{'ms/req':>7} {'after/before':>12} {'cpu after/before':>16}")
+    for concurrency in (int(c) for c in args.concurrency.split(",")):
+        ideal = concurrency / args.latency
+        samples = max(2, math.ceil(args.seconds * ideal / 44))
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for repeat in range(args.repeats):
+            for side, tree in (("before", before), ("after", after)) if repeat % 2 == 0 else (("after", after), ("before", before)):
+                runs[side].append(measure_in(tree, api_base, server_pid, concurrency, samples, args.mode, repeat,
+                                             args.store_dir))
+        middle = {side: sorted(found, key=lambda run: run["items_per_s"])[len(found) // 2] for side, found in runs.items()}
+        b, a = middle["before"], middle["after"]
+        failed = sum(run["failed"] for found in runs.values() for run in found)
+        print(f"{concurrency:>11} {ideal:>7.0f} {b['items_per_s']:>8.1f} {b['items_per_s'] / ideal:>6.2f} "
+              f"{b['client_ms']:>7.3f} {a['items_per_s']:>8.1f} {a['items_per_s'] / ideal:>6.2f} {a['client_ms']:>7.3f} "
+              f"{a['items_per_s'] / b['items_per_s']:>12.2f} {a['client_ms'] / b['client_ms']:>16.2f}"
+              + (f"  failed {failed}" if failed else ""), flush=True)
+
+
+def run_here(args, api_base: str, server_pid: int) -> None:
+    """This tree only, in this process (the default)."""
+    print(f"{'concurrency':>11} {'requests':>8} {'items/s':>8} {'ideal':>7} {'ratio':>6} "
+          f"{'client ms/req':>13} {'server ms/req':>13} {'failed':>6}")
+    measure(api_base, server_pid, 8, 2, args.mode, seed=10_000)  # warm-up: imports, first connections
+    for concurrency in (int(c) for c in args.concurrency.split(",")):
+        ideal = concurrency / args.latency
+        samples = max(2, math.ceil(args.seconds * ideal / 44))
+        runs = [measure(api_base, server_pid, concurrency, samples, args.mode, seed=r, store_dir=args.store_dir)
+                for r in range(args.repeats)]
+        middle = sorted(runs, key=lambda run: run["items_per_s"])[len(runs) // 2]
+        ratios = ", ".join(f"{run['items_per_s'] / ideal:.2f}" for run in runs)
+        print(f"{concurrency:>11} {middle['sent']:>8} {middle['items_per_s']:>8.1f} {ideal:>7.0f} "
+              f"{middle['items_per_s'] / ideal:>6.2f} {middle['client_ms']:>13.3f} {middle['server_ms']:>13.3f} "
+              f"{sum(run['failed'] for run in runs):>6}   (ratios: {ratios})", flush=True)
 
 
 if __name__ == "__main__":

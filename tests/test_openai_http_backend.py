@@ -29,7 +29,7 @@ from psychometrics.design.plan import Design  # noqa: E402
 from psychometrics.errors import ModelSpecError  # noqa: E402
 from psychometrics.inventories.library import resolve_inventory  # noqa: E402
 from psychometrics.models import resolve_model  # noqa: E402
-from psychometrics.models.base import ModelRequest, TransientModelError  # noqa: E402
+from psychometrics.models.base import Message, ModelRequest, TransientModelError  # noqa: E402
 from psychometrics.models.litellm_backend import ModelCallError  # noqa: E402
 from psychometrics.models.openai_http import OpenAIHTTPBackend, top_logprobs  # noqa: E402
 from psychometrics.models.simulated import REFUSAL_TEXT, SimulatedRespondent  # noqa: E402
@@ -139,6 +139,24 @@ def test_request_body_is_what_litellm_would_send(server):
     text = backend.request_body(ModelRequest(prompt.messages, prompt.choices, temperature=0.7, max_tokens=9))
     assert (text["temperature"], text["max_tokens"]) == (0.7, 9) and "logprobs" not in text and "seed" not in text
     assert text["messages"][-1] == {"role": "user", "content": prompt.messages[-1].content}
+
+
+@pytest.mark.parametrize("extra", [{}, {"top_p": 0.5, "stop": ["\u00e9", "\n"]}, {"temperature": 0.3, "seed": 1}])
+def test_request_bytes_are_the_request_body_whatever_the_settings(extra):
+    """The body built from parts made once per run is the body's JSON, for every mode, setting, seed and
+    message text (a prompt seen before, a new tuple with other text, non-ASCII, quotes, a lone surrogate
+    refused as before); extra parameters a request sets itself take the general path."""
+    backend = OpenAIHTTPBackend(MODEL, api_base="http://127.0.0.1:9/v1", extra_params=dict(extra))
+    prompt, _ = item_prompt()
+    other = (Message("system", 'Say "yes" \u00fcber alles\n\t\\'), Message("user", "\u4f60\u597d \U0001f600"))
+    requests = [ModelRequest(messages, prompt.choices, mode=mode, temperature=temperature, max_tokens=tokens, seed=seed)
+                for messages in (prompt.messages, other, tuple(prompt.messages))
+                for mode in ("text", "probs") for temperature in (0.0, 0.7, 1)
+                for tokens in (5, 2048) for seed in (None, 0, 2**31 - 1)]
+    for request in requests + requests:  # the second time from the parts already made
+        assert json.loads(backend.request_bytes(request)) == backend.request_body(request)
+    with pytest.raises(UnicodeEncodeError):
+        backend.request_bytes(ModelRequest((Message("user", "half \ud83d"),), ("1",)))
 
 
 def test_malformed_logprobs_are_ignored_not_fatal():

@@ -29,6 +29,15 @@ def echo(message: object = "", err: bool = False) -> None:
     typer.echo(printable(str(message)), err=err)
 
 
+def echo_fast(text: str) -> None:
+    """``text``, made :func:`printable`, on stdout as it is (no newline added) without importing typer: for
+    the answers that must start instantly (``psytest --help`` and ``--version``, :mod:`psychometrics.cli.fast_help`)."""
+    import sys
+
+    sys.stdout.write(printable(text))
+    sys.stdout.flush()
+
+
 def echo_error(message: object) -> None:
     """``psytest: error: MESSAGE`` on stderr, as one line (runs of whitespace, newlines too, become a space)."""
     echo("psytest: error: " + " ".join(str(message).split()), err=True)

@@ -206,14 +206,19 @@ class Claims:
         self.conn.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
 
     @asynccontextmanager
-    async def keep_alive(self) -> AsyncIterator["Claims"]:
-        """Renew this owner's claims every third of the lease while the block runs; release them after."""
+    async def keep_alive(self, run=None) -> AsyncIterator["Claims"]:
+        """Renew this owner's claims every third of the lease while the block runs; release them after.
+        ``run``: ``await run(function)`` calls ``function`` where the connection is used during the block
+        (the send engine's store thread); default here, in the event loop."""
+
+        async def call(function):
+            return function() if run is None else await run(function)
 
         async def beat() -> None:
             while True:
                 await asyncio.sleep(self.lease_s / 3)
                 try:
-                    self.renew()
+                    await call(self.renew)
                 except sqlite3.OperationalError:
                     pass  # store busy past its timeout: try again next beat
 
@@ -227,6 +232,6 @@ class Claims:
             except (asyncio.CancelledError, sqlite3.Error):
                 pass
             try:
-                self.release_all()
+                await call(self.release_all)  # after the commits handed over before it (one thread, in order)
             except sqlite3.Error:
                 pass  # the claims lapse with the lease anyway

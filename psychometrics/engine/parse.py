@@ -17,6 +17,7 @@ the reply. Which pass succeeded is recorded, so a study can report how much it r
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -52,6 +53,20 @@ def reading_key(option_text: str) -> str:
     return _norm(option_text)
 
 
+@functools.lru_cache(maxsize=4096)
+def _strict_pattern(label: str, option: str) -> re.Pattern:
+    """The bare ``label``, optionally with trailing punctuation and/or its own ``option`` words (compiled once
+    per label and option: the same few recur in every reply of a run)."""
+    return re.compile(rf"^\(?{re.escape(label)}[\.\):]?(?:\s*[-:]?\s*{re.escape(option)})?[\.\s]*$",
+                      0 if not label.isalpha() else re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_token(label: str) -> re.Pattern:
+    """``label`` as a standalone token; letters in upper case only ("a lot" is not "A")."""
+    return re.compile(rf"(?<![\w]){re.escape(label)}(?![\w])", 0 if label.isalpha() else re.IGNORECASE)
+
+
 def parse_reply(text: str | None, choices: tuple[str, ...], option_texts: tuple[str, ...]) -> ParsedReply:
     """Classify ``text`` against the displayed ``choices`` (labels) and their ``option_texts``."""
     if text is None or not text.strip():
@@ -66,8 +81,7 @@ def parse_reply(text: str | None, choices: tuple[str, ...], option_texts: tuple[
             if _norm(reply) == _norm(label):
                 return ParsedReply("valid", position, "strict")
             continue
-        pattern = rf"^\(?{re.escape(label)}[\.\):]?(?:\s*[-:]?\s*{re.escape(option)})?[\.\s]*$"
-        if re.match(pattern, reply, flags=0 if not label.isalpha() else re.IGNORECASE):
+        if _strict_pattern(label, option).match(reply):
             return ParsedReply("valid", position, "strict")
 
     if _REFUSAL.search(reply):
@@ -85,8 +99,7 @@ def parse_reply(text: str | None, choices: tuple[str, ...], option_texts: tuple[
             remaining = remaining.replace(phrase, " ")
     if not words_style:
         for position, label in enumerate(choices):
-            flags = 0 if label.isalpha() else re.IGNORECASE  # letters: uppercase only ("a lot" is not "A")
-            if re.search(rf"(?<![\w]){re.escape(label)}(?![\w])", reply, flags):
+            if _label_token(label).search(reply):
                 found.add(position)
     if len(found) == 1:
         return ParsedReply("valid", found.pop(), "lenient")

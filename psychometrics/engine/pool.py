@@ -16,7 +16,10 @@ directory share the plan instead of both paying for it: units another process ha
 or failed, since this run started) are skipped and counted in ``claimed_elsewhere``. A unit's rows are
 committed, and the worker's next unit claimed, in one transaction (``write_and_claim``) before the worker
 goes on: an interrupted run loses at most the units in flight, and resuming sends only those. Claims and
-commits that arrive in the same turn of the event loop share one transaction (:class:`TurnBatch`).
+commits that arrive together share one transaction (:class:`TurnBatch`). A sink that says so
+(``commits_in_thread``: the run store) is written by a thread of its own (:class:`StoreThread`), so the
+event loop keeps sending while SQLite commits (and, on a disk, checkpoints): what arrives while one
+transaction commits goes into the next, and a worker still goes on only once its answer is committed.
 
 Transient failures (rate limits, overload, timeouts, dropped connections) are retried with exponential
 backoff and jitter, waiting at least as long as the server's Retry-After asks (:func:`call_with_retries`).
@@ -260,46 +263,100 @@ async def call_with_retries(
     raise AssertionError("unreachable")
 
 
-class TurnBatch:
-    """Calls ``many(items)`` once per turn of the event loop with every item submitted during that turn:
-    the answers (or claims) of all workers that got there together go into one SQLite transaction, one
-    commit instead of one each, which at hundreds of answers a second is most of the time the loop
-    would spend in SQLite. Each caller waits for its own result, so a worker's answer is committed
-    before it takes another unit. If the batch fails, each item is tried again on its own, so one
-    bad item fails only its own caller."""
+class StoreThread:
+    """The one thread that does a sink's SQLite work during a run: its commits and claims (through
+    :class:`TurnBatch`), claim renewals and releases. One thread, so the connection is used by one thread
+    at a time and in the order the work was handed over; :meth:`close` waits for what was handed over."""
 
-    def __init__(self, many: Callable[[list], list]):
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psytest-store")
+
+    def submit(self, function: Callable, *args):
+        """Start ``function(*args)`` in the thread; a :class:`concurrent.futures.Future` of its result."""
+        return self._executor.submit(function, *args)
+
+    async def run(self, function: Callable, *args):
+        """``function(*args)`` in the thread, awaited."""
+        return await asyncio.wrap_future(self.submit(function, *args))
+
+    def close(self) -> None:
+        """Wait for everything handed over (a commit in progress is finished, never cut), then end the thread."""
+        self._executor.shutdown(wait=True)
+
+
+class TurnBatch:
+    """Calls ``many(items)`` with every item submitted during one turn of the event loop: the answers (or
+    claims) of all workers that got there together go into one SQLite transaction, one commit instead of
+    one each, which at hundreds of answers a second is most of the time the loop would spend in SQLite.
+    Each caller waits for its own result, so a worker's answer is committed before it takes another
+    unit. If the batch fails, each item is tried again on its own, so one bad item fails only its own
+    caller.
+
+    With ``thread`` (a :class:`StoreThread`), ``many`` runs there: the loop goes on sending while a batch
+    commits, and what arrives meanwhile is the next batch (group commit: the busier the run, the larger
+    the batches); each caller is answered once its batch has committed."""
+
+    def __init__(self, many: Callable[[list], list], thread: StoreThread | None = None):
         self.many = many
+        self.thread = thread
         self._pending: list[tuple[object, asyncio.Future]] = []
+        self._busy = False  # a batch is in the thread
 
     async def __call__(self, item):
         loop = asyncio.get_running_loop()
         result = loop.create_future()
         self._pending.append((item, result))
-        if len(self._pending) == 1:
+        if len(self._pending) == 1 and not self._busy:
             loop.call_soon(self._flush)  # after the callbacks already ready: the items of this turn
         return await result
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
+        if not batch:
+            return
+        items = [item for item, _ in batch]
+        if self.thread is None:
+            self._settle_all(batch, self._outcomes(items))
+            return
+        self._busy = True
+        loop = asyncio.get_running_loop()
+        done = self.thread.submit(self._outcomes, items)
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._committed, batch, done))
+
+    def _committed(self, batch: list, done) -> None:
+        """Back in the loop: answer the callers of a batch the thread has done; hand over the next."""
+        self._busy = False
         try:
-            results = self.many([item for item, _ in batch])
+            outcomes = done.result()
+        except BaseException as exc:  # noqa: BLE001 - the thread itself failed: every caller sees it
+            outcomes = [(None, exc)] * len(batch)
+        self._settle_all(batch, outcomes)
+        if self._pending:
+            self._flush()  # what arrived while that batch committed
+
+    def _outcomes(self, items: list) -> list[tuple[object, BaseException | None]]:
+        """(result, None) or (None, error) for each item: the batch at once, else (it failed) one by one."""
+        try:
+            return [(value, None) for value in self.many(items)]
         except Exception as exc:  # noqa: BLE001 - one item at a time: only the bad one fails
-            if len(batch) == 1:
-                _settle(batch[0][1], error=exc)
-                return
-            for item, result in batch:
+            if len(items) == 1:
+                return [(None, exc)]
+            outcomes = []
+            for item in items:
                 try:
-                    _settle(result, self.many([item])[0])
+                    outcomes.append((self.many([item])[0], None))
                 except Exception as one:  # noqa: BLE001 - handed to the caller of that item
-                    _settle(result, error=one)
-            return
+                    outcomes.append((None, one))
+            return outcomes
         except BaseException as exc:  # noqa: BLE001 - an interrupt: every waiting caller sees it
-            for _, result in batch:
-                _settle(result, error=exc)
-            return
-        for (_, result), value in zip(batch, results):
-            _settle(result, value)
+            return [(None, exc)] * len(items)
+
+    @staticmethod
+    def _settle_all(batch: list, outcomes: list) -> None:
+        for (_, result), (value, error) in zip(batch, outcomes):
+            _settle(result, value, error)
 
 
 def _settle(future: asyncio.Future, value=None, error: BaseException | None = None) -> None:
@@ -344,6 +401,10 @@ class Sink(Protocol):
     def claims(self, *, since: float | None = None, lease_s: float | None = None):
         """Claims of this run (:class:`~psychometrics.engine.claims.Claims`, or :class:`Unshared`)."""
 
+    #: True when ``write_and_claim`` and the claims may run in a thread of their own (:class:`StoreThread`):
+    #: nothing else uses the sink's connection while the engine runs. Read with ``getattr`` (default False).
+    commits_in_thread: bool
+
     def write_and_claim(self, items: list[tuple[list, Any, str | None]], claims) -> list[str | None]:
         """Commit each (rows, extra, next unit id) and claim each next unit, in one transaction; the
         claims' statuses (None where there is no next unit). Rows that cannot be stored are stored as a
@@ -363,7 +424,7 @@ class Unshared:
         pass
 
     @asynccontextmanager
-    async def keep_alive(self) -> AsyncIterator["Unshared"]:
+    async def keep_alive(self, run=None) -> AsyncIterator["Unshared"]:
         yield self
 
 
@@ -410,8 +471,12 @@ async def send_all(
         return await call_with_retries(backend, request, timeout_s=timeout_s, retry=retry, stats=stats, jitter=jitter,
                                        breaker=breaker)
 
-    claim = TurnBatch(claims.claim_many)
-    commit = TurnBatch(lambda batch: sink.write_and_claim(batch, claims))
+    thread = StoreThread() if getattr(sink, "commits_in_thread", False) else None
+    claim = TurnBatch(claims.claim_many, thread)
+    commit = TurnBatch(lambda batch: sink.write_and_claim(batch, claims), thread)
+
+    async def in_store_thread(function: Callable, *args):
+        return function(*args) if thread is None else await thread.run(function, *args)
 
     async def worker() -> None:
         unit = next(queue, None)  # a shared iterator: each unit goes to exactly one worker
@@ -419,7 +484,7 @@ async def send_all(
         while unit is not None:
             if breaker.stopped is not None:  # nothing more is sent; this claimed, unsent unit is freed
                 if status == CLAIMED:
-                    claims.release(unit.request_id)
+                    await in_store_thread(claims.release, unit.request_id)
                 return
             if status != CLAIMED:
                 stats.claimed_elsewhere += 1
@@ -442,14 +507,18 @@ async def send_all(
                 on_answer(rows)
             unit = following
 
-    async with claims.keep_alive():
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            stats.elapsed_s = time.perf_counter() - started
+    try:
+        async with claims.keep_alive(in_store_thread):
+            workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo) or 1)))]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for task in workers:
+                    task.cancel()
+                stats.elapsed_s = time.perf_counter() - started
+    finally:
+        if thread is not None:
+            thread.close()  # a commit in progress (of a cancelled worker's answer) is finished, never cut
     if breaker.stopped is not None:
         if stats.timeouts_retried:  # the note a finished run prints, which this one line must carry instead
             raise type(breaker.stopped)(f"{breaker.stopped}; {stats.timeouts_retried} timed-out requests were sent "

@@ -67,6 +67,22 @@ def distribution_summary(logprobs: dict[str, float], choices: tuple[str, ...], v
     return position, expected, entropy, mass
 
 
+_PROMPT_HASHES: dict[int, tuple[object, str]] = {}  # id(prompt) -> (prompt, its messages_hash): samples share a prompt
+
+
+def _prompt_hash(prompt) -> str:
+    """:func:`messages_hash` of ``prompt``, computed once per prompt object (a SHA-256 of its JSON per request
+    was a few percent of a run's CPU); the entry holds the prompt, so its id is not reused while cached."""
+    known = _PROMPT_HASHES.get(id(prompt))
+    if known is not None and known[0] is prompt:
+        return known[1]
+    if len(_PROMPT_HASHES) >= 8192:
+        _PROMPT_HASHES.clear()
+    digest = messages_hash(prompt)
+    _PROMPT_HASHES[id(prompt)] = (prompt, digest)
+    return digest
+
+
 def _base_row(planned: PlannedRequest, index: int, attempts: int) -> ResponseRow:
     prompt = planned.prompt
     return ResponseRow(
@@ -75,7 +91,7 @@ def _base_row(planned: PlannedRequest, index: int, attempts: int) -> ResponseRow
         item_id=planned.items[index].id,
         item_index=index,
         condition=planned.condition.as_dict(),
-        messages_hash=messages_hash(prompt),
+        messages_hash=_prompt_hash(prompt),
         choices=list(prompt.choices),
         position_values=list(prompt.position_values),
         mode=planned.request.mode,

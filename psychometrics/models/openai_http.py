@@ -81,6 +81,17 @@ def chat_url(api_base: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/chat/completions", parts.query, "")), basic
 
 
+def _parsed_url(url: str):
+    """``url`` parsed once for aiohttp (a yarl URL; the string itself if yarl cannot take it: aiohttp then
+    says why on the first request)."""
+    try:
+        from yarl import URL
+
+        return URL(url)
+    except (ImportError, ValueError, TypeError):
+        return url
+
+
 def proxy_for(url: str) -> str | None:
     """The proxy the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, ...) asks for ``url``;
     None for a direct connection. Loopback addresses are always reached directly."""
@@ -166,6 +177,14 @@ class OpenAIHTTPBackend(ModelBackend):
         self.extra_headers = {str(k): str(v) for k, v in (extra.pop("extra_headers", None) or {}).items()}
         self.extra_params = extra
         self.proxy = proxy_for(self.url)
+        # request_bytes' parts, made once: the head of every body (None: an extra parameter a request sets)
+        per_request = {"model", "messages", "temperature", "max_tokens", "logprobs", "top_logprobs", "seed"}
+        self._fixed_head = (None if per_request & set(extra) else
+                            json.dumps({**extra, "model": self.served_name}, ensure_ascii=False)[:-1] + ', "messages": ')
+        self._messages_json: dict[int, tuple] = {}
+        self._tails: dict[tuple, str] = {}
+        self._session_headers: dict[str, str] = {}
+        self._session_url = None
         self._session = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
@@ -196,6 +215,29 @@ class OpenAIHTTPBackend(ModelBackend):
             body["seed"] = request.seed
         return body
 
+    def request_bytes(self, request: ModelRequest) -> bytes:
+        """:meth:`request_body` as the JSON bytes sent, built from parts made once per run: the fixed
+        head (extra parameters and model), each prompt's messages (samples of one prompt share them) and
+        each setting's tail, so a request costs a few string joins instead of a JSON encoding of its dict.
+        Extra parameters that a request sets itself (temperature, ...) take the general path."""
+        if self._fixed_head is None:
+            return json.dumps(self.request_body(request), ensure_ascii=False).encode("utf-8")
+        messages = self._messages_json.get(id(request.messages))
+        if messages is None or messages[0] is not request.messages:
+            if len(self._messages_json) >= 4096:
+                self._messages_json.clear()
+            text = json.dumps([{"role": m.role, "content": m.content} for m in request.messages], ensure_ascii=False)
+            messages = self._messages_json[id(request.messages)] = (request.messages, text)  # holds the tuple: ids stay unique
+        key = (request.mode, request.temperature, request.max_tokens)
+        tail = self._tails.get(key)
+        if tail is None:
+            settings = ({"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
+                        if request.mode == "probs" else {"temperature": request.temperature, "max_tokens": request.max_tokens})
+            tail = self._tails[key] = ", " + json.dumps(settings)[1:-1]
+        seed = request.seed
+        seed = "" if seed is None else f', "seed": {seed if type(seed) is int else json.dumps(seed)}'
+        return f"{self._fixed_head}{messages[1]}{tail}{seed}}}".encode("utf-8")
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.extra_headers}
         key = os.environ.get(KEY_VARIABLE, "").strip()
@@ -219,16 +261,20 @@ class OpenAIHTTPBackend(ModelBackend):
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
                                                   cookie_jar=aiohttp.DummyCookieJar())
             self._session_loop = loop
+            # what every request of this session sends alike, made once (the key read from the environment now)
+            self._session_headers = self._headers()
+            self._session_url = _parsed_url(self.url)
         return self._session
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         import aiohttp
 
         session = self._session_for_loop()
-        data = json.dumps(self.request_body(request), ensure_ascii=False).encode("utf-8")
+        data = self.request_bytes(request)
 
         async def post() -> tuple[int, Any, bytes]:
-            async with session.post(self.url, data=data, headers=self._headers(), proxy=self.proxy) as response:
+            async with session.post(self._session_url, data=data, headers=self._session_headers,
+                                    proxy=self.proxy) as response:
                 return response.status, response.headers, await self._read(response)
 
         limit = self.timeout_s or DEFAULT_TIMEOUT_S

@@ -11,6 +11,11 @@ being generated, which took too long), and that restarts the others' clocks. A s
 one request per ``timeout_s``, not all of them at once; a request waits at most about (requests ahead of
 it + 1) x ``timeout_s``.
 
+One timer per clock watches the oldest waiting request; an answer only moves ``last_event`` (nothing
+wakes), and a request is awaited in its caller's task (no task, event or ``asyncio.wait`` of its own), so
+the clock costs O(1) per request however many are in flight (at 256 in flight, waking every waiter on
+each answer had made it a fifth of the client's CPU).
+
 Connecting is timed separately (the backend's connect timeout): a server that accepts no connection
 fails fast and counts towards the run's circuit breaker (:class:`psychometrics.engine.pool.Breaker`).
 """
@@ -29,36 +34,70 @@ class QueueTimeout(Exception):
     """The oldest waiting request, with no answer (to it or any other request) for ``timeout_s``."""
 
 
+class _Waiting:
+    """A request being timed: when it started, its limit, the task awaiting it, whether the clock gave it up."""
+
+    __slots__ = ("started", "timeout_s", "task", "given_up", "cancelling")
+
+    def __init__(self, started: float, timeout_s: float, task: asyncio.Task):
+        self.started, self.timeout_s, self.task, self.given_up = started, timeout_s, task, False
+        self.cancelling = 0  # the task's pending cancellations before the clock gave it up
+
+
 class ProgressClock:
     """When a backend last saw progress (an answer, or a request given up) and which requests are
     waiting, oldest first; :meth:`run` times a request against it."""
 
     def __init__(self) -> None:
         self.last_event = time.monotonic()
-        self._waiting: dict[int, float] = {}  # ticket -> start, in start order
+        self._waiting: dict[int, _Waiting] = {}  # ticket -> request, in start order
         self._tickets = itertools.count()
-        self._changed: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._suspect: int | None = None  # the ticket found past its time once (given up if still so after a grace)
 
     def answered(self) -> None:
-        """An answer arrived: the server is making progress."""
-        self._event()
-
-    def _event(self) -> None:
+        """An answer arrived: the server is making progress (the timer, when it fires, sees it)."""
         self.last_event = time.monotonic()
-        self._wake()
 
-    def _wake(self) -> None:
-        """Let waiting requests look again (progress, or the oldest left)."""
-        if self._changed is not None:
-            self._changed[1].set()
-            self._changed = None
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Look again at ``deadline`` (monotonic seconds) in ``loop``."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_loop = loop
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._look)
 
-    def _change(self) -> asyncio.Event:
-        """The event the next change sets, made in the running loop (events belong to one loop)."""
-        loop = asyncio.get_running_loop()
-        if self._changed is None or self._changed[0] is not loop:
-            self._changed = (loop, asyncio.Event())
-        return self._changed[1]
+    def _look(self) -> None:
+        """The timer: decide after the callbacks already waiting (answers read from sockets in this same
+        turn of the loop, a late timer on a loaded machine, are counted first)."""
+        self._timer = None
+        self._timer_loop.call_soon(self._check)
+
+    def _check(self) -> None:
+        """Give up the oldest waiting request once its time has passed since it started and since the last
+        progress (which restarts the others' clocks), seen twice a short grace apart (what arrived in
+        between is counted: a loop that was held up by the machine has answers to read before it judges);
+        then watch the next deadline."""
+        if self._timer is not None:
+            return  # re-armed meanwhile (a request of another loop)
+        now = time.monotonic()
+        while self._waiting:
+            ticket, oldest = next(iter(self._waiting.items()))
+            deadline = max(oldest.started, self.last_event) + oldest.timeout_s
+            if deadline > now:
+                self._suspect = None
+                self._arm(self._timer_loop, deadline)
+                return
+            if self._suspect != ticket:  # past its time: look once more after a grace
+                self._suspect = ticket
+                self._arm(self._timer_loop, now + min(0.1, max(0.01, oldest.timeout_s / 20)))
+                return
+            self._suspect = None
+            del self._waiting[ticket]
+            self.last_event = now  # the next oldest starts its timeout_s afresh
+            if oldest.task.get_loop() is self._timer_loop and not oldest.task.done():
+                oldest.given_up, oldest.cancelling = True, oldest.task.cancelling()
+                oldest.task.cancel()
 
     async def run(self, call: Awaitable[T], timeout_s: float | None) -> T:
         """``await call``, cancelled with :class:`QueueTimeout` once this request is the oldest waiting
@@ -66,34 +105,26 @@ class ProgressClock:
         ``timeout_s`` is None."""
         if not timeout_s:
             return await call
-        task = asyncio.ensure_future(call)
+        task = asyncio.current_task()
+        loop = task.get_loop()
         ticket = next(self._tickets)
-        started = time.monotonic()
-        self._waiting[ticket] = started
+        waiting = _Waiting(time.monotonic(), timeout_s, task)
+        first = not self._waiting
+        self._waiting[ticket] = waiting
+        if first or self._timer is None or self._timer_loop is not loop:
+            self._arm(loop, max(waiting.started, self.last_event) + timeout_s if first
+                       else time.monotonic())  # a timer of another loop never fires: look now
         try:
-            while True:
-                remaining = max(started, self.last_event) + timeout_s - time.monotonic()
-                if remaining <= 0 and next(iter(self._waiting)) == ticket:
-                    del self._waiting[ticket]
-                    self._event()  # the next oldest starts its timeout_s afresh
-                    raise QueueTimeout(f"no answer within {timeout_s:g} s of the last progress")
-                changed = asyncio.ensure_future(self._change().wait())
-                try:
-                    # past its time but not the oldest: wait for an event (the oldest ending), then look again
-                    done, _ = await asyncio.wait({task, changed}, timeout=remaining if remaining > 0 else None,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    changed.cancel()
-                if task in done:
-                    return task.result()
+            reply = await call
+        except BaseException as exc:
+            if not waiting.given_up:
+                raise
+            task.uncancel()  # the clock's cancel, taken back: this call ends as a QueueTimeout
+            if isinstance(exc, asyncio.CancelledError) and task.cancelling() > waiting.cancelling:
+                raise  # cancelled by someone else as well (the run is being stopped)
+            raise QueueTimeout(f"no answer within {timeout_s:g} s of the last progress") from None
         finally:
-            if self._waiting.pop(ticket, None) is not None:
-                self._wake()  # if it was the oldest, the next one is now
-            if not task.done():
-                task.cancel()
-                try:
-                    await task
-                except BaseException:  # noqa: BLE001 - the cancelled call's own ending is of no interest
-                    pass
-            elif not task.cancelled():
-                task.exception()  # looked at: a call that ended as this one was cancelled is not a lost error
+            self._waiting.pop(ticket, None)
+        if waiting.given_up:  # the call swallowed the clock's cancel and answered: keep the answer
+            task.uncancel()
+        return reply

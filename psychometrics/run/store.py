@@ -271,7 +271,9 @@ def open_store(path: Path, schema: StoreSchema, read_only: bool | None = None) -
                                    "psytest wrote")
             check_integrity(conn, path)
         else:
-            conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            # check_same_thread=False: the send engine commits from a thread of its own (engine.pool.StoreThread),
+            # one thread at a time
+            conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
             if _store_version(conn, path, schema) is not None:
                 check_integrity(conn, path)  # before anything is written to it
             conn.execute("PRAGMA journal_mode=WAL")
@@ -372,6 +374,10 @@ def _as_failure(rows: list[ResponseRow], exc: BaseException) -> None:
 
 class RunStore:
     """The responses database of a run directory: created if needed, or read-only (see :func:`open_store`)."""
+
+    #: The send engine may commit answers and claims from its store thread (engine.pool.StoreThread):
+    #: nothing else uses this connection while it sends.
+    commits_in_thread = True
 
     def __init__(self, path: Path, *, read_only: bool | None = None):
         self.path = path
