@@ -33,9 +33,12 @@ _loaded: str | None = None
 
 
 def _libggml() -> ctypes.CDLL:
-    from llama_cpp import _ggml  # the libggml llama-cpp-python itself loaded
+    """ggml's functions as libllama sees them. Not ``llama_cpp._ggml``: the wheel holds copies of libggml under
+    several names, and that module loads another copy than libllama's, with a backend registry of its own;
+    symbols looked up through libllama's handle resolve in libllama's own dependencies."""
+    from llama_cpp import llama_cpp as bindings
 
-    lib = _ggml.libggml
+    lib = bindings._lib
     lib.ggml_backend_reg_count.restype = ctypes.c_size_t
     lib.ggml_backend_reg_count.argtypes = []
     lib.ggml_backend_load.restype = ctypes.c_void_p
@@ -89,6 +92,21 @@ def choose_variant(libraries: dict[str, Path], forced: str | None = None) -> str
     return best
 
 
+def _quietly(load):
+    """Call ``load`` with llama-cpp-python's log forwarding at errors only (ggml reports each load on stderr)."""
+    import logging
+
+    import llama_cpp  # noqa: F401  (its logger forwards ggml's messages)
+
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return load()
+    finally:
+        logger.setLevel(level)
+
+
 def ensure_cpu_backend() -> str | None:
     """Load the CPU variant to use if llama.cpp has no backend yet; return its name (None: linked in)."""
     global _loaded
@@ -103,7 +121,7 @@ def ensure_cpu_backend() -> str | None:
             raise PsytestError("llama-cpp-python has no CPU backend: it was built with GGML_BACKEND_DL but its "
                                "CPU libraries (libggml-cpu-*.so) are not installed; rebuild it (make setup)")
         name = choose_variant(libraries, os.environ.get(VARIANT_ENV, "").strip() or None)
-        if not lib.ggml_backend_load(str(libraries[name]).encode()):
+        if not _quietly(lambda: lib.ggml_backend_load(str(libraries[name]).encode())):
             raise PsytestError(f"llama.cpp could not load its CPU library {libraries[name]}; rebuild it (make setup)")
         _loaded = name
         return name
