@@ -6,9 +6,19 @@ RUN    ?= runs/demo-qwen
 
 .PHONY: setup run test lint clean
 
-# llama-cpp-python is compiled from source: portable CPU flags (a -march=native build crashes on some
-# CPUs), about 12 minutes on 2 cores the first time; pip reuses the built wheel afterwards.
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
+# llama-cpp-python is compiled from source, never with -march=native (it crashes in AMX code on some Intel
+# CPUs). On Linux x86-64, with runtime CPU dispatch: llama.cpp's CPU kernels are built once per instruction-set
+# level (SSE4.2 to AVX-512) and psytest loads the best one this CPU runs, never the AMX one (see
+# docs/local-build.md: 1.6x the prompt rate of the AVX2-only build on an AVX-512 CPU; about 35 minutes on 2
+# cores the first time, pip reuses the built wheel afterwards). Elsewhere, the portable AVX2 flags.
+# `make setup CMAKE_ARGS='$(PORTABLE_CMAKE_ARGS)'` builds the portable one (about 12 minutes).
+PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
+DISPATCH_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAVA_BUILD=OFF
+ifeq ($(shell uname -sm),Linux x86_64)
+export CMAKE_ARGS ?= $(DISPATCH_CMAKE_ARGS)
+else
+export CMAKE_ARGS ?= $(PORTABLE_CMAKE_ARGS)
+endif
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -209,6 +209,9 @@ class LocalModel(ModelBackend):
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise PsytestError(f"llama-cpp-python is not installed; {_INSTALL_HINT}") from None
+        from psychometrics.models.llama_backends import ensure_cpu_backend
+
+        ensure_cpu_backend()  # a build with runtime CPU dispatch loads none of its CPU kernels by itself
         llm = Llama(
             model_path=str(self.path),
             n_ctx=self.n_ctx,

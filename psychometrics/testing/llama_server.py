@@ -30,8 +30,9 @@ def llama_cpp_server(*, logits_all: bool = True, log: Path | None = None) -> Ite
     from psychometrics.models.local import embedded_model_path
 
     port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2-135m")),
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all",
+    # through llama_backends: a llama.cpp built with runtime CPU dispatch needs its CPU library loaded first
+    command = [sys.executable, "-m", "psychometrics.models.llama_backends", "llama_cpp.server",
+               "--model", str(embedded_model_path("smollm2-135m")), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all",
                str(logits_all).lower(), "--n_threads", "1", "--n_threads_batch", "1"]
     if log is None:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
