@@ -588,12 +588,29 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         series = frame[column]
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
             continue
-        safe = series.map(_cell_safe)
-        differs = (safe != series) & series.notna()
-        if differs.any():
+        safe = _safe_column(series)
+        if safe is not None:
             changed = frame.copy() if changed is None else changed
             changed[column] = safe
     return frame if changed is None else changed
+
+
+def _safe_column(series: pd.Series) -> pd.Series | None:
+    """``series`` with :func:`_cell_safe` applied, or None when no cell changes. Each distinct value is
+    checked once (a run's table repeats its levels, outcomes and replies over hundreds of thousands of rows)."""
+    try:
+        values = series.dropna().unique()
+    except TypeError:  # unhashable cells (lists): cell by cell
+        safe = series.map(_cell_safe)
+        return safe if ((safe != series) & series.notna()).any() else None
+    mapping = {}
+    for value in values:
+        made = _cell_safe(value)
+        if made is not value and made != value:
+            mapping[value] = made
+    if not mapping:
+        return None
+    return series.map(mapping).where(series.isin(list(mapping)), series)
 
 
 def write_tables(tables: Tables, out_dir: Path) -> list[Path]:
