@@ -1,7 +1,7 @@
 """A whole study at the scale of Serapio-Garcia et al. (2023) in one run, end to end, on one machine.
 
 Usage: python benchmarks/scale_study.py [--personas 101] [--concurrency 64] [--latency 0.05]
-                                        [--store-dir DIR] [--keep] [--compare-with PATH]
+                                        [--store-dir DIR] [--keep] [--compare-with PATH [--plan-only]]
 
 The design is examples/serapio-garcia-scale.yaml's for one model: IPIP-NEO-300 and BFI-44 (344 items) under
 the 5 rotations of the response options, 3 instruction templates and the 101 multi-trait personas, text
@@ -23,7 +23,8 @@ Plan, send and analyse run in one child process (the API call ``psychometrics.ad
 makes it); the report in another (the CLI). Printed: each phase's wall time, the send phase against the
 ideal, the peak RSS of each process (the server's too), the client's CPU seconds, and the store's size.
 ``--compare-with PATH`` also times the plan phase alone (``plan_requests`` of the same design) with
-``PYTHONPATH=PATH`` (e.g. a checkout before a change), alternating with this checkout, and prints the ratio.
+``PYTHONPATH=PATH`` (e.g. a checkout before a change), alternating with this checkout, and prints the ratio;
+with ``--plan-only`` that is all it does.
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run directory (its path is printed)")
     parser.add_argument("--compare-with", default=None, metavar="PATH",
                         help="also time planning alone with PYTHONPATH=PATH, alternating with this checkout")
+    parser.add_argument("--plan-only", action="store_true", help="with --compare-with: time planning only, no run")
     parser.add_argument("--child-run", dest="run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-plan", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--api-base", default=None, help=argparse.SUPPRESS)
@@ -187,6 +189,8 @@ def main() -> None:
     try:
         if args.compare_with:
             compare_planning(args, os.path.realpath(args.compare_with))
+            if args.plan_only:
+                return
         start = time.perf_counter()
         figures, run_wall, run_rss = run_child(
             [sys.executable, __file__, "--child-run", str(run), "--api-base", api_base, "--personas",

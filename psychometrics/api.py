@@ -444,15 +444,16 @@ def administer(
     from psychometrics.analysis.tables import analyze_run
     from psychometrics.run.outputs import DerivedSet
 
-    inputs: dict = {}
-    tables = analyze_run(run_dir, inputs=inputs)
-    with DerivedSet(run_dir / "analysis", "analysis", inputs=inputs, options=_analysis_options(None, True, None),
-                    owned=True) as analysis:
-        written = analysis.write_tables(tables)
     from psychometrics.report import verdict_tables
     from psychometrics.run.owner import open_run
 
-    verdict = verdict_tables(open_run(run_dir))["verdict"]
+    inputs: dict = {}
+    run = open_run(run_dir)  # one Run for the tables and the verdict: the store is read once
+    tables = analyze_run(run_dir, inputs=inputs, run=run)
+    with DerivedSet(run_dir / "analysis", "analysis", inputs=inputs, options=_analysis_options(None, True, None),
+                    owned=True) as analysis:
+        written = analysis.write_tables(tables)
+    verdict = verdict_tables(run)["verdict"]
     from psychometrics.cost.actual import run_cost
 
     with open_run(run_dir).store() as store:

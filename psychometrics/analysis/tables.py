@@ -453,14 +453,16 @@ def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventorie
 
 
 def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bool = True,
-                reference_loadings: pd.DataFrame | None = None, inputs: dict | None = None) -> Tables:
+                reference_loadings: pd.DataFrame | None = None, inputs: dict | None = None, run=None) -> Tables:
     """Every table for a run directory (see the module docstring), read through the run owner
     (:func:`psychometrics.run.owner.open_run`). ``inputs``, if given, receives what the tables were
     computed from (the manifest's sha256 and the store's fingerprint, read in the same transaction as the
-    answers): the provenance of the files they are written to."""
+    answers): the provenance of the files they are written to. ``run``: the run of ``run_dir`` already
+    opened by the caller, whose answers (read once per run) the caller goes on to use: a large store is
+    then read once, not once per table set."""
     from psychometrics.run.owner import open_run
 
-    run = open_run(run_dir)
+    run = run if run is not None else open_run(run_dir)
     by = tuple(by or CONDITION_FIELDS)
     unknown = [f for f in by if f not in CONDITION_FIELDS]
     if unknown:
