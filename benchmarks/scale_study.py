@@ -159,6 +159,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run directory (its path is printed)")
     parser.add_argument("--compare-with", default=None, metavar="PATH",
                         help="also time planning alone with PYTHONPATH=PATH, alternating with this checkout")
+    parser.add_argument("--resume", default=None, metavar="RUN",
+                        help="administer into RUN, a finished run of this study (kept with --keep): nothing is left "
+                             "to send, so plan, analyse and report are timed again on a full store")
     parser.add_argument("--plan-only", action="store_true", help="with --compare-with: time planning only, no run")
     parser.add_argument("--child-run", dest="run", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-plan", action="store_true", help=argparse.SUPPRESS)
@@ -180,7 +183,7 @@ def main() -> None:
     server, api_base = start_server_process("constant", args.latency, split[1] if split else None)
     store_dir = os.path.realpath(args.store_dir or tempfile.gettempdir())
     work = Path(tempfile.mkdtemp(prefix="scale-study-", dir=store_dir))
-    run = work / "run"
+    run = Path(args.resume).resolve() if args.resume else work / "run"
     cores = (f"psytest on core(s) {sorted(split[0])}, the server on core {sorted(split[1])}" if split
              else f"{os.cpu_count()} CPUs shared")
     print(f"study: {', '.join(INVENTORIES)} x 5 option orders x {len(TEMPLATES)} templates x {args.personas} "
@@ -195,6 +198,7 @@ def main() -> None:
         figures, run_wall, run_rss = run_child(
             [sys.executable, __file__, "--child-run", str(run), "--api-base", api_base, "--personas",
              str(args.personas), "--concurrency", str(args.concurrency)], cores=split[0] if split else None)
+        shutil.rmtree(run / "report", ignore_errors=True)  # a resumed run's earlier report is written anew
         report_figures, report_wall, report_rss = run_child(
             [sys.executable, "-m", "psychometrics", "report", str(run)], cores=split[0] if split else None)
         total = time.perf_counter() - start
@@ -208,7 +212,7 @@ def main() -> None:
         print(f"{'plan':<9} {figures['plan_s']:>8.1f}s {'':>9}  administer ({run_rss:.0f} MB)")
         print(f"{'send':<9} {figures['send_s']:>8.1f}s {figures['send_s'] / ideal:>8.2f}x  administer; "
               f"{figures['sent']:,} sent, {figures['failed']} failed; ideal {ideal:.0f} s = {ideal / 60:.1f} min, "
-              f"ratio to ideal {ideal / figures['send_s']:.2f}")
+              f"ratio to ideal {ideal / max(figures['send_s'], 1e-9):.2f}")
         print(f"{'analyse':<9} {figures['analyse_s']:>8.1f}s {'':>9}  administer")
         print(f"{'report':<9} {report_wall:>8.1f}s {'':>9}  psytest report ({report_rss:.0f} MB)")
         print(f"{'total':<9} {total:>8.1f}s {total / ideal:>8.2f}x  (process starts included); "
