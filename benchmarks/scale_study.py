@@ -61,21 +61,44 @@ def peak_rss_mb(usage) -> float:
     return usage.ru_maxrss / 1024  # Linux: kilobytes
 
 
+def run_queue_wait_s() -> float:
+    """Seconds this process's threads have waited, runnable, for a CPU (Linux schedstat; 0 elsewhere): what a
+    loaded machine takes from a run, told apart from waiting on the server."""
+    total = 0
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / 1e9
+
+
 class PhaseClock:
     """The Progress ``administer`` reports to: marks when sending starts and stops."""
 
     def __init__(self) -> None:
-        self.marks = {"begin": time.perf_counter()}
+        self.marks: dict[str, float] = {}
+        self.waited: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.rss: dict[str, float] = {}
+        self.mark("begin")
+
+    def mark(self, name: str) -> None:
+        """Wall clock, this process's CPU seconds and its peak RSS so far, at ``name``."""
+        self.marks[name] = time.perf_counter()
+        self.waited[name] = run_queue_wait_s()
+        self.cpu[name] = time.process_time()
+        self.rss[name] = peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF))
 
     def start(self, total: int) -> None:
-        self.marks["send_start"] = time.perf_counter()
+        self.mark("send_start")
         self.total = total
 
     def advance(self, rows) -> None:
         pass
 
     def stop(self, finished: bool = True) -> None:
-        self.marks["send_stop"] = time.perf_counter()
+        self.mark("send_stop")
 
 
 def child_run(args: argparse.Namespace) -> None:
@@ -86,14 +109,17 @@ def child_run(args: argparse.Namespace) -> None:
     outcome = psychometrics.administer("openai/bench", api_base=args.api_base, inventory=INVENTORIES,
                                        design=design_mapping(args.personas), concurrency=args.concurrency,
                                        out=args.run, timeout=120, progress=clock)
-    end = time.perf_counter()
+    clock.mark("end")
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    marks = clock.marks
+    marks, cpu, rss = clock.marks, clock.cpu, clock.rss
     print(json.dumps({
         "requests": clock.total, "sent": outcome.stats.sent, "failed": outcome.stats.failed,
         "plan_s": marks["send_start"] - marks["begin"], "send_s": marks["send_stop"] - marks["send_start"],
-        "analyse_s": end - marks["send_stop"], "cpu_s": usage.ru_utime + usage.ru_stime,
-        "rss_mb": peak_rss_mb(usage),
+        "analyse_s": marks["end"] - marks["send_stop"], "cpu_s": usage.ru_utime + usage.ru_stime,
+        "plan_cpu_s": cpu["send_start"] - cpu["begin"], "send_cpu_s": cpu["send_stop"] - cpu["send_start"],
+        "analyse_cpu_s": cpu["end"] - cpu["send_stop"], "plan_rss_mb": rss["send_start"],
+        "send_rss_mb": rss["send_stop"], "rss_mb": peak_rss_mb(usage),
+        "send_waited_s": clock.waited["send_stop"] - clock.waited["send_start"],
     }), flush=True)
 
 
@@ -208,16 +234,20 @@ def main() -> None:
                 if line.startswith("VmHWM:"):
                     server_rss = int(line.split()[1]) / 1024
         html = run / "report" / "report.html"
-        print(f"{'phase':<9} {'wall':>9} {'vs ideal':>9}  process (peak RSS)")
-        print(f"{'plan':<9} {figures['plan_s']:>8.1f}s {'':>9}  administer ({run_rss:.0f} MB)")
-        print(f"{'send':<9} {figures['send_s']:>8.1f}s {figures['send_s'] / ideal:>8.2f}x  administer; "
-              f"{figures['sent']:,} sent, {figures['failed']} failed; ideal {ideal:.0f} s = {ideal / 60:.1f} min, "
-              f"ratio to ideal {ideal / max(figures['send_s'], 1e-9):.2f}")
-        print(f"{'analyse':<9} {figures['analyse_s']:>8.1f}s {'':>9}  administer")
-        print(f"{'report':<9} {report_wall:>8.1f}s {'':>9}  psytest report ({report_rss:.0f} MB)")
-        print(f"{'total':<9} {total:>8.1f}s {total / ideal:>8.2f}x  (process starts included); "
-              f"client CPU {figures['cpu_s']:.0f} s = {1e3 * figures['cpu_s'] / max(1, figures['sent']):.3f} ms per "
-              f"request; server peak RSS {server_rss:.0f} MB")
+        sent = max(1, figures["sent"])
+        print(f"{'phase':<9} {'wall':>9} {'CPU':>8}  process (peak RSS at the end of the phase)")
+        print(f"{'plan':<9} {figures['plan_s']:>8.1f}s {figures['plan_cpu_s']:>7.1f}s  administer "
+              f"({figures['plan_rss_mb']:.0f} MB)")
+        print(f"{'send':<9} {figures['send_s']:>8.1f}s {figures['send_cpu_s']:>7.1f}s  administer "
+              f"({figures['send_rss_mb']:.0f} MB); {figures['sent']:,} sent, {figures['failed']} failed, "
+              f"{1e3 * figures['send_cpu_s'] / sent:.3f} ms CPU per request; ideal {ideal:.0f} s = "
+              f"{ideal / 60:.1f} min, ratio to ideal {ideal / max(figures['send_s'], 1e-9):.2f}; its threads "
+              f"waited {figures['send_waited_s']:.1f} s for a CPU (machine load)")
+        print(f"{'analyse':<9} {figures['analyse_s']:>8.1f}s {figures['analyse_cpu_s']:>7.1f}s  administer "
+              f"({run_rss:.0f} MB)")
+        print(f"{'report':<9} {report_wall:>8.1f}s {'':>8}  psytest report ({report_rss:.0f} MB)")
+        print(f"{'total':<9} {total:>8.1f}s {'':>8}  {total / ideal:.2f} x the ideal send time (process starts "
+              f"included); server peak RSS {server_rss:.0f} MB")
         print(f"store: responses.sqlite {store_size_mb(run):.0f} MB "
               f"({1e3 * store_size_mb(run) / max(1, requests):.2f} kB per request); "
               f"report.html {html.stat().st_size / 1e6 if html.exists() else 0:.1f} MB", flush=True)
