@@ -417,19 +417,24 @@ def administer(
         if batch:
             estimate["batch"] = True
         return estimate
-    price = _check_cost(backend, inventories, plan, persona_set, _path(out), price_table, max_cost, on_cost,
-                        batch=batch, reuse=_reuse_dirs(reuse))
+    from psychometrics.cost.prices import price_for
     from psychometrics.engine.pool import RetryPolicy
     from psychometrics.run.directory import administer as run_administer
     from psychometrics.run.directory import default_run_dir
 
+    price = price_for(backend.name, price_table)
     run_dir = _path(out) or default_run_dir(model_name)
+    check_cost = None
+    if max_cost is not None or price is None or not price.free:  # the run's own plan, before its directory opens
+        def check_cost(planned: list) -> None:
+            _check_cost(backend.name, planned, run_dir, price_table, max_cost, on_cost, batch=batch,
+                        reuse=_reuse_dirs(reuse))
     try:
         result = run_administer(
             backend, inventories, plan, run_dir, persona_set=persona_set, inventory_sources=sources,
             concurrency=concurrency, timeout_s=timeout, retry=RetryPolicy(max_retries=max_retries, base_s=retry_base),
             reuse=_reuse_dirs(reuse), price=price, batch=batch, batch_poll_s=batch_poll, batch_size=batch_size,
-            **_sending(progress),
+            check_plan=check_cost, **_sending(progress),
         )
     except BaseException:
         _stop_unfinished(progress)
@@ -439,15 +444,16 @@ def administer(
     from psychometrics.analysis.tables import analyze_run
     from psychometrics.run.outputs import DerivedSet
 
-    inputs: dict = {}
-    tables = analyze_run(run_dir, inputs=inputs)
-    with DerivedSet(run_dir / "analysis", "analysis", inputs=inputs, options=_analysis_options(None, True, None),
-                    owned=True) as analysis:
-        written = analysis.write_tables(tables)
     from psychometrics.report import verdict_tables
     from psychometrics.run.owner import open_run
 
-    verdict = verdict_tables(open_run(run_dir))["verdict"]
+    inputs: dict = {}
+    run = open_run(run_dir)  # one Run for the tables and the verdict: the store is read once
+    tables = analyze_run(run_dir, inputs=inputs, run=run)
+    with DerivedSet(run_dir / "analysis", "analysis", inputs=inputs, options=_analysis_options(None, True, None),
+                    owned=True) as analysis:
+        written = analysis.write_tables(tables)
+    verdict = verdict_tables(run)["verdict"]
     from psychometrics.cost.actual import run_cost
 
     with open_run(run_dir).store() as store:
@@ -467,44 +473,33 @@ def _price_table(prices: Optional[PathLike], max_cost: Optional[float]) -> Optio
     return load_price_file(Path(prices))
 
 
-def _check_cost(backend, inventories, plan, persona_set, out, price_table, max_cost, on_cost, batch: bool = False,
-                reuse: Sequence[Path] = ()):
-    """Before a run: its price (for each answer's actual cost), and for a paid model (or with
-    ``max_cost``) the estimate of what is left to send (at batch prices with ``batch``; answers that
-    ``reuse`` will copy are not sent, so not counted), given to ``on_cost`` and held against ``max_cost``."""
-    from psychometrics.cost.prices import price_for
-
-    price = price_for(backend.name, price_table)
-    if price is not None and price.free and max_cost is None:
-        return price
-    from psychometrics.design.plan import plan_requests
+def _check_cost(model: str, planned: list, run_dir: Path, price_table, max_cost, on_cost, batch: bool = False,
+                reuse: Sequence[Path] = ()) -> None:
+    """Before a paid run (or one with ``max_cost``), given the run's plan: the estimate of what is left to send
+    (at batch prices with ``batch``; answers already in ``run_dir``'s store, or that ``reuse`` will copy, are
+    not sent, so not counted), given to ``on_cost`` and held against ``max_cost``. Called by the run itself
+    once it has planned and before it opens its directory, so a run plans once."""
     from psychometrics.run.directory import plan_cost
-
-    from psychometrics.run.identity import identity_params, previous_manifest
-
-    params = identity_params(backend.params, previous_manifest(out))
-    planned = plan_requests(inventories, plan, backend.name, params, persona_set)
     from psychometrics.run.owner import RESPONSES
 
-    if out is not None and (out / RESPONSES).exists():
+    if (run_dir / RESPONSES).exists():
         from psychometrics.engine.pool import pending
         from psychometrics.run.owner import open_run
 
-        with open_run(out).store() as store:
+        with open_run(run_dir).store() as store:
             planned, _ = pending(planned, store)
     if reuse:
         from psychometrics.run.reuse import check_sources, reusable
 
-        copied = {i for ids in reusable(planned, set(), check_sources(list(reuse), out)).values() for i in ids}
+        copied = {i for ids in reusable(planned, set(), check_sources(list(reuse), run_dir)).values() for i in ids}
         planned = [p for p in planned if p.request_id not in copied]
-    estimate = plan_cost(backend.name, planned, price_table, batch)
+    estimate = plan_cost(model, planned, price_table, batch)
     if on_cost is not None:
         on_cost(estimate)
     if max_cost is not None:
-        _refuse_above(max_cost, estimate["cost"], backend.name, "the run",
+        _refuse_above(max_cost, estimate["cost"], model, "the run",
                       f"the {estimate['requests']:,} requests to send are",
                       "see --dry-run for the cost per design factor, or raise --max-cost")
-    return price
 
 
 def _refuse_above(max_cost: float, cost: Optional[float], unpriced: str, what: str, sending: str, hint: str) -> None:

@@ -310,6 +310,40 @@ def test_max_cost_refuses_before_anything_is_sent(tmp_path, capsys, monkeypatch)
 
 
 @litellm_map
+def test_a_paid_run_plans_once_and_a_refused_run_opens_no_directory(tmp_path, capsys, monkeypatch):
+    """The cost check prices the run's own plan before the run directory is opened: one plan per command
+    (at half a million requests a second plan was most of a minute); a resumed run is priced on what is
+    left to send."""
+    import psychometrics.design.plan as plan_module
+    import psychometrics.run.directory as directory
+    from psychometrics.testing.openai_server import start_server
+
+    calls, plan = [], plan_module.plan_requests
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(directory, "plan_requests", counted)
+    monkeypatch.setattr(plan_module, "plan_requests", counted)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
+    with start_server(keep_bodies=True) as server:
+        code, _, err = cli(capsys, "administer", "-m", MINI, "--api-base", server.base_url, "-i", "mini-ipip",
+                           "--out", tmp_path / "refused", "--max-cost", "0.000001")
+        one_line_error(code, err, "--max-cost", "20 requests")
+        assert not (tmp_path / "refused").exists() and server.bodies == [] and len(calls) == 1
+        code, out, err = cli(capsys, "administer", "-m", MINI, "--api-base", server.base_url, "-i", "mini-ipip",
+                             "--out", tmp_path / "run", "--max-cost", "1")
+        assert code == 0, err
+        assert len(calls) == 2 and len(server.bodies) == 20 and "20 requests to openai/gpt-4o-mini" in out
+        code, out, err = cli(capsys, "administer", "-m", MINI, "--api-base", server.base_url, "-i", "mini-ipip",
+                             "--option-orders", "original,reversed", "--out", tmp_path / "run", "--max-cost", "1")
+        assert code == 0, err
+        assert len(calls) >= 3 and len(server.bodies) == 40
+        assert "Estimated cost: up to $" in out and "20 requests to openai/gpt-4o-mini" in out.splitlines()[0]
+
+
+@litellm_map
 def test_dry_run_prints_the_cost_table_first(capsys):
     code, out, err = cli(capsys, "administer", "-m", MINI, "-i", "mini-ipip", "--samples", "2", "--dry-run")
     assert code == 0, err

@@ -76,16 +76,16 @@ def test_a_changed_rendering_with_the_same_templates_is_refused(tmp_path, monkey
     surroundings, simulated by a renderer that adds a space) is caught by the plan's hash."""
     run = tmp_path / "run"
     _administer(run)
-    from psychometrics.design import plan as plan_module
+    from psychometrics.design.prompts import PromptFrame
 
-    original = plan_module.render_items
+    original = PromptFrame.render  # what the planner renders every prompt with
 
     def rendered_differently(*args, **kwargs):
         prompt = original(*args, **kwargs)
         last = prompt.messages[-1]
         return replace(prompt, messages=(*prompt.messages[:-1], replace(last, content=last.content + " ")))
 
-    monkeypatch.setattr(plan_module, "render_items", rendered_differently)
+    monkeypatch.setattr(PromptFrame, "render", rendered_differently)
     with pytest.raises(PsytestError, match="prompts rendered differently from the same inputs"):
         _administer(run)
     assert _rows(run) == 20

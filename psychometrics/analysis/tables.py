@@ -453,14 +453,16 @@ def sensitivity_tables(responses: pd.DataFrame, scores: pd.DataFrame, inventorie
 
 
 def analyze_run(run_dir: Path, by: Sequence[str] | None = None, *, structure: bool = True,
-                reference_loadings: pd.DataFrame | None = None, inputs: dict | None = None) -> Tables:
+                reference_loadings: pd.DataFrame | None = None, inputs: dict | None = None, run=None) -> Tables:
     """Every table for a run directory (see the module docstring), read through the run owner
     (:func:`psychometrics.run.owner.open_run`). ``inputs``, if given, receives what the tables were
     computed from (the manifest's sha256 and the store's fingerprint, read in the same transaction as the
-    answers): the provenance of the files they are written to."""
+    answers): the provenance of the files they are written to. ``run``: the run of ``run_dir`` already
+    opened by the caller, whose answers (read once per run) the caller goes on to use: a large store is
+    then read once, not once per table set."""
     from psychometrics.run.owner import open_run
 
-    run = open_run(run_dir)
+    run = run if run is not None else open_run(run_dir)
     by = tuple(by or CONDITION_FIELDS)
     unknown = [f for f in by if f not in CONDITION_FIELDS]
     if unknown:
@@ -588,12 +590,29 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         series = frame[column]
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
             continue
-        safe = series.map(_cell_safe)
-        differs = (safe != series) & series.notna()
-        if differs.any():
+        safe = _safe_column(series)
+        if safe is not None:
             changed = frame.copy() if changed is None else changed
             changed[column] = safe
     return frame if changed is None else changed
+
+
+def _safe_column(series: pd.Series) -> pd.Series | None:
+    """``series`` with :func:`_cell_safe` applied, or None when no cell changes. Each distinct value is
+    checked once (a run's table repeats its levels, outcomes and replies over hundreds of thousands of rows)."""
+    try:
+        values = series.dropna().unique()
+    except TypeError:  # unhashable cells (lists): cell by cell
+        safe = series.map(_cell_safe)
+        return safe if ((safe != series) & series.notna()).any() else None
+    mapping = {}
+    for value in values:
+        made = _cell_safe(value)
+        if made is not value and made != value:
+            mapping[value] = made
+    if not mapping:
+        return None
+    return series.map(mapping).where(series.isin(list(mapping)), series)
 
 
 def write_tables(tables: Tables, out_dir: Path) -> list[Path]:

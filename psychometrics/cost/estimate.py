@@ -53,20 +53,25 @@ def estimate_cost(model: str, planned: list, price: Price | None, *, batch: bool
     minimum = used.min_cached_tokens if used is not None else 0
     seen_prefixes: set[tuple[str, ...]] = set()
     totals = {"input": 0, "cached": 0, "written": 0, "output": 0, "prefix_max": 0}
-    levels: dict[tuple[str, str], list] = {}
+    cells: dict[tuple, list] = {}  # (inventory, condition) -> [requests, cost]: the factor levels, summed at the end
     money = 0.0
     money_plain = 0.0
     money_out = 0.0
+    count = counter.count
     for p in planned:
+        messages = p.request.messages
         fixed, rest = _split_prompt(p)
-        overhead = TOKENS_PER_MESSAGE * len(p.request.messages)
+        overhead = TOKENS_PER_MESSAGE * len(messages)
         # Anthropic caches the marked system block; automatic caching takes the whole repeated prefix.
-        cache_texts = tuple(m.content for m in p.request.messages if m.role == "system") if caching == "explicit" \
+        cache_texts = tuple(m.content for m in messages if m.role == "system") if caching == "explicit" \
             else tuple(fixed)
-        prefix = sum(counter.count(t) for t in cache_texts) + TOKENS_PER_MESSAGE * len(cache_texts)
-        total_in = sum(counter.count(t) for t in fixed) + counter.count(rest) + overhead
+        fixed_tokens = [count(t) for t in fixed]
+        prefix = (sum(fixed_tokens) if caching != "explicit" else sum(count(t) for t in cache_texts)) \
+            + TOKENS_PER_MESSAGE * len(cache_texts)
+        total_in = sum(fixed_tokens) + count(rest) + overhead
         prefix = min(prefix, total_in)
-        totals["prefix_max"] = max(totals["prefix_max"], prefix)
+        if prefix > totals["prefix_max"]:
+            totals["prefix_max"] = prefix
         cacheable = cached_length(prefix, minimum, caching)
         cached = written = 0
         if cacheable:
@@ -87,12 +92,18 @@ def estimate_cost(model: str, planned: list, price: Price | None, *, batch: bool
             money += cost
             money_out += out * used.output
             money_plain += total_in * used.input + out * used.output
-        condition = p.condition
+        entry = cells.get((p.inventory.id, p.condition))
+        if entry is None:
+            entry = cells[(p.inventory.id, p.condition)] = [0, 0.0]
+        entry[0] += 1
+        entry[1] += cost or 0.0
+    levels: dict[tuple[str, str], list] = {}
+    for (inventory_id, condition), (n, c) in cells.items():
         for field in FACTOR_FIELDS:
-            level = p.inventory.id if field == "inventory" else str(getattr(condition, field))
+            level = inventory_id if field == "inventory" else str(getattr(condition, field))
             entry = levels.setdefault((field, level), [0, 0.0])
-            entry[0] += 1
-            entry[1] += cost or 0.0
+            entry[0] += n
+            entry[1] += c
     factors = []
     for field in FACTOR_FIELDS:
         rows = [(level, n, c) for (f, level), (n, c) in levels.items() if f == field]

@@ -167,6 +167,49 @@ def render_items(
     other ``system_prefix`` is put before the instructions. Several items are numbered S1, S2, ... in
     the given order and answered one per line.
     """
+    frame = prompt_frame(inventory, template=template, option_order=option_order, system_prefix=system_prefix)
+    return frame.render([wording for _, wording in items])
+
+
+@dataclass(frozen=True)
+class PromptFrame:
+    """Everything the prompts of one inventory, template, option order and system prefix share: the
+    system message, the options block and the labels. A plan renders each frame once and every item
+    of the cell into it (:meth:`render`), so a large plan neither re-renders nor re-stores the shared
+    text (its prompts hold the same system message object)."""
+
+    inventory: Inventory
+    template: Template
+    system: Message
+    options: str
+    choices: tuple[str, ...]
+    position_values: tuple[int, ...]
+
+    def render(self, wordings: list[str]) -> RenderedPrompt:
+        """The prompt asking ``wordings`` (one item's text, or several numbered S1, S2, ...)."""
+        template = self.template
+        statements = tuple(statement_text(self.inventory, wording) for wording in wordings)
+        if len(statements) == 1:
+            ask = f"{REPLY_RULES[template.label_style]}\n\n{template.lead}{statements[0]}"
+        else:
+            numbered = "\n".join(f"S{k + 1}. {text}" for k, text in enumerate(statements))
+            ask = f"{REPLY_RULES_MANY[template.label_style]}\n\n{template.lead_many}\n{numbered}"
+        return RenderedPrompt(
+            messages=(self.system, Message("user", f"{self.options}{ask}")),
+            choices=self.choices,
+            position_values=self.position_values,
+            statements=statements,
+        )
+
+
+def prompt_frame(
+    inventory: Inventory,
+    *,
+    template: Template,
+    option_order: tuple[int, ...] | None = None,
+    system_prefix: str | None = None,
+) -> PromptFrame:
+    """The shared part of :func:`render_items`' prompts (see :class:`PromptFrame`)."""
     rs = inventory.response_scale
     order = tuple(option_order) if option_order is not None else tuple(rs.values)
     if sorted(order) != rs.values:
@@ -179,20 +222,9 @@ def render_items(
         option_lines = [f"- {text}" for text in option_texts]
     else:
         option_lines = [f"{label}. {text}" for label, text in zip(labels, option_texts)]
-    statements = tuple(statement_text(inventory, wording) for _, wording in items)
     system = template.system.format(instructions=inventory.instructions)
     if system_prefix:
         system = f"{system_prefix.strip()}\n\n{system}"
     options = "\n".join(option_lines)
-    if len(statements) == 1:
-        ask = f"{REPLY_RULES[template.label_style]}\n\n{template.lead}{statements[0]}"
-    else:
-        numbered = "\n".join(f"S{k + 1}. {text}" for k, text in enumerate(statements))
-        ask = f"{REPLY_RULES_MANY[template.label_style]}\n\n{template.lead_many}\n{numbered}"
-    user = f"{template.intro}\n{options}\n\n{ask}"
-    return RenderedPrompt(
-        messages=(Message("system", system), Message("user", user)),
-        choices=tuple(labels),
-        position_values=order,
-        statements=statements,
-    )
+    return PromptFrame(inventory, template, Message("system", system), f"{template.intro}\n{options}\n\n",
+                       tuple(labels), order)

@@ -68,7 +68,7 @@ def build_report(run_dir: Path, out_dir: Optional[Path] = None, *, dpi: int = 96
     run = open_run(run_dir)  # a behaviour run, or no run, is named before the output is considered
     claim_directory(out_dir, "report", owned=owned, create=False)  # refused before the work, not after
     inputs: dict = {}
-    tables = analyze_run(run_dir, inputs=inputs)
+    tables = analyze_run(run_dir, inputs=inputs, run=run)  # the same Run: the store is read once
     tables["responses"] = responses_table(run)
     tables.update(verdict_tables(run))
     manifest = run.questionnaire

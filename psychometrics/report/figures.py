@@ -72,8 +72,12 @@ def _named(frame: pd.DataFrame, tables: Tables, width: int = 14) -> pd.Series:
     import textwrap
 
     names = scale_names(tables)
-    return pd.Series([textwrap.fill(names.get((str(i), str(s)), str(s)), width, break_long_words=False)
-                      for i, s in zip(frame["inventory"], frame["scale"])], index=frame.index)
+    wrapped: dict[tuple[str, str], str] = {}  # per scale, not per row: a run's table has a row per answer
+    for key in zip(frame["inventory"].astype(str), frame["scale"].astype(str)):
+        if key not in wrapped:
+            wrapped[key] = textwrap.fill(names.get(key, key[1]), width, break_long_words=False)
+    return pd.Series([wrapped[key] for key in zip(frame["inventory"].astype(str), frame["scale"].astype(str))],
+                     index=frame.index)
 
 
 def _response_range(data: pd.DataFrame) -> pd.DataFrame:
@@ -338,8 +342,10 @@ def response_distribution(tables: Tables):
     if valid.empty:
         return None
     valid["value"] = valid["value"].astype(float).round().astype(int)
-    valid["panel"] = _distribution_panel(valid, tables)
-    counts = valid.groupby(["panel", "mode", "value"], sort=False).size().reset_index(name="count")
+    # counted per scale first, then named: the names are built for a few hundred rows, not one per answer
+    counts = valid.groupby(["inventory", "scale", "mode", "value"], sort=False).size().reset_index(name="count")
+    counts["panel"] = _distribution_panel(counts, tables)
+    counts = counts.groupby(["panel", "mode", "value"], sort=False)["count"].sum().reset_index()
     counts["panel"] = pd.Categorical(counts["panel"], categories=_panel_order(tables, counts["panel"]))
     counts["value"] = counts["value"].astype(str)
     panels = counts["panel"].nunique()

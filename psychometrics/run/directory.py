@@ -20,6 +20,7 @@ import datetime as _dt
 import os
 import platform
 import re
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,13 +198,15 @@ def administer(
     batch: bool = False,
     batch_poll_s: float = 60.0,
     batch_size: int | None = None,
+    check_plan: Callable[[list[PlannedRequest]], None] | None = None,
 ) -> RunResult:
     """Plan, record the manifest (growing the run when the design extends it), copy answers to identical
     requests from the runs in ``reuse``, send what is missing; returns the run statistics. ``price``
     (:class:`psychometrics.cost.prices.Price`) prices each answer from its usage (``responses.cost``).
     With ``batch`` the pending requests go through the provider's batch API
     (:mod:`psychometrics.engine.batch`), polled every ``batch_poll_s`` seconds, at most ``batch_size``
-    requests per batch."""
+    requests per batch. ``check_plan(planned)`` is called with the plan before anything is sent or written (the
+    cost check and ``--max-cost``: it raises to stop the run), so a run is planned once."""
     if batch:
         from psychometrics.engine.batch import check_batchable
 
@@ -213,6 +216,8 @@ def administer(
     previous = previous_manifest(run_dir)
     params = identity_params(backend.params, previous)
     planned = plan_requests(inventories, design, backend.name, params, persona_set)
+    if check_plan is not None:
+        check_plan(planned)
     ids = [p.request_id for p in planned]
     started = now_utc()
     manifest = questionnaire_manifest(backend, inventories, design, persona_set, inventory_sources, ids,
