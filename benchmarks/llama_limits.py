@@ -9,12 +9,12 @@ Usage: python benchmarks/llama_limits.py [--model local/qwen2.5-0.5b] [--pp 16,6
   ``llama_decode`` of N tokens, ``--tokens`` steps, tokens/s summed over the sequences (what
   ``llama-batched-bench`` reports as S_TG), N in ``--sequences``.
 
-Thread counts are psytest's defaults (1 for one-token decodes, 2 for batches) unless given. Both kernel
-configurations the local backend could use are measured (``--configs``): ``repack`` (llama.cpp's
-default: weights repacked for AVX2 matrix kernels, attention without flash attention) and
-``invariant`` (no repacking, flash attention: every token's numbers independent of the batch it is in,
-which psytest uses; see :mod:`psychometrics.models.local_batch`). Each figure is the best of
-``--repeats`` (noise only slows a run); the machine's load is printed.
+Thread counts are psytest's defaults (1 for one-token decodes, 2 for batches) unless given. Kernel
+configurations (``--configs``): ``repack`` (llama.cpp's default, which psytest uses: weights repacked for
+the AVX2 matrix kernels, attention without flash attention) and ``invariant`` (no repacking, flash
+attention: measured to give every row the same bits whatever else is in its batch, up to 63 rows per
+physical batch, but not across KV-cache layouts; not used by psytest, kept for comparison). Each figure is
+the best of ``--repeats`` (noise only slows a run); the machine's load is printed.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--threads-batch", type=int, default=2)
-    parser.add_argument("--configs", default="repack,invariant")
+    parser.add_argument("--configs", default="repack")
     args = parser.parse_args()
     os.environ.setdefault("GGML_LOG_LEVEL", "error")
     from psychometrics.models.local import resolve_local
