@@ -79,6 +79,34 @@ def psytest_rates(model: str, inventory_id: str, mode: str, concurrencies: list[
     return out
 
 
+def behave_rates(model: str, tasks: str, concurrencies: list[int], variants: int, threads, threads_batch) -> dict:
+    """{concurrency: (conversations/s, reply tokens/s)} of ``psytest behave`` (greedy) on ``tasks``."""
+    from psychometrics.behavior.runner import BehaviorDesign, behave
+    from psychometrics.behavior.task import resolve_tasks
+    from psychometrics.models import resolve_model
+
+    chosen = resolve_tasks(tasks)
+    out = {}
+    for concurrency in concurrencies:
+        backend = resolve_model(model, threads=threads, threads_batch=threads_batch)
+        complete, produced = backend.complete, [0]
+
+        async def counted(request, complete=complete, produced=produced):
+            reply = await complete(request)
+            produced[0] += reply.output_tokens or 0
+            return reply
+
+        backend.complete = counted
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            result = behave(backend, chosen, BehaviorDesign(variants=variants), Path(tmp) / "run",
+                            concurrency=concurrency)
+            elapsed = time.perf_counter() - started
+        assert result.stats.failed == 0
+        out[concurrency] = (result.stats.sent / elapsed, produced[0] / elapsed)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="local/qwen2.5-0.5b")
@@ -89,12 +117,20 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32, help="text mode: reply tokens at most")
     parser.add_argument("--threads", type=int, help="llama.cpp generation threads (default: psytest's)")
     parser.add_argument("--threads-batch", type=int, help="llama.cpp prompt-evaluation threads (default: psytest's)")
+    parser.add_argument("--behave", metavar="TASKS", help="measure psytest behave on these tasks (text generation) "
+                        "instead of the inventory")
+    parser.add_argument("--variants", type=int, default=1, help="--behave: variants per task")
     parser.add_argument("--compare-with", metavar="PATH", help="also measure the psytest checkout at PATH")
     parser.add_argument("--json-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    measure = lambda: psytest_rates(args.model, args.inventory, args.mode, concurrencies, 1, args.max_tokens,  # noqa: E731
-                                    args.threads, args.threads_batch)
+    if args.behave:
+        args.mode = "text"
+        measure = lambda: behave_rates(args.model, args.behave, concurrencies, args.variants,  # noqa: E731
+                                       args.threads, args.threads_batch)
+    else:
+        measure = lambda: psytest_rates(args.model, args.inventory, args.mode, concurrencies, 1,  # noqa: E731
+                                        args.max_tokens, args.threads, args.threads_batch)
     if args.json_child:
         print(json.dumps(measure()))
         return
@@ -102,7 +138,8 @@ def main() -> None:
     def before() -> dict:
         env = {**os.environ, "PYTHONPATH": args.compare_with}
         child = [sys.executable, __file__, "--json-child", "--model", args.model, "--inventory", args.inventory,
-                 "--mode", args.mode, "--concurrency", args.concurrency, "--max-tokens", str(args.max_tokens)]
+                 "--mode", args.mode, "--concurrency", args.concurrency, "--max-tokens", str(args.max_tokens),
+                 "--variants", str(args.variants)] + (["--behave", args.behave] if args.behave else [])
         for flag, value in (("--threads", args.threads), ("--threads-batch", args.threads_batch)):
             if value is not None:
                 child += [flag, str(value)]
@@ -131,7 +168,8 @@ def main() -> None:
     limits = llama_measure(str(path), "repack", [64, 256, 512], sorted(set(concurrencies)), 32, args.repeats,
                            threads, threads_batch)
     unit = "prompt tokens" if args.mode == "probs" else "reply tokens"
-    print(f"{args.model}, {args.inventory} in {args.mode} mode; threads {threads}/{threads_batch}; "
+    what = f"psytest behave --tasks {args.behave}" if args.behave else f"{args.inventory} in {args.mode} mode"
+    print(f"{args.model}, {what}; threads {threads}/{threads_batch}; "
           f"load average {os.getloadavg()[0]:.1f}; best of {args.repeats}")
     if args.mode == "probs":
         limit = max(limits["pp"].values())

@@ -18,9 +18,13 @@ Prompts are formatted with the model's own chat template (from the GGUF metadata
   probability shows how much the model put on valid answers). Labels of several tokens, or labels
   sharing a first token, are scored as whole sequences.
 
-The longest prompt prefix shared with the previous request stays in the KV cache, so ordering requests
-with the item last (see :mod:`psychometrics.design.prompts`) makes evaluation several times faster. Scores are
-bitwise reproducible for the same sequence of requests.
+The requests in flight (``--concurrency``) are evaluated together, as parallel sequences of one llama.cpp
+batch over their shared prompt prefix, and text replies decode together (:mod:`psychometrics.models.local_batch`).
+Prompt prefixes already evaluated stay in the KV cache, so ordering requests with the item last (see
+:mod:`psychometrics.design.prompts`) makes evaluation several times faster. One request at a time
+(``--concurrency 1``), scores are bitwise reproducible for the same sequence of requests, and equal to
+llama-cpp-python's ``Llama.eval`` path psytest used before; in a batch they agree with that within
+:data:`psychometrics.models.local_batch.BATCH_PROB_TOL` (llama.cpp's kernels depend on the batch).
 """
 
 from __future__ import annotations
