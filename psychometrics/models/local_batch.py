@@ -24,8 +24,9 @@ product, and llama.cpp's CPU kernels depend on the batch: repacked weights go th
 except for the last rows of a batch, and attention sums its cells in SIMD lanes set by where they sit in
 the cache; with 8-bit activations a last-bit change can move a rounding step. Measured on Qwen 0.5B,
 BFI-44 at 8 in flight: label log-probabilities up to 0.077 nats from the one-at-a-time values (probability
-up to 0.015), the most probable label the same for all 44 items. :data:`BATCH_PROB_TOL` and
-:data:`BATCH_LOGPROB_TOL` (the same 0.1 nats psytest states for another CPU or build) are the tested bounds. Greedy replies are the same tokens
+up to 0.015), the most probable label the same for all 44 items; SmolLM2 135M moves more (0.023 in
+probability). :data:`BATCH_PROB_TOL` and :data:`BATCH_LOGPROB_TOL` are the tested bounds, about twice the
+largest measured; this is the size of the 0.1 nats psytest already states for another CPU or build. Greedy replies are the same tokens
 unless two candidates are that close. Which requests share a batch depends on timing, so runs at a
 concurrency above 1 reproduce within that tolerance, not bit for bit; at ``--concurrency 1`` every
 request is evaluated alone, bit for bit as before.
@@ -43,12 +44,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 #: Largest difference between a label's probability scored in a batch with other requests and the same
-#: request scored alone (module docstring; measured up to 0.015 with Qwen 0.5B).
-BATCH_PROB_TOL = 0.02
-#: ... and between their log-probabilities (nats), for labels of probability at least 0.05 (improbable
-#: labels, far in the tail, move more in log terms: up to 0.35 nats at probabilities near 0.005 with
-#: SmolLM2's worded labels, a probability change under 0.002).
-BATCH_LOGPROB_TOL = 0.1
+#: request scored alone: about twice the largest measured (0.015 with Qwen 0.5B on BFI-44, 0.023 with
+#: SmolLM2 135M on Mini-IPIP), since which requests share a batch varies from run to run.
+BATCH_PROB_TOL = 0.05
+#: ... and between their log-probabilities (nats), for labels of probability at least 0.05 (measured up to
+#: 0.077 with Qwen, 0.11 with SmolLM2). Improbable labels, far in the tail, move more in log terms: up to
+#: 0.35 nats at probabilities near 0.005 with SmolLM2's worded labels, a probability change under 0.002.
+BATCH_LOGPROB_TOL = 0.25
 
 
 @dataclass
