@@ -18,9 +18,13 @@ Prompts are formatted with the model's own chat template (from the GGUF metadata
   probability shows how much the model put on valid answers). Labels of several tokens, or labels
   sharing a first token, are scored as whole sequences.
 
-The longest prompt prefix shared with the previous request stays in the KV cache, so ordering requests
-with the item last (see :mod:`psychometrics.design.prompts`) makes evaluation several times faster. Scores are
-bitwise reproducible for the same sequence of requests.
+The requests in flight (``--concurrency``) are evaluated together, as parallel sequences of one llama.cpp
+batch over their shared prompt prefix, and text replies decode together (:mod:`psychometrics.models.local_batch`).
+Prompt prefixes already evaluated stay in the KV cache, so ordering requests with the item last (see
+:mod:`psychometrics.design.prompts`) makes evaluation several times faster. One request at a time
+(``--concurrency 1``), scores are bitwise reproducible for the same sequence of requests, and equal to
+llama-cpp-python's ``Llama.eval`` path psytest used before; in a batch they agree with that within
+:data:`psychometrics.models.local_batch.BATCH_PROB_TOL` (llama.cpp's kernels depend on the batch).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from psychometrics.errors import ModelSpecError, PsytestError
 from psychometrics.models.base import ModelBackend, ModelReply, ModelRequest
 
 N_CTX = 4096
+#: Sequences one llama.cpp batch holds at most (queries, conversations): more than any --concurrency in use.
+PARALLEL = 64
 
 
 @dataclass(frozen=True)
@@ -176,9 +182,11 @@ def resolve_local(model: str) -> tuple[Path, str]:
 
 
 class LocalModel(ModelBackend):
-    """A GGUF model run in-process by llama.cpp; one request at a time on a dedicated thread."""
+    """A GGUF model run in-process by llama.cpp; the requests in flight are evaluated together, as parallel
+    sequences of one batch (:mod:`psychometrics.models.local_batch`)."""
 
-    def __init__(self, model: str, *, threads: int = 1, threads_batch: int = 2, n_ctx: int = N_CTX):
+    def __init__(self, model: str, *, threads: int = 1, threads_batch: int = 2, n_ctx: int = N_CTX,
+                 parallel: int = PARALLEL):
         self.name = model
         self.path, self.sha256 = resolve_local(model)
         self.runtime = _runtime_version()
@@ -188,6 +196,10 @@ class LocalModel(ModelBackend):
         self._formatter = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        #: sequences evaluated together at most (requests in flight beyond it wait for the next step)
+        self.parallel = parallel
+        self._batcher = None
+        self._weights = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -201,26 +213,27 @@ class LocalModel(ModelBackend):
 
     # -- loading ---------------------------------------------------------------------------------------
     def _load(self):
+        """The tokenizer (llama-cpp-python's ``Llama``, vocabulary only: chat template, tokenizing) and the
+        weights (loaded once, for the batch runner's context)."""
         if self._llm is not None:
             return self._llm
         os.environ.setdefault("GGML_LOG_LEVEL", "error")
         try:
+            import llama_cpp as lc
             from llama_cpp import Llama
+            from llama_cpp._utils import suppress_stdout_stderr
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise PsytestError(f"llama-cpp-python is not installed; {_INSTALL_HINT}") from None
         from psychometrics.models.llama_backends import ensure_cpu_backend
 
         ensure_cpu_backend()  # a build with runtime CPU dispatch loads none of its CPU kernels by itself
-        llm = Llama(
-            model_path=str(self.path),
-            n_ctx=self.n_ctx,
-            n_threads=self._threads[0],
-            n_threads_batch=self._threads[1],
-            logits_all=False,
-            verbose=False,
-            seed=0,
-        )
+        with suppress_stdout_stderr(disable=False):  # llama.cpp logs to the terminal while loading
+            llm = Llama(model_path=str(self.path), vocab_only=True, n_ctx=self.n_ctx, verbose=False)
+            model = lc.llama_model_load_from_file(str(self.path).encode("utf-8"), lc.llama_model_default_params())
+        if not model:
+            raise PsytestError(f"--model {self.name}: llama.cpp could not load {self.path}")
+        self._weights = model
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise PsytestError(f"--model {self.name}: the GGUF file has no chat template; use an instruction-tuned model")
@@ -238,80 +251,74 @@ class LocalModel(ModelBackend):
         return llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=True, special=True)
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def _eval_with_prefix_reuse(self, tokens: list[int]):
-        """Evaluate ``tokens``, keeping the longest prefix already in the KV cache; return last logits."""
-        import numpy as np
+    def _runner(self):
+        """The batch runner that evaluates every request (:mod:`psychometrics.models.local_batch`)."""
+        if self._batcher is None:
+            from psychometrics.models.local_batch import BatchRunner
 
-        llm = self._llm
-        if len(tokens) >= self.n_ctx:
-            raise PsytestError(f"--model {self.name}: prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
-        cached = llm.input_ids[: llm.n_tokens]
-        common = 0
-        for a, b in zip(cached, tokens):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(tokens) - 1)  # at least one token must be evaluated to get logits
-        llm.n_tokens = common
-        llm.eval(tokens[common:])
-        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
+            llm = self._load()
+            from llama_cpp._utils import suppress_stdout_stderr
 
-    @staticmethod
-    def _log_softmax(logits):
-        import numpy as np
+            with suppress_stdout_stderr(disable=False):
+                self._batcher = BatchRunner(llm, self._weights, n_ctx=self.n_ctx, n_seq=self.parallel,
+                                            threads=self._threads[0], threads_batch=self._threads[1])
+        return self._batcher
 
-        top = logits.max()
-        return logits - (top + math.log(float(np.exp(logits - top).sum())))
+    def _score_job(self, request: ModelRequest):
+        """The request's prompt as a scoring job: one query reading every label's token at the last
+        position when labels are single distinct tokens, else one query per label (its tokens but the
+        last appended; log P(label) = the sum of its tokens' conditional log-probabilities)."""
+        from psychometrics.models.local_batch import Query, ScoreJob
 
-    def _score_choices(self, request: ModelRequest) -> tuple[dict[str, float], int]:
         llm = self._load()
         tokens = self.prompt_tokens(request)
+        if len(tokens) >= self.n_ctx:
+            raise PsytestError(f"--model {self.name}: prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
         label_tokens = [llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) for c in request.choices]
         firsts = [t[0] for t in label_tokens]
-        logprobs: dict[str, float] = {}
         if all(len(t) == 1 for t in label_tokens) and len(set(firsts)) == len(firsts):
-            log_p = self._log_softmax(self._eval_with_prefix_reuse(tokens))
-            for label, token in zip(request.choices, firsts):
-                logprobs[label] = float(log_p[token])
-            return logprobs, len(tokens)
-        # Whole-sequence scoring: log P(label) = sum of its tokens' conditional log-probabilities.
-        for label, sequence in zip(request.choices, label_tokens):
-            total = 0.0
-            context = list(tokens)
-            for token in sequence:
-                log_p = self._log_softmax(self._eval_with_prefix_reuse(context))
-                total += float(log_p[token])
-                context.append(token)
-            logprobs[label] = total
-        return logprobs, len(tokens)
+            return ScoreJob([Query(tokens, [(len(tokens) - 1, firsts)])]), len(tokens), None
+        queries = [Query(tokens + sequence[:-1], [(len(tokens) - 1 + j, [t]) for j, t in enumerate(sequence)])
+                   for sequence in label_tokens]
+        return ScoreJob(queries), len(tokens), label_tokens
 
-    def _generate(self, request: ModelRequest) -> tuple[str, int, int, str | None]:
-        """(text, prompt tokens, reply tokens, finish reason: ``stop``, or ``length`` when cut at max_tokens)."""
-        llm = self._load()
+    def _score_reply(self, request: ModelRequest, job, n_in: int, label_tokens) -> ModelReply:
+        if label_tokens is None:
+            logprobs = dict(zip(request.choices, job.result[0][0]))
+        else:
+            logprobs = {label: sum(values[0] for values in per_token)
+                        for label, per_token in zip(request.choices, job.result)}
+        return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=0, served_model=self.served_model)
+
+    def _generate_job(self, request: ModelRequest):
+        from psychometrics.models.local_batch import GenerateJob
+
         tokens = self.prompt_tokens(request)
         if len(tokens) + request.max_tokens >= self.n_ctx:
             raise PsytestError(f"--model {self.name}: prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
-        result = llm.create_completion(
-            prompt=tokens,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            seed=request.seed if request.seed is not None else 0,
-            stop=[self._eos_text] if self._eos_text else None,
-        )
-        usage = result.get("usage", {})
-        choice = result["choices"][0]
-        return (choice["text"], usage.get("prompt_tokens", len(tokens)), usage.get("completion_tokens", 0),
-                choice.get("finish_reason"))
+        return GenerateJob(tokens, request.max_tokens, request.temperature,
+                           request.seed if request.seed is not None else 0,
+                           [self._eos_text.encode("utf-8")] if self._eos_text else [])
+
+    def _text_reply(self, job) -> ModelReply:
+        text, n_in, n_out, finish = job.result
+        return ModelReply(text=text, input_tokens=n_in, output_tokens=n_out, finish_reason=finish,
+                          served_model=self.served_model)
+
+    def _generate(self, request: ModelRequest) -> tuple[str, int, int, str | None]:
+        """(text, prompt tokens, reply tokens, finish reason: ``stop``, or ``length`` when cut at max_tokens)."""
+        return self._runner().run(self._generate_job(request))
 
     def _complete_sync(self, request: ModelRequest) -> ModelReply:
-        with self._lock:
-            if request.mode == "probs":
-                logprobs, n_in = self._score_choices(request)
-                return ModelReply(choice_logprobs=logprobs, input_tokens=n_in, output_tokens=0,
-                                  served_model=self.served_model)
-            text, n_in, n_out, finish = self._generate(request)
-            return ModelReply(text=text, input_tokens=n_in, output_tokens=n_out, finish_reason=finish,
-                              served_model=self.served_model)
+        """One request, waited for on this thread (it joins whatever the runner is evaluating)."""
+        runner = self._runner()
+        if request.mode == "probs":
+            job, n_in, labels = self._score_job(request)
+            runner.run(job)
+            return self._score_reply(request, job, n_in, labels)
+        job = self._generate_job(request)
+        runner.run(job)
+        return self._text_reply(job)
 
     def probe_speed(self, requests: list[ModelRequest], distinct: int = 4) -> dict:
         """Time this model on this machine with the first requests of a plan, for ``--dry-run``'s time
@@ -325,9 +332,10 @@ class LocalModel(ModelBackend):
         import time
 
         started = time.perf_counter()
-        llm = self._load()
+        self._load()
+        runner = self._runner()
         load_s = time.perf_counter() - started
-        llm.n_tokens = 0
+        runner.forget()
         seen: list[ModelRequest] = []
         for request in requests:
             if not seen or request.messages != seen[-1].messages:
@@ -338,7 +346,7 @@ class LocalModel(ModelBackend):
         tokens = self.prompt_tokens(first)
         chars = sum(len(m.content) for m in first.messages)
         started = time.perf_counter()
-        self._eval_with_prefix_reuse(tokens)
+        runner.evaluate(tokens)
         full_s = time.perf_counter() - started
         chars_per_token = chars / max(1, len(tokens))
         new_tokens, new_s, tails = 0, 0.0, []
@@ -351,7 +359,7 @@ class LocalModel(ModelBackend):
             common_chars = next((i for i, (a, b) in enumerate(zip(previous_text, text)) if a != b),
                                 min(len(previous_text), len(text)))
             started = time.perf_counter()
-            self._eval_with_prefix_reuse(current)
+            runner.evaluate(current)
             new_s += time.perf_counter() - started
             added = len(current) - min(common, len(current) - 1)
             new_tokens += added
@@ -364,7 +372,7 @@ class LocalModel(ModelBackend):
         if text_request is not None:
             greedy = ModelRequest(messages=text_request.messages, choices=text_request.choices, mode="text",
                                   temperature=0.0, seed=0, max_tokens=text_request.max_tokens)
-            self._eval_with_prefix_reuse(self.prompt_tokens(greedy))  # the prompt cached: time the reply alone
+            runner.evaluate(self.prompt_tokens(greedy))  # the prompt cached: time the reply alone
             started = time.perf_counter()
             _, _, reply_tokens, _ = self._generate(greedy)
             per_output_s = (time.perf_counter() - started) / max(1, reply_tokens)
@@ -377,13 +385,35 @@ class LocalModel(ModelBackend):
         }
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        """Queue the request for the batch runner and wait for it without blocking the event loop: every
+        request in flight (``--concurrency``) that is waiting when the runner starts a step joins it."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._complete_sync, request)
+        if self._batcher is None:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+            await loop.run_in_executor(self._executor, self._runner)  # loading takes seconds
+        if request.mode == "probs":
+            job, n_in, labels = self._score_job(request)
+        else:
+            job = self._generate_job(request)
+        done = loop.create_future()
+
+        def finished(waiting) -> None:  # on the runner's thread
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(waiting))
+
+        waiting = self._batcher.submit(job, finished)
+        await done
+        if waiting.error is not None:
+            raise waiting.error
+        if request.mode == "probs":
+            return self._score_reply(request, job, n_in, labels)
+        return self._text_reply(job)
 
     async def aclose(self) -> None:
         """Stop the worker thread; the loaded weights stay, so the backend can be used again."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
