@@ -31,6 +31,9 @@ def open_context(model_path: str, *, extra_bufts: bool, flash_attn: bool, n_seq:
     """(model, context, batch) made with the low-level API only."""
     import llama_cpp as lc
 
+    from psychometrics.models.llama_backends import ensure_cpu_backend
+
+    ensure_cpu_backend()  # a build with runtime CPU dispatch loads its CPU kernels only when asked
     lc.llama_backend_init()
     mparams = lc.llama_model_default_params()
     mparams.use_extra_bufts = extra_bufts

@@ -12,8 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 

@@ -343,7 +343,7 @@ class TurnBatch:
         except Exception as exc:  # noqa: BLE001 - one item at a time: only the bad one fails
             if len(items) == 1:
                 return [(None, exc)]
-            outcomes = []
+            outcomes: list[tuple[object, BaseException | None]] = []
             for item in items:
                 try:
                     outcomes.append((self.many([item])[0], None))

@@ -34,13 +34,11 @@ request is evaluated alone, bit for bit as before.
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 #: Largest difference between a label's probability scored in a batch with other requests and the same
@@ -161,18 +159,6 @@ class _Generation:
             add(lc.llama_sampler_init_temp(t))
             add(lc.llama_sampler_init_dist(job.seed))
         self.chain = chain
-
-    def evaluate(self, tokens: list[int]) -> None:
-        """Evaluate ``tokens`` (reusing the longest cached prefix) and keep them cached: for timing."""
-        self.run(ScoreJob([Query(list(tokens), [(len(tokens) - 1, [0])])]))
-
-    def forget(self) -> None:
-        """Drop every cached sequence (the runner must be idle): the next job starts from an empty cache."""
-        import llama_cpp as lc
-
-        for seq_id in list(self._live):
-            lc.llama_memory_seq_rm(self.mem, seq_id, -1, -1)
-        self._reset_cache()
 
     def close(self) -> None:
         import llama_cpp as lc
@@ -337,7 +323,7 @@ class BatchRunner:
             try:
                 self._step()
             except BaseException as exc:  # a bug in a step fails the jobs in hand, never the thread
-                for seq, gen, waiting in self._generating:
+                for _seq, gen, waiting in self._generating:
                     gen.close()
                     waiting.finish(exc)
                 self._generating = []
@@ -426,12 +412,12 @@ class BatchRunner:
             starts = []
             new_tokens = 0
             for query in queries:
-                started = self._start_sequence(query.tokens, waiting, claimed)
-                if started is None:
+                start = self._start_sequence(query.tokens, waiting, claimed)
+                if start is None:
                     break
-                starts.append(started)
-                claimed.add(started[0].seq_id)
-                new_tokens += len(query.tokens) - started[1]
+                starts.append(start)
+                claimed.add(start[0].seq_id)
+                new_tokens += len(query.tokens) - start[1]
             if len(starts) < len(queries) or (new_tokens > budget and (admitted or entries)):
                 for seq, _ in starts:  # not in this step: the sequences are idle again (their prefix stays)
                     claimed.discard(seq.seq_id)
@@ -448,6 +434,7 @@ class BatchRunner:
             seqs = []
             for number, (query, (seq, keep)) in enumerate(zip(queries, starts)):
                 seqs.append(seq)
+                outputs: dict[int, tuple]
                 if isinstance(job, GenerateJob):
                     outputs = {len(query.tokens) - 1: ("gen", seq, None, waiting)}
                 else:
@@ -475,7 +462,7 @@ class BatchRunner:
         try:
             self._decode(entries)
         except BaseException as exc:
-            for seq, gen, waiting in self._generating:
+            for _seq, gen, waiting in self._generating:
                 gen.close()
                 waiting.finish(exc)
             self._generating = []

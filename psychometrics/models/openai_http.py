@@ -235,8 +235,8 @@ class OpenAIHTTPBackend(ModelBackend):
                         if request.mode == "probs" else {"temperature": request.temperature, "max_tokens": request.max_tokens})
             tail = self._tails[key] = ", " + json.dumps(settings)[1:-1]
         seed = request.seed
-        seed = "" if seed is None else f', "seed": {seed if type(seed) is int else json.dumps(seed)}'
-        return f"{self._fixed_head}{messages[1]}{tail}{seed}}}".encode("utf-8")
+        seed_part = "" if seed is None else f', "seed": {seed if type(seed) is int else json.dumps(seed)}'
+        return f"{self._fixed_head}{messages[1]}{tail}{seed_part}}}".encode("utf-8")
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.extra_headers}

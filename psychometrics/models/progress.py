@@ -71,6 +71,7 @@ class ProgressClock:
         """The timer: decide after the callbacks already waiting (answers read from sockets in this same
         turn of the loop, a late timer on a loaded machine, are counted first)."""
         self._timer = None
+        assert self._timer_loop is not None  # armed before it can fire
         self._timer_loop.call_soon(self._check)
 
     def _check(self) -> None:
@@ -81,16 +82,18 @@ class ProgressClock:
         if self._timer is not None:
             return  # re-armed meanwhile (a request of another loop)
         now = time.monotonic()
+        loop = self._timer_loop
+        assert loop is not None  # a check is only ever scheduled by an armed timer
         while self._waiting:
             ticket, oldest = next(iter(self._waiting.items()))
             deadline = max(oldest.started, self.last_event) + oldest.timeout_s
             if deadline > now:
                 self._suspect = None
-                self._arm(self._timer_loop, deadline)
+                self._arm(loop, deadline)
                 return
             if self._suspect != ticket:  # past its time: look once more after a grace
                 self._suspect = ticket
-                self._arm(self._timer_loop, now + min(0.1, max(0.01, oldest.timeout_s / 20)))
+                self._arm(loop, now + min(0.1, max(0.01, oldest.timeout_s / 20)))
                 return
             self._suspect = None
             del self._waiting[ticket]
@@ -106,6 +109,7 @@ class ProgressClock:
         if not timeout_s:
             return await call
         task = asyncio.current_task()
+        assert task is not None  # awaited inside a task
         loop = task.get_loop()
         ticket = next(self._tickets)
         waiting = _Waiting(time.monotonic(), timeout_s, task)
