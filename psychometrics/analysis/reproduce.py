@@ -103,6 +103,7 @@ import pandas as pd
 
 from psychometrics.conditions import CONDITION_FIELDS
 from psychometrics.errors import PsytestError
+from psychometrics.models.local_batch import BATCH_LOGPROB_TOL, BATCH_PROB_TOL  # light: no llama.cpp import
 
 if TYPE_CHECKING:
     from psychometrics.run.owner import Run
@@ -569,11 +570,25 @@ def _values_differ(a, b, abs_tol: float) -> bool:
     return not (a == b or abs(a - b) <= abs_tol + REL_TOL * max(abs(a), abs(b)))
 
 
-def _logprobs_differ(stored: dict | None, replayed: dict | None, tol: float) -> bool:
+def _logprobs_differ(stored: dict | None, replayed: dict | None, tol: float, prob_tol: float | None = None) -> bool:
+    """Whether two label log-probability maps differ: beyond ``tol`` absolute (exactly when 0); with
+    ``prob_tol`` (a batched local run) a label differs when its probability moved by more than ``prob_tol``
+    or, for a label of probability at least ``prob_tol``, its log-probability by more than ``tol``."""
     if stored is None or replayed is None:
         return (stored is None) != (replayed is None)
     if set(stored) != set(replayed):
         return True
+    if prob_tol is not None:
+        for k in stored:
+            a, b = stored[k], replayed[k]
+            if a is None or b is None:
+                if (a is None) != (b is None):
+                    return True
+                continue
+            pa, pb = math.exp(a), math.exp(b)
+            if abs(pa - pb) > prob_tol or (max(pa, pb) >= prob_tol and abs(a - b) > tol):
+                return True
+        return False
     return any(_values_differ(stored[k], replayed[k], tol) if tol else stored[k] != replayed[k] for k in stored)
 
 
@@ -582,9 +597,10 @@ class _CompareSink:
     request's rows with the stored ones instead of storing anything: the run is never written. Every
     stored request is to be sent (none counts as answered), and no other process shares the work."""
 
-    def __init__(self, stored: dict[str, list[dict]], by_id: dict, *, logprob_tol: float, value_tol: float):
+    def __init__(self, stored: dict[str, list[dict]], by_id: dict, *, logprob_tol: float, value_tol: float,
+                 prob_tol: float | None = None):
         self.stored, self.by_id = stored, by_id
-        self.logprob_tol, self.value_tol = logprob_tol, value_tol
+        self.logprob_tol, self.value_tol, self.prob_tol = logprob_tol, value_tol, prob_tol
         self.differences: dict[str, list[tuple]] = {}  # request id -> (stored row, field, stored, replayed)
 
     def answered_ids(self) -> set[str]:
@@ -619,7 +635,7 @@ class _CompareSink:
                 found.append((row, "raw_reply", row["raw_reply"], now.raw_reply))
             if (row["reask_replies"] or None) != (now.reask_replies or None):
                 found.append((row, "reask_replies", row["reask_replies"], now.reask_replies or None))
-            if _logprobs_differ(row["choice_logprobs"], now.choice_logprobs, self.logprob_tol):
+            if _logprobs_differ(row["choice_logprobs"], now.choice_logprobs, self.logprob_tol, self.prob_tol):
                 found.append((row, "choice_logprobs", row["choice_logprobs"], now.choice_logprobs))
             if row["outcome"] != now.outcome:
                 found.append((row, "outcome", row["outcome"], now.outcome))
@@ -640,9 +656,12 @@ def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
 
     backend, design, by_id = _rebuild_plan(run)
     kind = backend_kind(run.manifest.model)
-    logprob_tol = LOCAL_LOGPROB_TOL if kind == "local" else 0.0
-    # Expected values move by at most about twice the log-probability error times the largest response value.
-    value_tol = 20 * logprob_tol if kind == "local" else ABS_TOL
+    in_flight = getattr(run.manifest, "most_in_flight", None) or 1
+    batched = kind == "local" and in_flight > 1
+    logprob_tol = (BATCH_LOGPROB_TOL if batched else LOCAL_LOGPROB_TOL) if kind == "local" else 0.0
+    # Expected values move by at most about twice the log-probability error times the largest response value;
+    # in a batched run by the options' probability changes times the values (five options of value <= 5).
+    value_tol = (25 * BATCH_PROB_TOL if batched else 20 * logprob_tol) if kind == "local" else ABS_TOL
     stored = _stored_requests(snapshot / RESPONSES)
     found: list[dict] = []
     counts = {"total": 0, "requests": 0, "items": 0, "failed": 0, "not_in_plan": 0}
@@ -655,7 +674,7 @@ def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
 
     to_send = [rows for rows in stored if not any(r["error"] is not None for r in rows) and rows[0]["request_id"] in by_id]
     sink = _CompareSink({rows[0]["request_id"]: rows for rows in to_send}, by_id, logprob_tol=logprob_tol,
-                        value_tol=value_tol)
+                        value_tol=value_tol, prob_tol=BATCH_PROB_TOL if batched else None)
 
     async def send():
         try:
@@ -686,7 +705,13 @@ def _rerun(run: "Run", snapshot: Path, limit: int) -> RerunResult:
         notes.append(f"{counts['failed']} requests stored as failures were skipped (no reply to compare)")
     if stats.retries:
         notes.append(f"{stats.retries} transient failures of the model were retried while re-sending")
-    if kind == "local":
+    if batched:
+        notes.append(f"local model run with up to {in_flight} requests in flight, evaluated together in llama.cpp "
+                     "batches whose kernels depend on the batch: re-sent one at a time, label probabilities compared "
+                     f"within {BATCH_PROB_TOL:g} (log-probabilities of labels of probability >= {BATCH_PROB_TOL:g} within "
+                     f"{BATCH_LOGPROB_TOL:g}), texts exactly (a greedy reply may differ where two tokens are that close); "
+                     "for a bitwise reproducible run administer with --concurrency 1")
+    elif kind == "local":
         notes.append(f"local model: log-probabilities compared within {LOCAL_LOGPROB_TOL:g} absolute (the prompt-cache "
                      "path changes the evaluation order); texts compared exactly. This holds on the CPU and llama.cpp "
                      f"build that made the run: elsewhere other kernels move log-probabilities by up to about "

@@ -159,6 +159,9 @@ def recorded_manifest(run_dir: Path, previous: Manifest, manifest: Manifest, pla
     if previous.kind == manifest.kind and old_format and store_path.exists():
         stored = _stored_ids(store_path, previous.kind)
     history: dict = {"created_at": previous.created_at or manifest.created_at}
+    in_flight = [n for n in (getattr(previous, "most_in_flight", None), getattr(manifest, "most_in_flight", None)) if n]
+    if in_flight:
+        history["most_in_flight"] = max(in_flight)
     if replan is not None and is_growth(previous, manifest):
         assert isinstance(previous, QuestionnaireManifest)  # is_growth: questionnaire runs only
         extension = check_growth(run_dir, previous, manifest, replan, planned_ids)
@@ -223,6 +226,8 @@ def administer(
     manifest = questionnaire_manifest(backend, inventories, design, persona_set, inventory_sources, ids,
                                       params=params, endpoints=endpoints_used(previous, backend, started),
                                       created_at=started)
+    if not batch:  # what a rerun must allow for (psychometrics.analysis.reproduce)
+        manifest = manifest.model_copy(update={"most_in_flight": max(concurrency, getattr(previous, "most_in_flight", None) or 1)})
     from psychometrics.run.reuse import check_sources, reuse_answers
 
     sources = check_sources(reuse, run_dir)

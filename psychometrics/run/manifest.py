@@ -172,6 +172,10 @@ class _Manifest(_Record):
     model: str
     backend_params: dict[str, Any] = Field(default_factory=dict)
     endpoints: list[EndpointRecord] = Field(default_factory=list)
+    #: The most requests any session had in flight at once (None: made before this was recorded, when a
+    #: local model evaluated one request at a time whatever the concurrency). A local model evaluates the
+    #: requests in flight in one llama.cpp batch, so above 1 its answers reproduce within a tolerance only.
+    most_in_flight: int | None = None
     personas: PersonaSetRef | None = None
     created_at: str | None = None
     packages: dict[str, str] = Field(default_factory=dict)
