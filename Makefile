@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/demo-qwen
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test test-fast lint clean
 
 # llama-cpp-python is compiled from source, never with -march=native (it crashes in AMX code on some Intel
 # CPUs). On Linux x86-64, with runtime CPU dispatch: llama.cpp's CPU kernels are built once per instruction-set
@@ -34,8 +34,17 @@ run: setup
 	$(BIN)/psytest administer --inventory bfi-44 --option-orders original,reversed \
 		--templates numbered,lettered --mode both --out $(RUN)
 
+# The whole suite, one pytest-xdist worker per core (--dist loadfile: each test file runs whole on one
+# worker, so a module's shared fixtures are built once). The 15 slowest tests are printed at the end
+# (--durations=15 in pyproject.toml). WORKERS=0 runs it in one process.
+WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+
+# The edit loop, under 2 minutes: every test not marked slow (no local model, no end-to-end run of
+# many commands as processes, no fault or kill suite). `make test` before committing.
+test-fast: setup
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile -m "not slow"
 
 # Errors and likely bugs (ruff), types (mypy; see [tool.mypy] in pyproject.toml for the modules not yet clean).
 lint: setup

@@ -86,11 +86,13 @@ def test_estimates_match_lavaan(name, fits):
     np.testing.assert_allclose(resid["se"], ref["residual_variances"]["se"], atol=1e-5, rtol=0)
 
 
-def test_big_five_fit_is_fast_and_tables_reshape(fits, bfi):
+def test_big_five_fit_converges_quickly_and_tables_reshape(fits, bfi):
+    """Few iterations is the machine-independent form of "fast" (the seconds are benchmarks/analysis_speed.py's:
+    a wall-clock bound here failed at load average 12); a second fit is the same fit."""
     result = fits["bfi5"]
     assert result.note is None and result.iterations < 20
-    again = cfa(bfi, MODELS["bfi5"]["model"])  # scipy is imported by now
-    assert again.seconds < 1.0
+    again = cfa(bfi, MODELS["bfi5"]["model"])
+    assert again.iterations == result.iterations and again.converged
     wide = result.loading_matrix(standardized=True)
     assert wide.shape == (25, 5) and wide.loc["A2", "A"] > 0.5 and wide.loc["A2", "C"] == 0
     phi = result.phi()

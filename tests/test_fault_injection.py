@@ -37,16 +37,26 @@ SIM = "sim/e=1,a=-0.5,acquiescence=0.3,noise=0.5,seed=1"
 MODEL = "openai/psytest-sim"
 DESIGN = Design(option_orders=["original", "reversed"], samples=2, temperature=0.7)  # bfi-44: 176 requests
 PROBS = Design(option_orders=["original", "reversed"], samples=2, modes=["probs"])
+# Stalls alone: each costs a whole client timeout of silence (the client gives up one waiting request per timeout
+# when nothing progresses), so ~49 stalls in 176 requests took 100 s. The first sample of one option order
+# (44 requests, a subset of DESIGN's: the same fault-free answers) still meets stalls that are retried and
+# answered, and requests stalled twice that fail and are re-sent by the second run.
+STALL_DESIGN = Design(option_orders=["original"], samples=1, temperature=0.7)
 RATE = 0.2
 RETRY_AFTER_S = 0.3
-TIMEOUT_S = 2.0
+# The client's timeout where stalls are injected: a stall costs this much, and a request that is not stalled
+# must see some answer arrive within it even on a loaded machine (litellm spends far more CPU per request than
+# the direct backend: at load average 12, 2 s was once too short for it). Without stalls nothing should time
+# out at all, so those runs get a timeout no answer comes near.
+TIMEOUT_S = {"aiohttp": 2.0, "litellm": 4.0}
+NO_STALL_TIMEOUT_S = 120.0
 RETRY = RetryPolicy(max_retries=1, base_s=0.01)  # few retries, so some requests do end as failures
 CONCURRENCY = 8
 # What the stored error must say for the last fault a failed request met.
 REASONS = {
     "rate_limit": r"rate limited \(HTTP 429\); retry after 0\.3 s",
     "server_error": r"\(HTTP 500\): The server had an error",
-    "stall": r"timed out after 2 s|no answer within 2 s",
+    "stall": r"timed out after {t:g} s|no answer within {t:g} s",
     "reset": r"connection reset",
     "truncated": r"truncated response",
     "malformed": r"malformed response: the body is not JSON",
@@ -62,7 +72,7 @@ def dummy_key():
         yield
 
 
-def make_backend(kind: str, server, timeout_s: float | None = TIMEOUT_S):
+def make_backend(kind: str, server, timeout_s: float | None):
     if kind == "litellm":
         from psychometrics.models.litellm_backend import LiteLLMBackend
 
@@ -70,9 +80,9 @@ def make_backend(kind: str, server, timeout_s: float | None = TIMEOUT_S):
     return OpenAIHTTPBackend(MODEL, api_base=server.base_url, timeout_s=timeout_s)
 
 
-def run(server, out, kind: str = "aiohttp", design: Design = DESIGN):
-    return administer(make_backend(kind, server), [resolve_inventory("bfi-44")], design, out,
-                      concurrency=CONCURRENCY, timeout_s=TIMEOUT_S, retry=RETRY)
+def run(server, out, kind: str = "aiohttp", design: Design = DESIGN, timeout_s: float = NO_STALL_TIMEOUT_S):
+    return administer(make_backend(kind, server, timeout_s), [resolve_inventory("bfi-44")], design, out,
+                      concurrency=CONCURRENCY, timeout_s=timeout_s, retry=RETRY)
 
 
 def stored(out) -> dict[str, dict]:
@@ -149,7 +159,7 @@ def by_key(log, start: int = 0) -> dict[str, list[tuple[float, str | None]]]:
     return sends
 
 
-def check_run(result, rows, sends, reference) -> dict:
+def check_run(result, rows, sends, reference, timeout_s: float) -> dict:
     """Every planned request ends valid (equal to the fault-free answer) or failed naming its last fault."""
     keys = {p.request_id: model_request_key(p.request) for p in result.planned}
     failed = 0
@@ -166,7 +176,7 @@ def check_run(result, rows, sends, reference) -> dict:
             assert row["outcome"] == "error" and row["value"] is None
             assert len(attempts) == RETRY.max_retries + 1 and all(fault for _, fault in attempts)
             last_fault = attempts[-1][1]
-            assert re.search(REASONS[last_fault], row["error"]), (last_fault, row["error"])
+            assert re.search(REASONS[last_fault].format(t=timeout_s), row["error"]), (last_fault, row["error"])
     return {"failed": failed}
 
 
@@ -184,7 +194,7 @@ def retry_gaps(sends) -> dict[str, list[float]]:
     return gaps
 
 
-CASES = [([kind], DESIGN) for kind in FAULT_KINDS] + [(list(FAULT_KINDS), DESIGN), (list(FAULT_KINDS), PROBS)]
+CASES = [([kind], STALL_DESIGN if kind == "stall" else DESIGN) for kind in FAULT_KINDS] + [(list(FAULT_KINDS), DESIGN), (list(FAULT_KINDS), PROBS)]
 
 
 @pytest.mark.parametrize("faults, design", CASES, ids=[*FAULT_KINDS, "mixed", "mixed-probs"])
@@ -201,7 +211,8 @@ def test_hostile_server(tmp_path, reference, respondent, faults, design, backend
     monkeypatch.setattr(RetryPolicy, "wait", recorded_wait)
     with start_server(respondent, faults=faults, fault_rate=RATE, seed=11,
                       retry_after=f"{RETRY_AFTER_S:g}", stall_s=HANG_GUARD_S) as server:
-        first = run(server, out, backend_kind, design)
+        timeout_s = TIMEOUT_S[backend_kind] if "stall" in faults else NO_STALL_TIMEOUT_S
+        first = run(server, out, backend_kind, design, timeout_s)
         first_waits = list(waits)
         planned = len(first.planned)
         log = list(server.request_log)
@@ -209,7 +220,8 @@ def test_hostile_server(tmp_path, reference, respondent, faults, design, backend
         assert set(sends) == {model_request_key(p.request) for p in first.planned}  # nothing else was sent
         rows = stored(out)
         assert set(rows) == {p.request_id for p in first.planned}
-        figures = check_run(first, rows, sends, reference)
+        figures = check_run(first, rows, sends, reference, timeout_s)
+        assert figures["failed"] >= 1  # some request met a fault on every attempt: the failure path ran too
 
         # the client's counts are the server's
         faulted = sum(1 for _, _, fault in log if fault)
@@ -234,7 +246,7 @@ def test_hostile_server(tmp_path, reference, respondent, faults, design, backend
         failed_ids = {rid for rid, r in rows.items() if r["error"] is not None}
         failed_keys = {model_request_key(p.request) for p in first.planned if p.request_id in failed_ids}
         mark = len(server.request_log)
-        second = run(server, out, backend_kind, design)
+        second = run(server, out, backend_kind, design, timeout_s)
         resent = by_key(server.request_log, mark)
     assert set(resent) == failed_keys
     assert second.stats.already_answered == planned - len(failed_ids) and second.stats.sent == len(failed_ids)
