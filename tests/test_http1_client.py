@@ -312,3 +312,9 @@ def test_only_plain_http_without_a_proxy_or_odd_headers_takes_the_lean_client(mo
     odd = OpenAIHTTPBackend("openai/m", api_base="http://127.0.0.1:9/v1",
                             extra_params={"extra_headers": {"X-A": "1\r\nX-Injected: 2"}})
     assert asyncio.run(pool_of(odd)) is None  # a line break in a header: aiohttp refuses it, as before
+
+
+def test_a_connection_idle_past_its_time_is_not_reused(monkeypatch):
+    monkeypatch.setattr(http1, "IDLE_S", -1.0)  # every idle connection is past its time
+    outcomes, server = ask([], times=3)
+    assert [o.text for o in outcomes] == ["3"] * 3 and server.connections == 3

@@ -24,6 +24,7 @@ import re
 import zlib
 
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one response
+IDLE_S = 4.0  # an idle connection older than this is closed, not reused: servers close theirs after ~5 s
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -298,6 +299,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.parser: ResponseParser | None = None
         self.waiter: asyncio.Future | None = None
+        self.idle_since = 0.0
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -390,11 +392,14 @@ class ConnectionPool:
         once whole. The connection goes back to the pool only if its response said it may."""
         idle = self._idle
         connection = None
-        while idle:
-            candidate = idle.pop()
-            if not candidate.closed:
-                connection = candidate
-                break
+        if idle:
+            fresh = self._loop.time() - IDLE_S
+            while idle:
+                candidate = idle.pop()
+                if not candidate.closed and candidate.idle_since > fresh:
+                    connection = candidate
+                    break
+                candidate.abort()  # closed by the server, or idle so long it may be about to be
         if connection is None:
             connection = await self._connect()
         waiter = self._loop.create_future()
@@ -412,6 +417,7 @@ class ConnectionPool:
             connection.waiter = None
             self._busy.discard(connection)
         if not connection.closed:
+            connection.idle_since = self._loop.time()
             idle.append(connection)
         return parser
 

@@ -1,7 +1,10 @@
 """OpenAI-compatible servers (vLLM, llama.cpp, Ollama, LM Studio, gateways) spoken to directly over HTTP.
 
-``--model openai/NAME --api-base URL`` uses this backend instead of litellm: one aiohttp session per
-event loop, kept-alive connections, and nothing between the worker pool and the socket but a JSON body.
+``--model openai/NAME --api-base URL`` uses this backend instead of litellm: kept-alive connections per
+event loop, and nothing between the worker pool and the socket but a JSON body. A plain ``http://`` URL
+without a proxy (a local or in-cluster server) goes through :mod:`.http1`, a lean HTTP/1.1 client on
+asyncio that costs a fraction of aiohttp's CPU per request; https, proxies and headers that are not plain
+text go through aiohttp. Both raise the same errors in the same words.
 litellm costs several milliseconds of CPU per call (about 10x this backend), which caps a 2-core
 machine at a few hundred requests per second whatever the server could take; other providers still go
 through :mod:`.litellm_backend`.
@@ -156,7 +159,7 @@ def _error_detail(raw: bytes, secrets: list[str]) -> tuple[str, str]:
 
 
 class OpenAIHTTPBackend(ModelBackend):
-    """``openai/NAME`` at ``api_base``, over aiohttp. See the module docstring for modes, keys and errors."""
+    """``openai/NAME`` at ``api_base``, over :mod:`.http1` or aiohttp. See the module docstring for modes, keys and errors."""
 
     def __init__(
         self,
