@@ -1,7 +1,10 @@
 """OpenAI-compatible servers (vLLM, llama.cpp, Ollama, LM Studio, gateways) spoken to directly over HTTP.
 
-``--model openai/NAME --api-base URL`` uses this backend instead of litellm: one aiohttp session per
-event loop, kept-alive connections, and nothing between the worker pool and the socket but a JSON body.
+``--model openai/NAME --api-base URL`` uses this backend instead of litellm: kept-alive connections per
+event loop, and nothing between the worker pool and the socket but a JSON body. A plain ``http://`` URL
+without a proxy (a local or in-cluster server) goes through :mod:`.http1`, a lean HTTP/1.1 client on
+asyncio that costs a fraction of aiohttp's CPU per request; https, proxies and headers that are not plain
+text go through aiohttp. Both raise the same errors in the same words.
 litellm costs several milliseconds of CPU per call (about 10x this backend), which caps a 2-core
 machine at a few hundred requests per second whatever the server could take; other providers still go
 through :mod:`.litellm_backend`.
@@ -109,6 +112,21 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+def _raw_target(url: str) -> tuple[str, int, str, str] | None:
+    """(host, port, Host header, request target) when ``url`` can go through the lean client
+    (:mod:`.http1`): plain ``http://`` with a printable ASCII path; None sends it through aiohttp."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 80
+    except ValueError:
+        return None
+    host, netloc = parts.hostname, parts.netloc.rpartition("@")[2]
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme != "http" or not host or not all(33 <= ord(c) < 127 for c in target + netloc):
+        return None
+    return host, port, netloc, target
+
+
 def top_logprobs(choice: dict) -> list[tuple[str, float]]:
     """The (token, log-probability) alternatives of a choice's first generated token; [] when there are
     none or they are malformed."""
@@ -141,7 +159,7 @@ def _error_detail(raw: bytes, secrets: list[str]) -> tuple[str, str]:
 
 
 class OpenAIHTTPBackend(ModelBackend):
-    """``openai/NAME`` at ``api_base``, over aiohttp. See the module docstring for modes, keys and errors."""
+    """``openai/NAME`` at ``api_base``, over :mod:`.http1` or aiohttp. See the module docstring for modes, keys and errors."""
 
     def __init__(
         self,
@@ -187,6 +205,10 @@ class OpenAIHTTPBackend(ModelBackend):
         self._session_url = None
         self._session = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._raw_target = _raw_target(self.url) if self.proxy is None else None
+        self._pool = None  # the lean client's connections (http1.ConnectionPool) when _raw_target is set
+        self._pool_head = b""
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -266,7 +288,32 @@ class OpenAIHTTPBackend(ModelBackend):
             self._session_url = _parsed_url(self.url)
         return self._session
 
+    def _pool_for_loop(self):
+        """The lean client's connection pool of the running event loop, or None when this endpoint goes
+        through aiohttp (https, a proxy, headers that are not plain latin-1 text)."""
+        loop = asyncio.get_running_loop()
+        if self._pool_loop is loop:
+            return self._pool
+        from psychometrics.models import http1
+
+        self._pool, self._pool_loop = None, loop
+        host, port, netloc, target = self._raw_target
+        lines = [f"POST {target} HTTP/1.1", f"Host: {netloc}", "User-Agent: psytest", "Accept: application/json"]
+        for name, value in self._headers().items():
+            if not http1.is_header_name(name) or not http1.is_header_value(value):
+                return None  # aiohttp says what is wrong with it, as before
+            lines.append(f"{name}: {value}")
+        try:
+            self._pool_head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+        self._pool = http1.ConnectionPool(host, port, connect_timeout_s=self.connect_timeout_s,
+                                          max_body_bytes=MAX_RESPONSE_BYTES)
+        return self._pool
+
     async def complete(self, request: ModelRequest) -> ModelReply:
+        if self._raw_target is not None and (pool := self._pool_for_loop()) is not None:
+            return await self._complete_raw(pool, request)
         import aiohttp
 
         session = self._session_for_loop()
@@ -297,6 +344,45 @@ class OpenAIHTTPBackend(ModelBackend):
             raise TransientModelError(
                 f"{self.name}: provider unavailable at {public_url(self.api_base)} ({self._transport_detail(exc)})"
             ) from None
+        return self._answer(status, headers, raw, request)
+
+    async def _complete_raw(self, pool, request: ModelRequest) -> ModelReply:
+        """:meth:`complete` through the lean client (:mod:`.http1`): the same requests, the same errors
+        in the same words as through aiohttp."""
+        from psychometrics.models import http1
+
+        data = self.request_bytes(request)
+        message = b"%b%d\r\n\r\n%b" % (self._pool_head, len(data), data)
+        limit = self.timeout_s or DEFAULT_TIMEOUT_S
+        try:
+            response = await self._clock.run(pool.send(message), limit)
+        except http1.ConnectTimedOut:
+            raise TransientModelError(
+                f"{self.name}: no connection to {public_url(self.api_base)} within {self.connect_timeout_s:g} s",
+                unreachable=True) from None
+        except (QueueTimeout, asyncio.TimeoutError, TimeoutError):
+            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s without progress at the "
+                                      "server", timed_out=True) from None
+        except http1.ConnectFailed as exc:  # refused, unknown host, no route: the server never saw it
+            detail = scrub(f"connection error: {exc}", self._secrets())[:200]
+            raise TransientModelError(f"{self.name}: nothing answers at {public_url(self.api_base)} ({detail})",
+                                      unreachable=True) from None
+        except http1.BodyTooLarge:
+            raise ModelCallError(f"{self.name}: the response from {public_url(self.api_base)} is larger than "
+                                 f"{pool.max_body_bytes:,} bytes; check --api-base") from None
+        except (http1.HTTPClientError, OSError) as exc:
+            if isinstance(exc, http1.TruncatedBody):
+                detail = "truncated response: the connection closed before the whole body arrived"
+            elif isinstance(exc, (http1.Disconnected, ConnectionResetError)):
+                detail = "connection reset by the server"
+            else:
+                detail = "connection error: " + scrub(f"{type(exc).__name__}: {exc}", self._secrets())[:200]
+            raise TransientModelError(f"{self.name}: provider unavailable at {public_url(self.api_base)} ({detail})"
+                                      ) from None
+        return self._answer(response.status, response.headers, response.body, request)
+
+    def _answer(self, status: int, headers: Mapping[str, str], raw: bytes, request: ModelRequest) -> ModelReply:
+        """The reply in a response's status, headers and body; the error it is otherwise."""
         if not 200 <= status < 300:
             raise self._http_error(status, headers, raw, request)
         if "html" in str(headers.get("Content-Type", "")).lower():  # a web page (a UI, a proxy's login): not the API
@@ -350,6 +436,9 @@ class OpenAIHTTPBackend(ModelBackend):
 
     async def aclose(self) -> None:
         """Close the session (and its connections) if it belongs to the running loop; forget it anyway."""
+        pool, self._pool, self._pool_loop = self._pool, None, None
+        if pool is not None:
+            pool.close()
         session, self._session = self._session, None
         if session is not None and not session.closed:
             try:
