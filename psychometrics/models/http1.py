@@ -343,6 +343,7 @@ class _Connection(asyncio.Protocol):
 
     def _resolve(self) -> None:
         parser, waiter = self.parser, self.waiter
+        assert parser is not None  # resolved only while a response is being read
         self.parser = None
         if not parser.reusable:
             self.abort()
@@ -407,6 +408,7 @@ class ConnectionPool:
         connection.waiter = waiter
         self._busy.add(connection)
         try:
+            assert connection.transport is not None  # connected, or _connect raised
             connection.transport.write(request)
             parser = await waiter
         except BaseException:
