@@ -137,7 +137,11 @@ def test_sigkill_of_a_local_model_run_then_resume(tmp_path):
 # -- random kills against a hostile server ------------------------------------------------------------
 
 KILL_ARGS = ["-i", "bfi-44", "--option-orders", "original,reversed", "--samples", "2", "--temperature", "0.7",
-             "--concurrency", "4", "--timeout", "0.5", "--max-retries", "6", "--retry-base", "0.01"]
+             "--concurrency", "4", "--timeout", "1.5", "--max-retries", "6", "--retry-base", "0.01"]
+# A stall outlasts the timeout (so stalled requests time out and are retried), and the timeout is wide enough
+# that on a loaded machine (load average 8-12) the server's other answers arrive within it: with 0.5 s, three
+# timeouts in a row with no answer between happened there, and the circuit breaker rightly stopped the run.
+STALL_S = 3.0
 CONCURRENCY = 4
 
 
@@ -171,7 +175,7 @@ def test_random_sigkills_against_a_faulty_server(tmp_path, monkeypatch, seed):
     out = tmp_path / "run"
     db = out / "responses.sqlite"
     with start_server(SimulatedRespondent("sim/e=1,a=-0.5,seed=1"), latency_s=0.03, faults=FAULT_KINDS,
-                      fault_rate=0.2, seed=seed, retry_after="0.2", stall_s=1.0) as server:
+                      fault_rate=0.2, seed=seed, retry_after="0.2", stall_s=STALL_S) as server:
         keys = planned_keys(server.base_url, "bfi-44", option_orders=["original", "reversed"], samples=2,
                             temperature=0.7)
         planned = len(keys)
