@@ -123,7 +123,16 @@ def _run(kind: Kind, path, units, backend, *, concurrency=4, before=None, on_ans
 def test_two_engines_on_one_store_send_each_unit_once(kind, tmp_path):
     path = tmp_path / kind.filename
     units = _units(40)
-    backend = FakeBackend()
+    both_sending = asyncio.Event()  # made in the test's loop below (an Event binds on first wait)
+
+    async def hold_until_both_engines_send(unit):
+        # the first answers wait until more units are in flight than one engine may hold (4): the other
+        # engine has claimed some, whatever the scheduling (an instant backend let one engine take all 40)
+        if sum(backend.sent.values()) > 4:
+            both_sending.set()
+        await both_sending.wait()
+
+    backend = FakeBackend(pause=hold_until_both_engines_send)
 
     async def go():
         with kind.store_class(path, read_only=False) as one, kind.store_class(path, read_only=False) as two:
