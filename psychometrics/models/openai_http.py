@@ -328,12 +328,9 @@ class OpenAIHTTPBackend(ModelBackend):
         try:
             status, headers, raw = await self._clock.run(post(), limit)
         except aiohttp.ConnectionTimeoutError:
-            raise TransientModelError(
-                f"{self.name}: no connection to {public_url(self.api_base)} within {self.connect_timeout_s:g} s",
-                unreachable=True) from None
+            raise self._no_connection() from None
         except (QueueTimeout, asyncio.TimeoutError, TimeoutError):
-            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s without progress at the "
-                                      "server", timed_out=True) from None
+            raise self._timed_out(limit) from None
         except aiohttp.InvalidURL:
             raise EndpointCallError(f"{self.name}: --api-base {public_url(self.api_base)} is not a usable URL") from None
         except aiohttp.ClientConnectorError as exc:  # refused, unknown host, no route: the server never saw it
@@ -346,6 +343,16 @@ class OpenAIHTTPBackend(ModelBackend):
             ) from None
         return self._answer(status, headers, raw, request)
 
+    def _no_connection(self) -> TransientModelError:
+        """No connection within the connect timeout (either HTTP client)."""
+        return TransientModelError(f"{self.name}: no connection to {public_url(self.api_base)} within "
+                                   f"{self.connect_timeout_s:g} s", unreachable=True)
+
+    def _timed_out(self, limit: float) -> TransientModelError:
+        """No progress at the server within ``limit`` seconds (either HTTP client)."""
+        return TransientModelError(f"{self.name}: request timed out after {limit:g} s without progress at the "
+                                   "server", timed_out=True)
+
     async def _complete_raw(self, pool, request: ModelRequest) -> ModelReply:
         """:meth:`complete` through the lean client (:mod:`.http1`): the same requests, the same errors
         in the same words as through aiohttp."""
@@ -357,12 +364,9 @@ class OpenAIHTTPBackend(ModelBackend):
         try:
             response = await self._clock.run(pool.send(message), limit)
         except http1.ConnectTimedOut:
-            raise TransientModelError(
-                f"{self.name}: no connection to {public_url(self.api_base)} within {self.connect_timeout_s:g} s",
-                unreachable=True) from None
+            raise self._no_connection() from None
         except (QueueTimeout, asyncio.TimeoutError, TimeoutError):
-            raise TransientModelError(f"{self.name}: request timed out after {limit:g} s without progress at the "
-                                      "server", timed_out=True) from None
+            raise self._timed_out(limit) from None
         except http1.ConnectFailed as exc:  # refused, unknown host, no route: the server never saw it
             detail = scrub(f"connection error: {exc}", self._secrets())[:200]
             raise TransientModelError(f"{self.name}: nothing answers at {public_url(self.api_base)} ({detail})",
