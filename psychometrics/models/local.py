@@ -33,7 +33,6 @@ import asyncio
 import hashlib
 import json
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +193,6 @@ class LocalModel(ModelBackend):
         self._llm = None
         self._formatter = None
         self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
         #: sequences evaluated together at most (requests in flight beyond it wait for the next step)
         self.parallel = parallel
         self._batcher = None
@@ -307,17 +305,6 @@ class LocalModel(ModelBackend):
     def _generate(self, request: ModelRequest) -> tuple[str, int, int, str | None]:
         """(text, prompt tokens, reply tokens, finish reason: ``stop``, or ``length`` when cut at max_tokens)."""
         return self._runner().run(self._generate_job(request))
-
-    def _complete_sync(self, request: ModelRequest) -> ModelReply:
-        """One request, waited for on this thread (it joins whatever the runner is evaluating)."""
-        runner = self._runner()
-        if request.mode == "probs":
-            job, n_in, labels = self._score_job(request)
-            runner.run(job)
-            return self._score_reply(request, job, n_in, labels)
-        job = self._generate_job(request)
-        runner.run(job)
-        return self._text_reply(job)
 
     def probe_speed(self, requests: list[ModelRequest], distinct: int = 4) -> dict:
         """Time this model on this machine with the first requests of a plan, for ``--dry-run``'s time
